@@ -1,0 +1,65 @@
+//! Response futures shared by the layers.
+//!
+//! Synchronous checks (ingress, CIDR, in-memory rate limit, schema) either answer at once with a
+//! rendered rejection or hand the request to the inner service: [`CheckFuture`] covers both without
+//! boxing. Layers whose checks are asynchronous (JWKS, Redis, secrets) use [`BoxResponseFuture`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::request::GuardResponse;
+
+/// A boxed response future, for layers whose checks await something.
+pub type BoxResponseFuture<E> = Pin<Box<dyn Future<Output = Result<GuardResponse, E>> + Send>>;
+
+pin_project! {
+    /// Either an immediate response (a rejection) or the inner service's future.
+    #[project = CheckFutureProj]
+    pub enum CheckFuture<F> {
+        /// The check refused the request; this response is returned as is.
+        Rejected {
+            /// The rejection, taken when first polled.
+            response: Option<GuardResponse>,
+        },
+        /// The check passed; the inner service answers.
+        Inner {
+            /// The inner service's future.
+            #[pin]
+            future: F,
+        },
+    }
+}
+
+impl<F> CheckFuture<F> {
+    /// A future that resolves to `response` at once.
+    pub fn rejected(response: GuardResponse) -> Self {
+        CheckFuture::Rejected {
+            response: Some(response),
+        }
+    }
+
+    /// A future that awaits the inner service.
+    pub fn inner(future: F) -> Self {
+        CheckFuture::Inner { future }
+    }
+}
+
+impl<F, E> Future for CheckFuture<F>
+where
+    F: Future<Output = Result<GuardResponse, E>>,
+{
+    type Output = Result<GuardResponse, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CheckFutureProj::Rejected { response } => match response.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Pending,
+            },
+            CheckFutureProj::Inner { future } => future.poll(cx),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! # Guard core
+//!
+//! One security perimeter around serverless function handlers, as a `tower` layer stack that works
+//! the same on AWS Lambda, Azure Functions and Google Cloud. Adapters (`guard-aws`, `guard-azure`,
+//! `guard-gcp`) turn each trigger's event into a neutral `http::Request<Bytes>` with typed
+//! extensions ([`request`]); the layers here decide; a refusal is a [`Rejection`] rendered as
+//! `application/problem+json`.
+//!
+//! ## Layer order
+//!
+//! [`Guard`] always assembles the layers in this order (outermost first):
+//!
+//! | layer | says no with |
+//! |---|---|
+//! | `AuditLayer` — one security event per decision | — |
+//! | `IngressLayer` — body size, JSON depth, content type, method | 400 / 405 / 413 / 415 |
+//! | `RateLimitLayer` (pre-auth, by peer) | 429 / 503 |
+//! | `VerifyLayer` — CIDR, event source, HMAC, JWT, platform principals | 401 / 403 |
+//! | `RateLimitLayer` (by principal) | 429 / 503 |
+//! | `ValidateLayer` — JSON Schema and typed validation | 400 / 422 |
+//! | `SecretsLayer` — named secrets for the handler | 503 |
+//!
+//! ## Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `ingress` | yes | [`ingress`] |
+//! | `validate` | yes | [`validate`] (`jsonschema`, `validator`) |
+//! | `audit` | yes | [`audit`] |
+//! | `verify` | yes | [`verify`] |
+//! | `rate-limit` | yes | [`rate_limit`] (`governor`) |
+//! | `redis` | no | the Redis rate-limit backend and replay store |
+//! | `secrets` | yes | [`secrets`] |
+
+pub mod clock;
+pub mod future;
+pub mod policy;
+pub mod rejection;
+pub mod request;
+pub mod secrets;
+
+#[cfg(feature = "audit")]
+pub mod audit;
+#[cfg(feature = "ingress")]
+pub mod ingress;
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
+#[cfg(feature = "validate")]
+pub mod validate;
+#[cfg(feature = "verify")]
+pub mod verify;
+
+mod builder;
+
+pub use builder::{Guard, GuardBuilder};
+pub use policy::Policy;
+pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};
+pub use request::{GuardRequest, GuardResponse};

@@ -1,0 +1,513 @@
+//! [`Policy`]: one declarative `guard.toml` describing a function's perimeter.
+//!
+//! Loading never panics and reports **every** problem it finds, each with its key path: syntax,
+//! unknown keys, wrong types, and semantic mistakes (zero limits, bad CIDRs, a schema that does not
+//! compile...).
+//!
+//! ```
+//! use guard_core::Policy;
+//!
+//! let policy = Policy::from_toml_str(r#"
+//!     [function]
+//!     name = "shop-orders-prod-intake"
+//!     [ingress]
+//!     max_body_bytes = 65536
+//!     methods = ["POST"]
+//! "#).unwrap();
+//! assert_eq!(policy.ingress.max_body_bytes, 65536);
+//!
+//! let err = Policy::from_toml_str("[ingress]\nmax_body_bytez = 1\n[nope]\n").unwrap_err();
+//! assert_eq!(err.problems().len(), 2);
+//! ```
+
+mod rate_limit;
+mod secrets;
+mod verify;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+pub use rate_limit::RateLimitPolicy;
+pub use secrets::SecretsPolicy;
+pub use verify::VerifyPolicy;
+
+/// One problem in a policy, with the dotted key path it concerns (`ingress.max_body_bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyProblem {
+    /// Dotted key path; empty for the whole file.
+    pub path: String,
+    /// What is wrong (never a secret value).
+    pub message: String,
+}
+
+impl PolicyProblem {
+    /// A problem at `path`.
+    ///
+    /// ```
+    /// let p = guard_core::policy::PolicyProblem::new("ingress.max_depth", "must be at least 1");
+    /// assert_eq!(p.to_string(), "ingress.max_depth: must be at least 1");
+    /// ```
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading or checking a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyError {
+    problems: Vec<PolicyProblem>,
+}
+
+impl PolicyError {
+    /// Wraps a non-empty list of problems.
+    ///
+    /// ```
+    /// use guard_core::policy::{PolicyError, PolicyProblem};
+    /// let e = PolicyError::new(vec![PolicyProblem::new("a", "b")]);
+    /// assert_eq!(e.problems().len(), 1);
+    /// ```
+    pub fn new(problems: Vec<PolicyProblem>) -> Self {
+        Self { problems }
+    }
+
+    /// The problems, in file order where known.
+    ///
+    /// ```
+    /// let e = guard_core::Policy::from_toml_str("x = 1").unwrap_err();
+    /// assert_eq!(e.problems()[0].path, "x");
+    /// ```
+    pub fn problems(&self) -> &[PolicyProblem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} problem(s) in policy", self.problems.len())?;
+        for p in &self.problems {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What to do when the function name breaks the naming convention.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NamingEnforcement {
+    /// Do not check.
+    Off,
+    /// Report a warning (in [`Policy::warnings`] and the log).
+    #[default]
+    Warn,
+    /// Refuse to load the policy.
+    Error,
+}
+
+/// The `[function]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct FunctionPolicy {
+    /// The function's name, e.g. `shop-orders-prod-intake`.
+    pub name: Option<String>,
+    /// Whether the name must follow `{team}-{service}-{env}-{function}`.
+    pub naming: NamingEnforcement,
+    /// The allowed `{env}` segments.
+    pub environments: Vec<String>,
+}
+
+impl Default for FunctionPolicy {
+    fn default() -> Self {
+        Self {
+            name: None,
+            naming: NamingEnforcement::Warn,
+            environments: ["dev", "test", "staging", "prod"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+impl FunctionPolicy {
+    /// Checks `name` against `{team}-{service}-{env}-{function}`: at least four `-`-separated
+    /// segments of lower-case ASCII letters and digits, the third one an allowed environment.
+    ///
+    /// ```
+    /// let f = guard_core::policy::FunctionPolicy::default();
+    /// assert!(f.check_name("shop-orders-prod-intake").is_ok());
+    /// assert!(f.check_name("ShopOrders").is_err());
+    /// ```
+    pub fn check_name(&self, name: &str) -> Result<(), String> {
+        let segments: Vec<&str> = name.split('-').collect();
+        let well_formed = |s: &&str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
+        if segments.len() < 4 || !segments.iter().all(well_formed) {
+            return Err(
+                "does not follow `{team}-{service}-{env}-{function}` (lower-case letters and digits)"
+                    .into(),
+            );
+        }
+        if !self.environments.iter().any(|e| e == segments[2]) {
+            return Err(format!(
+                "environment segment `{}` is not one of {:?}",
+                segments[2], self.environments
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `[ingress]` section: limits checked before any parsing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct IngressPolicy {
+    /// Largest body accepted, in bytes (413 above).
+    pub max_body_bytes: u64,
+    /// Deepest JSON nesting accepted (400 above).
+    pub max_depth: u32,
+    /// Accepted media types (`type/subtype`, parameters ignored). Empty = any.
+    pub content_types: Vec<String>,
+    /// Accepted methods. Empty = any.
+    pub methods: Vec<String>,
+}
+
+impl Default for IngressPolicy {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_depth: 32,
+            content_types: vec!["application/json".into()],
+            methods: Vec::new(),
+        }
+    }
+}
+
+/// The `[validate]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ValidatePolicy {
+    /// Path of the JSON Schema, relative to the policy file.
+    pub schema: Option<PathBuf>,
+    /// Include `[{pointer, keyword}]` in 400 bodies.
+    pub expose_details: bool,
+    /// Status for typed (semantic) validation failures: 400 (default) or 422.
+    pub typed_status: Option<u16>,
+    /// The schema document, read from [`schema`](Self::schema) when the policy is loaded from a file.
+    #[serde(skip)]
+    pub schema_document: Option<serde_json::Value>,
+}
+
+/// The `[audit]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AuditPolicy {
+    /// Events buffered before new ones are dropped (and counted).
+    pub buffer: usize,
+    /// Longest user-controlled string written into an event, in bytes.
+    pub max_field_len: usize,
+}
+
+impl Default for AuditPolicy {
+    fn default() -> Self {
+        Self {
+            buffer: 4096,
+            max_field_len: 256,
+        }
+    }
+}
+
+/// A whole `guard.toml`.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Policy {
+    /// `[function]`.
+    pub function: FunctionPolicy,
+    /// `[ingress]`.
+    pub ingress: IngressPolicy,
+    /// `[verify]`; absent = nothing is verified (every request passes this stage).
+    pub verify: Option<VerifyPolicy>,
+    /// `[rate_limit]`; absent = no limit.
+    pub rate_limit: Option<RateLimitPolicy>,
+    /// `[validate]`; absent = no schema.
+    pub validate: Option<ValidatePolicy>,
+    /// `[secrets]`; absent = no secrets layer.
+    pub secrets: Option<SecretsPolicy>,
+    /// `[audit]`.
+    pub audit: AuditPolicy,
+    warnings: Vec<PolicyProblem>,
+}
+
+const SECTIONS: &[&str] = &[
+    "function",
+    "ingress",
+    "verify",
+    "rate_limit",
+    "validate",
+    "secrets",
+    "audit",
+];
+
+impl Policy {
+    /// Parses and checks a policy. Relative paths (the schema) are not resolved: use
+    /// [`load`](Self::load) for files.
+    ///
+    /// ```
+    /// let p = guard_core::Policy::from_toml_str("").unwrap();
+    /// assert!(p.verify.is_none());
+    /// ```
+    pub fn from_toml_str(text: &str) -> Result<Self, PolicyError> {
+        Self::parse(text, None)
+    }
+
+    /// Reads `path`, parses and checks it, and reads the schema file it names (relative to it).
+    ///
+    /// ```no_run
+    /// let policy = guard_core::Policy::load("examples/orders/guard.toml")?;
+    /// # Ok::<(), guard_core::policy::PolicyError>(())
+    /// ```
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, PolicyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            PolicyError::new(vec![PolicyProblem::new(
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            )])
+        })?;
+        Self::parse(&text, Some(path.parent().unwrap_or(Path::new("."))))
+    }
+
+    /// Warnings that did not stop loading (e.g. a function name off the convention).
+    ///
+    /// ```
+    /// let p = guard_core::Policy::from_toml_str("[function]\nname = \"Bad_Name\"").unwrap();
+    /// assert_eq!(p.warnings()[0].path, "function.name");
+    /// ```
+    pub fn warnings(&self) -> &[PolicyProblem] {
+        &self.warnings
+    }
+
+    fn parse(text: &str, base: Option<&Path>) -> Result<Self, PolicyError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            PolicyError::new(vec![PolicyProblem::new(
+                "",
+                format!("not valid TOML: {}", e.message()),
+            )])
+        })?;
+        let mut problems = Vec::new();
+        let mut policy = Policy::default();
+        for (key, value) in table {
+            match key.as_str() {
+                "function" => section(&key, value, &mut problems, |v| policy.function = v),
+                "ingress" => section(&key, value, &mut problems, |v| policy.ingress = v),
+                "verify" => section(&key, value, &mut problems, |v| policy.verify = Some(v)),
+                "rate_limit" => {
+                    section(&key, value, &mut problems, |v| policy.rate_limit = Some(v))
+                }
+                "validate" => section(&key, value, &mut problems, |v| policy.validate = Some(v)),
+                "secrets" => section(&key, value, &mut problems, |v| policy.secrets = Some(v)),
+                "audit" => section(&key, value, &mut problems, |v| policy.audit = v),
+                _ => problems.push(PolicyProblem::new(
+                    key.clone(),
+                    format!("unknown section, expected one of {SECTIONS:?}"),
+                )),
+            }
+        }
+        if let (Some(base), Some(validate)) = (base, policy.validate.as_mut())
+            && let Some(schema) = &validate.schema
+        {
+            let file = base.join(schema);
+            match std::fs::read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
+                Ok(doc) => validate.schema_document = Some(doc),
+                Err(e) => problems.push(PolicyProblem::new(
+                    "validate.schema",
+                    format!("cannot read schema {}: {e}", file.display()),
+                )),
+            }
+        }
+        policy.check(&mut problems);
+        if problems.is_empty() {
+            for w in &policy.warnings {
+                tracing::warn!(target: "guard::policy", path = %w.path, "{}", w.message);
+            }
+            Ok(policy)
+        } else {
+            Err(PolicyError::new(problems))
+        }
+    }
+
+    /// Runs every semantic check, adding problems (errors) and keeping warnings.
+    fn check(&mut self, problems: &mut Vec<PolicyProblem>) {
+        if let Some(name) = &self.function.name {
+            match (self.function.check_name(name), self.function.naming) {
+                (Ok(()), _) | (Err(_), NamingEnforcement::Off) => {}
+                (Err(m), NamingEnforcement::Warn) => {
+                    self.warnings.push(PolicyProblem::new("function.name", m))
+                }
+                (Err(m), NamingEnforcement::Error) => {
+                    problems.push(PolicyProblem::new("function.name", m))
+                }
+            }
+        }
+        let ing = &self.ingress;
+        if ing.max_body_bytes == 0 {
+            problems.push(PolicyProblem::new(
+                "ingress.max_body_bytes",
+                "must be at least 1",
+            ));
+        }
+        if ing.max_depth == 0 {
+            problems.push(PolicyProblem::new("ingress.max_depth", "must be at least 1"));
+        }
+        for (i, ct) in ing.content_types.iter().enumerate() {
+            let ok = ct.split_once('/').is_some_and(|(t, s)| {
+                !t.is_empty() && !s.is_empty() && !ct.contains(';') && !ct.contains(' ')
+            });
+            if !ok {
+                problems.push(PolicyProblem::new(
+                    format!("ingress.content_types[{i}]"),
+                    "must be a bare media type like `application/json`",
+                ));
+            }
+        }
+        for (i, m) in ing.methods.iter().enumerate() {
+            if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
+                problems.push(PolicyProblem::new(
+                    format!("ingress.methods[{i}]"),
+                    "not an HTTP method",
+                ));
+            }
+        }
+        if let Some(v) = &self.validate {
+            if let Some(s) = v.typed_status
+                && s != 400
+                && s != 422
+            {
+                problems.push(PolicyProblem::new(
+                    "validate.typed_status",
+                    "must be 400 or 422",
+                ));
+            }
+            #[cfg(feature = "validate")]
+            if let Some(doc) = &v.schema_document
+                && let Err(e) = crate::validate::compile_schema(doc)
+            {
+                problems.push(PolicyProblem::new("validate.schema", e.to_string()));
+            }
+        }
+        if self.audit.buffer == 0 {
+            problems.push(PolicyProblem::new("audit.buffer", "must be at least 1"));
+        }
+        if self.audit.max_field_len < 16 {
+            problems.push(PolicyProblem::new(
+                "audit.max_field_len",
+                "must be at least 16",
+            ));
+        }
+        if let Some(v) = &self.verify {
+            v.check("verify", problems);
+        }
+        if let Some(r) = &self.rate_limit {
+            r.check("rate_limit", problems);
+        }
+        if let Some(s) = &self.secrets {
+            s.check("secrets", problems);
+        }
+    }
+}
+
+/// Deserializes one section, recording the error with its full key path instead of stopping.
+fn section<T: DeserializeOwned>(
+    key: &str,
+    value: toml::Value,
+    problems: &mut Vec<PolicyProblem>,
+    set: impl FnOnce(T),
+) {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => set(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let path = if inner == "." || inner.is_empty() {
+                key.to_string()
+            } else {
+                format!("{key}.{inner}")
+            };
+            problems.push(PolicyProblem::new(path, e.into_inner().message().to_string()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_every_mistake_with_its_key_path() {
+        let err = Policy::from_toml_str(
+            r#"
+            [ingress]
+            max_body_bytes = "big"
+            [audit]
+            bufer = 3
+            [function]
+            name = "shop-orders-prod-intake"
+            naming = "error"
+            [ingres]
+            "#,
+        )
+        .unwrap_err();
+        let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths.len(), 3, "{err}");
+        assert!(paths.contains(&"ingress.max_body_bytes"), "{err}");
+        assert!(paths.contains(&"audit.bufer") || paths.contains(&"audit"), "{err}");
+        assert!(paths.contains(&"ingres"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_do_not_panic() {
+        let err = Policy::from_toml_str("[ingress\nmax = ").unwrap_err();
+        assert_eq!(err.problems().len(), 1);
+        assert!(err.to_string().contains("not valid TOML"));
+    }
+
+    #[test]
+    fn naming_convention_warns_or_errors_as_configured() {
+        let warn = Policy::from_toml_str("[function]\nname = \"orders\"").unwrap();
+        assert_eq!(warn.warnings().len(), 1);
+        let err =
+            Policy::from_toml_str("[function]\nname = \"orders\"\nnaming = \"error\"").unwrap_err();
+        assert_eq!(err.problems()[0].path, "function.name");
+        let off = Policy::from_toml_str("[function]\nname = \"orders\"\nnaming = \"off\"").unwrap();
+        assert!(off.warnings().is_empty());
+        assert!(
+            FunctionPolicy::default()
+                .check_name("shop-orders-qa-intake")
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! [`SecretSource`]: where secrets come from.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use super::{SecretValue, SecretsError};
+
+/// Which version of a secret to fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SecretVersion {
+    /// The version in use now (`AWSCURRENT`, latest).
+    Current,
+    /// The version before it, kept during rotation (`AWSPREVIOUS`).
+    Previous,
+    /// A version being rotated in (`AWSPENDING`).
+    Pending,
+}
+
+/// A boxed future returned by [`SecretSource::fetch`].
+pub type FetchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<SecretValue, SecretsError>> + Send + 'a>>;
+
+/// A provider of secret values (environment, files, AWS Secrets Manager, Key Vault, Secret Manager).
+///
+/// Closures `Fn(&str, SecretVersion) -> Result<SecretValue, SecretsError>` are sources too.
+///
+/// ```
+/// use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
+///
+/// let src = |name: &str, _v: SecretVersion| -> Result<SecretValue, SecretsError> {
+///     if name == "k" { Ok(SecretValue::from("v")) } else { Err(SecretsError::not_found(name)) }
+/// };
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert!(rt.block_on(src.fetch("k", SecretVersion::Current)).is_ok());
+/// ```
+pub trait SecretSource: Send + Sync + 'static {
+    /// Fetches one version of the secret `name`.
+    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a>;
+}
+
+impl<F> SecretSource for F
+where
+    F: Fn(&str, SecretVersion) -> Result<SecretValue, SecretsError> + Send + Sync + 'static,
+{
+    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a> {
+        let r = self(name, version);
+        Box::pin(async move { r })
+    }
+}

@@ -1,0 +1,1 @@
+//! The `verify` layer (in progress).

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Installs everything the tests talk to: redis-server, moto's server, cargo-lambda. Idempotent.
+set -euo pipefail
+DIR="$(cd "$(dirname "$0")" && pwd)"
+"$DIR/tools/redis.sh"
+"$DIR/tools/python-tools.sh"
