@@ -17,33 +17,35 @@ pub type BoxResponseFuture<E> = Pin<Box<dyn Future<Output = Result<GuardResponse
 
 pin_project! {
     /// Either an immediate response (a rejection) or the inner service's future.
-    #[project = CheckFutureProj]
-    pub enum CheckFuture<F> {
-        /// The check refused the request; this response is returned as is.
-        Rejected {
-            /// The rejection, taken when first polled.
-            response: Option<GuardResponse>,
-        },
-        /// The check passed; the inner service answers.
-        Inner {
-            /// The inner service's future.
-            #[pin]
-            future: F,
-        },
+    pub struct CheckFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Rejected { response: Option<GuardResponse> },
+        Inner { #[pin] future: F },
     }
 }
 
 impl<F> CheckFuture<F> {
     /// A future that resolves to `response` at once.
     pub fn rejected(response: GuardResponse) -> Self {
-        CheckFuture::Rejected {
-            response: Some(response),
+        CheckFuture {
+            state: State::Rejected {
+                response: Some(response),
+            },
         }
     }
 
     /// A future that awaits the inner service.
     pub fn inner(future: F) -> Self {
-        CheckFuture::Inner { future }
+        CheckFuture {
+            state: State::Inner { future },
+        }
     }
 }
 
@@ -54,12 +56,12 @@ where
     type Output = Result<GuardResponse, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            CheckFutureProj::Rejected { response } => match response.take() {
+        match self.project().state.project() {
+            StateProj::Rejected { response } => match response.take() {
                 Some(r) => Poll::Ready(Ok(r)),
                 None => Poll::Pending,
             },
-            CheckFutureProj::Inner { future } => future.poll(cx),
+            StateProj::Inner { future } => future.poll(cx),
         }
     }
 }
