@@ -36,6 +36,7 @@ pub mod clock;
 pub mod future;
 pub mod policy;
 pub mod rejection;
+pub mod replay;
 pub mod request;
 pub mod secrets;
 
