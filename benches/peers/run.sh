@@ -8,6 +8,7 @@
 #
 # Environment: BENCH_WARMUP, BENCH_ITERS (all harnesses), BENCH_SHIPPED_WARMUP, BENCH_SHIPPED_ITERS
 # (Powertools as shipped), MIDDY_TIMEOUT_EARLY=1 (Middy with its default per-call timer),
+# POWERTOOLS_LOG_SINK=stream (Powertools formats its JSON log line instead of a NullHandler),
 # PEERS_REINSTALL=1 (reinstall the peers even when the lock files did not change), CARGO_TARGET_DIR.
 set -euo pipefail
 
@@ -151,9 +152,9 @@ for i, row in enumerate(table):
         print("  ".join("-" * w for w in widths))
 print()
 for r in rows:
-    extra = ", ".join(f"{k} {v}" for k, v in sorted(r.get("versions", {}).items()))
-    print(f"{r['name']}: {r.get('runtime', '?')}; {r.get('samples', '?')} samples; {extra}"
-          + (f"; {r['note']}" if r.get("note") else ""))
+    parts = [r.get("runtime"), f"{r['samples']} samples" if "samples" in r else None,
+             ", ".join(f"{k} {v}" for k, v in sorted(r.get("versions", {}).items())), r.get("note")]
+    print(f"{r['name']}: " + "; ".join(p for p in parts if p))
 if rust_note:
     print(f"\nNo Rust row: {rust_note}.")
 print(f"\nrun.sh took {elapsed} s")
