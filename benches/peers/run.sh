@@ -155,6 +155,13 @@ for r in rows:
     parts = [r.get("runtime"), f"{r['samples']} samples" if "samples" in r else None,
              ", ".join(f"{k} {v}" for k, v in sorted(r.get("versions", {}).items())), r.get("note")]
     print(f"{r['name']}: " + "; ".join(p for p in parts if p))
+try:
+    busy = float(load_before.split()[0]) >= 1.0
+except ValueError:
+    busy = False
+if busy:
+    print(f"\nWarning: the machine was busy before the run (1-min load {load_before.split()[0]}): other work"
+          " inflates every row, unevenly; rerun on a quiet machine before quoting figures.")
 if rust_note:
     print(f"\nNo Rust row: {rust_note}.")
 print(f"\nrun.sh took {elapsed} s")
