@@ -53,6 +53,38 @@ pub struct GuardBuilder {
 }
 
 impl GuardBuilder {
+    /// A builder holding every layer the policy describes, so single stages can still be replaced
+    /// (e.g. the audit sink) before [`build`](Self::build). All problems are reported at once.
+    ///
+    /// ```
+    /// use guard_core::audit::{AuditLayer, TracingSink};
+    /// let policy = guard_core::Policy::default();
+    /// let guard = guard_core::GuardBuilder::from_policy(&policy).unwrap()
+    ///     .audit(AuditLayer::new(TracingSink))
+    ///     .build();
+    /// # let _ = guard;
+    /// ```
+    pub fn from_policy(policy: &Policy) -> Result<GuardBuilder, PolicyError> {
+        let mut problems = Vec::new();
+        let ingress = IngressLayer::from_policy(&policy.ingress)
+            .map_err(|e| problems.extend_from_slice(e.problems()))
+            .ok();
+        let validate = match &policy.validate {
+            Some(v) => ValidateLayer::from_policy(v)
+                .map_err(|e| problems.extend_from_slice(e.problems()))
+                .ok(),
+            None => None,
+        };
+        if !problems.is_empty() {
+            return Err(PolicyError::new(problems));
+        }
+        Ok(GuardBuilder {
+            audit: Some(AuditLayer::from_policy(&policy.audit)),
+            ingress,
+            validate,
+        })
+    }
+
     /// The audit layer (default: JSON lines on stdout).
     ///
     /// ```
@@ -121,26 +153,7 @@ impl Guard {
     /// assert!(guard.is_ok());
     /// ```
     pub fn from_policy(policy: &Policy) -> Result<Guard, PolicyError> {
-        let mut problems = Vec::new();
-        let ingress = IngressLayer::from_policy(&policy.ingress)
-            .map_err(|e| problems.extend_from_slice(e.problems()))
-            .ok();
-        let validate = match &policy.validate {
-            Some(v) => ValidateLayer::from_policy(v)
-                .map_err(|e| problems.extend_from_slice(e.problems()))
-                .ok(),
-            None => None,
-        };
-        if !problems.is_empty() {
-            return Err(PolicyError::new(problems));
-        }
-        let mut builder = Guard::builder()
-            .audit(AuditLayer::from_policy(&policy.audit))
-            .ingress(ingress.unwrap_or_default());
-        if let Some(v) = validate {
-            builder = builder.validate(v);
-        }
-        Ok(builder.build())
+        GuardBuilder::from_policy(policy).map(GuardBuilder::build)
     }
 
     /// Wraps `handler` (same as `Layer::layer`).

@@ -149,7 +149,7 @@ mod tests {
             parse_strict(b"{\"n\":-1E+999}"),
             Err(JsonError::NumberOutOfRange)
         );
-        let digits = format!("{}", "9".repeat(400));
+        let digits = "9".repeat(400);
         assert_eq!(
             parse_strict(digits.as_bytes()),
             Err(JsonError::NumberOutOfRange)

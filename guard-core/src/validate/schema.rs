@@ -217,7 +217,6 @@ where
                     JsonError::DuplicateKey => "duplicate key",
                     JsonError::NumberOutOfRange => "number out of range",
                     JsonError::Syntax { .. } => "syntax",
-                    // JsonError is non_exhaustive only towards other crates.
                 };
                 return CheckFuture::rejected(
                     Rejection::new(RejectionKind::MalformedJson)

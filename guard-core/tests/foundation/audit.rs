@@ -118,7 +118,7 @@ async fn one_event_per_request_with_the_documented_fields() {
     assert_eq!(events[1].code, "guard.ingress.method_not_allowed");
     assert_eq!(events[1].layer, "ingress");
     assert_eq!(events[1].status, 405);
-    assert_eq!(events[2].code, "guard.ingress.malformed_json");
+    assert_eq!(events[2].code, "guard.validate.malformed_json");
     assert_eq!(events[2].reason.as_deref(), Some("duplicate key"));
     assert!(events.iter().all(|e| e.event == "guard.decision"));
     assert_eq!(h.calls(), 1);

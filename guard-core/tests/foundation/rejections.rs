@@ -180,7 +180,7 @@ async fn malformed_json_duplicate_keys() {
         &h,
         json_post(br#"{"a":1,"a":2}"#),
         400,
-        "guard.ingress.malformed_json",
+        "guard.validate.malformed_json",
     )
     .await;
 }
@@ -193,7 +193,7 @@ async fn malformed_json_huge_number() {
         &h,
         json_post(br#"{"total_cents":1e400}"#),
         400,
-        "guard.ingress.malformed_json",
+        "guard.validate.malformed_json",
     )
     .await;
 }
@@ -206,7 +206,7 @@ async fn malformed_json_syntax() {
         &h,
         json_post(b"{\"a\":"),
         400,
-        "guard.ingress.malformed_json",
+        "guard.validate.malformed_json",
     )
     .await;
 }
