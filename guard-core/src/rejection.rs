@@ -169,8 +169,8 @@ impl RejectionKind {
                 "ingress"
             }
             SchemaViolation | InvalidInput => "validate",
-            MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken | Forbidden
-            | ForbiddenAddress | ForbiddenSource | VerifyUnavailable => "verify",
+            MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken
+            | Forbidden | ForbiddenAddress | ForbiddenSource | VerifyUnavailable => "verify",
             RateLimited | RateBackendUnavailable => "rate_limit",
             SecretsUnavailable => "secrets",
             Internal => "guard",
