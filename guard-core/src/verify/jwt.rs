@@ -408,11 +408,15 @@ fn bearer(headers: &http::HeaderMap) -> Result<&str, Rejection> {
     let value = value.to_str().map_err(|_| {
         Rejection::new(RejectionKind::BadToken).with_reason("authorization not ASCII")
     })?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;
+    let value = value.trim();
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(missing());
     }
-    Ok(token.trim())
+    match token.trim() {
+        "" => Err(Rejection::new(RejectionKind::BadToken).with_reason("empty bearer token")),
+        t => Ok(t),
+    }
 }
 
 impl Verifier for JwtVerifier {
