@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+#[cfg(feature = "jwks-http")]
 use super::VerifyError;
 use crate::clock::{SystemWallClock, WallClock};
 

@@ -23,6 +23,9 @@ pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 /// The issuers Google uses in push tokens.
 pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
 
+/// A closure over all verified claims (see [`ClaimPredicate::Custom`]).
+pub type ClaimFn = Arc<dyn Fn(&Map<String, Value>) -> bool + Send + Sync>;
+
 /// A condition on the verified claims. A token that verifies but fails a predicate is
 /// authenticated and not allowed: 403 `guard.verify.forbidden`.
 #[derive(Clone)]
@@ -46,7 +49,7 @@ pub enum ClaimPredicate {
     /// The claim is present.
     Exists(String),
     /// Anything else, as a closure over all claims.
-    Custom(Arc<dyn Fn(&Map<String, Value>) -> bool + Send + Sync>),
+    Custom(ClaimFn),
 }
 
 impl std::fmt::Debug for ClaimPredicate {

@@ -51,7 +51,6 @@
 //! ```
 //!
 //! ```
-//! use std::sync::Arc;
 //! use bytes::Bytes;
 //! use guard_core::request::Peer;
 //! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
@@ -78,15 +77,23 @@
 //! let mut svc = layer.layer(handler);
 //!
 //! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-//! let mut req = http::Request::new(Bytes::from_static(b"{}"));
-//! req.extensions_mut().insert(Peer::new("203.0.113.7".parse().unwrap()));
-//! assert_eq!(rt.block_on(svc.ready().unwrap().call(req)).unwrap().status(), 200);
+//! rt.block_on(async {
+//!     let mut req = http::Request::new(Bytes::from_static(b"{}"));
+//!     req.extensions_mut().insert(Peer::new("203.0.113.7".parse().unwrap()));
+//!     let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+//!     assert_eq!(resp.status(), 200);
 //!
-//! let mut req = http::Request::new(Bytes::from_static(b"{}"));
-//! req.extensions_mut().insert(Peer::new("192.0.2.1".parse().unwrap()));
-//! let resp = rt.block_on(svc.ready().unwrap().call(req)).unwrap();
-//! assert_eq!(resp.status(), 401); // not allow-listed and not signed
+//!     let mut req = http::Request::new(Bytes::from_static(b"{}"));
+//!     req.extensions_mut().insert(Peer::new("192.0.2.1".parse().unwrap()));
+//!     let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+//!     assert_eq!(resp.status(), 401); // not allow-listed and not signed
+//! });
 //! ```
+
+// `Rejection` (≈150 bytes, it carries a HeaderMap) is the crate's refusal type and the error side
+// of the public `Verifier` contract; the Ok side (`Principal`) is as large. Boxing it would only
+// move the cost to the refusal path and complicate every verifier.
+#![allow(clippy::result_large_err)]
 
 mod cidr;
 mod error;
@@ -112,7 +119,7 @@ pub use jwks::{
     JwksCache, JwksCacheBuilder, JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES, MAX_JWKS_KEYS,
 };
 pub use jwt::{
-    ClaimPredicate, DEFAULT_LEEWAY, GOOGLE_ISSUERS, GOOGLE_JWKS_URL, JwtVerifier,
+    ClaimFn, ClaimPredicate, DEFAULT_LEEWAY, GOOGLE_ISSUERS, GOOGLE_JWKS_URL, JwtVerifier,
     JwtVerifierBuilder, MAX_TOKEN_LEN, parse_algorithm,
 };
 pub use layer::{

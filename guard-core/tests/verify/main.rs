@@ -1,6 +1,6 @@
 //! Integration tests for `guard_core::verify`: every denial asserts the status, the stable code
 //! and that the handler was not called (see `support::Stack::denied`).
-#![cfg(feature = "verify")]
+#![cfg(all(feature = "verify", feature = "jwks-http"))]
 
 mod network;
 mod orders;
