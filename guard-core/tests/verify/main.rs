@@ -1,6 +1,7 @@
 //! Integration tests for `guard_core::verify`: every denial asserts the status, the stable code
-//! and that the handler was not called (see `support::Stack::denied`).
-#![cfg(all(feature = "verify", feature = "jwks-http"))]
+//! that the handler was not called, and that the audit layer (outermost, as in the real stack)
+//! wrote exactly one security event with that code (see `support::Stack::denied` / `allowed`).
+#![cfg(all(feature = "verify", feature = "jwks-http", feature = "audit"))]
 
 mod network;
 mod orders;

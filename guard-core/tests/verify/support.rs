@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use guard_core::audit::{AuditLayer, Outcome, SecurityEvent};
 use guard_core::clock::FakeWallClock;
 use guard_core::request::{GuardRequest, GuardResponse, Principal};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
@@ -62,9 +63,11 @@ impl Handler {
 }
 
 /// A verifier behind a `VerifyLayer` in front of a counting handler.
+/// The audit layer (outermost, with a capturing sink) around the verify layer.
 pub(crate) struct Stack {
     pub(crate) layer: VerifyLayer,
     pub(crate) handler: Handler,
+    pub(crate) events: Arc<Mutex<Vec<SecurityEvent>>>,
 }
 
 impl Stack {
@@ -72,6 +75,7 @@ impl Stack {
         Self {
             layer,
             handler: Handler::default(),
+            events: Arc::default(),
         }
     }
 
@@ -80,8 +84,21 @@ impl Stack {
     }
 
     pub(crate) async fn call(&self, req: GuardRequest) -> GuardResponse {
-        let mut svc = self.layer.layer(self.handler.service());
+        let events = self.events.clone();
+        let audit = AuditLayer::new(move |e: SecurityEvent| events.lock().unwrap().push(e));
+        let mut svc = audit.layer(self.layer.layer(self.handler.service()));
         svc.ready().await.unwrap().call(req).await.unwrap()
+    }
+
+    /// Takes the single security event the last call produced (asserts there was exactly one).
+    fn one_event(&self) -> SecurityEvent {
+        let mut events = self.events.lock().unwrap();
+        assert_eq!(
+            events.len(),
+            1,
+            "exactly one security event per decision: {events:?}"
+        );
+        events.pop().unwrap()
     }
 
     /// Calls and asserts a denial: status, stable code in the body and the `Denial` extension,
@@ -98,6 +115,12 @@ impl Stack {
         );
         assert!(resp.extensions().get::<Principal>().is_none());
         assert_eq!(self.handler.calls(), before, "handler must not be called");
+        let e = self.one_event();
+        assert_eq!(e.outcome, Outcome::Deny);
+        assert_eq!(e.code, kind.code());
+        assert_eq!(e.status, kind.status().as_u16());
+        assert_eq!(e.layer, kind.layer());
+        assert_eq!(e.principal, None);
         resp
     }
 
@@ -125,6 +148,12 @@ impl Stack {
             .clone()
             .expect("principal on request");
         assert_eq!(in_resp, in_req);
+        let e = self.one_event();
+        assert_eq!(e.outcome, Outcome::Allow);
+        assert_eq!(
+            e.principal.as_deref(),
+            Some(format!("{}:{}", in_resp.kind.as_str(), in_resp.subject).as_str())
+        );
         in_resp
     }
 }
