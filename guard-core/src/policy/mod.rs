@@ -32,7 +32,10 @@ use serde::de::DeserializeOwned;
 
 pub use rate_limit::RateLimitPolicy;
 pub use secrets::SecretsPolicy;
-pub use verify::VerifyPolicy;
+pub use verify::{
+    AwsAuthorizerPolicy, CidrPolicy, ClaimRule, EasyAuthPolicy, GcpPushPolicy, HmacEncoding,
+    HmacPolicy, HmacPreset, JwtPolicy, VerifyMode, VerifyPolicy,
+};
 
 /// One problem in a policy, with the dotted key path it concerns (`ingress.max_body_bytes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
