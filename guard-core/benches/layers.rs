@@ -15,6 +15,7 @@ use guard_core::ingress::IngressLayer;
 use guard_core::validate::{JsonBody, TypedValidateLayer, ValidateLayer, parse_strict};
 use guard_core::{Guard, GuardRequest, GuardResponse, Policy};
 use tower::{Layer, Service, service_fn};
+use validator::Validate;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -44,7 +45,10 @@ where
     S: Service<GuardRequest, Response = GuardResponse, Error = Infallible>,
 {
     let fut = svc.call(req);
-    futures_executor_lite(fut)
+    match futures_executor_lite(fut) {
+        Ok(r) => r,
+        Err(e) => match e {},
+    }
 }
 
 fn futures_executor_lite<F: std::future::Future>(fut: F) -> F::Output {
@@ -58,7 +62,7 @@ fn futures_executor_lite<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
-#[derive(serde::Deserialize, validator::Validate)]
+#[derive(serde::Deserialize, serde::Serialize, validator::Validate)]
 #[allow(dead_code)]
 struct Item {
     #[validate(length(max = 64))]

@@ -410,10 +410,7 @@ impl Policy {
             }
         }
         if let Some(v) = &self.validate {
-            if let Some(s) = v.typed_status
-                && s != 400
-                && s != 422
-            {
+            if v.typed_status.is_some_and(|s| s != 400 && s != 422) {
                 problems.push(PolicyProblem::new(
                     "validate.typed_status",
                     "must be 400 or 422",
