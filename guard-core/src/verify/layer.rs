@@ -86,14 +86,15 @@ impl<V: Verifier> VerifierExt for V {}
 /// How strongly a failure speaks, when several verifiers failed and one answer must be chosen.
 ///
 /// A verifier that could not decide (5xx: JWKS or secrets unreachable) beats one that saw bad
-/// credentials, which beats "no credentials", which beats an address or source that is not listed:
-/// the caller learns the most useful thing it is entitled to (e.g. "sign your request" rather than
-/// "your address is not allowed" when signing would have been accepted).
+/// credentials, which beats an address or source that is not listed, which beats "no
+/// credentials": a caller from an unlisted network that presents nothing is told 403, not invited
+/// to authenticate (zero trust: the answer does not advertise other ways in), while a caller that
+/// did present credentials learns they were wrong.
 fn rank(kind: RejectionKind) -> u8 {
     use RejectionKind::*;
     match kind {
-        ForbiddenAddress | ForbiddenSource => 0,
-        MissingCredentials => 1,
+        MissingCredentials => 0,
+        ForbiddenAddress | ForbiddenSource => 1,
         BadSignature | StaleSignature | Replayed | BadToken | Forbidden => 2,
         _ => 3,
     }
@@ -410,7 +411,7 @@ mod tests {
             fails(K::ForbiddenAddress).boxed(),
             fails(K::MissingCredentials).boxed(),
         ]);
-        assert_eq!(run(&v).unwrap_err().kind(), K::MissingCredentials);
+        assert_eq!(run(&v).unwrap_err().kind(), K::ForbiddenAddress);
         let v = any([
             fails(K::BadSignature).boxed(),
             fails(K::VerifyUnavailable).boxed(),

@@ -86,11 +86,11 @@
 //!     let mut req = http::Request::new(Bytes::from_static(b"{}"));
 //!     req.extensions_mut().insert(Peer::new("192.0.2.1".parse().unwrap()));
 //!     let resp = svc.ready().await.unwrap().call(req).await.unwrap();
-//!     assert_eq!(resp.status(), 401); // not allow-listed and not signed
+//!     assert_eq!(resp.status(), 403); // not allow-listed and not signed
 //! });
 //! ```
 
-// `Rejection` (≈150 bytes, it carries a HeaderMap) is the crate's refusal type and the error side
+// `Rejection` (≈100 bytes) is the crate's refusal type and the error side
 // of the public `Verifier` contract; the Ok side (`Principal`) is as large. Boxing it would only
 // move the cost to the refusal path and complicate every verifier.
 #![allow(clippy::result_large_err)]

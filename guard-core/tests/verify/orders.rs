@@ -84,9 +84,9 @@ async fn allow_listed_address_passes_without_signature() {
 }
 
 #[tokio::test]
-async fn unlisted_unsigned_caller_is_401_missing_credentials() {
+async fn unlisted_unsigned_caller_is_403_forbidden_address() {
     let (s, _) = orders_stack(ORDERS);
-    s.denied(from("192.0.2.1"), RejectionKind::MissingCredentials)
+    s.denied(from("192.0.2.1"), RejectionKind::ForbiddenAddress)
         .await;
 }
 
@@ -161,7 +161,7 @@ async fn http_request_cannot_pose_as_a_listed_source() {
         "x-source",
         "arn:aws:sqs:us-east-1:123456789012:orders".parse().unwrap(),
     );
-    s.denied(req, RejectionKind::MissingCredentials).await;
+    s.denied(req, RejectionKind::ForbiddenAddress).await;
 }
 
 #[tokio::test]
