@@ -12,8 +12,10 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use guard_core::audit::{AuditLayer, JsonLinesSink};
 use guard_core::ingress::IngressLayer;
+use guard_core::request::Peer;
+use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::validate::{JsonBody, TypedValidateLayer, ValidateLayer, parse_strict};
-use guard_core::{Guard, GuardRequest, GuardResponse, Policy};
+use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use tower::{Layer, Service, service_fn};
 use validator::Validate;
 
@@ -26,10 +28,21 @@ fn order() -> Bytes {
 }
 
 fn request(body: &Bytes) -> GuardRequest {
-    http::Request::post("/orders")
+    let mut req = http::Request::post("/orders")
         .header("content-type", "application/json")
         .body(body.clone())
-        .unwrap()
+        .unwrap();
+    req.extensions_mut()
+        .insert(Peer::new("203.0.113.7".parse().unwrap()));
+    req
+}
+
+fn store() -> SecretStore {
+    SecretStore::new(
+        |_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
+            Ok(SecretValue::from("bench-key"))
+        },
+    )
 }
 
 async fn handler(req: GuardRequest) -> Result<GuardResponse, Infallible> {
@@ -140,9 +153,13 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("stack");
     g.bench_function("build_from_policy", |b| {
-        b.iter(|| Guard::from_policy(black_box(&policy)).unwrap())
+        b.iter(|| {
+            GuardBuilder::from_policy_with(black_box(&policy), GuardDeps::with_secrets(store()))
+                .unwrap()
+                .build()
+        })
     });
-    let guard = guard_core::GuardBuilder::from_policy(&policy)
+    let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store()))
         .unwrap()
         .audit(AuditLayer::new(sink.clone()))
         .build();
