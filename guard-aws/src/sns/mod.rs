@@ -1,0 +1,5 @@
+//! Amazon SNS messages and their signatures.
+
+mod message;
+
+pub use message::SnsMessage;
