@@ -97,10 +97,10 @@ pub(super) fn http_v2(payload: &Value, shape: EventShape) -> Result<GuardRequest
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    if !cookies.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&cookies.join("; ")) {
-            headers.insert(http::header::COOKIE, v);
-        }
+    if !cookies.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&cookies.join("; "))
+    {
+        headers.insert(http::header::COOKIE, v);
     }
     let peer = str_at(http_ctx, "sourceIp").and_then(parse_ip);
     let mut req = build(

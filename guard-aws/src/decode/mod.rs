@@ -10,7 +10,8 @@
 //!   WebSocket), `requestContext.http.sourceIp` (HTTP API v2, Function URL), and for ALB the
 //!   `X-Forwarded-For` entry counted from the right over the trusted hops; nothing for messages;
 //! - `Invocation` — request id, function ARN, name, region, account, deadline, X-Ray trace id;
-//! - [`EventShape`], and when API Gateway authenticated the caller a [`PlatformPrincipal`];
+//! - [`EventShape`], and when API Gateway authenticated the caller a
+//!   [`PlatformPrincipal`](crate::event::PlatformPrincipal);
 //!   SNS envelopes (direct or inside SQS) as [`SnsMessage`](crate::sns::SnsMessage), and
 //!   [`RecordMeta`](crate::event::RecordMeta) for records.
 //!

@@ -16,7 +16,7 @@ use super::util::{base64_decode, path, str_at};
 use crate::event::{EventShape, RecordMeta};
 use crate::sns::SnsMessage;
 
-fn records<'a>(payload: &'a Value, shape: EventShape) -> Result<&'a Vec<Value>, DecodeError> {
+fn records(payload: &Value, shape: EventShape) -> Result<&Vec<Value>, DecodeError> {
     payload
         .get("Records")
         .and_then(Value::as_array)
