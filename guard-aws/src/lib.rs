@@ -47,4 +47,4 @@ pub mod principal;
 mod run;
 pub mod sns;
 
-pub use run::{GuardLayer, GuardService, RunError, run, run_with};
+pub use run::{GuardLayer, GuardService, RunError, run, run_service, run_with};

@@ -390,10 +390,20 @@ where
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
 {
+    run_service(layer.layer(service)).await
+}
+
+/// Runs an already wrapped Lambda service (a [`GuardService`], possibly inside more layers) on
+/// `lambda_runtime`, after checking that the Lambda environment is there.
+pub async fn run_service<S>(service: S) -> Result<(), RunError>
+where
+    S: Service<LambdaEvent<Value>, Response = Value, Error = Diagnostic> + Send + 'static,
+    S::Future: Send + 'static,
+{
     if let Some(missing) = first_missing(|name| std::env::var_os(name).is_some()) {
         return Err(RunError::MissingEnv(missing));
     }
-    lambda_runtime::run(layer.layer(service))
+    lambda_runtime::run(service)
         .await
         .map_err(RunError::Runtime)
 }
