@@ -2,17 +2,12 @@
 //! `Trigger`, `Peer` and `Invocation`.
 //!
 //! ```
-//! use guard_aws::event::{EventShape, PlatformPrincipal};
-//! use guard_core::request::{Principal, PrincipalKind};
+//! use guard_aws::event::EventShape;
 //!
 //! let mut req = http::Request::new(bytes::Bytes::new());
 //! req.extensions_mut().insert(EventShape::FunctionUrl);
-//! let p = Principal::new(PrincipalKind::Platform("aws-iam".into()), "arn:aws:iam::1:user/a");
-//! req.extensions_mut().insert(PlatformPrincipal(p));
 //! assert!(req.extensions().get::<EventShape>().unwrap().is_http());
 //! ```
-
-use guard_core::request::Principal;
 
 /// The Lambda event envelope a request was decoded from (and that its response is encoded into).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -123,16 +118,6 @@ impl EventShape {
         )
     }
 }
-
-/// The identity API Gateway established before invoking the function: IAM (`userArn`), a Cognito
-/// user pool authorizer (`claims`), an HTTP API JWT authorizer (`jwt.claims`, `jwt.scopes`) or a
-/// Lambda authorizer (`principalId` and its context).
-///
-/// The [`Principal`] kind is `Platform("aws-iam" | "aws-cognito" | "aws-jwt" | "aws-lambda-authorizer")`.
-/// The adapter only reports what API Gateway put in `requestContext`; a policy requires it with
-/// [`require_platform_principal`](crate::principal::require_platform_principal).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlatformPrincipal(pub Principal);
 
 /// Facts about one record that do not fit the neutral `Trigger` (all optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

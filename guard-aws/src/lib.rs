@@ -4,8 +4,8 @@
 //! `http::Request<Bytes>` ([`decode`]), runs each request through a Guard stack, and encodes the
 //! answer into what the trigger expects ([`encode`]): API Gateway / ALB / Function URL responses,
 //! partial batch failures for SQS, Kinesis and DynamoDB Streams, structured errors for direct
-//! invocations. It also verifies SNS message signatures ([`sns`]) and requires API Gateway
-//! identities ([`principal`]).
+//! invocations. It also verifies SNS message signatures ([`sns`]). API Gateway identities are
+//! handed to `guard_core::verify::AwsAuthorizerVerifier` as an `AwsAuthorizer` extension.
 //!
 //! ```no_run
 //! use guard_core::{GuardRequest, GuardResponse};
@@ -43,7 +43,6 @@
 pub mod decode;
 pub mod encode;
 pub mod event;
-pub mod principal;
 mod run;
 pub mod sns;
 

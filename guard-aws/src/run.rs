@@ -98,9 +98,9 @@ impl GuardLayer {
     /// Decoding options (trusted proxies in front of an ALB).
     ///
     /// ```
-    /// use std::num::NonZeroUsize;
     /// use guard_aws::{GuardLayer, decode::DecodeOptions};
-    /// let o = DecodeOptions::default().with_alb_trusted_hops(NonZeroUsize::new(2).unwrap());
+    /// use guard_core::verify::TrustedProxies;
+    /// let o = DecodeOptions::default().with_alb_proxies(TrustedProxies::new(2).unwrap());
     /// let layer = GuardLayer::new().decode_options(o);
     /// # let _ = layer;
     /// ```

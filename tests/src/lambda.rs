@@ -54,7 +54,10 @@ impl LambdaWatch {
             .current_dir(repo_root())
             .status()
             .unwrap_or_else(|e| panic!("cannot run cargo build for {package}: {e}"));
-        assert!(status.success(), "cargo build -p {package} --bin {bin} failed");
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {bin} failed"
+        );
 
         let port = free_port();
         let mut cmd = Command::new(tool("cargo-lambda"));
@@ -181,7 +184,11 @@ fn descendants(root: u32) -> Vec<(u32, u64)> {
     let mut parent_of = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             if let Some((ppid, started)) = stat_fields(pid) {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guard_core::audit::{AuditLayer, JsonLinesSink};
-use guard_core::{GuardBuilder, Policy};
+use guard_core::{GuardBuilder, GuardDeps, Policy};
 use tower::{Layer, ServiceExt, service_fn};
 
 const POLICY: &str = include_str!("../../orders/guard.toml");
@@ -52,7 +52,8 @@ async fn run() -> Result<(), String> {
     let policy = load_policy()?;
     let store = secrets::store_from_env().await?;
     let sink = JsonLinesSink::stdout(policy.audit.buffer);
-    let guard = GuardBuilder::from_policy(&policy)
+    // One store for the whole stack: the HMAC verifier's key and the handler's API key.
+    let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store.clone()))
         .map_err(|e| e.to_string())?
         .audit(AuditLayer::new(sink.clone()).max_field_len(policy.audit.max_field_len))
         .build();

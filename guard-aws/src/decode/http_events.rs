@@ -1,17 +1,16 @@
 //! HTTP envelopes: API Gateway REST (v1) and WebSocket, HTTP API (v2) and Function URLs, ALB.
 
-use std::collections::BTreeMap;
-
-use guard_core::request::{GuardRequest, Peer, Principal, PrincipalKind, Trigger};
+use guard_core::request::{GuardRequest, Peer, Trigger};
+use guard_core::verify::AwsAuthorizer;
 use http::{HeaderMap, HeaderValue, Method};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::util::{
-    body, encode_path, headers_v1, parse_ip, path, peer_from_xff, query_from_params,
-    sanitize_raw_query, single_headers, str_at, uri,
+    body, encode_path, headers_v1, parse_ip, path, query_from_params, sanitize_raw_query,
+    single_headers, str_at, uri,
 };
 use super::{DecodeError, DecodeOptions};
-use crate::event::{EventShape, PlatformPrincipal};
+use crate::event::EventShape;
 
 fn method(s: Option<&str>, shape: EventShape) -> Result<Method, DecodeError> {
     let s = s.ok_or(DecodeError::new(shape, "missing HTTP method"))?;
@@ -65,8 +64,8 @@ pub(super) fn rest_v1(payload: &Value, shape: EventShape) -> Result<GuardRequest
         body(payload, shape)?,
         peer,
     );
-    if let Some(p) = principal_v1(ctx) {
-        req.extensions_mut().insert(PlatformPrincipal(p));
+    if let Some(a) = authorizer_v1(ctx) {
+        req.extensions_mut().insert(a);
     }
     Ok(req)
 }
@@ -110,8 +109,8 @@ pub(super) fn http_v2(payload: &Value, shape: EventShape) -> Result<GuardRequest
         body(payload, shape)?,
         peer,
     );
-    if let Some(p) = principal_v2(ctx) {
-        req.extensions_mut().insert(PlatformPrincipal(p));
+    if let Some(a) = authorizer_v2(ctx) {
+        req.extensions_mut().insert(a);
     }
     Ok(req)
 }
@@ -125,7 +124,7 @@ pub(super) fn alb(
     let method = method(str_at(payload, "httpMethod"), shape)?;
     let raw_path = str_at(payload, "path").unwrap_or("/");
     let headers = headers_v1(payload);
-    let peer = peer_from_xff(&headers, options.alb_trusted_hops);
+    let peer = options.alb_proxies.client_ip(&headers).ok();
     Ok(build(
         method,
         uri(&encode_path(raw_path), &query_from_params(payload, true)),
@@ -135,100 +134,73 @@ pub(super) fn alb(
     ))
 }
 
-fn claims_of(v: Option<&Value>) -> BTreeMap<String, Value> {
-    v.and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default()
+fn object(v: Option<&Value>) -> Map<String, Value> {
+    v.and_then(Value::as_object).cloned().unwrap_or_default()
 }
 
-fn platform(kind: &str, subject: &str, claims: BTreeMap<String, Value>) -> Principal {
-    let mut p = Principal::new(PrincipalKind::Platform(kind.to_owned()), subject);
-    p.claims = claims;
-    p
-}
-
-fn non_empty(v: Option<&Value>) -> Option<&str> {
-    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+fn non_empty(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 /// REST API: a Cognito user pool authorizer (`authorizer.claims`), a Lambda authorizer
 /// (`authorizer.principalId` + context), or IAM (`identity.userArn`), in that order.
-fn principal_v1(ctx: &Value) -> Option<Principal> {
+fn authorizer_v1(ctx: &Value) -> Option<AwsAuthorizer> {
     let authorizer = ctx.get("authorizer");
     if let Some(claims) = authorizer
         .and_then(|a| a.get("claims"))
         .filter(|c| c.is_object())
     {
-        let claims = claims_of(Some(claims));
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let issuer = claims.get("iss").and_then(Value::as_str).map(str::to_owned);
-        let mut p = platform("aws-cognito", &subject, claims);
-        p.issuer = issuer;
-        return Some(p);
+        return Some(AwsAuthorizer::Cognito {
+            claims: object(Some(claims)),
+        });
     }
     if let Some(principal_id) = non_empty(authorizer.and_then(|a| a.get("principalId"))) {
-        let mut claims = claims_of(authorizer);
-        claims.remove("principalId");
-        return Some(platform("aws-lambda-authorizer", principal_id, claims));
+        let mut context = object(authorizer);
+        context.remove("principalId");
+        return Some(AwsAuthorizer::Lambda {
+            principal_id: Some(principal_id),
+            context,
+        });
     }
-    iam_principal(ctx.get("identity"), "userArn")
+    iam(ctx.get("identity"))
 }
 
 /// HTTP API: `authorizer.jwt` (claims + scopes), `authorizer.iam`, or `authorizer.lambda`.
-fn principal_v2(ctx: &Value) -> Option<Principal> {
+fn authorizer_v2(ctx: &Value) -> Option<AwsAuthorizer> {
     let authorizer = ctx.get("authorizer")?;
     if let Some(jwt) = authorizer.get("jwt").filter(|j| j.is_object()) {
-        let mut claims = claims_of(jwt.get("claims"));
-        if let Some(scopes) = jwt.get("scopes").filter(|s| s.is_array()) {
-            claims.insert("scopes".to_owned(), scopes.clone());
-        }
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let issuer = claims.get("iss").and_then(Value::as_str).map(str::to_owned);
-        let mut p = platform("aws-jwt", &subject, claims);
-        p.issuer = issuer;
-        return Some(p);
+        let scopes = jwt
+            .get("scopes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        return Some(AwsAuthorizer::Jwt {
+            claims: object(jwt.get("claims")),
+            scopes,
+        });
     }
-    if let Some(p) = iam_principal(authorizer.get("iam"), "userArn") {
-        return Some(p);
+    if let Some(iam) = iam(authorizer.get("iam")) {
+        return Some(iam);
     }
-    if let Some(lambda) = authorizer.get("lambda").filter(|l| l.is_object()) {
-        let claims = claims_of(Some(lambda));
-        let subject = claims
-            .get("principalId")
-            .and_then(Value::as_str)
-            .unwrap_or("lambda-authorizer")
-            .to_owned();
-        return Some(platform("aws-lambda-authorizer", &subject, claims));
-    }
-    None
+    let lambda = authorizer.get("lambda").filter(|l| l.is_object())?;
+    let context = object(Some(lambda));
+    Some(AwsAuthorizer::Lambda {
+        principal_id: non_empty(context.get("principalId")),
+        context,
+    })
 }
 
-/// IAM: the caller's ARN plus the account and ids API Gateway reports (never the access key).
-fn iam_principal(identity: Option<&Value>, arn_key: &str) -> Option<Principal> {
+/// IAM: the caller's ARN, caller id and account (never the access key).
+fn iam(identity: Option<&Value>) -> Option<AwsAuthorizer> {
     let identity = identity?;
-    let arn = non_empty(identity.get(arn_key))?;
-    let mut claims = BTreeMap::new();
-    for key in [
-        "accountId",
-        "caller",
-        "callerId",
-        "user",
-        "userId",
-        "principalOrgId",
-    ] {
-        if let Some(v) = non_empty(identity.get(key)) {
-            claims.insert(key.to_owned(), Value::String(v.to_owned()));
-        }
-    }
-    let mut p = platform("aws-iam", arn, claims);
-    p.issuer = Some("aws:iam".to_owned());
-    Some(p)
+    Some(AwsAuthorizer::Iam {
+        user_arn: non_empty(identity.get("userArn"))?,
+        caller: non_empty(identity.get("caller")).or_else(|| non_empty(identity.get("callerId"))),
+        account_id: non_empty(identity.get("accountId")),
+    })
 }

@@ -10,8 +10,9 @@
 //!   WebSocket), `requestContext.http.sourceIp` (HTTP API v2, Function URL), and for ALB the
 //!   `X-Forwarded-For` entry counted from the right over the trusted hops; nothing for messages;
 //! - `Invocation` — request id, function ARN, name, region, account, deadline, X-Ray trace id;
-//! - [`EventShape`], and when API Gateway authenticated the caller a
-//!   [`PlatformPrincipal`](crate::event::PlatformPrincipal);
+//! - [`EventShape`], and when API Gateway authenticated the caller its
+//!   [`AwsAuthorizer`](guard_core::verify::AwsAuthorizer) (IAM, Cognito, JWT or Lambda authorizer),
+//!   which `guard_core::verify::AwsAuthorizerVerifier` turns into the verified `Principal`;
 //!   SNS envelopes (direct or inside SQS) as [`SnsMessage`](crate::sns::SnsMessage), and
 //!   [`RecordMeta`](crate::event::RecordMeta) for records.
 //!
@@ -49,10 +50,10 @@ mod http_events;
 mod records;
 mod util;
 
-use std::num::NonZeroUsize;
 use std::time::{Duration, UNIX_EPOCH};
 
 use guard_core::request::{Cloud, GuardRequest, Invocation};
+use guard_core::verify::TrustedProxies;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
@@ -62,30 +63,30 @@ use crate::event::EventShape;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DecodeOptions {
-    /// How many trusted proxies appended to `X-Forwarded-For` on the way to an ALB target,
-    /// counting the ALB itself: the peer is the `alb_trusted_hops`-th entry from the right.
-    /// Default 1 (the ALB appends the address it observed). With CloudFront in front of the ALB, 2.
-    pub alb_trusted_hops: NonZeroUsize,
+    /// The proxies that appended to `X-Forwarded-For` on the way to an ALB target, counting the
+    /// ALB itself: the peer is the `hops`-th entry from the right. Default 1 (the ALB appends the
+    /// address it observed); with CloudFront in front of the ALB, 2.
+    pub alb_proxies: TrustedProxies,
 }
 
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
-            alb_trusted_hops: NonZeroUsize::MIN,
+            alb_proxies: TrustedProxies::new(1).unwrap_or_else(|| unreachable!("1 is in range")),
         }
     }
 }
 
 impl DecodeOptions {
-    /// Options with `hops` trusted proxies for ALB events.
+    /// Options with these trusted proxies for ALB events.
     ///
     /// ```
-    /// use std::num::NonZeroUsize;
-    /// let o = guard_aws::decode::DecodeOptions::default().with_alb_trusted_hops(NonZeroUsize::new(2).unwrap());
-    /// assert_eq!(o.alb_trusted_hops.get(), 2);
+    /// use guard_core::verify::TrustedProxies;
+    /// let o = guard_aws::decode::DecodeOptions::default().with_alb_proxies(TrustedProxies::new(2).unwrap());
+    /// assert_eq!(o.alb_proxies.hops(), 2);
     /// ```
-    pub fn with_alb_trusted_hops(mut self, hops: NonZeroUsize) -> Self {
-        self.alb_trusted_hops = hops;
+    pub fn with_alb_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.alb_proxies = proxies;
         self
     }
 }

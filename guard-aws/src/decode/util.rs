@@ -1,7 +1,6 @@
 //! Small helpers shared by the decoders: headers, URIs, bodies, `X-Forwarded-For`.
 
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -10,9 +9,6 @@ use serde_json::{Map, Value};
 
 use super::DecodeError;
 use crate::event::EventShape;
-
-/// The longest `X-Forwarded-For` we look at (joined lines); anything longer yields no peer.
-const MAX_XFF_LEN: usize = 8 * 1024;
 
 /// `obj[key]` as a string, if it is one.
 pub(super) fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -208,83 +204,9 @@ pub(super) fn parse_ip(s: &str) -> Option<IpAddr> {
     s.trim().parse().ok()
 }
 
-/// The client address from `X-Forwarded-For`, counting `hops` trusted proxies from the **right**:
-/// with one hop (the ALB, which appends the address it observed) the right-most entry. Repeated
-/// header lines are joined in order. Too few entries, an unparsable entry or an oversized header
-/// yield `None` — never the left-most, client-controlled entry.
-///
-/// (`guard_core::verify::TrustedProxies` implements the same rule for every adapter; this private
-/// copy keeps guard-aws independent of the `verify` feature.)
-pub(super) fn peer_from_xff(headers: &HeaderMap, hops: NonZeroUsize) -> Option<IpAddr> {
-    let mut joined = String::new();
-    for value in headers.get_all("x-forwarded-for") {
-        let s = value.to_str().ok()?;
-        if joined.len() + s.len() + 1 > MAX_XFF_LEN {
-            return None;
-        }
-        if !joined.is_empty() {
-            joined.push(',');
-        }
-        joined.push_str(s);
-    }
-    let entry = joined.rsplit(',').nth(hops.get() - 1)?;
-    parse_xff_entry(entry.trim())
-}
-
-/// An XFF entry: a bare address, `[v6]`, `[v6]:port` or `v4:port`.
-fn parse_xff_entry(entry: &str) -> Option<IpAddr> {
-    if let Ok(ip) = entry.parse() {
-        return Some(ip);
-    }
-    if let Some(rest) = entry.strip_prefix('[') {
-        return rest.split(']').next()?.parse().ok();
-    }
-    let (host, port) = entry.rsplit_once(':')?;
-    port.parse::<u16>().ok()?;
-    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn xff(lines: &[&str], hops: usize) -> Option<String> {
-        let mut h = HeaderMap::new();
-        for l in lines {
-            h.append("x-forwarded-for", HeaderValue::from_str(l).unwrap());
-        }
-        peer_from_xff(&h, NonZeroUsize::new(hops).unwrap()).map(|ip| ip.to_string())
-    }
-
-    #[test]
-    fn xff_takes_the_right_most_untrusted_entry_never_the_left_most() {
-        assert_eq!(xff(&["10.0.0.5, 1.2.3.4"], 1).as_deref(), Some("1.2.3.4"));
-        assert_eq!(xff(&["10.0.0.5, 1.2.3.4"], 2).as_deref(), Some("10.0.0.5"));
-        assert_eq!(xff(&["10.0.0.5, 1.2.3.4"], 3), None);
-        assert_eq!(xff(&["10.0.0.5", "1.2.3.4"], 1).as_deref(), Some("1.2.3.4"));
-        assert_eq!(xff(&[], 1), None);
-    }
-
-    #[test]
-    fn xff_accepts_ports_and_ipv6_and_rejects_garbage() {
-        assert_eq!(
-            xff(&["[2001:db8::1]:443"], 1).as_deref(),
-            Some("2001:db8::1")
-        );
-        assert_eq!(xff(&["2001:db8::1"], 1).as_deref(), Some("2001:db8::1"));
-        assert_eq!(
-            xff(&["198.51.100.7:8080"], 1).as_deref(),
-            Some("198.51.100.7")
-        );
-        assert_eq!(xff(&["1.2.3.4, unknown"], 1), None);
-        assert_eq!(xff(&["1.2.3.4, "], 1), None);
-    }
-
-    #[test]
-    fn xff_is_bounded() {
-        let long = vec!["1.2.3.4"; 2000].join(", ");
-        assert_eq!(xff(&[&long], 1), None);
-    }
 
     #[test]
     fn paths_and_queries_are_encoded_into_valid_uris() {

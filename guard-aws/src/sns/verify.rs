@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use guard_core::clock::{SystemWallClock, WallClock};
 use guard_core::request::{GuardRequest, Principal, PrincipalKind};
+use guard_core::verify::{Verifier, VerifyFuture};
 use guard_core::{Rejection, RejectionKind};
 use rsa::RsaPublicKey;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -146,7 +147,7 @@ impl SnsVerifierBuilder {
 ///     "Message": "{}", "Timestamp": "2024-01-01T00:00:00Z", "SignatureVersion": "2", "Signature": "AA==",
 ///     "SigningCertURL": "https://sns.us-east-1.amazonaws.com.evil.com/SimpleNotificationService-1.pem"
 /// })).unwrap();
-/// let refused = verifier.verify(&msg).await.unwrap_err();
+/// let refused = verifier.verify_message(&msg).await.unwrap_err();
 /// assert_eq!(refused.status(), 401);
 /// assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 0);
 /// # }
@@ -209,7 +210,7 @@ impl SnsVerifier {
     /// attached (SNS records, SNS inside SQS), or else the body of an HTTP(S) subscription delivery.
     pub async fn verify_request(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
         if let Some(msg) = req.extensions().get::<SnsMessage>() {
-            return self.verify(msg).await;
+            return self.verify_message(msg).await;
         }
         let msg: SnsMessage = serde_json::from_slice(req.body())
             .map_err(|_| reject(RejectionKind::MissingCredentials, "no SNS message envelope"))?;
@@ -221,12 +222,12 @@ impl SnsVerifier {
                 "x-amz-sns-message-type does not match Type",
             ));
         }
-        self.verify(&msg).await
+        self.verify_message(&msg).await
     }
 
     /// Verifies one message envelope; on success the principal is the topic
     /// (`PrincipalKind::SnsSignature`, issuer `sns.<region>.amazonaws.com`).
-    pub async fn verify(&self, msg: &SnsMessage) -> Result<Principal, Rejection> {
+    pub async fn verify_message(&self, msg: &SnsMessage) -> Result<Principal, Rejection> {
         let inner = &self.inner;
         let to_sign = string_to_sign(msg).ok_or(reject(
             RejectionKind::BadSignature,
@@ -367,6 +368,14 @@ impl SnsVerifier {
                 .insert(url.clone(), now);
         }
         result
+    }
+}
+
+/// As a `guard_core` verifier (in `VerifyLayer`, or combined with `any` / `all`): verifies the
+/// request's SNS envelope, see [`SnsVerifier::verify_request`].
+impl Verifier for SnsVerifier {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        Box::pin(self.verify_request(req))
     }
 }
 

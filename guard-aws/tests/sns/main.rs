@@ -138,7 +138,10 @@ async fn verifies_v1_and_v2_signatures() {
     let (fetches, fetcher) = local_fetcher();
     let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
     for version in ["1", "2"] {
-        let p = v.verify(&msg(sign(notification(), version))).await.unwrap();
+        let p = v
+            .verify_message(&msg(sign(notification(), version)))
+            .await
+            .unwrap();
         assert_eq!(p.kind, PrincipalKind::SnsSignature);
         assert_eq!(p.subject, TOPIC);
         assert_eq!(p.issuer.as_deref(), Some("sns.us-east-1.amazonaws.com"));
@@ -156,7 +159,7 @@ async fn verifies_a_notification_without_subject_and_a_confirmation() {
     let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
     let mut n = notification();
     n.as_object_mut().unwrap().remove("Subject");
-    v.verify(&msg(sign(n, "2"))).await.unwrap();
+    v.verify_message(&msg(sign(n, "2"))).await.unwrap();
     let confirmation = json!({
         "Type": "SubscriptionConfirmation",
         "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
@@ -167,7 +170,10 @@ async fn verifies_a_notification_without_subject_and_a_confirmation() {
         "Timestamp": TIMESTAMP,
         "SigningCertURL": CERT_URL
     });
-    let p = v.verify(&msg(sign(confirmation, "1"))).await.unwrap();
+    let p = v
+        .verify_message(&msg(sign(confirmation, "1")))
+        .await
+        .unwrap();
     assert_eq!(p.claims["type"], "SubscriptionConfirmation");
 }
 
@@ -193,7 +199,7 @@ async fn rejects_every_certificate_url_bypass_before_any_fetch() {
     for url in bypasses {
         let mut m = notification();
         m["SigningCertURL"] = json!(url);
-        let refused = v.verify(&msg(sign(m, "2"))).await.unwrap_err();
+        let refused = v.verify_message(&msg(sign(m, "2"))).await.unwrap_err();
         assert_eq!(refused.kind(), RejectionKind::BadSignature, "{url}");
         assert_eq!(refused.status(), 401);
     }
@@ -207,7 +213,7 @@ async fn rejects_unknown_signature_versions_before_any_fetch() {
     for version in ["3", "", "0", "2 ", "v2"] {
         let mut m = sign(notification(), "2");
         m["SignatureVersion"] = json!(version);
-        let refused = v.verify(&msg(m)).await.unwrap_err();
+        let refused = v.verify_message(&msg(m)).await.unwrap_err();
         assert_eq!(refused.kind(), RejectionKind::BadSignature, "{version:?}");
     }
     assert_eq!(fetches.load(Ordering::SeqCst), 0);
@@ -225,20 +231,20 @@ async fn rejects_tampered_fields_and_downgraded_versions() {
     ] {
         let mut m = sign(notification(), "2");
         m[field] = json!(value);
-        let refused = v.verify(&msg(m)).await.unwrap_err();
+        let refused = v.verify_message(&msg(m)).await.unwrap_err();
         assert_eq!(refused.kind(), RejectionKind::BadSignature, "{field}");
     }
     // A v2 signature relabelled as v1 (and the reverse) does not verify.
     let mut m = sign(notification(), "2");
     m["SignatureVersion"] = json!("1");
     assert_eq!(
-        v.verify(&msg(m)).await.unwrap_err().kind(),
+        v.verify_message(&msg(m)).await.unwrap_err().kind(),
         RejectionKind::BadSignature
     );
     let mut m = sign(notification(), "2");
     m["Signature"] = json!("not base64!");
     assert_eq!(
-        v.verify(&msg(m)).await.unwrap_err().kind(),
+        v.verify_message(&msg(m)).await.unwrap_err().kind(),
         RejectionKind::BadSignature
     );
 }
@@ -249,15 +255,15 @@ async fn rejects_stale_and_future_timestamps() {
     let clock = FakeWallClock::at_unix(NOW);
     let v = verifier_with(fetcher, clock.clone());
     let signed = msg(sign(notification(), "2"));
-    v.verify(&signed).await.unwrap();
+    v.verify_message(&signed).await.unwrap();
     clock.advance(Duration::from_secs(700));
     assert_eq!(
-        v.verify(&signed).await.unwrap_err().kind(),
+        v.verify_message(&signed).await.unwrap_err().kind(),
         RejectionKind::StaleSignature
     );
     clock.set_unix(NOW - 3600);
     assert_eq!(
-        v.verify(&signed).await.unwrap_err().kind(),
+        v.verify_message(&signed).await.unwrap_err().kind(),
         RejectionKind::StaleSignature
     );
 }
@@ -268,7 +274,7 @@ async fn rejects_topics_off_the_allow_list_before_any_fetch() {
     let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
     let mut m = notification();
     m["TopicArn"] = json!("arn:aws:sns:us-east-1:123456789012:other");
-    let refused = v.verify(&msg(sign(m, "2"))).await.unwrap_err();
+    let refused = v.verify_message(&msg(sign(m, "2"))).await.unwrap_err();
     assert_eq!(refused.kind(), RejectionKind::ForbiddenSource);
     assert_eq!(refused.status(), 403);
     assert_eq!(fetches.load(Ordering::SeqCst), 0);
@@ -287,7 +293,7 @@ async fn unreachable_certificate_is_a_503_and_not_refetched_at_once() {
     );
     let m = msg(sign(notification(), "2"));
     for _ in 0..3 {
-        let refused = v.verify(&m).await.unwrap_err();
+        let refused = v.verify_message(&m).await.unwrap_err();
         assert_eq!(refused.kind(), RejectionKind::VerifyUnavailable);
         assert_eq!(refused.status(), 503);
     }
@@ -299,7 +305,7 @@ async fn concurrent_first_verifications_fetch_once() {
     let (fetches, fetcher) = local_fetcher();
     let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
     let m = msg(sign(notification(), "2"));
-    let all = futures_util::future::join_all((0..20).map(|_| v.verify(&m))).await;
+    let all = futures_util::future::join_all((0..20).map(|_| v.verify_message(&m))).await;
     assert!(all.iter().all(Result::is_ok));
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
 }
@@ -366,5 +372,34 @@ async fn verifies_http_subscription_deliveries_and_refuses_plain_bodies() {
     assert_eq!(
         v.verify_request(&plain).await.unwrap_err().kind(),
         RejectionKind::MissingCredentials
+    );
+}
+
+#[tokio::test]
+async fn works_as_a_guard_core_verifier_and_the_handler_never_sees_a_refused_message() {
+    use guard_core::verify::VerifyLayer;
+    use tower::{Layer, ServiceExt};
+
+    let (_, fetcher) = local_fetcher();
+    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let handler = tower::service_fn(move |_req: guard_core::GuardRequest| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, std::convert::Infallible>(guard_core::GuardResponse::new(Bytes::new())) }
+    });
+    let svc = VerifyLayer::new(v).layer(handler);
+
+    let good = http::Request::new(Bytes::from(sign(notification(), "2").to_string()));
+    assert_eq!(svc.clone().oneshot(good).await.unwrap().status(), 200);
+    let mut tampered = sign(notification(), "2");
+    tampered["Message"] = json!("{}");
+    let bad = http::Request::new(Bytes::from(tampered.to_string()));
+    let resp = svc.oneshot(bad).await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the refused message never reached the handler"
     );
 }

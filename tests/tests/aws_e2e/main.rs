@@ -44,10 +44,20 @@ fn decisions(lines: &[String]) -> Vec<Value> {
 }
 
 /// Invokes and returns the payload and the decision events this invocation added.
-fn invoke(watch: &LambdaWatch, event: &Value, expected_events: usize, timeout: Duration) -> (Value, Vec<Value>) {
+fn invoke(
+    watch: &LambdaWatch,
+    event: &Value,
+    expected_events: usize,
+    timeout: Duration,
+) -> (Value, Vec<Value>) {
     let before = decisions(&watch.stdout_lines()).len();
     let out = watch.invoke(FUNCTION, event.to_string().as_bytes(), timeout);
-    assert_eq!(out.status, 200, "invoke API status; body {}", String::from_utf8_lossy(&out.body));
+    assert_eq!(
+        out.status,
+        200,
+        "invoke API status; body {}",
+        String::from_utf8_lossy(&out.body)
+    );
     let payload: Value = serde_json::from_slice(&out.body)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.body)));
     let lines = watch.wait_for_stdout(Duration::from_secs(5), |l| {
@@ -63,14 +73,24 @@ fn invoke(watch: &LambdaWatch, event: &Value, expected_events: usize, timeout: D
     (payload, new)
 }
 
-fn assert_event(e: &Value, outcome: &str, code: &str, status: u16, trigger: &str, peer: Option<&str>) {
+fn assert_event(
+    e: &Value,
+    outcome: &str,
+    code: &str,
+    status: u16,
+    trigger: &str,
+    peer: Option<&str>,
+) {
     assert_eq!(e["outcome"], outcome, "{e}");
     assert_eq!(e["code"], code, "{e}");
     assert_eq!(e["status"], status, "{e}");
     assert_eq!(e["trigger"], trigger, "{e}");
     assert_eq!(e["cloud"], "aws", "{e}");
     assert_eq!(e["function"], FUNCTION, "{e}");
-    assert!(e["request_id"].as_str().is_some_and(|s| !s.is_empty()), "{e}");
+    assert!(
+        e["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{e}"
+    );
     assert_eq!(e["peer"].as_str(), peer, "{e}");
 }
 
@@ -82,6 +102,7 @@ fn orders_function_under_cargo_lambda_watch() {
         &[
             ("GUARD_SECRETS_PROVIDER", "env"),
             ("GUARD_SECRET_ORDERS_API_KEY", API_KEY),
+            ("GUARD_SECRET_ORDERS_WEBHOOK_HMAC", "e2e-webhook-key"),
         ],
     );
 
@@ -95,7 +116,14 @@ fn orders_function_under_cargo_lambda_watch() {
         body,
         json!({"accepted": order()["order_id"], "items": 2, "key_id": key_id()})
     );
-    assert_event(&events[0], "allow", "guard.allow", 201, "http", Some("203.0.113.10"));
+    assert_event(
+        &events[0],
+        "allow",
+        "guard.allow",
+        201,
+        "http",
+        Some("203.0.113.10"),
+    );
 
     // HTTP API (v2): a schema violation from an allowed address → 400 problem+json.
     let mut bad = order();
@@ -109,7 +137,14 @@ fn orders_function_under_cargo_lambda_watch() {
     let (out, events) = invoke(&watch, &v2, 1, INVOKE);
     assert_eq!(out["statusCode"], 400, "{out}");
     assert_eq!(out["headers"]["content-type"], "application/problem+json");
-    assert_event(&events[0], "deny", "guard.validate.schema", 400, "http", Some("198.51.100.7"));
+    assert_event(
+        &events[0],
+        "deny",
+        "guard.validate.schema",
+        400,
+        "http",
+        Some("198.51.100.7"),
+    );
 
     // Function URL: a valid order from an address outside the allow-list, unsigned → 403.
     let mut url = fixture("ugly-function-url-iam-base64.json");
@@ -134,7 +169,10 @@ fn orders_function_under_cargo_lambda_watch() {
     );
     let mut codes: Vec<&str> = events.iter().map(|e| e["code"].as_str().unwrap()).collect();
     codes.sort();
-    assert_eq!(codes, ["guard.allow", "guard.allow", "guard.validate.schema"]);
+    assert_eq!(
+        codes,
+        ["guard.allow", "guard.allow", "guard.validate.schema"]
+    );
     for e in &events {
         assert_eq!(e["trigger"], "sqs");
         assert_eq!(e["source_id"], QUEUE);
