@@ -24,8 +24,8 @@
 //! ```
 
 use base64::Engine as _;
+use guard_core::Denial;
 use guard_core::request::GuardResponse;
-use guard_core::{Denial, RejectionKind};
 use http::HeaderMap;
 use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value, json};
@@ -145,12 +145,6 @@ pub(crate) fn is_transient(response: &GuardResponse) -> bool {
     }
 }
 
-/// The rejection kind of a response, if Guard refused it.
-#[allow(dead_code)]
-pub(crate) fn denial_kind(response: &GuardResponse) -> Option<RejectionKind> {
-    response.extensions().get::<Denial>().map(|d| d.kind)
-}
-
 fn body_value(body: &[u8]) -> Value {
     if body.is_empty() {
         return Value::Null;
@@ -219,6 +213,7 @@ fn is_text_type(content_type: &str) -> bool {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use guard_core::RejectionKind;
 
     fn resp(status: u16, headers: &[(&str, &str)], body: &'static [u8]) -> GuardResponse {
         let mut r = http::Response::new(Bytes::from_static(body));
