@@ -1,1 +1,3 @@
 //! placeholder
+#[cfg(feature = "secrets-manager")]
+pub mod secrets;
