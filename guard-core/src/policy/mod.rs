@@ -32,7 +32,10 @@ use serde::de::DeserializeOwned;
 
 pub use rate_limit::RateLimitPolicy;
 pub use secrets::{SecretsPolicy, SecretsProvider};
-pub use verify::VerifyPolicy;
+pub use verify::{
+    AwsAuthorizerPolicy, CidrPolicy, ClaimRule, EasyAuthPolicy, GcpPushPolicy, HmacEncoding,
+    HmacPolicy, HmacPreset, JwtPolicy, VerifyMode, VerifyPolicy,
+};
 
 /// One problem in a policy, with the dotted key path it concerns (`ingress.max_body_bytes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,10 +410,7 @@ impl Policy {
             }
         }
         if let Some(v) = &self.validate {
-            if let Some(s) = v.typed_status
-                && s != 400
-                && s != 422
-            {
+            if v.typed_status.is_some_and(|s| s != 400 && s != 422) {
                 problems.push(PolicyProblem::new(
                     "validate.typed_status",
                     "must be 400 or 422",

@@ -70,7 +70,8 @@ pub struct SecretsPolicy {
     pub max_staleness_secs: u64,
     /// Do not ask the source again for this long after a failure (default 1).
     pub retry_after_error_secs: u64,
-    /// A fetch taking longer is a transient failure, in milliseconds (default 5000).
+    /// A fetch taking longer is a transient failure, in milliseconds (default 5000; the store built
+    /// from the policy needs a Tokio runtime with timers, as every `#[tokio::main]` has).
     pub fetch_timeout_ms: u64,
     /// Most secret names cached (default 1024).
     pub max_entries: usize,

@@ -93,7 +93,7 @@ struct Config {
     refresh_ahead: Duration,
     max_staleness: Duration,
     retry_after_error: Duration,
-    fetch_timeout: Duration,
+    fetch_timeout: Option<Duration>,
     max_entries: NonZeroUsize,
     force_refresh_interval: Duration,
     previous_grace: Duration,
@@ -106,7 +106,7 @@ impl Default for Config {
             refresh_ahead: Duration::from_secs(30),
             max_staleness: Duration::from_secs(15 * 60),
             retry_after_error: Duration::from_secs(1),
-            fetch_timeout: Duration::from_secs(5),
+            fetch_timeout: None,
             max_entries: NonZeroUsize::new(1024).expect("non-zero"),
             force_refresh_interval: Duration::from_secs(10),
             previous_grace: Duration::from_secs(3600),
@@ -170,9 +170,10 @@ impl SecretStoreBuilder {
         self
     }
 
-    /// A fetch taking longer than this is a transient error (default 5 s; must be > 0).
+    /// A fetch taking longer than this is a transient error (default: none, the source's own
+    /// timeouts apply; must be > 0). Needs a Tokio runtime with timers enabled.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.config.fetch_timeout = timeout;
+        self.config.fetch_timeout = Some(timeout);
         self
     }
 
@@ -212,7 +213,7 @@ impl SecretStoreBuilder {
         if !c.ttl.is_zero() && c.refresh_ahead >= c.ttl {
             problems.push("refresh_ahead must be shorter than ttl".to_string());
         }
-        if c.fetch_timeout.is_zero() {
+        if c.fetch_timeout.is_some_and(|t| t.is_zero()) {
             problems.push("fetch_timeout must be greater than zero".to_string());
         }
         if c.force_refresh_interval.is_zero() {
@@ -245,7 +246,7 @@ impl SecretStoreBuilder {
 /// | refresh in the background when a fresh value is this close to expiry | 30 s | [`refresh_ahead`](SecretStoreBuilder::refresh_ahead) |
 /// | on a *transient* error, keep serving an expired value for up to (after the TTL) | 15 min | [`max_staleness`](SecretStoreBuilder::max_staleness) |
 /// | after a failed fetch, do not ask the source again for | 1 s | [`retry_after_error`](SecretStoreBuilder::retry_after_error) |
-/// | a fetch that takes longer is a transient error | 5 s | [`fetch_timeout`](SecretStoreBuilder::fetch_timeout) |
+/// | a fetch that takes longer is a transient error | none (the source's own timeouts) | [`fetch_timeout`](SecretStoreBuilder::fetch_timeout) |
 /// | names kept (least recently used evicted) | 1024 | [`max_entries`](SecretStoreBuilder::max_entries) |
 /// | [`force_refresh`](SecretStore::force_refresh) at most once per name per | 10 s | [`force_refresh_interval`](SecretStoreBuilder::force_refresh_interval) |
 /// | a locally observed previous value stays available for | 1 h | [`previous_grace`](SecretStoreBuilder::previous_grace) |
@@ -265,8 +266,9 @@ impl SecretStoreBuilder {
 ///   `password` of the JSON object (strings as their UTF-8 bytes, numbers and booleans as their JSON
 ///   text). The parse never copies other fields' values.
 /// - Time comes from an injected [`WallClock`] (tests use [`FakeWallClock`](crate::clock::FakeWallClock)).
-///   Refresh-ahead, the fetch timeout need a Tokio runtime with timers; without one, refresh-ahead is
-///   skipped (values are then refreshed when they expire).
+///   Refresh-ahead spawns on the current Tokio runtime (without one it is skipped and values are
+///   refreshed when they expire); a [`fetch_timeout`](SecretStoreBuilder::fetch_timeout) needs
+///   the runtime's timers (`enable_time`, on in `#[tokio::main]` and the Lambda runtime).
 ///
 /// ```
 /// use std::time::Duration;
@@ -674,13 +676,14 @@ impl SecretStore {
     ) -> Result<Fetched, SecretsError> {
         let c = &self.inner.config;
         bump(&self.inner.counters.fetches);
-        let result =
-            match tokio::time::timeout(c.fetch_timeout, self.inner.source.fetch(name, version))
-                .await
-            {
+        let fetch = self.inner.source.fetch(name, version);
+        let result = match c.fetch_timeout {
+            Some(limit) => match tokio::time::timeout(limit, fetch).await {
                 Ok(r) => r,
                 Err(_) => Err(SecretsError::transient(name, "fetch timed out")),
-            };
+            },
+            None => fetch.await,
+        };
         let now = self.inner.clock.now();
         let slot = &entry.slots[slot_index(version)];
         let mut changed = false;
