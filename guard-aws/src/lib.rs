@@ -38,7 +38,11 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `secrets-manager` | yes | a Secrets Manager `SecretSource` (`aws-config`, `aws-sdk-secretsmanager`) |
+//! | `secrets-manager` | yes | [`secrets::SecretsManagerSource`] (`aws-config`, `aws-sdk-secretsmanager`) |
+//! | `https-fetch` | yes | the production HTTPS certificate fetcher for SNS (`reqwest`, rustls) |
+
+#[cfg(feature = "secrets-manager")]
+pub mod secrets;
 
 pub mod decode;
 pub mod encode;

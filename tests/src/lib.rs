@@ -5,4 +5,5 @@
 //! tool is a test failure with a clear message, never a skip.
 
 pub mod lambda;
+pub mod moto;
 pub mod server;

@@ -1,14 +1,38 @@
-//! Secrets: [`SecretSource`] providers, the shared [`SecretStore`] cache, and [`SecretValue`].
+//! Secrets: [`SecretSource`] providers, the shared [`SecretStore`] cache, [`SecretValue`], and the
+//! [`SecretsLayer`] that hands named secrets to the handler.
 //!
 //! The store is shared by the whole stack: the HMAC verifier asks it for keys by name, the secrets
-//! layer hands named secrets to the handler.
+//! layer hands named secrets to the handler ([`SecretHandles`] request extension).
+//!
+//! | source | where the value comes from |
+//! |---|---|
+//! | [`EnvSource`] | `GUARD_SECRET_<NAME>` environment variables (local runs, tests) |
+//! | [`FileSource`] | one file per secret in a mounted directory (Cloud Run, Kubernetes) |
+//! | `guard_aws::secrets::SecretsManagerSource` | AWS Secrets Manager |
+//! | any closure `Fn(&str, SecretVersion) -> Result<SecretValue, SecretsError>` | anything |
+//!
+//! `SecretStore`, `SecretsLayer` and their types need the `secrets` feature (they use Tokio).
 
+mod env;
 mod error;
+#[cfg(feature = "secrets")]
+mod field;
+mod file;
+#[cfg(feature = "secrets")]
+mod layer;
 mod source;
+#[cfg(feature = "secrets")]
 mod store;
 mod value;
 
+pub use env::EnvSource;
 pub use error::SecretsError;
+pub use file::FileSource;
+#[cfg(feature = "secrets")]
+pub use layer::{ResponseFuture, SecretHandles, Secrets, SecretsLayer};
 pub use source::{FetchFuture, SecretSource, SecretVersion};
-pub use store::{SecretStore, SecretVersions};
+#[cfg(feature = "secrets")]
+pub use store::{
+    SecretStore, SecretStoreBuilder, SecretStoreConfigError, SecretStoreStats, SecretVersions,
+};
 pub use value::SecretValue;

@@ -1,0 +1,188 @@
+//! [`SecretsManagerSource`]: a [`SecretSource`] on AWS Secrets Manager.
+//!
+//! | [`SecretVersion`] | version stage asked for |
+//! |---|---|
+//! | `Current` | `AWSCURRENT` |
+//! | `Previous` | `AWSPREVIOUS` |
+//! | `Pending` | `AWSPENDING` |
+//!
+//! The stage is always sent (`GetSecretValue` with `VersionStage`). `SecretString` gives the
+//! string's UTF-8 bytes, `SecretBinary` the raw bytes. Errors are classified for the store:
+//!
+//! | outcome | [`SecretsError`] |
+//! |---|---|
+//! | `ResourceNotFoundException` (secret or stage missing) | `NotFound` |
+//! | `AccessDeniedException`, `UnrecognizedClientException`, invalid / expired credentials | `AccessDenied` |
+//! | throttling, `InternalServiceError`, any 5xx, timeouts, connection failures, unreadable responses | `Transient` |
+//! | anything else (`DecryptionFailure`, `InvalidRequestException`, bad parameters...) | `Permanent` |
+//!
+//! The endpoint comes from the SDK's standard configuration: `AWS_ENDPOINT_URL` /
+//! `AWS_ENDPOINT_URL_SECRETS_MANAGER`, the shared config file, or
+//! [`aws_config::ConfigLoader::endpoint_url`].
+//!
+//! HTTPS uses rustls on *ring* ([`https_client`]): the SDK's default client would compile aws-lc
+//! (a C build) and is left out of the default features.
+//!
+//! ```no_run
+//! use guard_aws::secrets::SecretsManagerSource;
+//! use guard_core::secrets::SecretStore;
+//!
+//! # async fn demo() -> Result<(), guard_core::secrets::SecretsError> {
+//! let store = SecretStore::new(SecretsManagerSource::from_env().await);
+//! let key = store.get("orders-api-key").await?;
+//! # let _ = key; Ok(()) }
+//! ```
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
+use aws_smithy_http_client::tls;
+use guard_core::secrets::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
+
+/// Reads secrets from AWS Secrets Manager (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct SecretsManagerSource {
+    client: Client,
+}
+
+/// An HTTPS client for the AWS SDK: rustls with the *ring* crypto provider and the platform's root
+/// certificates.
+pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
+impl SecretsManagerSource {
+    /// A source using the standard AWS configuration (environment, shared files, container and
+    /// instance credentials), with [`https_client`].
+    pub async fn from_env() -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
+            .load()
+            .await;
+        Self::from_conf(&config)
+    }
+
+    /// A source using `config`; [`https_client`] is used when it has no HTTP client.
+    pub fn from_conf(config: &SdkConfig) -> Self {
+        let mut builder = aws_sdk_secretsmanager::config::Builder::from(config);
+        if config.http_client().is_none() {
+            builder = builder.http_client(https_client());
+        }
+        Self::new(Client::from_conf(builder.build()))
+    }
+
+    /// A source using an existing client.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// The version stage asked for `version`.
+    ///
+    /// ```
+    /// use guard_core::secrets::SecretVersion;
+    /// assert_eq!(guard_aws::secrets::SecretsManagerSource::stage(SecretVersion::Previous), "AWSPREVIOUS");
+    /// ```
+    pub fn stage(version: SecretVersion) -> &'static str {
+        match version {
+            SecretVersion::Current => "AWSCURRENT",
+            SecretVersion::Previous => "AWSPREVIOUS",
+            SecretVersion::Pending => "AWSPENDING",
+            _ => "AWSCURRENT",
+        }
+    }
+
+    async fn get(&self, name: &str, version: SecretVersion) -> Result<SecretValue, SecretsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .version_stage(Self::stage(version))
+            .send()
+            .await
+            .map_err(|e| classify(name, e))?;
+        // Move the value out of the response (no extra copy left behind).
+        if let Some(s) = out.secret_string {
+            return Ok(SecretValue::from(s));
+        }
+        if let Some(b) = out.secret_binary {
+            return Ok(SecretValue::new(b.into_inner()));
+        }
+        Err(SecretsError::Permanent {
+            name: name.to_string(),
+            reason: "the secret version has neither SecretString nor SecretBinary".into(),
+        })
+    }
+}
+
+impl SecretSource for SecretsManagerSource {
+    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a> {
+        Box::pin(self.get(name, version))
+    }
+}
+
+const ACCESS_DENIED: &[&str] = &[
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "MissingAuthenticationToken",
+];
+
+const TRANSIENT: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalServiceError",
+    "InternalFailure",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Maps an SDK error to the store's permanent / transient classification. The messages come from
+/// the SDK and the service (codes, descriptions, secret names), never from a secret's value.
+fn classify(name: &str, err: SdkError<GetSecretValueError>) -> SecretsError {
+    let reason = || DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            let status = service.raw().status().as_u16();
+            let code = e.code().unwrap_or_default();
+            if e.is_resource_not_found_exception() {
+                SecretsError::not_found(name)
+            } else if ACCESS_DENIED.contains(&code) {
+                SecretsError::AccessDenied { name: name.into() }
+            } else if e.is_internal_service_error()
+                || TRANSIENT.contains(&code)
+                || status == 429
+                || status >= 500
+            {
+                SecretsError::transient(name, reason())
+            } else {
+                SecretsError::Permanent {
+                    name: name.into(),
+                    reason: reason(),
+                }
+            }
+        }
+        // Timeouts, connection failures, truncated or unparseable responses.
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            SecretsError::transient(name, reason())
+        }
+        // The request could not even be built (bad configuration): retrying will not help.
+        _ => SecretsError::Permanent {
+            name: name.into(),
+            reason: reason(),
+        },
+    }
+}

@@ -1,0 +1,489 @@
+//! SecretStore cache behaviour and SecretsLayer, with a counting source and a fake clock.
+#![cfg(feature = "secrets")]
+
+mod support;
+
+use std::convert::Infallible;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use guard_core::clock::FakeWallClock;
+use guard_core::secrets::{
+    SecretHandles, SecretStore, SecretStoreBuilder, SecretVersion, SecretsError, SecretsLayer,
+};
+use guard_core::{GuardRequest, GuardResponse};
+use support::{FakeSource, capture_logs};
+use tower::{Layer, ServiceExt, service_fn};
+
+const V1: &str = "s3cr3t-v1-7f3a91";
+const V2: &str = "s3cr3t-v2-c04e55";
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn builder(src: &FakeSource, clock: &FakeWallClock) -> SecretStoreBuilder {
+    SecretStore::builder(src.clone())
+        .clock(clock.clone())
+        .ttl(secs(100))
+        .refresh_ahead(Duration::ZERO)
+        .max_staleness(secs(600))
+        .retry_after_error(secs(5))
+}
+
+fn is(v: &guard_core::secrets::SecretValue, expected: &str) -> bool {
+    v.expose_bytes() == expected.as_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hundred_concurrent_cold_requests_make_one_fetch() {
+    let src = FakeSource::new();
+    src.set_current("api-key", V1);
+    src.delay(Duration::from_millis(100));
+    let store = SecretStore::new(src.clone());
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.get("api-key").await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(is(&t.await.unwrap().unwrap(), V1), "wrong value");
+    }
+    assert_eq!(src.fetches(), 1);
+    assert_eq!(store.stats().fetches, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_cold_requests_share_one_failed_fetch() {
+    let src = FakeSource::new();
+    src.fail_with(SecretsError::transient("api-key", "connection refused"));
+    src.delay(Duration::from_millis(100));
+    let store = SecretStore::builder(src.clone())
+        .retry_after_error(Duration::ZERO)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.get("api-key").await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().unwrap_err().is_transient());
+    }
+    assert_eq!(src.fetches(), 1);
+}
+
+#[tokio::test]
+async fn serves_from_cache_until_ttl_then_fetches_again() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("k", V1);
+    let store = builder(&src, &clock).build().unwrap();
+    assert!(is(&store.get("k").await.unwrap(), V1));
+    src.set_current("k", V2);
+    clock.advance(secs(99));
+    assert!(is(&store.get("k").await.unwrap(), V1), "still fresh");
+    assert_eq!(src.fetches(), 1);
+    clock.advance(secs(1));
+    assert!(is(&store.get("k").await.unwrap(), V2), "expired: refetched");
+    assert_eq!(src.fetches(), 2);
+    let stats = store.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 2));
+}
+
+#[tokio::test]
+async fn refreshes_ahead_of_expiry_in_the_background() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("k", V1);
+    let store = builder(&src, &clock)
+        .refresh_ahead(secs(20))
+        .build()
+        .unwrap();
+    store.get("k").await.unwrap();
+    src.set_current("k", V2);
+    src.delay(Duration::from_millis(20));
+    clock.advance(secs(85));
+    // Inside the refresh window: answered at once from the cache, refresh started behind.
+    assert!(is(&store.get("k").await.unwrap(), V1));
+    assert!(is(&store.get("k").await.unwrap(), V1));
+    for _ in 0..100 {
+        if src.fetches() == 2 && is(&store.get("k").await.unwrap(), V2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(src.fetches(), 2, "exactly one background refresh");
+    assert!(is(&store.get("k").await.unwrap(), V2));
+    assert_eq!(store.stats().refreshed_ahead, 1);
+    assert_eq!(store.stats().misses, 1, "no request waited for the refresh");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn serves_stale_on_transient_errors_counted_and_logged_once() {
+    let (logs, _guard) = capture_logs();
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("k", V1);
+    let store = builder(&src, &clock).build().unwrap();
+    store.get("k").await.unwrap();
+    src.fail_with(SecretsError::transient("k", "connection refused"));
+    clock.advance(secs(150));
+    for _ in 0..5 {
+        assert!(is(&store.get("k").await.unwrap(), V1));
+        clock.advance(secs(10)); // past retry_after_error: asks the source again each time
+    }
+    assert_eq!(src.fetches(), 6);
+    assert_eq!(store.stats().stale_served, 5);
+    let text = logs.text();
+    assert_eq!(
+        text.matches("serving the cached value").count(),
+        1,
+        "one warning per outage: {text}"
+    );
+    // Recovery is logged, and a new outage is logged again.
+    src.heal();
+    src.set_current("k", V2);
+    assert!(is(&store.get("k").await.unwrap(), V2));
+    assert_eq!(
+        logs.text().matches("source recovered").count(),
+        1,
+        "{}",
+        logs.text()
+    );
+    src.fail_with(SecretsError::transient("k", "timeout"));
+    clock.advance(secs(150));
+    assert!(is(&store.get("k").await.unwrap(), V2));
+    assert_eq!(logs.text().matches("serving the cached value").count(), 2);
+    assert!(!logs.text().contains(V1) && !logs.text().contains(V2));
+}
+
+#[tokio::test]
+async fn stops_serving_stale_after_max_staleness() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("k", V1);
+    let store = builder(&src, &clock).build().unwrap();
+    store.get("k").await.unwrap();
+    src.fail_with(SecretsError::transient("k", "down"));
+    clock.advance(secs(100 + 599));
+    assert!(store.get("k").await.is_ok());
+    clock.advance(secs(1));
+    assert!(store.get("k").await.unwrap_err().is_transient());
+}
+
+#[tokio::test]
+async fn after_a_failure_the_source_is_not_asked_again_until_retry_after_error() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.fail_with(SecretsError::transient("k", "down"));
+    let store = builder(&src, &clock).build().unwrap();
+    for _ in 0..10 {
+        assert!(store.get("k").await.is_err());
+    }
+    assert_eq!(src.fetches(), 1);
+    src.heal();
+    src.set_current("k", V1);
+    clock.advance(secs(5));
+    assert!(
+        is(&store.get("k").await.unwrap(), V1),
+        "recovers after the wait"
+    );
+    assert_eq!(src.fetches(), 2);
+}
+
+#[tokio::test]
+async fn permanent_errors_drop_the_cached_value() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("k", V1);
+    let store = builder(&src, &clock).build().unwrap();
+    store.get("k").await.unwrap();
+    src.fail_with(SecretsError::AccessDenied { name: "k".into() });
+    clock.advance(secs(100));
+    assert!(matches!(
+        store.get("k").await,
+        Err(SecretsError::AccessDenied { .. })
+    ));
+    src.heal();
+    clock.advance(secs(1));
+    assert!(
+        store.get("k").await.is_err(),
+        "still within retry_after_error"
+    );
+    assert_eq!(store.stats().stale_served, 0);
+}
+
+#[tokio::test]
+async fn a_deleted_secret_is_not_served_from_the_cache() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("k", V1);
+    let store = builder(&src, &clock).build().unwrap();
+    store.get("k").await.unwrap();
+    src.remove("k");
+    clock.advance(secs(100));
+    assert_eq!(
+        store.get("k").await.unwrap_err(),
+        SecretsError::not_found("k")
+    );
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_source_previous_version() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("hmac", V1);
+    let store = builder(&src, &clock).build().unwrap();
+    let before = store.versions("hmac").await.unwrap();
+    assert!(is(&before.current, V1) && before.previous.is_none());
+    // The provider rotates: V2 becomes current, V1 previous.
+    src.set_current("hmac", V2);
+    src.set("hmac", SecretVersion::Previous, V1);
+    assert!(store.force_refresh("hmac").await.unwrap());
+    let after = store.versions("hmac").await.unwrap();
+    assert!(is(&after.current, V2), "new value after force_refresh");
+    assert!(
+        after.previous.as_deref().is_some_and(|p| is(p, V1)),
+        "previous kept"
+    );
+    assert_eq!(after.iter().count(), 2);
+}
+
+#[tokio::test]
+async fn rotation_remembers_the_replaced_value_for_the_grace_period() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("hmac", V1);
+    let store = builder(&src, &clock)
+        .previous_grace(secs(300))
+        .build()
+        .unwrap();
+    store.get("hmac").await.unwrap();
+    src.set_current("hmac", V2); // a source without versions (env, plain file)
+    store.force_refresh("hmac").await.unwrap();
+    let v = store.versions("hmac").await.unwrap();
+    assert!(is(&v.current, V2) && v.previous.as_deref().is_some_and(|p| is(p, V1)));
+    clock.advance(secs(300));
+    src.set_current("hmac", V2);
+    let v = store.versions("hmac").await.unwrap();
+    assert!(v.previous.is_none(), "grace period over");
+}
+
+#[tokio::test]
+async fn force_refresh_is_rate_limited_per_name() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("a", V1);
+    src.set_current("b", V1);
+    let store = builder(&src, &clock)
+        .force_refresh_interval(secs(10))
+        .build()
+        .unwrap();
+    store.get("a").await.unwrap();
+    assert!(store.force_refresh("a").await.unwrap());
+    for _ in 0..50 {
+        assert!(!store.force_refresh("a").await.unwrap());
+    }
+    assert!(
+        store.force_refresh("b").await.unwrap(),
+        "other names unaffected"
+    );
+    clock.advance(secs(10));
+    assert!(store.force_refresh("a").await.unwrap());
+    assert_eq!(src.fetches(), 1 + 1 + 1 + 1);
+    assert_eq!(store.stats().forced_refreshes_limited, 50);
+}
+
+#[tokio::test]
+async fn a_failed_force_refresh_keeps_serving_the_cached_value() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("k", V1);
+    let store = builder(&src, &clock).build().unwrap();
+    store.get("k").await.unwrap();
+    src.fail_with(SecretsError::transient("k", "down"));
+    assert!(store.force_refresh("k").await.is_err());
+    assert!(is(&store.get("k").await.unwrap(), V1));
+}
+
+#[tokio::test]
+async fn size_is_bounded_by_evicting_the_least_recently_used() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    for n in ["a", "b", "c"] {
+        src.set_current(n, V1);
+    }
+    let store = builder(&src, &clock)
+        .max_entries(NonZeroUsize::new(2).unwrap())
+        .build()
+        .unwrap();
+    store.get("a").await.unwrap();
+    clock.advance(secs(1));
+    store.get("b").await.unwrap();
+    clock.advance(secs(1));
+    store.get("a").await.unwrap(); // a is now more recent than b
+    clock.advance(secs(1));
+    store.get("c").await.unwrap(); // evicts b
+    assert_eq!(store.len(), 2);
+    assert_eq!(store.stats().evictions, 1);
+    let fetches = src.fetches();
+    store.get("a").await.unwrap();
+    assert_eq!(src.fetches(), fetches, "a still cached");
+    store.get("b").await.unwrap();
+    assert_eq!(src.fetches(), fetches + 1, "b was evicted");
+}
+
+#[tokio::test]
+async fn json_fields_come_from_one_fetch() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("db", r#"{"user":"app","password":"s3cr3t-pw","port":5432}"#);
+    let store = builder(&src, &clock).build().unwrap();
+    assert!(is(&store.get("db#user").await.unwrap(), "app"));
+    assert!(is(&store.get("db#password").await.unwrap(), "s3cr3t-pw"));
+    assert!(is(&store.get("db#port").await.unwrap(), "5432"));
+    let err = store.get("db#nope").await.unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("s3cr3t"));
+    assert_eq!(src.fetches(), 1);
+}
+
+#[tokio::test]
+async fn prefetch_fills_the_cache_and_reports_every_error() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("a", V1);
+    src.set_current("b", V2);
+    let store = builder(&src, &clock).build().unwrap();
+    store.prefetch(["a", "b"]).await.unwrap();
+    assert_eq!(src.fetches(), 2);
+    store.get("a").await.unwrap();
+    store.get("b").await.unwrap();
+    assert_eq!(src.fetches(), 2);
+    let errors = store.prefetch(["x", "a", "y"]).await.unwrap_err();
+    assert_eq!(errors.len(), 2);
+}
+
+#[tokio::test]
+async fn a_hanging_source_times_out_as_transient() {
+    let src = FakeSource::new();
+    src.set_current("k", V1);
+    src.delay(secs(60));
+    let store = SecretStore::builder(src)
+        .fetch_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    assert!(store.get("k").await.unwrap_err().is_transient());
+}
+
+#[test]
+fn builder_reports_every_bad_setting() {
+    let err = SecretStore::builder(FakeSource::new())
+        .ttl(secs(10))
+        .refresh_ahead(secs(10))
+        .fetch_timeout(Duration::ZERO)
+        .force_refresh_interval(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.problems.len(), 3, "{err}");
+}
+
+// ---- the layer ----
+
+fn counting_handler(
+    calls: Arc<AtomicUsize>,
+) -> impl tower::Service<GuardRequest, Response = GuardResponse, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    service_fn(move |req: GuardRequest| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let handles = req.extensions().get::<SecretHandles>().cloned();
+            let body = match handles.and_then(|h| h.get("api-key")) {
+                Some(v) if is(&v, V1) => "has-key",
+                Some(_) => "other-key",
+                None => "no-key",
+            };
+            Ok(GuardResponse::new(Bytes::from_static(body.as_bytes())))
+        }
+    })
+}
+
+fn request() -> GuardRequest {
+    GuardRequest::new(Bytes::from_static(b"{}"))
+}
+
+#[tokio::test]
+async fn layer_hands_required_secrets_to_the_handler() {
+    let src = FakeSource::new();
+    src.set_current("api-key", V1);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = SecretsLayer::new(SecretStore::new(src))
+        .require("api-key")
+        .optional("absent")
+        .layer(counting_handler(calls.clone()));
+    let resp = svc.oneshot(request()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body(), "has-key");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cold_failure_is_503_and_the_handler_is_not_called() {
+    let (logs, _guard) = capture_logs();
+    let src = FakeSource::new();
+    src.fail_with(SecretsError::transient("api-key", "connection refused"));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = SecretsLayer::new(SecretStore::new(src))
+        .require("api-key")
+        .layer(counting_handler(calls.clone()));
+    let resp = svc.oneshot(request()).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(body["code"], "guard.secrets.unavailable");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "handler must not run");
+    assert!(logs.text().contains("failing closed"));
+}
+
+#[tokio::test]
+async fn missing_optional_secret_is_absent_not_an_error() {
+    let src = FakeSource::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = SecretsLayer::new(SecretStore::new(src))
+        .optional("api-key")
+        .layer(counting_handler(calls.clone()));
+    let resp = svc.oneshot(request()).await.unwrap();
+    assert_eq!(resp.body(), "no-key");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn secret_values_never_appear_in_debug_errors_or_logs() {
+    let (logs, _guard) = capture_logs();
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("k", V1);
+    src.set_current("j", &format!(r#"{{"password":"{V2}"}}"#));
+    let store = builder(&src, &clock).build().unwrap();
+    let v = store.get("k").await.unwrap();
+    let versions = store.versions("k").await.unwrap();
+    let field = store.get("j#password").await.unwrap();
+    let bad_field = store.get("j#missing").await.unwrap_err();
+    let handles = {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(std::sync::Mutex::new(String::new()));
+        let seen2 = seen.clone();
+        let svc = SecretsLayer::new(store.clone())
+            .require("k")
+            .layer(service_fn(move |req: GuardRequest| {
+                *seen2.lock().unwrap() = format!("{:?}", req.extensions().get::<SecretHandles>());
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, Infallible>(GuardResponse::new(Bytes::new())) }
+            }));
+        svc.oneshot(request()).await.unwrap();
+        seen.lock().unwrap().clone()
+    };
+    src.fail_with(SecretsError::transient("k", "down"));
+    clock.advance(secs(200));
+    store.get("k").await.unwrap();
+    let text = format!(
+        "{v:?} {v} {versions:?} {field:?} {bad_field} {bad_field:?} {handles} {store:?} {:?} {}",
+        store.stats(),
+        logs.text()
+    );
+    assert!(handles.contains("\"k\""), "handles list the names");
+    for secret in [V1, V2] {
+        assert!(!text.contains(secret), "a secret value leaked");
+    }
+}
