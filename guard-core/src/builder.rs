@@ -14,7 +14,7 @@ use tower_layer::{Identity, Layer, Stack};
 use crate::audit::{AuditLayer, JsonLinesSink};
 use crate::ingress::IngressLayer;
 use crate::policy::{Policy, PolicyError, PolicyProblem};
-use crate::secrets::SecretStore;
+use crate::secrets::{SecretStore, SecretsError, SecretsLayer};
 use crate::validate::ValidateLayer;
 use crate::verify::{VerifyDeps, VerifyLayer};
 
@@ -47,6 +47,8 @@ pub struct Guard {
     ingress: IngressLayer,
     verify: Option<VerifyLayer>,
     validate: Option<ValidateLayer>,
+    secrets: Option<SecretsLayer>,
+    prefetch: bool,
 }
 
 /// Builds a [`Guard`] from layers; unset stages are skipped (audit and ingress get defaults).
@@ -56,13 +58,17 @@ pub struct GuardBuilder {
     ingress: Option<IngressLayer>,
     verify: Option<VerifyLayer>,
     validate: Option<ValidateLayer>,
+    secrets: Option<SecretsLayer>,
+    prefetch: bool,
 }
 
 /// What a policy-built stack shares with the rest of the application.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct GuardDeps {
-    /// The secret store (HMAC keys, handler secrets). Needed when the policy names secrets.
+    /// The secret store (HMAC keys, handler secrets). When unset, it is built from `[secrets]`
+    /// for the built-in providers (`env`, `file`); cloud providers are built by their adapter
+    /// crate and passed here.
     pub secrets: Option<SecretStore>,
     /// Overrides for the verification layer (clock, shared replay store). Defaults are built from
     /// [`secrets`](Self::secrets) when unset.
@@ -121,9 +127,40 @@ impl GuardBuilder {
         let ingress = IngressLayer::from_policy(&policy.ingress)
             .map_err(&mut collect)
             .ok();
+        let store = match (deps.secrets, &policy.secrets) {
+            (Some(store), _) => Some(store),
+            (None, Some(section)) => match section.local_source() {
+                Some(source) => match section.store_builder(source).build() {
+                    Ok(store) => Some(store),
+                    Err(e) => {
+                        collect(PolicyError::new(vec![PolicyProblem::new(
+                            "secrets",
+                            e.to_string(),
+                        )]));
+                        None
+                    }
+                },
+                None => {
+                    collect(PolicyError::new(vec![PolicyProblem::new(
+                        "secrets.provider",
+                        "this provider is built by its adapter crate (e.g. guard_aws::secrets): build the store there and pass it with GuardDeps::with_secrets",
+                    )]));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let secrets = match (&policy.secrets, &store) {
+            (Some(section), Some(store))
+                if !section.required.is_empty() || !section.optional.is_empty() =>
+            {
+                Some(section.layer(store.clone()))
+            }
+            _ => None,
+        };
         let verify = match &policy.verify {
             Some(v) => {
-                let verify_deps = match (deps.verify, &deps.secrets) {
+                let verify_deps = match (deps.verify, &store) {
                     (Some(d), _) => Some(d),
                     (None, Some(store)) => Some(VerifyDeps::new(store.clone())),
                     (None, None) if v.hmac.is_some() => {
@@ -158,6 +195,8 @@ impl GuardBuilder {
             ingress,
             verify,
             validate,
+            secrets,
+            prefetch: policy.secrets.as_ref().is_some_and(|s| s.prefetch),
         })
     }
 
@@ -196,6 +235,19 @@ impl GuardBuilder {
         self
     }
 
+    /// Named secrets for the handler (innermost layer).
+    ///
+    /// ```
+    /// use guard_core::secrets::{EnvSource, SecretStore, SecretsLayer};
+    /// let layer = SecretsLayer::new(SecretStore::new(EnvSource::new())).require("orders-api-key");
+    /// let b = guard_core::Guard::builder().secrets(layer);
+    /// # let _ = b;
+    /// ```
+    pub fn secrets(mut self, layer: SecretsLayer) -> Self {
+        self.secrets = Some(layer);
+        self
+    }
+
     /// JSON parsing and schema validation.
     ///
     /// ```
@@ -221,6 +273,8 @@ impl GuardBuilder {
             ingress: self.ingress.unwrap_or_default(),
             verify: self.verify,
             validate: self.validate,
+            secrets: self.secrets,
+            prefetch: self.prefetch,
         }
     }
 }
@@ -248,6 +302,23 @@ impl Guard {
         GuardBuilder::from_policy(policy).map(GuardBuilder::build)
     }
 
+    /// Fetches the secrets the stack needs before the first request, when the policy says
+    /// `secrets.prefetch = true` (a no-op otherwise). Call it once at start-up; failures are
+    /// returned (the stack still fails closed per request if a secret stays unavailable).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let guard = guard_core::Guard::builder().build();
+    /// assert!(guard.prefetch().await.is_ok());
+    /// # });
+    /// ```
+    pub async fn prefetch(&self) -> Result<(), Vec<SecretsError>> {
+        match (&self.secrets, self.prefetch) {
+            (Some(layer), true) => layer.prefetch().await,
+            _ => Ok(()),
+        }
+    }
+
     /// Wraps `handler` (same as `Layer::layer`).
     ///
     /// ```
@@ -263,10 +334,13 @@ impl Guard {
 
     fn stack(&self) -> GuardStack {
         Stack::new(
-            option_layer(self.validate.clone()),
+            option_layer(self.secrets.clone()),
             Stack::new(
-                option_layer(self.verify.clone()),
-                Stack::new(self.ingress.clone(), self.audit.clone()),
+                option_layer(self.validate.clone()),
+                Stack::new(
+                    option_layer(self.verify.clone()),
+                    Stack::new(self.ingress.clone(), self.audit.clone()),
+                ),
             ),
         )
     }
@@ -284,8 +358,11 @@ fn no_secrets() -> SecretStore {
 }
 
 type GuardStack = Stack<
-    Either<ValidateLayer, Identity>,
-    Stack<Either<VerifyLayer, Identity>, Stack<IngressLayer, AuditLayer>>,
+    Either<SecretsLayer, Identity>,
+    Stack<
+        Either<ValidateLayer, Identity>,
+        Stack<Either<VerifyLayer, Identity>, Stack<IngressLayer, AuditLayer>>,
+    >,
 >;
 
 /// The service a [`Guard`] makes of a handler `S`.

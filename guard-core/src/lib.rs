@@ -55,7 +55,8 @@ pub mod verify;
     feature = "audit",
     feature = "ingress",
     feature = "validate",
-    feature = "verify"
+    feature = "verify",
+    feature = "secrets"
 ))]
 mod builder;
 
@@ -63,7 +64,8 @@ mod builder;
     feature = "audit",
     feature = "ingress",
     feature = "validate",
-    feature = "verify"
+    feature = "verify",
+    feature = "secrets"
 ))]
 pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService};
 pub use policy::Policy;

@@ -48,3 +48,15 @@ where
         Box::pin(async move { r })
     }
 }
+
+impl SecretSource for Box<dyn SecretSource> {
+    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a> {
+        (**self).fetch(name, version)
+    }
+}
+
+impl SecretSource for std::sync::Arc<dyn SecretSource> {
+    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a> {
+        (**self).fetch(name, version)
+    }
+}

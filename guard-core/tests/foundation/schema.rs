@@ -130,7 +130,18 @@ fn a_policy_without_verify_is_refused_unless_it_says_so() {
 
 #[test]
 fn hmac_without_a_secret_store_is_a_build_error() {
-    let policy = Policy::load(crate::support::repo_file("examples/orders/guard.toml")).unwrap();
+    let policy =
+        Policy::from_toml_str("[verify.hmac]\npreset = \"github\"\nsecret = \"webhook\"").unwrap();
     let err = guard_core::Guard::from_policy(&policy).unwrap_err();
     assert_eq!(err.problems()[0].path, "verify.hmac.secret");
+}
+
+#[test]
+fn a_cloud_secrets_provider_needs_its_adapter() {
+    let policy = Policy::from_toml_str(
+        "[function]\nallow_unverified = true\n[secrets]\nprovider = \"aws\"\nrequired = [\"k\"]",
+    )
+    .unwrap();
+    let err = guard_core::Guard::from_policy(&policy).unwrap_err();
+    assert_eq!(err.problems()[0].path, "secrets.provider");
 }
