@@ -31,6 +31,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use rate_limit::RateLimitPolicy;
+pub use rate_limit::{BackendChoice, FailureMode, RateLimitKey};
 pub use secrets::SecretsPolicy;
 pub use verify::VerifyPolicy;
 
@@ -382,7 +383,10 @@ impl Policy {
             ));
         }
         if ing.max_depth == 0 {
-            problems.push(PolicyProblem::new("ingress.max_depth", "must be at least 1"));
+            problems.push(PolicyProblem::new(
+                "ingress.max_depth",
+                "must be at least 1",
+            ));
         }
         for (i, ct) in ing.content_types.iter().enumerate() {
             let ok = ct.split_once('/').is_some_and(|(t, s)| {
@@ -457,7 +461,10 @@ fn section<T: DeserializeOwned>(
             } else {
                 format!("{key}.{inner}")
             };
-            problems.push(PolicyProblem::new(path, e.into_inner().message().to_string()));
+            problems.push(PolicyProblem::new(
+                path,
+                e.into_inner().message().to_string(),
+            ));
         }
     }
 }
@@ -484,7 +491,10 @@ mod tests {
         let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths.len(), 3, "{err}");
         assert!(paths.contains(&"ingress.max_body_bytes"), "{err}");
-        assert!(paths.contains(&"audit.bufer") || paths.contains(&"audit"), "{err}");
+        assert!(
+            paths.contains(&"audit.bufer") || paths.contains(&"audit"),
+            "{err}"
+        );
         assert!(paths.contains(&"ingres"), "{err}");
     }
 
