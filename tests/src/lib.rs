@@ -4,4 +4,5 @@
 //! The tools are installed by `scripts/setup-tools.sh` (run by the README's test command); a missing
 //! tool is a test failure with a clear message, never a skip.
 
+pub mod redis;
 pub mod server;

@@ -283,6 +283,7 @@ impl Backends {
         }
     }
 
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     fn build(&self, rate: Rate, placement: &str) -> Backend {
         match self {
             Backends::Memory(opts) => MemoryBackend::with_options(rate, *opts).into(),
