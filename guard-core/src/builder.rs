@@ -1,9 +1,191 @@
-//! [`Guard`]: the canonical stack (in progress).
+//! [`Guard`]: the layers assembled in their canonical order.
+//!
+//! ```text
+//! Audit ─▶ Ingress ─▶ RateLimit(pre-auth) ─▶ Verify ─▶ RateLimit(principal) ─▶ Validate ─▶ Secrets ─▶ handler
+//! ```
+//!
+//! The builder always uses this order. A stage that is not configured is skipped; audit and
+//! ingress are always on (with safe defaults). To use another order, compose the public layers
+//! yourself with `tower::ServiceBuilder`.
 
-/// The assembled perimeter.
-#[derive(Debug, Clone, Default)]
-pub struct Guard {}
+use tower::util::{Either, option_layer};
+use tower_layer::{Identity, Layer, Stack};
 
-/// Builds a [`Guard`].
+use crate::audit::{AuditLayer, JsonLinesSink};
+use crate::ingress::IngressLayer;
+use crate::policy::{Policy, PolicyError};
+use crate::validate::ValidateLayer;
+
+/// The assembled perimeter: a `tower` layer. Cheap to clone; build it once at start-up.
+///
+/// ```
+/// use bytes::Bytes;
+/// use guard_core::Guard;
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let policy = guard_core::Policy::from_toml_str(r#"
+///     [ingress]
+///     methods = ["POST"]
+///     max_body_bytes = 65536
+/// "#).unwrap();
+/// let guard = Guard::from_policy(&policy).unwrap();
+/// let mut svc = guard.layer(service_fn(|_req: http::Request<Bytes>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"done")))
+/// }));
+/// let get = http::Request::get("/").body(Bytes::new()).unwrap();
+/// assert_eq!(svc.ready().await.unwrap().call(get).await.unwrap().status(), 405);
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct Guard {
+    audit: AuditLayer,
+    ingress: IngressLayer,
+    validate: Option<ValidateLayer>,
+}
+
+/// Builds a [`Guard`] from layers; unset stages are skipped (audit and ingress get defaults).
 #[derive(Debug, Default)]
-pub struct GuardBuilder {}
+pub struct GuardBuilder {
+    audit: Option<AuditLayer>,
+    ingress: Option<IngressLayer>,
+    validate: Option<ValidateLayer>,
+}
+
+impl GuardBuilder {
+    /// A builder holding every layer the policy describes, so single stages can still be replaced
+    /// (e.g. the audit sink) before [`build`](Self::build). All problems are reported at once.
+    ///
+    /// ```
+    /// use guard_core::audit::{AuditLayer, TracingSink};
+    /// let policy = guard_core::Policy::default();
+    /// let guard = guard_core::GuardBuilder::from_policy(&policy).unwrap()
+    ///     .audit(AuditLayer::new(TracingSink))
+    ///     .build();
+    /// # let _ = guard;
+    /// ```
+    pub fn from_policy(policy: &Policy) -> Result<GuardBuilder, PolicyError> {
+        let mut problems = Vec::new();
+        let ingress = IngressLayer::from_policy(&policy.ingress)
+            .map_err(|e| problems.extend_from_slice(e.problems()))
+            .ok();
+        let validate = match &policy.validate {
+            Some(v) => ValidateLayer::from_policy(v)
+                .map_err(|e| problems.extend_from_slice(e.problems()))
+                .ok(),
+            None => None,
+        };
+        if !problems.is_empty() {
+            return Err(PolicyError::new(problems));
+        }
+        Ok(GuardBuilder {
+            audit: Some(AuditLayer::from_policy(&policy.audit)),
+            ingress,
+            validate,
+        })
+    }
+
+    /// The audit layer (default: JSON lines on stdout).
+    ///
+    /// ```
+    /// let b = guard_core::Guard::builder().audit(guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink));
+    /// # let _ = b;
+    /// ```
+    pub fn audit(mut self, layer: AuditLayer) -> Self {
+        self.audit = Some(layer);
+        self
+    }
+
+    /// The ingress limits (default: [`IngressLayer::new`]).
+    ///
+    /// ```
+    /// let b = guard_core::Guard::builder().ingress(guard_core::ingress::IngressLayer::new().max_depth(8));
+    /// # let _ = b;
+    /// ```
+    pub fn ingress(mut self, layer: IngressLayer) -> Self {
+        self.ingress = Some(layer);
+        self
+    }
+
+    /// JSON parsing and schema validation.
+    ///
+    /// ```
+    /// let b = guard_core::Guard::builder().validate(guard_core::validate::ValidateLayer::json_only());
+    /// # let _ = b;
+    /// ```
+    pub fn validate(mut self, layer: ValidateLayer) -> Self {
+        self.validate = Some(layer);
+        self
+    }
+
+    /// The perimeter.
+    ///
+    /// ```
+    /// let guard = guard_core::Guard::builder().build();
+    /// # let _ = guard;
+    /// ```
+    pub fn build(self) -> Guard {
+        Guard {
+            audit: self
+                .audit
+                .unwrap_or_else(|| AuditLayer::new(JsonLinesSink::stdout(4096))),
+            ingress: self.ingress.unwrap_or_default(),
+            validate: self.validate,
+        }
+    }
+}
+
+impl Guard {
+    /// A builder.
+    ///
+    /// ```
+    /// let guard = guard_core::Guard::builder().build();
+    /// # let _ = guard;
+    /// ```
+    pub fn builder() -> GuardBuilder {
+        GuardBuilder::default()
+    }
+
+    /// Every layer the policy describes, in canonical order; all problems reported at once.
+    ///
+    /// ```
+    /// let guard = guard_core::Guard::from_policy(&guard_core::Policy::default());
+    /// assert!(guard.is_ok());
+    /// ```
+    pub fn from_policy(policy: &Policy) -> Result<Guard, PolicyError> {
+        GuardBuilder::from_policy(policy).map(GuardBuilder::build)
+    }
+
+    /// Wraps `handler` (same as `Layer::layer`).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// let svc = guard_core::Guard::builder().build().wrap(tower::service_fn(|_r: http::Request<Bytes>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
+    /// }));
+    /// # let _ = svc;
+    /// ```
+    pub fn wrap<S>(&self, handler: S) -> GuardService<S> {
+        self.layer(handler)
+    }
+
+    fn stack(&self) -> GuardStack {
+        Stack::new(
+            option_layer(self.validate.clone()),
+            Stack::new(self.ingress.clone(), self.audit.clone()),
+        )
+    }
+}
+
+type GuardStack = Stack<Either<ValidateLayer, Identity>, Stack<IngressLayer, AuditLayer>>;
+
+/// The service a [`Guard`] makes of a handler `S`.
+pub type GuardService<S> = <GuardStack as Layer<S>>::Service;
+
+impl<S> Layer<S> for Guard {
+    type Service = GuardService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.stack().layer(inner)
+    }
+}

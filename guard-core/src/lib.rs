@@ -51,9 +51,11 @@ pub mod validate;
 #[cfg(feature = "verify")]
 pub mod verify;
 
+#[cfg(all(feature = "audit", feature = "ingress", feature = "validate"))]
 mod builder;
 
-pub use builder::{Guard, GuardBuilder};
+#[cfg(all(feature = "audit", feature = "ingress", feature = "validate"))]
+pub use builder::{Guard, GuardBuilder, GuardService};
 pub use policy::Policy;
 pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};
 pub use request::{GuardRequest, GuardResponse};

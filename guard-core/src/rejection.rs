@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use crate::request::GuardResponse;
@@ -32,7 +32,8 @@ pub enum RejectionKind {
     TooLarge,
     /// JSON nested deeper than the limit (400).
     TooDeep,
-    /// Body is not well-formed JSON, has duplicate keys or out-of-range numbers (400).
+    /// Body is not well-formed JSON, has duplicate keys or out-of-range numbers (400; found by the
+    /// validate layer's strict parse).
     MalformedJson,
     /// Content type not on the allow-list (415).
     UnsupportedMediaType,
@@ -81,7 +82,7 @@ impl RejectionKind {
         match self {
             TooLarge => "guard.ingress.too_large",
             TooDeep => "guard.ingress.too_deep",
-            MalformedJson => "guard.ingress.malformed_json",
+            MalformedJson => "guard.validate.malformed_json",
             UnsupportedMediaType => "guard.ingress.unsupported_media_type",
             MethodNotAllowed => "guard.ingress.method_not_allowed",
             SchemaViolation => "guard.validate.schema",
@@ -165,12 +166,10 @@ impl RejectionKind {
     pub const fn layer(self) -> &'static str {
         use RejectionKind::*;
         match self {
-            TooLarge | TooDeep | MalformedJson | UnsupportedMediaType | MethodNotAllowed => {
-                "ingress"
-            }
-            SchemaViolation | InvalidInput => "validate",
-            MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken | Forbidden
-            | ForbiddenAddress | ForbiddenSource | VerifyUnavailable => "verify",
+            TooLarge | TooDeep | UnsupportedMediaType | MethodNotAllowed => "ingress",
+            MalformedJson | SchemaViolation | InvalidInput => "validate",
+            MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken
+            | Forbidden | ForbiddenAddress | ForbiddenSource | VerifyUnavailable => "verify",
             RateLimited | RateBackendUnavailable => "rate_limit",
             SecretsUnavailable => "secrets",
             Internal => "guard",
@@ -211,7 +210,7 @@ pub struct Rejection {
     kind: RejectionKind,
     status: StatusCode,
     details: Vec<ValidationDetail>,
-    headers: HeaderMap,
+    headers: Vec<(HeaderName, HeaderValue)>,
     reason: Option<Cow<'static, str>>,
 }
 
@@ -251,7 +250,7 @@ impl Rejection {
             kind,
             status: kind.status(),
             details: Vec::new(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
             reason: None,
         }
     }
@@ -331,7 +330,7 @@ impl Rejection {
     /// assert_eq!(r.into_response().headers()["retry-after"], "2");
     /// ```
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.append(name, value);
+        self.headers.push((name, value));
         self
     }
 
@@ -413,8 +412,8 @@ impl Rejection {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
-        for (name, value) in self.headers.iter() {
-            headers.append(name.clone(), value.clone());
+        for (name, value) in self.headers {
+            headers.append(name, value);
         }
         resp.extensions_mut().insert(Denial {
             kind: self.kind,

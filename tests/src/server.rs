@@ -28,7 +28,9 @@ pub fn tool(name: &str) -> PathBuf {
             }
         }
     }
-    panic!("`{name}` is not installed: run scripts/setup-tools.sh (the README's test command does)");
+    panic!(
+        "`{name}` is not installed: run scripts/setup-tools.sh (the README's test command does)"
+    );
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released).

@@ -37,7 +37,9 @@ impl SecretStore {
 
     /// The current value of `name`.
     pub async fn get(&self, name: &str) -> Result<Arc<SecretValue>, SecretsError> {
-        Ok(Arc::new(self.source.fetch(name, SecretVersion::Current).await?))
+        Ok(Arc::new(
+            self.source.fetch(name, SecretVersion::Current).await?,
+        ))
     }
 
     /// The current and previous values of `name`.

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Peer benchmark: the orders perimeter in Middy (Node), Powertools (Python) and Guard (Rust), side by side.
+#
+# Installs the peers into local, git-ignored folders (benches/peers/node/node_modules and
+# benches/peers/python/.venv), runs every harness one after the other, and prints one table of
+# per-invocation overhead (stack minus bare handler), median and p99, with the ratio of each peer to
+# the Rust row. The output contract of each harness is in benches/peers/README.md.
+#
+# Environment: BENCH_WARMUP, BENCH_ITERS (all harnesses), BENCH_SHIPPED_WARMUP, BENCH_SHIPPED_ITERS
+# (Powertools as shipped), MIDDY_TIMEOUT_EARLY=1 (Middy with its default per-call timer),
+# POWERTOOLS_LOG_SINK=stream (Powertools formats its JSON log line instead of a NullHandler),
+# PEERS_REINSTALL=1 (reinstall the peers even when the lock files did not change), CARGO_TARGET_DIR.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+started=$SECONDS
+
+die() {
+	echo "run.sh: $*" >&2
+	exit 1
+}
+say() { echo "== $*" >&2; }
+
+# ---- prerequisites -------------------------------------------------------------------------------------
+command -v node >/dev/null || die "node not found: install Node.js >= 20 with npm"
+command -v npm >/dev/null || die "npm not found: install npm (it comes with Node.js)"
+command -v python3 >/dev/null || die "python3 not found: install Python >= 3.9 with its venv module"
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
+	die "Middy 6 needs Node.js >= 20, found $(node --version)"
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' ||
+	die "Powertools 3 needs Python >= 3.9, found $(python3 --version)"
+
+# ---- install the peers (skipped when the lock files are unchanged since the last install) --------------
+node_dir="$here/node"
+node_stamp="$node_dir/node_modules/.guard-installed-lock"
+if [[ "${PEERS_REINSTALL:-0}" == 1 ]] || ! cmp -s "$node_dir/package-lock.json" "$node_stamp"; then
+	say "installing Middy: npm ci in benches/peers/node"
+	(cd "$node_dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) >&2
+	cp "$node_dir/package-lock.json" "$node_stamp"
+fi
+
+py_dir="$here/python"
+venv="$py_dir/.venv"
+py_stamp="$venv/.guard-installed-requirements"
+if [[ "${PEERS_REINSTALL:-0}" == 1 ]] || ! cmp -s "$py_dir/requirements.txt" "$py_stamp"; then
+	say "installing Powertools: virtualenv at benches/peers/python/.venv"
+	rm -rf "$venv"
+	python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+	"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$py_dir/requirements.txt" >&2
+	cp "$py_dir/requirements.txt" "$py_stamp"
+fi
+
+# ---- the Rust row: only when the workspace has the guard-peer-bench package ----------------------------
+rust_note=""
+have_rust=0
+if ! command -v cargo >/dev/null; then
+	rust_note="cargo not found: no Rust row, no ratios"
+elif (cd "$repo" && cargo metadata --no-deps --format-version 1 2>/dev/null) |
+	python3 -c 'import json, sys; sys.exit(0 if any(p["name"] == "guard-peer-bench" for p in json.load(sys.stdin)["packages"]) else 1)'; then
+	have_rust=1
+	say "building guard-peer-bench (release), before any timing starts"
+	cargo build --manifest-path "$repo/Cargo.toml" --release -q -p guard-peer-bench >&2
+else
+	rust_note="the workspace has no guard-peer-bench package yet: no Rust row, no ratios"
+fi
+
+# ---- run every harness, one at a time, collecting their JSON lines ------------------------------------
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+load_before="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+
+collect() { # name, command...: keep the lines of stdout that are JSON objects
+	local name="$1"
+	shift
+	say "running $name"
+	local out
+	out="$("$@")" || die "$name failed (see above): no figures were taken from it"
+	grep '^{' <<<"$out" >>"$results" || die "$name printed no JSON result line"
+}
+
+if [[ $have_rust == 1 ]]; then
+	collect "guard (rust)" cargo run --manifest-path "$repo/Cargo.toml" --release -q -p guard-peer-bench
+fi
+collect "middy (node)" node "$node_dir/bench.mjs"
+collect "powertools (python)" "$venv/bin/python" "$py_dir/bench.py"
+
+load_after="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+
+# ---- the table ---------------------------------------------------------------------------------------
+python3 - "$results" "$rust_note" "$load_before" "$load_after" "$((SECONDS - started))" <<'PY'
+import json
+import os
+import platform
+import sys
+
+path, rust_note, load_before, load_after, elapsed = sys.argv[1:]
+REQUIRED = ("name", "median_us", "p99_us", "bare_median_us", "bare_p99_us")
+# Targets of issue 7: Guard's overhead must be at least this many times smaller than the peer's.
+TARGETS = {"middy": 3.0, "powertools (precompiled)": 14.0}
+
+rows = []
+for line in open(path):
+    row = json.loads(line)
+    missing = [k for k in REQUIRED if k not in row]
+    if missing:
+        sys.exit(f"run.sh: result line of {row.get('name', '?')} lacks {', '.join(missing)}")
+    row["over_median"] = row["median_us"] - row["bare_median_us"]
+    row["over_p99"] = row["p99_us"] - row["bare_p99_us"]
+    rows.append(row)
+
+rust = next((r for r in rows if r["name"] == "guard"), None)
+
+def cpu():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+def fmt(us):
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.2f} µs"
+
+def ratio(peer, base):
+    return f"{peer / base:.1f}×" if base > 0 else "n/a"
+
+header = ["stack", "overhead median", "overhead p99", "stack median", "bare median", "stack p99", "bare p99"]
+if rust:
+    header += ["vs guard (median)", "vs guard (p99)", "target"]
+table = [header]
+for r in rows:
+    cells = [r["name"], fmt(r["over_median"]), fmt(r["over_p99"]), fmt(r["median_us"]),
+             fmt(r["bare_median_us"]), fmt(r["p99_us"]), fmt(r["bare_p99_us"])]
+    if rust:
+        if r is rust:
+            cells += ["1.0×", "1.0×", ""]
+        else:
+            target = TARGETS.get(r["name"])
+            cells += [ratio(r["over_median"], rust["over_median"]), ratio(r["over_p99"], rust["over_p99"]),
+                      f"≥ {target:g}×" if target else ""]
+    table.append(cells)
+
+widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+print()
+print(f"Per-invocation overhead (stack minus bare handler), orders payload, in-process warm loop")
+print(f"machine: {cpu()}, {os.cpu_count()} cores; load average before {load_before}, after {load_after}")
+for i, row in enumerate(table):
+    print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
+    if i == 0:
+        print("  ".join("-" * w for w in widths))
+print()
+for r in rows:
+    parts = [r.get("runtime"), f"{r['samples']} samples" if "samples" in r else None,
+             ", ".join(f"{k} {v}" for k, v in sorted(r.get("versions", {}).items())), r.get("note")]
+    print(f"{r['name']}: " + "; ".join(p for p in parts if p))
+try:
+    busy = float(load_before.split()[0]) >= 1.0
+except ValueError:
+    busy = False
+if busy:
+    print(f"\nWarning: the machine was busy before the run (1-min load {load_before.split()[0]}): other work"
+          " inflates every row, unevenly; rerun on a quiet machine before quoting figures.")
+if rust_note:
+    print(f"\nNo Rust row: {rust_note}.")
+print(f"\nrun.sh took {elapsed} s")
+PY

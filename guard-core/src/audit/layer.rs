@@ -1,0 +1,292 @@
+//! [`AuditLayer`]: the outermost layer; one [`SecurityEvent`] per request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::HeaderMap;
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::event::{ALLOW_CODE, DECISION_EVENT, Outcome, SecurityEvent, sanitize};
+use super::sink::{JsonLinesSink, SecuritySink};
+use crate::policy::AuditPolicy;
+use crate::request::{Cloud, GuardRequest, GuardResponse, Invocation, Peer, Principal, Trigger};
+use crate::{Denial, RejectionKind};
+
+/// Records one security event per request, allowed or denied, with the latency. Cheap to clone.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use bytes::Bytes;
+/// use guard_core::audit::{AuditLayer, SecurityEvent};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let seen = Arc::new(Mutex::new(Vec::<SecurityEvent>::new()));
+/// let s = seen.clone();
+/// let layer = AuditLayer::new(move |e: SecurityEvent| s.lock().unwrap().push(e));
+/// let mut svc = layer.layer(service_fn(|_req: http::Request<Bytes>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
+/// }));
+/// svc.ready().await.unwrap().call(http::Request::new(Bytes::new())).await.unwrap();
+/// assert_eq!(seen.lock().unwrap()[0].code, "guard.allow");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct AuditLayer {
+    sink: Arc<dyn SecuritySink>,
+    max_field_len: usize,
+}
+
+impl std::fmt::Debug for AuditLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLayer")
+            .field("max_field_len", &self.max_field_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLayer {
+    /// Events go to `sink`; user-controlled strings are capped at 256 bytes.
+    ///
+    /// ```
+    /// let layer = guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink);
+    /// # let _ = layer;
+    /// ```
+    pub fn new(sink: impl SecuritySink) -> Self {
+        Self {
+            sink: Arc::new(sink),
+            max_field_len: AuditPolicy::default().max_field_len,
+        }
+    }
+
+    /// JSON lines on stdout through a non-blocking [`JsonLinesSink`] sized by the policy.
+    ///
+    /// ```
+    /// let layer = guard_core::audit::AuditLayer::from_policy(&Default::default());
+    /// # let _ = layer;
+    /// ```
+    pub fn from_policy(policy: &AuditPolicy) -> Self {
+        Self::new(JsonLinesSink::stdout(policy.buffer)).max_field_len(policy.max_field_len)
+    }
+
+    /// Longest user-controlled string kept in an event (at least 16 bytes).
+    ///
+    /// ```
+    /// let layer = guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink).max_field_len(64);
+    /// # let _ = layer;
+    /// ```
+    pub fn max_field_len(mut self, len: usize) -> Self {
+        self.max_field_len = len.max(16);
+        self
+    }
+}
+
+impl<S> Layer<S> for AuditLayer {
+    type Service = Audit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Audit {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service produced by [`AuditLayer`].
+#[derive(Clone, Debug)]
+pub struct Audit<S> {
+    inner: S,
+    layer: AuditLayer,
+}
+
+impl<S> Audit<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// What the event needs from the request, captured before the request moves inward.
+struct Pending {
+    sink: Arc<dyn SecuritySink>,
+    max: usize,
+    start: Instant,
+    cloud: Cloud,
+    function: Option<String>,
+    request_id: Option<String>,
+    trace_id: Option<String>,
+    trigger: String,
+    source_id: Option<String>,
+    peer: Option<String>,
+}
+
+impl Pending {
+    fn capture(layer: &AuditLayer, req: &GuardRequest) -> Self {
+        let max = layer.max_field_len;
+        let inv = req.extensions().get::<Invocation>();
+        let trigger = req.extensions().get::<Trigger>();
+        let cap = |s: &str| sanitize(s, max);
+        Pending {
+            sink: layer.sink.clone(),
+            max,
+            start: Instant::now(),
+            cloud: inv.map(|i| i.cloud).unwrap_or_default(),
+            function: inv.and_then(|i| i.function.as_deref()).map(cap),
+            request_id: inv.and_then(|i| i.request_id.as_deref()).map(cap),
+            trace_id: inv
+                .and_then(|i| i.trace_id.as_deref())
+                .map(cap)
+                .or_else(|| trace_from_headers(req.headers()).map(cap)),
+            trigger: trigger
+                .map(|t| cap(t.name()))
+                .unwrap_or_else(|| "http".into()),
+            source_id: trigger.and_then(|t| t.source_id()).map(cap),
+            peer: req.extensions().get::<Peer>().map(|p| p.ip().to_string()),
+        }
+    }
+
+    fn finish(self, status: u16, denial: Option<&Denial>, principal: Option<&Principal>) {
+        let (outcome, code, layer, reason) = match denial {
+            Some(d) => (
+                Outcome::Deny,
+                d.kind.code().to_string(),
+                d.kind.layer().to_string(),
+                d.reason.as_deref().map(|r| sanitize(r, self.max)),
+            ),
+            None => (
+                Outcome::Allow,
+                ALLOW_CODE.to_string(),
+                "handler".to_string(),
+                None,
+            ),
+        };
+        let event = SecurityEvent {
+            event: DECISION_EVENT.to_string(),
+            outcome,
+            code,
+            status,
+            layer,
+            reason,
+            cloud: self.cloud.as_str().to_string(),
+            function: self.function,
+            request_id: self.request_id,
+            trace_id: self.trace_id,
+            trigger: self.trigger,
+            source_id: self.source_id,
+            peer: self.peer,
+            principal: principal
+                .map(|p| sanitize(&format!("{}:{}", p.kind.as_str(), p.subject), self.max)),
+            latency_us: self.start.elapsed().as_micros().min(u64::MAX as u128) as u64,
+        };
+        self.sink.emit(event);
+    }
+}
+
+/// Trace id from `traceparent`, `X-Amzn-Trace-Id` (`Root=`) or `X-Cloud-Trace-Context`.
+fn trace_from_headers(headers: &HeaderMap) -> Option<&str> {
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        return tp.split('-').nth(1).or(Some(tp));
+    }
+    if let Some(x) = headers.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()) {
+        return x
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("Root="))
+            .or(Some(x));
+    }
+    if let Some(g) = headers
+        .get("x-cloud-trace-context")
+        .and_then(|v| v.to_str().ok())
+    {
+        return g.split('/').next();
+    }
+    None
+}
+
+/// Emits the event exactly once: when the response (or error) arrives, or — if the future is
+/// dropped first (timeout, cancellation) — on drop, as an internal denial.
+struct Emit(Option<Pending>);
+
+impl Drop for Emit {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let denial = Denial {
+                kind: RejectionKind::Internal,
+                reason: Some("request cancelled before a response".into()),
+            };
+            p.finish(499, Some(&denial), None);
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Audit`].
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        emit: Emit,
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<GuardResponse, E>>,
+{
+    type Output = Result<GuardResponse, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Some(p) = this.emit.0.take() {
+            match &out {
+                Ok(resp) => p.finish(
+                    resp.status().as_u16(),
+                    resp.extensions().get::<Denial>(),
+                    resp.extensions().get::<Principal>(),
+                ),
+                Err(_) => p.finish(
+                    500,
+                    Some(&Denial {
+                        kind: RejectionKind::Internal,
+                        reason: Some("inner service error".into()),
+                    }),
+                    None,
+                ),
+            }
+        }
+        Poll::Ready(out)
+    }
+}
+
+impl<S, E> Service<GuardRequest> for Audit<S>
+where
+    S: Service<GuardRequest, Response = GuardResponse, Error = E>,
+{
+    type Response = GuardResponse;
+    type Error = E;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: GuardRequest) -> Self::Future {
+        let pending = Pending::capture(&self.layer, &req);
+        ResponseFuture {
+            inner: self.inner.call(req),
+            emit: Emit(Some(pending)),
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! [`IngressLayer`]: cheap checks before any parsing work — method (405), body size (413,
+//! `Content-Length` first, then the real length), content type (415) and JSON nesting depth (400,
+//! checked by a byte scan, not a parse).
+//!
+//! ```
+//! use bytes::Bytes;
+//! use guard_core::ingress::IngressLayer;
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let handler = service_fn(|_req: http::Request<Bytes>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"ok")))
+//! });
+//! let mut svc = IngressLayer::new().max_body_bytes(8).layer(handler);
+//! let req = http::Request::post("/")
+//!     .header("content-type", "application/json")
+//!     .body(Bytes::from_static(b"{\"too\":\"long\"}"))
+//!     .unwrap();
+//! let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+//! assert_eq!(resp.status(), 413);
+//! # });
+//! ```
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::future::CheckFuture;
+use crate::policy::{IngressPolicy, PolicyError, PolicyProblem};
+use crate::request::{GuardRequest, GuardResponse, Trigger};
+use crate::{Rejection, RejectionKind};
+
+/// The response future of [`Ingress`].
+pub type ResponseFuture<F> = CheckFuture<F>;
+
+#[derive(Debug, Clone)]
+struct Config {
+    max_body_bytes: u64,
+    max_depth: u32,
+    /// Lower-case `type/subtype`; empty = any.
+    content_types: Vec<String>,
+    /// Empty = any.
+    methods: Vec<Method>,
+}
+
+/// Applies the ingress limits. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct IngressLayer {
+    config: Arc<Config>,
+}
+
+impl Default for IngressLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IngressLayer {
+    /// Safe defaults: 1 MiB body, depth 32, `application/json` only, any method.
+    ///
+    /// ```
+    /// let layer = guard_core::ingress::IngressLayer::new();
+    /// # let _ = layer;
+    /// ```
+    pub fn new() -> Self {
+        let p = IngressPolicy::default();
+        Self {
+            config: Arc::new(Config {
+                max_body_bytes: p.max_body_bytes,
+                max_depth: p.max_depth,
+                content_types: p.content_types,
+                methods: Vec::new(),
+            }),
+        }
+    }
+
+    /// Builds the layer from the `[ingress]` policy section, reporting every problem.
+    ///
+    /// ```
+    /// let p = guard_core::Policy::from_toml_str("[ingress]\nmethods = [\"POST\"]").unwrap();
+    /// let layer = guard_core::ingress::IngressLayer::from_policy(&p.ingress).unwrap();
+    /// # let _ = layer;
+    /// ```
+    pub fn from_policy(policy: &IngressPolicy) -> Result<Self, PolicyError> {
+        let mut problems = Vec::new();
+        let mut methods = Vec::new();
+        for (i, m) in policy.methods.iter().enumerate() {
+            match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => methods.push(m),
+                Err(_) => problems.push(PolicyProblem::new(
+                    format!("ingress.methods[{i}]"),
+                    "not an HTTP method",
+                )),
+            }
+        }
+        if policy.max_body_bytes == 0 {
+            problems.push(PolicyProblem::new(
+                "ingress.max_body_bytes",
+                "must be at least 1",
+            ));
+        }
+        if policy.max_depth == 0 {
+            problems.push(PolicyProblem::new(
+                "ingress.max_depth",
+                "must be at least 1",
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(PolicyError::new(problems));
+        }
+        Ok(Self {
+            config: Arc::new(Config {
+                max_body_bytes: policy.max_body_bytes,
+                max_depth: policy.max_depth,
+                content_types: policy
+                    .content_types
+                    .iter()
+                    .map(|c| c.to_ascii_lowercase())
+                    .collect(),
+                methods,
+            }),
+        })
+    }
+
+    /// Largest accepted body in bytes.
+    ///
+    /// ```
+    /// let layer = guard_core::ingress::IngressLayer::new().max_body_bytes(64 * 1024);
+    /// # let _ = layer;
+    /// ```
+    pub fn max_body_bytes(mut self, limit: u64) -> Self {
+        Arc::make_mut(&mut self.config).max_body_bytes = limit.max(1);
+        self
+    }
+
+    /// Deepest accepted JSON nesting (objects and arrays).
+    ///
+    /// ```
+    /// let layer = guard_core::ingress::IngressLayer::new().max_depth(16);
+    /// # let _ = layer;
+    /// ```
+    pub fn max_depth(mut self, depth: u32) -> Self {
+        Arc::make_mut(&mut self.config).max_depth = depth.max(1);
+        self
+    }
+
+    /// Accepted media types (`type/subtype`); an empty list accepts any.
+    ///
+    /// ```
+    /// let layer = guard_core::ingress::IngressLayer::new().content_types(["application/json"]);
+    /// # let _ = layer;
+    /// ```
+    pub fn content_types<I: IntoIterator<Item = T>, T: AsRef<str>>(mut self, types: I) -> Self {
+        Arc::make_mut(&mut self.config).content_types = types
+            .into_iter()
+            .map(|t| t.as_ref().to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Accepted methods; an empty list accepts any.
+    ///
+    /// ```
+    /// let layer = guard_core::ingress::IngressLayer::new().methods([http::Method::POST]);
+    /// # let _ = layer;
+    /// ```
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        Arc::make_mut(&mut self.config).methods = methods.into_iter().collect();
+        self
+    }
+}
+
+impl<S> Layer<S> for IngressLayer {
+    type Service = Ingress<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Ingress {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service produced by [`IngressLayer`].
+#[derive(Debug, Clone)]
+pub struct Ingress<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Ingress<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, E> Service<GuardRequest> for Ingress<S>
+where
+    S: Service<GuardRequest, Response = GuardResponse, Error = E>,
+{
+    type Response = GuardResponse;
+    type Error = E;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: GuardRequest) -> Self::Future {
+        match check(&self.config, &req) {
+            Ok(()) => CheckFuture::inner(self.inner.call(req)),
+            Err(r) => CheckFuture::rejected(r.into_response()),
+        }
+    }
+}
+
+fn check(config: &Config, req: &GuardRequest) -> Result<(), Rejection> {
+    let is_http = !matches!(
+        req.extensions().get::<Trigger>(),
+        Some(Trigger::Message(_)) | Some(Trigger::Direct)
+    );
+    if is_http && !config.methods.is_empty() && !config.methods.contains(req.method()) {
+        return Err(Rejection::new(RejectionKind::MethodNotAllowed).with_reason("method"));
+    }
+    if let Some(len) = declared_length(req.headers())
+        && len > config.max_body_bytes
+    {
+        return Err(Rejection::new(RejectionKind::TooLarge).with_reason("content-length"));
+    }
+    let body = req.body();
+    if body.len() as u64 > config.max_body_bytes {
+        return Err(Rejection::new(RejectionKind::TooLarge).with_reason("body length"));
+    }
+    let media = media_type(req.headers());
+    if is_http && !config.content_types.is_empty() && !body.is_empty() {
+        match &media {
+            MediaType::One(m) if config.content_types.iter().any(|c| c == m) => {}
+            MediaType::Missing => {
+                return Err(Rejection::new(RejectionKind::UnsupportedMediaType)
+                    .with_reason("missing content-type"));
+            }
+            MediaType::Ambiguous => {
+                return Err(Rejection::new(RejectionKind::UnsupportedMediaType)
+                    .with_reason("several content-type headers"));
+            }
+            MediaType::One(_) => {
+                return Err(Rejection::new(RejectionKind::UnsupportedMediaType)
+                    .with_reason("content-type not allowed"));
+            }
+        }
+    }
+    let json_like = match &media {
+        MediaType::One(m) => m == "application/json" || m.ends_with("+json"),
+        _ => !is_http,
+    };
+    if json_like && exceeds_depth(body, config.max_depth) {
+        return Err(Rejection::new(RejectionKind::TooDeep).with_reason("nesting depth"));
+    }
+    Ok(())
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    // Any declared length larger than the limit is refused; several headers are checked each.
+    headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .max()
+}
+
+enum MediaType {
+    Missing,
+    Ambiguous,
+    One(String),
+}
+
+fn media_type(headers: &HeaderMap) -> MediaType {
+    let mut values = headers.get_all(CONTENT_TYPE).iter();
+    let Some(first) = values.next() else {
+        return MediaType::Missing;
+    };
+    if values.next().is_some() {
+        return MediaType::Ambiguous;
+    }
+    match first.to_str() {
+        Ok(s) => {
+            let essence = s.split(';').next().unwrap_or("").trim();
+            if essence.is_empty() {
+                MediaType::Missing
+            } else {
+                MediaType::One(essence.to_ascii_lowercase())
+            }
+        }
+        Err(_) => MediaType::Ambiguous,
+    }
+}
+
+/// Whether the JSON text nests objects/arrays deeper than `max`. A byte scan that skips strings
+/// (with escapes); it does not validate the JSON, the validate layer does.
+///
+/// ```
+/// use guard_core::ingress::exceeds_depth;
+/// assert!(!exceeds_depth(br#"{"a":[1]}"#, 2));
+/// assert!(exceeds_depth(br#"[[["deep"]]]"#, 2));
+/// ```
+pub fn exceeds_depth(body: &[u8], max: u32) -> bool {
+    let mut depth: u32 = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_scan_counts_nesting_outside_strings_only() {
+        assert!(!exceeds_depth(br#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(exceeds_depth(br#"{"a":[1,{"b":2}]}"#, 2));
+        assert!(!exceeds_depth(br#"{"a":"[[[[[[[[[[\"{{{{"}"#, 1));
+        assert!(exceeds_depth(&[b'['; 10_000], 16));
+    }
+}

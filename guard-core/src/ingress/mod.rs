@@ -1,1 +1,0 @@
-//! The `ingress` layer (in progress).
