@@ -8,12 +8,14 @@
 //! ## Bounded key memory
 //!
 //! A bucket whose tokens are all back is equivalent to no bucket, so idle buckets are dropped
-//! (`retain_recent`) at every sweep: every [`MemoryOptions::sweep_interval`] of the limiter's clock,
-//! and whenever the store grows past [`MemoryOptions::max_keys`]. If it is still over the bound after
-//! that (a flood of distinct, recently seen keys), the buckets closest to full — those whose clients
-//! lose the least by being forgotten — are evicted until 90 % of the bound is left. The store
-//! therefore never holds more than `max_keys` buckets plus one per check running at that instant
-//! (default 100 000 buckets, about 80 bytes each plus the length of named keys: ~8 MB).
+//! (`retain_recent`) every [`MemoryOptions::sweep_interval`] of the limiter's clock, and before any
+//! check that finds the store full ([`MemoryOptions::max_keys`]). If it is still full after that (a
+//! flood of distinct, recently seen keys), the buckets closest to full — those whose clients lose
+//! the least by being forgotten — are evicted until 90 % of the bound is left; checks arriving
+//! meanwhile wait for that sweep. The store therefore never holds more than `max_keys` buckets plus
+//! two per check running at that instant (default 100 000 buckets, about 80 bytes each plus the
+//! length of named keys: ~8 MB; a flood of one million distinct keys stays at that size, see the
+//! tests).
 //!
 //! ```
 //! use std::num::NonZeroU32;
@@ -36,8 +38,8 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -164,7 +166,7 @@ impl MemoryBackend {
                 options,
                 start,
                 last_sweep: AtomicU64::new(0),
-                sweeping: AtomicBool::new(false),
+                sweep_lock: Mutex::new(()),
             }),
         }
     }
@@ -221,7 +223,7 @@ impl MemoryBackend {
     /// assert!(mem.is_empty());
     /// ```
     pub fn sweep(&self) {
-        self.inner.sweep(false);
+        self.inner.sweep();
     }
 
     /// The configured rate.
@@ -241,7 +243,7 @@ impl MemoryBackend {
 trait MemoryCheck: Send + Sync + 'static {
     fn check(&self, key: &BucketKey) -> Decision;
     fn len(&self) -> usize;
-    fn sweep(&self, over_bound: bool);
+    fn sweep(&self);
     fn rate(&self) -> Rate;
 }
 
@@ -253,7 +255,8 @@ struct Limiter<C: Clock> {
     start: C::Instant,
     /// Clock reading (ns since `start`) of the last scheduled sweep.
     last_sweep: AtomicU64,
-    sweeping: AtomicBool,
+    /// Held while sweeping; checks that need room wait for it.
+    sweep_lock: Mutex<()>,
 }
 
 impl<C> MemoryCheck for Limiter<C>
@@ -262,6 +265,9 @@ where
     C::Instant: Send + Sync,
 {
     fn check(&self, key: &BucketKey) -> Decision {
+        if self.store.approx_len() >= self.options.max_keys.get() {
+            self.make_room();
+        }
         let limit = self.rate.burst().get();
         let t = self.rate.emission_interval();
         let decision = match self.limiter.check_key(key) {
@@ -287,31 +293,18 @@ where
                 }
             }
         };
-        self.maintain();
+        self.scheduled_sweep();
         decision
     }
 
     fn len(&self) -> usize {
-        self.store.0.len()
+        self.store.0.map.len()
     }
 
-    fn sweep(&self, over_bound: bool) {
-        if self
-            .sweeping
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return; // another thread is sweeping
-        }
+    fn sweep(&self) {
+        let _held = self.sweep_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.limiter.retain_recent();
-        let max = self.options.max_keys.get();
-        if over_bound && self.store.0.len() > max {
-            self.store.evict_fullest(max - max / 10);
-        }
-        if !over_bound {
-            self.store.0.shrink_to_fit();
-        }
-        self.sweeping.store(false, Ordering::Release);
+        self.store.0.map.shrink_to_fit();
     }
 
     fn rate(&self) -> Rate {
@@ -324,12 +317,22 @@ where
     C: Clock + Send + Sync + 'static,
     C::Instant: Send + Sync,
 {
-    /// Keeps the store within its bound and drops idle buckets on schedule.
-    fn maintain(&self) {
-        if self.store.0.len() > self.options.max_keys.get() {
-            self.sweep(true);
-            return;
+    /// Called before a check when the store may be full: drops idle buckets, then the fullest ones
+    /// down to 90 % of the bound. Concurrent callers wait for one sweep instead of each sweeping.
+    fn make_room(&self) {
+        let _held = self.sweep_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let max = self.options.max_keys.get();
+        if self.store.approx_len() < max {
+            return; // another check made room while this one waited
         }
+        self.limiter.retain_recent();
+        if self.store.0.map.len() >= max {
+            self.store.evict_fullest(max - max / 10);
+        }
+    }
+
+    /// Drops idle buckets every `sweep_interval` of the limiter's clock.
+    fn scheduled_sweep(&self) {
         let now = self
             .limiter
             .clock()
@@ -343,15 +346,25 @@ where
                 .last_sweep
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
+            && let Ok(_held) = self.sweep_lock.try_lock()
         {
-            self.sweep(false);
+            self.limiter.retain_recent();
+            self.store.0.map.shrink_to_fit();
         }
     }
 }
 
 /// governor state store: one atomic TAT (ns since the limiter's start; 0 = none) per key.
 #[derive(Clone, Default)]
-struct Store(Arc<DashMap<BucketKey, AtomicU64>>);
+struct Store(Arc<StoreInner>);
+
+#[derive(Default)]
+struct StoreInner {
+    map: DashMap<BucketKey, AtomicU64>,
+    /// At least the number of entries (bumped on every insertion attempt, reset after sweeps):
+    /// `DashMap::len` locks every shard, too slow to ask on each check.
+    approx_len: AtomicUsize,
+}
 
 fn measure_and_replace_one<T, F, E>(cell: &AtomicU64, f: F) -> Result<T, E>
 where
@@ -377,10 +390,11 @@ impl StateStore for Store {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        if let Some(cell) = self.0.get(key) {
+        if let Some(cell) = self.0.map.get(key) {
             return measure_and_replace_one(&cell, f);
         }
-        let cell = self.0.entry(key.clone()).or_default();
+        self.0.approx_len.fetch_add(1, Ordering::Relaxed);
+        let cell = self.0.map.entry(key.clone()).or_default();
         measure_and_replace_one(&cell, f)
     }
 }
@@ -388,19 +402,22 @@ impl StateStore for Store {
 impl ShrinkableKeyedStateStore<BucketKey> for Store {
     fn retain_recent(&self, drop_below: Nanos) {
         let below = drop_below.as_u64();
-        self.0.retain(|_, tat| tat.load(Ordering::Relaxed) > below);
+        self.0
+            .map
+            .retain(|_, tat| tat.load(Ordering::Relaxed) > below);
+        self.recount();
     }
 
     fn shrink_to_fit(&self) {
-        self.0.shrink_to_fit();
+        self.0.map.shrink_to_fit();
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.0.map.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.map.is_empty()
     }
 }
 
@@ -409,6 +426,7 @@ impl Store {
     fn evict_fullest(&self, keep: usize) {
         let mut tats: Vec<u64> = self
             .0
+            .map
             .iter()
             .map(|e| e.value().load(Ordering::Relaxed))
             .collect();
@@ -419,7 +437,17 @@ impl Store {
         let (_, threshold, _) = tats.select_nth_unstable(cut);
         let threshold = *threshold;
         self.0
+            .map
             .retain(|_, tat| tat.load(Ordering::Relaxed) > threshold);
+        self.recount();
+    }
+
+    fn recount(&self) {
+        self.0.approx_len.store(self.0.map.len(), Ordering::Relaxed);
+    }
+
+    fn approx_len(&self) -> usize {
+        self.0.approx_len.load(Ordering::Relaxed)
     }
 }
 
@@ -521,6 +549,32 @@ mod tests {
         }
         assert!(peak <= max + 1, "peak {peak}");
         assert!(mem.len() <= max, "len {}", mem.len());
+    }
+
+    #[test]
+    fn a_concurrent_flood_stays_bounded() {
+        let max = 2_000;
+        let threads = 4u32;
+        let opts = MemoryOptions::default().with_max_keys(NonZeroUsize::new(max).unwrap());
+        let (mem, _clock) = backend(Rate::per_minute(nz(1)), opts);
+        let peak = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (mem, peak) = (&mem, &peak);
+                s.spawn(move || {
+                    for i in 0..100_000u32 {
+                        mem.check(&BucketKey::named(format!("{t}-{i}")));
+                        peak.fetch_max(mem.len(), Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        // `DashMap::len` sums its shards one by one, so under concurrent eviction a reading can
+        // exceed any real size a little; the exact bound (max + 2 per concurrent check) is checked
+        // once the threads are done.
+        let peak = peak.load(Ordering::Relaxed);
+        assert!(peak <= max + max / 20, "peak {peak}");
+        assert!(mem.len() <= max + 2 * threads as usize, "len {}", mem.len());
     }
 
     #[test]

@@ -147,7 +147,8 @@ impl fmt::Debug for RedisConnection {
 impl RedisConnection {
     /// Parses `url` (`redis://[:password@]host:port[/db]`); connects on first use. `timeout` bounds
     /// every command including any (re)connection; `connect_timeout` bounds one connection attempt.
-    /// Zero durations are raised to 1 ms.
+    /// Zero durations are raised to 1 ms. Checks must run on a Tokio runtime with timers enabled
+    /// (`enable_all()`, as `lambda_runtime` and `#[tokio::main]` do).
     ///
     /// ```
     /// use std::time::Duration;
