@@ -12,9 +12,12 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use guard_core::audit::{AuditLayer, JsonLinesSink};
 use guard_core::ingress::IngressLayer;
+use guard_core::request::Peer;
+use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::validate::{JsonBody, TypedValidateLayer, ValidateLayer, parse_strict};
-use guard_core::{Guard, GuardRequest, GuardResponse, Policy};
+use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use tower::{Layer, Service, service_fn};
+use validator::Validate;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -25,10 +28,21 @@ fn order() -> Bytes {
 }
 
 fn request(body: &Bytes) -> GuardRequest {
-    http::Request::post("/orders")
+    let mut req = http::Request::post("/orders")
         .header("content-type", "application/json")
         .body(body.clone())
-        .unwrap()
+        .unwrap();
+    req.extensions_mut()
+        .insert(Peer::new("203.0.113.7".parse().unwrap()));
+    req
+}
+
+fn store() -> SecretStore {
+    SecretStore::new(
+        |_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
+            Ok(SecretValue::from("bench-key"))
+        },
+    )
 }
 
 async fn handler(req: GuardRequest) -> Result<GuardResponse, Infallible> {
@@ -44,7 +58,10 @@ where
     S: Service<GuardRequest, Response = GuardResponse, Error = Infallible>,
 {
     let fut = svc.call(req);
-    futures_executor_lite(fut)
+    match futures_executor_lite(fut) {
+        Ok(r) => r,
+        Err(e) => match e {},
+    }
 }
 
 fn futures_executor_lite<F: std::future::Future>(fut: F) -> F::Output {
@@ -58,7 +75,7 @@ fn futures_executor_lite<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
-#[derive(serde::Deserialize, validator::Validate)]
+#[derive(serde::Deserialize, serde::Serialize, validator::Validate)]
 #[allow(dead_code)]
 struct Item {
     #[validate(length(max = 64))]
@@ -83,38 +100,66 @@ struct Order {
 fn benches(c: &mut Criterion) {
     let body = order();
     let policy = Policy::load(repo().join("examples/orders/guard.toml")).unwrap();
-    let schema = policy.validate.as_ref().unwrap().schema_document.clone().unwrap();
+    let schema = policy
+        .validate
+        .as_ref()
+        .unwrap()
+        .schema_document
+        .clone()
+        .unwrap();
 
     let mut g = c.benchmark_group("layer");
     let mut bare = service_fn(handler);
-    g.bench_function("bare_handler", |b| b.iter(|| run(&mut bare, request(&body))));
+    g.bench_function("bare_handler", |b| {
+        b.iter(|| run(&mut bare, request(&body)))
+    });
 
-    let mut ingress = IngressLayer::from_policy(&policy.ingress).unwrap().layer(service_fn(handler));
+    let mut ingress = IngressLayer::from_policy(&policy.ingress)
+        .unwrap()
+        .layer(service_fn(handler));
     g.bench_function("ingress", |b| b.iter(|| run(&mut ingress, request(&body))));
 
-    g.bench_function("parse_strict", |b| b.iter(|| parse_strict(black_box(&body)).unwrap()));
+    g.bench_function("parse_strict", |b| {
+        b.iter(|| parse_strict(black_box(&body)).unwrap())
+    });
     g.bench_function("serde_json_from_slice", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).unwrap())
     });
 
-    let mut schema_svc = ValidateLayer::with_schema(&schema).unwrap().layer(service_fn(handler));
-    g.bench_function("validate_schema", |b| b.iter(|| run(&mut schema_svc, request(&body))));
+    let mut schema_svc = ValidateLayer::with_schema(&schema)
+        .unwrap()
+        .layer(service_fn(handler));
+    g.bench_function("validate_schema", |b| {
+        b.iter(|| run(&mut schema_svc, request(&body)))
+    });
 
     let validator = guard_core::validate::compile_schema(&schema).unwrap();
     let value = parse_strict(&body).unwrap();
-    g.bench_function("jsonschema_is_valid", |b| b.iter(|| validator.is_valid(black_box(&value))));
+    g.bench_function("jsonschema_is_valid", |b| {
+        b.iter(|| validator.is_valid(black_box(&value)))
+    });
 
     let mut typed = TypedValidateLayer::<Order>::new().layer(service_fn(handler));
-    g.bench_function("validate_typed", |b| b.iter(|| run(&mut typed, request(&body))));
+    g.bench_function("validate_typed", |b| {
+        b.iter(|| run(&mut typed, request(&body)))
+    });
 
     let sink = JsonLinesSink::new(std::io::sink(), 1 << 16);
     let mut audit = AuditLayer::new(sink.clone()).layer(service_fn(handler));
-    g.bench_function("audit_to_nonblocking_sink", |b| b.iter(|| run(&mut audit, request(&body))));
+    g.bench_function("audit_to_nonblocking_sink", |b| {
+        b.iter(|| run(&mut audit, request(&body)))
+    });
     g.finish();
 
     let mut g = c.benchmark_group("stack");
-    g.bench_function("build_from_policy", |b| b.iter(|| Guard::from_policy(black_box(&policy)).unwrap()));
-    let guard = guard_core::GuardBuilder::from_policy(&policy)
+    g.bench_function("build_from_policy", |b| {
+        b.iter(|| {
+            GuardBuilder::from_policy_with(black_box(&policy), GuardDeps::with_secrets(store()))
+                .unwrap()
+                .build()
+        })
+    });
+    let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store()))
         .unwrap()
         .audit(AuditLayer::new(sink.clone()))
         .build();
@@ -125,7 +170,9 @@ fn benches(c: &mut Criterion) {
     let bad = Bytes::from(serde_json::to_vec(&bad).unwrap());
     g.bench_function("deny_schema", |b| b.iter(|| run(&mut full, request(&bad))));
     let deep = Bytes::from(vec![b'['; 64]);
-    g.bench_function("deny_too_deep", |b| b.iter(|| run(&mut full, request(&deep))));
+    g.bench_function("deny_too_deep", |b| {
+        b.iter(|| run(&mut full, request(&deep)))
+    });
     g.bench_function("deny_method", |b| {
         b.iter(|| {
             let mut r = request(&body);

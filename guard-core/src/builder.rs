@@ -13,8 +13,10 @@ use tower_layer::{Identity, Layer, Stack};
 
 use crate::audit::{AuditLayer, JsonLinesSink};
 use crate::ingress::IngressLayer;
-use crate::policy::{Policy, PolicyError};
+use crate::policy::{Policy, PolicyError, PolicyProblem};
+use crate::secrets::SecretStore;
 use crate::validate::ValidateLayer;
+use crate::verify::{VerifyDeps, VerifyLayer};
 
 /// The assembled perimeter: a `tower` layer. Cheap to clone; build it once at start-up.
 ///
@@ -25,6 +27,8 @@ use crate::validate::ValidateLayer;
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let policy = guard_core::Policy::from_toml_str(r#"
+///     [function]
+///     allow_unverified = true    # zero trust: without [verify] this must be explicit
 ///     [ingress]
 ///     methods = ["POST"]
 ///     max_body_bytes = 65536
@@ -41,6 +45,7 @@ use crate::validate::ValidateLayer;
 pub struct Guard {
     audit: AuditLayer,
     ingress: IngressLayer,
+    verify: Option<VerifyLayer>,
     validate: Option<ValidateLayer>,
 }
 
@@ -49,7 +54,38 @@ pub struct Guard {
 pub struct GuardBuilder {
     audit: Option<AuditLayer>,
     ingress: Option<IngressLayer>,
+    verify: Option<VerifyLayer>,
     validate: Option<ValidateLayer>,
+}
+
+/// What a policy-built stack shares with the rest of the application.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct GuardDeps {
+    /// The secret store (HMAC keys, handler secrets). Needed when the policy names secrets.
+    pub secrets: Option<SecretStore>,
+    /// Overrides for the verification layer (clock, shared replay store). Defaults are built from
+    /// [`secrets`](Self::secrets) when unset.
+    pub verify: Option<VerifyDeps>,
+}
+
+impl GuardDeps {
+    /// Dependencies with this secret store.
+    ///
+    /// ```
+    /// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+    /// let store = SecretStore::new(|_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
+    ///     Ok(SecretValue::from("k"))
+    /// });
+    /// let deps = guard_core::GuardDeps::with_secrets(store);
+    /// assert!(deps.secrets.is_some());
+    /// ```
+    pub fn with_secrets(store: SecretStore) -> Self {
+        Self {
+            secrets: Some(store),
+            verify: None,
+        }
+    }
 }
 
 impl GuardBuilder {
@@ -58,21 +94,60 @@ impl GuardBuilder {
     ///
     /// ```
     /// use guard_core::audit::{AuditLayer, TracingSink};
-    /// let policy = guard_core::Policy::default();
+    /// let policy = guard_core::Policy::from_toml_str("[function]\nallow_unverified = true").unwrap();
     /// let guard = guard_core::GuardBuilder::from_policy(&policy).unwrap()
     ///     .audit(AuditLayer::new(TracingSink))
     ///     .build();
     /// # let _ = guard;
     /// ```
     pub fn from_policy(policy: &Policy) -> Result<GuardBuilder, PolicyError> {
+        Self::from_policy_with(policy, GuardDeps::default())
+    }
+
+    /// Like [`from_policy`](Self::from_policy), with the secret store and other shared parts
+    /// supplied by the caller (an adapter's secret provider, a Redis replay store, a fake clock).
+    ///
+    /// Zero trust: a policy without `[verify]` is refused unless it says
+    /// `function.allow_unverified = true`.
+    ///
+    /// ```
+    /// let policy = guard_core::Policy::from_toml_str("[verify.cidr]\nallow = [\"10.0.0.0/8\"]").unwrap();
+    /// let b = guard_core::GuardBuilder::from_policy_with(&policy, guard_core::GuardDeps::default());
+    /// assert!(b.is_ok());
+    /// ```
+    pub fn from_policy_with(policy: &Policy, deps: GuardDeps) -> Result<GuardBuilder, PolicyError> {
         let mut problems = Vec::new();
+        let mut collect = |e: PolicyError| problems.extend_from_slice(e.problems());
         let ingress = IngressLayer::from_policy(&policy.ingress)
-            .map_err(|e| problems.extend_from_slice(e.problems()))
+            .map_err(&mut collect)
             .ok();
+        let verify = match &policy.verify {
+            Some(v) => {
+                let verify_deps = match (deps.verify, &deps.secrets) {
+                    (Some(d), _) => Some(d),
+                    (None, Some(store)) => Some(VerifyDeps::new(store.clone())),
+                    (None, None) if v.hmac.is_some() => {
+                        collect(PolicyError::new(vec![PolicyProblem::new(
+                            "verify.hmac.secret",
+                            "HMAC keys come from the secret store: configure [secrets] or pass a store",
+                        )]));
+                        None
+                    }
+                    (None, None) => Some(VerifyDeps::new(no_secrets())),
+                };
+                verify_deps.and_then(|d| VerifyLayer::from_policy(v, &d).map_err(&mut collect).ok())
+            }
+            None if policy.function.allow_unverified => None,
+            None => {
+                collect(PolicyError::new(vec![PolicyProblem::new(
+                    "verify",
+                    "missing: every request would pass unverified; add a [verify] section or set function.allow_unverified = true",
+                )]));
+                None
+            }
+        };
         let validate = match &policy.validate {
-            Some(v) => ValidateLayer::from_policy(v)
-                .map_err(|e| problems.extend_from_slice(e.problems()))
-                .ok(),
+            Some(v) => ValidateLayer::from_policy(v).map_err(&mut collect).ok(),
             None => None,
         };
         if !problems.is_empty() {
@@ -81,6 +156,7 @@ impl GuardBuilder {
         Ok(GuardBuilder {
             audit: Some(AuditLayer::from_policy(&policy.audit)),
             ingress,
+            verify,
             validate,
         })
     }
@@ -107,6 +183,19 @@ impl GuardBuilder {
         self
     }
 
+    /// Source verification (zero trust).
+    ///
+    /// ```
+    /// use guard_core::verify::{CidrVerifier, VerifyLayer};
+    /// let v = VerifyLayer::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]));
+    /// let b = guard_core::Guard::builder().verify(v);
+    /// # let _ = b;
+    /// ```
+    pub fn verify(mut self, layer: VerifyLayer) -> Self {
+        self.verify = Some(layer);
+        self
+    }
+
     /// JSON parsing and schema validation.
     ///
     /// ```
@@ -130,6 +219,7 @@ impl GuardBuilder {
                 .audit
                 .unwrap_or_else(|| AuditLayer::new(JsonLinesSink::stdout(4096))),
             ingress: self.ingress.unwrap_or_default(),
+            verify: self.verify,
             validate: self.validate,
         }
     }
@@ -149,8 +239,10 @@ impl Guard {
     /// Every layer the policy describes, in canonical order; all problems reported at once.
     ///
     /// ```
-    /// let guard = guard_core::Guard::from_policy(&guard_core::Policy::default());
-    /// assert!(guard.is_ok());
+    /// let policy = guard_core::Policy::from_toml_str("[verify.cidr]\nallow = [\"10.0.0.0/8\"]").unwrap();
+    /// assert!(guard_core::Guard::from_policy(&policy).is_ok());
+    /// // Zero trust: no [verify] and no explicit opt-out is an error.
+    /// assert!(guard_core::Guard::from_policy(&guard_core::Policy::default()).is_err());
     /// ```
     pub fn from_policy(policy: &Policy) -> Result<Guard, PolicyError> {
         GuardBuilder::from_policy(policy).map(GuardBuilder::build)
@@ -172,12 +264,29 @@ impl Guard {
     fn stack(&self) -> GuardStack {
         Stack::new(
             option_layer(self.validate.clone()),
-            Stack::new(self.ingress.clone(), self.audit.clone()),
+            Stack::new(
+                option_layer(self.verify.clone()),
+                Stack::new(self.ingress.clone(), self.audit.clone()),
+            ),
         )
     }
 }
 
-type GuardStack = Stack<Either<ValidateLayer, Identity>, Stack<IngressLayer, AuditLayer>>;
+/// A store that has no secrets (every read is "not found", so anything needing one fails closed).
+fn no_secrets() -> SecretStore {
+    SecretStore::new(
+        |name: &str,
+         _: crate::secrets::SecretVersion|
+         -> Result<crate::secrets::SecretValue, crate::secrets::SecretsError> {
+            Err(crate::secrets::SecretsError::not_found(name))
+        },
+    )
+}
+
+type GuardStack = Stack<
+    Either<ValidateLayer, Identity>,
+    Stack<Either<VerifyLayer, Identity>, Stack<IngressLayer, AuditLayer>>,
+>;
 
 /// The service a [`Guard`] makes of a handler `S`.
 pub type GuardService<S> = <GuardStack as Layer<S>>::Service;

@@ -51,11 +51,21 @@ pub mod validate;
 #[cfg(feature = "verify")]
 pub mod verify;
 
-#[cfg(all(feature = "audit", feature = "ingress", feature = "validate"))]
+#[cfg(all(
+    feature = "audit",
+    feature = "ingress",
+    feature = "validate",
+    feature = "verify"
+))]
 mod builder;
 
-#[cfg(all(feature = "audit", feature = "ingress", feature = "validate"))]
-pub use builder::{Guard, GuardBuilder, GuardService};
+#[cfg(all(
+    feature = "audit",
+    feature = "ingress",
+    feature = "validate",
+    feature = "verify"
+))]
+pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService};
 pub use policy::Policy;
 pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};
 pub use request::{GuardRequest, GuardResponse};

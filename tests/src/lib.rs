@@ -4,5 +4,6 @@
 //! The tools are installed by `scripts/setup-tools.sh` (run by the README's test command); a missing
 //! tool is a test failure with a clear message, never a skip.
 
+pub mod lambda;
 pub mod redis;
 pub mod server;

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, JsonLinesSink};
+use guard_core::request::Peer;
+use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::validate::JsonBody;
-use guard_core::{GuardBuilder, GuardRequest, GuardResponse, Policy};
+use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use tower::{Service, ServiceExt, service_fn};
 
 /// The orders handler of DESIGN.md §6 (the secret arrives with the secrets layer).
@@ -33,12 +35,47 @@ async fn orders(req: GuardRequest) -> Result<GuardResponse, Infallible> {
 }
 
 fn request(method: &str, content_type: &str, body: &[u8]) -> GuardRequest {
-    http::Request::builder()
+    let mut req = http::Request::builder()
         .method(method)
         .uri("/orders")
         .header("content-type", content_type)
         .body(Bytes::copy_from_slice(body))
-        .expect("static request")
+        .expect("static request");
+    // What an adapter would set: the address the platform observed (a partner network).
+    req.extensions_mut()
+        .insert(Peer::new("203.0.113.7".parse().expect("literal address")));
+    req
+}
+
+fn from_outside(mut req: GuardRequest) -> GuardRequest {
+    req.extensions_mut()
+        .insert(Peer::new("192.0.2.66".parse().expect("literal address")));
+    req
+}
+
+/// Demo secrets: `GUARD_SECRET_<NAME>` from the environment, with demo values when unset.
+fn demo_secrets() -> SecretStore {
+    SecretStore::new(
+        |name: &str, version: SecretVersion| -> Result<SecretValue, SecretsError> {
+            if version != SecretVersion::Current {
+                return Err(SecretsError::not_found(name));
+            }
+            let var: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            match std::env::var(format!("GUARD_SECRET_{var}")) {
+                Ok(v) => Ok(SecretValue::from(v)),
+                Err(_) => Ok(SecretValue::from(format!("demo-only-{name}"))),
+            }
+        },
+    )
 }
 
 #[tokio::main]
@@ -48,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let order = std::fs::read(dir.join("order.json"))?;
     let sink = JsonLinesSink::stdout(policy.audit.buffer);
     // The policy's stack, with the demo's own sink so it can flush between lines.
-    let guard = GuardBuilder::from_policy(&policy)?
+    let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(demo_secrets()))?
         .audit(AuditLayer::new(sink.clone()).max_field_len(policy.audit.max_field_len))
         .build();
     let mut svc = guard.wrap(service_fn(orders));
@@ -70,6 +107,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
         ),
         ("wrong method", request("GET", "application/json", b"")),
+        (
+            "outside address, unsigned",
+            from_outside(request("POST", "application/json", &order)),
+        ),
         ("wrong content type", request("POST", "text/plain", &order)),
         ("too deep", request("POST", "application/json", &[b'['; 64])),
     ];

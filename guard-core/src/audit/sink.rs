@@ -1,9 +1,9 @@
 //! Where security events go: [`SecuritySink`] and its implementations.
 
+use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::event::SecurityEvent;
@@ -30,19 +30,35 @@ impl<T: SecuritySink + ?Sized> SecuritySink for Arc<T> {
     }
 }
 
-#[derive(Debug, Default)]
-struct Counters {
+/// How long the writer sleeps when it has nothing to do; a fuller queue or a flush wakes it early.
+const IDLE_WAIT: Duration = Duration::from_millis(5);
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<VecDeque<SecurityEvent>>,
+    capacity: usize,
+    wake: Condvar,
     dropped: AtomicU64,
+    /// Events accepted but not yet written (queued or being written).
     pending: AtomicU64,
     written: AtomicU64,
 }
 
-/// Writes each event as one JSON line from a background thread. The request path only moves the
-/// event into a bounded queue; when the queue is full the event is dropped and counted (never a
-/// stall). Cheap to clone; clones share the queue.
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<SecurityEvent>> {
+        // A writer that panicked mid-write leaves the queue usable: keep going.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Writes each event as one JSON line from a background thread.
+///
+/// The request path only pushes the event into a bounded queue (no formatting, no I/O, and no
+/// wake-up system call: the writer drains the queue every few milliseconds, sooner when the queue
+/// is half full or on [`flush`](Self::flush)). When the queue is full the event is dropped and
+/// counted — the request is never stalled. Cheap to clone; clones share the queue.
 ///
 /// ```
-/// use std::sync::{Arc, Mutex};
 /// use guard_core::audit::JsonLinesSink;
 ///
 /// let sink = JsonLinesSink::stdout(1024);
@@ -50,8 +66,7 @@ struct Counters {
 /// ```
 #[derive(Debug, Clone)]
 pub struct JsonLinesSink {
-    tx: SyncSender<SecurityEvent>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
 }
 
 impl JsonLinesSink {
@@ -65,54 +80,40 @@ impl JsonLinesSink {
         Self::new(std::io::stdout(), buffer)
     }
 
-    /// Events go to `writer`, one JSON object per line, flushed after each line.
+    /// Events go to `writer`, one JSON object per line, flushed after each batch.
     ///
     /// ```
     /// let sink = guard_core::audit::JsonLinesSink::new(std::io::sink(), 16);
     /// # let _ = sink;
     /// ```
     pub fn new(writer: impl Write + Send + 'static, buffer: usize) -> Self {
-        let (tx, rx) = sync_channel::<SecurityEvent>(buffer.max(1));
-        let counters = Arc::new(Counters::default());
-        let c = counters.clone();
+        let capacity = buffer.max(1);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
+            capacity,
+            wake: Condvar::new(),
+            dropped: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+        });
+        // The writer holds only a weak reference, so it stops once every sink clone is gone.
+        let weak = Arc::downgrade(&shared);
         let spawned = std::thread::Builder::new()
             .name("guard-audit".into())
-            .spawn(move || {
-                let mut writer = writer;
-                let mut reported_drops = 0;
-                let mut line = Vec::with_capacity(512);
-                while let Ok(event) = rx.recv() {
-                    line.clear();
-                    if serde_json::to_writer(&mut line, &event).is_ok() {
-                        line.push(b'\n');
-                        let _ = writer.write_all(&line).and_then(|_| writer.flush());
-                        c.written.fetch_add(1, Ordering::Relaxed);
-                    }
-                    c.pending.fetch_sub(1, Ordering::AcqRel);
-                    let dropped = c.dropped.load(Ordering::Relaxed);
-                    if dropped != reported_drops {
-                        tracing::warn!(
-                            target: "guard::audit",
-                            dropped_total = dropped,
-                            "security events dropped: the audit queue was full"
-                        );
-                        reported_drops = dropped;
-                    }
-                }
-            });
+            .spawn(move || write_loop(weak, writer));
         if spawned.is_err() {
             tracing::error!(target: "guard::audit", "cannot start the audit writer thread");
         }
-        Self { tx, counters }
+        Self { shared }
     }
 
-    /// Events dropped because the queue was full (or the writer is gone).
+    /// Events dropped because the queue was full.
     ///
     /// ```
     /// assert_eq!(guard_core::audit::JsonLinesSink::new(std::io::sink(), 1).dropped(), 0);
     /// ```
     pub fn dropped(&self) -> u64 {
-        self.counters.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// Events written so far.
@@ -121,11 +122,12 @@ impl JsonLinesSink {
     /// assert_eq!(guard_core::audit::JsonLinesSink::new(std::io::sink(), 1).written(), 0);
     /// ```
     pub fn written(&self) -> u64 {
-        self.counters.written.load(Ordering::Relaxed)
+        self.shared.written.load(Ordering::Relaxed)
     }
 
-    /// Waits (up to `timeout`) until every queued event is written; call it before a platform
-    /// freezes the process (e.g. at the end of a Lambda invocation). Returns whether it drained.
+    /// Wakes the writer and waits (up to `timeout`) until every queued event is written; call it
+    /// before a platform freezes the process (the end of a Lambda invocation). Returns whether it
+    /// drained.
     ///
     /// ```
     /// let sink = guard_core::audit::JsonLinesSink::new(std::io::sink(), 8);
@@ -133,27 +135,76 @@ impl JsonLinesSink {
     /// ```
     pub fn flush(&self, timeout: Duration) -> bool {
         let start = Instant::now();
+        self.shared.wake.notify_one();
         loop {
-            if self.counters.pending.load(Ordering::Acquire) == 0 {
+            if self.shared.pending.load(Ordering::Acquire) == 0 {
                 return true;
             }
             if start.elapsed() >= timeout {
                 return false;
             }
-            std::thread::sleep(Duration::from_micros(200));
+            self.shared.wake.notify_one();
+            std::thread::sleep(Duration::from_micros(100));
         }
     }
 }
 
 impl SecuritySink for JsonLinesSink {
     fn emit(&self, event: SecurityEvent) {
-        self.counters.pending.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.counters.pending.fetch_sub(1, Ordering::AcqRel);
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        let shared = &*self.shared;
+        let mut queue = shared.lock();
+        if queue.len() >= shared.capacity {
+            drop(queue);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.push_back(event);
+        let len = queue.len();
+        shared.pending.fetch_add(1, Ordering::AcqRel);
+        drop(queue);
+        if len == shared.capacity.div_ceil(2) {
+            shared.wake.notify_one();
+        }
+    }
+}
+
+fn write_loop(shared: std::sync::Weak<Shared>, mut writer: impl Write) {
+    let mut batch: Vec<SecurityEvent> = Vec::new();
+    let mut line = Vec::with_capacity(512);
+    let mut reported_drops = 0;
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        {
+            let queue = shared.lock();
+            let (mut queue, _) = shared
+                .wake
+                .wait_timeout_while(queue, IDLE_WAIT, |q| q.is_empty())
+                .unwrap_or_else(|p| p.into_inner());
+            batch.extend(queue.drain(..));
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let n = batch.len() as u64;
+        line.clear();
+        for event in batch.drain(..) {
+            if serde_json::to_writer(&mut line, &event).is_ok() {
+                line.push(b'\n');
             }
+        }
+        let _ = writer.write_all(&line).and_then(|_| writer.flush());
+        shared.written.fetch_add(n, Ordering::Relaxed);
+        shared.pending.fetch_sub(n, Ordering::AcqRel);
+        let dropped = shared.dropped.load(Ordering::Relaxed);
+        if dropped != reported_drops {
+            tracing::warn!(
+                target: "guard::audit",
+                dropped_total = dropped,
+                "security events dropped: the audit queue was full"
+            );
+            reported_drops = dropped;
         }
     }
 }

@@ -33,7 +33,10 @@ use serde::de::DeserializeOwned;
 pub use rate_limit::RateLimitPolicy;
 pub use rate_limit::{BackendChoice, FailureMode, RateLimitKey};
 pub use secrets::SecretsPolicy;
-pub use verify::VerifyPolicy;
+pub use verify::{
+    AwsAuthorizerPolicy, CidrPolicy, ClaimRule, EasyAuthPolicy, GcpPushPolicy, HmacEncoding,
+    HmacPolicy, HmacPreset, JwtPolicy, VerifyMode, VerifyPolicy,
+};
 
 /// One problem in a policy, with the dotted key path it concerns (`ingress.max_body_bytes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +135,8 @@ pub struct FunctionPolicy {
     pub naming: NamingEnforcement,
     /// The allowed `{env}` segments.
     pub environments: Vec<String>,
+    /// Zero trust: without a `[verify]` section the stack refuses to build unless this is true.
+    pub allow_unverified: bool,
 }
 
 impl Default for FunctionPolicy {
@@ -142,6 +147,7 @@ impl Default for FunctionPolicy {
             environments: ["dev", "test", "staging", "prod"]
                 .map(String::from)
                 .to_vec(),
+            allow_unverified: false,
         }
     }
 }
@@ -407,22 +413,22 @@ impl Policy {
                 ));
             }
         }
-        if let Some(v) = &self.validate {
-            if let Some(s) = v.typed_status
-                && s != 400
-                && s != 422
-            {
-                problems.push(PolicyProblem::new(
-                    "validate.typed_status",
-                    "must be 400 or 422",
-                ));
-            }
-            #[cfg(feature = "validate")]
-            if let Some(doc) = &v.schema_document
-                && let Err(e) = crate::validate::compile_schema(doc)
-            {
-                problems.push(PolicyProblem::new("validate.schema", e.to_string()));
-            }
+        if let Some(v) = &self.validate
+            && v.typed_status.is_some_and(|s| s != 400 && s != 422)
+        {
+            problems.push(PolicyProblem::new(
+                "validate.typed_status",
+                "must be 400 or 422",
+            ));
+        }
+        #[cfg(feature = "validate")]
+        if let Some(doc) = self
+            .validate
+            .as_ref()
+            .and_then(|v| v.schema_document.as_ref())
+            && let Err(e) = crate::validate::compile_schema(doc)
+        {
+            problems.push(PolicyProblem::new("validate.schema", e.to_string()));
         }
         if self.audit.buffer == 0 {
             problems.push(PolicyProblem::new("audit.buffer", "must be at least 1"));

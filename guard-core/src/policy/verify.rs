@@ -1,18 +1,502 @@
-//! The `[verify]` section of `guard.toml`.
+//! The `[verify]` section of `guard.toml`: who may call the function.
+//!
+//! HTTP requests and direct invocations must pass the *request checks* (`cidr`, `hmac`, `jwt`,
+//! `azure_easy_auth`, `aws_authorizer`), combined by `mode` (`any`: one is enough, the default;
+//! `all`: every one). Platform messages must come from a source listed in `sources`, and, when
+//! `[verify.gcp_push]` is set, messages of its kinds must also carry Google's push token. A
+//! `[verify]` section with no check at all refuses everything, so loading reports it.
+//!
+//! The orders example (DESIGN.md §6):
+//!
+//! ```
+//! let policy = guard_core::Policy::from_toml_str(r#"
+//!     [verify]
+//!     mode = "any"
+//!     sources = [
+//!         "arn:aws:sqs:us-east-1:123456789012:orders",
+//!         "projects/shop-prod/subscriptions/orders-push",
+//!         "orders",
+//!     ]
+//!
+//!     [verify.cidr]
+//!     allow = ["203.0.113.0/24", "198.51.100.0/24"]
+//!
+//!     [verify.hmac]
+//!     preset = "stripe"
+//!     header = "X-Guard-Signature"
+//!     secret = "orders-webhook-hmac"
+//!     tolerance_secs = 300
+//!     replay = true
+//! "#).unwrap();
+//! assert_eq!(policy.verify.unwrap().hmac.unwrap().secret, "orders-webhook-hmac");
+//! ```
 
 use serde::Deserialize;
 
 use super::PolicyProblem;
 
-/// The `[verify]` section. (Filled in by its issue.)
+/// How the request checks combine.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// One passing check is enough (e.g. allow-listed address **or** valid signature).
+    #[default]
+    Any,
+    /// Every configured check must pass.
+    All,
+}
+
+/// `[verify.cidr]`: the caller's address must be in one of these networks.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct VerifyPolicy {}
+pub struct CidrPolicy {
+    /// Networks, IPv4 or IPv6 (`203.0.113.0/24`, `2001:db8::/32`).
+    pub allow: Vec<String>,
+    /// 0 (default): use the address the platform observed. N ≥ 1: you run N proxies that append
+    /// to `X-Forwarded-For`; the client is the N-th entry from the right (at most 32).
+    pub trusted_proxy_hops: u32,
+}
+
+/// The HMAC signature formats.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacPreset {
+    /// `X-Hub-Signature-256: sha256=<hex>` over the body.
+    GitHub,
+    /// `t=<unix>,v1=<hex>` over `"<t>.<body>"` (`Stripe-Signature`, or `header`).
+    #[default]
+    Stripe,
+    /// `X-Slack-Signature: v0=<hex>` + `X-Slack-Request-Timestamp`.
+    Slack,
+    /// `header: <prefix><signature>`, optional `timestamp_header`.
+    Generic,
+}
+
+/// How a generic signature is encoded.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacEncoding {
+    /// Hex.
+    #[default]
+    Hex,
+    /// Standard base64.
+    Base64,
+}
+
+/// `[verify.hmac]`: a webhook signature (HMAC-SHA256) with a key from the secret store.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct HmacPolicy {
+    /// The format (default `stripe`).
+    pub preset: HmacPreset,
+    /// Name of the secret holding the key (current and previous versions are accepted).
+    pub secret: String,
+    /// The signature header (`stripe` and `generic` only; `stripe` defaults to `Stripe-Signature`).
+    pub header: Option<String>,
+    /// Text before the signature (`generic` only).
+    pub prefix: Option<String>,
+    /// Signature encoding (`generic` only).
+    pub encoding: Option<HmacEncoding>,
+    /// Header holding the Unix timestamp (`generic` only).
+    pub timestamp_header: Option<String>,
+    /// Timestamp tolerance in both directions, seconds (default 300, 1..=86400).
+    pub tolerance_secs: u64,
+    /// Accept each signed message only once (default true).
+    pub replay: bool,
+}
+
+impl Default for HmacPolicy {
+    fn default() -> Self {
+        Self {
+            preset: HmacPreset::Stripe,
+            secret: String::new(),
+            header: None,
+            prefix: None,
+            encoding: None,
+            timestamp_header: None,
+            tolerance_secs: 300,
+            replay: true,
+        }
+    }
+}
+
+/// One claim condition: exactly one of `equals`, `contains`, `exists`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ClaimRule {
+    /// The claim name.
+    pub claim: String,
+    /// The claim must equal this value.
+    pub equals: Option<serde_json::Value>,
+    /// The claim (array or space-separated string) must contain this.
+    pub contains: Option<String>,
+    /// The claim must be present (`true`).
+    pub exists: Option<bool>,
+}
+
+/// `[verify.jwt]`: an OIDC / JWT bearer token.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct JwtPolicy {
+    /// Where the signing keys are (never taken from the token).
+    pub jwks_url: String,
+    /// Accepted issuers (at least one).
+    pub issuers: Vec<String>,
+    /// Accepted audiences (at least one).
+    pub audiences: Vec<String>,
+    /// Accepted algorithms (default `["RS256"]`; no `none`, no HS*).
+    pub algorithms: Vec<String>,
+    /// Clock-skew allowance for `exp` / `nbf`, seconds (default 60, at most 300).
+    pub leeway_secs: u64,
+    /// Conditions on the claims (403 when one fails).
+    pub claims: Vec<ClaimRule>,
+    /// Least time between two JWKS fetches, seconds (default 10, at least 1).
+    pub jwks_cooldown_secs: u64,
+    /// How long fetched keys are used before a refresh, seconds (default 3600).
+    pub jwks_ttl_secs: u64,
+}
+
+impl Default for JwtPolicy {
+    fn default() -> Self {
+        Self {
+            jwks_url: String::new(),
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            algorithms: vec!["RS256".into()],
+            leeway_secs: 60,
+            claims: Vec::new(),
+            jwks_cooldown_secs: 10,
+            jwks_ttl_secs: 3600,
+        }
+    }
+}
+
+/// `[verify.gcp_push]`: messages of `kinds` must carry Google's OIDC push token.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct GcpPushPolicy {
+    /// The token audience configured on the push subscription.
+    pub audience: String,
+    /// The service account the subscription pushes as (`email` claim).
+    pub service_account: String,
+    /// Google's JWKS (overridable for tests).
+    pub jwks_url: String,
+    /// Message kinds that carry the token (default `["pubsub"]`).
+    pub kinds: Vec<String>,
+}
+
+impl Default for GcpPushPolicy {
+    fn default() -> Self {
+        Self {
+            audience: String::new(),
+            service_account: String::new(),
+            jwks_url: "https://www.googleapis.com/oauth2/v3/certs".into(),
+            kinds: vec!["pubsub".into()],
+        }
+    }
+}
+
+/// `[verify.azure_easy_auth]`: trust `X-MS-CLIENT-PRINCIPAL`. Only when Easy Auth is on for the app.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct EasyAuthPolicy {
+    /// Accepted identity providers (`aad`, ...); empty = any.
+    pub auth_types: Vec<String>,
+    /// Conditions on the claims.
+    pub claims: Vec<ClaimRule>,
+}
+
+/// `[verify.aws_authorizer]`: accept what an API Gateway authorizer verified.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AwsAuthorizerPolicy {
+    /// Conditions on the authorizer's claims.
+    pub claims: Vec<ClaimRule>,
+}
+
+/// The `[verify]` section.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct VerifyPolicy {
+    /// How the request checks combine (default `any`).
+    pub mode: VerifyMode,
+    /// Event sources messages may come from (ARN / topic / subscription; `*` = one segment).
+    pub sources: Vec<String>,
+    /// Address allow-list.
+    pub cidr: Option<CidrPolicy>,
+    /// Webhook signature.
+    pub hmac: Option<HmacPolicy>,
+    /// Bearer token.
+    pub jwt: Option<JwtPolicy>,
+    /// Google push token on messages.
+    pub gcp_push: Option<GcpPushPolicy>,
+    /// Azure Easy Auth principal.
+    pub azure_easy_auth: Option<EasyAuthPolicy>,
+    /// AWS API Gateway authorizer.
+    pub aws_authorizer: Option<AwsAuthorizerPolicy>,
+}
+
+fn url_ok(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or("");
+        !host.is_empty() && !host.contains('@') && !r.chars().any(char::is_whitespace)
+    })
+}
+
+fn push(problems: &mut Vec<PolicyProblem>, path: impl Into<String>, message: &str) {
+    problems.push(PolicyProblem::new(path, message));
+}
+
+fn header_ok(h: &str) -> bool {
+    http::HeaderName::from_bytes(h.as_bytes()).is_ok()
+}
+
+fn check_claims(rules: &[ClaimRule], path: &str, problems: &mut Vec<PolicyProblem>) {
+    for (i, r) in rules.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        if r.claim.trim().is_empty() {
+            problems.push(PolicyProblem::new(
+                format!("{at}.claim"),
+                "must not be empty",
+            ));
+        }
+        let set = [r.equals.is_some(), r.contains.is_some(), r.exists.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if set != 1 {
+            problems.push(PolicyProblem::new(
+                at.clone(),
+                "needs exactly one of `equals`, `contains`, `exists`",
+            ));
+        }
+        if r.exists == Some(false) {
+            problems.push(PolicyProblem::new(
+                format!("{at}.exists"),
+                "only `exists = true` is supported",
+            ));
+        }
+    }
+}
 
 impl VerifyPolicy {
+    /// Whether any request check is configured.
+    pub fn has_request_checks(&self) -> bool {
+        self.cidr.is_some()
+            || self.hmac.is_some()
+            || self.jwt.is_some()
+            || self.azure_easy_auth.is_some()
+            || self.aws_authorizer.is_some()
+    }
+
     /// Adds every semantic problem of this section (with key paths under `path`) to `problems`.
     pub fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
-        let _ = (path, problems);
+        if !self.has_request_checks() && self.sources.is_empty() {
+            push(
+                problems,
+                path.to_string(),
+                "configures no check: add `sources`, `cidr`, `hmac`, `jwt`, `azure_easy_auth` or `aws_authorizer` (or remove the section)",
+            );
+        }
+        if self.gcp_push.is_some() && self.sources.is_empty() {
+            push(
+                problems,
+                format!("{path}.sources"),
+                "`gcp_push` needs the subscriptions listed in `sources`",
+            );
+        }
+        #[cfg(feature = "verify")]
+        for (i, s) in self.sources.iter().enumerate() {
+            if let Err(e) = crate::verify::SourcePattern::parse(s) {
+                push(problems, format!("{path}.sources[{i}]"), &e.to_string());
+            }
+        }
+        #[cfg(not(feature = "verify"))]
+        for (i, s) in self.sources.iter().enumerate() {
+            if s.is_empty() {
+                push(
+                    problems,
+                    format!("{path}.sources[{i}]"),
+                    "must not be empty",
+                );
+            }
+        }
+        if let Some(c) = &self.cidr {
+            if c.allow.is_empty() {
+                push(
+                    problems,
+                    format!("{path}.cidr.allow"),
+                    "must list at least one network",
+                );
+            }
+            for (i, net) in c.allow.iter().enumerate() {
+                if net.parse::<ipnet::IpNet>().is_err() {
+                    push(
+                        problems,
+                        format!("{path}.cidr.allow[{i}]"),
+                        "not a CIDR network like `203.0.113.0/24` or `2001:db8::/32`",
+                    );
+                }
+            }
+            if c.trusted_proxy_hops > 32 {
+                push(
+                    problems,
+                    format!("{path}.cidr.trusted_proxy_hops"),
+                    "must be at most 32",
+                );
+            }
+        }
+        if let Some(h) = &self.hmac {
+            let at = |k: &str| format!("{path}.hmac.{k}");
+            if h.secret.trim().is_empty() {
+                push(
+                    problems,
+                    at("secret"),
+                    "must name the secret holding the HMAC key",
+                );
+            }
+            if !(1..=86_400).contains(&h.tolerance_secs) {
+                push(
+                    problems,
+                    at("tolerance_secs"),
+                    "must be between 1 and 86400",
+                );
+            }
+            if let Some(hd) = &h.header
+                && !header_ok(hd)
+            {
+                push(problems, at("header"), "not a valid header name");
+            }
+            if let Some(hd) = &h.timestamp_header
+                && !header_ok(hd)
+            {
+                push(problems, at("timestamp_header"), "not a valid header name");
+            }
+            match h.preset {
+                HmacPreset::GitHub | HmacPreset::Slack => {
+                    if h.header.is_some() {
+                        push(
+                            problems,
+                            at("header"),
+                            "fixed by the preset; only `stripe` and `generic` take one",
+                        );
+                    }
+                }
+                HmacPreset::Stripe | HmacPreset::Generic => {}
+            }
+            if h.preset == HmacPreset::Generic {
+                if h.header.is_none() {
+                    push(problems, at("header"), "required by the `generic` preset");
+                }
+            } else {
+                for (k, set) in [
+                    ("prefix", h.prefix.is_some()),
+                    ("encoding", h.encoding.is_some()),
+                    ("timestamp_header", h.timestamp_header.is_some()),
+                ] {
+                    if set {
+                        push(problems, at(k), "only the `generic` preset takes it");
+                    }
+                }
+            }
+        }
+        if let Some(j) = &self.jwt {
+            let at = |k: &str| format!("{path}.jwt.{k}");
+            if !url_ok(&j.jwks_url) {
+                push(problems, at("jwks_url"), "must be an http(s) URL");
+            }
+            if j.issuers.is_empty() || j.issuers.iter().any(|i| i.is_empty()) {
+                push(
+                    problems,
+                    at("issuers"),
+                    "must list at least one non-empty issuer",
+                );
+            }
+            if j.audiences.is_empty() || j.audiences.iter().any(|a| a.is_empty()) {
+                push(
+                    problems,
+                    at("audiences"),
+                    "must list at least one non-empty audience",
+                );
+            }
+            if j.algorithms.is_empty() {
+                push(
+                    problems,
+                    at("algorithms"),
+                    "must list at least one algorithm",
+                );
+            }
+            for (i, a) in j.algorithms.iter().enumerate() {
+                let known = matches!(
+                    a.as_str(),
+                    "RS256"
+                        | "RS384"
+                        | "RS512"
+                        | "PS256"
+                        | "PS384"
+                        | "PS512"
+                        | "ES256"
+                        | "ES384"
+                        | "EdDSA"
+                );
+                if !known {
+                    push(
+                        problems,
+                        format!("{path}.jwt.algorithms[{i}]"),
+                        "unknown or not allowed (use RS*, PS*, ES256, ES384 or EdDSA; never none or HS*)",
+                    );
+                }
+            }
+            if j.leeway_secs > 300 {
+                push(problems, at("leeway_secs"), "must be at most 300");
+            }
+            if j.jwks_cooldown_secs == 0 {
+                push(problems, at("jwks_cooldown_secs"), "must be at least 1");
+            }
+            if j.jwks_ttl_secs == 0 {
+                push(problems, at("jwks_ttl_secs"), "must be at least 1");
+            }
+            check_claims(&j.claims, &at("claims"), problems);
+        }
+        if let Some(g) = &self.gcp_push {
+            let at = |k: &str| format!("{path}.gcp_push.{k}");
+            if g.audience.trim().is_empty() {
+                push(problems, at("audience"), "must not be empty");
+            }
+            if g.service_account.trim().is_empty() {
+                push(problems, at("service_account"), "must not be empty");
+            }
+            if !url_ok(&g.jwks_url) {
+                push(problems, at("jwks_url"), "must be an http(s) URL");
+            }
+            if g.kinds.is_empty() {
+                push(problems, at("kinds"), "must list at least one message kind");
+            }
+        }
+        if let Some(e) = &self.azure_easy_auth {
+            check_claims(
+                &e.claims,
+                &format!("{path}.azure_easy_auth.claims"),
+                problems,
+            );
+        }
+        if let Some(a) = &self.aws_authorizer {
+            check_claims(
+                &a.claims,
+                &format!("{path}.aws_authorizer.claims"),
+                problems,
+            );
+        }
     }
 }

@@ -1,1 +1,134 @@
-//! The `verify` layer (in progress).
+//! Source verification: [`VerifyLayer`] runs a [`Verifier`] before the handler. Zero trust —
+//! nothing passes unless a verifier accepts it.
+//!
+//! | verifier | accepts | refuses with |
+//! |---|---|---|
+//! | [`CidrVerifier`] | platform-observed address ([`Peer`](crate::request::Peer), or [`TrustedProxies`] over `X-Forwarded-For`) in an allow-list | 403 `forbidden_address` |
+//! | [`SourceVerifier`] | a message from a listed ARN / topic / subscription (`*` = one segment) | 403 `forbidden_source` |
+//! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](crate::secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
+//! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] | 401 `missing_credentials` / `bad_token`, 403 `forbidden` |
+//! | [`AwsAuthorizerVerifier`], [`EasyAuthVerifier`], [`PlatformIdentityVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
+//! | closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` | anything you decide | your rejection |
+//!
+//! Combine them with [`any`], [`all`], [`by_trigger`] (or `a.or(b)` / `a.and(b)` from
+//! [`VerifierExt`]). A verifier that could not decide because a dependency is down answers 503
+//! (`guard.verify.unavailable`, `guard.secrets.unavailable`), so messages are redelivered.
+//!
+//! On success the layer inserts the [`Principal`](crate::request::Principal) into the request
+//! extensions (for the rate limiter and the handler) **and** a clone into the response extensions
+//! (for the audit layer, which sits outside). On failure the handler is not called.
+//!
+//! ## From the policy
+//!
+//! [`VerifyLayer::from_policy`] builds the layer from `[verify]`. The orders example of
+//! DESIGN.md §6 — callers from `203.0.113.0/24` or `198.51.100.0/24`, **or** signed with
+//! `X-Guard-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` using the secret
+//! `orders-webhook-hmac`, at most 300 s old, each signature accepted once; messages only from the
+//! configured queue / subscription — is:
+//!
+//! ```toml
+//! [verify]
+//! mode = "any"
+//! sources = [
+//!     "arn:aws:sqs:us-east-1:123456789012:orders",      # AWS SQS
+//!     "orders",                                         # Azure queue
+//!     "projects/shop-prod/subscriptions/orders-push",   # GCP Pub/Sub push
+//! ]
+//!
+//! [verify.cidr]
+//! allow = ["203.0.113.0/24", "198.51.100.0/24"]
+//!
+//! [verify.hmac]
+//! preset = "stripe"
+//! header = "X-Guard-Signature"
+//! secret = "orders-webhook-hmac"
+//! tolerance_secs = 300
+//! replay = true
+//!
+//! [verify.gcp_push]                                     # Pub/Sub push must carry Google's token
+//! audience = "https://orders.example.com/pubsub"
+//! service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
+//! ```
+//!
+//! ```
+//! use bytes::Bytes;
+//! use guard_core::request::Peer;
+//! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+//! use guard_core::verify::{VerifyDeps, VerifyLayer};
+//! use tower::{Layer, Service, ServiceExt};
+//!
+//! let policy = guard_core::Policy::from_toml_str(r#"
+//!     [verify]
+//!     sources = ["arn:aws:sqs:us-east-1:123456789012:orders"]
+//!     [verify.cidr]
+//!     allow = ["203.0.113.0/24", "198.51.100.0/24"]
+//!     [verify.hmac]
+//!     header = "X-Guard-Signature"
+//!     secret = "orders-webhook-hmac"
+//! "#).unwrap();
+//! let store = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {
+//!     ("orders-webhook-hmac", SecretVersion::Current) => Ok(SecretValue::from("k")),
+//!     _ => Err(SecretsError::not_found(name)),
+//! });
+//! let layer = VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &VerifyDeps::new(store)).unwrap();
+//! let handler = tower::service_fn(|_req: http::Request<Bytes>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"ok")))
+//! });
+//! let mut svc = layer.layer(handler);
+//!
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! rt.block_on(async {
+//!     let mut req = http::Request::new(Bytes::from_static(b"{}"));
+//!     req.extensions_mut().insert(Peer::new("203.0.113.7".parse().unwrap()));
+//!     let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+//!     assert_eq!(resp.status(), 200);
+//!
+//!     let mut req = http::Request::new(Bytes::from_static(b"{}"));
+//!     req.extensions_mut().insert(Peer::new("192.0.2.1".parse().unwrap()));
+//!     let resp = svc.ready().await.unwrap().call(req).await.unwrap();
+//!     assert_eq!(resp.status(), 403); // not allow-listed and not signed
+//! });
+//! ```
+
+// `Rejection` (≈100 bytes) is the crate's refusal type and the error side
+// of the public `Verifier` contract; the Ok side (`Principal`) is as large. Boxing it would only
+// move the cost to the refusal path and complicate every verifier.
+#![allow(clippy::result_large_err)]
+
+mod cidr;
+mod error;
+mod from_policy;
+mod hmac;
+mod jwks;
+mod jwt;
+mod layer;
+mod platform;
+mod replay;
+mod source;
+
+pub use cidr::{CidrVerifier, ForwardedError, TrustedProxies};
+pub use error::VerifyError;
+pub use from_policy::VerifyDeps;
+pub use hmac::{
+    DEFAULT_TOLERANCE, HmacScheme, HmacVerifier, HmacVerifierBuilder, MAX_SIGNATURE_HEADER,
+    MAX_SIGNATURES, SignatureEncoding,
+};
+#[cfg(feature = "jwks-http")]
+pub use jwks::HttpJwksFetcher;
+pub use jwks::{
+    JwksCache, JwksCacheBuilder, JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES, MAX_JWKS_KEYS,
+};
+pub use jwt::{
+    ClaimFn, ClaimPredicate, DEFAULT_LEEWAY, GOOGLE_ISSUERS, GOOGLE_JWKS_URL, JwtVerifier,
+    JwtVerifierBuilder, MAX_TOKEN_LEN, parse_algorithm,
+};
+pub use layer::{
+    All, Any, BoxVerifier, ByTrigger, ResponseFuture, Verifier, VerifierExt, Verify, VerifyFuture,
+    VerifyLayer, all, any, by_trigger,
+};
+pub use platform::{
+    AwsAuthorizer, AwsAuthorizerVerifier, EASY_AUTH_HEADER, EasyAuthVerifier, MAX_EASY_AUTH_BYTES,
+    MAX_EASY_AUTH_CLAIMS, PlatformIdentity, PlatformIdentityVerifier,
+};
+pub use replay::{DEFAULT_REPLAY_CAPACITY, MemoryReplayStore};
+pub use source::{SourcePattern, SourceVerifier};

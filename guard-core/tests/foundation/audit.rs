@@ -264,8 +264,9 @@ async fn a_stalled_sink_never_stalls_the_handler_and_drops_are_counted() {
         100,
         "every request was answered while the writer was stuck"
     );
-    // 4 queued + at most 1 held by the stuck writer; the rest were dropped and counted.
-    assert!(sink.dropped() >= 95, "dropped = {}", sink.dropped());
+    // At most one queue-full (4) held by the stuck writer plus 4 queued; the rest were dropped
+    // and counted.
+    assert!(sink.dropped() >= 92, "dropped = {}", sink.dropped());
     *gate.0.lock().unwrap() = true;
     gate.1.notify_all();
     assert!(sink.flush(Duration::from_secs(5)));

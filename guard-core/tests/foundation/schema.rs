@@ -108,5 +108,29 @@ fn the_orders_policy_loads() {
     let policy = Policy::load(crate::support::repo_file("examples/orders/guard.toml")).unwrap();
     assert!(policy.warnings().is_empty(), "{:?}", policy.warnings());
     assert_eq!(policy.ingress.max_body_bytes, 64 * 1024);
-    assert!(guard_core::Guard::from_policy(&policy).is_ok());
+    let store = guard_core::secrets::SecretStore::new(
+        |_: &str,
+         _: guard_core::secrets::SecretVersion|
+         -> Result<guard_core::secrets::SecretValue, guard_core::secrets::SecretsError> {
+            Ok(guard_core::secrets::SecretValue::from("test-key"))
+        },
+    );
+    let deps = guard_core::GuardDeps::with_secrets(store);
+    assert!(guard_core::GuardBuilder::from_policy_with(&policy, deps).is_ok());
+}
+
+#[test]
+fn a_policy_without_verify_is_refused_unless_it_says_so() {
+    let policy = Policy::from_toml_str("[ingress]\nmax_depth = 4").unwrap();
+    let err = guard_core::Guard::from_policy(&policy).unwrap_err();
+    assert_eq!(err.problems()[0].path, "verify");
+    let explicit = Policy::from_toml_str("[function]\nallow_unverified = true").unwrap();
+    assert!(guard_core::Guard::from_policy(&explicit).is_ok());
+}
+
+#[test]
+fn hmac_without_a_secret_store_is_a_build_error() {
+    let policy = Policy::load(crate::support::repo_file("examples/orders/guard.toml")).unwrap();
+    let err = guard_core::Guard::from_policy(&policy).unwrap_err();
+    assert_eq!(err.problems()[0].path, "verify.hmac.secret");
 }

@@ -1,0 +1,206 @@
+//! HTTP envelopes: API Gateway REST (v1) and WebSocket, HTTP API (v2) and Function URLs, ALB.
+
+use guard_core::request::{GuardRequest, Peer, Trigger};
+use guard_core::verify::AwsAuthorizer;
+use http::{HeaderMap, HeaderValue, Method};
+use serde_json::{Map, Value};
+
+use super::util::{
+    body, encode_path, headers_v1, parse_ip, path, query_from_params, sanitize_raw_query,
+    single_headers, str_at, uri,
+};
+use super::{DecodeError, DecodeOptions};
+use crate::event::EventShape;
+
+fn method(s: Option<&str>, shape: EventShape) -> Result<Method, DecodeError> {
+    let s = s.ok_or(DecodeError::new(shape, "missing HTTP method"))?;
+    Method::from_bytes(s.to_ascii_uppercase().as_bytes())
+        .map_err(|_| DecodeError::new(shape, "invalid HTTP method"))
+}
+
+fn build(
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    peer: Option<std::net::IpAddr>,
+) -> GuardRequest {
+    let mut req = http::Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    req.extensions_mut().insert(Trigger::Http);
+    if let Some(ip) = peer {
+        req.extensions_mut().insert(Peer::new(ip));
+    }
+    req
+}
+
+/// API Gateway REST API (payload 1.0) and WebSocket routes.
+pub(super) fn rest_v1(payload: &Value, shape: EventShape) -> Result<GuardRequest, DecodeError> {
+    let ctx = payload.get("requestContext").unwrap_or(&Value::Null);
+    let method = match shape {
+        // WebSocket events carry no HTTP method on every route; a message is a POST to its route.
+        EventShape::WebSocket => method(
+            str_at(payload, "httpMethod")
+                .or_else(|| str_at(ctx, "httpMethod"))
+                .or(Some("POST")),
+            shape,
+        )?,
+        _ => method(str_at(payload, "httpMethod"), shape)?,
+    };
+    let raw_path = match str_at(payload, "path") {
+        Some(p) => p.to_owned(),
+        None => format!("/{}", str_at(ctx, "routeKey").unwrap_or_default()),
+    };
+    let uri = uri(&encode_path(&raw_path), &query_from_params(payload, false));
+    let peer = path(ctx, &["identity", "sourceIp"])
+        .and_then(Value::as_str)
+        .and_then(parse_ip);
+    let mut req = build(
+        method,
+        uri,
+        headers_v1(payload),
+        body(payload, shape)?,
+        peer,
+    );
+    if let Some(a) = authorizer_v1(ctx) {
+        req.extensions_mut().insert(a);
+    }
+    Ok(req)
+}
+
+/// API Gateway HTTP API (payload 2.0) and Lambda Function URLs.
+pub(super) fn http_v2(payload: &Value, shape: EventShape) -> Result<GuardRequest, DecodeError> {
+    let ctx = payload.get("requestContext").unwrap_or(&Value::Null);
+    let http_ctx = ctx.get("http").unwrap_or(&Value::Null);
+    let method = method(str_at(http_ctx, "method"), shape)?;
+    let raw_path = str_at(payload, "rawPath")
+        .or_else(|| str_at(http_ctx, "path"))
+        .unwrap_or("/");
+    let mut query = String::new();
+    sanitize_raw_query(
+        str_at(payload, "rawQueryString").unwrap_or_default(),
+        &mut query,
+    );
+    let mut headers = HeaderMap::new();
+    single_headers(
+        payload.get("headers").and_then(Value::as_object),
+        &mut headers,
+    );
+    // Payload 2.0 moves cookies out of the headers into an array.
+    let cookies: Vec<&str> = payload
+        .get("cookies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !cookies.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&cookies.join("; "))
+    {
+        headers.insert(http::header::COOKIE, v);
+    }
+    let peer = str_at(http_ctx, "sourceIp").and_then(parse_ip);
+    let mut req = build(
+        method,
+        uri(&encode_path(raw_path), &query),
+        headers,
+        body(payload, shape)?,
+        peer,
+    );
+    if let Some(a) = authorizer_v2(ctx) {
+        req.extensions_mut().insert(a);
+    }
+    Ok(req)
+}
+
+/// Application Load Balancer target requests: the only address is in `X-Forwarded-For`.
+pub(super) fn alb(
+    payload: &Value,
+    shape: EventShape,
+    options: &DecodeOptions,
+) -> Result<GuardRequest, DecodeError> {
+    let method = method(str_at(payload, "httpMethod"), shape)?;
+    let raw_path = str_at(payload, "path").unwrap_or("/");
+    let headers = headers_v1(payload);
+    let peer = options.alb_proxies.client_ip(&headers).ok();
+    Ok(build(
+        method,
+        uri(&encode_path(raw_path), &query_from_params(payload, true)),
+        headers,
+        body(payload, shape)?,
+        peer,
+    ))
+}
+
+fn object(v: Option<&Value>) -> Map<String, Value> {
+    v.and_then(Value::as_object).cloned().unwrap_or_default()
+}
+
+fn non_empty(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// REST API: a Cognito user pool authorizer (`authorizer.claims`), a Lambda authorizer
+/// (`authorizer.principalId` + context), or IAM (`identity.userArn`), in that order.
+fn authorizer_v1(ctx: &Value) -> Option<AwsAuthorizer> {
+    let authorizer = ctx.get("authorizer");
+    if let Some(claims) = authorizer
+        .and_then(|a| a.get("claims"))
+        .filter(|c| c.is_object())
+    {
+        return Some(AwsAuthorizer::Cognito {
+            claims: object(Some(claims)),
+        });
+    }
+    if let Some(principal_id) = non_empty(authorizer.and_then(|a| a.get("principalId"))) {
+        let mut context = object(authorizer);
+        context.remove("principalId");
+        return Some(AwsAuthorizer::Lambda {
+            principal_id: Some(principal_id),
+            context,
+        });
+    }
+    iam(ctx.get("identity"))
+}
+
+/// HTTP API: `authorizer.jwt` (claims + scopes), `authorizer.iam`, or `authorizer.lambda`.
+fn authorizer_v2(ctx: &Value) -> Option<AwsAuthorizer> {
+    let authorizer = ctx.get("authorizer")?;
+    if let Some(jwt) = authorizer.get("jwt").filter(|j| j.is_object()) {
+        let scopes = jwt
+            .get("scopes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect();
+        return Some(AwsAuthorizer::Jwt {
+            claims: object(jwt.get("claims")),
+            scopes,
+        });
+    }
+    if let Some(iam) = iam(authorizer.get("iam")) {
+        return Some(iam);
+    }
+    let lambda = authorizer.get("lambda").filter(|l| l.is_object())?;
+    let context = object(Some(lambda));
+    Some(AwsAuthorizer::Lambda {
+        principal_id: non_empty(context.get("principalId")),
+        context,
+    })
+}
+
+/// IAM: the caller's ARN, caller id and account (never the access key).
+fn iam(identity: Option<&Value>) -> Option<AwsAuthorizer> {
+    let identity = identity?;
+    Some(AwsAuthorizer::Iam {
+        user_arn: non_empty(identity.get("userArn"))?,
+        caller: non_empty(identity.get("caller")).or_else(|| non_empty(identity.get("callerId"))),
+        account_id: non_empty(identity.get("accountId")),
+    })
+}

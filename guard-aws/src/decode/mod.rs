@@ -1,0 +1,321 @@
+//! Decoding raw Lambda events into Guard's neutral request.
+//!
+//! [`decode`] takes the invocation exactly as the runtime delivers it (`LambdaEvent<serde_json::Value>`),
+//! detects the envelope ([`EventShape`]) and produces one [`GuardRequest`] per unit of work: one for an
+//! HTTP request, a direct invocation or an EventBridge event; one per record for SQS, SNS, S3,
+//! DynamoDB Streams and Kinesis. Every request carries:
+//!
+//! - `Trigger` — `Http`, `Message { kind, source_id, message_id, attempt }` or `Direct`;
+//! - `Peer` — only what the platform observed: `requestContext.identity.sourceIp` (REST v1,
+//!   WebSocket), `requestContext.http.sourceIp` (HTTP API v2, Function URL), and for ALB the
+//!   `X-Forwarded-For` entry counted from the right over the trusted hops; nothing for messages;
+//! - `Invocation` — request id, function ARN, name, region, account, deadline, X-Ray trace id;
+//! - [`EventShape`], and when API Gateway authenticated the caller its
+//!   [`AwsAuthorizer`](guard_core::verify::AwsAuthorizer) (IAM, Cognito, JWT or Lambda authorizer),
+//!   which `guard_core::verify::AwsAuthorizerVerifier` turns into the verified `Principal`;
+//!   SNS envelopes (direct or inside SQS) as [`SnsMessage`](crate::sns::SnsMessage), and
+//!   [`RecordMeta`](crate::event::RecordMeta) for records.
+//!
+//! Bodies flagged `isBase64Encoded` (and Kinesis data) are decoded before any check sees them;
+//! header names are case-insensitive.
+//!
+//! ```
+//! use guard_aws::decode::{decode, DecodeOptions};
+//! use guard_aws::event::EventShape;
+//! use guard_core::request::{Peer, Trigger};
+//! use lambda_runtime::{Context, LambdaEvent};
+//!
+//! let payload = serde_json::json!({
+//!     "version": "2.0",
+//!     "rawPath": "/orders",
+//!     "rawQueryString": "",
+//!     "headers": { "Content-Type": "application/json" },
+//!     "requestContext": {
+//!         "domainName": "abc.lambda-url.us-east-1.on.aws",
+//!         "http": { "method": "POST", "path": "/orders", "sourceIp": "203.0.113.9" }
+//!     },
+//!     "body": "eyJhIjoxfQ==",
+//!     "isBase64Encoded": true
+//! });
+//! let decoded = decode(LambdaEvent::new(payload, Context::default()), &DecodeOptions::default()).unwrap();
+//! assert_eq!(decoded.shape, EventShape::FunctionUrl);
+//! let req = &decoded.requests[0];
+//! assert_eq!(req.body().as_ref(), br#"{"a":1}"#);
+//! assert_eq!(req.headers()["content-type"], "application/json");
+//! assert_eq!(req.extensions().get::<Trigger>(), Some(&Trigger::Http));
+//! assert_eq!(req.extensions().get::<Peer>().unwrap().ip().to_string(), "203.0.113.9");
+//! ```
+
+mod http_events;
+mod records;
+mod util;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use guard_core::request::{Cloud, GuardRequest, Invocation};
+use guard_core::verify::TrustedProxies;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+
+use crate::event::EventShape;
+
+/// How to decode: the one thing the platform cannot tell us is how many proxies to trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DecodeOptions {
+    /// The proxies that appended to `X-Forwarded-For` on the way to an ALB target, counting the
+    /// ALB itself: the peer is the `hops`-th entry from the right. Default 1 (the ALB appends the
+    /// address it observed); with CloudFront in front of the ALB, 2.
+    pub alb_proxies: TrustedProxies,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            alb_proxies: TrustedProxies::new(1).unwrap_or_else(|| unreachable!("1 is in range")),
+        }
+    }
+}
+
+impl DecodeOptions {
+    /// Options with these trusted proxies for ALB events.
+    ///
+    /// ```
+    /// use guard_core::verify::TrustedProxies;
+    /// let o = guard_aws::decode::DecodeOptions::default().with_alb_proxies(TrustedProxies::new(2).unwrap());
+    /// assert_eq!(o.alb_proxies.hops(), 2);
+    /// ```
+    pub fn with_alb_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.alb_proxies = proxies;
+        self
+    }
+}
+
+/// A decoded invocation: its envelope and the requests to run through the stack (one per record
+/// for record-based sources, in delivery order).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Decoded {
+    /// The envelope.
+    pub shape: EventShape,
+    /// The requests, in delivery order.
+    pub requests: Vec<GuardRequest>,
+}
+
+/// An event whose envelope was recognised but is malformed (never contains request values).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {} event: {reason}", shape.as_str())]
+#[non_exhaustive]
+pub struct DecodeError {
+    /// The envelope that was recognised.
+    pub shape: EventShape,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl DecodeError {
+    pub(crate) fn new(shape: EventShape, reason: &'static str) -> Self {
+        Self { shape, reason }
+    }
+}
+
+/// Detects the envelope of `event` and decodes it into neutral requests.
+///
+/// Anything that is not a recognised envelope is a direct invocation: its payload becomes a
+/// `POST /` JSON body with `Trigger::Direct`.
+pub fn decode(event: LambdaEvent<Value>, options: &DecodeOptions) -> Result<Decoded, DecodeError> {
+    let (payload, context) = event.into_parts();
+    let invocation = invocation_from_context(&context);
+    let shape = detect(&payload);
+    let requests = match shape {
+        EventShape::ApiGatewayV1 | EventShape::WebSocket => {
+            vec![http_events::rest_v1(&payload, shape)?]
+        }
+        EventShape::ApiGatewayV2 | EventShape::FunctionUrl => {
+            vec![http_events::http_v2(&payload, shape)?]
+        }
+        EventShape::Alb { .. } => vec![http_events::alb(&payload, shape, options)?],
+        EventShape::Sqs { .. } => records::sqs(&payload, shape)?,
+        EventShape::Sns => records::sns(&payload)?,
+        EventShape::EventBridge => vec![records::eventbridge(&payload)?],
+        EventShape::S3 => records::s3(&payload)?,
+        EventShape::DynamoDb => records::dynamodb(&payload)?,
+        EventShape::Kinesis => records::kinesis(&payload)?,
+        EventShape::Direct => vec![records::direct(&payload)],
+    };
+    let requests = requests
+        .into_iter()
+        .map(|mut req| {
+            req.extensions_mut().insert(shape);
+            req.extensions_mut().insert(invocation.clone());
+            req
+        })
+        .collect();
+    Ok(Decoded { shape, requests })
+}
+
+/// Which envelope is this? Decided on fields only the platform's envelopes carry together.
+pub(crate) fn detect(payload: &Value) -> EventShape {
+    let Some(obj) = payload.as_object() else {
+        return EventShape::Direct;
+    };
+    if let Some(first) = obj
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+    {
+        let source = first
+            .get("eventSource")
+            .or_else(|| first.get("EventSource"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return match source {
+            "aws:sqs" => {
+                let fifo = first
+                    .get("eventSourceARN")
+                    .and_then(Value::as_str)
+                    .is_some_and(|arn| arn.ends_with(".fifo"));
+                EventShape::Sqs { fifo }
+            }
+            "aws:sns" => EventShape::Sns,
+            "aws:s3" => EventShape::S3,
+            "aws:dynamodb" => EventShape::DynamoDb,
+            "aws:kinesis" => EventShape::Kinesis,
+            _ => EventShape::Direct,
+        };
+    }
+    if obj.contains_key("detail-type") && obj.contains_key("source") && obj.contains_key("detail") {
+        return EventShape::EventBridge;
+    }
+    let Some(ctx) = obj.get("requestContext").and_then(Value::as_object) else {
+        return EventShape::Direct;
+    };
+    if ctx.get("elb").is_some_and(Value::is_object) {
+        let multi_value = obj.get("multiValueHeaders").is_some_and(Value::is_object);
+        return EventShape::Alb { multi_value };
+    }
+    if ctx.contains_key("connectionId") && ctx.contains_key("eventType") {
+        return EventShape::WebSocket;
+    }
+    if ctx.get("http").is_some_and(Value::is_object)
+        && obj.get("version").and_then(Value::as_str) == Some("2.0")
+    {
+        let domain = ctx
+            .get("domainName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return if domain.contains(".lambda-url.") {
+            EventShape::FunctionUrl
+        } else {
+            EventShape::ApiGatewayV2
+        };
+    }
+    if obj.get("httpMethod").is_some_and(Value::is_string) {
+        return EventShape::ApiGatewayV1;
+    }
+    EventShape::Direct
+}
+
+/// `Invocation` from the Lambda context: ids, deadline, trace, and region/account/name from the ARN.
+pub(crate) fn invocation_from_context(ctx: &Context) -> Invocation {
+    let mut inv = Invocation::new(Cloud::Aws);
+    if !ctx.request_id.is_empty() {
+        inv.request_id = Some(ctx.request_id.clone());
+    }
+    if ctx.deadline > 0 {
+        inv.deadline = UNIX_EPOCH.checked_add(Duration::from_millis(ctx.deadline));
+    }
+    inv.trace_id = ctx.xray_trace_id.as_deref().and_then(xray_root);
+    if let Some(arn) = FunctionArn::parse(&ctx.invoked_function_arn) {
+        inv.region = Some(arn.region.to_owned());
+        inv.account = Some(arn.account.to_owned());
+        inv.function = Some(arn.function.to_owned());
+        inv.function_id = Some(ctx.invoked_function_arn.clone());
+    } else if !ctx.env_config.function_name.is_empty() {
+        inv.function = Some(ctx.env_config.function_name.clone());
+    }
+    inv
+}
+
+/// The `Root=` part of an X-Ray trace header (`Root=1-5759e988-bd862e3fe1be46a994272793;Parent=..`),
+/// or the whole value when it has no `Root=` field.
+fn xray_root(header: &str) -> Option<String> {
+    let root = header
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Root="))
+        .unwrap_or(header)
+        .trim();
+    (!root.is_empty()).then(|| root.to_owned())
+}
+
+/// `arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
+struct FunctionArn<'a> {
+    region: &'a str,
+    account: &'a str,
+    function: &'a str,
+}
+
+impl<'a> FunctionArn<'a> {
+    fn parse(arn: &'a str) -> Option<Self> {
+        let mut parts = arn.split(':');
+        let (Some("arn"), Some(_partition), Some("lambda"), Some(region), Some(account)) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        let (Some("function"), Some(function)) = (parts.next(), parts.next()) else {
+            return None;
+        };
+        (!region.is_empty() && !account.is_empty() && !function.is_empty()).then_some(Self {
+            region,
+            account,
+            function,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_function_arn_with_and_without_qualifier() {
+        let a =
+            FunctionArn::parse("arn:aws:lambda:eu-west-1:123456789012:function:orders").unwrap();
+        assert_eq!(
+            (a.region, a.account, a.function),
+            ("eu-west-1", "123456789012", "orders")
+        );
+        let b = FunctionArn::parse("arn:aws-cn:lambda:cn-north-1:1:function:orders:live").unwrap();
+        assert_eq!(b.function, "orders");
+        assert!(FunctionArn::parse("arn:aws:s3:::bucket").is_none());
+        assert!(FunctionArn::parse("").is_none());
+    }
+
+    #[test]
+    fn extracts_xray_root() {
+        assert_eq!(
+            xray_root("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
+                .as_deref(),
+            Some("1-5759e988-bd862e3fe1be46a994272793")
+        );
+        assert_eq!(xray_root("").as_deref(), None);
+    }
+
+    #[test]
+    fn anything_unrecognised_is_direct() {
+        for v in [
+            serde_json::json!(null),
+            serde_json::json!([1, 2]),
+            serde_json::json!({"order_id": "x"}),
+            serde_json::json!({"Records": [{"eventSource": "aws:unknown"}]}),
+            serde_json::json!({"requestContext": {}}),
+        ] {
+            assert_eq!(detect(&v), EventShape::Direct, "{v}");
+        }
+    }
+}

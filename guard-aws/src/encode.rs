@@ -1,0 +1,306 @@
+//! Encoding Guard's responses back into what each Lambda trigger expects.
+//!
+//! - HTTP envelopes: [`http_response`] renders API Gateway REST v1 / WebSocket
+//!   (`multiValueHeaders`), HTTP API v2 and Function URL (`headers` + `cookies`), and ALB (single or
+//!   multi-value headers, as the request was) responses; bodies that are not text are base64.
+//! - Batches: [`batch_failures`] renders `{"batchItemFailures":[{"itemIdentifier": id}]}`, the
+//!   identifier being the SQS `messageId`, the Kinesis `sequenceNumber` or the DynamoDB
+//!   `SequenceNumber` (the decoder puts it in `MessageTrigger::message_id`).
+//! - Direct invocations: [`direct_result`] returns the handler's JSON on success and a structured
+//!   [`Diagnostic`] (`errorType` = the rejection code) on refusal.
+//!
+//! ```
+//! use guard_aws::encode::{batch_failures, http_response};
+//! use guard_aws::event::EventShape;
+//! use guard_core::{Rejection, RejectionKind};
+//!
+//! let resp = Rejection::new(RejectionKind::Forbidden).into_response();
+//! let v = http_response(EventShape::ApiGatewayV2, resp);
+//! assert_eq!(v["statusCode"], 403);
+//! assert_eq!(v["headers"]["content-type"], "application/problem+json");
+//!
+//! let b = batch_failures(["m-2", "m-4"]);
+//! assert_eq!(b, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-4"}]}));
+//! ```
+
+use base64::Engine as _;
+use guard_core::Denial;
+use guard_core::request::GuardResponse;
+use http::HeaderMap;
+use lambda_runtime::Diagnostic;
+use serde_json::{Map, Value, json};
+
+use crate::event::EventShape;
+
+/// Renders `response` in the format of the HTTP envelope `shape`.
+///
+/// Non-HTTP shapes get the API Gateway v1 format (a caller should not ask for it).
+pub fn http_response(shape: EventShape, response: GuardResponse) -> Value {
+    let (parts, body) = response.into_parts();
+    let (body, is_base64) = encode_body(&parts.headers, &body);
+    let status = parts.status.as_u16();
+    match shape {
+        EventShape::ApiGatewayV2 | EventShape::FunctionUrl => {
+            let mut headers = Map::new();
+            let mut cookies = Vec::new();
+            for name in parts.headers.keys() {
+                let values = header_values(&parts.headers, name);
+                if name == http::header::SET_COOKIE {
+                    cookies.extend(values.into_iter().map(Value::String));
+                } else {
+                    headers.insert(name.as_str().to_owned(), Value::String(values.join(",")));
+                }
+            }
+            let mut out = json!({
+                "statusCode": status,
+                "headers": headers,
+                "body": body,
+                "isBase64Encoded": is_base64,
+            });
+            if !cookies.is_empty() {
+                out["cookies"] = Value::Array(cookies);
+            }
+            out
+        }
+        EventShape::Alb { multi_value } => {
+            let description = format!(
+                "{} {}",
+                status,
+                parts.status.canonical_reason().unwrap_or("Unknown")
+            );
+            let mut out = json!({
+                "statusCode": status,
+                "statusDescription": description,
+                "body": body,
+                "isBase64Encoded": is_base64,
+            });
+            if multi_value {
+                out["multiValueHeaders"] = multi_headers(&parts.headers);
+            } else {
+                let mut headers = Map::new();
+                for name in parts.headers.keys() {
+                    let values = header_values(&parts.headers, name);
+                    headers.insert(name.as_str().to_owned(), Value::String(values.join(", ")));
+                }
+                out["headers"] = Value::Object(headers);
+            }
+            out
+        }
+        _ => json!({
+            "statusCode": status,
+            "headers": {},
+            "multiValueHeaders": multi_headers(&parts.headers),
+            "body": body,
+            "isBase64Encoded": is_base64,
+        }),
+    }
+}
+
+/// `{"batchItemFailures": [{"itemIdentifier": id}, ...]}` (an empty list means the whole batch
+/// succeeded).
+pub fn batch_failures<I, S>(ids: I) -> Value
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let items: Vec<Value> = ids
+        .into_iter()
+        .map(|id| json!({ "itemIdentifier": id.into() }))
+        .collect();
+    json!({ "batchItemFailures": items })
+}
+
+/// The result of a direct invocation: a 2xx body as JSON (a non-JSON body as a string, an empty
+/// one as `null`); anything else a structured error whose `errorType` is the rejection code
+/// (`guard.verify.forbidden`, or `guard.handler.<status>` when the handler itself said no) and
+/// whose `errorMessage` is the problem document.
+pub fn direct_result(response: GuardResponse) -> Result<Value, Diagnostic> {
+    if response.status().is_success() {
+        return Ok(body_value(response.body()));
+    }
+    Err(diagnostic(&response))
+}
+
+/// A structured error describing a non-2xx response (no request values: the problem document
+/// never carries them).
+pub(crate) fn diagnostic(response: &GuardResponse) -> Diagnostic {
+    let error_type = match response.extensions().get::<Denial>() {
+        Some(d) => d.kind.code().to_owned(),
+        None => format!("guard.handler.{}", response.status().as_u16()),
+    };
+    Diagnostic {
+        error_type,
+        error_message: String::from_utf8_lossy(response.body()).into_owned(),
+    }
+}
+
+/// Whether a failed record may succeed when redelivered (429 / 5xx).
+pub(crate) fn is_transient(response: &GuardResponse) -> bool {
+    match response.extensions().get::<Denial>() {
+        Some(d) => d.kind.is_transient(),
+        None => {
+            response.status().is_server_error()
+                || response.status() == http::StatusCode::TOO_MANY_REQUESTS
+        }
+    }
+}
+
+fn body_value(body: &[u8]) -> Value {
+    if body.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+fn header_values(headers: &HeaderMap, name: &http::HeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn multi_headers(headers: &HeaderMap) -> Value {
+    let mut out = Map::new();
+    for name in headers.keys() {
+        let values = header_values(headers, name)
+            .into_iter()
+            .map(Value::String)
+            .collect();
+        out.insert(name.as_str().to_owned(), Value::Array(values));
+    }
+    Value::Object(out)
+}
+
+/// Text bodies as-is; anything else (or text that is not UTF-8) as base64.
+fn encode_body(headers: &HeaderMap, body: &[u8]) -> (String, bool) {
+    if body.is_empty() {
+        return (String::new(), false);
+    }
+    let textual = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(is_text_type);
+    match std::str::from_utf8(body) {
+        Ok(text) if textual => (text.to_owned(), false),
+        _ => (base64::engine::general_purpose::STANDARD.encode(body), true),
+    }
+}
+
+fn is_text_type(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+        || matches!(
+            essence.as_str(),
+            "application/json"
+                | "application/xml"
+                | "application/javascript"
+                | "application/x-www-form-urlencoded"
+                | "application/graphql"
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use guard_core::RejectionKind;
+
+    fn resp(status: u16, headers: &[(&str, &str)], body: &'static [u8]) -> GuardResponse {
+        let mut r = http::Response::new(Bytes::from_static(body));
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        for (k, v) in headers {
+            r.headers_mut().append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn v1_response_keeps_every_header_value() {
+        let r = resp(
+            201,
+            &[
+                ("content-type", "application/json"),
+                ("x-a", "1"),
+                ("x-a", "2"),
+            ],
+            b"{\"ok\":true}",
+        );
+        let v = http_response(EventShape::ApiGatewayV1, r);
+        assert_eq!(v["statusCode"], 201);
+        assert_eq!(v["multiValueHeaders"]["x-a"], json!(["1", "2"]));
+        assert_eq!(v["body"], "{\"ok\":true}");
+        assert_eq!(v["isBase64Encoded"], false);
+    }
+
+    #[test]
+    fn v2_response_moves_set_cookie_to_cookies() {
+        let r = resp(
+            200,
+            &[
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2"),
+                ("x-a", "1"),
+                ("x-a", "2"),
+            ],
+            b"",
+        );
+        let v = http_response(EventShape::FunctionUrl, r);
+        assert_eq!(v["cookies"], json!(["a=1", "b=2"]));
+        assert_eq!(v["headers"]["x-a"], "1,2");
+        assert!(v["headers"].get("set-cookie").is_none());
+    }
+
+    #[test]
+    fn binary_bodies_are_base64() {
+        let r = resp(200, &[("content-type", "image/png")], b"\x89PNG\x00");
+        let v = http_response(EventShape::ApiGatewayV2, r);
+        assert_eq!(v["isBase64Encoded"], true);
+        assert_eq!(v["body"], "iVBORwA=");
+        let r = resp(200, &[("content-type", "text/plain")], b"\xff\xfe");
+        assert_eq!(
+            http_response(EventShape::ApiGatewayV2, r)["isBase64Encoded"],
+            true
+        );
+    }
+
+    #[test]
+    fn alb_response_matches_the_request_header_mode() {
+        let r = resp(404, &[("x-a", "1"), ("x-a", "2")], b"no");
+        let multi = http_response(EventShape::Alb { multi_value: true }, r.clone());
+        assert_eq!(multi["multiValueHeaders"]["x-a"], json!(["1", "2"]));
+        assert!(multi.get("headers").is_none());
+        assert_eq!(multi["statusDescription"], "404 Not Found");
+        let single = http_response(EventShape::Alb { multi_value: false }, r);
+        assert_eq!(single["headers"]["x-a"], "1, 2");
+        assert!(single.get("multiValueHeaders").is_none());
+    }
+
+    #[test]
+    fn rejected_direct_invocation_is_a_structured_error() {
+        let r = guard_core::Rejection::new(RejectionKind::ForbiddenSource).into_response();
+        let err = direct_result(r).unwrap_err();
+        assert_eq!(err.error_type, "guard.verify.forbidden_source");
+        let problem: Value = serde_json::from_str(&err.error_message).unwrap();
+        assert_eq!(problem["status"], 403);
+        let handler_no = direct_result(resp(409, &[], b"conflict")).unwrap_err();
+        assert_eq!(handler_no.error_type, "guard.handler.409");
+        assert_eq!(
+            direct_result(resp(200, &[], b"{\"a\":1}")).unwrap(),
+            json!({"a": 1})
+        );
+        assert_eq!(direct_result(resp(204, &[], b"")).unwrap(), Value::Null);
+    }
+}

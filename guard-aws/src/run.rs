@@ -1,0 +1,545 @@
+//! Running a Guard stack on Lambda: [`GuardLayer`] turns any
+//! `Service<GuardRequest, Response = GuardResponse>` into the
+//! `Service<LambdaEvent<serde_json::Value>>` that `lambda_runtime::run` drives, and [`run`] does
+//! both.
+//!
+//! Per invocation the service [decodes](crate::decode) the event, runs each request through the
+//! inner service, and [encodes](crate::encode) the answer:
+//!
+//! | event | runs | answers |
+//! |---|---|---|
+//! | API Gateway v1/v2, Function URL, ALB, WebSocket | once | the HTTP response in the envelope's format |
+//! | SQS, Kinesis, DynamoDB Streams | once per record | `{"batchItemFailures": [...]}` listing every non-2xx record |
+//! | SQS FIFO, Kinesis, DynamoDB Streams | in order, stopping at the first failure | that record and every later one |
+//! | SNS, S3 | once per record | `null`, or an invocation error if any record failed (the platform retries / dead-letters) |
+//! | EventBridge, direct invocation | once | the handler's JSON, or a structured error (`errorType` = rejection code) |
+//!
+//! ```
+//! use guard_aws::GuardLayer;
+//! use guard_core::{GuardRequest, GuardResponse, Rejection, RejectionKind};
+//! use lambda_runtime::{Context, LambdaEvent};
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // A "stack" that refuses every message whose body is not `ok`.
+//! let stack = service_fn(|req: GuardRequest| async move {
+//!     Ok::<GuardResponse, std::convert::Infallible>(if req.body().as_ref() == b"ok" {
+//!         http::Response::new(bytes::Bytes::new())
+//!     } else {
+//!         Rejection::new(RejectionKind::SchemaViolation).into_response()
+//!     })
+//! });
+//! let lambda = GuardLayer::new().layer(stack);
+//! let event = serde_json::json!({"Records": [
+//!     {"eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "messageId": "a", "body": "ok"},
+//!     {"eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "messageId": "b", "body": "bad"}
+//! ]});
+//! let out = lambda.oneshot(LambdaEvent::new(event, Context::default())).await.unwrap();
+//! assert_eq!(out, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "b"}]}));
+//! # }
+//! ```
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use futures_util::{StreamExt, stream};
+use guard_core::request::{GuardRequest, GuardResponse, Trigger};
+use guard_core::{Rejection, RejectionKind};
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::decode::{DecodeOptions, decode};
+use crate::encode;
+use crate::event::EventShape;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The environment variables `lambda_runtime` needs (it panics without them; [`run`] checks first).
+const RUNTIME_ENV: [&str; 4] = [
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_RUNTIME_API",
+];
+
+/// Wraps a Guard stack into a Lambda handler service (cheap to clone).
+#[derive(Debug, Clone, Copy)]
+pub struct GuardLayer {
+    options: DecodeOptions,
+    concurrency: NonZeroUsize,
+}
+
+impl Default for GuardLayer {
+    fn default() -> Self {
+        Self {
+            options: DecodeOptions::default(),
+            concurrency: NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+}
+
+impl GuardLayer {
+    /// Default decoding (ALB: one trusted hop) and up to 8 unordered records in flight.
+    ///
+    /// ```
+    /// let layer = guard_aws::GuardLayer::new();
+    /// # let _ = layer;
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decoding options (trusted proxies in front of an ALB).
+    ///
+    /// ```
+    /// use guard_aws::{GuardLayer, decode::DecodeOptions};
+    /// use guard_core::verify::TrustedProxies;
+    /// let o = DecodeOptions::default().with_alb_proxies(TrustedProxies::new(2).unwrap());
+    /// let layer = GuardLayer::new().decode_options(o);
+    /// # let _ = layer;
+    /// ```
+    pub fn decode_options(mut self, options: DecodeOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// How many records of an unordered batch (standard SQS) run at once. Ordered sources (SQS
+    /// FIFO, Kinesis, DynamoDB Streams) always run one at a time.
+    ///
+    /// ```
+    /// use std::num::NonZeroUsize;
+    /// let layer = guard_aws::GuardLayer::new().batch_concurrency(NonZeroUsize::MIN);
+    /// # let _ = layer;
+    /// ```
+    pub fn batch_concurrency(mut self, n: NonZeroUsize) -> Self {
+        self.concurrency = n;
+        self
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = GuardService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GuardService {
+            inner,
+            layer: *self,
+        }
+    }
+}
+
+/// A Guard stack as a Lambda handler: `Service<LambdaEvent<Value>, Response = Value, Error = Diagnostic>`.
+#[derive(Debug, Clone)]
+pub struct GuardService<S> {
+    inner: S,
+    layer: GuardLayer,
+}
+
+impl<S> GuardService<S> {
+    /// The wrapped stack.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped stack, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the stack.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S> Service<LambdaEvent<Value>> for GuardService<S>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = Value;
+    type Error = Diagnostic;
+    type Future = BoxFuture<'static, Result<Value, Diagnostic>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(inner_error)
+    }
+
+    fn call(&mut self, event: LambdaEvent<Value>) -> Self::Future {
+        // Take the service that was driven to readiness; leave a clone in its place.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer;
+        Box::pin(handle(inner, layer, event))
+    }
+}
+
+fn inner_error(e: impl Into<BoxError>) -> Diagnostic {
+    let e: BoxError = e.into();
+    Diagnostic {
+        error_type: "guard.inner_error".to_owned(),
+        error_message: e.to_string(),
+    }
+}
+
+async fn handle<S>(
+    mut inner: S,
+    layer: GuardLayer,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Diagnostic>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    let decoded = match decode(event, &layer.options) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(target: "guard::aws", shape = e.shape.as_str(), reason = e.reason, "undecodable event");
+            if e.shape.is_http() {
+                let resp = Rejection::new(RejectionKind::InvalidInput)
+                    .with_reason(e.reason)
+                    .into_response();
+                return Ok(encode::http_response(e.shape, resp));
+            }
+            return Err(Diagnostic {
+                error_type: "guard.aws.malformed_event".to_owned(),
+                error_message: e.to_string(),
+            });
+        }
+    };
+    let shape = decoded.shape;
+    let mut requests = decoded.requests;
+    if shape.is_http() || matches!(shape, EventShape::Direct | EventShape::EventBridge) {
+        let Some(req) = requests.pop() else {
+            return Ok(Value::Null);
+        };
+        let resp = inner.call(req).await.map_err(inner_error)?;
+        return Ok(if shape.is_http() {
+            encode::http_response(shape, resp)
+        } else {
+            encode::direct_result(resp)?
+        });
+    }
+    let outcomes = if shape.is_ordered() {
+        run_ordered(inner, requests).await
+    } else {
+        run_unordered(inner, requests, layer.concurrency).await
+    };
+    if shape.reports_batch_failures() {
+        let failed = outcomes
+            .into_iter()
+            .filter(|o| !o.ok)
+            .map(|o| o.id)
+            .collect::<Vec<_>>();
+        return Ok(encode::batch_failures(failed));
+    }
+    // SNS / S3: no partial failure protocol; a failed record fails the invocation so the platform
+    // retries it and finally dead-letters it.
+    match outcomes.into_iter().find(|o| !o.ok) {
+        Some(o) => Err(o.error.unwrap_or_else(|| Diagnostic {
+            error_type: "guard.aws.record_failed".to_owned(),
+            error_message: format!("record {} failed", o.id),
+        })),
+        None => Ok(Value::Null),
+    }
+}
+
+/// What happened to one record.
+struct Outcome {
+    id: String,
+    ok: bool,
+    error: Option<Diagnostic>,
+}
+
+impl fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outcome")
+            .field("id", &self.id)
+            .field("ok", &self.ok)
+            .finish()
+    }
+}
+
+fn record_id(req: &GuardRequest) -> String {
+    match req.extensions().get::<Trigger>() {
+        Some(Trigger::Message(m)) => m.message_id.clone(),
+        _ => String::new(),
+    }
+}
+
+async fn run_one<S>(svc: S, req: GuardRequest) -> Outcome
+where
+    S: Service<GuardRequest, Response = GuardResponse>,
+    S::Error: Into<BoxError>,
+{
+    let id = record_id(&req);
+    match svc.oneshot(req).await {
+        Ok(resp) if resp.status().is_success() => Outcome {
+            id,
+            ok: true,
+            error: None,
+        },
+        Ok(resp) => {
+            tracing::info!(
+                target: "guard::aws",
+                record = %id,
+                status = resp.status().as_u16(),
+                transient = encode::is_transient(&resp),
+                "record failed; reported for redelivery"
+            );
+            Outcome {
+                id,
+                ok: false,
+                error: Some(encode::diagnostic(&resp)),
+            }
+        }
+        Err(e) => {
+            let error = inner_error(e);
+            tracing::warn!(target: "guard::aws", record = %id, error_type = %error.error_type, "record errored");
+            Outcome {
+                id,
+                ok: false,
+                error: Some(error),
+            }
+        }
+    }
+}
+
+/// One at a time; after the first failure nothing else runs and every later record is reported.
+async fn run_ordered<S>(inner: S, requests: Vec<GuardRequest>) -> Vec<Outcome>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone,
+    S::Error: Into<BoxError>,
+{
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut failed = false;
+    for req in requests {
+        if failed {
+            outcomes.push(Outcome {
+                id: record_id(&req),
+                ok: false,
+                error: None,
+            });
+            continue;
+        }
+        let outcome = run_one(inner.clone(), req).await;
+        failed = !outcome.ok;
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+/// Up to `concurrency` at a time; results in delivery order.
+async fn run_unordered<S>(
+    inner: S,
+    requests: Vec<GuardRequest>,
+    concurrency: NonZeroUsize,
+) -> Vec<Outcome>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone,
+    S::Error: Into<BoxError>,
+{
+    stream::iter(requests)
+        .map(move |req| run_one(inner.clone(), req))
+        .buffered(concurrency.get())
+        .collect()
+        .await
+}
+
+/// The first runtime variable `is_set` says is missing.
+fn first_missing(is_set: impl Fn(&str) -> bool) -> Option<&'static str> {
+    RUNTIME_ENV.iter().copied().find(|name| !is_set(name))
+}
+
+/// Why [`run`] could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A variable the Lambda runtime sets is missing: this is not running inside Lambda (or
+    /// `cargo lambda watch`).
+    #[error("{0} is not set: not running inside the Lambda runtime")]
+    MissingEnv(&'static str),
+    /// The runtime loop stopped with an error.
+    #[error("lambda runtime: {0}")]
+    Runtime(lambda_runtime::Error),
+}
+
+/// Runs `service` (a Guard stack around the handler) as this Lambda function, with the default
+/// [`GuardLayer`]. Returns an error instead of panicking when the Lambda environment is missing.
+pub async fn run<S>(service: S) -> Result<(), RunError>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    run_with(GuardLayer::default(), service).await
+}
+
+/// [`run`] with a configured layer.
+pub async fn run_with<S>(layer: GuardLayer, service: S) -> Result<(), RunError>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    run_service(layer.layer(service)).await
+}
+
+/// Runs an already wrapped Lambda service (a [`GuardService`], possibly inside more layers) on
+/// `lambda_runtime`, after checking that the Lambda environment is there.
+pub async fn run_service<S>(service: S) -> Result<(), RunError>
+where
+    S: Service<LambdaEvent<Value>, Response = Value, Error = Diagnostic> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    if let Some(missing) = first_missing(|name| std::env::var_os(name).is_some()) {
+        return Err(RunError::MissingEnv(missing));
+    }
+    lambda_runtime::run(service)
+        .await
+        .map_err(RunError::Runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use lambda_runtime::Context as LambdaContext;
+    use serde_json::json;
+
+    /// A handler that accepts bodies equal to `ok`, refuses anything else with a schema violation,
+    /// and counts its calls.
+    fn counting() -> (
+        Arc<AtomicUsize>,
+        impl Service<
+            GuardRequest,
+            Response = GuardResponse,
+            Error = std::convert::Infallible,
+            Future = impl Send,
+        > + Clone
+        + Send
+        + 'static,
+    ) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let svc = tower::service_fn(move |req: GuardRequest| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Ok(if req.body().as_ref() == b"ok" {
+                    http::Response::new(Bytes::new())
+                } else {
+                    Rejection::new(RejectionKind::SchemaViolation).into_response()
+                })
+            }
+        });
+        (calls, svc)
+    }
+
+    fn sqs(arn: &str, bodies: &[&str]) -> Value {
+        let records: Vec<Value> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                json!({"eventSource": "aws:sqs", "eventSourceARN": arn, "messageId": format!("m{i}"), "body": b})
+            })
+            .collect();
+        json!({ "Records": records })
+    }
+
+    async fn invoke(
+        svc: impl Service<
+            GuardRequest,
+            Response = GuardResponse,
+            Error = std::convert::Infallible,
+            Future = impl Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+        event: Value,
+    ) -> Result<Value, Diagnostic> {
+        GuardLayer::new()
+            .layer(svc)
+            .oneshot(LambdaEvent::new(event, LambdaContext::default()))
+            .await
+    }
+
+    #[tokio::test]
+    async fn fifo_batch_stops_at_the_first_failure_and_reports_the_rest() {
+        let (calls, svc) = counting();
+        let event = sqs(
+            "arn:aws:sqs:us-east-1:1:orders.fifo",
+            &["ok", "bad", "ok", "ok"],
+        );
+        let out = invoke(svc, event).await.unwrap();
+        assert_eq!(
+            out,
+            json!({"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}, {"itemIdentifier": "m3"}]})
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn standard_batch_runs_every_record_and_reports_only_failures() {
+        let (calls, svc) = counting();
+        let event = sqs(
+            "arn:aws:sqs:us-east-1:1:orders",
+            &["bad", "ok", "bad", "ok"],
+        );
+        let out = invoke(svc, event).await.unwrap();
+        assert_eq!(
+            out,
+            json!({"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m2"}]})
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn failed_sns_record_fails_the_invocation() {
+        let (calls, svc) = counting();
+        let event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {
+            "Type": "Notification", "MessageId": "n1", "TopicArn": "arn:aws:sns:us-east-1:1:t",
+            "Message": "bad", "Timestamp": "2024-01-01T00:00:00Z"}}]});
+        let err = invoke(svc, event).await.unwrap_err();
+        assert_eq!(err.error_type, "guard.validate.schema");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn malformed_http_event_is_refused_without_calling_the_handler() {
+        let (calls, svc) = counting();
+        let event = json!({"httpMethod": "POST", "path": "/", "requestContext": {},
+            "body": "%%%not-base64", "isBase64Encoded": true});
+        let out = invoke(svc, event).await.unwrap();
+        assert_eq!(out["statusCode"], 400);
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn rejected_direct_invocation_returns_a_structured_error() {
+        let (calls, svc) = counting();
+        let err = invoke(svc, json!({"order_id": "x"})).await.unwrap_err();
+        assert_eq!(err.error_type, "guard.validate.schema");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn run_refuses_to_start_without_the_runtime_variables() {
+        assert_eq!(first_missing(|_| false), Some("AWS_LAMBDA_FUNCTION_NAME"));
+        assert_eq!(
+            first_missing(|n| n != "AWS_LAMBDA_RUNTIME_API"),
+            Some("AWS_LAMBDA_RUNTIME_API")
+        );
+        assert_eq!(first_missing(|_| true), None);
+    }
+}

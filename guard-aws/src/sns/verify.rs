@@ -1,0 +1,569 @@
+//! [`SnsVerifier`]: checks an SNS message envelope before anything else trusts it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use guard_core::clock::{SystemWallClock, WallClock};
+use guard_core::request::{GuardRequest, Principal, PrincipalKind};
+use guard_core::verify::{Verifier, VerifyFuture};
+use guard_core::{Rejection, RejectionKind};
+use rsa::RsaPublicKey;
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey;
+use rsa::signature::Verifier as _;
+use tokio::sync::OnceCell;
+
+use super::{CertFetcher, CertUrl, SnsMessage};
+
+/// How long a certificate URL whose fetch failed is not fetched again.
+const FAILURE_COOLDOWN: Duration = Duration::from_secs(10);
+
+/// The verifier's configuration was refused; every problem is listed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid SNS verifier configuration: {}", problems.join("; "))]
+pub struct SnsConfigError {
+    /// What is wrong.
+    pub problems: Vec<String>,
+}
+
+/// Builds an [`SnsVerifier`].
+#[derive(Clone)]
+pub struct SnsVerifierBuilder {
+    topics: Vec<String>,
+    max_age: Duration,
+    future_skew: Duration,
+    clock: Arc<dyn WallClock>,
+    cache_capacity: usize,
+}
+
+impl std::fmt::Debug for SnsVerifierBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnsVerifierBuilder")
+            .field("topics", &self.topics)
+            .field("max_age", &self.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnsVerifierBuilder {
+    /// Allows messages from topics matching `pattern`: a topic ARN where any `:`-separated
+    /// segment may be `*` (`arn:aws:sns:*:123456789012:orders`). At least one is required.
+    pub fn allow_topic(mut self, pattern: impl Into<String>) -> Self {
+        self.topics.push(pattern.into());
+        self
+    }
+
+    /// How old (by its `Timestamp`) a message may be. Default 1 hour. SNS keeps retrying a
+    /// failing endpoint for longer: raise it if those late deliveries must be accepted.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// How far in the future a `Timestamp` may be (clock skew). Default 5 minutes.
+    pub fn future_skew(mut self, skew: Duration) -> Self {
+        self.future_skew = skew;
+        self
+    }
+
+    /// The wall clock (tests use `FakeWallClock`).
+    pub fn clock(mut self, clock: impl WallClock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How many certificates to keep (default 32).
+    pub fn cache_capacity(mut self, n: usize) -> Self {
+        self.cache_capacity = n;
+        self
+    }
+
+    /// Builds the verifier with `fetcher`, or lists every configuration problem.
+    pub fn build(self, fetcher: impl CertFetcher) -> Result<SnsVerifier, SnsConfigError> {
+        let mut problems = Vec::new();
+        if self.topics.is_empty() {
+            problems.push("at least one allowed topic is required".to_owned());
+        }
+        for t in &self.topics {
+            let parts: Vec<&str> = t.split(':').collect();
+            if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" {
+                problems.push(format!(
+                    "topic pattern `{t}` is not an SNS topic ARN (arn:<partition>:sns:<region>:<account>:<name>)"
+                ));
+            } else if parts.iter().any(|p| p.is_empty()) {
+                problems.push(format!("topic pattern `{t}` has an empty segment"));
+            }
+        }
+        if self.max_age.is_zero() {
+            problems.push("max_age must be greater than zero".to_owned());
+        }
+        if self.cache_capacity == 0 {
+            problems.push("cache_capacity must be at least 1".to_owned());
+        }
+        if !problems.is_empty() {
+            return Err(SnsConfigError { problems });
+        }
+        Ok(SnsVerifier {
+            inner: Arc::new(Inner {
+                topics: self.topics,
+                max_age: self.max_age,
+                future_skew: self.future_skew,
+                clock: self.clock,
+                cache_capacity: self.cache_capacity,
+                fetcher: Box::new(fetcher),
+                keys: Mutex::new(HashMap::new()),
+                failures: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+/// Verifies SNS message signatures (v1 RSA-SHA1, v2 RSA-SHA256), the certificate URL, the
+/// `Timestamp` window and the topic allow-list. Cheap to clone; clones share the certificate cache.
+///
+/// Order of checks, so that nothing is fetched for a message that fails a local check: type,
+/// topic allow-list, `SignatureVersion`, certificate URL (and its region = the topic's region),
+/// timestamp, signature encoding; then the certificate (cached per URL, single-flight), its
+/// validity period, and the signature. `SubscribeURL` is never fetched: confirming a subscription
+/// is the application's decision.
+///
+/// ```
+/// use guard_aws::sns::{CertFetchError, CertUrl, SnsMessage, SnsVerifier};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// let counter = fetches.clone();
+/// let verifier = SnsVerifier::builder()
+///     .allow_topic("arn:aws:sns:us-east-1:123456789012:orders")
+///     .build(move |_url: CertUrl| {
+///         counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+///         async { Err::<bytes::Bytes, _>(CertFetchError("offline".into())) }
+///     })
+///     .unwrap();
+/// let msg: SnsMessage = serde_json::from_value(serde_json::json!({
+///     "Type": "Notification", "MessageId": "1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:orders",
+///     "Message": "{}", "Timestamp": "2024-01-01T00:00:00Z", "SignatureVersion": "2", "Signature": "AA==",
+///     "SigningCertURL": "https://sns.us-east-1.amazonaws.com.evil.com/SimpleNotificationService-1.pem"
+/// })).unwrap();
+/// let refused = verifier.verify_message(&msg).await.unwrap_err();
+/// assert_eq!(refused.status(), 401);
+/// assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 0);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SnsVerifier {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SnsVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnsVerifier")
+            .field("topics", &self.inner.topics)
+            .field("max_age", &self.inner.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    topics: Vec<String>,
+    max_age: Duration,
+    future_skew: Duration,
+    clock: Arc<dyn WallClock>,
+    cache_capacity: usize,
+    fetcher: Box<dyn CertFetcher>,
+    keys: Mutex<HashMap<CertUrl, Arc<OnceCell<Arc<SigningCert>>>>>,
+    failures: Mutex<HashMap<CertUrl, SystemTime>>,
+}
+
+/// A parsed signing certificate.
+struct SigningCert {
+    key: RsaPublicKey,
+    not_before: i64,
+    not_after: i64,
+}
+
+#[derive(Clone, Copy)]
+enum Version {
+    V1Sha1,
+    V2Sha256,
+}
+
+fn reject(kind: RejectionKind, reason: &'static str) -> Rejection {
+    Rejection::new(kind).with_reason(reason)
+}
+
+impl SnsVerifier {
+    /// A builder with the defaults (1 h max age, 5 min skew, system clock) and no topics.
+    pub fn builder() -> SnsVerifierBuilder {
+        SnsVerifierBuilder {
+            topics: Vec::new(),
+            max_age: Duration::from_secs(3600),
+            future_skew: Duration::from_secs(300),
+            clock: Arc::new(SystemWallClock),
+            cache_capacity: 32,
+        }
+    }
+
+    /// Verifies the SNS envelope of a request: the [`SnsMessage`] extension the Lambda decoder
+    /// attached (SNS records, SNS inside SQS), or else the body of an HTTP(S) subscription delivery.
+    pub async fn verify_request(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
+        if let Some(msg) = req.extensions().get::<SnsMessage>() {
+            return self.verify_message(msg).await;
+        }
+        let msg: SnsMessage = serde_json::from_slice(req.body())
+            .map_err(|_| reject(RejectionKind::MissingCredentials, "no SNS message envelope"))?;
+        if let Some(header) = req.headers().get("x-amz-sns-message-type")
+            && header.as_bytes() != msg.kind.as_bytes()
+        {
+            return Err(reject(
+                RejectionKind::BadSignature,
+                "x-amz-sns-message-type does not match Type",
+            ));
+        }
+        self.verify_message(&msg).await
+    }
+
+    /// Verifies one message envelope; on success the principal is the topic
+    /// (`PrincipalKind::SnsSignature`, issuer `sns.<region>.amazonaws.com`).
+    pub async fn verify_message(&self, msg: &SnsMessage) -> Result<Principal, Rejection> {
+        let inner = &self.inner;
+        let to_sign = string_to_sign(msg).ok_or(reject(
+            RejectionKind::BadSignature,
+            "SNS message type unknown or fields missing",
+        ))?;
+        if !inner
+            .topics
+            .iter()
+            .any(|p| topic_matches(p, &msg.topic_arn))
+        {
+            return Err(reject(
+                RejectionKind::ForbiddenSource,
+                "SNS topic not on the allow-list",
+            ));
+        }
+        let version = match msg.signature_version.as_str() {
+            "1" => Version::V1Sha1,
+            "2" => Version::V2Sha256,
+            _ => {
+                return Err(reject(
+                    RejectionKind::BadSignature,
+                    "unknown SNS SignatureVersion",
+                ));
+            }
+        };
+        let url = CertUrl::parse(&msg.signing_cert_url).ok_or(reject(
+            RejectionKind::BadSignature,
+            "SNS certificate URL refused",
+        ))?;
+        if msg.topic_arn.split(':').nth(3) != Some(url.region()) {
+            return Err(reject(
+                RejectionKind::BadSignature,
+                "SNS certificate region differs from the topic's",
+            ));
+        }
+        let now = inner.clock.now();
+        let published = parse_timestamp(&msg.timestamp).ok_or(reject(
+            RejectionKind::BadSignature,
+            "SNS Timestamp unparsable",
+        ))?;
+        let now_secs = unix(now);
+        if published > now_secs.saturating_add(secs(inner.future_skew))
+            || now_secs.saturating_sub(published) > secs(inner.max_age)
+        {
+            return Err(reject(
+                RejectionKind::StaleSignature,
+                "SNS Timestamp outside the window",
+            ));
+        }
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(msg.signature.trim())
+            .ok()
+            .and_then(|b| Signature::try_from(b.as_slice()).ok())
+            .ok_or(reject(
+                RejectionKind::BadSignature,
+                "SNS Signature is not base64",
+            ))?;
+        let cert = self.certificate(&url, now).await?;
+        if now_secs < cert.not_before || now_secs > cert.not_after {
+            return Err(reject(
+                RejectionKind::BadSignature,
+                "SNS certificate outside its validity period",
+            ));
+        }
+        let ok = match version {
+            Version::V1Sha1 => VerifyingKey::<sha1::Sha1>::new(cert.key.clone())
+                .verify(to_sign.as_bytes(), &signature)
+                .is_ok(),
+            Version::V2Sha256 => VerifyingKey::<sha2::Sha256>::new(cert.key.clone())
+                .verify(to_sign.as_bytes(), &signature)
+                .is_ok(),
+        };
+        if !ok {
+            return Err(reject(
+                RejectionKind::BadSignature,
+                "SNS signature does not verify",
+            ));
+        }
+        let mut principal = Principal::new(PrincipalKind::SnsSignature, &msg.topic_arn)
+            .with_issuer(format!("sns.{}.amazonaws.com", url.region()));
+        principal.claims.insert(
+            "message_id".into(),
+            serde_json::Value::String(msg.message_id.clone()),
+        );
+        principal
+            .claims
+            .insert("type".into(), serde_json::Value::String(msg.kind.clone()));
+        Ok(principal)
+    }
+
+    /// The certificate for `url`: from the cache, or fetched once however many callers wait.
+    async fn certificate(
+        &self,
+        url: &CertUrl,
+        now: SystemTime,
+    ) -> Result<Arc<SigningCert>, Rejection> {
+        let inner = &self.inner;
+        {
+            let failures = inner.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if failures
+                .get(url)
+                .is_some_and(|at| now.duration_since(*at).unwrap_or_default() < FAILURE_COOLDOWN)
+            {
+                return Err(reject(
+                    RejectionKind::VerifyUnavailable,
+                    "SNS certificate recently unavailable",
+                ));
+            }
+        }
+        let cell = {
+            let mut keys = inner.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if !keys.contains_key(url) && keys.len() >= inner.cache_capacity {
+                keys.clear();
+            }
+            keys.entry(url.clone()).or_default().clone()
+        };
+        let result = cell
+            .get_or_try_init(|| async {
+                let pem = inner.fetcher.fetch(url).await.map_err(|e| {
+                    tracing::warn!(target: "guard::aws", error = %e, "SNS certificate fetch failed");
+                    reject(
+                        RejectionKind::VerifyUnavailable,
+                        "SNS certificate unavailable",
+                    )
+                })?;
+                parse_certificate(&pem).map(Arc::new).ok_or(reject(
+                    RejectionKind::BadSignature,
+                    "SNS certificate unusable",
+                ))
+            })
+            .await
+            .cloned();
+        if result.is_err() {
+            inner
+                .failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(url.clone(), now);
+        }
+        result
+    }
+}
+
+/// As a `guard_core` verifier (in `VerifyLayer`, or combined with `any` / `all`): verifies the
+/// request's SNS envelope, see [`SnsVerifier::verify_request`].
+impl Verifier for SnsVerifier {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        Box::pin(self.verify_request(req))
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn unix(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => secs(d),
+        Err(e) => -secs(e.duration()),
+    }
+}
+
+/// PEM → X.509 → RSA public key (at least 2048 bits) and validity period.
+fn parse_certificate(pem: &[u8]) -> Option<SigningCert> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let key = RsaPublicKey::from_public_key_der(cert.public_key().raw).ok()?;
+    if rsa::traits::PublicKeyParts::size(&key) < 256 {
+        return None;
+    }
+    let validity = cert.validity();
+    Some(SigningCert {
+        key,
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+    })
+}
+
+/// `Key\nValue\n` for each signed field, in the order AWS documents: notifications sign
+/// `Message, MessageId, Subject (if present), Timestamp, TopicArn, Type`; confirmations sign
+/// `Message, MessageId, SubscribeURL, Timestamp, Token, TopicArn, Type`.
+pub(super) fn string_to_sign(msg: &SnsMessage) -> Option<String> {
+    let mut out = String::with_capacity(msg.message.len() + 256);
+    let mut field = |k: &str, v: &str| {
+        out.push_str(k);
+        out.push('\n');
+        out.push_str(v);
+        out.push('\n');
+    };
+    match msg.kind.as_str() {
+        "Notification" => {
+            field("Message", &msg.message);
+            field("MessageId", &msg.message_id);
+            if let Some(subject) = &msg.subject {
+                field("Subject", subject);
+            }
+            field("Timestamp", &msg.timestamp);
+            field("TopicArn", &msg.topic_arn);
+            field("Type", &msg.kind);
+        }
+        "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
+            field("Message", &msg.message);
+            field("MessageId", &msg.message_id);
+            field("SubscribeURL", msg.subscribe_url.as_deref()?);
+            field("Timestamp", &msg.timestamp);
+            field("Token", msg.token.as_deref()?);
+            field("TopicArn", &msg.topic_arn);
+            field("Type", &msg.kind);
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+/// Exact match, or `*` standing for one whole `:`-separated segment.
+fn topic_matches(pattern: &str, arn: &str) -> bool {
+    let mut p = pattern.split(':');
+    let mut a = arn.split(':');
+    loop {
+        match (p.next(), a.next()) {
+            (None, None) => return true,
+            (Some("*"), Some(seg)) if !seg.is_empty() => {}
+            (Some(x), Some(y)) if x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]Z` → Unix seconds (SNS always uses UTC with `Z`).
+fn parse_timestamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let rest = &s[19..];
+    let rest = match rest.strip_prefix('.') {
+        Some(frac) => {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            &frac[digits..]
+        }
+        None => rest,
+    };
+    if rest != "Z"
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sns_timestamps() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_timestamp("2015-08-18T18:02:32.111Z"),
+            Some(1_439_920_952)
+        );
+        assert_eq!(parse_timestamp("2024-02-29T12:00:00Z"), Some(1_709_208_000));
+        for bad in [
+            "",
+            "2015-08-18 18:02:32Z",
+            "2015-08-18T18:02:32",
+            "2015-08-18T18:02:32+01:00",
+            "2015-13-18T18:02:32Z",
+            "2015-08-18T18:02:32.Z",
+            "+015-08-18T18:02:32Z",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn topic_patterns_match_whole_segments() {
+        let arn = "arn:aws:sns:us-east-1:123456789012:orders";
+        assert!(topic_matches(arn, arn));
+        assert!(topic_matches("arn:aws:sns:*:123456789012:orders", arn));
+        assert!(!topic_matches("arn:aws:sns:*:123456789012:order", arn));
+        assert!(!topic_matches(
+            "arn:aws:sns:us-east-1:123456789012:orders",
+            &format!("{arn}-x")
+        ));
+        assert!(!topic_matches("arn:aws:sns:us-east-1:123456789012", arn));
+    }
+
+    #[test]
+    fn builder_reports_every_problem() {
+        let err = SnsVerifier::builder()
+            .allow_topic("orders")
+            .allow_topic("arn:aws:sns::1:t")
+            .max_age(Duration::ZERO)
+            .build(|_u: CertUrl| async {
+                Err::<bytes::Bytes, _>(super::super::CertFetchError("x".into()))
+            })
+            .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        let empty = SnsVerifier::builder()
+            .build(|_u: CertUrl| async {
+                Err::<bytes::Bytes, _>(super::super::CertFetchError("x".into()))
+            })
+            .unwrap_err();
+        assert_eq!(empty.problems.len(), 1);
+    }
+}

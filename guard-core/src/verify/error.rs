@@ -1,0 +1,49 @@
+//! [`VerifyError`]: why a verifier could not be built.
+
+/// A verifier configuration that cannot work. Never contains a secret or key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// An event-source pattern that is empty, too long or uses `*` inside a segment.
+    #[error("invalid source pattern `{pattern}`: {reason}")]
+    InvalidSourcePattern {
+        /// The pattern (first 64 characters).
+        pattern: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The HMAC secret name is empty.
+    #[error("the HMAC secret name is empty")]
+    EmptySecretName,
+    /// The HMAC key is empty.
+    #[error("the HMAC key is empty")]
+    EmptyKey,
+    /// A tolerance / leeway / duration outside its allowed range.
+    #[error("{what} must be between {min} and {max} seconds")]
+    OutOfRange {
+        /// Which setting.
+        what: &'static str,
+        /// Smallest allowed value, in seconds.
+        min: u64,
+        /// Largest allowed value, in seconds.
+        max: u64,
+    },
+    /// A JWT algorithm that is unknown or not allowed (`none`, HMAC algorithms).
+    #[error("algorithm `{0}` is not allowed (use RS*, PS*, ES256, ES384 or EdDSA)")]
+    Algorithm(String),
+    /// A JWT verifier without any algorithm.
+    #[error("at least one algorithm is required")]
+    NoAlgorithm,
+    /// A claim predicate that cannot be evaluated.
+    #[error("claim rule for `{0}` is invalid")]
+    ClaimRule(String),
+    /// A header name that is not a valid HTTP header name.
+    #[error("`{0}` is not a valid header name")]
+    HeaderName(String),
+    /// A URL that cannot be used (not http/https, or not parseable).
+    #[error("`{0}` is not a usable http(s) URL")]
+    Url(String),
+    /// The HTTP client for JWKS could not be built.
+    #[error("cannot build the JWKS HTTP client: {0}")]
+    HttpClient(String),
+}

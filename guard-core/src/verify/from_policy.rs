@@ -1,0 +1,313 @@
+//! Building a [`VerifyLayer`] from the `[verify]` section of a [`Policy`](crate::Policy).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::cidr::{CidrVerifier, TrustedProxies};
+use super::hmac::{HmacScheme, HmacVerifier, SignatureEncoding};
+use super::jwks::JwksCache;
+use super::jwt::{ClaimPredicate, JwtVerifier, parse_algorithm};
+use super::layer::{
+    BoxVerifier, Verifier, VerifierExt, VerifyFuture, VerifyLayer, all, any, by_trigger,
+};
+use super::platform::{AwsAuthorizerVerifier, EasyAuthVerifier};
+use super::replay::MemoryReplayStore;
+use super::source::SourceVerifier;
+use crate::clock::{SystemWallClock, WallClock};
+use crate::policy::{ClaimRule, HmacEncoding, HmacPolicy, HmacPreset, JwtPolicy};
+use crate::policy::{PolicyError, PolicyProblem, VerifyMode, VerifyPolicy};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::replay::ReplayStore;
+use crate::request::{GuardRequest, Principal, Trigger};
+use crate::secrets::SecretStore;
+
+/// What a policy-built verifier needs from the rest of the stack.
+#[derive(Clone)]
+pub struct VerifyDeps {
+    secrets: SecretStore,
+    clock: Arc<dyn WallClock>,
+    replay: Option<Arc<dyn ReplayStore>>,
+}
+
+impl std::fmt::Debug for VerifyDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyDeps")
+            .field("replay", &self.replay.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyDeps {
+    /// HMAC keys from `secrets`, the system clock, and (when `[verify.hmac] replay = true`) a
+    /// [`MemoryReplayStore`] on that clock.
+    pub fn new(secrets: SecretStore) -> Self {
+        Self {
+            secrets,
+            clock: Arc::new(SystemWallClock),
+            replay: None,
+        }
+    }
+
+    /// The wall clock for signature windows, token lifetimes and JWKS refreshes.
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// A shared replay store (e.g. Redis) instead of the in-memory one.
+    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay = Some(store);
+        self
+    }
+}
+
+fn predicates(rules: &[ClaimRule]) -> Vec<ClaimPredicate> {
+    rules
+        .iter()
+        .filter_map(|r| {
+            if let Some(v) = &r.equals {
+                Some(ClaimPredicate::equals(r.claim.clone(), v.clone()))
+            } else if let Some(v) = &r.contains {
+                Some(ClaimPredicate::contains(r.claim.clone(), v.clone()))
+            } else {
+                r.exists.map(|_| ClaimPredicate::Exists(r.claim.clone()))
+            }
+        })
+        .collect()
+}
+
+fn jwks_cache(
+    url: &str,
+    ttl: Duration,
+    cooldown: Duration,
+    clock: &Arc<dyn WallClock>,
+    at: &str,
+) -> Result<JwksCache, PolicyProblem> {
+    #[cfg(feature = "jwks-http")]
+    {
+        JwksCache::from_url(url)
+            .map(|b| b.ttl(ttl).cooldown(cooldown).clock(clock.clone()).build())
+            .map_err(|e| PolicyProblem::new(at, e.to_string()))
+    }
+    #[cfg(not(feature = "jwks-http"))]
+    {
+        let _ = (url, ttl, cooldown, clock);
+        Err(PolicyProblem::new(
+            at,
+            "fetching a JWKS needs guard-core's `jwks-http` feature",
+        ))
+    }
+}
+
+fn jwt_verifier(j: &JwtPolicy, clock: &Arc<dyn WallClock>) -> Result<JwtVerifier, PolicyProblem> {
+    let jwks = jwks_cache(
+        &j.jwks_url,
+        Duration::from_secs(j.jwks_ttl_secs),
+        Duration::from_secs(j.jwks_cooldown_secs),
+        clock,
+        "verify.jwt.jwks_url",
+    )?;
+    let algs = j
+        .algorithms
+        .iter()
+        .map(|a| parse_algorithm(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PolicyProblem::new("verify.jwt.algorithms", e.to_string()))?;
+    let mut b = JwtVerifier::builder(jwks)
+        .issuers(j.issuers.iter().cloned())
+        .audiences(j.audiences.iter().cloned())
+        .algorithms(algs)
+        .leeway(Duration::from_secs(j.leeway_secs))
+        .clock(clock.clone());
+    for p in predicates(&j.claims) {
+        b = b.require(p);
+    }
+    b.build()
+        .map_err(|e| PolicyProblem::new("verify.jwt", e.to_string()))
+}
+
+/// Messages: the source must be listed; messages of the push kinds must also carry the push token.
+struct MessageChecks {
+    sources: SourceVerifier,
+    push: Option<(Vec<String>, JwtVerifier)>,
+}
+
+impl Verifier for MessageChecks {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        Box::pin(async move {
+            let source = self.sources.verify(req).await?;
+            let kind = match req.extensions().get::<Trigger>() {
+                Some(Trigger::Message(m)) => m.kind.as_str(),
+                _ => "",
+            };
+            match &self.push {
+                Some((kinds, jwt)) if kinds.iter().any(|k| k == kind) => {
+                    let mut p: Principal = jwt.verify(req).await?;
+                    p.claims
+                        .insert("source".into(), serde_json::Value::from(source.subject));
+                    Ok(p)
+                }
+                _ => Ok(source),
+            }
+        })
+    }
+}
+
+fn no_request_checks(_: &GuardRequest) -> Result<Principal, Rejection> {
+    Err(Rejection::new(RejectionKind::MissingCredentials)
+        .with_reason("policy has no request checks; only messages are accepted"))
+}
+
+impl VerifyLayer {
+    /// Builds the verifier the `[verify]` section describes (see [`crate::policy::VerifyPolicy`]):
+    /// `by_trigger(requests, messages)` where `requests` is `any`/`all` of the configured request
+    /// checks in the order cidr, hmac, jwt, azure_easy_auth, aws_authorizer (cheap checks first, so
+    /// an allow-listed caller never spends a signature), and `messages` is the source allow-list
+    /// (plus the GCP push token for its kinds). Reports every problem with its key path.
+    ///
+    /// ```
+    /// use guard_core::Policy;
+    /// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+    /// use guard_core::verify::{VerifyDeps, VerifyLayer};
+    ///
+    /// let policy = Policy::from_toml_str(r#"
+    ///     [verify]
+    ///     [verify.cidr]
+    ///     allow = ["203.0.113.0/24"]
+    /// "#).unwrap();
+    /// let store = SecretStore::new(|n: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
+    ///     Err(SecretsError::not_found(n))
+    /// });
+    /// let layer = VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &VerifyDeps::new(store));
+    /// assert!(layer.is_ok());
+    /// ```
+    pub fn from_policy(policy: &VerifyPolicy, deps: &VerifyDeps) -> Result<Self, PolicyError> {
+        let mut problems = Vec::new();
+        policy.check("verify", &mut problems);
+        if !problems.is_empty() {
+            return Err(PolicyError::new(problems));
+        }
+        let mut checks: Vec<BoxVerifier> = Vec::new();
+        if let Some(c) = &policy.cidr {
+            let nets = c.allow.iter().filter_map(|n| n.parse().ok());
+            let mut v = CidrVerifier::new(nets);
+            if let Some(p) = TrustedProxies::new(c.trusted_proxy_hops as usize) {
+                v = v.with_trusted_proxies(p);
+            }
+            checks.push(v.boxed());
+        }
+        if let Some(h) = &policy.hmac {
+            match hmac_verifier(h, deps) {
+                Ok(v) => checks.push(v.boxed()),
+                Err(p) => problems.push(p),
+            }
+        }
+        if let Some(j) = &policy.jwt {
+            match jwt_verifier(j, &deps.clock) {
+                Ok(v) => checks.push(v.boxed()),
+                Err(p) => problems.push(p),
+            }
+        }
+        if let Some(e) = &policy.azure_easy_auth {
+            let mut v = EasyAuthVerifier::new().auth_types(e.auth_types.iter().cloned());
+            for p in predicates(&e.claims) {
+                v = v.require(p);
+            }
+            checks.push(v.boxed());
+        }
+        if let Some(a) = &policy.aws_authorizer {
+            let mut v = AwsAuthorizerVerifier::new();
+            for p in predicates(&a.claims) {
+                v = v.require(p);
+            }
+            checks.push(v.boxed());
+        }
+        let sources = SourceVerifier::new(&policy.sources);
+        let push = match &policy.gcp_push {
+            None => None,
+            Some(g) => {
+                let built = jwks_cache(
+                    &g.jwks_url,
+                    Duration::from_secs(3600),
+                    Duration::from_secs(10),
+                    &deps.clock,
+                    "verify.gcp_push.jwks_url",
+                )
+                .and_then(|jwks| {
+                    JwtVerifier::google_push(jwks, g.audience.clone(), g.service_account.clone())
+                        .clock(deps.clock.clone())
+                        .build()
+                        .map_err(|e| PolicyProblem::new("verify.gcp_push", e.to_string()))
+                });
+                match built {
+                    Ok(v) => Some((g.kinds.clone(), v)),
+                    Err(p) => {
+                        problems.push(p);
+                        None
+                    }
+                }
+            }
+        };
+        let sources = match sources {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(PolicyProblem::new("verify.sources", e.to_string()));
+                return Err(PolicyError::new(problems));
+            }
+        };
+        if !problems.is_empty() {
+            return Err(PolicyError::new(problems));
+        }
+        let requests: BoxVerifier = if checks.is_empty() {
+            Arc::new(no_request_checks)
+        } else {
+            match policy.mode {
+                VerifyMode::Any => any(checks).boxed(),
+                VerifyMode::All => all(checks).boxed(),
+            }
+        };
+        Ok(VerifyLayer::new(by_trigger(
+            requests,
+            MessageChecks { sources, push },
+        )))
+    }
+}
+
+fn hmac_verifier(h: &HmacPolicy, deps: &VerifyDeps) -> Result<HmacVerifier, PolicyProblem> {
+    let header = |name: &Option<String>, at: &str| -> Result<Option<HeaderName>, PolicyProblem> {
+        name.as_deref()
+            .map(|n| super::hmac::header_name(n).map_err(|e| PolicyProblem::new(at, e.to_string())))
+            .transpose()
+    };
+    let scheme = match h.preset {
+        HmacPreset::GitHub => HmacScheme::github(),
+        HmacPreset::Slack => HmacScheme::slack(),
+        HmacPreset::Stripe => match header(&h.header, "verify.hmac.header")? {
+            Some(header) => HmacScheme::Stripe { header },
+            None => HmacScheme::stripe(),
+        },
+        HmacPreset::Generic => HmacScheme::Generic {
+            header: header(&h.header, "verify.hmac.header")?
+                .ok_or_else(|| PolicyProblem::new("verify.hmac.header", "required"))?,
+            prefix: h.prefix.clone().unwrap_or_default(),
+            encoding: match h.encoding.unwrap_or_default() {
+                HmacEncoding::Hex => SignatureEncoding::Hex,
+                HmacEncoding::Base64 => SignatureEncoding::Base64,
+            },
+            timestamp_header: header(&h.timestamp_header, "verify.hmac.timestamp_header")?,
+        },
+    };
+    let mut b = HmacVerifier::builder(scheme, deps.secrets.clone(), h.secret.clone())
+        .tolerance(Duration::from_secs(h.tolerance_secs))
+        .clock(deps.clock.clone());
+    if h.replay {
+        let store = deps.replay.clone().unwrap_or_else(|| {
+            Arc::new(MemoryReplayStore::default().with_clock(deps.clock.clone()))
+        });
+        b = b.replay_store(store);
+    }
+    b.build()
+        .map_err(|e| PolicyProblem::new("verify.hmac", e.to_string()))
+}

@@ -1,0 +1,585 @@
+//! [`HmacVerifier`]: webhook signatures (GitHub, Stripe-style, Slack, generic) over the raw body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::hmac::{Hmac, Mac};
+use base64::Engine as _;
+use http::{HeaderMap, HeaderName};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::VerifyError;
+use super::layer::{Verifier, VerifyFuture};
+use crate::clock::{SystemWallClock, WallClock};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::replay::ReplayStore;
+use crate::request::{GuardRequest, Principal, PrincipalKind};
+use crate::secrets::{SecretStore, SecretValue, SecretsError};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Longest signature header considered (longer → 401 `guard.verify.bad_signature`).
+pub const MAX_SIGNATURE_HEADER: usize = 2048;
+/// Most `v1=` signatures considered in one Stripe-style header (more → bad signature).
+pub const MAX_SIGNATURES: usize = 8;
+/// Default timestamp tolerance, both directions.
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// How a signature is encoded in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SignatureEncoding {
+    /// Lower- or upper-case hex.
+    #[default]
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}
+
+/// Where the signature and timestamp are and what exactly was signed. All use HMAC-SHA256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HmacScheme {
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body. No timestamp, so replay
+    /// protection (if on) remembers identical bodies for the tolerance window.
+    GitHub,
+    /// Stripe-style: `<header>: t=<unix>,v1=<hex>[,v1=<hex>...]` over `"<t>.<body>"`. Several `v1`
+    /// values are accepted so the sender can sign with old and new keys during a key roll.
+    Stripe {
+        /// The header (`Stripe-Signature` for Stripe, `X-Guard-Signature` for the orders example).
+        header: HeaderName,
+    },
+    /// Slack: `X-Slack-Signature: v0=<hex>` over `"v0:<ts>:<body>"` with
+    /// `X-Slack-Request-Timestamp: <ts>`.
+    Slack,
+    /// Any other sender: `<header>: <prefix><signature>` over `"<ts>.<body>"` when a timestamp
+    /// header is given, else over the body.
+    Generic {
+        /// The signature header.
+        header: HeaderName,
+        /// Text before the signature (`sha256=`), may be empty.
+        prefix: String,
+        /// How the signature is encoded.
+        encoding: SignatureEncoding,
+        /// The header holding the Unix timestamp, if the sender signs one.
+        timestamp_header: Option<HeaderName>,
+    },
+}
+
+impl HmacScheme {
+    /// GitHub's `X-Hub-Signature-256`.
+    pub fn github() -> Self {
+        HmacScheme::GitHub
+    }
+
+    /// Stripe's own `Stripe-Signature` header.
+    pub fn stripe() -> Self {
+        HmacScheme::Stripe {
+            header: HeaderName::from_static("stripe-signature"),
+        }
+    }
+
+    /// The Stripe format under another header name (e.g. `X-Guard-Signature`).
+    pub fn stripe_style(header: &str) -> Result<Self, VerifyError> {
+        Ok(HmacScheme::Stripe {
+            header: header_name(header)?,
+        })
+    }
+
+    /// Slack's `v0` signatures.
+    pub fn slack() -> Self {
+        HmacScheme::Slack
+    }
+
+    /// A stable short name for principals and logs: `github`, `stripe`, `slack`, `generic`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            HmacScheme::GitHub => "github",
+            HmacScheme::Stripe { .. } => "stripe",
+            HmacScheme::Slack => "slack",
+            HmacScheme::Generic { .. } => "generic",
+        }
+    }
+
+    fn uses_timestamp(&self) -> bool {
+        match self {
+            HmacScheme::GitHub => false,
+            HmacScheme::Stripe { .. } | HmacScheme::Slack => true,
+            HmacScheme::Generic {
+                timestamp_header, ..
+            } => timestamp_header.is_some(),
+        }
+    }
+}
+
+pub(crate) fn header_name(s: &str) -> Result<HeaderName, VerifyError> {
+    HeaderName::from_bytes(s.as_bytes())
+        .map_err(|_| VerifyError::HeaderName(s.chars().take(64).collect()))
+}
+
+/// What the request claims: the signatures, the timestamp, and the bytes signed before the body.
+struct Claimed {
+    timestamp: Option<u64>,
+    signatures: Vec<Vec<u8>>,
+    /// Signed bytes that come before the raw body (`"<t>."`, `"v0:<ts>:"`, or nothing).
+    prefix: Vec<u8>,
+}
+
+enum Extract {
+    Missing,
+    Malformed(&'static str),
+}
+
+fn single_header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h str, Extract> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next().ok_or(Extract::Missing)?;
+    if values.next().is_some() {
+        return Err(Extract::Malformed("signature header repeated"));
+    }
+    if first.len() > MAX_SIGNATURE_HEADER {
+        return Err(Extract::Malformed("signature header too long"));
+    }
+    first
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| Extract::Malformed("signature header not ASCII"))
+}
+
+fn parse_timestamp(s: &str) -> Result<u64, Extract> {
+    if s.is_empty() || s.len() > 12 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Extract::Malformed("timestamp not a Unix time in seconds"));
+    }
+    s.parse()
+        .map_err(|_| Extract::Malformed("timestamp not a Unix time in seconds"))
+}
+
+fn decode_sig(s: &str, enc: SignatureEncoding) -> Result<Vec<u8>, Extract> {
+    let bytes = match enc {
+        SignatureEncoding::Hex => {
+            hex::decode(s).map_err(|_| Extract::Malformed("signature not hex"))?
+        }
+        SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|_| Extract::Malformed("signature not base64"))?,
+    };
+    if bytes.len() != 32 {
+        return Err(Extract::Malformed("signature has the wrong length"));
+    }
+    Ok(bytes)
+}
+
+fn extract(scheme: &HmacScheme, headers: &HeaderMap) -> Result<Claimed, Extract> {
+    match scheme {
+        HmacScheme::GitHub => {
+            let v = single_header(headers, &HeaderName::from_static("x-hub-signature-256"))?;
+            let hex = v
+                .strip_prefix("sha256=")
+                .ok_or(Extract::Malformed("not a sha256= signature"))?;
+            Ok(Claimed {
+                timestamp: None,
+                signatures: vec![decode_sig(hex, SignatureEncoding::Hex)?],
+                prefix: Vec::new(),
+            })
+        }
+        HmacScheme::Stripe { header } => {
+            let v = single_header(headers, header)?;
+            let mut t = None;
+            let mut sigs = Vec::new();
+            for item in v.split(',') {
+                let (k, val) = item
+                    .split_once('=')
+                    .ok_or(Extract::Malformed("signature item without `=`"))?;
+                match k.trim() {
+                    "t" if t.replace(parse_timestamp(val.trim())?).is_some() => {
+                        return Err(Extract::Malformed("timestamp repeated"));
+                    }
+                    "t" => {}
+                    "v1" => {
+                        if sigs.len() == MAX_SIGNATURES {
+                            return Err(Extract::Malformed("too many signatures"));
+                        }
+                        sigs.push(decode_sig(val.trim(), SignatureEncoding::Hex)?);
+                    }
+                    _ => {} // other schemes (v0 test-mode signatures) are not accepted
+                }
+            }
+            let t = t.ok_or(Extract::Malformed("no timestamp"))?;
+            if sigs.is_empty() {
+                return Err(Extract::Malformed("no v1 signature"));
+            }
+            Ok(Claimed {
+                timestamp: Some(t),
+                signatures: sigs,
+                prefix: format!("{t}.").into_bytes(),
+            })
+        }
+        HmacScheme::Slack => {
+            let v = single_header(headers, &HeaderName::from_static("x-slack-signature"))?;
+            let hex = v
+                .strip_prefix("v0=")
+                .ok_or(Extract::Malformed("not a v0= signature"))?;
+            let sig = decode_sig(hex, SignatureEncoding::Hex)?;
+            let ts = match single_header(
+                headers,
+                &HeaderName::from_static("x-slack-request-timestamp"),
+            ) {
+                Err(Extract::Missing) => return Err(Extract::Malformed("no timestamp")),
+                other => parse_timestamp(other?)?,
+            };
+            Ok(Claimed {
+                timestamp: Some(ts),
+                signatures: vec![sig],
+                prefix: format!("v0:{ts}:").into_bytes(),
+            })
+        }
+        HmacScheme::Generic {
+            header,
+            prefix,
+            encoding,
+            timestamp_header,
+        } => {
+            let v = single_header(headers, header)?;
+            let raw = v
+                .strip_prefix(prefix.as_str())
+                .ok_or(Extract::Malformed("signature prefix mismatch"))?;
+            let sig = decode_sig(raw, *encoding)?;
+            let (timestamp, signed_prefix) = match timestamp_header {
+                None => (None, Vec::new()),
+                Some(h) => {
+                    let ts = match single_header(headers, h) {
+                        Err(Extract::Missing) => return Err(Extract::Malformed("no timestamp")),
+                        other => parse_timestamp(other?)?,
+                    };
+                    (Some(ts), format!("{ts}.").into_bytes())
+                }
+            };
+            Ok(Claimed {
+                timestamp,
+                signatures: vec![sig],
+                prefix: signed_prefix,
+            })
+        }
+    }
+}
+
+/// Builds an [`HmacVerifier`]. See [`HmacVerifier::builder`].
+pub struct HmacVerifierBuilder {
+    scheme: HmacScheme,
+    store: SecretStore,
+    secret: String,
+    tolerance: Duration,
+    replay: Option<Arc<dyn ReplayStore>>,
+    clock: Arc<dyn WallClock>,
+}
+
+impl std::fmt::Debug for HmacVerifierBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HmacVerifierBuilder")
+            .field("scheme", &self.scheme.name())
+            .field("secret", &self.secret)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HmacVerifierBuilder {
+    /// Timestamp tolerance in both directions (default 300 s; 1 s to 1 day).
+    pub fn tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
+    }
+
+    /// Accept each signed message once, remembered in `store` (default: no replay protection).
+    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay = Some(store);
+        self
+    }
+
+    /// The wall clock for the timestamp window (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<HmacVerifier, VerifyError> {
+        if self.secret.trim().is_empty() {
+            return Err(VerifyError::EmptySecretName);
+        }
+        let secs = self.tolerance.as_secs();
+        if !(1..=86_400).contains(&secs) {
+            return Err(VerifyError::OutOfRange {
+                what: "HMAC tolerance",
+                min: 1,
+                max: 86_400,
+            });
+        }
+        Ok(HmacVerifier {
+            inner: Arc::new(self),
+        })
+    }
+}
+
+/// Verifies HMAC-SHA256 webhook signatures over the exact raw body bytes.
+///
+/// - Keys are read by name from the [`SecretStore`]: the current **and** previous versions are
+///   accepted, so a key roll does not reject good traffic. When no key matches, the verifier asks
+///   the store for one [`force_refresh`](SecretStore::force_refresh) (the store rate-limits it) and
+///   tries once more, so a key rotated a moment ago is picked up.
+/// - Signatures are compared in constant time; the signature must be exactly 32 bytes.
+/// - Timestamps (Stripe, Slack, generic with a timestamp header) must be within the tolerance in
+///   both directions: older or from the future → 401 `guard.verify.stale`.
+/// - With a [`ReplayStore`], each signed message (secret name + timestamp + body, hashed) is
+///   accepted once within twice the tolerance: a second delivery → 401 `guard.verify.replayed`.
+/// - No signature header → 401 `guard.verify.missing_credentials`; a malformed, truncated,
+///   non-hex, `sha1=` or wrong signature → 401 `guard.verify.bad_signature`; the key cannot be
+///   read or is empty → 503 `guard.secrets.unavailable`; the replay store is down → 503
+///   `guard.verify.unavailable`.
+///
+/// The principal is `PrincipalKind::Hmac` with the secret name as subject and claim `scheme`.
+///
+/// ```
+/// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+/// use guard_core::verify::{HmacScheme, HmacVerifier, Verifier};
+///
+/// let store = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {
+///     ("gh-hook", SecretVersion::Current) => Ok(SecretValue::from("It's a Secret to Everybody")),
+///     _ => Err(SecretsError::not_found(name)),
+/// });
+/// let v = HmacVerifier::builder(HmacScheme::github(), store, "gh-hook").build().unwrap();
+/// let req = http::Request::builder()
+///     .header("x-hub-signature-256",
+///         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+///     .body(bytes::Bytes::from_static(b"Hello, World!"))
+///     .unwrap();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(rt.block_on(v.verify(&req)).unwrap().subject, "gh-hook");
+/// ```
+#[derive(Clone)]
+pub struct HmacVerifier {
+    inner: Arc<HmacVerifierBuilder>,
+}
+
+impl std::fmt::Debug for HmacVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+enum Match {
+    Yes,
+    No,
+}
+
+impl HmacVerifier {
+    /// A verifier for `scheme` with the key named `secret` in `store`.
+    pub fn builder(
+        scheme: HmacScheme,
+        store: SecretStore,
+        secret: impl Into<String>,
+    ) -> HmacVerifierBuilder {
+        HmacVerifierBuilder {
+            scheme,
+            store,
+            secret: secret.into(),
+            tolerance: DEFAULT_TOLERANCE,
+            replay: None,
+            clock: Arc::new(SystemWallClock),
+        }
+    }
+
+    fn secrets_unavailable(e: &SecretsError) -> Rejection {
+        let why = if e.is_transient() {
+            "HMAC key temporarily unavailable"
+        } else {
+            "HMAC key cannot be read"
+        };
+        Rejection::new(RejectionKind::SecretsUnavailable).with_reason(why)
+    }
+
+    async fn matches(&self, claimed: &Claimed, body: &[u8]) -> Result<Match, Rejection> {
+        let cfg = &self.inner;
+        let keys = cfg
+            .store
+            .versions(&cfg.secret)
+            .await
+            .map_err(|e| Self::secrets_unavailable(&e))?;
+        if keys.current.is_empty() {
+            return Err(
+                Rejection::new(RejectionKind::SecretsUnavailable).with_reason("HMAC key is empty")
+            );
+        }
+        let candidates = std::iter::once(&keys.current).chain(keys.previous.iter());
+        for key in candidates {
+            if one_key_matches(key, claimed, body) {
+                return Ok(Match::Yes);
+            }
+        }
+        Ok(Match::No)
+    }
+
+    async fn check(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
+        let cfg = &self.inner;
+        let bad = |why: &'static str| Rejection::new(RejectionKind::BadSignature).with_reason(why);
+        let claimed = match extract(&cfg.scheme, req.headers()) {
+            Ok(c) => c,
+            Err(Extract::Missing) => {
+                return Err(Rejection::new(RejectionKind::MissingCredentials)
+                    .with_reason("no signature header"));
+            }
+            Err(Extract::Malformed(why)) => return Err(bad(why)),
+        };
+        if let Some(t) = claimed.timestamp {
+            let now = cfg.clock.unix_seconds();
+            if now.abs_diff(t) > cfg.tolerance.as_secs() {
+                return Err(Rejection::new(RejectionKind::StaleSignature)
+                    .with_reason("signature timestamp outside tolerance"));
+            }
+        }
+        let body = req.body().as_ref();
+        if let Match::No = self.matches(&claimed, body).await? {
+            // Perhaps the key was rotated a moment ago: refresh once (rate-limited by the store).
+            let refreshed = matches!(cfg.store.force_refresh(&cfg.secret).await, Ok(true));
+            if !refreshed {
+                return Err(bad("signature mismatch"));
+            }
+            if let Match::No = self.matches(&claimed, body).await? {
+                return Err(bad("signature mismatch after key refresh"));
+            }
+        }
+        if let Some(replay) = &cfg.replay {
+            let mut h = Sha256::new();
+            h.update(b"guard.hmac.replay\0");
+            h.update(cfg.secret.as_bytes());
+            h.update([0u8]);
+            h.update(&claimed.prefix);
+            h.update(body);
+            let key = h.finalize();
+            let ttl = if cfg.scheme.uses_timestamp() {
+                cfg.tolerance * 2
+            } else {
+                cfg.tolerance
+            };
+            match replay.first_use(&key, ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Rejection::new(RejectionKind::Replayed)
+                        .with_reason("signed message already accepted"));
+                }
+                Err(_) => {
+                    return Err(Rejection::new(RejectionKind::VerifyUnavailable)
+                        .with_reason("replay store unavailable"));
+                }
+            }
+        }
+        let mut p = Principal::new(PrincipalKind::Hmac, cfg.secret.clone());
+        p.claims
+            .insert("scheme".into(), serde_json::Value::from(cfg.scheme.name()));
+        Ok(p)
+    }
+}
+
+fn one_key_matches(key: &SecretValue, claimed: &Claimed, body: &[u8]) -> bool {
+    let Ok(mut mac) = HmacSha256::new_from_slice(key.expose_bytes()) else {
+        return false;
+    };
+    mac.update(&claimed.prefix);
+    mac.update(body);
+    let tag = mac.finalize().into_bytes();
+    // Compare against every candidate without stopping early on a match.
+    let mut ok = subtle::Choice::from(0u8);
+    for sig in &claimed.signatures {
+        ok |= tag[..].ct_eq(sig.as_slice());
+    }
+    bool::from(ok)
+}
+
+impl Verifier for HmacVerifier {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        Box::pin(self.check(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn stripe_header_parses_several_v1_and_ignores_v0() {
+        let sig = "a".repeat(64);
+        let h = headers(&[(
+            "stripe-signature",
+            &format!("t=12,v1={sig},v0={sig},v1={sig}"),
+        )]);
+        let c = extract(&HmacScheme::stripe(), &h).ok().unwrap();
+        assert_eq!(c.timestamp, Some(12));
+        assert_eq!(c.signatures.len(), 2);
+        assert_eq!(c.prefix, b"12.");
+    }
+
+    #[test]
+    fn malformed_headers_are_errors_not_panics() {
+        let s = HmacScheme::stripe();
+        for bad in [
+            "",
+            "t=",
+            "t=1",
+            "v1=00",
+            "t=1,t=2,v1=".to_string().as_str(),
+            "t=-5,v1=00",
+            "t=1,v1=zz",
+            "garbage",
+            "t=99999999999999999999,v1=00",
+        ] {
+            let h = headers(&[("stripe-signature", bad)]);
+            assert!(
+                matches!(extract(&s, &h), Err(Extract::Malformed(_))),
+                "{bad}"
+            );
+        }
+        let many = format!(
+            "t=1{}",
+            format!(",v1={}", "0".repeat(64)).repeat(MAX_SIGNATURES + 1)
+        );
+        let h = headers(&[("stripe-signature", &many)]);
+        assert!(matches!(extract(&s, &h), Err(Extract::Malformed(_))));
+    }
+
+    #[test]
+    fn repeated_signature_header_is_refused() {
+        let v = format!("sha256={}", "0".repeat(64));
+        let h = headers(&[("x-hub-signature-256", &v), ("x-hub-signature-256", &v)]);
+        assert!(matches!(
+            extract(&HmacScheme::github(), &h),
+            Err(Extract::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn generic_base64_with_timestamp() {
+        let scheme = HmacScheme::Generic {
+            header: HeaderName::from_static("x-sig"),
+            prefix: String::new(),
+            encoding: SignatureEncoding::Base64,
+            timestamp_header: Some(HeaderName::from_static("x-ts")),
+        };
+        let sig = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let h = headers(&[("x-sig", &sig), ("x-ts", "100")]);
+        let c = extract(&scheme, &h).ok().unwrap();
+        assert_eq!(c.signatures[0], vec![7u8; 32]);
+        assert_eq!(c.prefix, b"100.");
+        let h = headers(&[("x-sig", &sig)]);
+        assert!(matches!(extract(&scheme, &h), Err(Extract::Malformed(_))));
+    }
+}

@@ -1,0 +1,429 @@
+//! [`JwtVerifier`]: OIDC / JWT bearer tokens verified against a [`JwksCache`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use super::VerifyError;
+use super::jwks::{JwksCache, Lookup};
+use super::layer::{Verifier, VerifyFuture};
+use crate::clock::{SystemWallClock, WallClock};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::request::{GuardRequest, Principal, PrincipalKind};
+
+/// Longest bearer token considered (longer → 401 `guard.verify.bad_token`).
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Default clock-skew allowance for `exp` and `nbf`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Google's OIDC signing keys (Pub/Sub push, Cloud Tasks, Eventarc tokens).
+pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+/// The issuers Google uses in push tokens.
+pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+
+/// A closure over all verified claims (see [`ClaimPredicate::Custom`]).
+pub type ClaimFn = Arc<dyn Fn(&Map<String, Value>) -> bool + Send + Sync>;
+
+/// A condition on the verified claims. A token that verifies but fails a predicate is
+/// authenticated and not allowed: 403 `guard.verify.forbidden`.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum ClaimPredicate {
+    /// The claim equals the value exactly (`email_verified == true`).
+    Equals {
+        /// Claim name.
+        claim: String,
+        /// Expected JSON value.
+        value: Value,
+    },
+    /// The claim contains the value: an array with that element, or a space-separated string
+    /// (`scope`) with that word.
+    Contains {
+        /// Claim name.
+        claim: String,
+        /// The element or word.
+        value: String,
+    },
+    /// The claim is present.
+    Exists(String),
+    /// Anything else, as a closure over all claims.
+    Custom(ClaimFn),
+}
+
+impl std::fmt::Debug for ClaimPredicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClaimPredicate::Equals { claim, .. } => write!(f, "Equals({claim})"),
+            ClaimPredicate::Contains { claim, .. } => write!(f, "Contains({claim})"),
+            ClaimPredicate::Exists(c) => write!(f, "Exists({c})"),
+            ClaimPredicate::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
+impl ClaimPredicate {
+    /// `claim == value`.
+    pub fn equals(claim: impl Into<String>, value: impl Into<Value>) -> Self {
+        ClaimPredicate::Equals {
+            claim: claim.into(),
+            value: value.into(),
+        }
+    }
+
+    /// `claim` contains `value` (array element or space-separated word).
+    pub fn contains(claim: impl Into<String>, value: impl Into<String>) -> Self {
+        ClaimPredicate::Contains {
+            claim: claim.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Whether the claims satisfy the predicate.
+    ///
+    /// ```
+    /// use guard_core::verify::ClaimPredicate;
+    /// let claims = serde_json::json!({"scope": "orders:read orders:write"});
+    /// let claims = claims.as_object().unwrap();
+    /// assert!(ClaimPredicate::contains("scope", "orders:write").holds(claims));
+    /// assert!(!ClaimPredicate::contains("scope", "orders").holds(claims));
+    /// ```
+    pub fn holds(&self, claims: &Map<String, Value>) -> bool {
+        match self {
+            ClaimPredicate::Equals { claim, value } => claims.get(claim) == Some(value),
+            ClaimPredicate::Contains { claim, value } => match claims.get(claim) {
+                Some(Value::String(s)) => s.split(' ').any(|w| w == value),
+                Some(Value::Array(a)) => a.iter().any(|e| e.as_str() == Some(value)),
+                _ => false,
+            },
+            ClaimPredicate::Exists(claim) => claims.contains_key(claim),
+            ClaimPredicate::Custom(f) => f(claims),
+        }
+    }
+}
+
+/// Parses an algorithm name for a JWT verifier: RS256/384/512, PS256/384/512, ES256, ES384, EdDSA.
+/// `none` and the HMAC algorithms are refused (an asymmetric JWKS never holds HMAC keys, and
+/// allowing them is how "RS256 public key used as HS256 secret" attacks start).
+///
+/// ```
+/// use guard_core::verify::parse_algorithm;
+/// assert!(parse_algorithm("RS256").is_ok());
+/// assert!(parse_algorithm("HS256").is_err());
+/// assert!(parse_algorithm("none").is_err());
+/// ```
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, VerifyError> {
+    let alg = match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        other => return Err(VerifyError::Algorithm(other.chars().take(32).collect())),
+    };
+    Ok(alg)
+}
+
+/// Builds a [`JwtVerifier`]. See [`JwtVerifier::builder`].
+pub struct JwtVerifierBuilder {
+    jwks: JwksCache,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    predicates: Vec<ClaimPredicate>,
+    clock: Arc<dyn WallClock>,
+    kind: PrincipalKind,
+}
+
+impl std::fmt::Debug for JwtVerifierBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtVerifier")
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("algorithms", &self.algorithms)
+            .field("leeway", &self.leeway)
+            .field("predicates", &self.predicates)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtVerifierBuilder {
+    /// Accepted `iss` values. When set, `iss` is required and must be one of them.
+    pub fn issuers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, issuers: I) -> Self {
+        self.issuers = issuers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accepted `aud` values. When set, `aud` is required and must contain one of them.
+    pub fn audiences<I: IntoIterator<Item = S>, S: Into<String>>(mut self, audiences: I) -> Self {
+        self.audiences = audiences.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accepted algorithms (default RS256). Each key is further pinned to its own family.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Clock-skew allowance for `exp` / `nbf` (default 60 s, at most 300 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Adds a claim predicate (all must hold).
+    pub fn require(mut self, predicate: ClaimPredicate) -> Self {
+        self.predicates.push(predicate);
+        self
+    }
+
+    /// The clock for `exp` / `nbf` (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The principal kind to report (default [`PrincipalKind::Jwt`]; platform presets use
+    /// `Platform("gcp-push")`).
+    pub fn principal_kind(mut self, kind: PrincipalKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<JwtVerifier, VerifyError> {
+        if self.algorithms.is_empty() {
+            return Err(VerifyError::NoAlgorithm);
+        }
+        for a in &self.algorithms {
+            if matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+                return Err(VerifyError::Algorithm(format!("{a:?}")));
+            }
+        }
+        if self.leeway > Duration::from_secs(300) {
+            return Err(VerifyError::OutOfRange {
+                what: "JWT leeway",
+                min: 0,
+                max: 300,
+            });
+        }
+        for p in &self.predicates {
+            if let ClaimPredicate::Equals { claim, .. }
+            | ClaimPredicate::Contains { claim, .. }
+            | ClaimPredicate::Exists(claim) = p
+                && claim.is_empty()
+            {
+                return Err(VerifyError::ClaimRule(String::new()));
+            }
+        }
+        Ok(JwtVerifier {
+            inner: Arc::new(self),
+        })
+    }
+}
+
+/// Verifies `Authorization: Bearer <JWT>` against keys from a [`JwksCache`].
+///
+/// - Exactly three base64url segments, at most [`MAX_TOKEN_LEN`] bytes; a token with a `crit`
+///   header is refused (no extension is understood).
+/// - `alg` must be one of the configured algorithms **and** fit the key's family (and the key's own
+///   `alg`, if the JWKS names one): `none`, HS*, and an RS key used as an HMAC secret never pass.
+/// - `exp` is required and must be a number; `exp` + leeway must not have passed; `nbf`, when
+///   present, must be a number and not be later than now + leeway; `iss` / `aud` are required and
+///   checked when configured; `sub` must be a string.
+/// - No bearer token → 401 `guard.verify.missing_credentials`; any failure above → 401
+///   `guard.verify.bad_token`; claim predicates failing → 403 `guard.verify.forbidden`; no keys
+///   could ever be fetched → 503 `guard.verify.unavailable`.
+///
+/// ```
+/// use guard_core::verify::{JwksCache, JwtVerifier, Verifier};
+///
+/// let jwks = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+/// let v = JwtVerifier::builder(jwks).issuers(["https://issuer.example"]).audiences(["orders"])
+///     .build().unwrap();
+/// let req = http::Request::new(bytes::Bytes::new());
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(rt.block_on(v.verify(&req)).unwrap_err().code(), "guard.verify.missing_credentials");
+/// ```
+#[derive(Clone, Debug)]
+pub struct JwtVerifier {
+    inner: Arc<JwtVerifierBuilder>,
+}
+
+impl JwtVerifier {
+    /// A verifier using keys from `jwks`.
+    pub fn builder(jwks: JwksCache) -> JwtVerifierBuilder {
+        JwtVerifierBuilder {
+            jwks,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            algorithms: vec![Algorithm::RS256],
+            leeway: DEFAULT_LEEWAY,
+            predicates: Vec::new(),
+            clock: Arc::new(SystemWallClock),
+            kind: PrincipalKind::Jwt,
+        }
+    }
+
+    /// GCP push identity (Pub/Sub push, Cloud Tasks, Eventarc): an RS256 token from Google
+    /// (`iss` `https://accounts.google.com` or `accounts.google.com`) for `audience`, whose
+    /// `email` is `service_account` and `email_verified` is true. `jwks` should fetch
+    /// [`GOOGLE_JWKS_URL`] (or a test server). The principal kind is `Platform("gcp-push")`.
+    pub fn google_push(
+        jwks: JwksCache,
+        audience: impl Into<String>,
+        service_account: impl Into<String>,
+    ) -> JwtVerifierBuilder {
+        Self::builder(jwks)
+            .issuers(GOOGLE_ISSUERS)
+            .audiences([audience.into()])
+            .algorithms([Algorithm::RS256])
+            .require(ClaimPredicate::equals("email", service_account.into()))
+            .require(ClaimPredicate::equals("email_verified", true))
+            .principal_kind(PrincipalKind::Platform("gcp-push".into()))
+    }
+
+    async fn check(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
+        let cfg = &self.inner;
+        let bad = |why: &'static str| Rejection::new(RejectionKind::BadToken).with_reason(why);
+        let token = bearer(req.headers())?;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(bad("token too long"));
+        }
+        let well_formed = token.split('.').count() == 3
+            && token.split('.').all(|s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !well_formed {
+            return Err(bad("not a three-segment compact JWS"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("unreadable header"))?;
+        if header.crit.is_some() {
+            return Err(bad("critical header extension"));
+        }
+        if !cfg.algorithms.contains(&header.alg) {
+            return Err(bad("algorithm not allowed"));
+        }
+        let key = cfg
+            .jwks
+            .find(header.kid.as_deref(), header.alg)
+            .await
+            .map_err(|l| match l {
+                Lookup::Unknown => bad("no key for kid and alg"),
+                Lookup::Unavailable => Rejection::new(RejectionKind::VerifyUnavailable)
+                    .with_reason("no JWKS keys available"),
+            })?;
+        // Signature and algorithm only: every claim is checked below with the injected clock.
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+            .map_err(|_| bad("signature or encoding invalid"))?;
+        let claims = data.claims;
+        self.check_claims(&claims)?;
+        if !cfg.predicates.iter().all(|p| p.holds(&claims)) {
+            return Err(
+                Rejection::new(RejectionKind::Forbidden).with_reason("claim predicate failed")
+            );
+        }
+        let sub = match claims.get("sub") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(bad("sub missing or not a string")),
+        };
+        let mut p = Principal::new(cfg.kind.clone(), sub);
+        if let Some(Value::String(iss)) = claims.get("iss") {
+            p = p.with_issuer(iss.clone());
+        }
+        p.claims = claims.into_iter().collect::<BTreeMap<_, _>>();
+        Ok(p)
+    }
+
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), Rejection> {
+        let cfg = &self.inner;
+        let bad = |why: &'static str| Rejection::new(RejectionKind::BadToken).with_reason(why);
+        let now = cfg.clock.unix_seconds() as f64;
+        let leeway = cfg.leeway.as_secs_f64();
+        let number = |name: &str| -> Result<Option<f64>, Rejection> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(Value::Number(n)) => n
+                    .as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(Some)
+                    .ok_or_else(|| bad("time claim out of range")),
+                Some(_) => Err(bad("time claim is not a number")),
+            }
+        };
+        let exp = number("exp")?.ok_or_else(|| bad("exp missing"))?;
+        if now > exp + leeway {
+            return Err(bad("token expired"));
+        }
+        if let Some(nbf) = number("nbf")?
+            && now + leeway < nbf
+        {
+            return Err(bad("token not yet valid"));
+        }
+        if !cfg.issuers.is_empty() {
+            match claims.get("iss") {
+                Some(Value::String(iss)) if cfg.issuers.iter().any(|i| i == iss) => {}
+                _ => return Err(bad("issuer missing or not accepted")),
+            }
+        }
+        if !cfg.audiences.is_empty() {
+            let ok = match claims.get("aud") {
+                Some(Value::String(a)) => cfg.audiences.iter().any(|x| x == a),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|a| cfg.audiences.iter().any(|x| x == a)),
+                _ => false,
+            };
+            if !ok {
+                return Err(bad("audience missing or not accepted"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bearer token: missing header or another scheme → missing credentials; repeated or
+/// unreadable header → bad token.
+fn bearer(headers: &http::HeaderMap) -> Result<&str, Rejection> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let missing =
+        || Rejection::new(RejectionKind::MissingCredentials).with_reason("no bearer token");
+    let value = values.next().ok_or_else(missing)?;
+    if values.next().is_some() {
+        return Err(Rejection::new(RejectionKind::BadToken).with_reason("authorization repeated"));
+    }
+    let value = value.to_str().map_err(|_| {
+        Rejection::new(RejectionKind::BadToken).with_reason("authorization not ASCII")
+    })?;
+    let value = value.trim();
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(missing());
+    }
+    match token.trim() {
+        "" => Err(Rejection::new(RejectionKind::BadToken).with_reason("empty bearer token")),
+        t => Ok(t),
+    }
+}
+
+impl Verifier for JwtVerifier {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        Box::pin(self.check(req))
+    }
+}

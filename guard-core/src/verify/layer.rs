@@ -1,0 +1,452 @@
+//! The [`Verifier`] trait, the [`all`] / [`any`] / [`by_trigger`] combinators and the
+//! [`VerifyLayer`] that runs one verifier in front of the handler.
+
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::future::BoxResponseFuture;
+use crate::rejection::{Rejection, RejectionKind};
+use crate::request::{GuardRequest, GuardResponse, Principal, PrincipalKind, Trigger};
+
+/// The boxed future a [`Verifier`] returns: the verified [`Principal`], or the [`Rejection`] to send.
+pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, Rejection>> + Send + 'a>>;
+
+/// A shared, type-erased verifier (what the combinators hold).
+pub type BoxVerifier = Arc<dyn Verifier>;
+
+/// Decides whether a request comes from someone (or somewhere) allowed.
+///
+/// Implementations look only at what the platform vouches for (extensions set by the adapter) and at
+/// credentials in the request (headers, raw body). They never change the request. A verifier that
+/// finds no credentials at all answers [`RejectionKind::MissingCredentials`] (401); credentials that
+/// do not verify are 401 with a specific code; a verified caller that is not allowed is 403.
+///
+/// Synchronous closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` are verifiers:
+///
+/// ```
+/// use guard_core::request::{GuardRequest, Principal, PrincipalKind};
+/// use guard_core::verify::Verifier;
+/// use guard_core::{Rejection, RejectionKind};
+///
+/// let api_key = |req: &GuardRequest| match req.headers().get("x-internal") {
+///     Some(_) => Ok(Principal::new(PrincipalKind::Custom("internal".into()), "batch-job")),
+///     None => Err(Rejection::new(RejectionKind::MissingCredentials)),
+/// };
+/// let req = http::Request::new(bytes::Bytes::new());
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert!(rt.block_on(api_key.verify(&req)).is_err());
+/// ```
+pub trait Verifier: Send + Sync + 'static {
+    /// Verifies `req`.
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a>;
+}
+
+impl<F> Verifier for F
+where
+    F: Fn(&GuardRequest) -> Result<Principal, Rejection> + Send + Sync + 'static,
+{
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        let r = self(req);
+        Box::pin(async move { r })
+    }
+}
+
+impl Verifier for BoxVerifier {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        (**self).verify(req)
+    }
+}
+
+/// Convenience methods on every [`Verifier`].
+pub trait VerifierExt: Verifier + Sized {
+    /// Type-erases the verifier so it can go into [`any`] / [`all`].
+    fn boxed(self) -> BoxVerifier {
+        Arc::new(self)
+    }
+
+    /// `self` or `other`: the first that accepts wins (see [`any`]).
+    fn or(self, other: impl Verifier) -> Any {
+        any([self.boxed(), other.boxed()])
+    }
+
+    /// `self` and `other`: both must accept (see [`all`]).
+    fn and(self, other: impl Verifier) -> All {
+        all([self.boxed(), other.boxed()])
+    }
+}
+
+impl<V: Verifier> VerifierExt for V {}
+
+/// How strongly a failure speaks, when several verifiers failed and one answer must be chosen.
+///
+/// A verifier that could not decide (5xx: JWKS or secrets unreachable) beats one that saw bad
+/// credentials, which beats an address or source that is not listed, which beats "no
+/// credentials": a caller from an unlisted network that presents nothing is told 403, not invited
+/// to authenticate (zero trust: the answer does not advertise other ways in), while a caller that
+/// did present credentials learns they were wrong.
+fn rank(kind: RejectionKind) -> u8 {
+    use RejectionKind::*;
+    match kind {
+        MissingCredentials => 0,
+        ForbiddenAddress | ForbiddenSource => 1,
+        BadSignature | StaleSignature | Replayed | BadToken | Forbidden => 2,
+        _ => 3,
+    }
+}
+
+/// Accepts when **any** inner verifier accepts. See [`any`].
+#[derive(Clone)]
+pub struct Any {
+    verifiers: Arc<[BoxVerifier]>,
+}
+
+/// Accepts when **all** inner verifiers accept. See [`all`].
+#[derive(Clone)]
+pub struct All {
+    verifiers: Arc<[BoxVerifier]>,
+}
+
+impl std::fmt::Debug for Any {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Any")
+            .field("verifiers", &self.verifiers.len())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for All {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("All")
+            .field("verifiers", &self.verifiers.len())
+            .finish()
+    }
+}
+
+/// Tries `verifiers` in order; the first that accepts decides (later ones are not run, so an HMAC
+/// signature is not spent when the address already passed). When all fail, the answer is the
+/// strongest failure: unavailable (5xx) > bad credentials (401) > missing credentials (401) >
+/// address/source not listed (403); ties go to the earlier verifier. An empty `any` refuses with
+/// 401 `guard.verify.missing_credentials`.
+///
+/// ```
+/// use guard_core::verify::{any, CidrVerifier, VerifierExt, Verifier};
+/// use guard_core::request::Peer;
+///
+/// let nets = any([
+///     CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]).boxed(),
+///     CidrVerifier::new(["2001:db8::/32".parse().unwrap()]).boxed(),
+/// ]);
+/// let mut req = http::Request::new(bytes::Bytes::new());
+/// req.extensions_mut().insert(Peer::new("2001:db8::7".parse().unwrap()));
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert!(rt.block_on(nets.verify(&req)).is_ok());
+/// ```
+pub fn any(verifiers: impl IntoIterator<Item = BoxVerifier>) -> Any {
+    Any {
+        verifiers: verifiers.into_iter().collect(),
+    }
+}
+
+/// Runs every verifier in order; the first failure decides (later ones are not run). On success the
+/// principal is the first one that is not merely a network address or message source (a token or
+/// signature says more about *who* than an address does), else the first. An empty `all` refuses
+/// with 401 `guard.verify.missing_credentials` (zero trust: nothing configured is not "allow").
+///
+/// ```
+/// use guard_core::verify::{all, CidrVerifier, SourceVerifier, VerifierExt, Verifier};
+///
+/// let both = all([
+///     CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]).boxed(),
+///     SourceVerifier::new(["arn:aws:sqs:*:123456789012:orders"]).unwrap().boxed(),
+/// ]);
+/// let req = http::Request::new(bytes::Bytes::new()); // no Peer, not a message
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(rt.block_on(both.verify(&req)).unwrap_err().status(), 403);
+/// ```
+pub fn all(verifiers: impl IntoIterator<Item = BoxVerifier>) -> All {
+    All {
+        verifiers: verifiers.into_iter().collect(),
+    }
+}
+
+fn nothing_configured() -> Rejection {
+    Rejection::new(RejectionKind::MissingCredentials).with_reason("no verifier configured")
+}
+
+impl Verifier for Any {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        Box::pin(async move {
+            let mut worst: Option<Rejection> = None;
+            for v in self.verifiers.iter() {
+                match v.verify(req).await {
+                    Ok(p) => return Ok(p),
+                    Err(r) => {
+                        if worst
+                            .as_ref()
+                            .is_none_or(|w| rank(r.kind()) > rank(w.kind()))
+                        {
+                            worst = Some(r);
+                        }
+                    }
+                }
+            }
+            Err(worst.unwrap_or_else(nothing_configured))
+        })
+    }
+}
+
+fn says_who(p: &Principal) -> bool {
+    !matches!(p.kind, PrincipalKind::Network | PrincipalKind::Source)
+}
+
+impl Verifier for All {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        Box::pin(async move {
+            let mut chosen: Option<Principal> = None;
+            for v in self.verifiers.iter() {
+                let p = v.verify(req).await?;
+                if chosen.as_ref().is_none_or(|c| !says_who(c) && says_who(&p)) {
+                    chosen = Some(p);
+                }
+            }
+            chosen.ok_or_else(nothing_configured)
+        })
+    }
+}
+
+/// Sends HTTP and direct invocations to one verifier and platform messages to another. See
+/// [`by_trigger`].
+#[derive(Clone)]
+pub struct ByTrigger {
+    requests: BoxVerifier,
+    messages: BoxVerifier,
+}
+
+impl std::fmt::Debug for ByTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ByTrigger").finish_non_exhaustive()
+    }
+}
+
+/// Verifies [`Trigger::Message`] requests with `messages` and everything else (HTTP, direct
+/// invocations, requests without a `Trigger`) with `requests`. This is how `[verify]` keeps
+/// "callers must be on the allow-list or sign" apart from "messages must come from the listed
+/// queue", so a signed message from another queue is still refused.
+///
+/// ```
+/// use guard_core::verify::{by_trigger, CidrVerifier, SourceVerifier, Verifier};
+/// use guard_core::request::{MessageTrigger, Trigger};
+///
+/// let v = by_trigger(
+///     CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]),
+///     SourceVerifier::new(["arn:aws:sqs:us-east-1:123456789012:orders"]).unwrap(),
+/// );
+/// let mut msg = http::Request::new(bytes::Bytes::new());
+/// msg.extensions_mut().insert(Trigger::Message(MessageTrigger::new(
+///     "sqs", "arn:aws:sqs:us-east-1:123456789012:orders", "m-1")));
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert!(rt.block_on(v.verify(&msg)).is_ok());
+/// ```
+pub fn by_trigger(requests: impl Verifier, messages: impl Verifier) -> ByTrigger {
+    ByTrigger {
+        requests: Arc::new(requests),
+        messages: Arc::new(messages),
+    }
+}
+
+impl Verifier for ByTrigger {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        match req.extensions().get::<Trigger>() {
+            Some(Trigger::Message(_)) => self.messages.verify(req),
+            _ => self.requests.verify(req),
+        }
+    }
+}
+
+/// Runs a [`Verifier`] before the inner service. See the [module docs](crate::verify).
+///
+/// On success the [`Principal`] is inserted into the request extensions for the layers and handler
+/// inside, and a clone into the *response* extensions for the audit layer outside. On failure the
+/// inner service is not called and the response is the rendered [`Rejection`].
+#[derive(Clone)]
+pub struct VerifyLayer {
+    verifier: BoxVerifier,
+}
+
+impl std::fmt::Debug for VerifyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyLayer").finish_non_exhaustive()
+    }
+}
+
+impl VerifyLayer {
+    /// A layer running `verifier` on every request.
+    pub fn new(verifier: impl Verifier) -> Self {
+        Self {
+            verifier: Arc::new(verifier),
+        }
+    }
+
+    /// The verifier this layer runs.
+    pub fn verifier(&self) -> &BoxVerifier {
+        &self.verifier
+    }
+}
+
+impl<S> Layer<S> for VerifyLayer {
+    type Service = Verify<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Verify {
+            inner,
+            verifier: self.verifier.clone(),
+        }
+    }
+}
+
+/// The service built by [`VerifyLayer`].
+#[derive(Clone)]
+pub struct Verify<S> {
+    inner: S,
+    verifier: BoxVerifier,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Verify<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verify")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Verify<S> {
+    /// Wraps `inner` with `verifier`.
+    pub fn new(inner: S, verifier: impl Verifier) -> Self {
+        Self {
+            inner,
+            verifier: Arc::new(verifier),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The response future of [`Verify`].
+pub type ResponseFuture<E> = BoxResponseFuture<E>;
+
+impl<S> Service<GuardRequest> for Verify<S>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = GuardResponse;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: GuardRequest) -> Self::Future {
+        // The ready service is the one we were polled on: take it, leave a clone behind.
+        let clone = self.inner.clone();
+        let mut inner = mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        Box::pin(async move {
+            let verdict = verifier.verify(&req).await;
+            match verdict {
+                Ok(principal) => {
+                    req.extensions_mut().insert(principal.clone());
+                    let mut resp = inner.call(req).await?;
+                    resp.extensions_mut().insert(principal);
+                    Ok(resp)
+                }
+                Err(rejection) => Ok(rejection.into_response()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rejection::RejectionKind as K;
+
+    fn fails(kind: K) -> impl Verifier {
+        move |_: &GuardRequest| Err(Rejection::new(kind))
+    }
+
+    fn passes(kind: PrincipalKind, who: &'static str) -> impl Verifier {
+        move |_: &GuardRequest| Ok(Principal::new(kind.clone(), who))
+    }
+
+    fn run(v: &dyn Verifier) -> Result<Principal, Rejection> {
+        let req = http::Request::new(bytes::Bytes::new());
+        futures_util::FutureExt::now_or_never(v.verify(&req)).expect("synchronous verifiers")
+    }
+
+    #[test]
+    fn any_reports_the_strongest_failure() {
+        let v = any([
+            fails(K::ForbiddenAddress).boxed(),
+            fails(K::MissingCredentials).boxed(),
+        ]);
+        assert_eq!(run(&v).unwrap_err().kind(), K::ForbiddenAddress);
+        let v = any([
+            fails(K::BadSignature).boxed(),
+            fails(K::VerifyUnavailable).boxed(),
+            fails(K::MissingCredentials).boxed(),
+        ]);
+        assert_eq!(run(&v).unwrap_err().kind(), K::VerifyUnavailable);
+    }
+
+    #[test]
+    fn any_stops_at_the_first_success() {
+        let v = any([
+            passes(PrincipalKind::Network, "1.2.3.4").boxed(),
+            (|_: &GuardRequest| -> Result<Principal, Rejection> { panic!("must not be reached") })
+                .boxed(),
+        ]);
+        assert_eq!(run(&v).unwrap().subject, "1.2.3.4");
+    }
+
+    #[test]
+    fn all_prefers_a_principal_that_says_who() {
+        let v = all([
+            passes(PrincipalKind::Source, "arn").boxed(),
+            passes(PrincipalKind::Jwt, "user-1").boxed(),
+        ]);
+        assert_eq!(run(&v).unwrap().subject, "user-1");
+        let v = all([
+            passes(PrincipalKind::Source, "arn").boxed(),
+            fails(K::BadToken).boxed(),
+        ]);
+        assert_eq!(run(&v).unwrap_err().kind(), K::BadToken);
+    }
+
+    #[test]
+    fn empty_combinators_refuse() {
+        assert_eq!(run(&any([])).unwrap_err().kind(), K::MissingCredentials);
+        assert_eq!(run(&all([])).unwrap_err().kind(), K::MissingCredentials);
+    }
+}

@@ -1,0 +1,481 @@
+//! Platform principals: identities the cloud already verified, handed over by the adapter in typed
+//! extensions (AWS API Gateway authorizers, generic [`PlatformIdentity`]) or in a header only the
+//! platform can set (Azure App Service Authentication / "Easy Auth"). GCP push identity is a JWT
+//! preset: [`JwtVerifier::google_push`](super::JwtVerifier::google_push).
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::jwt::ClaimPredicate;
+use super::layer::{Verifier, VerifyFuture};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::request::{Cloud, GuardRequest, Invocation, Principal, PrincipalKind};
+
+/// What an AWS API Gateway authorizer vouched for. Inserted by `guard-aws` from
+/// `requestContext` (REST v1 `identity` / `authorizer`, HTTP v2 `authorizer.{jwt,iam,lambda}`) —
+/// never built from anything the client sent.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum AwsAuthorizer {
+    /// IAM (SigV4) authorization: `identity.userArn` / `authorizer.iam.userArn`.
+    Iam {
+        /// The caller's ARN.
+        user_arn: String,
+        /// `caller` / `userId`, if reported.
+        caller: Option<String>,
+        /// The caller's account.
+        account_id: Option<String>,
+    },
+    /// A Cognito user-pool authorizer (REST v1 `authorizer.claims`).
+    Cognito {
+        /// The verified token claims.
+        claims: Map<String, Value>,
+    },
+    /// An HTTP API JWT authorizer (`authorizer.jwt.claims` / `scopes`).
+    Jwt {
+        /// The verified token claims.
+        claims: Map<String, Value>,
+        /// The token scopes.
+        scopes: Vec<String>,
+    },
+    /// A Lambda authorizer (`authorizer.principalId` and its context).
+    Lambda {
+        /// The principal id the authorizer returned, if any.
+        principal_id: Option<String>,
+        /// The authorizer's context values.
+        context: Map<String, Value>,
+    },
+}
+
+impl AwsAuthorizer {
+    fn kind_name(&self) -> &'static str {
+        match self {
+            AwsAuthorizer::Iam { .. } => "aws-iam",
+            AwsAuthorizer::Cognito { .. } => "aws-cognito",
+            AwsAuthorizer::Jwt { .. } => "aws-jwt",
+            AwsAuthorizer::Lambda { .. } => "aws-lambda-authorizer",
+        }
+    }
+
+    /// The claims predicates are evaluated against (IAM: `user_arn`, `caller`, `account_id`;
+    /// JWT: the claims plus `scope` joined from `scopes` when the claims have none).
+    fn claims(&self) -> Map<String, Value> {
+        match self {
+            AwsAuthorizer::Iam {
+                user_arn,
+                caller,
+                account_id,
+            } => {
+                let mut m = Map::new();
+                m.insert("user_arn".into(), user_arn.clone().into());
+                if let Some(c) = caller {
+                    m.insert("caller".into(), c.clone().into());
+                }
+                if let Some(a) = account_id {
+                    m.insert("account_id".into(), a.clone().into());
+                }
+                m
+            }
+            AwsAuthorizer::Cognito { claims } => claims.clone(),
+            AwsAuthorizer::Jwt { claims, scopes } => {
+                let mut m = claims.clone();
+                if !scopes.is_empty() && !m.contains_key("scope") {
+                    m.insert("scope".into(), scopes.join(" ").into());
+                }
+                m
+            }
+            AwsAuthorizer::Lambda { context, .. } => context.clone(),
+        }
+    }
+
+    fn subject(&self, claims: &Map<String, Value>) -> Option<String> {
+        let claim = |k: &str| claims.get(k).and_then(Value::as_str).map(String::from);
+        match self {
+            AwsAuthorizer::Iam { user_arn, .. } => Some(user_arn.clone()),
+            AwsAuthorizer::Cognito { .. } => claim("sub").or_else(|| claim("cognito:username")),
+            AwsAuthorizer::Jwt { .. } => claim("sub"),
+            AwsAuthorizer::Lambda { principal_id, .. } => principal_id.clone(),
+        }
+    }
+}
+
+/// An identity some other platform mechanism verified (e.g. the Azure Functions host's
+/// `Identities` in custom-handler mode), inserted by the adapter.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PlatformIdentity {
+    /// Who verified it (`azure-functions-host`, ...).
+    pub provider: String,
+    /// The identity.
+    pub subject: String,
+    /// The identity provider, if known.
+    pub issuer: Option<String>,
+    /// Verified claims.
+    pub claims: Map<String, Value>,
+}
+
+impl PlatformIdentity {
+    /// An identity from `provider` for `subject`.
+    pub fn new(provider: impl Into<String>, subject: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            subject: subject.into(),
+            issuer: None,
+            claims: Map::new(),
+        }
+    }
+}
+
+fn forbidden_unless(
+    predicates: &[ClaimPredicate],
+    claims: &Map<String, Value>,
+) -> Result<(), Rejection> {
+    if predicates.iter().all(|p| p.holds(claims)) {
+        Ok(())
+    } else {
+        Err(Rejection::new(RejectionKind::Forbidden).with_reason("claim predicate failed"))
+    }
+}
+
+fn missing(why: &'static str) -> Rejection {
+    Rejection::new(RejectionKind::MissingCredentials).with_reason(why)
+}
+
+/// Accepts requests an AWS API Gateway authorizer already verified ([`AwsAuthorizer`] extension).
+/// No extension → 401 `guard.verify.missing_credentials`; predicates failing → 403
+/// `guard.verify.forbidden`. The principal kind is `Platform("aws-iam" | "aws-cognito" |
+/// "aws-jwt" | "aws-lambda-authorizer")`.
+///
+/// ```
+/// use guard_core::verify::{AwsAuthorizer, AwsAuthorizerVerifier, ClaimPredicate, Verifier};
+///
+/// let v = AwsAuthorizerVerifier::new()
+///     .require(ClaimPredicate::equals("account_id", "123456789012"));
+/// let mut req = http::Request::new(bytes::Bytes::new());
+/// req.extensions_mut().insert(AwsAuthorizer::Iam {
+///     user_arn: "arn:aws:iam::123456789012:user/ci".into(),
+///     caller: None,
+///     account_id: Some("123456789012".into()),
+/// });
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(rt.block_on(v.verify(&req)).unwrap().subject, "arn:aws:iam::123456789012:user/ci");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct AwsAuthorizerVerifier {
+    predicates: Vec<ClaimPredicate>,
+}
+
+impl AwsAuthorizerVerifier {
+    /// Accepts any authorizer result.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a predicate over the authorizer's claims.
+    pub fn require(mut self, predicate: ClaimPredicate) -> Self {
+        self.predicates.push(predicate);
+        self
+    }
+
+    fn check(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
+        let auth = req
+            .extensions()
+            .get::<AwsAuthorizer>()
+            .ok_or_else(|| missing("no API Gateway authorizer context"))?;
+        let claims = auth.claims();
+        forbidden_unless(&self.predicates, &claims)?;
+        let subject = auth
+            .subject(&claims)
+            .ok_or_else(|| missing("authorizer context without a principal"))?;
+        let mut p = Principal::new(PrincipalKind::Platform(auth.kind_name().into()), subject);
+        if let Some(iss) = claims.get("iss").and_then(Value::as_str) {
+            p = p.with_issuer(iss);
+        }
+        p.claims = claims.into_iter().collect();
+        Ok(p)
+    }
+}
+
+impl Verifier for AwsAuthorizerVerifier {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        let r = self.check(req);
+        Box::pin(async move { r })
+    }
+}
+
+/// Accepts a [`PlatformIdentity`] from `provider`. No (matching) identity → 401
+/// `guard.verify.missing_credentials`.
+#[derive(Debug, Clone)]
+pub struct PlatformIdentityVerifier {
+    provider: String,
+    predicates: Vec<ClaimPredicate>,
+}
+
+impl PlatformIdentityVerifier {
+    /// Accepts identities from `provider`.
+    pub fn new(provider: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            predicates: Vec::new(),
+        }
+    }
+
+    /// Adds a predicate over the identity's claims.
+    pub fn require(mut self, predicate: ClaimPredicate) -> Self {
+        self.predicates.push(predicate);
+        self
+    }
+
+    fn check(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
+        let id = req
+            .extensions()
+            .get::<PlatformIdentity>()
+            .filter(|i| i.provider == self.provider)
+            .ok_or_else(|| missing("no platform identity"))?;
+        forbidden_unless(&self.predicates, &id.claims)?;
+        let mut p = Principal::new(
+            PrincipalKind::Platform(id.provider.clone()),
+            id.subject.clone(),
+        );
+        p.issuer = id.issuer.clone();
+        p.claims = id.claims.clone().into_iter().collect();
+        Ok(p)
+    }
+}
+
+impl Verifier for PlatformIdentityVerifier {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        let r = self.check(req);
+        Box::pin(async move { r })
+    }
+}
+
+/// The Easy Auth principal header.
+pub const EASY_AUTH_HEADER: &str = "x-ms-client-principal";
+/// Largest `X-MS-CLIENT-PRINCIPAL` accepted, in bytes (larger → 401 `guard.verify.bad_token`).
+pub const MAX_EASY_AUTH_BYTES: usize = 16 * 1024;
+/// Most claims read from one Easy Auth principal (more → 401 `guard.verify.bad_token`).
+pub const MAX_EASY_AUTH_CLAIMS: usize = 256;
+
+#[derive(Deserialize)]
+struct EasyAuthPrincipal {
+    auth_typ: String,
+    name_typ: String,
+    role_typ: String,
+    claims: Vec<EasyAuthClaim>,
+}
+
+#[derive(Deserialize)]
+struct EasyAuthClaim {
+    typ: String,
+    val: String,
+}
+
+/// Azure App Service Authentication ("Easy Auth"): the platform authenticates the caller and passes
+/// `X-MS-CLIENT-PRINCIPAL` (base64 JSON `{auth_typ, name_typ, role_typ, claims: [{typ, val}]}`).
+///
+/// **Only configure it when Easy Auth is on for the function app** — then the platform strips any
+/// client-sent copy of the header; without it, anyone can send one. As a second guard the header is
+/// only believed when the adapter reports [`Cloud::Azure`] in [`Invocation`] (so one shared policy
+/// cannot be fooled on AWS or GCP).
+///
+/// Absent → 401 `guard.verify.missing_credentials`; present outside Azure, larger than
+/// [`MAX_EASY_AUTH_BYTES`], not base64, not that JSON shape, more than [`MAX_EASY_AUTH_CLAIMS`]
+/// claims or no name claim → 401 `guard.verify.bad_token`; an `auth_typ` not allowed or predicates
+/// failing → 403 `guard.verify.forbidden`. The subject is the claim whose `typ` is `name_typ`;
+/// claims are `typ → val` (repeated types become arrays) plus `roles` from `role_typ` claims.
+///
+/// ```
+/// use base64::Engine as _;
+/// use guard_core::request::{Cloud, Invocation};
+/// use guard_core::verify::{EasyAuthVerifier, Verifier};
+///
+/// let json = r#"{"auth_typ":"aad","name_typ":"name","role_typ":"roles",
+///                "claims":[{"typ":"name","val":"ada@example.com"},{"typ":"roles","val":"writer"}]}"#;
+/// let mut req = http::Request::builder()
+///     .header("x-ms-client-principal", base64::engine::general_purpose::STANDARD.encode(json))
+///     .body(bytes::Bytes::new()).unwrap();
+/// req.extensions_mut().insert(Invocation::new(Cloud::Azure));
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let p = rt.block_on(EasyAuthVerifier::new().verify(&req)).unwrap();
+/// assert_eq!(p.subject, "ada@example.com");
+/// assert_eq!(p.claims["roles"], serde_json::json!(["writer"]));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct EasyAuthVerifier {
+    auth_types: Vec<String>,
+    predicates: Vec<ClaimPredicate>,
+}
+
+impl EasyAuthVerifier {
+    /// Accepts any identity provider Easy Auth is configured with.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts only these `auth_typ` values (`aad`, `google`, ...).
+    pub fn auth_types<I: IntoIterator<Item = S>, S: Into<String>>(mut self, types: I) -> Self {
+        self.auth_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds a predicate over the claims.
+    pub fn require(mut self, predicate: ClaimPredicate) -> Self {
+        self.predicates.push(predicate);
+        self
+    }
+
+    fn check(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
+        let bad = |why: &'static str| Rejection::new(RejectionKind::BadToken).with_reason(why);
+        let mut values = req.headers().get_all(EASY_AUTH_HEADER).iter();
+        let raw = values
+            .next()
+            .ok_or_else(|| missing("no Easy Auth principal"))?;
+        if values.next().is_some() {
+            return Err(bad("Easy Auth principal repeated"));
+        }
+        let on_azure = req
+            .extensions()
+            .get::<Invocation>()
+            .is_some_and(|i| i.cloud == Cloud::Azure);
+        if !on_azure {
+            return Err(bad("Easy Auth principal outside Azure"));
+        }
+        if raw.len() > MAX_EASY_AUTH_BYTES {
+            return Err(bad("Easy Auth principal too large"));
+        }
+        let raw = raw.as_bytes().trim_ascii();
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(raw))
+            .map_err(|_| bad("Easy Auth principal not base64"))?;
+        let principal: EasyAuthPrincipal = serde_json::from_slice(&json)
+            .map_err(|_| bad("Easy Auth principal not the expected JSON"))?;
+        if principal.claims.len() > MAX_EASY_AUTH_CLAIMS {
+            return Err(bad("Easy Auth principal has too many claims"));
+        }
+        let mut claims = Map::new();
+        let mut roles = Vec::new();
+        let mut subject = None;
+        for c in principal.claims {
+            if c.typ == principal.name_typ && subject.is_none() {
+                subject = Some(c.val.clone());
+            }
+            if c.typ == principal.role_typ {
+                roles.push(Value::String(c.val.clone()));
+            }
+            match claims.get_mut(&c.typ) {
+                None => {
+                    claims.insert(c.typ, Value::String(c.val));
+                }
+                Some(Value::Array(a)) => a.push(Value::String(c.val)),
+                Some(other) => {
+                    let first = other.take();
+                    *other = Value::Array(vec![first, Value::String(c.val)]);
+                }
+            }
+        }
+        claims.insert("roles".into(), Value::Array(roles));
+        let subject = subject.ok_or_else(|| bad("Easy Auth principal without a name claim"))?;
+        if !self.auth_types.is_empty() && !self.auth_types.contains(&principal.auth_typ) {
+            return Err(Rejection::new(RejectionKind::Forbidden)
+                .with_reason("identity provider not allowed"));
+        }
+        forbidden_unless(&self.predicates, &claims)?;
+        let mut p = Principal::new(PrincipalKind::Platform("azure-easy-auth".into()), subject)
+            .with_issuer(principal.auth_typ);
+        p.claims = claims.into_iter().collect();
+        Ok(p)
+    }
+}
+
+impl Verifier for EasyAuthVerifier {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        let r = self.check(req);
+        Box::pin(async move { r })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn easy(header: &[u8], cloud: Cloud) -> Result<Principal, Rejection> {
+        let mut req = http::Request::builder()
+            .header(EASY_AUTH_HEADER, header)
+            .body(bytes::Bytes::new())
+            .unwrap();
+        req.extensions_mut().insert(Invocation::new(cloud));
+        EasyAuthVerifier::new().check(&req)
+    }
+
+    fn b64(s: &str) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .encode(s)
+            .into_bytes()
+    }
+
+    const GOOD: &str = r#"{"auth_typ":"aad","name_typ":"n","role_typ":"r","claims":[{"typ":"n","val":"u"},{"typ":"r","val":"a"},{"typ":"r","val":"b"}]}"#;
+
+    #[test]
+    fn easy_auth_decodes_roles_and_repeated_claims() {
+        let p = easy(&b64(GOOD), Cloud::Azure).unwrap();
+        assert_eq!(p.subject, "u");
+        assert_eq!(p.issuer.as_deref(), Some("aad"));
+        assert_eq!(p.claims["r"], serde_json::json!(["a", "b"]));
+        assert_eq!(p.claims["roles"], serde_json::json!(["a", "b"]));
+    }
+
+    #[test]
+    fn easy_auth_outside_azure_is_not_believed() {
+        let e = easy(&b64(GOOD), Cloud::Aws).unwrap_err();
+        assert_eq!(e.kind(), RejectionKind::BadToken);
+    }
+
+    #[test]
+    fn easy_auth_malformed_or_oversized_is_401() {
+        for bad in [
+            b"%%%".to_vec(),
+            b64("not json"),
+            b64(r#"{"auth_typ":"aad"}"#),
+            b64(
+                r#"{"auth_typ":"aad","name_typ":"n","role_typ":"r","claims":[{"typ":"x","val":"u"}]}"#,
+            ),
+            vec![b'A'; MAX_EASY_AUTH_BYTES + 4],
+        ] {
+            assert_eq!(
+                easy(&bad, Cloud::Azure).unwrap_err().kind(),
+                RejectionKind::BadToken
+            );
+        }
+        let many = format!(
+            r#"{{"auth_typ":"aad","name_typ":"n","role_typ":"r","claims":[{}]}}"#,
+            vec![r#"{"typ":"n","val":"u"}"#; MAX_EASY_AUTH_CLAIMS + 1].join(",")
+        );
+        assert_eq!(
+            easy(&b64(&many), Cloud::Azure).unwrap_err().kind(),
+            RejectionKind::BadToken
+        );
+    }
+
+    #[test]
+    fn aws_authorizer_predicates_forbid() {
+        let v =
+            AwsAuthorizerVerifier::new().require(ClaimPredicate::contains("scope", "orders:write"));
+        let mut req = http::Request::new(bytes::Bytes::new());
+        req.extensions_mut().insert(AwsAuthorizer::Jwt {
+            claims: serde_json::json!({"sub": "u1", "iss": "https://idp"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            scopes: vec!["orders:read".into()],
+        });
+        assert_eq!(v.check(&req).unwrap_err().kind(), RejectionKind::Forbidden);
+        let missing = http::Request::new(bytes::Bytes::new());
+        assert_eq!(
+            v.check(&missing).unwrap_err().kind(),
+            RejectionKind::MissingCredentials
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! [`MemoryReplayStore`]: a bounded in-process [`ReplayStore`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::{SystemWallClock, WallClock};
+use crate::replay::{ReplayError, ReplayFuture, ReplayStore};
+
+/// Default number of keys remembered.
+pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
+
+/// Longest key accepted (the HMAC verifier uses 32-byte digests).
+const MAX_KEY_LEN: usize = 64;
+
+/// Remembers keys in memory, each until its TTL passes, and at most `capacity` at once.
+///
+/// Only signatures that already verified are recorded, so the store fills only as fast as genuine
+/// traffic arrives. When it is full of live keys it does **not** forget one early (that would let
+/// a replay through): it answers with an error, which the HMAC verifier turns into 503
+/// `guard.verify.unavailable` (fail closed; senders retry). One instance protects one process: for
+/// several instances use a shared store (Redis, with the `redis` feature).
+///
+/// ```
+/// use std::time::Duration;
+/// use guard_core::replay::ReplayStore;
+/// use guard_core::verify::MemoryReplayStore;
+///
+/// let store = MemoryReplayStore::new(1000);
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert!(rt.block_on(store.first_use(b"sig", Duration::from_secs(60))).unwrap());
+/// assert!(!rt.block_on(store.first_use(b"sig", Duration::from_secs(60))).unwrap());
+/// ```
+#[derive(Clone)]
+pub struct MemoryReplayStore {
+    inner: Arc<Mutex<State>>,
+    clock: Arc<dyn WallClock>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for MemoryReplayStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryReplayStore")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    expiry: HashMap<Box<[u8]>, SystemTime>,
+    /// Insertion order, for purging expired keys from the front.
+    order: VecDeque<(SystemTime, Box<[u8]>)>,
+}
+
+impl State {
+    fn purge(&mut self, now: SystemTime) {
+        while let Some((at, _)) = self.order.front() {
+            if *at > now {
+                break;
+            }
+            if let Some((at, key)) = self.order.pop_front()
+                && self.expiry.get(&key) == Some(&at)
+            {
+                self.expiry.remove(&key);
+            }
+        }
+    }
+}
+
+impl MemoryReplayStore {
+    /// A store remembering at most `capacity` keys (at least 1), on the system clock.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Arc::default(),
+            clock: Arc::new(SystemWallClock),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The same store on another clock (tests use [`crate::clock::FakeWallClock`]).
+    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Keys currently remembered (including expired ones not yet purged).
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|s| s.expiry.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn record(&self, key: &[u8], ttl: Duration) -> Result<bool, ReplayError> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(ReplayError {
+                reason: "replay key must be 1 to 64 bytes".into(),
+            });
+        }
+        let now = self.clock.now();
+        let mut s = self.inner.lock().map_err(|_| ReplayError {
+            reason: "replay store lock poisoned".into(),
+        })?;
+        if let Some(at) = s.expiry.get(key)
+            && *at > now
+        {
+            return Ok(false);
+        }
+        if s.expiry.len() >= self.capacity {
+            s.purge(now);
+            if s.expiry.len() >= self.capacity {
+                // Expired entries that were re-inserted later sit behind live ones: a full sweep.
+                s.expiry.retain(|_, at| *at > now);
+                let State { expiry, order } = &mut *s;
+                order.retain(|(at, k)| expiry.get(k) == Some(at));
+            }
+            if s.expiry.len() >= self.capacity {
+                return Err(ReplayError {
+                    reason: "replay store full".into(),
+                });
+            }
+        }
+        let at = now + ttl;
+        let key: Box<[u8]> = key.into();
+        s.expiry.insert(key.clone(), at);
+        s.order.push_back((at, key));
+        Ok(true)
+    }
+}
+
+impl Default for MemoryReplayStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_REPLAY_CAPACITY)
+    }
+}
+
+impl ReplayStore for MemoryReplayStore {
+    fn first_use<'a>(&'a self, key: &'a [u8], ttl: Duration) -> ReplayFuture<'a> {
+        let r = self.record(key, ttl);
+        Box::pin(async move { r })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeWallClock;
+
+    fn store(cap: usize) -> (MemoryReplayStore, FakeWallClock) {
+        let clock = FakeWallClock::at_unix(1_000);
+        (
+            MemoryReplayStore::new(cap).with_clock(Arc::new(clock.clone())),
+            clock,
+        )
+    }
+
+    const TTL: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn a_key_is_accepted_once_until_it_expires() {
+        let (s, clock) = store(10);
+        assert_eq!(s.record(b"k", TTL), Ok(true));
+        assert_eq!(s.record(b"k", TTL), Ok(false));
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(s.record(b"k", TTL), Ok(true));
+    }
+
+    #[test]
+    fn a_full_store_refuses_instead_of_forgetting_live_keys() {
+        let (s, clock) = store(2);
+        assert_eq!(s.record(b"a", TTL), Ok(true));
+        assert_eq!(s.record(b"b", TTL), Ok(true));
+        assert!(s.record(b"c", TTL).is_err());
+        assert_eq!(
+            s.record(b"a", TTL),
+            Ok(false),
+            "a live key is never forgotten"
+        );
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(s.record(b"c", TTL), Ok(true), "expired keys make room");
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn purges_expired_keys_behind_live_ones() {
+        let (s, clock) = store(2);
+        assert_eq!(s.record(b"long", Duration::from_secs(100)), Ok(true));
+        assert_eq!(s.record(b"short", Duration::from_secs(1)), Ok(true));
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(s.record(b"new", TTL), Ok(true));
+    }
+
+    #[test]
+    fn odd_keys_are_errors() {
+        let (s, _) = store(2);
+        assert!(s.record(b"", TTL).is_err());
+        assert!(s.record(&[0u8; 65], TTL).is_err());
+    }
+}

@@ -1,0 +1,227 @@
+//! [`SourceVerifier`]: platform messages must come from a listed queue / topic / subscription.
+
+use std::sync::Arc;
+
+use super::VerifyError;
+use super::layer::{Verifier, VerifyFuture};
+use crate::rejection::{Rejection, RejectionKind};
+use crate::request::{GuardRequest, Principal, PrincipalKind, Trigger};
+
+/// Longest pattern or source id considered (longer source ids never match).
+const MAX_LEN: usize = 2048;
+
+/// One allow-list entry: segments separated by `:` or `/`, where a segment that is exactly `*`
+/// matches any one non-empty segment (never a separator, so `*` cannot span `:` or `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePattern {
+    text: String,
+}
+
+impl SourcePattern {
+    /// Parses a pattern. A `*` inside a segment (`orders-*`) and `**` are refused: the wildcard is
+    /// a whole segment or nothing, so what it can match stays obvious.
+    ///
+    /// ```
+    /// use guard_core::verify::SourcePattern;
+    /// let p = SourcePattern::parse("arn:aws:sqs:*:123456789012:orders").unwrap();
+    /// assert!(p.matches("arn:aws:sqs:eu-west-1:123456789012:orders"));
+    /// assert!(!p.matches("arn:aws:sqs:eu-west-1:123456789012:orders-dlq"));
+    /// assert!(SourcePattern::parse("arn:aws:sqs:*:*:orders-*").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, VerifyError> {
+        if text.is_empty() || text.len() > MAX_LEN {
+            return Err(VerifyError::InvalidSourcePattern {
+                pattern: text.chars().take(64).collect(),
+                reason: "must be 1 to 2048 characters",
+            });
+        }
+        for seg in text.split([':', '/']) {
+            if seg.contains('*') && seg != "*" {
+                return Err(VerifyError::InvalidSourcePattern {
+                    pattern: text.chars().take(64).collect(),
+                    reason: "`*` must be a whole segment between `:` or `/`",
+                });
+            }
+        }
+        Ok(Self { text: text.into() })
+    }
+
+    /// The pattern text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether `source` matches, segment by segment (separators must be identical).
+    pub fn matches(&self, source: &str) -> bool {
+        if source.len() > MAX_LEN {
+            return false;
+        }
+        let mut pat = Tokens::new(&self.text);
+        let mut src = Tokens::new(source);
+        loop {
+            match (pat.next(), src.next()) {
+                (None, None) => return true,
+                (Some(Token::Sep(a)), Some(Token::Sep(b))) if a == b => {}
+                (Some(Token::Seg("*")), Some(Token::Seg(s))) if !s.is_empty() => {}
+                (Some(Token::Seg(p)), Some(Token::Seg(s))) if p == s && p != "*" => {}
+                _ => return false,
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Token<'a> {
+    Seg(&'a str),
+    Sep(char),
+}
+
+/// Alternating segments and separators: `a:b/c` → `a` `:` `b` `/` `c`; `a::b` has an empty segment.
+struct Tokens<'a> {
+    rest: &'a str,
+    want_segment: bool,
+    done: bool,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(s: &'a str) -> Self {
+        Self {
+            rest: s,
+            want_segment: true,
+            done: false,
+        }
+    }
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = Token<'a>;
+
+    fn next(&mut self) -> Option<Token<'a>> {
+        if self.done {
+            return None;
+        }
+        if self.want_segment {
+            self.want_segment = false;
+            let end = self.rest.find([':', '/']).unwrap_or(self.rest.len());
+            let (seg, rest) = self.rest.split_at(end);
+            self.rest = rest;
+            if rest.is_empty() {
+                self.done = true;
+            }
+            Some(Token::Seg(seg))
+        } else {
+            self.want_segment = true;
+            let c = self.rest.chars().next()?;
+            self.rest = &self.rest[c.len_utf8()..];
+            Some(Token::Sep(c))
+        }
+    }
+}
+
+/// Accepts [`Trigger::Message`] requests whose `source_id` (the ARN / topic / subscription the
+/// platform reported) matches one of the patterns. Anything else — another source, an HTTP
+/// request, no trigger at all — is 403 `guard.verify.forbidden_source`. The principal is
+/// `PrincipalKind::Source` with the source id as subject and the message kind as issuer.
+///
+/// ```
+/// use guard_core::verify::{SourceVerifier, Verifier};
+/// use guard_core::request::{MessageTrigger, Trigger};
+///
+/// let v = SourceVerifier::new(["projects/shop-prod/subscriptions/*"]).unwrap();
+/// let mut req = http::Request::new(bytes::Bytes::new());
+/// req.extensions_mut().insert(Trigger::Message(MessageTrigger::new(
+///     "pubsub", "projects/shop-prod/subscriptions/orders-push", "1")));
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert_eq!(rt.block_on(v.verify(&req)).unwrap().subject,
+///            "projects/shop-prod/subscriptions/orders-push");
+/// ```
+#[derive(Debug, Clone)]
+pub struct SourceVerifier {
+    patterns: Arc<[SourcePattern]>,
+}
+
+impl SourceVerifier {
+    /// Allows sources matching any of `patterns`; every bad pattern is an error.
+    pub fn new<I, T>(patterns: I) -> Result<Self, VerifyError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        let patterns = patterns
+            .into_iter()
+            .map(|p| SourcePattern::parse(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            patterns: patterns.into(),
+        })
+    }
+
+    fn check(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
+        let forbidden =
+            |why: &'static str| Rejection::new(RejectionKind::ForbiddenSource).with_reason(why);
+        let Some(Trigger::Message(m)) = req.extensions().get::<Trigger>() else {
+            return Err(forbidden("not a platform message"));
+        };
+        if self.patterns.iter().any(|p| p.matches(&m.source_id)) {
+            Ok(Principal::new(PrincipalKind::Source, m.source_id.clone())
+                .with_issuer(m.kind.clone()))
+        } else {
+            Err(forbidden("message source not on the allow-list"))
+        }
+    }
+}
+
+impl Verifier for SourceVerifier {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+        let r = self.check(req);
+        Box::pin(async move { r })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, s: &str) -> bool {
+        SourcePattern::parse(p).unwrap().matches(s)
+    }
+
+    #[test]
+    fn exact_patterns_match_only_themselves() {
+        let arn = "arn:aws:sqs:us-east-1:123456789012:orders";
+        assert!(m(arn, arn));
+        assert!(!m(arn, "arn:aws:sqs:us-east-1:123456789012:orders2"));
+        assert!(!m(arn, "arn:aws:sqs:us-east-1:123456789012"));
+        assert!(!m(arn, "arn:aws:sqs:us-east-1:123456789012:orders:x"));
+    }
+
+    #[test]
+    fn star_matches_exactly_one_non_empty_segment() {
+        assert!(m("arn:aws:sqs:*:1:q", "arn:aws:sqs:eu-west-1:1:q"));
+        assert!(!m("arn:aws:sqs:*:1:q", "arn:aws:sqs::1:q"));
+        assert!(!m("arn:aws:sqs:*:1:q", "arn:aws:sqs:a:b:1:q"));
+        assert!(!m(
+            "projects/p/subscriptions/*",
+            "projects/p/subscriptions/a/b"
+        ));
+        assert!(!m(
+            "projects/p/subscriptions/*",
+            "projects/p/subscriptions:x"
+        ));
+        // A literal `*` in the source is just a segment for an exact pattern, never a wildcard.
+        assert!(!m("a:b", "a:*"));
+    }
+
+    #[test]
+    fn separators_must_be_identical() {
+        assert!(!m("a:b", "a/b"));
+        assert!(m("arn:aws:s3:::bucket", "arn:aws:s3:::bucket"));
+    }
+
+    #[test]
+    fn partial_wildcards_are_refused() {
+        assert!(SourcePattern::parse("orders-*").is_err());
+        assert!(SourcePattern::parse("a:**").is_err());
+        assert!(SourcePattern::parse("").is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! The orders scenario of DESIGN.md §6, built from `[verify]` with `VerifyLayer::from_policy`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use guard_core::Policy;
+use guard_core::RejectionKind;
+use guard_core::clock::FakeWallClock;
+use guard_core::request::{GuardRequest, MessageTrigger, Peer, PrincipalKind, Trigger};
+use guard_core::verify::{VerifyDeps, VerifyLayer};
+use serde_json::json;
+
+use crate::support::{JwksServer, Keys, Stack, T0, clock, data, hmac_hex, rs256};
+
+/// Exactly the `[verify]` section documented in `guard_core::verify` (less `gcp_push`, tested
+/// below with a local JWKS).
+const ORDERS: &str = r#"
+[verify]
+mode = "any"
+sources = [
+    "arn:aws:sqs:us-east-1:123456789012:orders",
+    "orders",
+    "projects/shop-prod/subscriptions/orders-push",
+]
+
+[verify.cidr]
+allow = ["203.0.113.0/24", "198.51.100.0/24"]
+
+[verify.hmac]
+preset = "stripe"
+header = "X-Guard-Signature"
+secret = "orders-webhook-hmac"
+tolerance_secs = 300
+replay = true
+"#;
+
+const KEY: &[u8] = b"orders-webhook-key";
+const BODY: &[u8] = br#"{"order_id":"ord_ABCDEFGH","items":[{"sku":"a","qty":1}]}"#;
+
+fn orders_stack(policy: &str) -> (Stack, FakeWallClock) {
+    let policy = Policy::from_toml_str(policy).unwrap();
+    let clock = clock();
+    let deps =
+        VerifyDeps::new(Keys::new(KEY).store("orders-webhook-hmac")).clock(Arc::new(clock.clone()));
+    let layer = VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &deps).unwrap();
+    (Stack::new(layer), clock)
+}
+
+fn from(ip: &str) -> GuardRequest {
+    let mut req = http::Request::builder()
+        .method("POST")
+        .body(Bytes::from_static(BODY))
+        .unwrap();
+    req.extensions_mut().insert(Trigger::Http);
+    req.extensions_mut().insert(Peer::new(ip.parse().unwrap()));
+    req
+}
+
+fn signed_from(ip: &str, t: u64) -> GuardRequest {
+    let mut msg = format!("{t}.").into_bytes();
+    msg.extend_from_slice(BODY);
+    let mut req = from(ip);
+    req.headers_mut().insert(
+        "x-guard-signature",
+        format!("t={t},v1={}", hmac_hex(KEY, &msg)).parse().unwrap(),
+    );
+    req
+}
+
+fn message(kind: &str, source: &str) -> GuardRequest {
+    let mut req = http::Request::new(Bytes::from_static(BODY));
+    req.extensions_mut()
+        .insert(Trigger::Message(MessageTrigger::new(kind, source, "m-1")));
+    req
+}
+
+#[tokio::test]
+async fn allow_listed_address_passes_without_signature() {
+    let (s, _) = orders_stack(ORDERS);
+    let p = s.allowed(from("203.0.113.7")).await;
+    assert_eq!(p.kind, PrincipalKind::Network);
+    s.allowed(from("198.51.100.250")).await;
+}
+
+#[tokio::test]
+async fn unlisted_unsigned_caller_is_403_forbidden_address() {
+    let (s, _) = orders_stack(ORDERS);
+    s.denied(from("192.0.2.1"), RejectionKind::ForbiddenAddress)
+        .await;
+}
+
+#[tokio::test]
+async fn signed_request_from_anywhere_is_accepted_once() {
+    let (s, clock) = orders_stack(ORDERS);
+    let p = s.allowed(signed_from("192.0.2.1", T0)).await;
+    assert_eq!(p.kind, PrincipalKind::Hmac);
+    assert_eq!(p.subject, "orders-webhook-hmac");
+    clock.advance(Duration::from_secs(5));
+    s.denied(signed_from("192.0.2.1", T0), RejectionKind::Replayed)
+        .await;
+    s.denied(
+        signed_from("192.0.2.1", T0 - 400),
+        RejectionKind::StaleSignature,
+    )
+    .await;
+    let mut bad = signed_from("192.0.2.1", T0 + 5);
+    *bad.body_mut() = Bytes::from_static(br#"{"order_id":"ord_ABCDEFGH","items":[]}"#);
+    s.denied(bad, RejectionKind::BadSignature).await;
+}
+
+#[tokio::test]
+async fn allow_listed_caller_does_not_spend_its_signature() {
+    let (s, _) = orders_stack(ORDERS);
+    // Passed by address: the HMAC check never ran, so the same signature still works elsewhere.
+    assert_eq!(
+        s.allowed(signed_from("203.0.113.7", T0)).await.kind,
+        PrincipalKind::Network
+    );
+    assert_eq!(
+        s.allowed(signed_from("192.0.2.1", T0)).await.kind,
+        PrincipalKind::Hmac
+    );
+}
+
+#[tokio::test]
+async fn messages_only_from_the_configured_sources() {
+    let (s, _) = orders_stack(ORDERS);
+    let p = s
+        .allowed(message("sqs", "arn:aws:sqs:us-east-1:123456789012:orders"))
+        .await;
+    assert_eq!(p.kind, PrincipalKind::Source);
+    s.allowed(message("azure-queue", "orders")).await;
+    s.denied(
+        message("sqs", "arn:aws:sqs:us-east-1:123456789012:orders-dlq"),
+        RejectionKind::ForbiddenSource,
+    )
+    .await;
+    // A message from another queue does not get in by carrying a valid signature or address.
+    let mut signed = message("sqs", "arn:aws:sqs:us-east-1:999999999999:orders");
+    let mut msg = format!("{T0}.").into_bytes();
+    msg.extend_from_slice(BODY);
+    signed.headers_mut().insert(
+        "x-guard-signature",
+        format!("t={T0},v1={}", hmac_hex(KEY, &msg))
+            .parse()
+            .unwrap(),
+    );
+    signed
+        .extensions_mut()
+        .insert(Peer::new("203.0.113.7".parse().unwrap()));
+    s.denied(signed, RejectionKind::ForbiddenSource).await;
+}
+
+#[tokio::test]
+async fn http_request_cannot_pose_as_a_listed_source() {
+    let (s, _) = orders_stack(ORDERS);
+    // An HTTP request is verified by the request checks, whatever it claims to be about.
+    let mut req = from("192.0.2.1");
+    req.headers_mut().insert(
+        "x-source",
+        "arn:aws:sqs:us-east-1:123456789012:orders".parse().unwrap(),
+    );
+    s.denied(req, RejectionKind::ForbiddenAddress).await;
+}
+
+#[tokio::test]
+async fn gcp_push_messages_need_googles_token() {
+    let server = JwksServer::start(data("jwks.json"));
+    let policy = format!(
+        r#"{ORDERS}
+[verify.gcp_push]
+audience = "https://orders.example.com/pubsub"
+service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
+jwks_url = "{}"
+"#,
+        server.url
+    );
+    let (s, _) = orders_stack(&policy);
+    let claims = json!({
+        "iss": "https://accounts.google.com",
+        "aud": "https://orders.example.com/pubsub",
+        "sub": "1234567890",
+        "email": "orders-push@shop-prod.iam.gserviceaccount.com",
+        "email_verified": true,
+        "exp": T0 + 3600,
+        "iat": T0,
+    });
+    let push = |token: Option<String>, source: &str| {
+        let mut req = message("pubsub", source);
+        if let Some(t) = token {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        req
+    };
+    let sub = "projects/shop-prod/subscriptions/orders-push";
+    let p = s.allowed(push(Some(rs256("rsa-1", &claims)), sub)).await;
+    assert_eq!(p.kind, PrincipalKind::Platform("gcp-push".into()));
+    assert_eq!(p.claims["source"], json!(sub));
+    s.denied(push(None, sub), RejectionKind::MissingCredentials)
+        .await;
+    let mut other = claims.clone();
+    other["email"] = json!("intruder@evil.iam.gserviceaccount.com");
+    s.denied(
+        push(Some(rs256("rsa-1", &other)), sub),
+        RejectionKind::Forbidden,
+    )
+    .await;
+    let mut aud = claims.clone();
+    aud["aud"] = json!("https://other.example.com");
+    s.denied(
+        push(Some(rs256("rsa-1", &aud)), sub),
+        RejectionKind::BadToken,
+    )
+    .await;
+    s.denied(
+        push(
+            Some(rs256("rsa-1", &claims)),
+            "projects/shop-prod/subscriptions/other",
+        ),
+        RejectionKind::ForbiddenSource,
+    )
+    .await;
+    // SQS messages (another cloud, same shared policy) are not asked for Google's token.
+    s.allowed(message("sqs", "arn:aws:sqs:us-east-1:123456789012:orders"))
+        .await;
+}

@@ -1,0 +1,97 @@
+//! `[verify]` loading: every problem, with its key path.
+
+use guard_core::Policy;
+use guard_core::secrets::SecretStore;
+use guard_core::verify::{VerifyDeps, VerifyLayer};
+
+use crate::support::Keys;
+
+fn paths(toml: &str) -> Vec<String> {
+    let err = Policy::from_toml_str(toml).unwrap_err();
+    err.problems().iter().map(|p| p.path.clone()).collect()
+}
+
+#[test]
+fn reports_every_verify_mistake_with_its_key_path() {
+    let p = paths(
+        r#"
+        [verify]
+        sources = ["arn:aws:sqs:*:1:orders-*", ""]
+        [verify.cidr]
+        allow = ["203.0.113.0/24", "300.0.0.0/8", "10.0.0.0/33", "fe80::/129"]
+        trusted_proxy_hops = 99
+        [verify.hmac]
+        preset = "github"
+        secret = ""
+        header = "X-Custom"
+        tolerance_secs = 0
+        [verify.jwt]
+        jwks_url = "file:///etc/passwd"
+        algorithms = ["RS256", "HS256", "none", "ES512"]
+        leeway_secs = 3600
+        claims = [{ claim = "scope" }, { claim = "", equals = 1, contains = "x" }]
+        "#,
+    );
+    for expected in [
+        "verify.sources[0]",
+        "verify.sources[1]",
+        "verify.cidr.allow[1]",
+        "verify.cidr.allow[2]",
+        "verify.cidr.allow[3]",
+        "verify.cidr.trusted_proxy_hops",
+        "verify.hmac.secret",
+        "verify.hmac.header",
+        "verify.hmac.tolerance_secs",
+        "verify.jwt.jwks_url",
+        "verify.jwt.issuers",
+        "verify.jwt.audiences",
+        "verify.jwt.algorithms[1]",
+        "verify.jwt.algorithms[2]",
+        "verify.jwt.algorithms[3]",
+        "verify.jwt.leeway_secs",
+        "verify.jwt.claims[0]",
+        "verify.jwt.claims[1].claim",
+        "verify.jwt.claims[1]",
+    ] {
+        assert!(
+            p.iter().any(|x| x == expected),
+            "missing {expected} in {p:?}"
+        );
+    }
+    assert!(!p.iter().any(|x| x == "verify.cidr.allow[0]"), "{p:?}");
+}
+
+#[test]
+fn unknown_keys_and_modes_are_reported() {
+    assert!(
+        paths("[verify]\nmode = \"most\"\nsources=[\"q\"]")
+            .iter()
+            .any(|p| p.starts_with("verify"))
+    );
+    assert_eq!(
+        paths("[verify.hmac]\nsecrett = \"x\""),
+        ["verify.hmac.secrett"]
+    );
+}
+
+#[test]
+fn an_empty_verify_section_is_a_mistake() {
+    assert_eq!(paths("[verify]\nmode = \"all\""), ["verify"]);
+}
+
+#[test]
+fn generic_preset_needs_a_header_and_others_refuse_generic_keys() {
+    let p = paths("[verify.hmac]\npreset = \"generic\"\nsecret = \"s\"");
+    assert_eq!(p, ["verify.hmac.header"]);
+    let p = paths("[verify.hmac]\nsecret = \"s\"\nprefix = \"sha256=\"");
+    assert_eq!(p, ["verify.hmac.prefix"]);
+}
+
+#[test]
+fn from_policy_refuses_an_unchecked_policy() {
+    let mut policy = guard_core::policy::VerifyPolicy::default();
+    policy.sources = vec!["a:*x".into()];
+    let store: SecretStore = Keys::new(b"k").store("k");
+    let err = VerifyLayer::from_policy(&policy, &VerifyDeps::new(store)).unwrap_err();
+    assert_eq!(err.problems()[0].path, "verify.sources[0]");
+}

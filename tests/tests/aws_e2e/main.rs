@@ -1,0 +1,181 @@
+//! End to end on AWS's own local tooling: `examples/aws-orders` runs under `cargo lambda watch`
+//! and is invoked over the Lambda Runtime API with API Gateway (REST v1, HTTP API v2), Function URL
+//! and SQS events. Checks the verdicts (201 / 400 / 403 / partial batch failure) and that the
+//! function wrote one security event per decision on stdout.
+//!
+//! Needs `cargo-lambda` (`scripts/setup-tools.sh` installs it into `.tools/venv`).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use guard_tests::lambda::LambdaWatch;
+use guard_tests::server::repo_root;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const FUNCTION: &str = "aws-orders";
+const API_KEY: &str = "e2e-orders-api-key";
+const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:orders";
+/// The first invocation may wait for cargo (shared target directory) before the function starts.
+const FIRST_INVOKE: Duration = Duration::from_secs(600);
+const INVOKE: Duration = Duration::from_secs(60);
+
+fn fixture(name: &str) -> Value {
+    let path = repo_root().join("guard-aws/tests/fixtures/data").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn order() -> Value {
+    let path = repo_root().join("examples/orders/order.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn key_id() -> String {
+    hex::encode(&Sha256::digest(API_KEY.as_bytes())[..4])
+}
+
+/// The decision events (`"event": "guard.decision"`) among the function's stdout lines.
+fn decisions(lines: &[String]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|v| v["event"] == "guard.decision")
+        .collect()
+}
+
+/// Invokes and returns the payload and the decision events this invocation added.
+fn invoke(
+    watch: &LambdaWatch,
+    event: &Value,
+    expected_events: usize,
+    timeout: Duration,
+) -> (Value, Vec<Value>) {
+    let before = decisions(&watch.stdout_lines()).len();
+    let out = watch.invoke(FUNCTION, event.to_string().as_bytes(), timeout);
+    assert_eq!(
+        out.status,
+        200,
+        "invoke API status; body {}",
+        String::from_utf8_lossy(&out.body)
+    );
+    let payload: Value = serde_json::from_slice(&out.body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.body)));
+    let lines = watch.wait_for_stdout(Duration::from_secs(5), |l| {
+        decisions(l).len() >= before + expected_events
+    });
+    let new: Vec<Value> = decisions(&lines).into_iter().skip(before).collect();
+    assert_eq!(
+        new.len(),
+        expected_events,
+        "one security event per decision; got {new:?}\nstderr:\n{}",
+        watch.stderr_text()
+    );
+    (payload, new)
+}
+
+fn assert_event(
+    e: &Value,
+    outcome: &str,
+    code: &str,
+    status: u16,
+    trigger: &str,
+    peer: Option<&str>,
+) {
+    assert_eq!(e["outcome"], outcome, "{e}");
+    assert_eq!(e["code"], code, "{e}");
+    assert_eq!(e["status"], status, "{e}");
+    assert_eq!(e["trigger"], trigger, "{e}");
+    assert_eq!(e["cloud"], "aws", "{e}");
+    assert_eq!(e["function"], FUNCTION, "{e}");
+    assert!(
+        e["request_id"].as_str().is_some_and(|s| !s.is_empty()),
+        "{e}"
+    );
+    assert_eq!(e["peer"].as_str(), peer, "{e}");
+}
+
+#[test]
+fn orders_function_under_cargo_lambda_watch() {
+    let watch = LambdaWatch::start(
+        "aws-orders",
+        "aws-orders",
+        &[
+            ("GUARD_SECRETS_PROVIDER", "env"),
+            ("GUARD_SECRET_ORDERS_API_KEY", API_KEY),
+            ("GUARD_SECRET_ORDERS_WEBHOOK_HMAC", "e2e-webhook-key"),
+        ],
+    );
+
+    // API Gateway REST (v1): a valid order from an allowed address → 201 with the key fingerprint.
+    let mut v1 = fixture("ugly-apigw-v1-cognito-capitalised-base64.json");
+    v1["requestContext"]["identity"]["sourceIp"] = json!("203.0.113.10");
+    let (out, events) = invoke(&watch, &v1, 1, FIRST_INVOKE);
+    assert_eq!(out["statusCode"], 201, "{out}");
+    let body: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({"accepted": order()["order_id"], "items": 2, "key_id": key_id()})
+    );
+    assert_event(
+        &events[0],
+        "allow",
+        "guard.allow",
+        201,
+        "http",
+        Some("203.0.113.10"),
+    );
+
+    // HTTP API (v2): a schema violation from an allowed address → 400 problem+json.
+    let mut bad = order();
+    bad["items"][0]["qty"] = json!(0);
+    let mut v2 = fixture("example-apigw-v2-request-no-authorizer.json");
+    v2["requestContext"]["http"]["method"] = json!("POST");
+    v2["requestContext"]["http"]["sourceIp"] = json!("198.51.100.7");
+    v2["headers"] = json!({"Content-Type": "application/json"});
+    v2["body"] = json!(base64::engine::general_purpose::STANDARD.encode(bad.to_string()));
+    v2["isBase64Encoded"] = json!(true);
+    let (out, events) = invoke(&watch, &v2, 1, INVOKE);
+    assert_eq!(out["statusCode"], 400, "{out}");
+    assert_eq!(out["headers"]["content-type"], "application/problem+json");
+    assert_event(
+        &events[0],
+        "deny",
+        "guard.validate.schema",
+        400,
+        "http",
+        Some("198.51.100.7"),
+    );
+
+    // Function URL: a valid order from an address outside the allow-list, unsigned → 403.
+    let mut url = fixture("ugly-function-url-iam-base64.json");
+    url["requestContext"]["http"]["sourceIp"] = json!("192.0.2.99");
+    let (out, events) = invoke(&watch, &url, 1, INVOKE);
+    assert_eq!(out["statusCode"], 403, "{out}");
+    assert_eq!(events[0]["outcome"], "deny");
+    assert_eq!(events[0]["status"], 403);
+    assert_eq!(events[0]["peer"], "192.0.2.99");
+
+    // SQS from the orders queue: three records, the second invalid → only it is reported.
+    let mut batch = fixture("sqs-orders-batch.json");
+    let records = batch["Records"].as_array_mut().unwrap();
+    records.truncate(3);
+    for r in records.iter_mut() {
+        r["eventSourceARN"] = json!(QUEUE);
+    }
+    let (out, events) = invoke(&watch, &batch, 3, INVOKE);
+    assert_eq!(
+        out,
+        json!({"batchItemFailures": [{"itemIdentifier": "order-msg-2"}]})
+    );
+    let mut codes: Vec<&str> = events.iter().map(|e| e["code"].as_str().unwrap()).collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        ["guard.allow", "guard.allow", "guard.validate.schema"]
+    );
+    for e in &events {
+        assert_eq!(e["trigger"], "sqs");
+        assert_eq!(e["source_id"], QUEUE);
+        assert!(e["peer"].is_null(), "messages have no peer: {e}");
+    }
+}
