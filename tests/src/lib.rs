@@ -6,4 +6,5 @@
 
 pub mod lambda;
 pub mod moto;
+pub mod redis;
 pub mod server;

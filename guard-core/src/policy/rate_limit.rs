@@ -1,18 +1,320 @@
 //! The `[rate_limit]` section of `guard.toml`.
+//!
+//! ```toml
+//! [rate_limit]
+//! per_second = 5            # or per_minute = 300 (exactly one of the two)
+//! burst = 10                # default: the per_second / per_minute count
+//! pre_auth = "peer"         # before verification: "peer" (default), "global" or "off"
+//! post_auth = "principal"   # after verification: "principal" (default), "peer", "global" or "off"
+//! backend = "memory"        # default; or "redis://host:6379/0" shared by every instance
+//! failure_mode = "open"     # Redis unreachable: "open" (default, admit and count) or "closed" (503)
+//! timeout_ms = 100          # Redis: budget of one check, connection included
+//! connect_timeout_ms = 1000 # Redis: one connection attempt
+//! max_keys = 100000         # memory: most buckets kept per placement
+//! key_prefix = "guard:rl:shop-orders-prod-intake"  # Redis: default guard:rl:<function name>
+//! ```
+//!
+//! Numbers are plain integers here so that [`check`](RateLimitPolicy::check) can report *every* zero
+//! or out-of-range value with its key path at once; the layer then builds the non-zero types.
 
 use serde::Deserialize;
 
 use super::PolicyProblem;
 
-/// The `[rate_limit]` section. (Filled in by its issue.)
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// What to do when the shared (Redis) backend cannot answer.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Admit the request, count it and log a warning (availability first; the default).
+    #[default]
+    Open,
+    /// Refuse with 503 `guard.rate.backend_unavailable`.
+    Closed,
+}
+
+/// What one placement of the rate limiter counts by.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitKey {
+    /// No limiter at this placement.
+    Off,
+    /// One bucket for the whole function instance (memory) or for every instance (Redis).
+    Global,
+    /// The platform-observed client address (IPv4 by address, IPv6 by /64).
+    Peer,
+    /// The verified principal (post-auth only; falls back to the peer when there is none).
+    Principal,
+}
+
+/// The `[rate_limit]` section: GCRA limits placed before and after verification.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct RateLimitPolicy {}
+pub struct RateLimitPolicy {
+    /// Sustained rate, requests per second (exactly one of `per_second` / `per_minute`).
+    pub per_second: Option<u32>,
+    /// Sustained rate, requests per minute.
+    pub per_minute: Option<u32>,
+    /// Requests admitted at once from a full bucket; default: the rate's count.
+    pub burst: Option<u32>,
+    /// Key of the limiter placed before verification (`peer` by default).
+    pub pre_auth: RateLimitKey,
+    /// Key of the limiter placed after verification (`principal` by default).
+    pub post_auth: RateLimitKey,
+    /// `memory` (default) or a `redis://` URL shared by every instance.
+    pub backend: String,
+    /// Redis unreachable: admit (`open`, default) or refuse with 503 (`closed`).
+    pub failure_mode: FailureMode,
+    /// Redis: the most one check may take, in milliseconds (connection included).
+    pub timeout_ms: u64,
+    /// Redis: the most one connection attempt may take, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Memory: the most buckets kept per placement (idle ones are evicted first).
+    pub max_keys: u64,
+    /// Redis: prefix of every key; default `guard:rl:<function name>`.
+    pub key_prefix: Option<String>,
+}
+
+impl Default for RateLimitPolicy {
+    fn default() -> Self {
+        Self {
+            per_second: None,
+            per_minute: None,
+            burst: None,
+            pre_auth: RateLimitKey::Peer,
+            post_auth: RateLimitKey::Principal,
+            backend: "memory".into(),
+            failure_mode: FailureMode::Open,
+            timeout_ms: 100,
+            connect_timeout_ms: 1000,
+            max_keys: 100_000,
+            key_prefix: None,
+        }
+    }
+}
+
+/// The backend a [`RateLimitPolicy`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChoice<'a> {
+    /// In-process memory.
+    Memory,
+    /// A Redis URL.
+    Redis(&'a str),
+}
 
 impl RateLimitPolicy {
+    /// The configured backend: `memory`, or the Redis URL.
+    ///
+    /// ```
+    /// use guard_core::policy::{BackendChoice, RateLimitPolicy};
+    /// assert_eq!(RateLimitPolicy::default().backend_choice(), BackendChoice::Memory);
+    /// ```
+    pub fn backend_choice(&self) -> BackendChoice<'_> {
+        if self.backend.eq_ignore_ascii_case("memory") {
+            BackendChoice::Memory
+        } else {
+            BackendChoice::Redis(&self.backend)
+        }
+    }
+
     /// Adds every semantic problem of this section (with key paths under `path`) to `problems`.
+    ///
+    /// ```
+    /// let err = guard_core::Policy::from_toml_str("[rate_limit]\nper_second = 0\nburst = 0").unwrap_err();
+    /// let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
+    /// assert_eq!(paths, ["rate_limit.per_second", "rate_limit.burst"]);
+    /// ```
     pub fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
-        let _ = (path, problems);
+        let mut problem = |key: &str, msg: &str| {
+            problems.push(PolicyProblem::new(format!("{path}.{key}"), msg));
+        };
+        match (self.per_second, self.per_minute) {
+            (None, None) => problem("per_second", "set one of `per_second` or `per_minute`"),
+            (Some(_), Some(_)) => {
+                problem("per_minute", "set only one of `per_second` or `per_minute`")
+            }
+            _ => {}
+        }
+        if self.per_second == Some(0) {
+            problem("per_second", "must be at least 1");
+        }
+        if self.per_minute == Some(0) {
+            problem("per_minute", "must be at least 1");
+        }
+        if self.burst == Some(0) {
+            problem("burst", "must be at least 1");
+        }
+        if self.pre_auth == RateLimitKey::Principal {
+            problem(
+                "pre_auth",
+                "the principal is only known after verification: use `peer`, `global` or `off`",
+            );
+        }
+        if self.pre_auth == RateLimitKey::Off && self.post_auth == RateLimitKey::Off {
+            problem(
+                "post_auth",
+                "both placements are `off`: remove the section to disable rate limiting",
+            );
+        }
+        if self.timeout_ms == 0 {
+            problem("timeout_ms", "must be at least 1");
+        }
+        if self.connect_timeout_ms == 0 {
+            problem("connect_timeout_ms", "must be at least 1");
+        }
+        if self.max_keys == 0 {
+            problem("max_keys", "must be at least 1");
+        }
+        if let Some(prefix) = &self.key_prefix
+            && (prefix.is_empty() || prefix.len() > 200 || prefix.chars().any(char::is_control))
+        {
+            problem(
+                "key_prefix",
+                "must be 1 to 200 characters without control characters",
+            );
+        }
+        if let BackendChoice::Redis(url) = self.backend_choice()
+            && let Err(msg) = check_redis_url(url)
+        {
+            problem("backend", &msg);
+        }
+    }
+}
+
+/// Checks a Redis URL without ever echoing it (it may carry a password).
+fn check_redis_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("must be `memory` or a `redis://host:port[/db]` URL".into());
+    };
+    match scheme {
+        "redis" => {}
+        "rediss" => {
+            return Err(
+                "TLS (`rediss://`) is not built into this version of guard-core: use `redis://`"
+                    .into(),
+            );
+        }
+        _ => return Err("must be `memory` or a `redis://host:port[/db]` URL".into()),
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host.is_empty() || host.starts_with(':') {
+        return Err("the Redis URL has no host".into());
+    }
+    parse_redis_url(url)
+}
+
+#[cfg(feature = "redis")]
+fn parse_redis_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|_| "not a valid Redis URL".into())
+}
+
+#[cfg(not(feature = "redis"))]
+fn parse_redis_url(_url: &str) -> Result<(), String> {
+    Err("a Redis backend needs guard-core's `redis` feature".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Policy;
+
+    fn paths(toml: &str) -> Vec<String> {
+        Policy::from_toml_str(toml)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| p.path.clone())
+            .collect()
+    }
+
+    #[test]
+    fn orders_section_loads_with_defaults() {
+        let p = Policy::from_toml_str("[rate_limit]\nper_second = 5\nburst = 10").unwrap();
+        let r = p.rate_limit.unwrap();
+        assert_eq!(r.per_second, Some(5));
+        assert_eq!(r.burst, Some(10));
+        assert_eq!(r.pre_auth, super::RateLimitKey::Peer);
+        assert_eq!(r.post_auth, super::RateLimitKey::Principal);
+        assert_eq!(r.backend_choice(), super::BackendChoice::Memory);
+    }
+
+    #[test]
+    fn reports_every_zero_value_with_its_key_path() {
+        let got = paths(
+            "[rate_limit]\nper_minute = 0\nburst = 0\ntimeout_ms = 0\nconnect_timeout_ms = 0\nmax_keys = 0",
+        );
+        assert_eq!(
+            got,
+            [
+                "rate_limit.per_minute",
+                "rate_limit.burst",
+                "rate_limit.timeout_ms",
+                "rate_limit.connect_timeout_ms",
+                "rate_limit.max_keys"
+            ]
+        );
+    }
+
+    #[test]
+    fn requires_exactly_one_rate() {
+        assert_eq!(paths("[rate_limit]\nburst = 3"), ["rate_limit.per_second"]);
+        assert_eq!(
+            paths("[rate_limit]\nper_second = 1\nper_minute = 60"),
+            ["rate_limit.per_minute"]
+        );
+    }
+
+    #[test]
+    fn rejects_principal_before_verification_and_both_off() {
+        assert_eq!(
+            paths("[rate_limit]\nper_second = 1\npre_auth = \"principal\""),
+            ["rate_limit.pre_auth"]
+        );
+        assert_eq!(
+            paths("[rate_limit]\nper_second = 1\npre_auth = \"off\"\npost_auth = \"off\""),
+            ["rate_limit.post_auth"]
+        );
+        assert_eq!(
+            paths("[rate_limit]\nper_second = 1\npost_auth = \"ip\""),
+            ["rate_limit.post_auth"]
+        );
+    }
+
+    #[test]
+    fn bad_backend_urls_are_reported_without_echoing_them() {
+        for url in [
+            "redis:/nohost",
+            "http://cache:6379",
+            "redis://:s3cret@/0",
+            "rediss://:s3cret@cache:6380",
+        ] {
+            let toml = format!("[rate_limit]\nper_second = 1\nbackend = \"{url}\"");
+            let err = Policy::from_toml_str(&toml).unwrap_err();
+            assert_eq!(err.problems().len(), 1, "{url}: {err}");
+            assert_eq!(err.problems()[0].path, "rate_limit.backend");
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn accepts_a_redis_url() {
+        let p = Policy::from_toml_str(
+            "[rate_limit]\nper_second = 1\nbackend = \"redis://:pw@cache.internal:6379/2\"\nfailure_mode = \"closed\"",
+        )
+        .unwrap();
+        let r = p.rate_limit.unwrap();
+        assert_eq!(r.failure_mode, super::FailureMode::Closed);
+        assert!(matches!(r.backend_choice(), super::BackendChoice::Redis(_)));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_path() {
+        assert_eq!(
+            paths("[rate_limit]\nper_second = 1\nper_hour = 3"),
+            ["rate_limit.per_hour"]
+        );
     }
 }

@@ -1,0 +1,289 @@
+//! What a limiter counts by: [`RateKey`] turns a request into a [`BucketKey`].
+//!
+//! The built-in keys read only what the *platform* or the verification layer vouched for:
+//!
+//! - [`Global`]: one bucket for everything.
+//! - [`Peer`]: the [`Peer`](crate::request::Peer) extension set by the adapter — never a header, so a
+//!   client that rewrites `X-Forwarded-For` stays in its bucket. IPv4 addresses (and IPv4-mapped IPv6
+//!   ones) count one by one; IPv6 addresses are grouped by their /64, the block one subscriber or host
+//!   usually gets, so rotating addresses inside it does not buy a fresh bucket. A request without a
+//!   `Peer` (messages, direct invocations) counts in one shared `no-peer` bucket: it is never unlimited.
+//! - [`Principal`]: the [`Principal`](crate::request::Principal) inserted by verification, by kind,
+//!   issuer and subject. **Without a principal** (no verification configured, or a verifier that
+//!   inserts none) the key falls back to [`Peer`], with the same `no-peer` bucket behind it: the
+//!   post-auth limiter never lets an anonymous request through uncounted.
+//! - Any closure `Fn(&GuardRequest) -> Option<BucketKey>`; `None` exempts the request from this
+//!   limiter (the built-in keys never return `None`).
+//!
+//! ```
+//! use guard_core::rate_limit::key::{BucketKey, Peer, RateKey};
+//! use guard_core::request::Peer as PeerAddr;
+//!
+//! let mut a = http::Request::new(bytes::Bytes::new());
+//! a.extensions_mut().insert(PeerAddr::new("2001:db8:1:2::1".parse().unwrap()));
+//! let mut b = http::Request::new(bytes::Bytes::new());
+//! b.extensions_mut().insert(PeerAddr::new("2001:db8:1:2:ffff::9".parse().unwrap()));
+//! b.headers_mut().insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+//! assert_eq!(Peer.key(&a), Peer.key(&b));
+//!
+//! let by_tenant = |req: &guard_core::GuardRequest| {
+//!     req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).map(BucketKey::named)
+//! };
+//! assert_eq!(by_tenant.key(&a), None);
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+
+use crate::request::GuardRequest;
+
+/// The identity of one bucket.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BucketKey(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Global,
+    NoPeer,
+    V4([u8; 4]),
+    /// The first 64 bits of an IPv6 address.
+    V6Net([u8; 8]),
+    Named(Arc<str>),
+}
+
+impl BucketKey {
+    /// The single shared bucket.
+    ///
+    /// ```
+    /// use guard_core::rate_limit::key::BucketKey;
+    /// assert_eq!(BucketKey::global(), BucketKey::global());
+    /// ```
+    pub fn global() -> Self {
+        BucketKey(Repr::Global)
+    }
+
+    /// The bucket of a client address: IPv4 (and IPv4-mapped IPv6) by address, IPv6 by /64.
+    ///
+    /// ```
+    /// use guard_core::rate_limit::key::BucketKey;
+    /// let a = BucketKey::peer("2001:db8::1".parse().unwrap());
+    /// let b = BucketKey::peer("2001:db8::ffff:2".parse().unwrap());
+    /// assert_eq!(a, b);
+    /// assert_eq!(BucketKey::peer("::ffff:192.0.2.1".parse().unwrap()),
+    ///            BucketKey::peer("192.0.2.1".parse().unwrap()));
+    /// ```
+    pub fn peer(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => BucketKey(Repr::V4(v4.octets())),
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                let mut net = [0u8; 8];
+                net.copy_from_slice(&o[..8]);
+                BucketKey(Repr::V6Net(net))
+            }
+        }
+    }
+
+    /// The shared bucket of requests that carry no platform-observed address.
+    ///
+    /// ```
+    /// use guard_core::rate_limit::key::BucketKey;
+    /// assert_ne!(BucketKey::no_peer(), BucketKey::global());
+    /// ```
+    pub fn no_peer() -> Self {
+        BucketKey(Repr::NoPeer)
+    }
+
+    /// A bucket named by the application (tenant, API key id...). Names never collide with the
+    /// address or global buckets.
+    ///
+    /// ```
+    /// use guard_core::rate_limit::key::BucketKey;
+    /// assert_eq!(BucketKey::named("tenant-1"), BucketKey::named(String::from("tenant-1")));
+    /// ```
+    pub fn named(name: impl AsRef<str>) -> Self {
+        BucketKey(Repr::Named(Arc::from(name.as_ref())))
+    }
+
+    /// The stable text form used in Redis keys: `g`, `np`, `4:<addr>`, `6:<net>/64`, `n:<name>`.
+    pub(crate) fn write_redis_suffix(&self, out: &mut String) {
+        use std::fmt::Write;
+        match &self.0 {
+            Repr::Global => out.push('g'),
+            Repr::NoPeer => out.push_str("np"),
+            Repr::V4(o) => {
+                let _ = write!(out, "4:{}.{}.{}.{}", o[0], o[1], o[2], o[3]);
+            }
+            Repr::V6Net(n) => {
+                let mut o = [0u8; 16];
+                o[..8].copy_from_slice(n);
+                let _ = write!(out, "6:{}/64", Ipv6Addr::from(o));
+            }
+            Repr::Named(s) => {
+                out.push_str("n:");
+                out.push_str(s);
+            }
+        }
+    }
+}
+
+/// Shows the kind of bucket and, for addresses, the (grouped) address; names are not shown.
+impl fmt::Debug for BucketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Global => f.write_str("BucketKey(global)"),
+            Repr::NoPeer => f.write_str("BucketKey(no-peer)"),
+            Repr::V4(_) | Repr::V6Net(_) => {
+                let mut s = String::new();
+                self.write_redis_suffix(&mut s);
+                write!(f, "BucketKey({s})")
+            }
+            Repr::Named(n) => write!(f, "BucketKey(named, {} bytes)", n.len()),
+        }
+    }
+}
+
+/// Turns a request into the bucket it counts against. Closures implement it.
+pub trait RateKey: Send + Sync + 'static {
+    /// The bucket of `req`, or `None` to exempt it from this limiter.
+    fn key(&self, req: &GuardRequest) -> Option<BucketKey>;
+}
+
+impl<F> RateKey for F
+where
+    F: Fn(&GuardRequest) -> Option<BucketKey> + Send + Sync + 'static,
+{
+    fn key(&self, req: &GuardRequest) -> Option<BucketKey> {
+        self(req)
+    }
+}
+
+/// One bucket for every request.
+///
+/// ```
+/// use guard_core::rate_limit::key::{BucketKey, Global, RateKey};
+/// assert_eq!(Global.key(&http::Request::new(bytes::Bytes::new())), Some(BucketKey::global()));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Global;
+
+impl RateKey for Global {
+    fn key(&self, _req: &GuardRequest) -> Option<BucketKey> {
+        Some(BucketKey::global())
+    }
+}
+
+/// The platform-observed client address (the `Peer` extension; never a header). IPv6 by /64.
+///
+/// ```
+/// use guard_core::rate_limit::key::{BucketKey, Peer, RateKey};
+/// let req = http::Request::new(bytes::Bytes::new());
+/// assert_eq!(Peer.key(&req), Some(BucketKey::no_peer()));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer;
+
+impl RateKey for Peer {
+    fn key(&self, req: &GuardRequest) -> Option<BucketKey> {
+        Some(match req.extensions().get::<crate::request::Peer>() {
+            Some(p) => BucketKey::peer(p.ip()),
+            None => BucketKey::no_peer(),
+        })
+    }
+}
+
+/// The verified principal (kind, issuer, subject); without one, the [`Peer`] key.
+///
+/// ```
+/// use guard_core::rate_limit::key::{Principal, RateKey};
+/// use guard_core::request::{Principal as Who, PrincipalKind};
+/// let mut a = http::Request::new(bytes::Bytes::new());
+/// a.extensions_mut().insert(Who::new(PrincipalKind::Jwt, "alice"));
+/// let mut b = http::Request::new(bytes::Bytes::new());
+/// b.extensions_mut().insert(Who::new(PrincipalKind::Hmac, "alice"));
+/// assert_ne!(Principal.key(&a), Principal.key(&b));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Principal;
+
+impl RateKey for Principal {
+    fn key(&self, req: &GuardRequest) -> Option<BucketKey> {
+        let Some(p) = req.extensions().get::<crate::request::Principal>() else {
+            return Peer.key(req);
+        };
+        // Length-prefixed parts, so that no choice of subject can collide with another principal.
+        let kind = p.kind.as_str();
+        let issuer = p.issuer.as_deref().unwrap_or("");
+        let name = format!(
+            "p:{}:{kind}{}:{issuer}{}",
+            kind.len(),
+            issuer.len(),
+            p.subject
+        );
+        Some(BucketKey(Repr::Named(Arc::from(name))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{Peer as PeerAddr, Principal as Who, PrincipalKind};
+
+    fn req_from(ip: &str) -> GuardRequest {
+        let mut r = http::Request::new(bytes::Bytes::new());
+        r.extensions_mut()
+            .insert(PeerAddr::new(ip.parse().unwrap()));
+        r
+    }
+
+    #[test]
+    fn peer_key_ignores_forwarded_headers() {
+        let a = req_from("203.0.113.7");
+        let mut b = req_from("203.0.113.7");
+        b.headers_mut()
+            .insert("x-forwarded-for", "1.2.3.4, 5.6.7.8".parse().unwrap());
+        b.headers_mut()
+            .insert("forwarded", "for=9.9.9.9".parse().unwrap());
+        assert_eq!(Peer.key(&a), Peer.key(&b));
+        assert_ne!(Peer.key(&a), Peer.key(&req_from("203.0.113.8")));
+    }
+
+    #[test]
+    fn ipv6_is_grouped_by_slash_64() {
+        let base = Peer.key(&req_from("2001:db8:aa:bb::1"));
+        assert_eq!(base, Peer.key(&req_from("2001:db8:aa:bb:1:2:3:4")));
+        assert_ne!(base, Peer.key(&req_from("2001:db8:aa:bc::1")));
+        let mut s = String::new();
+        base.unwrap().write_redis_suffix(&mut s);
+        assert_eq!(s, "6:2001:db8:aa:bb::/64");
+    }
+
+    #[test]
+    fn principal_key_falls_back_to_peer_without_a_principal() {
+        let anon = req_from("203.0.113.7");
+        assert_eq!(Principal.key(&anon), Peer.key(&anon));
+        let mut signed = req_from("203.0.113.7");
+        signed
+            .extensions_mut()
+            .insert(Who::new(PrincipalKind::Hmac, "orders-webhook-hmac"));
+        assert_ne!(Principal.key(&signed), Peer.key(&signed));
+    }
+
+    #[test]
+    fn principal_parts_cannot_be_shifted_to_collide() {
+        let mut a = req_from("203.0.113.7");
+        a.extensions_mut()
+            .insert(Who::new(PrincipalKind::Jwt, "b").with_issuer("a:"));
+        let mut b = req_from("203.0.113.7");
+        b.extensions_mut()
+            .insert(Who::new(PrincipalKind::Jwt, ":b").with_issuer("a"));
+        assert_ne!(Principal.key(&a), Principal.key(&b));
+    }
+
+    #[test]
+    fn debug_does_not_print_names() {
+        let k = BucketKey::named("tenant-secret-ish");
+        assert!(!format!("{k:?}").contains("tenant"));
+    }
+}
