@@ -14,6 +14,7 @@ use tower_layer::{Identity, Layer, Stack};
 use crate::audit::{AuditLayer, JsonLinesSink};
 use crate::ingress::IngressLayer;
 use crate::policy::{Policy, PolicyError, PolicyProblem};
+use crate::rate_limit::RateLimitLayer;
 use crate::secrets::{SecretStore, SecretsError, SecretsLayer};
 use crate::validate::ValidateLayer;
 use crate::verify::{VerifyDeps, VerifyLayer};
@@ -44,6 +45,8 @@ use crate::verify::{VerifyDeps, VerifyLayer};
 #[derive(Debug, Clone)]
 pub struct Guard {
     audit: AuditLayer,
+    rate_pre: Option<RateLimitLayer>,
+    rate_post: Option<RateLimitLayer>,
     ingress: IngressLayer,
     verify: Option<VerifyLayer>,
     validate: Option<ValidateLayer>,
@@ -55,6 +58,8 @@ pub struct Guard {
 #[derive(Debug, Default)]
 pub struct GuardBuilder {
     audit: Option<AuditLayer>,
+    rate_pre: Option<RateLimitLayer>,
+    rate_post: Option<RateLimitLayer>,
     ingress: Option<IngressLayer>,
     verify: Option<VerifyLayer>,
     validate: Option<ValidateLayer>,
@@ -187,11 +192,16 @@ impl GuardBuilder {
             Some(v) => ValidateLayer::from_policy(v).map_err(&mut collect).ok(),
             None => None,
         };
+        let rate = RateLimitLayer::from_policy(policy)
+            .map_err(&mut collect)
+            .unwrap_or_default();
         if !problems.is_empty() {
             return Err(PolicyError::new(problems));
         }
         Ok(GuardBuilder {
             audit: Some(AuditLayer::from_policy(&policy.audit)),
+            rate_pre: rate.pre_auth,
+            rate_post: rate.post_auth,
             ingress,
             verify,
             validate,
@@ -219,6 +229,34 @@ impl GuardBuilder {
     /// ```
     pub fn ingress(mut self, layer: IngressLayer) -> Self {
         self.ingress = Some(layer);
+        self
+    }
+
+    /// The rate limit placed before verification (usually keyed by peer).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use guard_core::rate_limit::{Rate, RateLimitLayer};
+    /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
+    /// let b = guard_core::Guard::builder().rate_limit_pre_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Peer));
+    /// # let _ = b;
+    /// ```
+    pub fn rate_limit_pre_auth(mut self, layer: RateLimitLayer) -> Self {
+        self.rate_pre = Some(layer);
+        self
+    }
+
+    /// The rate limit placed after verification (usually keyed by principal).
+    ///
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use guard_core::rate_limit::{Rate, RateLimitLayer};
+    /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
+    /// let b = guard_core::Guard::builder().rate_limit_post_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Principal));
+    /// # let _ = b;
+    /// ```
+    pub fn rate_limit_post_auth(mut self, layer: RateLimitLayer) -> Self {
+        self.rate_post = Some(layer);
         self
     }
 
@@ -271,6 +309,8 @@ impl GuardBuilder {
                 .audit
                 .unwrap_or_else(|| AuditLayer::new(JsonLinesSink::stdout(4096))),
             ingress: self.ingress.unwrap_or_default(),
+            rate_pre: self.rate_pre,
+            rate_post: self.rate_post,
             verify: self.verify,
             validate: self.validate,
             secrets: self.secrets,
@@ -338,8 +378,14 @@ impl Guard {
             Stack::new(
                 option_layer(self.validate.clone()),
                 Stack::new(
-                    option_layer(self.verify.clone()),
-                    Stack::new(self.ingress.clone(), self.audit.clone()),
+                    option_layer(self.rate_post.clone()),
+                    Stack::new(
+                        option_layer(self.verify.clone()),
+                        Stack::new(
+                            option_layer(self.rate_pre.clone()),
+                            Stack::new(self.ingress.clone(), self.audit.clone()),
+                        ),
+                    ),
                 ),
             ),
         )
@@ -361,7 +407,13 @@ type GuardStack = Stack<
     Either<SecretsLayer, Identity>,
     Stack<
         Either<ValidateLayer, Identity>,
-        Stack<Either<VerifyLayer, Identity>, Stack<IngressLayer, AuditLayer>>,
+        Stack<
+            Either<RateLimitLayer, Identity>,
+            Stack<
+                Either<VerifyLayer, Identity>,
+                Stack<Either<RateLimitLayer, Identity>, Stack<IngressLayer, AuditLayer>>,
+            >,
+        >,
     >,
 >;
 

@@ -56,7 +56,8 @@ pub mod verify;
     feature = "ingress",
     feature = "validate",
     feature = "verify",
-    feature = "secrets"
+    feature = "secrets",
+    feature = "rate-limit"
 ))]
 mod builder;
 
@@ -65,7 +66,8 @@ mod builder;
     feature = "ingress",
     feature = "validate",
     feature = "verify",
-    feature = "secrets"
+    feature = "secrets",
+    feature = "rate-limit"
 ))]
 pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService};
 pub use policy::Policy;

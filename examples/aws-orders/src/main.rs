@@ -9,6 +9,8 @@
 //!
 //! Secrets: `GUARD_SECRETS_PROVIDER=env` reads `GUARD_SECRET_<NAME>` (`orders-api-key` →
 //! `GUARD_SECRET_ORDERS_API_KEY`); otherwise AWS Secrets Manager.
+//! Rate limit: `GUARD_RATE_BACKEND` is `memory` (default) or a `redis://` URL shared by every
+//! instance.
 
 mod handler;
 mod secrets;
@@ -26,13 +28,23 @@ const SCHEMA: &str = include_str!("../../orders/order.schema.json");
 
 /// The shared policy, from `GUARD_POLICY` or the copy built into the binary.
 fn load_policy() -> Result<Policy, String> {
-    if let Some(path) = std::env::var_os("GUARD_POLICY") {
-        return Policy::load(&path).map_err(|e| e.to_string());
-    }
-    let mut policy = Policy::from_toml_str(POLICY).map_err(|e| e.to_string())?;
-    if let Some(validate) = policy.validate.as_mut() {
-        let schema = serde_json::from_str(SCHEMA).map_err(|e| format!("order schema: {e}"))?;
-        validate.schema_document = Some(schema);
+    let mut policy = match std::env::var_os("GUARD_POLICY") {
+        Some(path) => Policy::load(&path).map_err(|e| e.to_string())?,
+        None => {
+            let mut policy = Policy::from_toml_str(POLICY).map_err(|e| e.to_string())?;
+            if let Some(validate) = policy.validate.as_mut() {
+                let schema =
+                    serde_json::from_str(SCHEMA).map_err(|e| format!("order schema: {e}"))?;
+                validate.schema_document = Some(schema);
+            }
+            policy
+        }
+    };
+    if let (Ok(backend), Some(rate)) = (
+        std::env::var("GUARD_RATE_BACKEND"),
+        policy.rate_limit.as_mut(),
+    ) {
+        rate.backend = backend;
     }
     Ok(policy)
 }
@@ -50,13 +62,20 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let policy = load_policy()?;
-    let store = secrets::store_from_env().await?;
+    let store = secrets::store_from_env(policy.secrets.as_ref()).await?;
     let sink = JsonLinesSink::stdout(policy.audit.buffer);
     // One store for the whole stack: the HMAC verifier's key and the handler's API key.
     let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store.clone()))
         .map_err(|e| e.to_string())?
         .audit(AuditLayer::new(sink.clone()).max_field_len(policy.audit.max_field_len))
         .build();
+    if let Err(errors) = guard.prefetch().await {
+        // Not fatal: the stack fails closed (503) per request while a secret stays unavailable.
+        eprintln!(
+            "aws-orders: {} secret(s) could not be prefetched",
+            errors.len()
+        );
+    }
     let store = Arc::new(store);
     let stack = guard.layer(service_fn(move |req| handler::orders(store.clone(), req)));
     // Lambda freezes the process once the response is sent: write this invocation's security
