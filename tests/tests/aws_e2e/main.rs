@@ -1,20 +1,27 @@
 //! End to end on AWS's own local tooling: `examples/aws-orders` runs under `cargo lambda watch`
 //! and is invoked over the Lambda Runtime API with API Gateway (REST v1, HTTP API v2), Function URL
 //! and SQS events. Checks the verdicts (201 / 400 / 403 / partial batch failure) and that the
-//! function wrote one security event per decision on stdout.
+//! function wrote one security event per decision on stdout. The function's secrets (the API key
+//! and the webhook HMAC key) come from a local moto server through the real AWS SDK
+//! (`GUARD_SECRETS_PROVIDER=aws`, `AWS_ENDPOINT_URL`).
 //!
-//! Needs `cargo-lambda` (`scripts/setup-tools.sh` installs it into `.tools/venv`).
+//! Needs `cargo-lambda` and `moto_server` (`scripts/setup-tools.sh` installs both into `.tools/venv`).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_secretsmanager::config::Credentials;
 use base64::Engine as _;
 use guard_tests::lambda::LambdaWatch;
+use guard_tests::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use guard_tests::server::repo_root;
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const FUNCTION: &str = "aws-orders";
 const API_KEY: &str = "e2e-orders-api-key";
+const HMAC_KEY: &str = "e2e-webhook-key";
 const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:orders";
 /// The first invocation may wait for cargo (shared target directory) before the function starts.
 const FIRST_INVOKE: Duration = Duration::from_secs(600);
@@ -94,15 +101,68 @@ fn assert_event(
     assert_eq!(e["peer"].as_str(), peer, "{e}");
 }
 
+/// Creates the function's two secrets in moto with the real SDK.
+fn create_secrets(moto: &Moto) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(moto.endpoint())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(
+                ACCESS_KEY_ID,
+                SECRET_ACCESS_KEY,
+                None,
+                None,
+                "moto",
+            ))
+            .http_client(guard_aws::secrets::https_client())
+            .load()
+            .await;
+        let client = aws_sdk_secretsmanager::Client::new(&config);
+        for (name, value) in [
+            ("orders-api-key", API_KEY),
+            ("orders-webhook-hmac", HMAC_KEY),
+        ] {
+            client
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .expect("create secret in moto");
+        }
+    });
+}
+
+/// `X-Guard-Signature: t=<now>,v1=<hex HMAC-SHA256("<t>.<body>")>`, as the orders senders sign.
+fn signature(body: &str) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut mac = Hmac::<Sha256>::new_from_slice(HMAC_KEY.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 #[test]
 fn orders_function_under_cargo_lambda_watch() {
+    let moto = Moto::start();
+    moto.reset();
+    create_secrets(&moto);
+    let endpoint = moto.endpoint();
     let watch = LambdaWatch::start(
         "aws-orders",
         "aws-orders",
         &[
-            ("GUARD_SECRETS_PROVIDER", "env"),
-            ("GUARD_SECRET_ORDERS_API_KEY", API_KEY),
-            ("GUARD_SECRET_ORDERS_WEBHOOK_HMAC", "e2e-webhook-key"),
+            ("GUARD_SECRETS_PROVIDER", "aws"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
         ],
     );
 
@@ -154,6 +214,31 @@ fn orders_function_under_cargo_lambda_watch() {
     assert_eq!(events[0]["outcome"], "deny");
     assert_eq!(events[0]["status"], 403);
     assert_eq!(events[0]["peer"], "192.0.2.99");
+    assert_eq!(events[0]["code"], "guard.verify.forbidden_address");
+
+    // The same Function URL call from outside, signed with the webhook key held in Secrets
+    // Manager → 201: the verifier read the HMAC key from moto through the SDK.
+    let mut signed = fixture("example-apigw-v2-request-no-authorizer.json");
+    let body = order().to_string();
+    signed["requestContext"]["http"]["method"] = json!("POST");
+    signed["requestContext"]["http"]["sourceIp"] = json!("192.0.2.99");
+    signed["headers"] = json!({
+        "content-type": "application/json",
+        "x-guard-signature": signature(&body),
+    });
+    signed["body"] = json!(body);
+    signed["isBase64Encoded"] = json!(false);
+    let (out, events) = invoke(&watch, &signed, 1, INVOKE);
+    assert_eq!(out["statusCode"], 201, "{out}");
+    assert_event(
+        &events[0],
+        "allow",
+        "guard.allow",
+        201,
+        "http",
+        Some("192.0.2.99"),
+    );
+    assert_eq!(events[0]["principal"], "hmac:orders-webhook-hmac");
 
     // SQS from the orders queue: three records, the second invalid → only it is reported.
     let mut batch = fixture("sqs-orders-batch.json");
