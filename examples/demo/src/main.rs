@@ -181,6 +181,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sink.flush(Duration::from_secs(1));
         println!("verdict: {name:<30} -> {status} {body}");
     }
+
+    // Rate limit: burst 10 per caller address. Twelve quick orders from one partner address: the
+    // first ten pass, then 429 with Retry-After.
+    let burst_peer = "198.51.100.42";
+    let mut last = (0, String::new(), None);
+    let mut admitted = 0;
+    for _ in 0..12 {
+        let req = request("POST", "application/json", &order, burst_peer);
+        let resp = svc.ready().await?.call(req).await?;
+        if resp.status().is_success() {
+            admitted += 1;
+        }
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        last = (
+            resp.status().as_u16(),
+            String::from_utf8_lossy(resp.body()).into_owned(),
+            retry,
+        );
+    }
     sink.flush(Duration::from_secs(2));
+    println!(
+        "verdict: {:<30} -> {admitted} admitted, then {} {} (Retry-After: {})",
+        "12 quick orders, one address",
+        last.0,
+        last.1,
+        last.2.unwrap_or_default()
+    );
     Ok(())
 }
