@@ -47,7 +47,9 @@ pub mod secrets;
 pub mod decode;
 pub mod encode;
 pub mod event;
+mod policy;
 mod run;
 pub mod sns;
 
+pub use policy::builder_from_policy;
 pub use run::{GuardLayer, GuardService, RunError, run, run_service, run_with};

@@ -13,14 +13,13 @@
 //! instance.
 
 mod handler;
-mod secrets;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
+use guard_core::Policy;
 use guard_core::audit::{AuditLayer, JsonLinesSink};
-use guard_core::{GuardBuilder, GuardDeps, Policy};
+use guard_core::policy::SecretsProvider;
 use tower::{Layer, ServiceExt, service_fn};
 
 const POLICY: &str = include_str!("../../orders/guard.toml");
@@ -40,6 +39,19 @@ fn load_policy() -> Result<Policy, String> {
             policy
         }
     };
+    match (
+        std::env::var("GUARD_SECRETS_PROVIDER").as_deref(),
+        policy.secrets.as_mut(),
+    ) {
+        (Ok("env"), Some(s)) => s.provider = SecretsProvider::Env,
+        (Ok("aws") | Err(_), Some(s)) => s.provider = SecretsProvider::Aws,
+        (Ok(other), _) if other != "env" && other != "aws" => {
+            return Err(format!(
+                "GUARD_SECRETS_PROVIDER={other}: expected `env` or `aws`"
+            ));
+        }
+        _ => {}
+    }
     if let (Ok(backend), Some(rate)) = (
         std::env::var("GUARD_RATE_BACKEND"),
         policy.rate_limit.as_mut(),
@@ -62,10 +74,11 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let policy = load_policy()?;
-    let store = secrets::store_from_env(policy.secrets.as_ref()).await?;
     let sink = JsonLinesSink::stdout(policy.audit.buffer);
-    // One store for the whole stack: the HMAC verifier's key and the handler's API key.
-    let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store.clone()))
+    // One store for the whole stack (the HMAC verifier's key and the handler's API key), from
+    // the provider `[secrets]` names (GUARD_SECRETS_PROVIDER overrides it).
+    let guard = guard_aws::builder_from_policy(&policy)
+        .await
         .map_err(|e| e.to_string())?
         .audit(AuditLayer::new(sink.clone()).max_field_len(policy.audit.max_field_len))
         .build();
@@ -76,8 +89,7 @@ async fn run() -> Result<(), String> {
             errors.len()
         );
     }
-    let store = Arc::new(store);
-    let stack = guard.layer(service_fn(move |req| handler::orders(store.clone(), req)));
+    let stack = guard.layer(service_fn(handler::orders));
     // Lambda freezes the process once the response is sent: write this invocation's security
     // events before answering, so each one lands with its own invocation's logs.
     let lambda = guard_aws::GuardLayer::new()
