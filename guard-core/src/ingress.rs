@@ -192,20 +192,7 @@ pub struct Ingress<S> {
     config: Arc<Config>,
 }
 
-impl<S> Ingress<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+crate::macros::inner_service_accessors!(Ingress);
 
 impl<S, E> Service<GuardRequest> for Ingress<S>
 where

@@ -34,6 +34,7 @@
 
 pub mod clock;
 pub mod future;
+mod macros;
 pub mod policy;
 pub mod rejection;
 pub mod replay;

@@ -104,20 +104,7 @@ pub struct Audit<S> {
     layer: AuditLayer,
 }
 
-impl<S> Audit<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+crate::macros::inner_service_accessors!(Audit);
 
 /// What the event needs from the request, captured before the request moves inward.
 struct Pending {

@@ -164,22 +164,7 @@ pub struct Secrets<S> {
     layer: SecretsLayer,
 }
 
-impl<S> Secrets<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+crate::macros::inner_service_accessors!(Secrets);
 
 /// The response future of [`Secrets`].
 pub type ResponseFuture<E> = BoxResponseFuture<E>;

@@ -179,20 +179,7 @@ pub struct Validate<S> {
     config: Arc<Config>,
 }
 
-impl<S> Validate<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+crate::macros::inner_service_accessors!(Validate);
 
 /// The response future of [`Validate`].
 pub type ResponseFuture<F> = CheckFuture<F>;
