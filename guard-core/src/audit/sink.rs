@@ -207,20 +207,25 @@ impl SecuritySink for JsonLinesSink {
 }
 
 fn write_loop(shared: std::sync::Weak<Shared>, mut writer: impl Write) {
-    let mut batch: Vec<Queued> = Vec::new();
+    // Swapped with the queue under the lock (O(1)), so a request never waits behind a long copy.
+    let mut batch: VecDeque<Queued> = VecDeque::new();
     let mut line = Vec::with_capacity(512);
     let mut reported_drops = 0;
     loop {
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        if batch.capacity() == 0 {
+            // The queue gets this deque back: give it the queue's room, so pushes never regrow it.
+            batch.reserve(shared.capacity.min(1 << 16));
+        }
         {
             let queue = shared.lock();
             let (mut queue, _) = shared
                 .wake
                 .wait_timeout_while(queue, IDLE_WAIT, |q| q.is_empty())
                 .unwrap_or_else(|p| p.into_inner());
-            batch.extend(queue.drain(..));
+            std::mem::swap(&mut *queue, &mut batch);
         }
         if batch.is_empty() {
             continue;
