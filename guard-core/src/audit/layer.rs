@@ -1,6 +1,8 @@
 //! [`AuditLayer`]: the outermost layer; one [`SecurityEvent`] per request.
 
+use std::borrow::Cow;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,7 +16,9 @@ use tower_service::Service;
 use super::event::{ALLOW_CODE, DECISION_EVENT, Outcome, SecurityEvent, sanitize};
 use super::sink::{JsonLinesSink, SecuritySink};
 use crate::policy::AuditPolicy;
-use crate::request::{Cloud, GuardRequest, GuardResponse, Invocation, Peer, Principal, Trigger};
+use crate::request::{
+    Cloud, GuardRequest, GuardResponse, Invocation, Peer, Principal, PrincipalKind, Trigger,
+};
 use crate::{Denial, RejectionKind};
 
 /// Records one security event per request, allowed or denied, with the latency. Cheap to clone.
@@ -39,6 +43,9 @@ use crate::{Denial, RejectionKind};
 #[derive(Clone)]
 pub struct AuditLayer {
     sink: Arc<dyn SecuritySink>,
+    /// Set when `sink` is a [`JsonLinesSink`]: the request path then hands it the raw
+    /// [`Record`], and the event is built (strings copied, sanitized) on the writer thread.
+    lines: Option<JsonLinesSink>,
     max_field_len: usize,
 }
 
@@ -58,8 +65,12 @@ impl AuditLayer {
     /// # let _ = layer;
     /// ```
     pub fn new(sink: impl SecuritySink) -> Self {
+        let lines = (&sink as &dyn std::any::Any)
+            .downcast_ref::<JsonLinesSink>()
+            .cloned();
         Self {
             sink: Arc::new(sink),
+            lines,
             max_field_len: AuditPolicy::default().max_field_len,
         }
     }
@@ -109,49 +120,84 @@ crate::macros::inner_service_accessors!(Audit);
 /// What the event needs from the request, captured before the request moves inward.
 struct Pending {
     sink: Arc<dyn SecuritySink>,
-    max: usize,
+    lines: Option<JsonLinesSink>,
     start: Instant,
+    record: Record,
+}
+
+/// The raw material of one [`SecurityEvent`]: copied from the request without formatting or
+/// sanitizing, so that a [`JsonLinesSink`] can build the event on its writer thread
+/// ([`Record::into_event`]); other sinks get the event built on the spot.
+pub(super) struct Record {
+    max: usize,
     cloud: Cloud,
     function: Option<String>,
     request_id: Option<String>,
     trace_id: Option<String>,
-    trigger: String,
+    trigger: Cow<'static, str>,
     source_id: Option<String>,
-    peer: Option<String>,
+    peer: Option<IpAddr>,
+    status: u16,
+    denial: Option<Denial>,
+    principal: Option<(PrincipalKind, String)>,
+    latency_us: u64,
 }
 
 impl Pending {
     fn capture(layer: &AuditLayer, req: &GuardRequest) -> Self {
-        let max = layer.max_field_len;
         let inv = req.extensions().get::<Invocation>();
         let trigger = req.extensions().get::<Trigger>();
-        let cap = |s: &str| sanitize(s, max);
         Pending {
             sink: layer.sink.clone(),
-            max,
+            lines: layer.lines.clone(),
             start: Instant::now(),
-            cloud: inv.map(|i| i.cloud).unwrap_or_default(),
-            function: inv.and_then(|i| i.function.as_deref()).map(cap),
-            request_id: inv.and_then(|i| i.request_id.as_deref()).map(cap),
-            trace_id: inv
-                .and_then(|i| i.trace_id.as_deref())
-                .map(cap)
-                .or_else(|| trace_from_headers(req.headers()).map(cap)),
-            trigger: trigger
-                .map(|t| cap(t.name()))
-                .unwrap_or_else(|| "http".into()),
-            source_id: trigger.and_then(|t| t.source_id()).map(cap),
-            peer: req.extensions().get::<Peer>().map(|p| p.ip().to_string()),
+            record: Record {
+                max: layer.max_field_len,
+                cloud: inv.map(|i| i.cloud).unwrap_or_default(),
+                function: inv.and_then(|i| i.function.clone()),
+                request_id: inv.and_then(|i| i.request_id.clone()),
+                trace_id: inv
+                    .and_then(|i| i.trace_id.clone())
+                    .or_else(|| trace_from_headers(req.headers()).map(str::to_owned)),
+                trigger: match trigger {
+                    None | Some(Trigger::Http) => Cow::Borrowed("http"),
+                    Some(Trigger::Direct) => Cow::Borrowed("direct"),
+                    Some(t) => Cow::Owned(t.name().to_owned()),
+                },
+                source_id: trigger.and_then(|t| t.source_id()).map(str::to_owned),
+                peer: req.extensions().get::<Peer>().map(|p| p.ip()),
+                status: 0,
+                denial: None,
+                principal: None,
+                latency_us: 0,
+            },
         }
     }
 
     fn finish(self, status: u16, denial: Option<&Denial>, principal: Option<&Principal>) {
-        let (outcome, code, layer, reason) = match denial {
+        let mut record = self.record;
+        record.status = status;
+        record.denial = denial.cloned();
+        record.principal = principal.map(|p| (p.kind.clone(), p.subject.clone()));
+        record.latency_us = self.start.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        match &self.lines {
+            Some(lines) => lines.emit_record(record),
+            None => self.sink.emit(record.into_event()),
+        }
+    }
+}
+
+impl Record {
+    /// The event, with every user-controlled string capped and stripped of control characters.
+    pub(super) fn into_event(self) -> SecurityEvent {
+        let max = self.max;
+        let cap = |s: &str| sanitize(s, max);
+        let (outcome, code, layer, reason) = match &self.denial {
             Some(d) => (
                 Outcome::Deny,
                 d.kind.code().to_string(),
                 d.kind.layer().to_string(),
-                d.reason.as_deref().map(|r| sanitize(r, self.max)),
+                d.reason.as_deref().map(cap),
             ),
             None => (
                 Outcome::Allow,
@@ -160,25 +206,25 @@ impl Pending {
                 None,
             ),
         };
-        let event = SecurityEvent {
+        SecurityEvent {
             event: DECISION_EVENT.to_string(),
             outcome,
             code,
-            status,
+            status: self.status,
             layer,
             reason,
             cloud: self.cloud.as_str().to_string(),
-            function: self.function,
-            request_id: self.request_id,
-            trace_id: self.trace_id,
-            trigger: self.trigger,
-            source_id: self.source_id,
-            peer: self.peer,
-            principal: principal
-                .map(|p| sanitize(&format!("{}:{}", p.kind.as_str(), p.subject), self.max)),
-            latency_us: self.start.elapsed().as_micros().min(u64::MAX as u128) as u64,
-        };
-        self.sink.emit(event);
+            function: self.function.as_deref().map(cap),
+            request_id: self.request_id.as_deref().map(cap),
+            trace_id: self.trace_id.as_deref().map(cap),
+            trigger: cap(&self.trigger),
+            source_id: self.source_id.as_deref().map(cap),
+            peer: self.peer.map(|ip| ip.to_string()),
+            principal: self
+                .principal
+                .map(|(kind, subject)| cap(&format!("{}:{}", kind.as_str(), subject))),
+            latency_us: self.latency_us,
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::event::SecurityEvent;
+use super::layer::Record;
 
 /// Receives one event per decision. Must not block: it runs on the request path.
 /// Closures `Fn(SecurityEvent)` are sinks.
@@ -33,9 +34,24 @@ impl<T: SecuritySink + ?Sized> SecuritySink for Arc<T> {
 /// How long the writer sleeps when it has nothing to do; a fuller queue or a flush wakes it early.
 const IDLE_WAIT: Duration = Duration::from_millis(5);
 
-#[derive(Debug)]
+/// What waits in the queue: an event, or the raw record of one from [`AuditLayer`](super::AuditLayer)
+/// (built into an event by the writer, off the request path).
+enum Queued {
+    Event(SecurityEvent),
+    Record(Record),
+}
+
+impl Queued {
+    fn into_event(self) -> SecurityEvent {
+        match self {
+            Queued::Event(e) => e,
+            Queued::Record(r) => r.into_event(),
+        }
+    }
+}
+
 struct Shared {
-    queue: Mutex<VecDeque<SecurityEvent>>,
+    queue: Mutex<VecDeque<Queued>>,
     capacity: usize,
     wake: Condvar,
     dropped: AtomicU64,
@@ -44,8 +60,19 @@ struct Shared {
     written: AtomicU64,
 }
 
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("capacity", &self.capacity)
+            .field("dropped", &self.dropped)
+            .field("pending", &self.pending)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<SecurityEvent>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Queued>> {
         // A writer that panicked mid-write leaves the queue usable: keep going.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -149,8 +176,13 @@ impl JsonLinesSink {
     }
 }
 
-impl SecuritySink for JsonLinesSink {
-    fn emit(&self, event: SecurityEvent) {
+impl JsonLinesSink {
+    /// Queues the raw record of a decision; the writer builds the event (see [`Record`]).
+    pub(super) fn emit_record(&self, record: Record) {
+        self.push(Queued::Record(record));
+    }
+
+    fn push(&self, event: Queued) {
         let shared = &*self.shared;
         let mut queue = shared.lock();
         if queue.len() >= shared.capacity {
@@ -168,29 +200,40 @@ impl SecuritySink for JsonLinesSink {
     }
 }
 
+impl SecuritySink for JsonLinesSink {
+    fn emit(&self, event: SecurityEvent) {
+        self.push(Queued::Event(event));
+    }
+}
+
 fn write_loop(shared: std::sync::Weak<Shared>, mut writer: impl Write) {
-    let mut batch: Vec<SecurityEvent> = Vec::new();
+    // Swapped with the queue under the lock (O(1)), so a request never waits behind a long copy.
+    let mut batch: VecDeque<Queued> = VecDeque::new();
     let mut line = Vec::with_capacity(512);
     let mut reported_drops = 0;
     loop {
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        if batch.capacity() == 0 {
+            // The queue gets this deque back: give it the queue's room, so pushes never regrow it.
+            batch.reserve(shared.capacity.min(1 << 16));
+        }
         {
             let queue = shared.lock();
             let (mut queue, _) = shared
                 .wake
                 .wait_timeout_while(queue, IDLE_WAIT, |q| q.is_empty())
                 .unwrap_or_else(|p| p.into_inner());
-            batch.extend(queue.drain(..));
+            std::mem::swap(&mut *queue, &mut batch);
         }
         if batch.is_empty() {
             continue;
         }
         let n = batch.len() as u64;
         line.clear();
-        for event in batch.drain(..) {
-            if serde_json::to_writer(&mut line, &event).is_ok() {
+        for queued in batch.drain(..) {
+            if serde_json::to_writer(&mut line, &queued.into_event()).is_ok() {
                 line.push(b'\n');
             }
         }

@@ -215,14 +215,35 @@ impl RateKey for Principal {
         // Length-prefixed parts, so that no choice of subject can collide with another principal.
         let kind = p.kind.as_str();
         let issuer = p.issuer.as_deref().unwrap_or("");
-        let name = format!(
-            "p:{}:{kind}{}:{issuer}{}",
-            kind.len(),
-            issuer.len(),
-            p.subject
-        );
-        Some(BucketKey(Repr::Named(Arc::from(name))))
+        Some(BucketKey(Repr::Named(principal_name(
+            kind, issuer, &p.subject,
+        ))))
     }
+}
+
+/// `p:<len>:<kind><len>:<issuer><subject>` as one allocation: written on the stack first when it
+/// fits (the usual case), then copied into the `Arc`.
+fn principal_name(kind: &str, issuer: &str, subject: &str) -> Arc<str> {
+    use std::io::Write;
+    let mut buf = [0u8; 256];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let written = write!(
+        cursor,
+        "p:{}:{kind}{}:{issuer}{subject}",
+        kind.len(),
+        issuer.len()
+    );
+    let end = usize::try_from(cursor.position()).unwrap_or(0);
+    if written.is_ok()
+        && let Ok(name) = std::str::from_utf8(&buf[..end])
+    {
+        return Arc::from(name);
+    }
+    Arc::from(format!(
+        "p:{}:{kind}{}:{issuer}{subject}",
+        kind.len(),
+        issuer.len()
+    ))
 }
 
 #[cfg(test)]
@@ -257,6 +278,17 @@ mod tests {
         let mut s = String::new();
         base.unwrap().write_redis_suffix(&mut s);
         assert_eq!(s, "6:2001:db8:aa:bb::/64");
+    }
+
+    #[test]
+    fn principal_name_is_the_same_whether_it_fits_the_stack_buffer_or_not() {
+        for len in [0, 10, 200, 230, 231, 232, 300, 1000] {
+            let subject = "s".repeat(len);
+            assert_eq!(
+                &*principal_name("jwt", "https://iss.example", &subject),
+                format!("p:3:jwt19:https://iss.example{subject}")
+            );
+        }
     }
 
     #[test]

@@ -436,11 +436,11 @@ fn refusal(d: &Decision, label: &str) -> GuardResponse {
     Rejection::new(RejectionKind::RateLimited)
         .with_header(
             http::header::RETRY_AFTER,
-            HeaderValue::from(ceil_secs(d.retry_after).max(1)),
+            number(ceil_secs(d.retry_after).max(1)),
         )
-        .with_header(RATELIMIT_LIMIT, HeaderValue::from(d.limit))
-        .with_header(RATELIMIT_REMAINING, HeaderValue::from(0u32))
-        .with_header(RATELIMIT_RESET, HeaderValue::from(ceil_secs(d.reset)))
+        .with_header(RATELIMIT_LIMIT, number(d.limit.into()))
+        .with_header(RATELIMIT_REMAINING, number(0))
+        .with_header(RATELIMIT_RESET, number(ceil_secs(d.reset)))
         .with_reason(format!("rate limit exceeded ({label})"))
         .into_response()
 }
@@ -455,9 +455,47 @@ fn add_allow_headers(resp: &mut GuardResponse, d: &Decision) {
     if existing.is_some_and(|r| r <= d.remaining) {
         return;
     }
-    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(d.limit));
-    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
-    headers.insert(RATELIMIT_RESET, HeaderValue::from(ceil_secs(d.reset)));
+    headers.insert(RATELIMIT_LIMIT, number(d.limit.into()));
+    headers.insert(RATELIMIT_REMAINING, number(d.remaining.into()));
+    headers.insert(RATELIMIT_RESET, number(ceil_secs(d.reset)));
+}
+
+/// The decimal numbers 0 to 999 written back to back ("0123456789101112..."), so that the small
+/// counts of the `RateLimit-*` headers become header values without a heap allocation.
+static SMALL_NUMBERS: [u8; 2890] = small_numbers();
+
+const fn small_numbers() -> [u8; 2890] {
+    let mut out = [0u8; 2890];
+    let (mut n, mut i) = (0usize, 0usize);
+    while n < 1000 {
+        if n >= 100 {
+            out[i] = b'0' + (n / 100) as u8;
+            i += 1;
+        }
+        if n >= 10 {
+            out[i] = b'0' + (n / 10 % 10) as u8;
+            i += 1;
+        }
+        out[i] = b'0' + (n % 10) as u8;
+        i += 1;
+        n += 1;
+    }
+    out
+}
+
+/// `n` as a header value: borrowed from [`SMALL_NUMBERS`] below 1000 (no allocation), formatted
+/// otherwise. The bytes are the same either way.
+fn number(n: u64) -> HeaderValue {
+    let (start, len) = match n {
+        0..=9 => (n as usize, 1),
+        10..=99 => (10 + 2 * (n as usize - 10), 2),
+        100..=999 => (190 + 3 * (n as usize - 100), 3),
+        _ => return HeaderValue::from(n),
+    };
+    match std::str::from_utf8(&SMALL_NUMBERS[start..start + len]) {
+        Ok(s) => HeaderValue::from_static(s),
+        Err(_) => HeaderValue::from(n),
+    }
 }
 
 pin_project! {
@@ -530,5 +568,17 @@ where
 impl<F, E> fmt::Debug for ResponseFuture<F, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("rate_limit::ResponseFuture")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+
+    #[test]
+    fn header_numbers_spell_every_value_like_the_formatter() {
+        for n in (0..=1200u64).chain([u64::from(u32::MAX), u64::MAX]) {
+            assert_eq!(number(n), http::HeaderValue::from(n), "{n}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! [`CidrVerifier`]: the caller's platform-observed address must be on an allow-list, and
 //! [`TrustedProxies`]: deriving that address from `X-Forwarded-For` without trusting the client.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -181,10 +182,10 @@ impl CidrVerifier {
                 .ok_or_else(|| forbidden("no platform-observed peer address"))?,
         };
         if self.allows(ip) {
-            Ok(Principal::new(
-                PrincipalKind::Network,
-                ip.to_canonical().to_string(),
-            ))
+            // Sized for the longest address text, so formatting never grows the string.
+            let mut subject = String::with_capacity(45);
+            let _ = write!(subject, "{}", ip.to_canonical());
+            Ok(Principal::new(PrincipalKind::Network, subject))
         } else {
             Err(forbidden("address not on the allow-list"))
         }
@@ -195,6 +196,11 @@ impl Verifier for CidrVerifier {
     fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
         let r = self.check(req);
         Box::pin(async move { r })
+    }
+
+    /// Pure and immediate: the allow-list needs nothing but the request.
+    fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
+        Some(self.check(req))
     }
 }
 

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -45,6 +46,22 @@ pub type BoxVerifier = Arc<dyn Verifier>;
 pub trait Verifier: Send + Sync + 'static {
     /// Verifies `req`.
     fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a>;
+
+    /// The verdict [`verify`](Self::verify) would give, when it can be had at once **and without
+    /// side effects** (no I/O, no replay store, no counters): an address allow-list, for example.
+    /// `None` (the default) means "ask `verify`". [`Verify`] calls this first and, on `Some`, skips
+    /// boxing a future on the request path; its answer may be discarded, so it must be pure.
+    ///
+    /// ```
+    /// use guard_core::verify::{CidrVerifier, Verifier};
+    /// let v = CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]);
+    /// let req = http::Request::new(bytes::Bytes::new()); // no peer address: refused at once
+    /// assert!(matches!(v.verify_now(&req), Some(Err(_))));
+    /// ```
+    fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
+        let _ = req;
+        None
+    }
 }
 
 impl<F> Verifier for F
@@ -60,6 +77,10 @@ where
 impl Verifier for BoxVerifier {
     fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
         (**self).verify(req)
+    }
+
+    fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
+        (**self).verify_now(req)
     }
 }
 
@@ -199,6 +220,24 @@ impl Verifier for Any {
             Err(worst.unwrap_or_else(nothing_configured))
         })
     }
+
+    fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
+        let mut worst: Option<Rejection> = None;
+        for v in self.verifiers.iter() {
+            match v.verify_now(req)? {
+                Ok(p) => return Some(Ok(p)),
+                Err(r) => {
+                    if worst
+                        .as_ref()
+                        .is_none_or(|w| rank(r.kind()) > rank(w.kind()))
+                    {
+                        worst = Some(r);
+                    }
+                }
+            }
+        }
+        Some(Err(worst.unwrap_or_else(nothing_configured)))
+    }
 }
 
 fn says_who(p: &Principal) -> bool {
@@ -217,6 +256,20 @@ impl Verifier for All {
             }
             chosen.ok_or_else(nothing_configured)
         })
+    }
+
+    fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
+        let mut chosen: Option<Principal> = None;
+        for v in self.verifiers.iter() {
+            let p = match v.verify_now(req)? {
+                Ok(p) => p,
+                Err(r) => return Some(Err(r)),
+            };
+            if chosen.as_ref().is_none_or(|c| !says_who(c) && says_who(&p)) {
+                chosen = Some(p);
+            }
+        }
+        Some(chosen.ok_or_else(nothing_configured))
     }
 }
 
@@ -265,6 +318,13 @@ impl Verifier for ByTrigger {
         match req.extensions().get::<Trigger>() {
             Some(Trigger::Message(_)) => self.messages.verify(req),
             _ => self.requests.verify(req),
+        }
+    }
+
+    fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
+        match req.extensions().get::<Trigger>() {
+            Some(Trigger::Message(_)) => self.messages.verify_now(req),
+            _ => self.requests.verify_now(req),
         }
     }
 }
@@ -350,8 +410,56 @@ impl<S> Verify<S> {
     }
 }
 
-/// The response future of [`Verify`].
-pub type ResponseFuture<E> = BoxResponseFuture<E>;
+pin_project! {
+    /// The response future of [`Verify`]: the inner future with the principal to put on its
+    /// response (a verdict reached at once, see [`Verifier::verify_now`]), an immediate rejection,
+    /// or a boxed future when the verifier had to wait.
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        state: State<F, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, E> {
+        Inner { #[pin] future: F, principal: Option<Principal> },
+        Rejected { response: Option<GuardResponse> },
+        Boxed { future: BoxResponseFuture<E> },
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<GuardResponse, E>>,
+{
+    type Output = Result<GuardResponse, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future, principal } => match future.poll(cx) {
+                Poll::Ready(Ok(mut resp)) => {
+                    if let Some(p) = principal.take() {
+                        resp.extensions_mut().insert(p);
+                    }
+                    Poll::Ready(Ok(resp))
+                }
+                other => other,
+            },
+            StateProj::Rejected { response } => match response.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Pending,
+            },
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, E> std::fmt::Debug for ResponseFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("verify::ResponseFuture")
+    }
+}
 
 impl<S> Service<GuardRequest> for Verify<S>
 where
@@ -361,18 +469,34 @@ where
 {
     type Response = GuardResponse;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
+        // A verdict reached at once (an address allow-list): no future to box, no clone of inner.
+        if let Some(verdict) = self.verifier.verify_now(&req) {
+            let state = match verdict {
+                Ok(principal) => {
+                    req.extensions_mut().insert(principal.clone());
+                    State::Inner {
+                        future: self.inner.call(req),
+                        principal: Some(principal),
+                    }
+                }
+                Err(rejection) => State::Rejected {
+                    response: Some(rejection.into_response()),
+                },
+            };
+            return ResponseFuture { state };
+        }
         // The ready service is the one we were polled on: take it, leave a clone behind.
         let clone = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
-        Box::pin(async move {
+        let future = Box::pin(async move {
             let verdict = verifier.verify(&req).await;
             match verdict {
                 Ok(principal) => {
@@ -383,7 +507,10 @@ where
                 }
                 Err(rejection) => Ok(rejection.into_response()),
             }
-        })
+        });
+        ResponseFuture {
+            state: State::Boxed { future },
+        }
     }
 }
 
@@ -403,6 +530,87 @@ mod tests {
     fn run(v: &dyn Verifier) -> Result<Principal, Rejection> {
         let req = http::Request::new(bytes::Bytes::new());
         futures_util::FutureExt::now_or_never(v.verify(&req)).expect("synchronous verifiers")
+    }
+
+    /// A pure verifier: answers at once through `verify_now` as well as through `verify`.
+    struct Now(Result<(PrincipalKind, &'static str), K>);
+
+    impl Verifier for Now {
+        fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+            let r = self.verify_now(req).expect("pure");
+            Box::pin(async move { r })
+        }
+
+        fn verify_now(&self, _req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
+            Some(match &self.0 {
+                Ok((kind, who)) => Ok(Principal::new(kind.clone(), *who)),
+                Err(kind) => Err(Rejection::new(*kind)),
+            })
+        }
+    }
+
+    fn now(v: &dyn Verifier) -> Option<Result<Principal, Rejection>> {
+        v.verify_now(&http::Request::new(bytes::Bytes::new()))
+    }
+
+    #[test]
+    fn pure_combinators_decide_at_once_with_the_verdict_verify_gives() {
+        let cases = [
+            any([
+                Now(Err(K::MissingCredentials)).boxed(),
+                Now(Err(K::ForbiddenAddress)).boxed(),
+            ]),
+            any([
+                Now(Err(K::ForbiddenAddress)).boxed(),
+                Now(Ok((PrincipalKind::Network, "10.0.0.1"))).boxed(),
+            ]),
+            any([]),
+        ];
+        for v in cases {
+            let at_once = now(&v).expect("every verifier is pure");
+            match (at_once, run(&v)) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind()),
+                (a, b) => panic!("verify_now {a:?} but verify {b:?}"),
+            }
+        }
+        let v = all([
+            Now(Ok((PrincipalKind::Source, "arn"))).boxed(),
+            Now(Ok((PrincipalKind::Jwt, "user-1"))).boxed(),
+        ]);
+        assert_eq!(now(&v).unwrap().unwrap().subject, "user-1");
+        let v = all([
+            Now(Ok((PrincipalKind::Source, "arn"))).boxed(),
+            Now(Err(K::BadToken)).boxed(),
+        ]);
+        assert_eq!(now(&v).unwrap().unwrap_err().kind(), K::BadToken);
+    }
+
+    #[test]
+    fn combinators_defer_to_verify_when_a_verifier_they_reach_cannot_answer_at_once() {
+        // Closures may have side effects: they never answer through `verify_now`.
+        let v = any([
+            Now(Err(K::ForbiddenAddress)).boxed(),
+            fails(K::BadSignature).boxed(),
+        ]);
+        assert!(now(&v).is_none());
+        assert_eq!(run(&v).unwrap_err().kind(), K::BadSignature);
+        // ...unless an earlier pure verifier already decided.
+        let v = any([
+            Now(Ok((PrincipalKind::Network, "10.0.0.1"))).boxed(),
+            fails(K::BadSignature).boxed(),
+        ]);
+        assert_eq!(now(&v).unwrap().unwrap().subject, "10.0.0.1");
+        let v = all([
+            Now(Ok((PrincipalKind::Network, "10.0.0.1"))).boxed(),
+            passes(PrincipalKind::Jwt, "user-1").boxed(),
+        ]);
+        assert!(now(&v).is_none());
+        let v = all([
+            Now(Err(K::ForbiddenAddress)).boxed(),
+            passes(PrincipalKind::Jwt, "user-1").boxed(),
+        ]);
+        assert_eq!(now(&v).unwrap().unwrap_err().kind(), K::ForbiddenAddress);
     }
 
     #[test]
