@@ -385,6 +385,8 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Verify<S> {
     }
 }
 
+crate::macros::inner_service_accessors!(Verify);
+
 impl<S> Verify<S> {
     /// Wraps `inner` with `verifier`.
     pub fn new(inner: S, verifier: impl Verifier) -> Self {
@@ -392,21 +394,6 @@ impl<S> Verify<S> {
             inner,
             verifier: Arc::new(verifier),
         }
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
     }
 }
 
