@@ -173,11 +173,34 @@ where
     }
 
     fn call(&mut self, event: LambdaEvent<Value>) -> Self::Future {
-        // Take the service that was driven to readiness; leave a clone in its place.
+        let decoded = match decode(event, &self.layer.options) {
+            Ok(d) => d,
+            Err(e) => return Box::pin(std::future::ready(undecodable(e))),
+        };
+        let shape = decoded.shape;
+        let mut requests = decoded.requests;
+        if shape.is_http() || matches!(shape, EventShape::Direct | EventShape::EventBridge) {
+            // One request: call the service that `poll_ready` drove to readiness, in place — no
+            // clone of the stack per invocation.
+            let Some(req) = requests.pop() else {
+                return Box::pin(std::future::ready(Ok(Value::Null)));
+            };
+            let fut = self.inner.call(req);
+            return Box::pin(async move {
+                let resp = fut.await.map_err(inner_error)?;
+                if shape.is_http() {
+                    Ok(encode::http_response(shape, resp))
+                } else {
+                    encode::direct_result(resp)
+                }
+            });
+        }
+        // A batch calls the stack once per record, each after its own readiness: take the service
+        // that was driven to readiness and leave a clone in its place.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer;
-        Box::pin(handle(inner, layer, event))
+        let concurrency = self.layer.concurrency;
+        Box::pin(handle_batch(inner, shape, requests, concurrency))
     }
 }
 
@@ -189,49 +212,37 @@ fn inner_error(e: impl Into<BoxError>) -> Diagnostic {
     }
 }
 
-async fn handle<S>(
-    mut inner: S,
-    layer: GuardLayer,
-    event: LambdaEvent<Value>,
+/// An event that does not decode: HTTP shapes get a 400 in their envelope, others an invocation
+/// error.
+fn undecodable(e: crate::decode::DecodeError) -> Result<Value, Diagnostic> {
+    tracing::warn!(target: "guard::aws", shape = e.shape.as_str(), reason = e.reason, "undecodable event");
+    if e.shape.is_http() {
+        let resp = Rejection::new(RejectionKind::InvalidInput)
+            .with_reason(e.reason)
+            .into_response();
+        return Ok(encode::http_response(e.shape, resp));
+    }
+    Err(Diagnostic {
+        error_type: "guard.aws.malformed_event".to_owned(),
+        error_message: e.to_string(),
+    })
+}
+
+async fn handle_batch<S>(
+    inner: S,
+    shape: EventShape,
+    requests: Vec<GuardRequest>,
+    concurrency: NonZeroUsize,
 ) -> Result<Value, Diagnostic>
 where
     S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
 {
-    let decoded = match decode(event, &layer.options) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(target: "guard::aws", shape = e.shape.as_str(), reason = e.reason, "undecodable event");
-            if e.shape.is_http() {
-                let resp = Rejection::new(RejectionKind::InvalidInput)
-                    .with_reason(e.reason)
-                    .into_response();
-                return Ok(encode::http_response(e.shape, resp));
-            }
-            return Err(Diagnostic {
-                error_type: "guard.aws.malformed_event".to_owned(),
-                error_message: e.to_string(),
-            });
-        }
-    };
-    let shape = decoded.shape;
-    let mut requests = decoded.requests;
-    if shape.is_http() || matches!(shape, EventShape::Direct | EventShape::EventBridge) {
-        let Some(req) = requests.pop() else {
-            return Ok(Value::Null);
-        };
-        let resp = inner.call(req).await.map_err(inner_error)?;
-        return Ok(if shape.is_http() {
-            encode::http_response(shape, resp)
-        } else {
-            encode::direct_result(resp)?
-        });
-    }
     let outcomes = if shape.is_ordered() {
         run_ordered(inner, requests).await
     } else {
-        run_unordered(inner, requests, layer.concurrency).await
+        run_unordered(inner, requests, concurrency).await
     };
     if shape.reports_batch_failures() {
         let failed = outcomes
