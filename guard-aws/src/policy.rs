@@ -1,7 +1,7 @@
 //! Building a Guard stack from a policy on AWS: `[secrets] provider = "aws"` is Secrets Manager.
 
 use guard_core::policy::{PolicyError, PolicyProblem, SecretsProvider};
-use guard_core::{GuardBuilder, GuardDeps, Policy};
+use guard_core::{GuardBuilder, Policy};
 
 /// The stack the policy describes, with the secret store its `[secrets]` section names:
 /// `provider = "aws"` builds a [`SecretsManagerSource`](crate::secrets::SecretsManagerSource) from
@@ -24,7 +24,7 @@ pub async fn builder_from_policy(policy: &Policy) -> Result<GuardBuilder, Policy
                 let store = section.store_builder(source).build().map_err(|e| {
                     PolicyError::new(vec![PolicyProblem::new("secrets", e.to_string())])
                 })?;
-                GuardBuilder::from_policy_with(policy, GuardDeps::with_secrets(store))
+                GuardBuilder::from_policy_with(policy, guard_core::GuardDeps::with_secrets(store))
             }
             #[cfg(not(feature = "secrets-manager"))]
             {
