@@ -44,11 +44,17 @@ pub fn http_response(shape: EventShape, response: GuardResponse) -> Value {
             let mut headers = Map::new();
             let mut cookies = Vec::new();
             for name in parts.headers.keys() {
-                let values = header_values(&parts.headers, name);
                 if name == http::header::SET_COOKIE {
-                    cookies.extend(values.into_iter().map(Value::String));
+                    cookies.extend(
+                        header_values(&parts.headers, name)
+                            .into_iter()
+                            .map(Value::String),
+                    );
                 } else {
-                    headers.insert(name.as_str().to_owned(), Value::String(values.join(",")));
+                    headers.insert(
+                        name.as_str().to_owned(),
+                        Value::String(joined(&parts.headers, name, ",")),
+                    );
                 }
             }
             let mut out = json!({
@@ -79,8 +85,10 @@ pub fn http_response(shape: EventShape, response: GuardResponse) -> Value {
             } else {
                 let mut headers = Map::new();
                 for name in parts.headers.keys() {
-                    let values = header_values(&parts.headers, name);
-                    headers.insert(name.as_str().to_owned(), Value::String(values.join(", ")));
+                    headers.insert(
+                        name.as_str().to_owned(),
+                        Value::String(joined(&parts.headers, name, ", ")),
+                    );
                 }
                 out["headers"] = Value::Object(headers);
             }
@@ -160,6 +168,17 @@ fn header_values(headers: &HeaderMap, name: &http::HeaderName) -> Vec<String> {
         .filter_map(|v| v.to_str().ok())
         .map(str::to_owned)
         .collect()
+}
+
+/// Every text value of `name` joined by `sep` (one allocation for the usual single value).
+fn joined(headers: &HeaderMap, name: &http::HeaderName, sep: &str) -> String {
+    let mut values = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+    let mut out = values.next().map(str::to_owned).unwrap_or_default();
+    for v in values {
+        out.push_str(sep);
+        out.push_str(v);
+    }
+    out
 }
 
 fn multi_headers(headers: &HeaderMap) -> Value {
