@@ -2,10 +2,14 @@
 //! target is zero), counted by an instrumenting global allocator (`stats_alloc`).
 //!
 //! `cargo bench -p guard-core --bench alloc_count`. Prints one line per step: the checks alone
-//! (CIDR allow-list, bucket key, `MemoryBackend::check`), each layer around a handler that does not
-//! allocate, and the two together. Requests are built before the counted region; only allocations
-//! made while the request runs (and its response is dropped) are counted. Nothing is asserted:
-//! these are measurements.
+//! (CIDR allow-list, bucket keys, `MemoryBackend::check`), each layer around a handler whose only
+//! allocations are its response's header map, the CIDR + rate-limit stacks, and the whole orders
+//! stack. Requests are built before the counted region; only allocations made while the request
+//! runs (and its response is dropped) are counted. Nothing is asserted: these are measurements.
+//!
+//! The audit sink's writer thread would otherwise be counted too (the allocator is global): it is
+//! parked in its first `write` before the counted region starts, so the events of the region wait
+//! in the queue and only the request thread's allocations are counted.
 
 use std::alloc::System;
 use std::convert::Infallible;
@@ -13,12 +17,15 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 
 use bytes::Bytes;
+use std::sync::mpsc;
+
 use guard_core::audit::{AuditLayer, JsonLinesSink};
+use guard_core::ingress::IngressLayer;
 use guard_core::rate_limit::key::{self, BucketKey, RateKey};
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer};
 use guard_core::request::Peer;
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-use guard_core::verify::{CidrVerifier, VerifyLayer};
+use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError, SecretsLayer};
+use guard_core::verify::{CidrVerifier, Verifier, VerifyLayer};
 use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service, ServiceBuilder, service_fn};
@@ -82,7 +89,7 @@ fn per_call(name: &str, mut f: impl FnMut()) {
     }
     let s = region.change();
     println!(
-        "{name:<58} {:>6.2} allocs/call {:>8.1} bytes/call {:>6.2} reallocs/call",
+        "{name:<62} {:>6.2} allocs/call {:>8.1} bytes/call {:>6.2} reallocs/call",
         s.allocations as f64 / CALLS as f64,
         s.bytes_allocated as f64 / CALLS as f64,
         s.reallocations as f64 / CALLS as f64,
@@ -91,7 +98,15 @@ fn per_call(name: &str, mut f: impl FnMut()) {
 
 /// Counts a service call: a fresh request per call, built outside the counted region. Prints the
 /// count and the count over the bare handler's.
-fn service_per_call<S>(name: &str, bare: f64, mut svc: S) -> f64
+fn service_per_call<S>(name: &str, bare: f64, svc: S) -> f64
+where
+    S: Service<GuardRequest, Response = GuardResponse, Error = Infallible>,
+{
+    service_per_call_with(name, bare, svc, || {})
+}
+
+/// [`service_per_call`], running `settle` between the warm-up and the counted region.
+fn service_per_call_with<S>(name: &str, bare: f64, mut svc: S, settle: impl FnOnce()) -> f64
 where
     S: Service<GuardRequest, Response = GuardResponse, Error = Infallible>,
 {
@@ -103,6 +118,7 @@ where
             "{name}: the allow path must be taken"
         );
     }
+    settle();
     let region = Region::new(GLOBAL);
     for _ in 0..CALLS {
         let resp = block(svc.call(requests.pop().unwrap()));
@@ -111,12 +127,67 @@ where
     let s = region.change();
     let allocs = s.allocations as f64 / CALLS as f64;
     println!(
-        "{name:<58} {allocs:>6.2} allocs/call {:>8.1} bytes/call {:>6.2} reallocs/call ({:+.2} over bare)",
+        "{name:<62} {allocs:>6.2} allocs/call {:>8.1} bytes/call {:>6.2} reallocs/call ({:+.2} over bare)",
         s.bytes_allocated as f64 / CALLS as f64,
         s.reallocations as f64 / CALLS as f64,
         allocs - bare,
     );
     allocs
+}
+
+/// A writer that parks the audit writer thread in its first `write` until released, so that the
+/// events of the counted region are queued but not formatted (see the module docs).
+struct GatedWriter {
+    parked: mpsc::Sender<()>,
+    release: mpsc::Receiver<()>,
+    open: bool,
+}
+
+impl std::io::Write for GatedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.open {
+            let _ = self.parked.send(());
+            let _ = self.release.recv();
+            self.open = true;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink whose writer can be parked: `(sink, wait_until_parked, release)`.
+fn gated_sink() -> (JsonLinesSink, impl FnOnce(), impl FnOnce()) {
+    let (parked_tx, parked_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let sink = JsonLinesSink::new(
+        GatedWriter {
+            parked: parked_tx,
+            release: release_rx,
+            open: false,
+        },
+        1 << 16,
+    );
+    let wait = move || {
+        let _ = parked_rx.recv();
+    };
+    let release = move || {
+        let _ = release_tx.send(());
+    };
+    (sink, wait, release)
+}
+
+fn secret_store() -> SecretStore {
+    SecretStore::new(
+        |name: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
+            match name {
+                "orders-api-key" => Ok(SecretValue::from("k")),
+                _ => Err(SecretsError::not_found(name)),
+            }
+        },
+    )
 }
 
 fn main() {
@@ -140,6 +211,26 @@ fn main() {
     per_call("check: MemoryBackend::check (peer key)", || {
         black_box(mem.check(black_box(&k)));
     });
+    let mut verified = request();
+    let principal = cidr.verify_now(&verified).unwrap().unwrap();
+    verified.extensions_mut().insert(principal);
+    per_call(
+        "check: key::Principal.key(&req) (network principal)",
+        || {
+            black_box(key::Principal.key(black_box(&verified)));
+        },
+    );
+    let pk = key::Principal.key(&verified).unwrap();
+    let mem = MemoryBackend::new(unlimited());
+    per_call(
+        "check: MemoryBackend::check (network principal key)",
+        || {
+            black_box(mem.check(black_box(&pk)));
+        },
+    );
+    per_call("check: CidrVerifier::verify_now (principal built)", || {
+        black_box(cidr.verify_now(black_box(&verified)));
+    });
 
     let bare = service_per_call("layer: bare handler", 0.0, service_fn(handler));
     service_per_call(
@@ -159,6 +250,40 @@ fn main() {
         bare,
         VerifyLayer::new(cidr.clone()).layer(service_fn(handler)),
     );
+    service_per_call(
+        "layer: Ingress (defaults: application/json, depth 32)",
+        bare,
+        IngressLayer::new().layer(service_fn(handler)),
+    );
+    let store = secret_store();
+    let secrets = SecretsLayer::new(store.clone()).require("orders-api-key");
+    block(secrets.prefetch()).unwrap();
+    service_per_call(
+        "layer: Secrets (one required secret, cached)",
+        bare,
+        secrets.layer(service_fn(handler)),
+    );
+    let (sink, parked, release) = gated_sink();
+    service_per_call_with(
+        "layer: Audit (JsonLinesSink)",
+        bare,
+        AuditLayer::new(sink.clone()).layer(service_fn(handler)),
+        parked,
+    );
+    release();
+    sink.flush(std::time::Duration::from_secs(5));
+    let (sink, parked, release) = gated_sink();
+    service_per_call_with(
+        "stack: Audit > Verify(CIDR)",
+        bare,
+        ServiceBuilder::new()
+            .layer(AuditLayer::new(sink.clone()))
+            .layer(VerifyLayer::new(cidr.clone()))
+            .service_fn(handler),
+        parked,
+    );
+    release();
+    sink.flush(std::time::Duration::from_secs(5));
     service_per_call(
         "stack: RateLimit(peer) > Verify(CIDR)",
         bare,
@@ -188,15 +313,7 @@ fn main() {
         rate.burst = Some(100);
         p
     };
-    let store = SecretStore::new(
-        |name: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
-            match name {
-                "orders-api-key" => Ok(SecretValue::from("k")),
-                _ => Err(SecretsError::not_found(name)),
-            }
-        },
-    );
-    let sink = JsonLinesSink::new(std::io::sink(), 1 << 16);
+    let (sink, parked, release) = gated_sink();
     let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store))
         .unwrap()
         .audit(AuditLayer::new(sink.clone()))
@@ -208,10 +325,12 @@ fn main() {
         .unwrap(),
     );
     BODY.with(|b| *b.borrow_mut() = order);
-    service_per_call(
+    service_per_call_with(
         "stack: the full orders stack (orders payload)",
         bare,
         guard.wrap(service_fn(handler)),
+        parked,
     );
+    release();
     sink.flush(std::time::Duration::from_secs(5));
 }

@@ -234,7 +234,11 @@ fn check(config: &Config, req: &GuardRequest) -> Result<(), Rejection> {
     let media = media_type(req.headers());
     if is_http && !config.content_types.is_empty() && !body.is_empty() {
         match &media {
-            MediaType::One(m) if config.content_types.iter().any(|c| c == m) => {}
+            MediaType::One(m)
+                if config
+                    .content_types
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(m)) => {}
             MediaType::Missing => {
                 return Err(Rejection::new(RejectionKind::UnsupportedMediaType)
                     .with_reason("missing content-type"));
@@ -250,7 +254,10 @@ fn check(config: &Config, req: &GuardRequest) -> Result<(), Rejection> {
         }
     }
     let json_like = match &media {
-        MediaType::One(m) => m == "application/json" || m.ends_with("+json"),
+        MediaType::One(m) => {
+            m.eq_ignore_ascii_case("application/json")
+                || m.len() >= 5 && m.as_bytes()[m.len() - 5..].eq_ignore_ascii_case(b"+json")
+        }
         _ => !is_http,
     };
     if json_like && exceeds_depth(body, config.max_depth) {
@@ -268,13 +275,15 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .max()
 }
 
-enum MediaType {
+/// The `Content-Type` essence (`type/subtype`, parameters dropped), as sent: compared without
+/// regard to ASCII case, so no lower-case copy is made per request.
+enum MediaType<'a> {
     Missing,
     Ambiguous,
-    One(String),
+    One(&'a str),
 }
 
-fn media_type(headers: &HeaderMap) -> MediaType {
+fn media_type(headers: &HeaderMap) -> MediaType<'_> {
     let mut values = headers.get_all(CONTENT_TYPE).iter();
     let Some(first) = values.next() else {
         return MediaType::Missing;
@@ -288,7 +297,7 @@ fn media_type(headers: &HeaderMap) -> MediaType {
             if essence.is_empty() {
                 MediaType::Missing
             } else {
-                MediaType::One(essence.to_ascii_lowercase())
+                MediaType::One(essence)
             }
         }
         Err(_) => MediaType::Ambiguous,
@@ -343,5 +352,42 @@ mod tests {
         assert!(exceeds_depth(br#"{"a":[1,{"b":2}]}"#, 2));
         assert!(!exceeds_depth(br#"{"a":"[[[[[[[[[[\"{{{{"}"#, 1));
         assert!(exceeds_depth(&[b'['; 10_000], 16));
+    }
+
+    fn req(content_type: &str, body: &'static [u8]) -> GuardRequest {
+        http::Request::post("/")
+            .header("content-type", content_type)
+            .body(bytes::Bytes::from_static(body))
+            .unwrap()
+    }
+
+    #[test]
+    fn media_types_match_without_regard_to_ascii_case() {
+        let layer =
+            IngressLayer::new().content_types(["application/json", "Application/Vnd.Api+JSON"]);
+        for ct in [
+            "application/json",
+            "Application/JSON",
+            "APPLICATION/JSON; charset=utf-8",
+            "application/vnd.api+json",
+        ] {
+            assert!(check(&layer.config, &req(ct, b"{}")).is_ok(), "{ct}");
+        }
+        let refused = check(&layer.config, &req("text/json", b"{}")).unwrap_err();
+        assert_eq!(refused.kind(), RejectionKind::UnsupportedMediaType);
+    }
+
+    #[test]
+    fn json_media_types_in_any_case_get_the_depth_check() {
+        let layer = IngressLayer::new()
+            .content_types(Vec::<String>::new())
+            .max_depth(2);
+        for ct in ["Application/Json", "application/problem+JSON", "x/+json"] {
+            let deep = check(&layer.config, &req(ct, b"[[[1]]]")).unwrap_err();
+            assert_eq!(deep.kind(), RejectionKind::TooDeep, "{ct}");
+        }
+        // Not JSON: no depth scan.
+        assert!(check(&layer.config, &req("text/plain", b"[[[1]]]")).is_ok());
+        assert!(check(&layer.config, &req("json", b"[[[1]]]")).is_ok());
     }
 }

@@ -17,7 +17,8 @@ use super::event::{ALLOW_CODE, DECISION_EVENT, Outcome, SecurityEvent, sanitize}
 use super::sink::{JsonLinesSink, SecuritySink};
 use crate::policy::AuditPolicy;
 use crate::request::{
-    Cloud, GuardRequest, GuardResponse, Invocation, Peer, Principal, PrincipalKind, Trigger,
+    Cloud, GuardRequest, GuardResponse, Invocation, Peer, PrincipalKind, Subject, Trigger,
+    VerifiedSlot,
 };
 use crate::{Denial, RejectionKind};
 
@@ -117,11 +118,20 @@ pub struct Audit<S> {
 
 crate::macros::inner_service_accessors!(Audit);
 
+thread_local! {
+    /// One emptied principal slot per thread, kept for the next request so that the slot costs
+    /// no allocation in the steady state. Only a slot nothing else holds any more is kept (see
+    /// `VerifiedSlot::reset`), so a principal cannot reach another request's event through it.
+    static SPARE_SLOT: std::cell::Cell<Option<VerifiedSlot>> = const { std::cell::Cell::new(None) };
+}
+
 /// What the event needs from the request, captured before the request moves inward.
 struct Pending {
     sink: Arc<dyn SecuritySink>,
     lines: Option<JsonLinesSink>,
     start: Instant,
+    /// Filled by the verification layer inside, once (and only if) it accepted the request.
+    verified: VerifiedSlot,
     record: Record,
 }
 
@@ -139,18 +149,23 @@ pub(super) struct Record {
     peer: Option<IpAddr>,
     status: u16,
     denial: Option<Denial>,
-    principal: Option<(PrincipalKind, String)>,
+    principal: Option<(PrincipalKind, Subject)>,
     latency_us: u64,
 }
 
 impl Pending {
-    fn capture(layer: &AuditLayer, req: &GuardRequest) -> Self {
+    /// Copies what the event needs from `req`, and puts an empty principal slot on it (replacing
+    /// any slot it carried: a principal never reaches the event of another request).
+    fn capture(layer: &AuditLayer, req: &mut GuardRequest) -> Self {
+        let verified = SPARE_SLOT.take().unwrap_or_default();
+        req.extensions_mut().insert(verified.clone());
         let inv = req.extensions().get::<Invocation>();
         let trigger = req.extensions().get::<Trigger>();
         Pending {
             sink: layer.sink.clone(),
             lines: layer.lines.clone(),
             start: Instant::now(),
+            verified,
             record: Record {
                 max: layer.max_field_len,
                 cloud: inv.map(|i| i.cloud).unwrap_or_default(),
@@ -174,11 +189,17 @@ impl Pending {
         }
     }
 
-    fn finish(self, status: u16, denial: Option<&Denial>, principal: Option<&Principal>) {
+    /// Hands the event to the sink. `verified`: whether the request reached an answer (the
+    /// principal is recorded then, not for errors and cancellations).
+    fn finish(self, status: u16, denial: Option<&Denial>, verified: bool) {
         let mut record = self.record;
+        let mut slot = self.verified;
         record.status = status;
         record.denial = denial.cloned();
-        record.principal = principal.map(|p| (p.kind.clone(), p.subject.clone()));
+        record.principal = if verified { slot.take() } else { None };
+        if let Some(empty) = slot.reset() {
+            SPARE_SLOT.set(Some(empty));
+        }
         record.latency_us = self.start.elapsed().as_micros().min(u64::MAX as u128) as u64;
         match &self.lines {
             Some(lines) => lines.emit_record(record),
@@ -222,7 +243,7 @@ impl Record {
             peer: self.peer.map(|ip| ip.to_string()),
             principal: self
                 .principal
-                .map(|(kind, subject)| cap(&format!("{}:{}", kind.as_str(), subject))),
+                .map(|(kind, subject)| cap(&format!("{}:{subject}", kind.as_str()))),
             latency_us: self.latency_us,
         }
     }
@@ -259,7 +280,7 @@ impl Drop for Emit {
                 kind: RejectionKind::Internal,
                 reason: Some("request cancelled before a response".into()),
             };
-            p.finish(499, Some(&denial), None);
+            p.finish(499, Some(&denial), false);
         }
     }
 }
@@ -287,7 +308,7 @@ where
                 Ok(resp) => p.finish(
                     resp.status().as_u16(),
                     resp.extensions().get::<Denial>(),
-                    resp.extensions().get::<Principal>(),
+                    true,
                 ),
                 Err(_) => p.finish(
                     500,
@@ -295,7 +316,7 @@ where
                         kind: RejectionKind::Internal,
                         reason: Some("inner service error".into()),
                     }),
-                    None,
+                    false,
                 ),
             }
         }
@@ -315,11 +336,40 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: GuardRequest) -> Self::Future {
-        let pending = Pending::capture(&self.layer, &req);
+    fn call(&mut self, mut req: GuardRequest) -> Self::Future {
+        let pending = Pending::capture(&self.layer, &mut req);
         ResponseFuture {
             inner: self.inner.call(req),
             emit: Emit(Some(pending)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::request::Principal;
+
+    #[tokio::test]
+    async fn a_slot_filled_for_another_request_never_reaches_the_event() {
+        let seen = Arc::new(Mutex::new(Vec::<SecurityEvent>::new()));
+        let s = seen.clone();
+        let layer = AuditLayer::new(move |e: SecurityEvent| s.lock().unwrap().push(e));
+        let handler = tower::service_fn(|_req: GuardRequest| async {
+            Ok::<_, std::convert::Infallible>(GuardResponse::new(Bytes::new()))
+        });
+        // A request that carries the (filled) slot of an earlier request, as if its extensions
+        // had been copied: the audit layer replaces it with a fresh one, so nothing is recorded.
+        let stale = VerifiedSlot::default();
+        stale.fill(&Principal::new(PrincipalKind::Jwt, "someone-else"));
+        let mut req = GuardRequest::new(Bytes::new());
+        req.extensions_mut().insert(stale);
+        layer.layer(handler).oneshot(req).await.unwrap();
+        assert_eq!(seen.lock().unwrap()[0].principal, None);
     }
 }

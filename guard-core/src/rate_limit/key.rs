@@ -36,7 +36,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::request::GuardRequest;
+use crate::request::{GuardRequest, PrincipalKind};
 
 /// The identity of one bucket.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -50,6 +50,9 @@ enum Repr {
     /// The first 64 bits of an IPv6 address.
     V6Net([u8; 8]),
     Named(Arc<str>),
+    /// A network principal (kind `network`, no issuer): its address, whole (not by /64), as the
+    /// text key `p:7:network0:<address>` would have counted it.
+    NetworkPrincipal(IpAddr),
 }
 
 impl BucketKey {
@@ -124,6 +127,11 @@ impl BucketKey {
                 out.push_str("n:");
                 out.push_str(s);
             }
+            Repr::NetworkPrincipal(ip) => {
+                // The same text as the named key a network principal had before it got its own
+                // variant, so buckets in Redis carry over.
+                let _ = write!(out, "n:p:7:network0:{ip}");
+            }
         }
     }
 }
@@ -134,7 +142,7 @@ impl fmt::Debug for BucketKey {
         match &self.0 {
             Repr::Global => f.write_str("BucketKey(global)"),
             Repr::NoPeer => f.write_str("BucketKey(no-peer)"),
-            Repr::V4(_) | Repr::V6Net(_) => {
+            Repr::V4(_) | Repr::V6Net(_) | Repr::NetworkPrincipal(_) => {
                 let mut s = String::new();
                 self.write_redis_suffix(&mut s);
                 write!(f, "BucketKey({s})")
@@ -195,6 +203,10 @@ impl RateKey for Peer {
 
 /// The verified principal (kind, issuer, subject); without one, the [`Peer`] key.
 ///
+/// Principals of different kinds or issuers never share a bucket. A network principal (the CIDR
+/// verifier's) is keyed by its address without any allocation; other principals by a name built
+/// from the length-prefixed kind, issuer and subject (one allocation).
+///
 /// ```
 /// use guard_core::rate_limit::key::{Principal, RateKey};
 /// use guard_core::request::{Principal as Who, PrincipalKind};
@@ -212,12 +224,19 @@ impl RateKey for Principal {
         let Some(p) = req.extensions().get::<crate::request::Principal>() else {
             return Peer.key(req);
         };
+        if p.kind == PrincipalKind::Network
+            && p.issuer.is_none()
+            && let Some(ip) = p.subject.ip()
+        {
+            return Some(BucketKey(Repr::NetworkPrincipal(ip)));
+        }
         // Length-prefixed parts, so that no choice of subject can collide with another principal.
         let kind = p.kind.as_str();
         let issuer = p.issuer.as_deref().unwrap_or("");
-        Some(BucketKey(Repr::Named(principal_name(
-            kind, issuer, &p.subject,
-        ))))
+        Some(BucketKey(Repr::Named(
+            p.subject
+                .with_text(|subject| principal_name(kind, issuer, subject)),
+        )))
     }
 }
 
@@ -317,5 +336,72 @@ mod tests {
     fn debug_does_not_print_names() {
         let k = BucketKey::named("tenant-secret-ish");
         assert!(!format!("{k:?}").contains("tenant"));
+    }
+
+    fn network_principal(ip: &str) -> GuardRequest {
+        let mut r = req_from(ip);
+        let addr: IpAddr = ip.parse().unwrap();
+        r.extensions_mut()
+            .insert(Who::new(PrincipalKind::Network, addr));
+        r
+    }
+
+    fn redis_text(k: &BucketKey) -> String {
+        let mut s = String::new();
+        k.write_redis_suffix(&mut s);
+        s
+    }
+
+    #[test]
+    fn network_principals_are_keyed_by_address_apart_from_peers_and_other_kinds() {
+        let a = Principal.key(&network_principal("203.0.113.7")).unwrap();
+        assert_eq!(a, Principal.key(&network_principal("203.0.113.7")).unwrap());
+        assert_ne!(a, Principal.key(&network_principal("203.0.113.8")).unwrap());
+        // Not the pre-auth limiter's peer bucket of the same address...
+        assert_ne!(a, BucketKey::peer("203.0.113.7".parse().unwrap()));
+        // ...nor a principal of another kind whose subject is the same text.
+        for kind in [PrincipalKind::Hmac, PrincipalKind::Custom("network".into())] {
+            let mut other = req_from("203.0.113.7");
+            other.extensions_mut().insert(Who::new(kind, "203.0.113.7"));
+            assert_ne!(a, Principal.key(&other).unwrap());
+        }
+        // An issuer keeps it apart too (it goes into the named key).
+        let mut issued = req_from("203.0.113.7");
+        let addr: IpAddr = "203.0.113.7".parse().unwrap();
+        issued
+            .extensions_mut()
+            .insert(Who::new(PrincipalKind::Network, addr).with_issuer("edge"));
+        let issued = Principal.key(&issued).unwrap();
+        assert_ne!(a, issued);
+        assert_eq!(redis_text(&issued), "n:p:7:network4:edge203.0.113.7");
+        // IPv6 network principals count by address, not by /64 as peers do.
+        let v6 = Principal.key(&network_principal("2001:db8::1")).unwrap();
+        assert_ne!(
+            v6,
+            Principal.key(&network_principal("2001:db8::2")).unwrap()
+        );
+    }
+
+    #[test]
+    fn network_principal_keys_keep_the_redis_text_of_the_named_key_they_replaced() {
+        for ip in ["203.0.113.7", "2001:db8::1"] {
+            let k = Principal.key(&network_principal(ip)).unwrap();
+            let before = format!("n:{}", &*principal_name("network", "", ip));
+            assert_eq!(redis_text(&k), before);
+            assert_eq!(redis_text(&k), format!("n:p:7:network0:{ip}"));
+        }
+    }
+
+    #[test]
+    fn a_principal_with_an_address_subject_of_another_kind_gets_the_text_of_the_address() {
+        let addr: IpAddr = "2001:db8::7".parse().unwrap();
+        let mut r = req_from("203.0.113.7");
+        r.extensions_mut()
+            .insert(Who::new(PrincipalKind::Source, addr));
+        let mut named = req_from("203.0.113.7");
+        named
+            .extensions_mut()
+            .insert(Who::new(PrincipalKind::Source, "2001:db8::7"));
+        assert_eq!(Principal.key(&r), Principal.key(&named));
     }
 }

@@ -1,9 +1,12 @@
 //! [`SecretsLayer`], [`Secrets`] and the [`SecretHandles`] request extension.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -12,12 +15,69 @@ use crate::future::BoxResponseFuture;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse};
 
+/// One fetched secret: the name as written in the layer's list, and its value.
+type Pair = (Arc<str>, Arc<SecretValue>);
+
+/// How many secrets [`SecretHandles`] holds without a heap allocation of its own.
+const INLINE: usize = 2;
+
+/// The secrets of one request: up to [`INLINE`] inline (the usual case: cloning them only bumps
+/// reference counts), more in one shared slice.
+#[derive(Clone)]
+enum Values {
+    Inline([Option<Pair>; INLINE]),
+    Shared(Arc<[Pair]>),
+}
+
+impl Values {
+    fn iter(&self) -> impl Iterator<Item = &Pair> {
+        let (inline, shared): (&[Option<Pair>], &[Pair]) = match self {
+            Values::Inline(items) => (items, &[]),
+            Values::Shared(items) => (&[], items),
+        };
+        inline.iter().flatten().chain(shared)
+    }
+}
+
+/// Collects [`Values`] in list order.
+struct Collect {
+    inline: [Option<Pair>; INLINE],
+    len: usize,
+    more: Vec<Pair>,
+}
+
+impl Collect {
+    fn new() -> Self {
+        Collect {
+            inline: Default::default(),
+            len: 0,
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, pair: Pair) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = Some(pair),
+            None => self.more.push(pair),
+        }
+        self.len += 1;
+    }
+
+    fn finish(self) -> Values {
+        if self.more.is_empty() {
+            Values::Inline(self.inline)
+        } else {
+            Values::Shared(self.inline.into_iter().flatten().chain(self.more).collect())
+        }
+    }
+}
+
 /// The secrets a [`SecretsLayer`] fetched for this request, by name. A request extension.
 ///
 /// `Debug` lists the names only.
 #[derive(Clone)]
 pub struct SecretHandles {
-    values: Arc<[(Arc<str>, Arc<SecretValue>)]>,
+    values: Values,
     store: SecretStore,
 }
 
@@ -49,7 +109,7 @@ impl SecretHandles {
     /// Handles holding nothing (for tests of handlers).
     pub fn empty(store: SecretStore) -> Self {
         Self {
-            values: Arc::new([]),
+            values: Values::Inline(Default::default()),
             store,
         }
     }
@@ -166,8 +226,188 @@ pub struct Secrets<S> {
 
 crate::macros::inner_service_accessors!(Secrets);
 
-/// The response future of [`Secrets`].
-pub type ResponseFuture<E> = BoxResponseFuture<E>;
+pin_project! {
+    /// The response future of [`Secrets`]: the inner service's future when every secret was
+    /// answered from the cache at once (see [`SecretStore::get_now`]), an immediate 503, or a
+    /// boxed future when a secret had to be fetched.
+    pub struct ResponseFuture<F, E> {
+        #[pin]
+        state: State<F, E>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, E> {
+        Inner { #[pin] future: F },
+        Rejected { response: Option<GuardResponse> },
+        Boxed { future: BoxResponseFuture<E> },
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F, E>
+where
+    F: Future<Output = Result<GuardResponse, E>>,
+{
+    type Output = Result<GuardResponse, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future } => future.poll(cx),
+            StateProj::Rejected { response } => match response.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Pending,
+            },
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<F, E> fmt::Debug for ResponseFuture<F, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("secrets::ResponseFuture")
+    }
+}
+
+/// One answer per name of a list: given by the cache at once, or (`None`) still to be fetched.
+type Answers = Vec<Option<Result<Arc<SecretValue>, SecretsError>>>;
+
+/// Every name's answer from the cache ([`SecretStore::get_now`]), each name asked once.
+fn peek_all(store: &SecretStore, names: &[Arc<str>]) -> Answers {
+    names.iter().map(|n| store.get_now(n)).collect()
+}
+
+/// `answers` completed: the names the cache could not answer are fetched (concurrently).
+async fn resolve(
+    store: &SecretStore,
+    names: &[Arc<str>],
+    answers: Answers,
+) -> Vec<Result<Arc<SecretValue>, SecretsError>> {
+    let fetched = futures_util::future::join_all(
+        names
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| a.is_none())
+            .map(|(n, _)| store.get(n)),
+    )
+    .await;
+    let mut fetched = fetched.into_iter();
+    names
+        .iter()
+        .zip(answers)
+        .map(|(name, a)| {
+            a.or_else(|| fetched.next())
+                .unwrap_or_else(|| Err(SecretsError::transient(name, "no answer")))
+        })
+        .collect()
+}
+
+/// The 503 for a required secret that cannot be had (the reason names the secret, never a value).
+fn unavailable(name: &str, e: &SecretsError) -> GuardResponse {
+    let why = match e {
+        SecretsError::NotFound { .. } => "not found",
+        SecretsError::AccessDenied { .. } => "access denied",
+        SecretsError::Transient { .. } => "source unavailable",
+        _ => "source error",
+    };
+    Rejection::new(RejectionKind::SecretsUnavailable)
+        .with_reason(format!("required secret `{name}`: {why}"))
+        .into_response()
+}
+
+/// What the cache answered at once for the whole request.
+enum Now {
+    /// Every secret answered: the handles, or the 503 of the first required one that failed.
+    Ready(Result<SecretHandles, GuardResponse>),
+    /// Something must be fetched. The required secrets' answers (every one asked), or, when
+    /// every required one was had, the values collected so far and the answers of the optional
+    /// names from the first one the cache could not answer on.
+    Wait {
+        required: Answers,
+        optional: Option<(Collect, usize, Answers)>,
+    },
+}
+
+impl SecretsLayer {
+    /// Asks the cache for every secret at once, the required ones first (each name once, in list
+    /// order, exactly as the awaiting path would), and the optional ones only when every required
+    /// one was had.
+    fn now(&self) -> Now {
+        let store = &self.store;
+        let mut values = Collect::new();
+        for (i, name) in self.required.iter().enumerate() {
+            match store.get_now(name) {
+                Some(Ok(v)) => values.push((name.clone(), v)),
+                Some(Err(e)) => {
+                    // Every required secret is still asked for (as the awaiting path does); the
+                    // first failure in list order decides the answer.
+                    if let Some(rest) = self.required.get(i + 1..) {
+                        let rest = peek_all(store, rest);
+                        if rest.iter().any(Option::is_none) {
+                            let mut required = Vec::with_capacity(self.required.len());
+                            required.extend(values.into_pairs().map(|(_, v)| Some(Ok(v))));
+                            required.push(Some(Err(e)));
+                            required.extend(rest);
+                            return Now::Wait {
+                                required,
+                                optional: None,
+                            };
+                        }
+                    }
+                    return Now::Ready(Err(unavailable(name, &e)));
+                }
+                None => {
+                    let mut required = Vec::with_capacity(self.required.len());
+                    required.extend(values.into_pairs().map(|(_, v)| Some(Ok(v))));
+                    required.push(None);
+                    if let Some(rest) = self.required.get(i + 1..) {
+                        required.extend(peek_all(store, rest));
+                    }
+                    return Now::Wait {
+                        required,
+                        optional: None,
+                    };
+                }
+            }
+        }
+        let mut optional: Option<(usize, Answers)> = None;
+        for (i, name) in self.optional.iter().enumerate() {
+            let answer = store.get_now(name);
+            if let Some((_, answers)) = optional.as_mut() {
+                answers.push(answer);
+                continue;
+            }
+            match answer {
+                Some(Ok(v)) => values.push((name.clone(), v)),
+                Some(Err(_)) => {}
+                None => {
+                    // The names before `i` are settled (found ones are in `values`, the others
+                    // are absent); from `i` on, the awaiting path completes the answers.
+                    let mut answers: Answers = Vec::with_capacity(self.optional.len() - i);
+                    answers.push(None);
+                    optional = Some((i, answers));
+                }
+            }
+        }
+        match optional {
+            None => Now::Ready(Ok(SecretHandles {
+                values: values.finish(),
+                store: store.clone(),
+            })),
+            Some((start, answers)) => Now::Wait {
+                required: Vec::new(),
+                optional: Some((values, start, answers)),
+            },
+        }
+    }
+}
+
+impl Collect {
+    /// The pairs collected so far, in order.
+    fn into_pairs(self) -> impl Iterator<Item = Pair> {
+        self.inline.into_iter().flatten().chain(self.more)
+    }
+}
 
 impl<S> Service<GuardRequest> for Secrets<S>
 where
@@ -177,50 +417,67 @@ where
 {
     type Response = GuardResponse;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
+        let (required, optional) = match self.layer.now() {
+            // Every secret fresh in the cache: no future to box, no clone of the inner service.
+            Now::Ready(Ok(handles)) => {
+                req.extensions_mut().insert(handles);
+                return ResponseFuture {
+                    state: State::Inner {
+                        future: self.inner.call(req),
+                    },
+                };
+            }
+            Now::Ready(Err(response)) => {
+                return ResponseFuture {
+                    state: State::Rejected {
+                        response: Some(response),
+                    },
+                };
+            }
+            Now::Wait { required, optional } => (required, optional),
+        };
         // Take the service that was driven to readiness; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        Box::pin(async move {
+        let future = Box::pin(async move {
             let store = &layer.store;
-            let required =
-                futures_util::future::join_all(layer.required.iter().map(|n| store.get(n))).await;
-            let mut values = Vec::with_capacity(layer.required.len() + layer.optional.len());
-            for (name, result) in layer.required.iter().zip(required) {
-                match result {
-                    Ok(v) => values.push((name.clone(), v)),
-                    Err(e) => {
-                        let why = match e {
-                            SecretsError::NotFound { .. } => "not found",
-                            SecretsError::AccessDenied { .. } => "access denied",
-                            SecretsError::Transient { .. } => "source unavailable",
-                            _ => "source error",
-                        };
-                        return Ok(Rejection::new(RejectionKind::SecretsUnavailable)
-                            .with_reason(format!("required secret `{name}`: {why}"))
-                            .into_response());
+            let (mut values, start, optional) = match optional {
+                Some(ready) => ready,
+                None => {
+                    let required = resolve(store, &layer.required, required).await;
+                    let mut values = Collect::new();
+                    for (name, result) in layer.required.iter().zip(required) {
+                        match result {
+                            Ok(v) => values.push((name.clone(), v)),
+                            Err(e) => return Ok(unavailable(name, &e)),
+                        }
                     }
+                    (values, 0, peek_all(store, &layer.optional))
                 }
-            }
-            let optional =
-                futures_util::future::join_all(layer.optional.iter().map(|n| store.get(n))).await;
-            for (name, result) in layer.optional.iter().zip(optional) {
+            };
+            let names = layer.optional.get(start..).unwrap_or_default();
+            let optional = resolve(store, names, optional).await;
+            for (name, result) in names.iter().zip(optional) {
                 if let Ok(v) = result {
                     values.push((name.clone(), v));
                 }
             }
             req.extensions_mut().insert(SecretHandles {
-                values: values.into(),
+                values: values.finish(),
                 store: layer.store.clone(),
             });
             inner.call(req).await
-        })
+        });
+        ResponseFuture {
+            state: State::Boxed { future },
+        }
     }
 }

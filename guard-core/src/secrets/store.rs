@@ -339,6 +339,16 @@ enum Fetched {
     Stale(Option<Arc<SecretValue>>, SecretsError),
 }
 
+/// What [`SecretStore::peek`] found: the answer, or a fetch to make (with the slot's attempt
+/// count at the time, to notice a fetch that finished while waiting for the single flight).
+enum Peek {
+    Answer(Result<Option<Arc<SecretValue>>, SecretsError>),
+    Fetch {
+        entry: Arc<NameEntry>,
+        attempts: u64,
+    },
+}
+
 enum Answer {
     Fresh(Option<Arc<SecretValue>>),
     Stale(Option<Arc<SecretValue>>),
@@ -546,6 +556,67 @@ impl SecretStore {
         e
     }
 
+    /// The answer [`get`](Self::get) would give, when the cache can give it at once: `None` when
+    /// `get` would have to ask the source (nothing cached, or an expired value and no recent
+    /// failure), so the caller awaits `get` instead.
+    ///
+    /// Everything else `get` does happens here too, synchronously: a fresh value is a hit (and
+    /// starts the background refresh when it is near expiry, on the current Tokio runtime); an
+    /// expired value is served stale while the source fails transiently; a recent failure with
+    /// nothing usable is returned as the error (fail closed). It never waits and never fetches.
+    ///
+    /// ```
+    /// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let src = |_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> { Ok("v".into()) };
+    /// let store = SecretStore::new(src);
+    /// assert!(store.get_now("api-key").is_none()); // nothing cached: `get` must fetch
+    /// store.get("api-key").await.unwrap();
+    /// assert_eq!(store.get_now("api-key").unwrap().unwrap().expose_str(), Some("v"));
+    /// # });
+    /// ```
+    pub fn get_now(&self, name: &str) -> Option<Result<Arc<SecretValue>, SecretsError>> {
+        let (base, field) = split_name(name);
+        match self.peek(base, field, SecretVersion::Current) {
+            Peek::Answer(Ok(Some(v))) => Some(Ok(v)),
+            Peek::Answer(Ok(None)) => Some(Err(SecretsError::not_found(base))),
+            Peek::Answer(Err(e)) => Some(Err(e)),
+            Peek::Fetch { .. } => None,
+        }
+    }
+
+    /// The first half of every read: what the cache answers at once (fresh hit, stale, cached
+    /// failure), or that a fetch is needed (counted as a miss).
+    fn peek(&self, name: &str, field: Option<&str>, version: SecretVersion) -> Peek {
+        let entry = self.entry(name);
+        let slot = &entry.slots[slot_index(version)];
+        let now = self.inner.clock.now();
+        let mut st = lock(&slot.state);
+        let answer = match self.decide(&st, now, false) {
+            Answer::Fresh(v) => {
+                bump(&self.inner.counters.hits);
+                self.maybe_refresh_ahead(&entry, &mut st, name, version, now);
+                select(&mut st, name, field, v)
+            }
+            Answer::Stale(v) => {
+                bump(&self.inner.counters.stale_served);
+                select(&mut st, name, field, v)
+            }
+            Answer::Fail(e) => {
+                bump(&self.inner.counters.misses);
+                Err(e)
+            }
+            Answer::Fetch => {
+                bump(&self.inner.counters.misses);
+                let attempts = st.attempts;
+                drop(st);
+                return Peek::Fetch { entry, attempts };
+            }
+        };
+        Peek::Answer(answer)
+    }
+
     /// The cache lookup shared by every read: fresh hit, stale, cached failure, or one fetch.
     async fn lookup(
         &self,
@@ -553,30 +624,11 @@ impl SecretStore {
         field: Option<&str>,
         version: SecretVersion,
     ) -> Result<Option<Arc<SecretValue>>, SecretsError> {
-        let entry = self.entry(name);
-        let slot = &entry.slots[slot_index(version)];
-        let now = self.inner.clock.now();
-        let attempts = {
-            let mut st = lock(&slot.state);
-            match self.decide(&st, now, false) {
-                Answer::Fresh(v) => {
-                    bump(&self.inner.counters.hits);
-                    self.maybe_refresh_ahead(&entry, &mut st, name, version, now);
-                    return select(&mut st, name, field, v);
-                }
-                Answer::Stale(v) => {
-                    bump(&self.inner.counters.stale_served);
-                    return select(&mut st, name, field, v);
-                }
-                Answer::Fail(e) => {
-                    bump(&self.inner.counters.misses);
-                    return Err(e);
-                }
-                Answer::Fetch => {}
-            }
-            bump(&self.inner.counters.misses);
-            st.attempts
+        let (entry, attempts) = match self.peek(name, field, version) {
+            Peek::Answer(answer) => return answer,
+            Peek::Fetch { entry, attempts } => (entry, attempts),
         };
+        let slot = &entry.slots[slot_index(version)];
         let _flight = slot.fetch_lock.lock().await;
         {
             let mut st = lock(&slot.state);

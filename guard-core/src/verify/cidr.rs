@@ -1,7 +1,6 @@
 //! [`CidrVerifier`]: the caller's platform-observed address must be on an allow-list, and
 //! [`TrustedProxies`]: deriving that address from `X-Forwarded-For` without trusting the client.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -120,7 +119,7 @@ fn parse_entry(s: &str) -> Option<IpAddr> {
 /// the one they report in `X-Forwarded-For`. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) are
 /// matched as IPv4. No address → 403 `guard.verify.forbidden_address` (fail closed); an address
 /// outside every network → 403 `guard.verify.forbidden_address`. The principal is
-/// `PrincipalKind::Network` with the address as subject.
+/// `PrincipalKind::Network` with the address as subject ([`Subject::ip`](crate::request::Subject::ip)).
 ///
 /// ```
 /// use guard_core::verify::{CidrVerifier, Verifier};
@@ -182,10 +181,8 @@ impl CidrVerifier {
                 .ok_or_else(|| forbidden("no platform-observed peer address"))?,
         };
         if self.allows(ip) {
-            // Sized for the longest address text, so formatting never grows the string.
-            let mut subject = String::with_capacity(45);
-            let _ = write!(subject, "{}", ip.to_canonical());
-            Ok(Principal::new(PrincipalKind::Network, subject))
+            // The address itself is the subject: nothing is formatted or allocated here.
+            Ok(Principal::new(PrincipalKind::Network, ip.to_canonical()))
         } else {
             Err(forbidden("address not on the allow-list"))
         }

@@ -145,8 +145,10 @@ impl Verifier for MessageChecks {
             match &self.push {
                 Some((kinds, jwt)) if kinds.iter().any(|k| k == kind) => {
                     let mut p: Principal = jwt.verify(req).await?;
-                    p.claims
-                        .insert("source".into(), serde_json::Value::from(source.subject));
+                    p.claims.insert(
+                        "source".into(),
+                        serde_json::Value::from(source.subject.to_string()),
+                    );
                     Ok(p)
                 }
                 _ => Ok(source),

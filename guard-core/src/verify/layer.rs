@@ -13,7 +13,9 @@ use tower_service::Service;
 
 use crate::future::BoxResponseFuture;
 use crate::rejection::{Rejection, RejectionKind};
-use crate::request::{GuardRequest, GuardResponse, Principal, PrincipalKind, Trigger};
+use crate::request::{
+    GuardRequest, GuardResponse, Principal, PrincipalKind, Trigger, VerifiedSlot,
+};
 
 /// The boxed future a [`Verifier`] returns: the verified [`Principal`], or the [`Rejection`] to send.
 pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, Rejection>> + Send + 'a>>;
@@ -332,8 +334,10 @@ impl Verifier for ByTrigger {
 /// Runs a [`Verifier`] before the inner service. See the [module docs](crate::verify).
 ///
 /// On success the [`Principal`] is inserted into the request extensions for the layers and handler
-/// inside, and a clone into the *response* extensions for the audit layer outside. On failure the
-/// inner service is not called and the response is the rendered [`Rejection`].
+/// inside (its only allocation: `http::Extensions` boxes every value), and, when an
+/// [`AuditLayer`](crate::audit::AuditLayer) is outside, its kind and subject are handed to that
+/// layer's per-request slot (nothing is put on the response). On failure the inner service is not
+/// called and the response is the rendered [`Rejection`].
 #[derive(Clone)]
 pub struct VerifyLayer {
     verifier: BoxVerifier,
@@ -398,9 +402,9 @@ impl<S> Verify<S> {
 }
 
 pin_project! {
-    /// The response future of [`Verify`]: the inner future with the principal to put on its
-    /// response (a verdict reached at once, see [`Verifier::verify_now`]), an immediate rejection,
-    /// or a boxed future when the verifier had to wait.
+    /// The response future of [`Verify`]: the inner future (a verdict reached at once, see
+    /// [`Verifier::verify_now`]), an immediate rejection, or a boxed future when the verifier had
+    /// to wait.
     pub struct ResponseFuture<F, E> {
         #[pin]
         state: State<F, E>,
@@ -410,7 +414,7 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, E> {
-        Inner { #[pin] future: F, principal: Option<Principal> },
+        Inner { #[pin] future: F },
         Rejected { response: Option<GuardResponse> },
         Boxed { future: BoxResponseFuture<E> },
     }
@@ -424,15 +428,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Inner { future, principal } => match future.poll(cx) {
-                Poll::Ready(Ok(mut resp)) => {
-                    if let Some(p) = principal.take() {
-                        resp.extensions_mut().insert(p);
-                    }
-                    Poll::Ready(Ok(resp))
-                }
-                other => other,
-            },
+            StateProj::Inner { future } => future.poll(cx),
             StateProj::Rejected { response } => match response.take() {
                 Some(r) => Poll::Ready(Ok(r)),
                 None => Poll::Pending,
@@ -446,6 +442,15 @@ impl<F, E> std::fmt::Debug for ResponseFuture<F, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("verify::ResponseFuture")
     }
+}
+
+/// Hands a verified principal to the audit layer's slot (when there is one) and to the layers and
+/// handler inside. Called only once the verifier accepted `req`.
+fn publish(req: &mut GuardRequest, principal: Principal) {
+    if let Some(slot) = req.extensions().get::<VerifiedSlot>() {
+        slot.fill(&principal);
+    }
+    req.extensions_mut().insert(principal);
 }
 
 impl<S> Service<GuardRequest> for Verify<S>
@@ -467,10 +472,9 @@ where
         if let Some(verdict) = self.verifier.verify_now(&req) {
             let state = match verdict {
                 Ok(principal) => {
-                    req.extensions_mut().insert(principal.clone());
+                    publish(&mut req, principal);
                     State::Inner {
                         future: self.inner.call(req),
-                        principal: Some(principal),
                     }
                 }
                 Err(rejection) => State::Rejected {
@@ -487,10 +491,8 @@ where
             let verdict = verifier.verify(&req).await;
             match verdict {
                 Ok(principal) => {
-                    req.extensions_mut().insert(principal.clone());
-                    let mut resp = inner.call(req).await?;
-                    resp.extensions_mut().insert(principal);
-                    Ok(resp)
+                    publish(&mut req, principal);
+                    inner.call(req).await
                 }
                 Err(rejection) => Ok(rejection.into_response()),
             }

@@ -15,8 +15,10 @@
 //! (`guard.verify.unavailable`, `guard.secrets.unavailable`), so messages are redelivered.
 //!
 //! On success the layer inserts the [`Principal`](crate::request::Principal) into the request
-//! extensions (for the rate limiter and the handler) **and** a clone into the response extensions
-//! (for the audit layer, which sits outside). On failure the handler is not called.
+//! extensions (for the rate limiter and the handler) and hands its kind and subject to the audit
+//! layer, which sits outside, through a private per-request slot that layer put on the request
+//! (nothing goes on the response, so a handler cannot make the audit record another principal).
+//! On failure the handler is not called and no principal is recorded.
 //!
 //! ## From the policy
 //!

@@ -235,7 +235,7 @@ impl PlatformIdentityVerifier {
             .ok_or_else(|| missing("no platform identity"))?;
         forbidden_unless(&self.predicates, &id.claims)?;
         let mut p = Principal::new(
-            PrincipalKind::Platform(id.provider.clone()),
+            PrincipalKind::Platform(id.provider.clone().into()),
             id.subject.clone(),
         );
         p.issuer = id.issuer.clone();

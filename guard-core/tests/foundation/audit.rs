@@ -10,6 +10,7 @@ use guard_core::audit::{AuditLayer, JsonLinesSink, SecurityEvent};
 use guard_core::ingress::IngressLayer;
 use guard_core::request::{Cloud, Invocation, Peer, Principal, PrincipalKind};
 use guard_core::validate::ValidateLayer;
+use guard_core::verify::{CidrVerifier, VerifyLayer};
 use http::Method;
 use tower::Layer;
 
@@ -216,7 +217,9 @@ async fn authorization_and_other_secret_headers_never_appear() {
 }
 
 #[tokio::test]
-async fn the_principal_left_on_the_response_is_recorded() {
+async fn a_principal_a_handler_leaves_on_the_response_is_not_recorded() {
+    // Only the verification layer can tell the audit layer who was verified: a handler (or any
+    // inner layer) putting a `Principal` on its response cannot make the event name someone.
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     let handler = tower::service_fn(|_req: guard_core::GuardRequest| async {
@@ -227,9 +230,53 @@ async fn the_principal_left_on_the_response_is_recorded() {
     });
     let mut svc = AuditLayer::new(move |e: SecurityEvent| s.lock().unwrap().push(e)).layer(handler);
     call(&mut svc, json_post(b"{}")).await;
+    assert_eq!(seen.lock().unwrap()[0].principal, None);
+}
+
+#[tokio::test]
+async fn the_verified_principal_is_recorded_without_a_response_extension() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let handler = tower::service_fn(|req: guard_core::GuardRequest| async move {
+        // The handler sees the principal on its request...
+        let who = req
+            .extensions()
+            .get::<Principal>()
+            .expect("verified principal");
+        let peer = req.extensions().get::<Peer>().unwrap().ip();
+        assert_eq!(who.subject.ip(), Some(peer));
+        Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
+    });
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(AuditLayer::new(move |e: SecurityEvent| {
+            s.lock().unwrap().push(e)
+        }))
+        .layer(VerifyLayer::new(CidrVerifier::new(["203.0.113.0/24"
+            .parse()
+            .unwrap()])))
+        .service(handler);
+    let from = |ip: &str| {
+        let mut req = json_post(b"{}");
+        req.extensions_mut().insert(Peer::new(ip.parse().unwrap()));
+        req
+    };
+    let resp = call(&mut svc, from("203.0.113.7")).await;
+    // ...and nothing is left on the response for the audit layer to read.
+    assert!(resp.extensions().get::<Principal>().is_none());
+    let refused = call(&mut svc, from("198.51.100.1")).await;
+    assert_eq!(refused.status(), 403);
+    let allowed_again = call(&mut svc, from("203.0.113.8")).await;
+    assert_eq!(allowed_again.status(), 200);
+    let events = seen.lock().unwrap();
+    let principals: Vec<_> = events.iter().map(|e| e.principal.as_deref()).collect();
+    // One event per request, each with its own principal: the refused request records none.
     assert_eq!(
-        seen.lock().unwrap()[0].principal.as_deref(),
-        Some("hmac:orders-webhook-hmac")
+        principals,
+        [
+            Some("network:203.0.113.7"),
+            None,
+            Some("network:203.0.113.8")
+        ]
     );
 }
 

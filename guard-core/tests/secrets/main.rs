@@ -487,3 +487,169 @@ async fn secret_values_never_appear_in_debug_errors_or_logs() {
         assert!(!text.contains(secret), "a secret value leaked");
     }
 }
+
+// ---- the layer's synchronous path (every secret answered by the cache at once) ----
+
+/// A handler that reports every secret it was handed, as `name=value;...` in list order.
+fn listing_handler()
+-> impl tower::Service<GuardRequest, Response = GuardResponse, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    service_fn(|req: GuardRequest| async move {
+        let handles = req.extensions().get::<SecretHandles>().cloned().unwrap();
+        let listed: Vec<String> = handles
+            .names()
+            .map(|n| {
+                let v = handles.get(n).unwrap();
+                format!("{n}={}", v.expose_str().unwrap())
+            })
+            .collect();
+        Ok(GuardResponse::new(Bytes::from(listed.join(";"))))
+    })
+}
+
+#[tokio::test]
+async fn get_now_answers_only_what_get_would_answer_without_fetching() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("k", V1);
+    let store = builder(&src, &clock).build().unwrap();
+    assert!(
+        store.get_now("k").is_none(),
+        "nothing cached: get must fetch"
+    );
+    assert_eq!(src.fetches(), 0, "get_now never fetches");
+    store.get("k").await.unwrap();
+    assert!(is(&store.get_now("k").unwrap().unwrap(), V1));
+    clock.advance(secs(100));
+    assert!(store.get_now("k").is_none(), "expired: get must fetch");
+    // A transient failure with the value still within max staleness: served stale, at once.
+    src.fail_with(SecretsError::transient("k", "down"));
+    assert!(is(&store.get("k").await.unwrap(), V1));
+    assert!(is(&store.get_now("k").unwrap().unwrap(), V1));
+    assert_eq!(store.stats().stale_served, 2);
+    // A permanent failure: the recent error is the answer (fail closed), still without a fetch.
+    src.heal();
+    src.remove("k");
+    clock.advance(secs(5));
+    assert!(store.get("k").await.is_err());
+    let fetches = src.fetches();
+    assert!(matches!(
+        store.get_now("k"),
+        Some(Err(SecretsError::NotFound { .. }))
+    ));
+    assert_eq!(src.fetches(), fetches);
+}
+
+#[tokio::test]
+async fn a_secret_near_expiry_is_refreshed_ahead_through_the_synchronous_path() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    src.set_current("api-key", V1);
+    let store = builder(&src, &clock)
+        .refresh_ahead(secs(20))
+        .build()
+        .unwrap();
+    let layer = SecretsLayer::new(store.clone()).require("api-key");
+    layer.prefetch().await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = layer.layer(counting_handler(calls.clone()));
+    src.set_current("api-key", V2);
+    clock.advance(secs(85));
+    // Inside the refresh window: the layer answers from the cache at once (the old value) and
+    // the refresh starts behind it; no request waits for it.
+    let resp = svc.clone().oneshot(request()).await.unwrap();
+    assert_eq!(resp.body(), "has-key");
+    for _ in 0..100 {
+        if src.fetches() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(src.fetches(), 2, "exactly one background refresh");
+    assert_eq!(store.stats().refreshed_ahead, 1);
+    assert_eq!(store.stats().misses, 1, "only the prefetch missed");
+    let resp = svc.oneshot(request()).await.unwrap();
+    assert_eq!(
+        resp.body(),
+        "other-key",
+        "the refreshed value is served next"
+    );
+}
+
+#[tokio::test]
+async fn a_cached_failure_of_a_required_secret_is_503_at_once() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let store = builder(&src, &clock).build().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = SecretsLayer::new(store)
+        .require("api-key")
+        .layer(counting_handler(calls.clone()));
+    // The first request fetches and fails; the second is answered by the cached failure.
+    for _ in 0..2 {
+        let resp = svc.clone().oneshot(request()).await.unwrap();
+        assert_eq!(resp.status(), 503);
+    }
+    assert_eq!(
+        src.fetches(),
+        1,
+        "the failure is remembered for retry_after_error"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "handler must not run");
+}
+
+#[tokio::test]
+async fn each_secret_is_asked_once_per_request_whichever_path_answers() {
+    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    for (name, value) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
+        src.set_current(name, value);
+    }
+    let store = builder(&src, &clock).build().unwrap();
+    let layer = SecretsLayer::new(store.clone())
+        .require("a")
+        .require("b")
+        .optional("c")
+        .optional("absent")
+        .optional("d");
+    let svc = layer.layer(listing_handler());
+    // Cold: `a` and `b` are fetched, then the optional ones (`absent` fails: not found).
+    let resp = svc.clone().oneshot(request()).await.unwrap();
+    assert_eq!(resp.body(), "a=1;b=2;c=3;d=4");
+    assert_eq!(src.fetches(), 5);
+    // Everything cached (`absent` as a remembered failure): one hit per name found, no fetch.
+    let before = store.stats();
+    let resp = svc.clone().oneshot(request()).await.unwrap();
+    assert_eq!(resp.body(), "a=1;b=2;c=3;d=4");
+    let after = store.stats();
+    assert_eq!(src.fetches(), 5, "no fetch");
+    assert_eq!(after.hits - before.hits, 4);
+    assert_eq!(
+        after.misses - before.misses,
+        1,
+        "the absent optional secret"
+    );
+    // Everything expired but `a`: `a` is answered at once (and counted once), the rest fetched.
+    clock.advance(secs(100));
+    store.get("a").await.unwrap();
+    let before = store.stats();
+    let resp = svc.clone().oneshot(request()).await.unwrap();
+    assert_eq!(resp.body(), "a=1;b=2;c=3;d=4");
+    assert_eq!(
+        src.fetches(),
+        6 + 4,
+        "`b`, `c`, `absent` and `d` fetched, not `a`"
+    );
+    assert_eq!(store.stats().hits - before.hits, 1);
+    // The required ones fresh, optional ones to fetch: only those are fetched.
+    clock.advance(secs(100));
+    store.get("a").await.unwrap();
+    store.get("b").await.unwrap();
+    store.get("c").await.unwrap();
+    let fetches = src.fetches();
+    let resp = svc.oneshot(request()).await.unwrap();
+    assert_eq!(resp.body(), "a=1;b=2;c=3;d=4");
+    assert_eq!(
+        src.fetches(),
+        fetches + 2,
+        "`absent` and `d` fetched, nothing else"
+    );
+}
