@@ -253,12 +253,34 @@ fn benches(c: &mut Criterion) {
     g.bench_function("validate_parse_only", |b| {
         b.iter(|| run(&mut json_only, request(&body)))
     });
-    let mut schema_svc = ValidateLayer::with_schema(&schema)
-        .unwrap()
+    // The same layers with the single pass turned off: every body parsed into a `Value` and
+    // checked by `jsonschema` (the path every body took before the single pass existed).
+    let mut json_only_full = ValidateLayer::json_only()
+        .single_pass(false)
         .layer(service_fn(handler));
+    expect(
+        &mut json_only_full,
+        request(&body),
+        201,
+        "json only, full path",
+    );
+    g.bench_function("validate_parse_only_full_path", |b| {
+        b.iter(|| run(&mut json_only_full, request(&body)))
+    });
+    let schema_layer = ValidateLayer::with_schema(&schema).unwrap();
+    assert!(
+        schema_layer.uses_single_pass(),
+        "the orders schema gets a plan"
+    );
+    let mut schema_svc = schema_layer.clone().layer(service_fn(handler));
     expect(&mut schema_svc, request(&body), 201, "schema");
     g.bench_function("validate_schema", |b| {
         b.iter(|| run(&mut schema_svc, request(&body)))
+    });
+    let mut schema_full = schema_layer.single_pass(false).layer(service_fn(handler));
+    expect(&mut schema_full, request(&body), 201, "schema, full path");
+    g.bench_function("validate_schema_full_path", |b| {
+        b.iter(|| run(&mut schema_full, request(&body)))
     });
     let mut typed = TypedValidateLayer::<Order>::new().layer(service_fn(handler));
     expect(&mut typed, request(&body), 201, "typed");

@@ -16,7 +16,11 @@ pub(crate) const API_KEY: &str = "orders-api-key";
 /// this handler, when it could not be had).
 pub(crate) async fn orders(req: GuardRequest) -> Result<GuardResponse, Infallible> {
     // The validation layer parsed and checked the body; without it there is nothing to accept.
-    let Some(JsonBody(order)) = req.extensions().get::<JsonBody>() else {
+    let Some(order) = req
+        .extensions()
+        .get::<JsonBody>()
+        .and_then(|b| b.value().ok())
+    else {
         return Ok(Rejection::new(RejectionKind::Internal)
             .with_reason("handler reached without a validated body")
             .into_response());

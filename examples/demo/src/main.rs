@@ -25,7 +25,10 @@ const DEMO_HMAC_KEY: &str = "demo-only-webhook-key";
 /// The orders handler of DESIGN.md §6: 201 with the order id, the item count and the first
 /// 8 hex characters of SHA-256 of the API key (proof the secret arrived, without showing it).
 async fn orders(req: GuardRequest) -> Result<GuardResponse, Infallible> {
-    let order = req.extensions().get::<JsonBody>().map(|b| b.0.clone());
+    let order = req
+        .extensions()
+        .get::<JsonBody>()
+        .and_then(|b| b.value().ok().cloned());
     let key_id = req
         .extensions()
         .get::<SecretHandles>()

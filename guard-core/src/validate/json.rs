@@ -24,6 +24,15 @@ pub enum JsonError {
         /// 1-based column.
         column: usize,
     },
+    /// Well-formed JSON that does not deserialize into the requested type
+    /// ([`JsonBody::deserialize`](super::JsonBody::deserialize)).
+    #[error("JSON does not match the requested type at line {line}, column {column}")]
+    Mismatch {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
 }
 
 /// Parses `bytes` into a [`Value`], refusing duplicate keys, non-finite numbers and trailing data.
@@ -43,6 +52,15 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
 
 const DUPLICATE: &str = "guard:duplicate-key";
 const OUT_OF_RANGE: &str = "guard:number-out-of-range";
+
+/// Like [`classify`], for deserializing into a caller's type: data errors ("invalid type",
+/// "missing field", …) become [`JsonError::Mismatch`].
+pub(crate) fn classify_typed(e: &serde_json::Error) -> JsonError {
+    match classify(e) {
+        JsonError::Syntax { line, column } if e.is_data() => JsonError::Mismatch { line, column },
+        other => other,
+    }
+}
 
 fn classify(e: &serde_json::Error) -> JsonError {
     let msg = e.to_string();

@@ -2,13 +2,19 @@
 //! Schema ([`ValidateLayer`], `jsonschema` compiled once, linear-time `regex` engine, formats
 //! asserted, no remote `$ref`), and typed validation ([`TypedValidateLayer`] → [`Validated<T>`]).
 //!
-//! The parsed body is left in the request extensions as [`JsonBody`], so the handler never parses
-//! twice and sees exactly the value that was validated.
+//! The accepted body is left in the request extensions as [`JsonBody`], so the handler reads
+//! exactly the bytes that were validated. For schemas within a common keyword subset the layer
+//! validates in a single pass over the bytes, without building a `serde_json::Value` (see
+//! [`ValidateLayer`]); the handler builds one only if it asks ([`JsonBody::value`]).
 
+mod body;
 mod json;
+mod leaf;
+mod plan;
 mod schema;
 mod typed;
 
+pub use body::JsonBody;
 pub use json::{JsonError, parse_strict};
-pub use schema::{JsonBody, ResponseFuture, SchemaError, Validate, ValidateLayer, compile_schema};
+pub use schema::{ResponseFuture, SchemaError, Validate, ValidateLayer, compile_schema};
 pub use typed::{TypedValidate, TypedValidateLayer, Validated};

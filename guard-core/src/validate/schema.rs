@@ -3,12 +3,15 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use jsonschema::{PatternOptions, Validator};
+use jsonschema::json::Json;
+use jsonschema::{PatternOptions, Retrieve, ValidationOptions, Validator};
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::body::JsonBody;
 use super::json::{JsonError, parse_strict};
+use super::plan::Plan;
 use crate::future::CheckFuture;
 use crate::policy::{PolicyError, PolicyProblem, ValidatePolicy};
 use crate::request::{GuardRequest, GuardResponse};
@@ -18,16 +21,6 @@ use crate::{Rejection, RejectionKind, ValidationDetail};
 const MAX_DETAILS: usize = 16;
 /// Size limit for one compiled `pattern` (bounds memory; the engine is linear-time).
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
-
-/// The parsed request body, put in the request extensions so the handler does not parse twice.
-///
-/// ```
-/// # use std::sync::Arc;
-/// let body = guard_core::validate::JsonBody(Arc::new(serde_json::json!({"a": 1})));
-/// assert_eq!(body.0["a"], 1);
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonBody(pub Arc<Value>);
 
 /// A schema could not be compiled. The message names the problem, never request data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,20 +37,66 @@ pub struct SchemaError(String);
 /// assert!(guard_core::validate::compile_schema(&remote).is_err());
 /// ```
 pub fn compile_schema(schema: &Value) -> Result<Validator, SchemaError> {
-    jsonschema::options()
-        .with_pattern_options(PatternOptions::regex().size_limit(PATTERN_SIZE_LIMIT))
-        .should_validate_formats(true)
+    options_for()
         .build(schema)
         .map_err(|e| SchemaError(e.to_string()))
 }
 
-#[derive(Debug)]
+/// The options of [`compile_schema`], for any JSON representation (the single-pass plan compiles
+/// its scalar checks with these too, so both paths agree on patterns and formats).
+pub(crate) fn options_for<F: Json>() -> ValidationOptions<'static, Arc<dyn Retrieve>, F> {
+    jsonschema::options_for::<F>()
+        .with_pattern_options(PatternOptions::regex().size_limit(PATTERN_SIZE_LIMIT))
+        .should_validate_formats(true)
+}
+
+#[derive(Debug, Clone)]
 struct Config {
     schema: Option<Validator>,
+    /// The single-pass check: [`Plan::any`] without a schema, `None` for a schema outside the
+    /// supported subset.
+    plan: Option<Arc<Plan>>,
+    /// Whether to try `plan` first (on unless turned off with [`ValidateLayer::single_pass`]).
+    single_pass: bool,
     expose_details: bool,
 }
 
+impl Config {
+    fn new(schema: Option<(&Value, Validator)>, expose_details: bool) -> Self {
+        let (schema, plan) = match schema {
+            Some((doc, validator)) => (Some(validator), Plan::compile(doc)),
+            None => (None, Some(Plan::any())),
+        };
+        Config {
+            schema,
+            plan: plan.map(Arc::new),
+            single_pass: true,
+            expose_details,
+        }
+    }
+}
+
 /// Parses the body strictly and validates it against a JSON Schema. Cheap to clone.
+///
+/// The handler finds the accepted body in the request extensions as a [`JsonBody`].
+///
+/// **Single pass.** When the schema only uses the keywords listed below, the layer compiles it
+/// (once, here) into a plan that checks the body while `serde_json` tokenizes it — duplicate
+/// keys, out-of-range numbers and trailing data refused as by [`parse_strict`] — without
+/// building a [`Value`] or allocating on the accept path. The plan only ever *accepts*: a body it
+/// is not sure of goes through the full path (`parse_strict`, then `jsonschema`), which decides
+/// and words the rejection exactly as before. Scalar keywords are checked by `jsonschema` itself
+/// (same options, same draft), so patterns, formats and number comparisons agree by construction.
+///
+/// Supported: `type`, `properties`, `required`, `additionalProperties` (boolean or schema),
+/// `minProperties`, `maxProperties`, `items` (one schema), `minItems`, `maxItems`, `enum`,
+/// `const`, `minLength`, `maxLength`, `pattern`, `format`, `minimum`, `maximum`,
+/// `exclusiveMinimum`, `exclusiveMaximum`, boolean sub-schemas, and the annotations `$schema`
+/// (root), `$id`, `title`, `description`, `$comment`, `examples`, `default`, `deprecated`,
+/// `readOnly`, `writeOnly`. Any other keyword (`$ref`, `allOf`, `anyOf`, `oneOf`, `not`, `if`,
+/// `patternProperties`, `prefixItems`, tuple `items`, `uniqueItems`, `contains`, …), a custom
+/// `$schema`, or more than 256 declared keys in one object keeps the full path for that layer
+/// ([`ValidateLayer::uses_single_pass`] tells which).
 ///
 /// ```
 /// use bytes::Bytes;
@@ -67,9 +106,11 @@ struct Config {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let schema = serde_json::json!({"type": "object", "required": ["id"]});
 /// let layer = ValidateLayer::with_schema(&schema).unwrap();
+/// assert!(layer.uses_single_pass());
 /// let mut svc = layer.layer(service_fn(|req: http::Request<Bytes>| async move {
 ///     let body = req.extensions().get::<JsonBody>().unwrap();
-///     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from(body.0["id"].to_string())))
+///     let id = body.value().unwrap()["id"].to_string();
+///     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from(id)))
 /// }));
 /// let bad = http::Request::new(Bytes::from_static(b"{}"));
 /// assert_eq!(svc.ready().await.unwrap().call(bad).await.unwrap().status(), 400);
@@ -91,10 +132,7 @@ impl ValidateLayer {
     /// ```
     pub fn json_only() -> Self {
         Self {
-            config: Arc::new(Config {
-                schema: None,
-                expose_details: false,
-            }),
+            config: Arc::new(Config::new(None, false)),
         }
     }
 
@@ -105,11 +143,9 @@ impl ValidateLayer {
     /// assert!(layer.is_ok());
     /// ```
     pub fn with_schema(schema: &Value) -> Result<Self, SchemaError> {
+        let validator = compile_schema(schema)?;
         Ok(Self {
-            config: Arc::new(Config {
-                schema: Some(compile_schema(schema)?),
-                expose_details: false,
-            }),
+            config: Arc::new(Config::new(Some((schema, validator)), false)),
         })
     }
 
@@ -122,9 +158,12 @@ impl ValidateLayer {
     /// ```
     pub fn from_policy(policy: &ValidatePolicy) -> Result<Self, PolicyError> {
         let schema = match (&policy.schema, &policy.schema_document) {
-            (_, Some(doc)) => Some(compile_schema(doc).map_err(|e| {
-                PolicyError::new(vec![PolicyProblem::new("validate.schema", e.to_string())])
-            })?),
+            (_, Some(doc)) => Some((
+                doc,
+                compile_schema(doc).map_err(|e| {
+                    PolicyError::new(vec![PolicyProblem::new("validate.schema", e.to_string())])
+                })?,
+            )),
             (Some(path), None) => {
                 return Err(PolicyError::new(vec![PolicyProblem::new(
                     "validate.schema",
@@ -137,10 +176,7 @@ impl ValidateLayer {
             (None, None) => None,
         };
         Ok(Self {
-            config: Arc::new(Config {
-                schema,
-                expose_details: policy.expose_details,
-            }),
+            config: Arc::new(Config::new(schema, policy.expose_details)),
         })
     }
 
@@ -151,13 +187,41 @@ impl ValidateLayer {
     /// # let _ = layer;
     /// ```
     pub fn expose_details(self, yes: bool) -> Self {
-        let config = Config {
-            schema: self.config.schema.clone(),
-            expose_details: yes,
-        };
+        let mut config = (*self.config).clone();
+        config.expose_details = yes;
         Self {
             config: Arc::new(config),
         }
+    }
+
+    /// Whether to try the single-pass check before the full path (on by default). Off, every
+    /// body is parsed into a [`Value`] and checked by `jsonschema`, as before the single pass
+    /// existed; the verdicts are the same either way.
+    ///
+    /// ```
+    /// let layer = guard_core::validate::ValidateLayer::json_only().single_pass(false);
+    /// assert!(!layer.uses_single_pass());
+    /// ```
+    pub fn single_pass(self, enabled: bool) -> Self {
+        let mut config = (*self.config).clone();
+        config.single_pass = enabled;
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
+    /// Diagnostic: whether accepted bodies are checked in a single pass, i.e. the schema (if
+    /// any) stays inside the supported keywords and [`single_pass`](Self::single_pass) is on.
+    ///
+    /// ```
+    /// use guard_core::validate::ValidateLayer;
+    /// let simple = serde_json::json!({"type": "object", "required": ["id"]});
+    /// assert!(ValidateLayer::with_schema(&simple).unwrap().uses_single_pass());
+    /// let composed = serde_json::json!({"anyOf": [{"type": "string"}, {"type": "integer"}]});
+    /// assert!(!ValidateLayer::with_schema(&composed).unwrap().uses_single_pass());
+    /// ```
+    pub fn uses_single_pass(&self) -> bool {
+        self.config.single_pass && self.config.plan.is_some()
     }
 }
 
@@ -197,44 +261,61 @@ where
     }
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
-        let value = match parse_strict(req.body()) {
-            Ok(v) => v,
-            Err(e) => {
-                let reason = match e {
-                    JsonError::DuplicateKey => "duplicate key",
-                    JsonError::NumberOutOfRange => "number out of range",
-                    JsonError::Syntax { .. } => "syntax",
-                };
-                return CheckFuture::rejected(
-                    Rejection::new(RejectionKind::MalformedJson)
-                        .with_reason(reason)
-                        .into_response(),
-                );
+        let config = &*self.config;
+        let body = match &config.plan {
+            Some(plan) if config.single_pass && plan.accepts(req.body()) => {
+                JsonBody::checked(req.body().clone())
             }
+            _ => match full_path(config, req.body()) {
+                Ok(value) => JsonBody::with_value(req.body().clone(), value),
+                Err(rejection) => return CheckFuture::rejected(*rejection),
+            },
         };
-        if let Some(schema) = &self.config.schema
-            && !schema.is_valid(&value)
-        {
-            let details: Vec<ValidationDetail> = schema
-                .iter_errors(&value)
-                .take(MAX_DETAILS)
-                .map(|e| ValidationDetail {
-                    pointer: e.instance_path().as_str().to_owned(),
-                    keyword: e.kind().keyword().to_owned(),
-                })
-                .collect();
-            let reason = details
-                .first()
-                .map(|d| format!("{} at {}", d.keyword, d.pointer))
-                .unwrap_or_else(|| "schema".into());
-            return CheckFuture::rejected(
-                Rejection::new(RejectionKind::SchemaViolation)
-                    .with_details(details)
-                    .with_reason(reason)
-                    .render(self.config.expose_details),
-            );
-        }
-        req.extensions_mut().insert(JsonBody(Arc::new(value)));
+        req.extensions_mut().insert(body);
         CheckFuture::inner(self.inner.call(req))
     }
+}
+
+/// Parses into a [`Value`] and validates it with `jsonschema`: the verdict for every body the
+/// single pass did not accept, and the wording of every rejection (boxed: the rejection path
+/// allocates anyway).
+fn full_path(config: &Config, body: &[u8]) -> Result<Value, Box<GuardResponse>> {
+    let value = match parse_strict(body) {
+        Ok(v) => v,
+        Err(e) => {
+            let reason = match e {
+                JsonError::DuplicateKey => "duplicate key",
+                JsonError::NumberOutOfRange => "number out of range",
+                JsonError::Syntax { .. } | JsonError::Mismatch { .. } => "syntax",
+            };
+            return Err(Box::new(
+                Rejection::new(RejectionKind::MalformedJson)
+                    .with_reason(reason)
+                    .into_response(),
+            ));
+        }
+    };
+    if let Some(schema) = &config.schema
+        && !schema.is_valid(&value)
+    {
+        let details: Vec<ValidationDetail> = schema
+            .iter_errors(&value)
+            .take(MAX_DETAILS)
+            .map(|e| ValidationDetail {
+                pointer: e.instance_path().as_str().to_owned(),
+                keyword: e.kind().keyword().to_owned(),
+            })
+            .collect();
+        let reason = details
+            .first()
+            .map(|d| format!("{} at {}", d.keyword, d.pointer))
+            .unwrap_or_else(|| "schema".into());
+        return Err(Box::new(
+            Rejection::new(RejectionKind::SchemaViolation)
+                .with_details(details)
+                .with_reason(reason)
+                .render(config.expose_details),
+        ));
+    }
+    Ok(value)
 }

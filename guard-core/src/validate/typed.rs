@@ -10,8 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
-use super::json::parse_strict;
-use super::schema::JsonBody;
+use super::body::JsonBody;
 use crate::future::CheckFuture;
 use crate::request::{GuardRequest, GuardResponse};
 use crate::{Rejection, RejectionKind, ValidationDetail};
@@ -33,8 +32,10 @@ impl<T> Clone for Validated<T> {
 }
 
 /// Deserializes the body into `T` and runs `T::validate()`. Failures are 400
-/// `guard.validate.invalid` (422 when configured). Reuses the [`JsonBody`] left by
-/// [`ValidateLayer`](super::ValidateLayer) when present, else parses strictly itself.
+/// `guard.validate.invalid` (422 when configured). Uses the [`JsonBody`] left by
+/// [`ValidateLayer`](super::ValidateLayer) when present; otherwise checks the body with the same
+/// strictness itself (duplicate keys, out-of-range numbers, trailing data). Either way `T` is
+/// deserialized straight from the bytes, without a `serde_json::Value` in between.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -161,12 +162,18 @@ where
     }
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
-        let parsed = match req.extensions().get::<JsonBody>() {
-            Some(body) => T::deserialize(&*body.0).map_err(|_| "does not match the type"),
-            None => parse_strict(req.body())
-                .map_err(|_| "malformed JSON")
-                .and_then(|v| T::deserialize(&v).map_err(|_| "does not match the type")),
+        let checked;
+        let body = match req.extensions().get::<JsonBody>() {
+            Some(body) => Ok(body),
+            None => match JsonBody::parse(req.body().clone()) {
+                Ok(b) => {
+                    checked = b;
+                    Ok(&checked)
+                }
+                Err(_) => Err("malformed JSON"),
+            },
         };
+        let parsed = body.and_then(|b| b.deserialize::<T>().map_err(|_| "does not match the type"));
         let value = match parsed {
             Ok(v) => v,
             Err(reason) => {

@@ -274,7 +274,7 @@ async fn valid_order_reaches_the_handler_with_the_parsed_value() {
             *s.lock().unwrap() = req
                 .extensions()
                 .get::<guard_core::validate::JsonBody>()
-                .map(|b| (*b.0).clone());
+                .map(|b| b.value().unwrap().clone());
             Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
         }
     });
