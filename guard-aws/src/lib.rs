@@ -39,10 +39,14 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `secrets-manager` | yes | [`secrets::SecretsManagerSource`] (`aws-config`, `aws-sdk-secretsmanager`) |
-//! | `https-fetch` | yes | the production HTTPS certificate fetcher for SNS (`reqwest`, rustls) |
+//! | `https-fetch` | yes | [`sns::HttpsCertFetcher`], the production HTTPS certificate fetcher for SNS |
+//! | `https-client` | with either | the HTTP client both use: hyper over HTTP/1.1 (the hyper `lambda_runtime` uses), rustls on *ring*, the platform's root certificates |
 
 #[cfg(feature = "secrets-manager")]
 pub mod secrets;
+
+#[cfg(feature = "https-client")]
+mod http;
 
 pub mod decode;
 pub mod encode;

@@ -20,8 +20,9 @@
 //! `AWS_ENDPOINT_URL_SECRETS_MANAGER`, the shared config file, or
 //! [`aws_config::ConfigLoader::endpoint_url`].
 //!
-//! HTTPS uses rustls on *ring* ([`https_client`]): the SDK's default client would compile aws-lc
-//! (a C build) and is left out of the default features.
+//! HTTP goes through [`https_client`]: hyper over HTTP/1.1 with rustls on *ring* and the
+//! platform's root certificates, the hyper client `lambda_runtime` already carries. The SDK's own
+//! client (`aws-smithy-http-client`) would add HTTP/2 (`h2`) and, by default, aws-lc (a C build).
 //!
 //! ```no_run
 //! use guard_aws::secrets::SecretsManagerSource;
@@ -33,12 +34,27 @@
 //! # let _ = key; Ok(()) }
 //! ```
 
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
-use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::retry::ErrorKind;
 use guard_core::secrets::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+
+use crate::http::Schemes;
 
 /// Reads secrets from AWS Secrets Manager (see the [module docs](self)).
 #[derive(Debug, Clone)]
@@ -46,14 +62,140 @@ pub struct SecretsManagerSource {
     client: Client,
 }
 
-/// An HTTPS client for the AWS SDK: rustls with the *ring* crypto provider and the platform's root
-/// certificates.
-pub fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https()
+/// An HTTP client for the AWS SDK: hyper over HTTP/1.1, rustls with the *ring* crypto provider
+/// and the platform's root certificates (`http://` only for an endpoint the configuration names,
+/// such as a local emulator). It applies the SDK's connect and read timeouts and keeps a pool of
+/// connections.
+///
+/// ```
+/// let http = guard_aws::secrets::https_client();
+/// let config = aws_sdk_secretsmanager::Config::builder().http_client(http);
+/// # let _ = config;
+/// ```
+pub fn https_client() -> SharedHttpClient {
+    SharedHttpClient::new(SdkHttpClient::default())
+}
+
+/// Connect and read timeouts, as the SDK asks for them.
+type Timeouts = (Option<Duration>, Option<Duration>);
+
+/// Builds one pooled connector per set of timeouts the SDK asks for (one client asks with one set,
+/// so the pool is kept across requests).
+#[derive(Debug, Default)]
+struct SdkHttpClient {
+    cached: Mutex<Option<(Timeouts, SharedHttpConnector)>>,
+}
+
+impl HttpClient for SdkHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let timeouts = (settings.connect_timeout(), settings.read_timeout());
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, connector)) = cached.as_ref()
+            && *seen == timeouts
+        {
+            return connector.clone();
+        }
+        let connector = match crate::http::client(Schemes::HttpsOrHttp, timeouts.0) {
+            Ok(client) => SharedHttpConnector::new(SdkConnector {
+                client,
+                read_timeout: timeouts.1,
+            }),
+            // No root certificates: every request fails (the store reports it; nothing is sent).
+            Err(reason) => SharedHttpConnector::new(NoConnector(reason)),
+        };
+        *cached = Some((timeouts, connector.clone()));
+        connector
+    }
+}
+
+#[derive(Debug)]
+struct SdkConnector {
+    client: hyper_util::client::legacy::Client<HttpsConnector<TcpConnector>, SdkBody>,
+    read_timeout: Option<Duration>,
+}
+
+impl HttpConnector for SdkConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let request = match request.try_into_http1x() {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let response = self.client.request(request);
+        let read_timeout = self.read_timeout;
+        HttpConnectorFuture::new(async move {
+            let response = match read_timeout {
+                Some(limit) => tokio::time::timeout(limit, response)
+                    .await
+                    .map_err(|e| ConnectorError::timeout(e.into()))?,
+                None => response.await,
+            };
+            match response {
+                Ok(response) => HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                    .map_err(|e| ConnectorError::other(e.into(), None)),
+                Err(e) => Err(connector_error(e)),
+            }
+        })
+    }
+}
+
+/// What the SDK's retry policy needs to know: connection and I/O failures are retried as
+/// transient, a timeout is a timeout, a request hyper refused to send is the caller's.
+fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
+    enum Kind {
+        Io,
+        Timeout,
+        User,
+        Transient,
+        Other,
+    }
+    let kind = if err.is_connect() {
+        Kind::Io
+    } else {
+        let mut kind = Kind::Other;
+        let mut next = std::error::Error::source(&err);
+        while let Some(e) = next {
+            if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                if h.is_timeout() {
+                    kind = Kind::Timeout;
+                } else if h.is_user() {
+                    kind = Kind::User;
+                } else if h.is_closed() || h.is_canceled() {
+                    kind = Kind::Io;
+                } else if h.is_incomplete_message() {
+                    kind = Kind::Transient;
+                }
+            } else if e.is::<std::io::Error>() {
+                kind = Kind::Io;
+            }
+            if !matches!(kind, Kind::Other) {
+                break;
+            }
+            next = e.source();
+        }
+        kind
+    };
+    let err = err.into();
+    match kind {
+        Kind::Io => ConnectorError::io(err),
+        Kind::Timeout => ConnectorError::timeout(err),
+        Kind::User => ConnectorError::user(err),
+        Kind::Transient => ConnectorError::other(err, Some(ErrorKind::TransientError)),
+        Kind::Other => ConnectorError::other(err, None),
+    }
+}
+
+/// Stands in for the client when TLS could not be set up.
+#[derive(Debug)]
+struct NoConnector(String);
+
+impl HttpConnector for NoConnector {
+    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        HttpConnectorFuture::ready(Err(ConnectorError::other(self.0.clone().into(), None)))
+    }
 }
 
 impl SecretsManagerSource {

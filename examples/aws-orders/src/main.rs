@@ -10,7 +10,7 @@
 //! Secrets: `GUARD_SECRETS_PROVIDER=env` reads `GUARD_SECRET_<NAME>` (`orders-api-key` →
 //! `GUARD_SECRET_ORDERS_API_KEY`); otherwise AWS Secrets Manager.
 //! Rate limit: `GUARD_RATE_BACKEND` is `memory` (default) or a `redis://` URL shared by every
-//! instance.
+//! instance (built with `--features redis`).
 
 mod handler;
 
