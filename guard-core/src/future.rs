@@ -2,7 +2,8 @@
 //!
 //! Synchronous checks (ingress, CIDR, in-memory rate limit, schema) either answer at once with a
 //! rendered rejection or hand the request to the inner service: [`CheckFuture`] covers both without
-//! boxing. Layers whose checks are asynchronous (JWKS, Redis, secrets) use [`BoxResponseFuture`].
+//! boxing. Layers whose checks are asynchronous (JWKS, Redis, secrets) use [`BoxResponseFuture`], and
+//! layers that usually answer at once but sometimes must wait (verify, secrets) use [`MaybeBoxFuture`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -62,6 +63,73 @@ where
                 None => Poll::Pending,
             },
             StateProj::Inner { future } => future.poll(cx),
+        }
+    }
+}
+
+pin_project! {
+    /// The inner service's future (a check answered at once), an immediate response, or a boxed
+    /// future when the check had to wait: the synchronous answers cost no allocation.
+    pub struct MaybeBoxFuture<F, E> {
+        #[pin]
+        state: MaybeState<F, E>,
+    }
+}
+
+pin_project! {
+    #[project = MaybeStateProj]
+    enum MaybeState<F, E> {
+        Inner { #[pin] future: F },
+        Rejected { response: Option<GuardResponse> },
+        Boxed { future: BoxResponseFuture<E> },
+    }
+}
+
+impl<F, E> std::fmt::Debug for MaybeBoxFuture<F, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MaybeBoxFuture")
+    }
+}
+
+impl<F, E> MaybeBoxFuture<F, E> {
+    /// A future that resolves to `response` at once.
+    pub fn rejected(response: GuardResponse) -> Self {
+        MaybeBoxFuture {
+            state: MaybeState::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    /// A future that awaits the inner service.
+    pub fn inner(future: F) -> Self {
+        MaybeBoxFuture {
+            state: MaybeState::Inner { future },
+        }
+    }
+
+    /// A future that awaits a boxed check (and the inner service after it).
+    pub fn boxed(future: BoxResponseFuture<E>) -> Self {
+        MaybeBoxFuture {
+            state: MaybeState::Boxed { future },
+        }
+    }
+}
+
+impl<F, E> Future for MaybeBoxFuture<F, E>
+where
+    F: Future<Output = Result<GuardResponse, E>>,
+{
+    type Output = Result<GuardResponse, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            MaybeStateProj::Inner { future } => future.poll(cx),
+            MaybeStateProj::Rejected { response } => match response.take() {
+                Some(r) => Poll::Ready(Ok(r)),
+                None => Poll::Pending,
+            },
+            MaybeStateProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }
 }

@@ -1,17 +1,14 @@
 //! [`SecretsLayer`], [`Secrets`] and the [`SecretHandles`] request extension.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{SecretStore, SecretValue, SecretsError};
-use crate::future::BoxResponseFuture;
+use crate::future::MaybeBoxFuture;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse};
 
@@ -226,48 +223,10 @@ pub struct Secrets<S> {
 
 crate::macros::inner_service_accessors!(Secrets);
 
-pin_project! {
-    /// The response future of [`Secrets`]: the inner service's future when every secret was
-    /// answered from the cache at once (see [`SecretStore::get_now`]), an immediate 503, or a
-    /// boxed future when a secret had to be fetched.
-    pub struct ResponseFuture<F, E> {
-        #[pin]
-        state: State<F, E>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, E> {
-        Inner { #[pin] future: F },
-        Rejected { response: Option<GuardResponse> },
-        Boxed { future: BoxResponseFuture<E> },
-    }
-}
-
-impl<F, E> Future for ResponseFuture<F, E>
-where
-    F: Future<Output = Result<GuardResponse, E>>,
-{
-    type Output = Result<GuardResponse, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future } => future.poll(cx),
-            StateProj::Rejected { response } => match response.take() {
-                Some(r) => Poll::Ready(Ok(r)),
-                None => Poll::Pending,
-            },
-            StateProj::Boxed { future } => future.as_mut().poll(cx),
-        }
-    }
-}
-
-impl<F, E> fmt::Debug for ResponseFuture<F, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("secrets::ResponseFuture")
-    }
-}
+/// The response future of [`Secrets`]: the inner service's future when every secret was
+/// answered from the cache at once (see [`SecretStore::get_now`]), an immediate 503, or a boxed
+/// future when a secret had to be fetched.
+pub type ResponseFuture<F, E> = MaybeBoxFuture<F, E>;
 
 /// One answer per name of a list: given by the cache at once, or (`None`) still to be fetched.
 type Answers = Vec<Option<Result<Arc<SecretValue>, SecretsError>>>;
@@ -428,18 +387,10 @@ where
             // Every secret fresh in the cache: no future to box, no clone of the inner service.
             Now::Ready(Ok(handles)) => {
                 req.extensions_mut().insert(handles);
-                return ResponseFuture {
-                    state: State::Inner {
-                        future: self.inner.call(req),
-                    },
-                };
+                return ResponseFuture::inner(self.inner.call(req));
             }
             Now::Ready(Err(response)) => {
-                return ResponseFuture {
-                    state: State::Rejected {
-                        response: Some(response),
-                    },
-                };
+                return ResponseFuture::rejected(response);
             }
             Now::Wait { required, optional } => (required, optional),
         };
@@ -476,8 +427,6 @@ where
             });
             inner.call(req).await
         });
-        ResponseFuture {
-            state: State::Boxed { future },
-        }
+        ResponseFuture::boxed(future)
     }
 }

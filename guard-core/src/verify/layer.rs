@@ -7,11 +7,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::future::BoxResponseFuture;
+use crate::future::MaybeBoxFuture;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{
     GuardRequest, GuardResponse, Principal, PrincipalKind, Trigger, VerifiedSlot,
@@ -401,48 +400,10 @@ impl<S> Verify<S> {
     }
 }
 
-pin_project! {
-    /// The response future of [`Verify`]: the inner future (a verdict reached at once, see
-    /// [`Verifier::verify_now`]), an immediate rejection, or a boxed future when the verifier had
-    /// to wait.
-    pub struct ResponseFuture<F, E> {
-        #[pin]
-        state: State<F, E>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, E> {
-        Inner { #[pin] future: F },
-        Rejected { response: Option<GuardResponse> },
-        Boxed { future: BoxResponseFuture<E> },
-    }
-}
-
-impl<F, E> Future for ResponseFuture<F, E>
-where
-    F: Future<Output = Result<GuardResponse, E>>,
-{
-    type Output = Result<GuardResponse, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future } => future.poll(cx),
-            StateProj::Rejected { response } => match response.take() {
-                Some(r) => Poll::Ready(Ok(r)),
-                None => Poll::Pending,
-            },
-            StateProj::Boxed { future } => future.as_mut().poll(cx),
-        }
-    }
-}
-
-impl<F, E> std::fmt::Debug for ResponseFuture<F, E> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("verify::ResponseFuture")
-    }
-}
+/// The response future of [`Verify`]: the inner future (a verdict reached at once, see
+/// [`Verifier::verify_now`]), an immediate rejection, or a boxed future when the verifier had
+/// to wait.
+pub type ResponseFuture<F, E> = MaybeBoxFuture<F, E>;
 
 /// Hands a verified principal to the audit layer's slot (when there is one) and to the layers and
 /// handler inside. Called only once the verifier accepted `req`.
@@ -470,18 +431,13 @@ where
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         // A verdict reached at once (an address allow-list): no future to box, no clone of inner.
         if let Some(verdict) = self.verifier.verify_now(&req) {
-            let state = match verdict {
+            return match verdict {
                 Ok(principal) => {
                     publish(&mut req, principal);
-                    State::Inner {
-                        future: self.inner.call(req),
-                    }
+                    ResponseFuture::inner(self.inner.call(req))
                 }
-                Err(rejection) => State::Rejected {
-                    response: Some(rejection.into_response()),
-                },
+                Err(rejection) => ResponseFuture::rejected(rejection.into_response()),
             };
-            return ResponseFuture { state };
         }
         // The ready service is the one we were polled on: take it, leave a clone behind.
         let clone = self.inner.clone();
@@ -497,9 +453,7 @@ where
                 Err(rejection) => Ok(rejection.into_response()),
             }
         });
-        ResponseFuture {
-            state: State::Boxed { future },
-        }
+        ResponseFuture::boxed(future)
     }
 }
 
