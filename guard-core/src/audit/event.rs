@@ -67,12 +67,15 @@ pub const DECISION_EVENT: &str = "guard.decision";
 pub const ALLOW_CODE: &str = "guard.allow";
 
 /// Caps `s` at `max` bytes (on a character boundary, marking the cut with `…`) and replaces
-/// control characters (newlines, ANSI escapes...) with their `\u{..}` spelling.
+/// control characters (newlines, ANSI escapes...), line separators and the bidirectional
+/// formatting characters (U+200E/F marks, U+202A–U+202E embeddings and overrides, U+2066–U+2069
+/// isolates: they reorder what a log viewer shows) with their `\u{..}` spelling.
 ///
 /// ```
 /// let s = guard_core::audit::sanitize("a\nb\x1b[31m", 64);
 /// assert_eq!(s, "a\\u{a}b\\u{1b}[31m");
 /// assert_eq!(guard_core::audit::sanitize("abcdef", 3), "abc…");
+/// assert_eq!(guard_core::audit::sanitize("ok\u{202e}gnp.exe", 64), "ok\\u{202e}gnp.exe");
 /// ```
 pub fn sanitize(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max) + 4);
@@ -81,11 +84,20 @@ pub fn sanitize(s: &str, max: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}') {
+        if c.is_control() || is_layout_control(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Characters that are not `char::is_control` but still change how a line is laid out or read:
+/// line and paragraph separators and the bidirectional marks, embeddings, overrides and isolates.
+fn is_layout_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }

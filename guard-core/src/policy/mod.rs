@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 pub use rate_limit::RateLimitPolicy;
-pub use rate_limit::{BackendChoice, FailureMode, RateLimitKey};
+pub use rate_limit::{BackendChoice, FailureMode, MessageRateLimit, RateLimitKey};
 pub use secrets::{SecretsPolicy, SecretsProvider};
 pub use verify::{
     AwsAuthorizerPolicy, CidrPolicy, ClaimRule, EasyAuthPolicy, GcpPushPolicy, HmacEncoding,

@@ -6,6 +6,7 @@
 //! burst = 10                # default: the per_second / per_minute count
 //! pre_auth = "peer"         # before verification: "peer" (default), "global" or "off"
 //! post_auth = "principal"   # after verification: "principal" (default), "peer", "global" or "off"
+//! messages = "exempt"       # queue/topic/stream messages: "exempt" (default) or "source"
 //! backend = "memory"        # default; or "redis://host:6379/0" shared by every instance
 //! failure_mode = "open"     # Redis unreachable: "open" (default, admit and count) or "closed" (503)
 //! timeout_ms = 100          # Redis: budget of one check, connection included
@@ -46,6 +47,23 @@ pub enum RateLimitKey {
     Principal,
 }
 
+/// How both limiters count messages (SQS, SNS, Kinesis, Pub/Sub, Event Grid, Azure queue...).
+///
+/// A message carries no client address, and a refused one is redelivered and finally
+/// dead-lettered by the platform, so messages are never counted as one anonymous caller.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRateLimit {
+    /// Not rate-limited (the default): the platform's batch size and concurrency pace delivery,
+    /// and a valid message from the allowed source is never dead-lettered by the limiter.
+    #[default]
+    Exempt,
+    /// One bucket per message kind and platform-reported source. A message over the rate is
+    /// refused with 429 (transient: redelivered, and dead-lettered after the platform's
+    /// redelivery limit), so size the rate for the queue's peak.
+    Source,
+}
+
 /// The `[rate_limit]` section: GCRA limits placed before and after verification.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +79,8 @@ pub struct RateLimitPolicy {
     pub pre_auth: RateLimitKey,
     /// Key of the limiter placed after verification (`principal` by default).
     pub post_auth: RateLimitKey,
+    /// How both limiters count messages (`exempt` by default).
+    pub messages: MessageRateLimit,
     /// `memory` (default) or a `redis://` URL shared by every instance.
     pub backend: String,
     /// Redis unreachable: admit (`open`, default) or refuse with 503 (`closed`).
@@ -83,6 +103,7 @@ impl Default for RateLimitPolicy {
             burst: None,
             pre_auth: RateLimitKey::Peer,
             post_auth: RateLimitKey::Principal,
+            messages: MessageRateLimit::Exempt,
             backend: "memory".into(),
             failure_mode: FailureMode::Open,
             timeout_ms: 100,

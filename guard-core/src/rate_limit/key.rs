@@ -14,6 +14,11 @@
 //!   post-auth limiter never lets an anonymous request through uncounted.
 //! - Any closure `Fn(&GuardRequest) -> Option<BucketKey>`; `None` exempts the request from this
 //!   limiter (the built-in keys never return `None`).
+//! - [`Messages`]: wraps another key and decides for messages (queue, topic, stream and bus
+//!   deliveries) apart: exempt, or one bucket per platform-reported source. A message has no
+//!   address, so under [`Peer`] every message would share the `no-peer` bucket and a burst of valid
+//!   queue records would be refused, redelivered and finally dead-lettered. The policy builder
+//!   always wraps its keys in it (`[rate_limit] messages`, default `exempt`).
 //!
 //! ```
 //! use guard_core::rate_limit::key::{BucketKey, Peer, RateKey};
@@ -36,7 +41,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
-use crate::request::{GuardRequest, PrincipalKind};
+use crate::request::{GuardRequest, PrincipalKind, Trigger};
 
 /// The identity of one bucket.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -53,6 +58,8 @@ enum Repr {
     /// A network principal (kind `network`, no issuer): its address, whole (not by /64), as the
     /// text key `p:7:network0:<address>` would have counted it.
     NetworkPrincipal(IpAddr),
+    /// The source of a message: `<kind length>:<kind><source id>`.
+    MessageSource(Arc<str>),
 }
 
 impl BucketKey {
@@ -132,6 +139,10 @@ impl BucketKey {
                 // variant, so buckets in Redis carry over.
                 let _ = write!(out, "n:p:7:network0:{ip}");
             }
+            Repr::MessageSource(source) => {
+                out.push_str("m:");
+                out.push_str(source);
+            }
         }
     }
 }
@@ -148,6 +159,7 @@ impl fmt::Debug for BucketKey {
                 write!(f, "BucketKey({s})")
             }
             Repr::Named(n) => write!(f, "BucketKey(named, {} bytes)", n.len()),
+            Repr::MessageSource(n) => write!(f, "BucketKey(message source, {} bytes)", n.len()),
         }
     }
 }
@@ -237,6 +249,62 @@ impl RateKey for Principal {
             p.subject
                 .with_text(|subject| principal_name(kind, issuer, subject)),
         )))
+    }
+}
+
+/// Messages apart from HTTP requests: `inner` counts requests; a message (a
+/// [`Trigger::Message`](crate::request::Trigger::Message)) is exempt, or counted in one bucket per
+/// kind and platform-reported source.
+///
+/// Exempt is the safe choice for queues: a refused message is redelivered and, after the
+/// platform's redelivery limit, dead-lettered, so a limiter in front of a valid queue loses
+/// orders under load. Who may deliver messages is decided by the platform's permissions and the
+/// source allow-list; how fast they arrive by the platform's own batch size and concurrency.
+/// Count by source only when a downstream needs the cap, with a rate sized for the queue.
+///
+/// ```
+/// use guard_core::rate_limit::key::{Messages, Peer, RateKey};
+/// use guard_core::request::{MessageTrigger, Trigger};
+/// let mut msg = http::Request::new(bytes::Bytes::new());
+/// msg.extensions_mut().insert(Trigger::Message(MessageTrigger::new("sqs", "arn:aws:sqs:us-east-1:1:q", "m-1")));
+/// assert_eq!(Messages::exempt(Peer).key(&msg), None);
+/// assert!(Messages::by_source(Peer).key(&msg).is_some());
+/// let http = http::Request::new(bytes::Bytes::new());
+/// assert_eq!(Messages::exempt(Peer).key(&http), Peer.key(&http));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Messages<K> {
+    inner: K,
+    by_source: bool,
+}
+
+impl<K: RateKey> Messages<K> {
+    /// Messages are not counted by this limiter; other requests by `inner`.
+    pub fn exempt(inner: K) -> Self {
+        Self {
+            inner,
+            by_source: false,
+        }
+    }
+
+    /// Messages count in one bucket per kind and source; other requests by `inner`.
+    pub fn by_source(inner: K) -> Self {
+        Self {
+            inner,
+            by_source: true,
+        }
+    }
+}
+
+impl<K: RateKey> RateKey for Messages<K> {
+    fn key(&self, req: &GuardRequest) -> Option<BucketKey> {
+        match req.extensions().get::<Trigger>() {
+            Some(Trigger::Message(m)) if self.by_source => Some(BucketKey(Repr::MessageSource(
+                Arc::from(format!("{}:{}{}", m.kind.len(), m.kind, m.source_id)),
+            ))),
+            Some(Trigger::Message(_)) => None,
+            _ => self.inner.key(req),
+        }
     }
 }
 
@@ -330,6 +398,37 @@ mod tests {
         b.extensions_mut()
             .insert(Who::new(PrincipalKind::Jwt, ":b").with_issuer("a"));
         assert_ne!(Principal.key(&a), Principal.key(&b));
+    }
+
+    fn message(kind: &str, source: &str) -> GuardRequest {
+        let mut r = http::Request::new(bytes::Bytes::new());
+        r.extensions_mut()
+            .insert(Trigger::Message(crate::request::MessageTrigger::new(
+                kind, source, "m-1",
+            )));
+        r
+    }
+
+    #[test]
+    fn messages_are_exempt_or_keyed_by_kind_and_source_never_by_the_no_peer_bucket() {
+        let q = "arn:aws:sqs:us-east-1:1:orders";
+        assert_eq!(Messages::exempt(Peer).key(&message("sqs", q)), None);
+        assert_eq!(Messages::exempt(Principal).key(&message("sqs", q)), None);
+        let by_source = Messages::by_source(Peer);
+        let a = by_source.key(&message("sqs", q)).unwrap();
+        assert_eq!(a, by_source.key(&message("sqs", q)).unwrap());
+        assert_ne!(a, BucketKey::no_peer());
+        assert_ne!(a, by_source.key(&message("kinesis", q)).unwrap());
+        assert_ne!(a, by_source.key(&message("sqs", "other")).unwrap());
+        // Kind and source cannot be shifted into each other.
+        assert_ne!(
+            by_source.key(&message("sq", "sarn")),
+            by_source.key(&message("sqs", "arn"))
+        );
+        assert_eq!(redis_text(&a), format!("m:3:sqs{q}"));
+        // HTTP requests are counted by the inner key.
+        let http = req_from("203.0.113.7");
+        assert_eq!(by_source.key(&http), Peer.key(&http));
     }
 
     #[test]

@@ -17,7 +17,9 @@ use super::key::{self, RateKey};
 use super::{Backend, Decision, MemoryBackend, MemoryOptions, Rate, ceil_secs};
 use crate::Policy;
 use crate::future::BoxResponseFuture;
-use crate::policy::{BackendChoice, PolicyError, PolicyProblem, RateLimitKey, RateLimitPolicy};
+use crate::policy::{
+    BackendChoice, MessageRateLimit, PolicyError, PolicyProblem, RateLimitKey, RateLimitPolicy,
+};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse};
 
@@ -207,9 +209,9 @@ impl RateLimitLayer {
         let build = |choice: RateLimitKey, placement: &'static str| {
             let key: Arc<dyn RateKey> = match choice {
                 RateLimitKey::Off => return None,
-                RateLimitKey::Global => Arc::new(key::Global),
-                RateLimitKey::Peer => Arc::new(key::Peer),
-                RateLimitKey::Principal => Arc::new(key::Principal),
+                RateLimitKey::Global => messages(section.messages, key::Global),
+                RateLimitKey::Peer => messages(section.messages, key::Peer),
+                RateLimitKey::Principal => messages(section.messages, key::Principal),
             };
             Some(RateLimitLayer {
                 shared: Arc::new(Shared {
@@ -417,6 +419,14 @@ where
 }
 
 /// The 429 for a refused decision.
+/// `inner` with the policy's rule for messages around it.
+fn messages<K: RateKey>(rule: MessageRateLimit, inner: K) -> Arc<dyn RateKey> {
+    match rule {
+        MessageRateLimit::Exempt => Arc::new(key::Messages::exempt(inner)),
+        MessageRateLimit::Source => Arc::new(key::Messages::by_source(inner)),
+    }
+}
+
 fn refusal(d: &Decision, label: &str) -> GuardResponse {
     Rejection::new(RejectionKind::RateLimited)
         .with_header(

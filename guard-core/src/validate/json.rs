@@ -13,7 +13,10 @@ pub enum JsonError {
     /// An object has the same key twice.
     #[error("duplicate object key")]
     DuplicateKey,
-    /// A number does not fit in a 64-bit float or integer (e.g. `1e400`).
+    /// A number does not fit in a 64-bit float or integer: `1e400`, or an integer literal beyond
+    /// the 64-bit range (`18446744073709551617`, `-9223372036854775809`, `10^20` written out).
+    /// Such an integer would reach the handler as a rounded float, a value the client did not
+    /// send, so it is refused rather than kept approximately.
     #[error("number out of range")]
     NumberOutOfRange,
     /// Not well-formed JSON (or trailing data).
@@ -42,16 +45,92 @@ pub enum JsonError {
 /// assert!(parse_strict(br#"{"a":1}"#).is_ok());
 /// assert_eq!(parse_strict(br#"{"a":1,"a":2}"#), Err(JsonError::DuplicateKey));
 /// assert_eq!(parse_strict(b"1e400"), Err(JsonError::NumberOutOfRange));
+/// assert_eq!(parse_strict(b"18446744073709551617"), Err(JsonError::NumberOutOfRange));
+/// assert!(parse_strict(b"1.8446744073709552e19").is_ok());
 /// ```
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
+    let first = parse_with(
+        bytes,
+        StrictValue {
+            large_floats: false,
+        },
+    );
+    match first {
+        Ok(value) => Ok(value),
+        // A float at or beyond 2^63 in magnitude may be an integer literal that overflowed the
+        // 64-bit types: decide on the literal itself (rare, so the fast path never scans).
+        Err(e) if e.to_string().starts_with(MAYBE_LARGE_INTEGER) => {
+            if has_integer_beyond_64_bits(bytes) {
+                Err(JsonError::NumberOutOfRange)
+            } else {
+                parse_with(bytes, StrictValue { large_floats: true }).map_err(|e| classify(&e))
+            }
+        }
+        Err(e) => Err(classify(&e)),
+    }
+}
+
+fn parse_with(bytes: &[u8], seed: StrictValue) -> Result<Value, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue.deserialize(&mut de).map_err(|e| classify(&e))?;
-    de.end().map_err(|e| classify(&e))?;
+    let value = seed.deserialize(&mut de)?;
+    de.end()?;
     Ok(value)
 }
 
 const DUPLICATE: &str = "guard:duplicate-key";
 const OUT_OF_RANGE: &str = "guard:number-out-of-range";
+const MAYBE_LARGE_INTEGER: &str = "guard:maybe-large-integer";
+
+/// 2^63: every integer literal of smaller magnitude fits `i64` or `u64`, so `serde_json` reports
+/// it exactly; from here on an integer literal that overflows arrives as a rounded `f64`.
+const INTEGER_LIMIT: f64 = 9_223_372_036_854_775_808.0;
+
+/// `true` for a float that an over-range integer literal could have become.
+pub(crate) fn may_be_large_integer(v: f64) -> bool {
+    v.is_finite() && v.abs() >= INTEGER_LIMIT
+}
+
+/// `true` when `bytes` holds, outside strings, an integer literal (no `.`, `e` or `E`) outside
+/// `i64::MIN..=u64::MAX`.
+pub(crate) fn has_integer_beyond_64_bits(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let token = &bytes[start..i];
+                if !token.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) && !fits_64_bits(token) {
+                    return true;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+fn fits_64_bits(token: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(token) else {
+        return false;
+    };
+    match text.strip_prefix('-') {
+        Some(_) => text.parse::<i64>().is_ok(),
+        None => text.parse::<u64>().is_ok(),
+    }
+}
 
 /// Like [`classify`], for deserializing into a caller's type: data errors ("invalid type",
 /// "missing field", …) become [`JsonError::Mismatch`].
@@ -76,19 +155,22 @@ fn classify(e: &serde_json::Error) -> JsonError {
     }
 }
 
-struct StrictValue;
+/// The strict tree builder; `large_floats` admits floats of magnitude ≥ 2^63 once the body is
+/// known to hold no over-range integer literal.
+#[derive(Clone, Copy)]
+struct StrictValue {
+    large_floats: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for StrictValue {
     type Value = Value;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(StrictVisitor)
+        deserializer.deserialize_any(self)
     }
 }
 
-struct StrictVisitor;
-
-impl<'de> Visitor<'de> for StrictVisitor {
+impl<'de> Visitor<'de> for StrictValue {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -105,6 +187,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        if !self.large_floats && may_be_large_integer(v) {
+            return Err(E::custom(MAYBE_LARGE_INTEGER));
+        }
         Number::from_f64(v)
             .map(Value::Number)
             .ok_or_else(|| E::custom(OUT_OF_RANGE))
@@ -122,11 +207,11 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        StrictValue.deserialize(d)
+        self.deserialize(d)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(v) = seq.next_element_seed(StrictValue)? {
+        while let Some(v) = seq.next_element_seed(self)? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -134,7 +219,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(StrictValue)?;
+            let value = map.next_value_seed(self)?;
             if out.insert(key, value).is_some() {
                 return Err(de::Error::custom(DUPLICATE));
             }
@@ -172,6 +257,35 @@ mod tests {
             parse_strict(digits.as_bytes()),
             Err(JsonError::NumberOutOfRange)
         );
+    }
+
+    #[test]
+    fn rejects_integer_literals_beyond_64_bits_instead_of_rounding_them() {
+        for literal in [
+            "18446744073709551616",
+            "18446744073709551617",
+            "100000000000000000000",
+            "-9223372036854775809",
+        ] {
+            let body = format!("{{\"qty\":[1,{literal}]}}");
+            assert_eq!(
+                parse_strict(body.as_bytes()),
+                Err(JsonError::NumberOutOfRange),
+                "{literal}"
+            );
+        }
+        // The 64-bit edges themselves are exact.
+        let v = parse_strict(b"[18446744073709551615,-9223372036854775808]").unwrap();
+        assert_eq!(v, serde_json::json!([u64::MAX, i64::MIN]));
+    }
+
+    #[test]
+    fn keeps_large_floats_and_digits_inside_strings() {
+        let v = parse_strict(br#"{"f":1e20,"g":-2.5E30,"s":"100000000000000000000"}"#).unwrap();
+        assert_eq!(v["f"], serde_json::json!(1e20));
+        assert_eq!(v["s"], "100000000000000000000");
+        let escaped = br#"{"s":"\"100000000000000000000","f":1e19}"#;
+        assert!(parse_strict(escaped).is_ok());
     }
 
     #[test]

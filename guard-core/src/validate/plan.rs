@@ -457,7 +457,11 @@ impl<'de> Visitor<'de> for Seed<'_> {
         self.scalar(LeafNode::Number(v.into()))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        // Same rule as `parse_strict`: a float that is not a finite `Number` is refused.
+        // Same rules as `parse_strict`: a float that is not a finite `Number` is refused, and one
+        // an over-range integer literal may have become is left to its literal check.
+        if super::json::may_be_large_integer(v) {
+            return give_up();
+        }
         match Number::from_f64(v) {
             Some(n) => self.scalar(LeafNode::Number(n)),
             None => give_up(),

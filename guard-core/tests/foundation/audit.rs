@@ -165,6 +165,36 @@ async fn newline_and_ansi_in_a_header_make_one_escaped_record() {
 }
 
 #[tokio::test]
+async fn bidi_overrides_and_isolates_are_escaped_not_written_raw() {
+    let out = Captured::default();
+    let sink = JsonLinesSink::new(out.clone(), 64);
+    let mut svc = stack(sink.clone(), CountingHandler::default());
+    let mut req = json_post(b"{}");
+    let bidi: Vec<char> = ('\u{202a}'..='\u{202e}')
+        .chain('\u{2066}'..='\u{2069}')
+        .collect();
+    let mut inv = Invocation::new(Cloud::Aws);
+    inv.trace_id = Some(bidi.iter().map(|c| format!("x{c}")).collect());
+    req.extensions_mut().insert(inv);
+    call(&mut svc, req).await;
+    assert!(sink.flush(Duration::from_secs(5)));
+    let text = out.text();
+    for c in &bidi {
+        assert!(
+            !text.contains(*c),
+            "raw U+{:04X} reached the log",
+            *c as u32
+        );
+    }
+    let e: DocumentedEvent = serde_json::from_str(text.trim_end()).unwrap();
+    let trace = e.trace_id.unwrap();
+    for c in &bidi {
+        let escaped = c.escape_unicode().to_string();
+        assert!(trace.contains(&escaped), "{escaped} missing in {trace}");
+    }
+}
+
+#[tokio::test]
 async fn a_non_ascii_trace_header_is_left_out_not_mangled_into_the_record() {
     // `http` refuses control bytes (ESC, CR, LF) in header values; what it does allow beyond
     // visible ASCII (obs-text) is not text, so the trace header is ignored rather than logged.
