@@ -52,11 +52,21 @@ pub struct Guard {
     validate: Option<ValidateLayer>,
     secrets: Option<SecretsLayer>,
     prefetch: bool,
+    typed: TypedSettings,
+}
+
+/// `[validate] typed_status` and `expose_details`, for [`Guard::typed_validation`].
+#[derive(Debug, Clone, Copy, Default)]
+struct TypedSettings {
+    unprocessable: bool,
+    expose_details: bool,
 }
 
 /// Builds a [`Guard`] from layers; unset stages are skipped (audit and ingress get defaults).
 #[derive(Debug, Default)]
 pub struct GuardBuilder {
+    /// `[function] name`: given to an audit layer that names no function.
+    function: Option<String>,
     audit: Option<AuditLayer>,
     rate_pre: Option<RateLimitLayer>,
     rate_post: Option<RateLimitLayer>,
@@ -65,19 +75,34 @@ pub struct GuardBuilder {
     validate: Option<ValidateLayer>,
     secrets: Option<SecretsLayer>,
     prefetch: bool,
+    typed: TypedSettings,
 }
 
 /// What a policy-built stack shares with the rest of the application.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct GuardDeps {
     /// The secret store (HMAC keys, handler secrets). When unset, it is built from `[secrets]`
     /// for the built-in providers (`env`, `file`); cloud providers are built by their adapter
     /// crate and passed here.
     pub secrets: Option<SecretStore>,
+    /// The adapter's secret source for the cloud providers (`aws`, `azure`, `gcp`): the builder
+    /// makes the store from it with `[secrets]`' cache settings. Ignored when
+    /// [`secrets`](Self::secrets) is set.
+    pub secret_source: Option<std::sync::Arc<dyn crate::secrets::SecretSource>>,
     /// Overrides for the verification layer (clock, shared replay store). Defaults are built from
     /// [`secrets`](Self::secrets) when unset.
     pub verify: Option<VerifyDeps>,
+}
+
+impl std::fmt::Debug for GuardDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardDeps")
+            .field("secrets", &self.secrets)
+            .field("secret_source", &self.secret_source.is_some())
+            .field("verify", &self.verify)
+            .finish()
+    }
 }
 
 impl GuardDeps {
@@ -94,7 +119,23 @@ impl GuardDeps {
     pub fn with_secrets(store: SecretStore) -> Self {
         Self {
             secrets: Some(store),
-            verify: None,
+            ..Self::default()
+        }
+    }
+
+    /// Dependencies with the adapter's secret source; the store is built from it with the
+    /// policy's `[secrets]` cache settings.
+    ///
+    /// ```
+    /// use guard_core::secrets::{SecretValue, SecretVersion, SecretsError};
+    /// let source = |_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> { Ok(SecretValue::from("k")) };
+    /// let deps = guard_core::GuardDeps::with_secret_source(source);
+    /// assert!(deps.secret_source.is_some());
+    /// ```
+    pub fn with_secret_source(source: impl crate::secrets::SecretSource) -> Self {
+        Self {
+            secret_source: Some(std::sync::Arc::new(source)),
+            ..Self::default()
         }
     }
 }
@@ -134,7 +175,11 @@ impl GuardBuilder {
             .ok();
         let store = match (deps.secrets, &policy.secrets) {
             (Some(store), _) => Some(store),
-            (None, Some(section)) => match section.local_source() {
+            (None, Some(section)) => match deps.secret_source.or_else(|| {
+                section.local_source().map(|s| {
+                    std::sync::Arc::from(s) as std::sync::Arc<dyn crate::secrets::SecretSource>
+                })
+            }) {
                 Some(source) => match section.store_builder(source).build() {
                     Ok(store) => Some(store),
                     Err(e) => {
@@ -148,7 +193,7 @@ impl GuardBuilder {
                 None => {
                     collect(PolicyError::new(vec![PolicyProblem::new(
                         "secrets.provider",
-                        "this provider is built by its adapter crate (e.g. guard_aws::secrets): build the store there and pass it with GuardDeps::with_secrets",
+                        "this provider is built by its adapter crate (e.g. guard_aws::secrets): pass its source with GuardDeps::with_secret_source",
                     )]));
                     None
                 }
@@ -199,6 +244,7 @@ impl GuardBuilder {
             return Err(PolicyError::new(problems));
         }
         Ok(GuardBuilder {
+            function: policy.function.name.clone(),
             audit: Some(AuditLayer::from_policy(&policy.audit)),
             rate_pre: rate.pre_auth,
             rate_post: rate.post_auth,
@@ -207,10 +253,19 @@ impl GuardBuilder {
             validate,
             secrets,
             prefetch: policy.secrets.as_ref().is_some_and(|s| s.prefetch),
+            typed: policy
+                .validate
+                .as_ref()
+                .map(|v| TypedSettings {
+                    unprocessable: v.typed_status == Some(422),
+                    expose_details: v.expose_details,
+                })
+                .unwrap_or_default(),
         })
     }
 
-    /// The audit layer (default: JSON lines on stdout).
+    /// The audit layer (default: JSON lines on stdout). A layer without a
+    /// [function name](AuditLayer::function_name) gets the policy's `[function] name`.
     ///
     /// ```
     /// let b = guard_core::Guard::builder().audit(guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink));
@@ -304,10 +359,15 @@ impl GuardBuilder {
     /// # let _ = guard;
     /// ```
     pub fn build(self) -> Guard {
+        let audit = self
+            .audit
+            .unwrap_or_else(|| AuditLayer::new(JsonLinesSink::stdout(4096)));
+        let audit = match self.function {
+            Some(name) if audit.function().is_none() => audit.function_name(name),
+            _ => audit,
+        };
         Guard {
-            audit: self
-                .audit
-                .unwrap_or_else(|| AuditLayer::new(JsonLinesSink::stdout(4096))),
+            audit,
             ingress: self.ingress.unwrap_or_default(),
             rate_pre: self.rate_pre,
             rate_post: self.rate_post,
@@ -315,6 +375,7 @@ impl GuardBuilder {
             validate: self.validate,
             secrets: self.secrets,
             prefetch: self.prefetch,
+            typed: self.typed,
         }
     }
 }
@@ -357,6 +418,38 @@ impl Guard {
             (Some(layer), true) => layer.prefetch().await,
             _ => Ok(()),
         }
+    }
+
+    /// Blocks until every security event recorded so far is written, or `timeout` passes; `true`
+    /// when all were. Lambda freezes and Cloud Run throttles an instance once it has answered:
+    /// call this before the answer leaves (from `spawn_blocking` in async code) so each event
+    /// lands with its own invocation's logs.
+    ///
+    /// ```
+    /// let guard = guard_core::Guard::builder().build();
+    /// assert!(guard.flush_audit(std::time::Duration::from_millis(200)));
+    /// ```
+    pub fn flush_audit(&self, timeout: std::time::Duration) -> bool {
+        self.audit.flush(timeout)
+    }
+
+    /// A [`TypedValidateLayer`](crate::validate::TypedValidateLayer) for `T` as the policy's
+    /// `[validate]` section configures it: `typed_status = 422` answers semantic failures with
+    /// 422 (400 otherwise), and `expose_details` lists the failing fields. Put it inside the
+    /// stack, in front of the handler that reads `Validated<T>`.
+    ///
+    /// ```
+    /// #[derive(serde::Deserialize, validator::Validate)]
+    /// struct Order { #[validate(range(min = 1))] qty: u32 }
+    /// let policy = guard_core::Policy::from_toml_str(
+    ///     "[function]\nallow_unverified = true\n[validate]\ntyped_status = 422").unwrap();
+    /// let typed = guard_core::Guard::from_policy(&policy).unwrap().typed_validation::<Order>();
+    /// # let _ = typed;
+    /// ```
+    pub fn typed_validation<T>(&self) -> crate::validate::TypedValidateLayer<T> {
+        crate::validate::TypedValidateLayer::new()
+            .unprocessable_entity(self.typed.unprocessable)
+            .expose_details(self.typed.expose_details)
     }
 
     /// Wraps `handler` (same as `Layer::layer`).

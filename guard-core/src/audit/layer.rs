@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use pin_project_lite::pin_project;
@@ -48,12 +48,15 @@ pub struct AuditLayer {
     /// [`Record`], and the event is built (strings copied, sanitized) on the writer thread.
     lines: Option<JsonLinesSink>,
     max_field_len: usize,
+    /// The function's name for events whose request names none (`[function] name`).
+    function: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AuditLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLayer")
             .field("max_field_len", &self.max_field_len)
+            .field("function", &self.function)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +76,7 @@ impl AuditLayer {
             sink: Arc::new(sink),
             lines,
             max_field_len: AuditPolicy::default().max_field_len,
+            function: None,
         }
     }
 
@@ -95,6 +99,40 @@ impl AuditLayer {
     pub fn max_field_len(mut self, len: usize) -> Self {
         self.max_field_len = len.max(16);
         self
+    }
+
+    /// The function's logical name (`[function] name`), recorded in every event. It takes the
+    /// place of the name the platform reports (the deployed name, e.g. `aws-orders`), so one
+    /// function carries one name in the SIEM whichever cloud it runs on.
+    ///
+    /// ```
+    /// let layer = guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink)
+    ///     .function_name("shop-orders-prod-intake");
+    /// assert_eq!(layer.function().as_deref(), Some("shop-orders-prod-intake"));
+    /// ```
+    pub fn function_name(mut self, name: impl AsRef<str>) -> Self {
+        self.function = Some(Arc::from(name.as_ref()));
+        self
+    }
+
+    /// The name set with [`function_name`](Self::function_name).
+    pub fn function(&self) -> Option<&Arc<str>> {
+        self.function.as_ref()
+    }
+
+    /// Blocks until every event recorded so far is written, or `timeout` passes; `true` when all
+    /// were written. For platforms that freeze or throttle the instance once the response is sent
+    /// (Lambda, Cloud Run): call it (from `spawn_blocking` in async code) before answering.
+    ///
+    /// ```
+    /// let layer = guard_core::audit::AuditLayer::new(guard_core::audit::JsonLinesSink::new(std::io::sink(), 8));
+    /// assert!(layer.flush(std::time::Duration::from_millis(100)));
+    /// ```
+    pub fn flush(&self, timeout: Duration) -> bool {
+        match &self.lines {
+            Some(lines) => lines.flush(timeout),
+            None => self.sink.flush(timeout),
+        }
     }
 }
 
@@ -141,7 +179,7 @@ struct Pending {
 pub(super) struct Record {
     max: usize,
     cloud: Cloud,
-    function: Option<String>,
+    function: Option<Arc<str>>,
     request_id: Option<String>,
     trace_id: Option<String>,
     trigger: Cow<'static, str>,
@@ -169,7 +207,10 @@ impl Pending {
             record: Record {
                 max: layer.max_field_len,
                 cloud: inv.map(|i| i.cloud).unwrap_or_default(),
-                function: inv.and_then(|i| i.function.clone()),
+                function: layer
+                    .function
+                    .clone()
+                    .or_else(|| inv.and_then(|i| i.function.as_deref()).map(Arc::from)),
                 request_id: inv.and_then(|i| i.request_id.clone()),
                 trace_id: inv
                     .and_then(|i| i.trace_id.clone())

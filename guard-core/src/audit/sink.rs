@@ -14,6 +14,13 @@ use super::layer::Record;
 pub trait SecuritySink: Send + Sync + 'static {
     /// Takes the event.
     fn emit(&self, event: SecurityEvent);
+
+    /// Blocks until every event taken so far is written, or `timeout` passes; `true` when all
+    /// were. Sinks that write in [`emit`](Self::emit) have nothing pending (the default).
+    fn flush(&self, timeout: Duration) -> bool {
+        let _ = timeout;
+        true
+    }
 }
 
 impl<F> SecuritySink for F
@@ -28,6 +35,9 @@ where
 impl<T: SecuritySink + ?Sized> SecuritySink for Arc<T> {
     fn emit(&self, event: SecurityEvent) {
         (**self).emit(event)
+    }
+    fn flush(&self, timeout: Duration) -> bool {
+        (**self).flush(timeout)
     }
 }
 
@@ -203,6 +213,9 @@ impl JsonLinesSink {
 impl SecuritySink for JsonLinesSink {
     fn emit(&self, event: SecurityEvent) {
         self.push(Queued::Event(event));
+    }
+    fn flush(&self, timeout: Duration) -> bool {
+        JsonLinesSink::flush(self, timeout)
     }
 }
 

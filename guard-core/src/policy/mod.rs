@@ -20,6 +20,7 @@
 //! assert_eq!(err.problems().len(), 2);
 //! ```
 
+pub mod env;
 mod rate_limit;
 mod secrets;
 mod verify;
@@ -219,7 +220,8 @@ pub struct ValidatePolicy {
     pub schema: Option<PathBuf>,
     /// Include `[{pointer, keyword}]` in 400 bodies.
     pub expose_details: bool,
-    /// Status for typed (semantic) validation failures: 400 (default) or 422.
+    /// Status for typed (semantic) validation failures: 400 (default) or 422; applied by
+    /// `Guard::typed_validation`.
     pub typed_status: Option<u16>,
     /// The schema document, read from [`schema`](Self::schema) when the policy is loaded from a file.
     #[serde(skip)]
@@ -286,7 +288,7 @@ impl Policy {
     /// assert!(p.verify.is_none());
     /// ```
     pub fn from_toml_str(text: &str) -> Result<Self, PolicyError> {
-        Self::parse(text, None)
+        Self::parse(text, SchemaFrom::None)
     }
 
     /// Reads `path`, parses and checks it, and reads the schema file it names (relative to it).
@@ -303,7 +305,10 @@ impl Policy {
                 format!("cannot read {}: {e}", path.display()),
             )])
         })?;
-        Self::parse(&text, Some(path.parent().unwrap_or(Path::new("."))))
+        Self::parse(
+            &text,
+            SchemaFrom::Dir(path.parent().unwrap_or(Path::new("."))),
+        )
     }
 
     /// Warnings that did not stop loading (e.g. a function name off the convention).
@@ -316,7 +321,7 @@ impl Policy {
         &self.warnings
     }
 
-    fn parse(text: &str, base: Option<&Path>) -> Result<Self, PolicyError> {
+    fn parse(text: &str, schema_from: SchemaFrom<'_>) -> Result<Self, PolicyError> {
         let table: toml::Table = toml::from_str(text).map_err(|e| {
             PolicyError::new(vec![PolicyProblem::new(
                 "",
@@ -342,20 +347,34 @@ impl Policy {
                 )),
             }
         }
-        if let (Some(base), Some(validate)) = (base, policy.validate.as_mut())
-            && let Some(schema) = &validate.schema
-        {
-            let file = base.join(schema);
-            match std::fs::read(&file)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
+        match (schema_from, policy.validate.as_mut()) {
+            (SchemaFrom::Dir(base), Some(validate)) => {
+                if let Some(schema) = &validate.schema {
+                    let file = base.join(schema);
+                    match std::fs::read(&file)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                    {
+                        Ok(doc) => validate.schema_document = Some(doc),
+                        Err(e) => problems.push(PolicyProblem::new(
+                            "validate.schema",
+                            format!("cannot read schema {}: {e}", file.display()),
+                        )),
+                    }
+                }
+            }
+            (SchemaFrom::Text(text), Some(validate)) => match serde_json::from_str(text) {
                 Ok(doc) => validate.schema_document = Some(doc),
                 Err(e) => problems.push(PolicyProblem::new(
                     "validate.schema",
-                    format!("cannot read schema {}: {e}", file.display()),
+                    format!("the embedded schema is not JSON: {e}"),
                 )),
-            }
+            },
+            (SchemaFrom::Text(_), None) => problems.push(PolicyProblem::new(
+                "validate",
+                "a schema was given but the policy has no [validate] section",
+            )),
+            (SchemaFrom::Dir(_) | SchemaFrom::None, _) => {}
         }
         policy.check(&mut problems);
         if problems.is_empty() {
@@ -449,6 +468,17 @@ impl Policy {
             s.check("secrets", problems);
         }
     }
+}
+
+/// Where `[validate] schema` is read from.
+#[derive(Clone, Copy)]
+enum SchemaFrom<'a> {
+    /// Not read (`from_toml_str`).
+    None,
+    /// The file, relative to this directory (`load`).
+    Dir(&'a Path),
+    /// This text (`from_toml_str_with_schema`).
+    Text(&'a str),
 }
 
 /// Deserializes one section, recording the error with its full key path instead of stopping.

@@ -349,3 +349,100 @@ async fn a_stalled_sink_never_stalls_the_handler_and_drops_are_counted() {
     assert!(sink.flush(Duration::from_secs(5)));
     assert_eq!(sink.written() + sink.dropped(), 100);
 }
+
+/// A `Write` that takes its time over every line (a slow log pipe).
+#[derive(Clone, Default)]
+struct SlowCaptured(Captured);
+
+impl Write for SlowCaptured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::thread::sleep(Duration::from_millis(30));
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const NAMED: &str = r#"
+[function]
+name = "shop-orders-prod-intake"
+allow_unverified = true
+[ingress]
+methods = ["POST"]
+"#;
+
+#[tokio::test]
+async fn events_carry_the_policy_function_name_over_the_platform_name() {
+    let policy = guard_core::Policy::from_toml_str(NAMED).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<SecurityEvent>::new()));
+    let s = seen.clone();
+    // The layer is replaced (a capturing sink); the policy's name still reaches it.
+    let guard = guard_core::GuardBuilder::from_policy(&policy)
+        .unwrap()
+        .audit(AuditLayer::new(move |e: SecurityEvent| {
+            s.lock().unwrap().push(e)
+        }))
+        .build();
+    let mut svc = guard.wrap(CountingHandler::default());
+    let mut req = json_post(b"{}");
+    let mut inv = Invocation::new(Cloud::Aws);
+    inv.function = Some("aws-orders".into());
+    req.extensions_mut().insert(inv);
+    call(&mut svc, req).await;
+    call(&mut svc, json_post(b"{}")).await;
+
+    // Without a policy name, the platform's name is kept.
+    let unnamed = guard_core::Policy::from_toml_str("[function]\nallow_unverified = true").unwrap();
+    let s = seen.clone();
+    let mut plain = guard_core::GuardBuilder::from_policy(&unnamed)
+        .unwrap()
+        .audit(AuditLayer::new(move |e: SecurityEvent| {
+            s.lock().unwrap().push(e)
+        }))
+        .build()
+        .wrap(CountingHandler::default());
+    let mut req = json_post(b"{}");
+    let mut inv = Invocation::new(Cloud::Aws);
+    inv.function = Some("aws-orders".into());
+    req.extensions_mut().insert(inv);
+    call(&mut plain, req).await;
+
+    let names: Vec<Option<String>> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.function.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            Some("shop-orders-prod-intake".to_string()),
+            Some("shop-orders-prod-intake".to_string()),
+            Some("aws-orders".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn flush_audit_waits_until_every_event_is_written() {
+    let policy = guard_core::Policy::from_toml_str(NAMED).unwrap();
+    let out = SlowCaptured::default();
+    let guard = guard_core::GuardBuilder::from_policy(&policy)
+        .unwrap()
+        .audit(AuditLayer::new(JsonLinesSink::new(out.clone(), 64)))
+        .build();
+    let mut svc = guard.wrap(CountingHandler::default());
+    for _ in 0..5 {
+        call(&mut svc, json_post(b"{}")).await;
+    }
+    // Five lines at 30 ms each: not written yet when the last answer is back.
+    assert!(out.0.text().lines().count() < 5);
+    assert!(guard.flush_audit(Duration::from_secs(5)));
+    let text = out.0.text();
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains("\"function\":\"shop-orders-prod-intake\""))
+    );
+}
