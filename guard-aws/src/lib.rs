@@ -53,7 +53,14 @@ pub mod encode;
 pub mod event;
 mod policy;
 mod run;
+mod serve;
 pub mod sns;
 
 pub use policy::builder_from_policy;
 pub use run::{GuardLayer, GuardService, RunError, run, run_service, run_with};
+pub use serve::{ServeError, serve};
+
+/// The README's quick start, compiled.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeQuickStart;

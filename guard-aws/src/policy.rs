@@ -1,7 +1,7 @@
 //! Building a Guard stack from a policy on AWS: `[secrets] provider = "aws"` is Secrets Manager.
 
-use guard_core::policy::{PolicyError, PolicyProblem, SecretsProvider};
-use guard_core::{GuardBuilder, Policy};
+use guard_core::policy::{PolicyError, SecretsProvider};
+use guard_core::{GuardBuilder, GuardDeps, Policy};
 
 /// The stack the policy describes, with the secret store its `[secrets]` section names:
 /// `provider = "aws"` builds a [`SecretsManagerSource`](crate::secrets::SecretsManagerSource) from
@@ -16,26 +16,26 @@ use guard_core::{GuardBuilder, Policy};
 /// # Ok(()) }
 /// ```
 pub async fn builder_from_policy(policy: &Policy) -> Result<GuardBuilder, PolicyError> {
-    match &policy.secrets {
-        Some(section) if section.provider == SecretsProvider::Aws => {
-            #[cfg(feature = "secrets-manager")]
-            {
-                let source = crate::secrets::SecretsManagerSource::from_env().await;
-                let store = section.store_builder(source).build().map_err(|e| {
-                    PolicyError::new(vec![PolicyProblem::new("secrets", e.to_string())])
-                })?;
-                GuardBuilder::from_policy_with(policy, guard_core::GuardDeps::with_secrets(store))
-            }
-            #[cfg(not(feature = "secrets-manager"))]
-            {
-                Err(PolicyError::new(vec![PolicyProblem::new(
-                    "secrets.provider",
-                    "`aws` needs guard-aws's `secrets-manager` feature",
-                )]))
-            }
-        }
-        _ => GuardBuilder::from_policy(policy),
-    }
+    let deps = match &policy.secrets {
+        Some(section) if section.provider == SecretsProvider::Aws => aws_secrets().await?,
+        _ => GuardDeps::default(),
+    };
+    GuardBuilder::from_policy_with(policy, deps)
+}
+
+#[cfg(feature = "secrets-manager")]
+async fn aws_secrets() -> Result<GuardDeps, PolicyError> {
+    Ok(GuardDeps::with_secret_source(
+        crate::secrets::SecretsManagerSource::from_env().await,
+    ))
+}
+
+#[cfg(not(feature = "secrets-manager"))]
+async fn aws_secrets() -> Result<GuardDeps, PolicyError> {
+    Err(PolicyError::new(vec![guard_core::policy::PolicyProblem::new(
+        "secrets.provider",
+        "`aws` needs guard-aws's `secrets-manager` feature",
+    )]))
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ use crate::decode::{DecodeOptions, decode};
 use crate::encode;
 use crate::event::EventShape;
 
-type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The environment variables `lambda_runtime` needs (it panics without them; [`run`] checks first).
 const RUNTIME_ENV: [&str; 4] = [

@@ -93,7 +93,7 @@ fn assert_event(
     assert_eq!(e["status"], status, "{e}");
     assert_eq!(e["trigger"], trigger, "{e}");
     assert_eq!(e["cloud"], "aws", "{e}");
-    assert_eq!(e["function"], FUNCTION, "{e}");
+    assert_eq!(e["function"], "shop-orders-prod-intake", "{e}");
     assert!(
         e["request_id"].as_str().is_some_and(|s| !s.is_empty()),
         "{e}"
