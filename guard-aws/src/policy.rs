@@ -32,10 +32,12 @@ async fn aws_secrets() -> Result<GuardDeps, PolicyError> {
 
 #[cfg(not(feature = "secrets-manager"))]
 async fn aws_secrets() -> Result<GuardDeps, PolicyError> {
-    Err(PolicyError::new(vec![guard_core::policy::PolicyProblem::new(
-        "secrets.provider",
-        "`aws` needs guard-aws's `secrets-manager` feature",
-    )]))
+    Err(PolicyError::new(vec![
+        guard_core::policy::PolicyProblem::new(
+            "secrets.provider",
+            "`aws` needs guard-aws's `secrets-manager` feature",
+        ),
+    ]))
 }
 
 #[cfg(test)]

@@ -11,11 +11,10 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use guard_core::audit::{AuditLayer, JsonLinesSink};
 use guard_core::request::Peer;
 use guard_core::secrets::SecretHandles;
 use guard_core::validate::JsonBody;
-use guard_core::{GuardBuilder, GuardRequest, GuardResponse, Policy};
+use guard_core::{Guard, GuardRequest, GuardResponse, Policy};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tower::{Service, ServiceExt, service_fn};
@@ -105,11 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../orders");
     let policy = Policy::load(dir.join("guard.toml"))?;
     let order = std::fs::read(dir.join("order.json"))?;
-    // The policy's stack, with the demo's own sink so it can flush between lines.
-    let sink = JsonLinesSink::stdout(policy.audit.buffer);
-    let guard = GuardBuilder::from_policy(&policy)?
-        .audit(AuditLayer::new(sink.clone()).max_field_len(policy.audit.max_field_len))
-        .build();
+    let guard = Guard::from_policy(&policy)?;
     if let Err(errors) = guard.prefetch().await {
         eprintln!("prefetch failed for {} secret(s)", errors.len());
     }
@@ -181,7 +176,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let status = resp.status().as_u16();
         let body = String::from_utf8_lossy(resp.body()).into_owned();
         // Let the audit thread write this request's event before the verdict line.
-        sink.flush(Duration::from_secs(1));
+        guard.flush_audit(Duration::from_secs(1));
         println!("verdict: {name:<30} -> {status} {body}");
     }
 
@@ -207,7 +202,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             retry,
         );
     }
-    sink.flush(Duration::from_secs(2));
+    guard.flush_audit(Duration::from_secs(2));
     println!(
         "verdict: {:<30} -> {admitted} admitted, then {} {} (Retry-After: {})",
         "12 quick orders, one address",
