@@ -68,6 +68,8 @@ struct Shared {
     /// Events accepted but not yet written (queued or being written).
     pending: AtomicU64,
     written: AtomicU64,
+    /// Events the writer failed to write (the output returned an error).
+    failed: AtomicU64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -77,6 +79,7 @@ impl std::fmt::Debug for Shared {
             .field("dropped", &self.dropped)
             .field("pending", &self.pending)
             .field("written", &self.written)
+            .field("failed", &self.failed)
             .finish_non_exhaustive()
     }
 }
@@ -132,6 +135,7 @@ impl JsonLinesSink {
             dropped: AtomicU64::new(0),
             pending: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         });
         // The writer holds only a weak reference, so it stops once every sink clone is gone.
         let weak = Arc::downgrade(&shared);
@@ -160,6 +164,15 @@ impl JsonLinesSink {
     /// ```
     pub fn written(&self) -> u64 {
         self.shared.written.load(Ordering::Relaxed)
+    }
+
+    /// Events the output refused (a write or flush returned an error); they are not retried.
+    ///
+    /// ```
+    /// assert_eq!(guard_core::audit::JsonLinesSink::new(std::io::sink(), 1).failed(), 0);
+    /// ```
+    pub fn failed(&self) -> u64 {
+        self.shared.failed.load(Ordering::Relaxed)
     }
 
     /// Wakes the writer and waits (up to `timeout`) until every queued event is written; call it
@@ -250,8 +263,19 @@ fn write_loop(shared: std::sync::Weak<Shared>, mut writer: impl Write) {
                 line.push(b'\n');
             }
         }
-        let _ = writer.write_all(&line).and_then(|_| writer.flush());
-        shared.written.fetch_add(n, Ordering::Relaxed);
+        match writer.write_all(&line).and_then(|_| writer.flush()) {
+            Ok(()) => shared.written.fetch_add(n, Ordering::Relaxed),
+            Err(e) => {
+                let failed = shared.failed.fetch_add(n, Ordering::Relaxed) + n;
+                tracing::warn!(
+                    target: "guard::audit",
+                    failed_total = failed,
+                    error = %e.kind(),
+                    "security events could not be written"
+                );
+                failed
+            }
+        };
         shared.pending.fetch_sub(n, Ordering::AcqRel);
         let dropped = shared.dropped.load(Ordering::Relaxed);
         if dropped != reported_drops {

@@ -446,3 +446,150 @@ async fn flush_audit_waits_until_every_event_is_written() {
             .all(|l| l.contains("\"function\":\"shop-orders-prod-intake\""))
     );
 }
+
+/// Captures the raw JSON objects a stack's [`JsonLinesSink`] writes.
+fn raw_events(out: &Captured) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    out.text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cancelled_request_still_writes_exactly_one_event_with_status_499() {
+    let out = Captured::default();
+    let sink = JsonLinesSink::new(out.clone(), 64);
+    let never = tower::service_fn(|_req: guard_core::GuardRequest| {
+        std::future::pending::<Result<guard_core::GuardResponse, std::convert::Infallible>>()
+    });
+    let mut svc = AuditLayer::new(sink.clone()).layer(never);
+    let fut = tower::Service::call(&mut svc, json_post(b"{}"));
+    // A platform timeout: the response future is dropped before it completes.
+    let timed_out = tokio::time::timeout(Duration::from_millis(20), fut).await;
+    assert!(timed_out.is_err());
+    assert!(sink.flush(Duration::from_secs(5)));
+    let events = raw_events(&out);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["status"], 499);
+    assert_eq!(events[0]["outcome"], "deny");
+    assert_eq!(events[0]["code"], "guard.internal");
+    assert_eq!(events[0]["principal"], serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn an_inner_service_error_writes_exactly_one_event_with_status_500() {
+    let out = Captured::default();
+    let sink = JsonLinesSink::new(out.clone(), 64);
+    let failing = tower::service_fn(|_req: guard_core::GuardRequest| async {
+        Err::<guard_core::GuardResponse, _>(std::io::Error::other("backend exploded"))
+    });
+    let svc = AuditLayer::new(sink.clone()).layer(failing);
+    let result = tower::ServiceExt::oneshot(svc, json_post(b"{}")).await;
+    assert!(result.is_err(), "the inner error passes through unchanged");
+    assert!(sink.flush(Duration::from_secs(5)));
+    let events = raw_events(&out);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["status"], 500);
+    assert_eq!(events[0]["code"], "guard.internal");
+    assert!(
+        !out.text().contains("backend exploded"),
+        "the error text is not logged"
+    );
+}
+
+#[tokio::test]
+async fn max_field_len_caps_a_10_kb_trace_id() {
+    let out = Captured::default();
+    let sink = JsonLinesSink::new(out.clone(), 64);
+    let mut svc = AuditLayer::new(sink.clone())
+        .max_field_len(64)
+        .layer(CountingHandler::default());
+    let mut req = json_post(b"{}");
+    let mut inv = Invocation::new(Cloud::Aws);
+    inv.trace_id = Some("t".repeat(10 * 1024));
+    req.extensions_mut().insert(inv);
+    call(&mut svc, req).await;
+    assert!(sink.flush(Duration::from_secs(5)));
+    let events = raw_events(&out);
+    let trace = events[0]["trace_id"].as_str().unwrap();
+    assert_eq!(trace, format!("{}…", "t".repeat(64)));
+    assert!(out.text().len() < 1024, "the whole line stays small");
+}
+
+/// An output that refuses every write (a closed pipe, a full disk).
+#[derive(Clone, Default)]
+struct Broken;
+
+impl Write for Broken {
+    fn write(&mut self, _buf: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "closed",
+        ))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "closed",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_sink_whose_writer_always_fails_counts_failures_not_written() {
+    let sink = JsonLinesSink::new(Broken, 64);
+    let mut svc = stack(sink.clone(), CountingHandler::default());
+    for _ in 0..3 {
+        call(&mut svc, json_post(b"{}")).await;
+    }
+    assert!(
+        sink.flush(Duration::from_secs(5)),
+        "failed events are not left pending"
+    );
+    assert_eq!(sink.written(), 0);
+    assert_eq!(sink.failed(), 3);
+}
+
+#[tokio::test]
+async fn every_event_has_exactly_the_documented_keys_nulls_included() {
+    let out = Captured::default();
+    let sink = JsonLinesSink::new(out.clone(), 64);
+    let mut svc = stack(sink.clone(), CountingHandler::default());
+    // A bare request: every optional field is null, and still present.
+    call(&mut svc, json_post(b"{}")).await;
+    assert!(sink.flush(Duration::from_secs(5)));
+    let events = raw_events(&out);
+    let keys: Vec<&str> = events[0].keys().map(String::as_str).collect();
+    let mut expected = [
+        "event",
+        "outcome",
+        "code",
+        "status",
+        "layer",
+        "reason",
+        "cloud",
+        "function",
+        "request_id",
+        "trace_id",
+        "trigger",
+        "source_id",
+        "peer",
+        "principal",
+        "latency_us",
+    ];
+    expected.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, expected);
+    for nullable in [
+        "reason",
+        "function",
+        "request_id",
+        "trace_id",
+        "source_id",
+        "peer",
+        "principal",
+    ] {
+        assert_eq!(events[0][nullable], serde_json::Value::Null, "{nullable}");
+    }
+}
