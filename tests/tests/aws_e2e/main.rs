@@ -26,6 +26,8 @@ const QUEUE: &str = "arn:aws:sqs:us-east-1:123456789012:orders";
 /// The first invocation may wait for cargo (shared target directory) before the function starts.
 const FIRST_INVOKE: Duration = Duration::from_secs(600);
 const INVOKE: Duration = Duration::from_secs(60);
+/// How long to keep watching stdout after the expected events arrived, for unexpected ones.
+const SETTLE: Duration = Duration::from_millis(300);
 
 fn fixture(name: &str) -> Value {
     let path = repo_root().join("guard-aws/tests/fixtures/data").join(name);
@@ -67,10 +69,16 @@ fn invoke(
     );
     let payload: Value = serde_json::from_slice(&out.body)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.body)));
-    let lines = watch.wait_for_stdout(Duration::from_secs(5), |l| {
+    watch.wait_for_stdout(Duration::from_secs(5), |l| {
         decisions(l).len() >= before + expected_events
     });
-    let new: Vec<Value> = decisions(&lines).into_iter().skip(before).collect();
+    // Settle: events are flushed before the answer, so nothing more may arrive; wait anyway so
+    // an extra (duplicate) event would be seen.
+    std::thread::sleep(SETTLE);
+    let new: Vec<Value> = decisions(&watch.stdout_lines())
+        .into_iter()
+        .skip(before)
+        .collect();
     assert_eq!(
         new.len(),
         expected_events,
@@ -222,9 +230,10 @@ fn orders_function_under_cargo_lambda_watch() {
     let body = order().to_string();
     signed["requestContext"]["http"]["method"] = json!("POST");
     signed["requestContext"]["http"]["sourceIp"] = json!("192.0.2.99");
+    let sig = signature(&body);
     signed["headers"] = json!({
         "content-type": "application/json",
-        "x-guard-signature": signature(&body),
+        "x-guard-signature": sig,
     });
     signed["body"] = json!(body);
     signed["isBase64Encoded"] = json!(false);
@@ -263,4 +272,19 @@ fn orders_function_under_cargo_lambda_watch() {
         assert_eq!(e["source_id"], QUEUE);
         assert!(e["peer"].is_null(), "messages have no peer: {e}");
     }
+
+    // Nothing the function printed carries a secret or the signature it verified.
+    std::thread::sleep(SETTLE);
+    let stdout = watch.stdout_lines().join("\n");
+    let stderr = watch.stderr_text();
+    let mac = sig.split("v1=").nth(1).unwrap();
+    for secret in [API_KEY, HMAC_KEY, mac] {
+        assert!(!stdout.contains(secret), "a secret reached stdout");
+        assert!(!stderr.contains(secret), "a secret reached stderr");
+    }
+    assert_eq!(
+        decisions(&watch.stdout_lines()).len(),
+        7,
+        "one event per decision, no more"
+    );
 }
