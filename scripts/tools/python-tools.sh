@@ -7,11 +7,7 @@ VENV="$ROOT/.tools/venv"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-need=()
-[ -x "$VENV/bin/moto_server" ] || need+=("moto[server]")
-[ -x "$VENV/bin/cargo-lambda" ] || need+=("cargo-lambda")
-if [ ${#need[@]} -gt 0 ]; then
-  "$VENV/bin/pip" install -q --disable-pip-version-check "${need[@]}"
-fi
+# Pinned versions (requirements.txt); pip does nothing when they are already installed.
+"$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/scripts/tools/requirements.txt"
 echo "moto_server: $VENV/bin/moto_server"
 echo "cargo-lambda: $("$VENV/bin/cargo-lambda" lambda --version 2>/dev/null || echo present)"
