@@ -4,7 +4,9 @@
 //! Audit ─▶ Ingress ─▶ RateLimit(pre-auth) ─▶ Verify ─▶ RateLimit(principal) ─▶ Validate ─▶ Secrets ─▶ handler
 //! ```
 //!
-//! The builder always uses this order. A stage that is not configured is skipped; audit and
+//! Signatures a verifier accepted are recorded by the replay store right after the per-principal
+//! rate limit (a [`ReplayCommitLayer`]), so a request refused with 429 can be retried with the same
+//! signature. The builder always uses this order. A stage that is not configured is skipped; audit and
 //! ingress are always on (with safe defaults). To use another order, compose the public layers
 //! yourself with `tower::ServiceBuilder`.
 
@@ -17,7 +19,7 @@ use crate::policy::{Policy, PolicyError, PolicyProblem};
 use crate::rate_limit::RateLimitLayer;
 use crate::secrets::{SecretStore, SecretsError, SecretsLayer};
 use crate::validate::ValidateLayer;
-use crate::verify::{VerifyDeps, VerifyLayer};
+use crate::verify::{ReplayCommitLayer, VerifyDeps, VerifyLayer};
 
 /// The assembled perimeter: a `tower` layer. Cheap to clone; build it once at start-up.
 ///
@@ -471,12 +473,16 @@ impl Guard {
             Stack::new(
                 option_layer(self.validate.clone()),
                 Stack::new(
-                    option_layer(self.rate_post.clone()),
+                    // Signatures are recorded only once the per-principal limit admitted the request.
+                    option_layer(self.verify.as_ref().map(|_| ReplayCommitLayer)),
                     Stack::new(
-                        option_layer(self.verify.clone()),
+                        option_layer(self.rate_post.clone()),
                         Stack::new(
-                            option_layer(self.rate_pre.clone()),
-                            Stack::new(self.ingress.clone(), self.audit.clone()),
+                            option_layer(self.verify.clone().map(VerifyLayer::commit_replay_later)),
+                            Stack::new(
+                                option_layer(self.rate_pre.clone()),
+                                Stack::new(self.ingress.clone(), self.audit.clone()),
+                            ),
                         ),
                     ),
                 ),
@@ -501,10 +507,13 @@ type GuardStack = Stack<
     Stack<
         Either<ValidateLayer, Identity>,
         Stack<
-            Either<RateLimitLayer, Identity>,
+            Either<ReplayCommitLayer, Identity>,
             Stack<
-                Either<VerifyLayer, Identity>,
-                Stack<Either<RateLimitLayer, Identity>, Stack<IngressLayer, AuditLayer>>,
+                Either<RateLimitLayer, Identity>,
+                Stack<
+                    Either<VerifyLayer, Identity>,
+                    Stack<Either<RateLimitLayer, Identity>, Stack<IngressLayer, AuditLayer>>,
+                >,
             >,
         >,
     >,

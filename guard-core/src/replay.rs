@@ -5,7 +5,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::WallClock;
+use crate::rejection::{Rejection, RejectionKind};
 
 /// The store could not answer (backend down). The verifier fails closed on it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,7 +24,140 @@ pub type ReplayFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, ReplayError
 
 /// Remembers keys (signature digests) for a while.
 pub trait ReplayStore: Send + Sync + 'static {
-    /// Records `key` for `ttl`. Resolves to `true` the first time a key is seen inside its TTL and
-    /// `false` on every later call (a replay).
+    /// Records `key` for `ttl` if it is absent (atomically: of two concurrent calls with one key,
+    /// exactly one resolves to `true`). Resolves to `true` the first time a key is seen inside its
+    /// TTL and `false` on every later call (a replay).
     fn first_use<'a>(&'a self, key: &'a [u8], ttl: Duration) -> ReplayFuture<'a>;
+
+    /// Whether `key` is currently recorded, without recording it. The verifier asks this first so
+    /// a replay is refused at once; the request is recorded with [`first_use`](Self::first_use)
+    /// only once it is admitted (past the per-principal rate limit), which stays the authority.
+    /// The default answers "not seen", leaving the decision to `first_use`.
+    fn seen<'a>(&'a self, key: &'a [u8]) -> ReplayFuture<'a> {
+        let _ = key;
+        Box::pin(async { Ok(false) })
+    }
+}
+
+/// A verified signature that is not recorded yet: it is recorded (insert-if-absent) only once its
+/// request is admitted, so a refusal that invites a retry (a 429) does not use it up.
+///
+/// The HMAC verifier leaves one in the request's [`PendingReplays`] when a
+/// [`VerifyLayer`](crate::verify) put that collector on the request; [`commit`](Self::commit)
+/// records it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{Duration, SystemTime};
+/// use guard_core::clock::SystemWallClock;
+/// use guard_core::replay::PendingReplay;
+/// use guard_core::verify::MemoryReplayStore;
+///
+/// let store = Arc::new(MemoryReplayStore::new(10));
+/// let expires = SystemTime::now() + Duration::from_secs(60);
+/// let p = PendingReplay::new(store, b"digest", expires, Arc::new(SystemWallClock));
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// assert!(rt.block_on(p.commit()).is_ok());
+/// assert_eq!(rt.block_on(p.commit()).unwrap_err().code(), "guard.verify.replayed");
+/// ```
+#[derive(Clone)]
+pub struct PendingReplay {
+    store: Arc<dyn ReplayStore>,
+    key: Box<[u8]>,
+    expires: SystemTime,
+    clock: Arc<dyn WallClock>,
+}
+
+impl std::fmt::Debug for PendingReplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingReplay")
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingReplay {
+    /// `key` to be recorded in `store` until `expires` (on `clock`).
+    pub fn new(
+        store: Arc<dyn ReplayStore>,
+        key: &[u8],
+        expires: SystemTime,
+        clock: Arc<dyn WallClock>,
+    ) -> Self {
+        Self {
+            store,
+            key: key.into(),
+            expires,
+            clock,
+        }
+    }
+
+    /// Records the key if absent. A key already recorded is 401 `guard.verify.replayed` (another
+    /// copy of the request won); a store that cannot answer is 503 `guard.verify.unavailable`.
+    pub async fn commit(&self) -> Result<(), Rejection> {
+        // The time left is measured now, not when the signature was checked: the record must last
+        // until the signature can no longer pass the window, however long admission took.
+        let ttl = self
+            .expires
+            .duration_since(self.clock.now())
+            .unwrap_or_default()
+            .max(Duration::from_millis(1));
+        match self.store.first_use(&self.key, ttl).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Rejection::new(RejectionKind::Replayed)
+                .with_reason("signed message already accepted")),
+            Err(_) => Err(Rejection::new(RejectionKind::VerifyUnavailable)
+                .with_reason("replay store unavailable")),
+        }
+    }
+}
+
+/// The signatures verified for one request and waiting to be recorded (see [`PendingReplay`]).
+///
+/// [`VerifyLayer`](crate::verify) puts an empty collector on each request it verifies on the
+/// asynchronous path; verifiers add to it; the signatures are recorded once the request is
+/// admitted: by the verify layer itself before the inner service, or, inside a
+/// [`Guard`](crate), by the replay-commit step right after the per-principal rate limit.
+#[derive(Clone, Default)]
+pub struct PendingReplays(Arc<Mutex<Vec<PendingReplay>>>);
+
+impl std::fmt::Debug for PendingReplays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PendingReplays").field(&self.len()).finish()
+    }
+}
+
+impl PendingReplays {
+    /// Adds a signature to record.
+    pub fn push(&self, pending: PendingReplay) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(pending);
+        }
+    }
+
+    /// How many signatures wait.
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records every waiting signature (each insert-if-absent), emptying the collector; the first
+    /// failure is the answer.
+    pub async fn commit(&self) -> Result<(), Rejection> {
+        let pending = match self.0.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => {
+                return Err(Rejection::new(RejectionKind::VerifyUnavailable)
+                    .with_reason("replay collector poisoned"));
+            }
+        };
+        for p in &pending {
+            p.commit().await?;
+        }
+        Ok(())
+    }
 }

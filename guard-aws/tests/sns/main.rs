@@ -403,3 +403,53 @@ async fn works_as_a_guard_core_verifier_and_the_handler_never_sees_a_refused_mes
         "the refused message never reached the handler"
     );
 }
+
+/// Each URL breaks exactly one rule of the region check, so weakening any single rule (an `&&`
+/// turned `||`) lets one through: userinfo and `?` / `#` smuggled into the host would make
+/// `http::Uri` read the host as `evil.com`.
+#[test]
+fn each_region_rule_is_needed_on_its_own() {
+    let url = |region: &str| {
+        format!("https://sns.{region}.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem")
+    };
+    // The reference: three parts, at most 32 characters, lower-case letters and digits, a number last.
+    assert!(CertUrl::parse(&url("us-east-1")).is_some());
+    let longest = format!("us-{}-1", "a".repeat(27));
+    assert_eq!(longest.len(), 32);
+    assert!(CertUrl::parse(&url(&longest)).is_some());
+    let too_long = format!("us-{}-1", "a".repeat(28));
+    assert_eq!(too_long.len(), 33);
+    for (region, rule) in [
+        ("x@evil.com?-a-1", "userinfo and a query in the host"),
+        ("x@evil.com#-a-1", "userinfo and a fragment in the host"),
+        ("x?-a-1", "a query in the host"),
+        ("x#-a-1", "a fragment in the host"),
+        ("x:443-a-1", "a port in the host"),
+        ("us-1", "two parts"),
+        ("useast1", "one part"),
+        (too_long.as_str(), "33 characters"),
+        ("us-east-x", "the last part is not a number"),
+        ("us--1", "an empty part"),
+        ("US-east-1", "upper case"),
+        ("us-east-1.evil", "a dot"),
+    ] {
+        assert!(
+            CertUrl::parse(&url(region)).is_none(),
+            "{rule}: {}",
+            url(region)
+        );
+    }
+    // The attacker's full URL from the mutation report.
+    assert!(
+        CertUrl::parse(
+            "https://sns.x@evil.com?-a-1.amazonaws.com/SimpleNotificationService-abc.pem"
+        )
+        .is_none()
+    );
+    assert!(
+        CertUrl::parse(
+            "https://sns.x@evil.com#-a-1.amazonaws.com/SimpleNotificationService-abc.pem"
+        )
+        .is_none()
+    );
+}

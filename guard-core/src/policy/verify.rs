@@ -2,9 +2,14 @@
 //!
 //! HTTP requests and direct invocations must pass the *request checks* (`cidr`, `hmac`, `jwt`,
 //! `azure_easy_auth`, `aws_authorizer`), combined by `mode` (`any`: one is enough, the default;
-//! `all`: every one). Platform messages must come from a source listed in `sources`, and, when
-//! `[verify.gcp_push]` is set, messages of its kinds must also carry Google's push token. A
-//! `[verify]` section with no check at all refuses everything, so loading reports it.
+//! `all`: every one). In `any` mode a request that presents a signature or token is still refused
+//! if that credential is invalid, even from an allowed address. Platform messages must come from a
+//! source listed in `[verify.sources]` **under the message's trigger kind**, the kind the adapter
+//! reports in `Trigger::Message` (`sqs`, `sns`, `eventbridge`, `s3`, `dynamodb`, `kinesis` on AWS;
+//! `pubsub` on Google Cloud; `azure-queue`, `eventgrid` on Azure): an SQS ARN never admits a
+//! Kinesis record, and a kind with no entries admits nothing. When `[verify.gcp_push]` is set,
+//! messages of its kinds must also carry Google's push token. A `[verify]` section with no check
+//! at all refuses everything, so loading reports it.
 //!
 //! The orders example (DESIGN.md §6):
 //!
@@ -12,11 +17,11 @@
 //! let policy = guard_core::Policy::from_toml_str(r#"
 //!     [verify]
 //!     mode = "any"
-//!     sources = [
-//!         "arn:aws:sqs:us-east-1:123456789012:orders",
-//!         "projects/shop-prod/subscriptions/orders-push",
-//!         "orders",
-//!     ]
+//!
+//!     [verify.sources]
+//!     sqs = ["arn:aws:sqs:us-east-1:123456789012:orders"]
+//!     pubsub = ["projects/shop-prod/subscriptions/orders-push"]
+//!     azure-queue = ["orders"]
 //!
 //!     [verify.cidr]
 //!     allow = ["203.0.113.0/24", "198.51.100.0/24"]
@@ -28,8 +33,12 @@
 //!     tolerance_secs = 300
 //!     replay = true
 //! "#).unwrap();
-//! assert_eq!(policy.verify.unwrap().hmac.unwrap().secret, "orders-webhook-hmac");
+//! let verify = policy.verify.unwrap();
+//! assert_eq!(verify.hmac.unwrap().secret, "orders-webhook-hmac");
+//! assert_eq!(verify.sources["azure-queue"], ["orders"]);
 //! ```
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
@@ -228,8 +237,9 @@ pub struct AwsAuthorizerPolicy {
 pub struct VerifyPolicy {
     /// How the request checks combine (default `any`).
     pub mode: VerifyMode,
-    /// Event sources messages may come from (ARN / topic / subscription; `*` = one segment).
-    pub sources: Vec<String>,
+    /// Event sources messages may come from, by trigger kind: `kind = [ARN / topic / subscription
+    /// patterns]` (`*` = one segment). A message is admitted only by an entry of its own kind.
+    pub sources: BTreeMap<String, Vec<String>>,
     /// Address allow-list.
     pub cidr: Option<CidrPolicy>,
     /// Webhook signature.
@@ -302,34 +312,52 @@ impl VerifyPolicy {
 
     /// Adds every semantic problem of this section (with key paths under `path`) to `problems`.
     pub fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
-        if !self.has_request_checks() && self.sources.is_empty() {
+        let no_sources = self.sources.values().all(Vec::is_empty);
+        if !self.has_request_checks() && no_sources {
             push(
                 problems,
                 path.to_string(),
                 "configures no check: add `sources`, `cidr`, `hmac`, `jwt`, `azure_easy_auth` or `aws_authorizer` (or remove the section)",
             );
         }
-        if self.gcp_push.is_some() && self.sources.is_empty() {
-            push(
-                problems,
-                format!("{path}.sources"),
-                "`gcp_push` needs the subscriptions listed in `sources`",
-            );
-        }
-        #[cfg(feature = "verify")]
-        for (i, s) in self.sources.iter().enumerate() {
-            if let Err(e) = crate::verify::SourcePattern::parse(s) {
-                push(problems, format!("{path}.sources[{i}]"), &e.to_string());
+        if let Some(g) = &self.gcp_push {
+            for kind in &g.kinds {
+                if self.sources.get(kind).is_none_or(Vec::is_empty) {
+                    push(
+                        problems,
+                        format!("{path}.sources.{kind}"),
+                        "`gcp_push` needs the subscriptions of its kinds listed in `sources`",
+                    );
+                }
             }
         }
-        #[cfg(not(feature = "verify"))]
-        for (i, s) in self.sources.iter().enumerate() {
-            if s.is_empty() {
+        for (kind, list) in &self.sources {
+            let at = format!("{path}.sources.{kind}");
+            let kind_ok = (1..=64).contains(&kind.len())
+                && kind.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !kind_ok {
                 push(
                     problems,
-                    format!("{path}.sources[{i}]"),
-                    "must not be empty",
+                    at.clone(),
+                    "not a trigger kind: use the lower-case kind (`sqs`, `sns`, `eventbridge`, `kinesis`, `pubsub`, `azure-queue`, ...)",
                 );
+            }
+            if list.is_empty() {
+                push(problems, at.clone(), "must list at least one source");
+            }
+            #[cfg(feature = "verify")]
+            for (i, s) in list.iter().enumerate() {
+                if let Err(e) = crate::verify::SourcePattern::parse(s) {
+                    push(problems, format!("{at}[{i}]"), &e.to_string());
+                }
+            }
+            #[cfg(not(feature = "verify"))]
+            for (i, s) in list.iter().enumerate() {
+                if s.is_empty() {
+                    push(problems, format!("{at}[{i}]"), "must not be empty");
+                }
             }
         }
         if let Some(c) = &self.cidr {

@@ -2,6 +2,7 @@
 //!
 //! Each key is recorded with `SET <prefix><hex key> 1 NX PX <ttl>`: atomic (two instances seeing the
 //! same signature at once cannot both win), one round trip, and the record expires by itself.
+//! [`ReplayStore::seen`] is `EXISTS <prefix><hex key>`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -56,17 +57,22 @@ impl RedisReplayStore {
             prefix: prefix.into(),
         }
     }
+
+    fn redis_key(&self, key: &[u8]) -> String {
+        let mut k = String::with_capacity(self.prefix.len() + key.len() * 2);
+        k.push_str(&self.prefix);
+        for b in key {
+            k.push(char::from(HEX[usize::from(b >> 4)]));
+            k.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        k
+    }
 }
 
 impl ReplayStore for RedisReplayStore {
     fn first_use<'a>(&'a self, key: &'a [u8], ttl: Duration) -> ReplayFuture<'a> {
         Box::pin(async move {
-            let mut k = String::with_capacity(self.prefix.len() + key.len() * 2);
-            k.push_str(&self.prefix);
-            for b in key {
-                k.push(char::from(HEX[usize::from(b >> 4)]));
-                k.push(char::from(HEX[usize::from(b & 0xf)]));
-            }
+            let k = self.redis_key(key);
             let ms = u64::try_from(ttl.as_micros().div_ceil(1000))
                 .unwrap_or(u64::MAX)
                 .max(1);
@@ -87,6 +93,20 @@ impl ReplayStore for RedisReplayStore {
                     reason: e.to_string(),
                 })?;
             Ok(set.is_some())
+        })
+    }
+
+    fn seen<'a>(&'a self, key: &'a [u8]) -> ReplayFuture<'a> {
+        Box::pin(async move {
+            let k = self.redis_key(key);
+            let n: u64 = self
+                .conn
+                .run(|mut m| async move { redis::cmd("EXISTS").arg(k).query_async(&mut m).await })
+                .await
+                .map_err(|e| ReplayError {
+                    reason: e.to_string(),
+                })?;
+            Ok(n > 0)
         })
     }
 }

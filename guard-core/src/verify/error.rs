@@ -12,6 +12,11 @@ pub enum VerifyError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A trigger kind for source entries that is not 1 to 64 of `a-z`, `0-9`, `_`, `-`.
+    #[error(
+        "invalid trigger kind `{0}` for source entries: use the lower-case kind (`sqs`, `pubsub`, `azure-queue`, ...)"
+    )]
+    InvalidSourceKind(String),
     /// The HMAC secret name is empty.
     #[error("the HMAC secret name is empty")]
     EmptySecretName,

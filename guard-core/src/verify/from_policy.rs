@@ -165,9 +165,10 @@ fn no_request_checks(_: &GuardRequest) -> Result<Principal, Rejection> {
 impl VerifyLayer {
     /// Builds the verifier the `[verify]` section describes (see [`crate::policy::VerifyPolicy`]):
     /// `by_trigger(requests, messages)` where `requests` is `any`/`all` of the configured request
-    /// checks in the order cidr, hmac, jwt, azure_easy_auth, aws_authorizer (cheap checks first, so
-    /// an allow-listed caller never spends a signature), and `messages` is the source allow-list
-    /// (plus the GCP push token for its kinds). Reports every problem with its key path.
+    /// checks in the order cidr, hmac, jwt, azure_easy_auth, aws_authorizer (presented credentials
+    /// are checked, and a valid signature used up, even when the address already passed), and
+    /// `messages` is the source allow-list scoped by trigger kind (plus the GCP push token for its
+    /// kinds). Reports every problem with its key path.
     ///
     /// ```
     /// use guard_core::Policy;
@@ -226,7 +227,12 @@ impl VerifyLayer {
             }
             checks.push(v.boxed());
         }
-        let sources = SourceVerifier::new(&policy.sources);
+        let sources = SourceVerifier::new(
+            policy
+                .sources
+                .iter()
+                .flat_map(|(kind, list)| list.iter().map(move |p| (kind.as_str(), p.as_str()))),
+        );
         let push = match &policy.gcp_push {
             None => None,
             Some(g) => {

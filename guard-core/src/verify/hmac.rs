@@ -1,7 +1,7 @@
 //! [`HmacVerifier`]: webhook signatures (GitHub, Stripe-style, Slack, generic) over the raw body.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::hmac::{Hmac, Mac};
 use base64::Engine as _;
@@ -13,7 +13,7 @@ use super::VerifyError;
 use super::layer::{Verifier, VerifyFuture};
 use crate::clock::{SystemWallClock, WallClock};
 use crate::rejection::{Rejection, RejectionKind};
-use crate::replay::ReplayStore;
+use crate::replay::{PendingReplay, PendingReplays, ReplayStore};
 use crate::request::{GuardRequest, Principal, PrincipalKind};
 use crate::secrets::{SecretStore, SecretValue, SecretsError};
 
@@ -99,16 +99,6 @@ impl HmacScheme {
             HmacScheme::Stripe { .. } => "stripe",
             HmacScheme::Slack => "slack",
             HmacScheme::Generic { .. } => "generic",
-        }
-    }
-
-    fn uses_timestamp(&self) -> bool {
-        match self {
-            HmacScheme::GitHub => false,
-            HmacScheme::Stripe { .. } | HmacScheme::Slack => true,
-            HmacScheme::Generic {
-                timestamp_header, ..
-            } => timestamp_header.is_some(),
         }
     }
 }
@@ -330,7 +320,11 @@ impl HmacVerifierBuilder {
 /// - Timestamps (Stripe, Slack, generic with a timestamp header) must be within the tolerance in
 ///   both directions: older or from the future → 401 `guard.verify.stale`.
 /// - With a [`ReplayStore`], each signed message (secret name + timestamp + body, hashed) is
-///   accepted once within twice the tolerance: a second delivery → 401 `guard.verify.replayed`.
+///   accepted once: it is remembered until its timestamp can no longer pass the window
+///   (`t + tolerance + 1 s`; without a timestamp, for the tolerance), and a second delivery → 401
+///   `guard.verify.replayed`. Inside a [`VerifyLayer`](super::VerifyLayer) the signature is only
+///   checked as "not seen" here and recorded once the request is admitted (see
+///   [`PendingReplay`]), so a request refused later (a 429) can be retried.
 /// - No signature header → 401 `guard.verify.missing_credentials`; a malformed, truncated,
 ///   non-hex, `sha1=` or wrong signature → 401 `guard.verify.bad_signature`; the key cannot be
 ///   read or is empty → 503 `guard.secrets.unavailable`; the replay store is down → 503
@@ -448,34 +442,68 @@ impl HmacVerifier {
             }
         }
         if let Some(replay) = &cfg.replay {
-            let mut h = Sha256::new();
-            h.update(b"guard.hmac.replay\0");
-            h.update(cfg.secret.as_bytes());
-            h.update([0u8]);
-            h.update(&claimed.prefix);
-            h.update(body);
-            let key = h.finalize();
-            let ttl = if cfg.scheme.uses_timestamp() {
-                cfg.tolerance * 2
-            } else {
-                cfg.tolerance
-            };
-            match replay.first_use(&key, ttl).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(Rejection::new(RejectionKind::Replayed)
-                        .with_reason("signed message already accepted"));
-                }
-                Err(_) => {
-                    return Err(Rejection::new(RejectionKind::VerifyUnavailable)
-                        .with_reason("replay store unavailable"));
-                }
-            }
+            self.use_up(replay, &claimed, req).await?;
         }
         let mut p = Principal::new(PrincipalKind::Hmac, cfg.secret.clone());
         p.claims
             .insert("scheme".into(), serde_json::Value::from(cfg.scheme.name()));
         Ok(p)
+    }
+}
+
+impl HmacVerifier {
+    /// The signature is used up: recorded at once when the request came without a
+    /// [`PendingReplays`] collector (a direct call), else checked as "not seen" and left in the
+    /// collector, to be recorded once the request is admitted.
+    async fn use_up(
+        &self,
+        replay: &Arc<dyn ReplayStore>,
+        claimed: &Claimed,
+        req: &GuardRequest,
+    ) -> Result<(), Rejection> {
+        let cfg = &self.inner;
+        let mut h = Sha256::new();
+        h.update(b"guard.hmac.replay\0");
+        h.update(cfg.secret.as_bytes());
+        h.update([0u8]);
+        h.update(&claimed.prefix);
+        h.update(req.body().as_ref());
+        let key = h.finalize();
+        let pending = PendingReplay::new(
+            replay.clone(),
+            &key,
+            self.record_until(claimed.timestamp),
+            cfg.clock.clone(),
+        );
+        let Some(collector) = req.extensions().get::<PendingReplays>() else {
+            return pending.commit().await;
+        };
+        match replay.seen(&key).await {
+            Ok(false) => {
+                collector.push(pending);
+                Ok(())
+            }
+            Ok(true) => Err(Rejection::new(RejectionKind::Replayed)
+                .with_reason("signed message already accepted")),
+            Err(_) => Err(Rejection::new(RejectionKind::VerifyUnavailable)
+                .with_reason("replay store unavailable")),
+        }
+    }
+
+    /// Until when a signature must be remembered: while its own timestamp `t` can still pass the
+    /// window, i.e. while the clock reads at most `t + tolerance` in whole seconds — until
+    /// `t + tolerance + 1`. Without a timestamp the body is remembered for the tolerance.
+    fn record_until(&self, timestamp: Option<u64>) -> SystemTime {
+        let cfg = &self.inner;
+        match timestamp {
+            Some(t) => {
+                let last = t.saturating_add(cfg.tolerance.as_secs()).saturating_add(1);
+                UNIX_EPOCH
+                    .checked_add(Duration::from_secs(last))
+                    .unwrap_or_else(|| cfg.clock.now() + cfg.tolerance * 2)
+            }
+            None => cfg.clock.now() + cfg.tolerance,
+        }
     }
 }
 
@@ -497,6 +525,24 @@ fn one_key_matches(key: &SecretValue, claimed: &Claimed, body: &[u8]) -> bool {
 impl Verifier for HmacVerifier {
     fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
         Box::pin(self.check(req))
+    }
+
+    /// No signature header: "missing credentials" at once (so an address allow-list in front of
+    /// it still decides without a future). Anything else needs the key: `None`.
+    fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
+        let present = match &self.inner.scheme {
+            HmacScheme::GitHub => req.headers().contains_key("x-hub-signature-256"),
+            HmacScheme::Slack => req.headers().contains_key("x-slack-signature"),
+            HmacScheme::Stripe { header } | HmacScheme::Generic { header, .. } => {
+                req.headers().contains_key(header)
+            }
+        };
+        if present {
+            return None;
+        }
+        Some(Err(
+            Rejection::new(RejectionKind::MissingCredentials).with_reason("no signature header")
+        ))
     }
 }
 

@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use crate::future::MaybeBoxFuture;
 use crate::rejection::{Rejection, RejectionKind};
+use crate::replay::PendingReplays;
 use crate::request::{
     GuardRequest, GuardResponse, Principal, PrincipalKind, Trigger, VerifiedSlot,
 };
@@ -112,6 +113,10 @@ impl<V: Verifier> VerifierExt for V {}
 /// credentials": a caller from an unlisted network that presents nothing is told 403, not invited
 /// to authenticate (zero trust: the answer does not advertise other ways in), while a caller that
 /// did present credentials learns they were wrong.
+/// The rank from which a failure means "credentials were presented and refused" (or could not be
+/// checked), as opposed to "nothing presented" or "address / source not listed".
+const PRESENTED_AND_REFUSED: u8 = 2;
+
 fn rank(kind: RejectionKind) -> u8 {
     use RejectionKind::*;
     match kind {
@@ -150,11 +155,18 @@ impl std::fmt::Debug for All {
     }
 }
 
-/// Tries `verifiers` in order; the first that accepts decides (later ones are not run, so an HMAC
-/// signature is not spent when the address already passed). When all fail, the answer is the
-/// strongest failure: unavailable (5xx) > bad credentials (401) > missing credentials (401) >
-/// address/source not listed (403); ties go to the earlier verifier. An empty `any` refuses with
-/// 401 `guard.verify.missing_credentials`.
+/// Runs every verifier in order; one that accepts is enough, **but presented credentials are always
+/// checked**: a request carrying a signature or token that fails (or cannot be checked now) is
+/// refused even when another verifier, such as an address allow-list, accepted it, and a valid
+/// signature is used up whichever verifier admitted the request. "Nothing presented"
+/// (`missing_credentials`) and "address / source not listed" (`forbidden_address`,
+/// `forbidden_source`) only mean that verifier did not admit.
+///
+/// On success the principal is the first one that is not merely a network address or message
+/// source, else the first. When nothing admits, the answer is the strongest failure: unavailable
+/// (5xx) > bad credentials (401) > address/source not listed (403) > missing credentials (401);
+/// ties go to the earlier verifier. An empty `any` refuses with 401
+/// `guard.verify.missing_credentials`.
 ///
 /// ```
 /// use guard_core::verify::{any, CidrVerifier, VerifierExt, Verifier};
@@ -185,7 +197,7 @@ pub fn any(verifiers: impl IntoIterator<Item = BoxVerifier>) -> Any {
 ///
 /// let both = all([
 ///     CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]).boxed(),
-///     SourceVerifier::new(["arn:aws:sqs:*:123456789012:orders"]).unwrap().boxed(),
+///     SourceVerifier::new([("sqs", "arn:aws:sqs:*:123456789012:orders")]).unwrap().boxed(),
 /// ]);
 /// let req = http::Request::new(bytes::Bytes::new()); // no Peer, not a message
 /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -204,40 +216,62 @@ fn nothing_configured() -> Rejection {
 impl Verifier for Any {
     fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
         Box::pin(async move {
-            let mut worst: Option<Rejection> = None;
+            let mut verdict = AnyVerdict::default();
             for v in self.verifiers.iter() {
-                match v.verify(req).await {
-                    Ok(p) => return Ok(p),
-                    Err(r) => {
-                        if worst
-                            .as_ref()
-                            .is_none_or(|w| rank(r.kind()) > rank(w.kind()))
-                        {
-                            worst = Some(r);
-                        }
-                    }
-                }
+                verdict.add(v.verify(req).await);
             }
-            Err(worst.unwrap_or_else(nothing_configured))
+            verdict.finish()
         })
     }
 
     fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
-        let mut worst: Option<Rejection> = None;
+        let mut verdict = AnyVerdict::default();
         for v in self.verifiers.iter() {
-            match v.verify_now(req)? {
-                Ok(p) => return Some(Ok(p)),
-                Err(r) => {
-                    if worst
-                        .as_ref()
-                        .is_none_or(|w| rank(r.kind()) > rank(w.kind()))
-                    {
-                        worst = Some(r);
-                    }
+            verdict.add(v.verify_now(req)?);
+        }
+        Some(verdict.finish())
+    }
+}
+
+/// What [`Any`] gathered so far: the best principal and the strongest refusal.
+#[derive(Default)]
+struct AnyVerdict {
+    admitted: Option<Principal>,
+    worst: Option<Rejection>,
+}
+
+impl AnyVerdict {
+    fn add(&mut self, outcome: Result<Principal, Rejection>) {
+        match outcome {
+            Ok(p) => {
+                if self
+                    .admitted
+                    .as_ref()
+                    .is_none_or(|c| !says_who(c) && says_who(&p))
+                {
+                    self.admitted = Some(p);
+                }
+            }
+            Err(r) => {
+                if self
+                    .worst
+                    .as_ref()
+                    .is_none_or(|w| rank(r.kind()) > rank(w.kind()))
+                {
+                    self.worst = Some(r);
                 }
             }
         }
-        Some(Err(worst.unwrap_or_else(nothing_configured)))
+    }
+
+    /// A presented credential that failed (or could not be checked) refuses the request even when
+    /// another verifier admitted it; otherwise any admission wins.
+    fn finish(self) -> Result<Principal, Rejection> {
+        match (self.admitted, self.worst) {
+            (_, Some(r)) if rank(r.kind()) >= PRESENTED_AND_REFUSED => Err(r),
+            (Some(p), _) => Ok(p),
+            (None, worst) => Err(worst.unwrap_or_else(nothing_configured)),
+        }
     }
 }
 
@@ -299,7 +333,7 @@ impl std::fmt::Debug for ByTrigger {
 ///
 /// let v = by_trigger(
 ///     CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]),
-///     SourceVerifier::new(["arn:aws:sqs:us-east-1:123456789012:orders"]).unwrap(),
+///     SourceVerifier::new([("sqs", "arn:aws:sqs:us-east-1:123456789012:orders")]).unwrap(),
 /// );
 /// let mut msg = http::Request::new(bytes::Bytes::new());
 /// msg.extensions_mut().insert(Trigger::Message(MessageTrigger::new(
@@ -332,6 +366,10 @@ impl Verifier for ByTrigger {
 
 /// Runs a [`Verifier`] before the inner service. See the [module docs](crate::verify).
 ///
+/// Signatures a verifier accepted are recorded by their replay store only once the request is
+/// admitted: here, just before the inner service (or, inside a [`Guard`](crate::Guard), right
+/// after the per-principal rate limit). A request the verifier refuses uses nothing up.
+///
 /// On success the [`Principal`] is inserted into the request extensions for the layers and handler
 /// inside (its only allocation: `http::Extensions` boxes every value), and, when an
 /// [`AuditLayer`](crate::audit::AuditLayer) is outside, its kind and subject are handed to that
@@ -340,6 +378,7 @@ impl Verifier for ByTrigger {
 #[derive(Clone)]
 pub struct VerifyLayer {
     verifier: BoxVerifier,
+    commit_here: bool,
 }
 
 impl std::fmt::Debug for VerifyLayer {
@@ -353,7 +392,17 @@ impl VerifyLayer {
     pub fn new(verifier: impl Verifier) -> Self {
         Self {
             verifier: Arc::new(verifier),
+            commit_here: true,
         }
+    }
+
+    /// Leaves the verified signatures of each admitted request in its [`PendingReplays`] instead
+    /// of recording them before the inner service: a [`ReplayCommitLayer`](super::ReplayCommitLayer)
+    /// further in must record them (the [`Guard`](crate::Guard) puts it right after the
+    /// per-principal rate limit, so a 429 does not use a signature up).
+    pub(crate) fn commit_replay_later(mut self) -> Self {
+        self.commit_here = false;
+        self
     }
 
     /// The verifier this layer runs.
@@ -369,6 +418,7 @@ impl<S> Layer<S> for VerifyLayer {
         Verify {
             inner,
             verifier: self.verifier.clone(),
+            commit_here: self.commit_here,
         }
     }
 }
@@ -378,6 +428,7 @@ impl<S> Layer<S> for VerifyLayer {
 pub struct Verify<S> {
     inner: S,
     verifier: BoxVerifier,
+    commit_here: bool,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Verify<S> {
@@ -396,6 +447,7 @@ impl<S> Verify<S> {
         Self {
             inner,
             verifier: Arc::new(verifier),
+            commit_here: true,
         }
     }
 }
@@ -443,10 +495,19 @@ where
         let clone = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
+        let commit_here = self.commit_here;
+        let pending = PendingReplays::default();
+        req.extensions_mut().insert(pending.clone());
         let future = Box::pin(async move {
             let verdict = verifier.verify(&req).await;
             match verdict {
                 Ok(principal) => {
+                    if commit_here || pending.is_empty() {
+                        req.extensions_mut().remove::<PendingReplays>();
+                        if let Err(rejection) = pending.commit().await {
+                            return Ok(rejection.into_response());
+                        }
+                    }
                     publish(&mut req, principal);
                     inner.call(req).await
                 }
@@ -538,12 +599,13 @@ mod tests {
         ]);
         assert!(now(&v).is_none());
         assert_eq!(run(&v).unwrap_err().kind(), K::BadSignature);
-        // ...unless an earlier pure verifier already decided.
+        // ...even when an earlier pure verifier admitted: presented credentials are always checked.
         let v = any([
             Now(Ok((PrincipalKind::Network, "10.0.0.1"))).boxed(),
             fails(K::BadSignature).boxed(),
         ]);
-        assert_eq!(now(&v).unwrap().unwrap().subject, "10.0.0.1");
+        assert!(now(&v).is_none());
+        assert_eq!(run(&v).unwrap_err().kind(), K::BadSignature);
         let v = all([
             Now(Ok((PrincipalKind::Network, "10.0.0.1"))).boxed(),
             passes(PrincipalKind::Jwt, "user-1").boxed(),
@@ -572,13 +634,28 @@ mod tests {
     }
 
     #[test]
-    fn any_stops_at_the_first_success() {
-        let v = any([
-            passes(PrincipalKind::Network, "1.2.3.4").boxed(),
-            (|_: &GuardRequest| -> Result<Principal, Rejection> { panic!("must not be reached") })
-                .boxed(),
-        ]);
+    fn any_checks_presented_credentials_even_when_another_admits() {
+        let addr = || passes(PrincipalKind::Network, "1.2.3.4").boxed();
+        // Nothing presented, or another address list that does not match: the address admits.
+        let v = any([addr(), fails(K::MissingCredentials).boxed()]);
         assert_eq!(run(&v).unwrap().subject, "1.2.3.4");
+        let v = any([fails(K::ForbiddenAddress).boxed(), addr()]);
+        assert_eq!(run(&v).unwrap().subject, "1.2.3.4");
+        // A presented credential that fails, or cannot be checked, refuses.
+        for kind in [
+            K::BadSignature,
+            K::StaleSignature,
+            K::Replayed,
+            K::BadToken,
+            K::Forbidden,
+            K::VerifyUnavailable,
+        ] {
+            let v = any([addr(), fails(kind).boxed()]);
+            assert_eq!(run(&v).unwrap_err().kind(), kind);
+        }
+        // Both admit: the principal that says who.
+        let v = any([addr(), passes(PrincipalKind::Hmac, "hook").boxed()]);
+        assert_eq!(run(&v).unwrap().subject, "hook");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! | verifier | accepts | refuses with |
 //! |---|---|---|
 //! | [`CidrVerifier`] | platform-observed address ([`Peer`](crate::request::Peer), or [`TrustedProxies`] over `X-Forwarded-For`) in an allow-list | 403 `forbidden_address` |
-//! | [`SourceVerifier`] | a message from a listed ARN / topic / subscription (`*` = one segment) | 403 `forbidden_source` |
+//! | [`SourceVerifier`] | a message from an ARN / topic / subscription listed for its trigger kind (`*` = one segment) | 403 `forbidden_source` |
 //! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](crate::secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
 //! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] | 401 `missing_credentials` / `bad_token`, 403 `forbidden` |
 //! | [`AwsAuthorizerVerifier`], [`EasyAuthVerifier`], [`PlatformIdentityVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
@@ -25,17 +25,18 @@
 //! [`VerifyLayer::from_policy`] builds the layer from `[verify]`. The orders example of
 //! DESIGN.md §6 — callers from `203.0.113.0/24` or `198.51.100.0/24`, **or** signed with
 //! `X-Guard-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` using the secret
-//! `orders-webhook-hmac`, at most 300 s old, each signature accepted once; messages only from the
-//! configured queue / subscription — is:
+//! `orders-webhook-hmac`, at most 300 s old, each signature accepted once (a signature presented
+//! from an allowed address is checked and used up too); messages only from the configured queue /
+//! subscription of their own trigger kind — is:
 //!
 //! ```toml
 //! [verify]
 //! mode = "any"
-//! sources = [
-//!     "arn:aws:sqs:us-east-1:123456789012:orders",      # AWS SQS
-//!     "orders",                                         # Azure queue
-//!     "projects/shop-prod/subscriptions/orders-push",   # GCP Pub/Sub push
-//! ]
+//!
+//! [verify.sources]                                      # by trigger kind
+//! sqs = ["arn:aws:sqs:us-east-1:123456789012:orders"]   # AWS SQS
+//! azure-queue = ["orders"]                              # Azure Storage queue
+//! pubsub = ["projects/shop-prod/subscriptions/orders-push"]  # GCP Pub/Sub push
 //!
 //! [verify.cidr]
 //! allow = ["203.0.113.0/24", "198.51.100.0/24"]
@@ -61,7 +62,8 @@
 //!
 //! let policy = guard_core::Policy::from_toml_str(r#"
 //!     [verify]
-//!     sources = ["arn:aws:sqs:us-east-1:123456789012:orders"]
+//!     [verify.sources]
+//!     sqs = ["arn:aws:sqs:us-east-1:123456789012:orders"]
 //!     [verify.cidr]
 //!     allow = ["203.0.113.0/24", "198.51.100.0/24"]
 //!     [verify.hmac]
@@ -98,6 +100,7 @@
 #![allow(clippy::result_large_err)]
 
 mod cidr;
+mod commit;
 mod error;
 mod from_policy;
 mod hmac;
@@ -109,6 +112,7 @@ mod replay;
 mod source;
 
 pub use cidr::{CidrVerifier, ForwardedError, TrustedProxies};
+pub use commit::{CommitFuture, ReplayCommit, ReplayCommitLayer};
 pub use error::VerifyError;
 pub use from_policy::VerifyDeps;
 pub use hmac::{

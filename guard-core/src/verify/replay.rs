@@ -95,12 +95,26 @@ impl MemoryReplayStore {
         self.len() == 0
     }
 
-    fn record(&self, key: &[u8], ttl: Duration) -> Result<bool, ReplayError> {
+    fn check_key(key: &[u8]) -> Result<(), ReplayError> {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
             return Err(ReplayError {
                 reason: "replay key must be 1 to 64 bytes".into(),
             });
         }
+        Ok(())
+    }
+
+    fn contains(&self, key: &[u8]) -> Result<bool, ReplayError> {
+        Self::check_key(key)?;
+        let now = self.clock.now();
+        let s = self.inner.lock().map_err(|_| ReplayError {
+            reason: "replay store lock poisoned".into(),
+        })?;
+        Ok(s.expiry.get(key).is_some_and(|at| *at > now))
+    }
+
+    fn record(&self, key: &[u8], ttl: Duration) -> Result<bool, ReplayError> {
+        Self::check_key(key)?;
         let now = self.clock.now();
         let mut s = self.inner.lock().map_err(|_| ReplayError {
             reason: "replay store lock poisoned".into(),
@@ -143,6 +157,11 @@ impl ReplayStore for MemoryReplayStore {
         let r = self.record(key, ttl);
         Box::pin(async move { r })
     }
+
+    fn seen<'a>(&'a self, key: &'a [u8]) -> ReplayFuture<'a> {
+        let r = self.contains(key);
+        Box::pin(async move { r })
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +185,24 @@ mod tests {
         assert_eq!(s.record(b"k", TTL), Ok(true));
         assert_eq!(s.record(b"k", TTL), Ok(false));
         clock.advance(Duration::from_secs(11));
+        assert_eq!(s.record(b"k", TTL), Ok(true));
+    }
+
+    #[test]
+    fn a_key_lives_until_just_before_its_ttl_ends() {
+        let (s, clock) = store(10);
+        assert_eq!(s.contains(b"k"), Ok(false));
+        assert_eq!(s.record(b"k", TTL), Ok(true));
+        assert_eq!(s.contains(b"k"), Ok(true), "seen does not record, but sees");
+        clock.advance(TTL - Duration::from_millis(1));
+        assert_eq!(s.contains(b"k"), Ok(true));
+        assert_eq!(
+            s.record(b"k", TTL),
+            Ok(false),
+            "still live 1 ms before expiry"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(s.contains(b"k"), Ok(false), "gone at expiry");
         assert_eq!(s.record(b"k", TTL), Ok(true));
     }
 

@@ -119,40 +119,65 @@ impl<'a> Iterator for Tokens<'a> {
 }
 
 /// Accepts [`Trigger::Message`] requests whose `source_id` (the ARN / topic / subscription the
-/// platform reported) matches one of the patterns. Anything else — another source, an HTTP
-/// request, no trigger at all — is 403 `guard.verify.forbidden_source`. The principal is
+/// platform reported) matches a pattern listed **for the message's kind** (`sqs`, `sns`,
+/// `eventbridge`, `kinesis`, `pubsub`, `azure-queue`, ...): an SQS queue's ARN never admits a
+/// Kinesis record, and an Azure queue named `orders` never admits an EventBridge event whose
+/// `source` is `orders`. A kind with no entries admits nothing. Anything else — another source, an
+/// HTTP request, no trigger at all — is 403 `guard.verify.forbidden_source`. The principal is
 /// `PrincipalKind::Source` with the source id as subject and the message kind as issuer.
 ///
 /// ```
 /// use guard_core::verify::{SourceVerifier, Verifier};
 /// use guard_core::request::{MessageTrigger, Trigger};
 ///
-/// let v = SourceVerifier::new(["projects/shop-prod/subscriptions/*"]).unwrap();
-/// let mut req = http::Request::new(bytes::Bytes::new());
-/// req.extensions_mut().insert(Trigger::Message(MessageTrigger::new(
-///     "pubsub", "projects/shop-prod/subscriptions/orders-push", "1")));
+/// let v = SourceVerifier::new([("pubsub", "projects/shop-prod/subscriptions/*")]).unwrap();
+/// let message = |kind: &str| {
+///     let mut req = http::Request::new(bytes::Bytes::new());
+///     req.extensions_mut().insert(Trigger::Message(MessageTrigger::new(
+///         kind, "projects/shop-prod/subscriptions/orders-push", "1")));
+///     req
+/// };
 /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// assert_eq!(rt.block_on(v.verify(&req)).unwrap().subject,
+/// assert_eq!(rt.block_on(v.verify(&message("pubsub"))).unwrap().subject,
 ///            "projects/shop-prod/subscriptions/orders-push");
+/// assert!(rt.block_on(v.verify(&message("eventarc"))).is_err()); // listed for another kind
 /// ```
 #[derive(Debug, Clone)]
 pub struct SourceVerifier {
-    patterns: Arc<[SourcePattern]>,
+    entries: Arc<[(Box<str>, SourcePattern)]>,
+}
+
+/// A trigger kind as written in the policy: 1 to 64 of `a-z`, `0-9`, `_`, `-`.
+fn kind_ok(kind: &str) -> bool {
+    (1..=64).contains(&kind.len())
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 impl SourceVerifier {
-    /// Allows sources matching any of `patterns`; every bad pattern is an error.
-    pub fn new<I, T>(patterns: I) -> Result<Self, VerifyError>
+    /// Allows messages of each `(kind, pattern)` pair's kind from sources matching its pattern;
+    /// every bad kind or pattern is an error.
+    pub fn new<I, K, P>(entries: I) -> Result<Self, VerifyError>
     where
-        I: IntoIterator<Item = T>,
-        T: AsRef<str>,
+        I: IntoIterator<Item = (K, P)>,
+        K: AsRef<str>,
+        P: AsRef<str>,
     {
-        let patterns = patterns
+        let entries = entries
             .into_iter()
-            .map(|p| SourcePattern::parse(p.as_ref()))
+            .map(|(k, p)| {
+                let kind = k.as_ref();
+                if !kind_ok(kind) {
+                    return Err(VerifyError::InvalidSourceKind(
+                        kind.chars().take(64).collect(),
+                    ));
+                }
+                Ok((kind.into(), SourcePattern::parse(p.as_ref())?))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            patterns: patterns.into(),
+            entries: entries.into(),
         })
     }
 
@@ -162,11 +187,17 @@ impl SourceVerifier {
         let Some(Trigger::Message(m)) = req.extensions().get::<Trigger>() else {
             return Err(forbidden("not a platform message"));
         };
-        if self.patterns.iter().any(|p| p.matches(&m.source_id)) {
+        let listed = self
+            .entries
+            .iter()
+            .any(|(kind, p)| **kind == *m.kind && p.matches(&m.source_id));
+        if listed {
             Ok(Principal::new(PrincipalKind::Source, m.source_id.clone())
                 .with_issuer(m.kind.clone()))
         } else {
-            Err(forbidden("message source not on the allow-list"))
+            Err(forbidden(
+                "message source not on the allow-list for its trigger kind",
+            ))
         }
     }
 }
@@ -216,6 +247,41 @@ mod tests {
     fn separators_must_be_identical() {
         assert!(!m("a:b", "a/b"));
         assert!(m("arn:aws:s3:::bucket", "arn:aws:s3:::bucket"));
+    }
+
+    fn message(kind: &str, source: &str) -> GuardRequest {
+        let mut req = http::Request::new(bytes::Bytes::new());
+        req.extensions_mut()
+            .insert(Trigger::Message(crate::request::MessageTrigger::new(
+                kind, source, "m-1",
+            )));
+        req
+    }
+
+    #[test]
+    fn entries_admit_only_messages_of_their_own_kind() {
+        let arn = "arn:aws:sqs:us-east-1:123456789012:orders";
+        let v = SourceVerifier::new([("sqs", arn), ("azure-queue", "orders")]).unwrap();
+        assert!(v.check(&message("sqs", arn)).is_ok());
+        assert!(v.check(&message("azure-queue", "orders")).is_ok());
+        // The same source ids under another kind, and a kind with no entries: refused.
+        for (kind, source) in [
+            ("eventbridge", "orders"),
+            ("kinesis", arn),
+            ("sns", arn),
+            ("sqs", "orders"),
+            ("azure-queue", arn),
+        ] {
+            let r = v.check(&message(kind, source)).unwrap_err();
+            assert_eq!(r.kind(), RejectionKind::ForbiddenSource, "{kind} {source}");
+        }
+    }
+
+    #[test]
+    fn bad_kinds_are_refused() {
+        for kind in ["", "SQS", "sqs queue", &"k".repeat(65)] {
+            assert!(SourceVerifier::new([(kind, "q")]).is_err(), "{kind:?}");
+        }
     }
 
     #[test]

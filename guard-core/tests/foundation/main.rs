@@ -2,6 +2,7 @@
 //! loading, and the schema engine's safety properties.
 
 mod audit;
+mod contract;
 mod rejections;
 mod schema;
 mod support;

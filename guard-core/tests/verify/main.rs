@@ -3,6 +3,13 @@
 //! wrote exactly one security event with that code (see `support::Stack::denied` / `allowed`).
 #![cfg(all(feature = "verify", feature = "jwks-http", feature = "audit"))]
 
+#[cfg(all(
+    feature = "ingress",
+    feature = "validate",
+    feature = "rate-limit",
+    feature = "secrets"
+))]
+mod guard_stack;
 mod network;
 mod orders;
 mod platform;

@@ -18,11 +18,11 @@ use crate::support::{JwksServer, Keys, Stack, T0, clock, data, hmac_hex, rs256};
 const ORDERS: &str = r#"
 [verify]
 mode = "any"
-sources = [
-    "arn:aws:sqs:us-east-1:123456789012:orders",
-    "orders",
-    "projects/shop-prod/subscriptions/orders-push",
-]
+
+[verify.sources]
+sqs = ["arn:aws:sqs:us-east-1:123456789012:orders"]
+azure-queue = ["orders"]
+pubsub = ["projects/shop-prod/subscriptions/orders-push"]
 
 [verify.cidr]
 allow = ["203.0.113.0/24", "198.51.100.0/24"]
@@ -110,17 +110,34 @@ async fn signed_request_from_anywhere_is_accepted_once() {
 }
 
 #[tokio::test]
-async fn allow_listed_caller_does_not_spend_its_signature() {
-    let (s, _) = orders_stack(ORDERS);
-    // Passed by address: the HMAC check never ran, so the same signature still works elsewhere.
+async fn a_signature_presented_from_an_allowed_address_is_checked_and_used_up() {
+    let (s, clock) = orders_stack(ORDERS);
+    // Admitted by address and signed: the signature is checked and spent too.
     assert_eq!(
         s.allowed(signed_from("203.0.113.7", T0)).await.kind,
-        PrincipalKind::Network
-    );
-    assert_eq!(
-        s.allowed(signed_from("192.0.2.1", T0)).await.kind,
         PrincipalKind::Hmac
     );
+    // The identical request replayed from outside within the window is a replay.
+    clock.advance(Duration::from_secs(5));
+    s.denied(signed_from("192.0.2.1", T0), RejectionKind::Replayed)
+        .await;
+    // ...and from the allowed address too: a presented credential is never ignored.
+    s.denied(signed_from("203.0.113.7", T0), RejectionKind::Replayed)
+        .await;
+    // An invalid signature from an allowed address is refused, not admitted by the address.
+    let mut bad = signed_from("203.0.113.7", T0 + 5);
+    *bad.body_mut() = Bytes::from_static(br#"{"order_id":"ord_ABCDEFGH","items":[]}"#);
+    s.denied(bad, RejectionKind::BadSignature).await;
+    let mut garbage = from("203.0.113.7");
+    garbage
+        .headers_mut()
+        .insert("x-guard-signature", "t=1,v1=zz".parse().unwrap());
+    s.denied(garbage, RejectionKind::BadSignature).await;
+    s.denied(
+        signed_from("198.51.100.9", T0 - 400),
+        RejectionKind::StaleSignature,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -150,6 +167,30 @@ async fn messages_only_from_the_configured_sources() {
         .extensions_mut()
         .insert(Peer::new("203.0.113.7".parse().unwrap()));
     s.denied(signed, RejectionKind::ForbiddenSource).await;
+}
+
+#[tokio::test]
+async fn a_source_entry_admits_only_its_own_trigger_kind() {
+    let (s, _) = orders_stack(ORDERS);
+    // "orders" is the Azure queue: an EventBridge event whose `source` is "orders" is not it.
+    s.denied(
+        message("eventbridge", "orders"),
+        RejectionKind::ForbiddenSource,
+    )
+    .await;
+    // The SQS queue's ARN on a Kinesis (or SNS) record admits nothing.
+    for kind in ["kinesis", "sns", "dynamodb"] {
+        s.denied(
+            message(kind, "arn:aws:sqs:us-east-1:123456789012:orders"),
+            RejectionKind::ForbiddenSource,
+        )
+        .await;
+    }
+    s.denied(
+        message("pubsub", "arn:aws:sqs:us-east-1:123456789012:orders"),
+        RejectionKind::ForbiddenSource,
+    )
+    .await;
 }
 
 #[tokio::test]

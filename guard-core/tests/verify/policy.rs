@@ -16,7 +16,10 @@ fn reports_every_verify_mistake_with_its_key_path() {
     let p = paths(
         r#"
         [verify]
-        sources = ["arn:aws:sqs:*:1:orders-*", ""]
+        [verify.sources]
+        sqs = ["arn:aws:sqs:*:1:orders-*", ""]
+        SQS = ["arn:aws:sqs:*:1:orders"]
+        kinesis = []
         [verify.cidr]
         allow = ["203.0.113.0/24", "300.0.0.0/8", "10.0.0.0/33", "fe80::/129"]
         trusted_proxy_hops = 99
@@ -33,8 +36,10 @@ fn reports_every_verify_mistake_with_its_key_path() {
         "#,
     );
     for expected in [
-        "verify.sources[0]",
-        "verify.sources[1]",
+        "verify.sources.sqs[0]",
+        "verify.sources.sqs[1]",
+        "verify.sources.SQS",
+        "verify.sources.kinesis",
         "verify.cidr.allow[1]",
         "verify.cidr.allow[2]",
         "verify.cidr.allow[3]",
@@ -64,7 +69,7 @@ fn reports_every_verify_mistake_with_its_key_path() {
 #[test]
 fn unknown_keys_and_modes_are_reported() {
     assert!(
-        paths("[verify]\nmode = \"most\"\nsources=[\"q\"]")
+        paths("[verify]\nmode = \"most\"\nsources={sqs=[\"q\"]}")
             .iter()
             .any(|p| p.starts_with("verify"))
     );
@@ -72,6 +77,27 @@ fn unknown_keys_and_modes_are_reported() {
         paths("[verify.hmac]\nsecrett = \"x\""),
         ["verify.hmac.secrett"]
     );
+}
+
+#[test]
+fn sources_must_be_listed_by_trigger_kind() {
+    // The flat list of earlier versions is refused: its entries would admit any kind.
+    assert!(
+        paths("[verify]\nsources = [\"arn:aws:sqs:us-east-1:1:orders\"]")
+            .iter()
+            .any(|p| p.starts_with("verify"))
+    );
+    let p = Policy::from_toml_str("[verify.sources]\nsqs = [\"arn:aws:sqs:us-east-1:1:orders\"]")
+        .unwrap();
+    assert_eq!(
+        p.verify.unwrap().sources["sqs"],
+        ["arn:aws:sqs:us-east-1:1:orders"]
+    );
+    // gcp_push needs its kinds' subscriptions listed.
+    let p = paths(
+        "[verify.sources]\nsqs = [\"q\"]\n[verify.gcp_push]\naudience = \"a\"\nservice_account = \"s\"",
+    );
+    assert_eq!(p, ["verify.sources.pubsub"]);
 }
 
 #[test]
@@ -90,8 +116,8 @@ fn generic_preset_needs_a_header_and_others_refuse_generic_keys() {
 #[test]
 fn from_policy_refuses_an_unchecked_policy() {
     let mut policy = guard_core::policy::VerifyPolicy::default();
-    policy.sources = vec!["a:*x".into()];
+    policy.sources = [("sqs".to_string(), vec!["a:*x".to_string()])].into();
     let store: SecretStore = Keys::new(b"k").store("k");
     let err = VerifyLayer::from_policy(&policy, &VerifyDeps::new(store)).unwrap_err();
-    assert_eq!(err.problems()[0].path, "verify.sources[0]");
+    assert_eq!(err.problems()[0].path, "verify.sources.sqs[0]");
 }

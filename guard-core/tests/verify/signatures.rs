@@ -115,6 +115,20 @@ async fn downgraded_truncated_and_non_hex_signatures_fail_without_panic() {
 }
 
 fn stripe_stack(keys: &Keys, replay: bool) -> (Stack, guard_core::clock::FakeWallClock) {
+    let (s, clock, _) = stripe_stack_with_capacity(keys, replay.then_some(100));
+    (s, clock)
+}
+
+/// A Stripe-style verifier (tolerance 300 s) on the fake clock, with a memory replay store of
+/// `capacity` keys when given (returned, on the same clock).
+fn stripe_stack_with_capacity(
+    keys: &Keys,
+    capacity: Option<usize>,
+) -> (
+    Stack,
+    guard_core::clock::FakeWallClock,
+    Option<MemoryReplayStore>,
+) {
     let clock = clock();
     let mut b = HmacVerifier::builder(
         HmacScheme::stripe_style("X-Guard-Signature").unwrap(),
@@ -122,12 +136,11 @@ fn stripe_stack(keys: &Keys, replay: bool) -> (Stack, guard_core::clock::FakeWal
         "orders-webhook-hmac",
     )
     .clock(Arc::new(clock.clone()));
-    if replay {
-        b = b.replay_store(Arc::new(
-            MemoryReplayStore::new(100).with_clock(Arc::new(clock.clone())),
-        ));
+    let store = capacity.map(|c| MemoryReplayStore::new(c).with_clock(Arc::new(clock.clone())));
+    if let Some(store) = &store {
+        b = b.replay_store(Arc::new(store.clone()));
     }
-    (Stack::of(b.build().unwrap()), clock)
+    (Stack::of(b.build().unwrap()), clock, store)
 }
 
 fn signed(key: &[u8], t: u64, body: &'static [u8]) -> GuardRequest {
@@ -170,6 +183,94 @@ async fn rejects_replayed_signature() {
         .await;
     // A different message with the same timestamp is not a replay.
     s.allowed(signed(b"k1", T0, b"{\"n\":2}")).await;
+}
+
+#[tokio::test]
+async fn a_future_dated_signature_is_remembered_until_its_window_closes() {
+    let keys = Keys::new(b"k1");
+    let (s, clock) = stripe_stack(&keys, true);
+    // Signed 300 s in the future: accepted now, and its timestamp passes the window until the
+    // clock reads T0 + 600 in whole seconds, i.e. until T0 + 601.
+    s.allowed(signed(b"k1", T0 + 300, b"{}")).await;
+    clock.advance(Duration::from_millis(600_500));
+    s.denied(signed(b"k1", T0 + 300, b"{}"), RejectionKind::Replayed)
+        .await;
+    clock.advance(Duration::from_millis(499));
+    s.denied(signed(b"k1", T0 + 300, b"{}"), RejectionKind::Replayed)
+        .await;
+    clock.advance(Duration::from_millis(1));
+    s.denied(
+        signed(b"k1", T0 + 300, b"{}"),
+        RejectionKind::StaleSignature,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_replay_record_lives_exactly_until_the_window_closes() {
+    let keys = Keys::new(b"k1");
+    // One slot: while the record lives the store is full, so a new signature is 503 (fail
+    // closed, never a forgotten record); once it expired, the slot is free again.
+    let (s, clock, store) = stripe_stack_with_capacity(&keys, Some(1));
+    let store = store.unwrap();
+    s.allowed(signed(b"k1", T0, b"{\"n\":1}")).await;
+    assert_eq!(store.len(), 1);
+    clock.advance(Duration::from_millis(300_999)); // T0 + 300.999: the last moment t = T0 passes
+    s.denied(signed(b"k1", T0, b"{\"n\":1}"), RejectionKind::Replayed)
+        .await;
+    s.denied(
+        signed(b"k1", T0 + 300, b"{\"n\":2}"),
+        RejectionKind::VerifyUnavailable,
+    )
+    .await;
+    clock.advance(Duration::from_millis(1)); // T0 + 301: the record is gone
+    s.allowed(signed(b"k1", T0 + 300, b"{\"n\":2}")).await;
+    assert_eq!(store.len(), 1, "the expired record made room");
+}
+
+#[tokio::test]
+async fn a_full_replay_store_fails_closed_with_503() {
+    let keys = Keys::new(b"k1");
+    let (s, _, _) = stripe_stack_with_capacity(&keys, Some(2));
+    s.allowed(signed(b"k1", T0, b"{\"n\":1}")).await;
+    s.allowed(signed(b"k1", T0, b"{\"n\":2}")).await;
+    let resp = s
+        .denied(
+            signed(b"k1", T0, b"{\"n\":3}"),
+            RejectionKind::VerifyUnavailable,
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+    assert_eq!(body["code"], "guard.verify.unavailable");
+}
+
+#[tokio::test]
+async fn the_signature_header_cap_is_2_kib_exactly() {
+    let keys = Keys::new(b"k1");
+    let (s, _) = stripe_stack(&keys, false);
+    let padded = |len: usize| {
+        let mut req = signed(b"k1", T0, b"{}");
+        let mut v = req.headers()["x-guard-signature"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        v.push_str(",x=");
+        v.push_str(&"a".repeat(len - v.len()));
+        assert_eq!(v.len(), len);
+        req.headers_mut()
+            .insert("x-guard-signature", v.parse().unwrap());
+        req
+    };
+    // An unknown item is ignored, so only the length differs.
+    s.allowed(padded(guard_core::verify::MAX_SIGNATURE_HEADER))
+        .await;
+    s.denied(
+        padded(guard_core::verify::MAX_SIGNATURE_HEADER + 1),
+        RejectionKind::BadSignature,
+    )
+    .await;
+    assert_eq!(guard_core::verify::MAX_SIGNATURE_HEADER, 2048);
 }
 
 #[tokio::test]

@@ -407,3 +407,79 @@ fn hmac_and_none_algorithms_cannot_be_configured() {
     assert!(JwtVerifier::builder(jwks).algorithms([]).build().is_err());
     assert!(guard_core::verify::parse_algorithm("none").is_err());
 }
+
+#[tokio::test]
+async fn an_audience_array_without_an_accepted_audience_is_refused() {
+    let f = fixture();
+    for aud in [json!(["other-service"]), json!(["x", "y"]), json!([])] {
+        f.stack
+            .denied(
+                bearer(&rs256("rsa-1", &with(claims(), "aud", aud.clone()))),
+                RejectionKind::BadToken,
+            )
+            .await;
+    }
+}
+
+#[test]
+fn leeway_over_300_seconds_is_refused_at_build() {
+    let jwks = || JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+    let build = |secs: u64| {
+        JwtVerifier::builder(jwks())
+            .issuers([ISS])
+            .audiences([AUD])
+            .leeway(Duration::from_secs(secs))
+            .build()
+    };
+    assert!(build(300).is_ok());
+    assert!(build(301).is_err());
+}
+
+/// A valid RS256 token of exactly `len` bytes: a padding claim sets the payload's length and the
+/// header varies (`typ`, `cty`) to reach every length (base64url never gives 4k + 1 characters).
+fn token_of_len(len: usize) -> String {
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&data("rsa-private.pem")).unwrap();
+    let b64_len = |n: usize| (4 * n).div_ceil(3);
+    let sig_len = rs256("rsa-1", &claims()).rsplit('.').next().unwrap().len();
+    for (typ, cty) in [
+        (Some("JWT"), None),
+        (None, None),
+        (Some("JWT"), Some("a")),
+        (Some("JWT"), Some("ab")),
+        (Some("JWT"), Some("abc")),
+    ] {
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-1".into());
+        header.typ = typ.map(String::from);
+        header.cty = cty.map(String::from);
+        let h = b64_len(json_len(&header));
+        for pad in 0..len {
+            let c = with(claims(), "pad", json!("p".repeat(pad)));
+            let total = h + 1 + b64_len(json_len(&c)) + 1 + sig_len;
+            if total == len {
+                let t = jsonwebtoken::encode(&header, &c, &key).unwrap();
+                assert_eq!(t.len(), len);
+                return t;
+            }
+            if total > len {
+                break;
+            }
+        }
+    }
+    panic!("no token of {len} bytes")
+}
+
+/// The length of a value's JSON, as `jsonwebtoken` serialises it.
+fn json_len(v: &impl serde::Serialize) -> usize {
+    serde_json::to_vec(v).unwrap().len()
+}
+
+#[tokio::test]
+async fn the_token_size_limit_admits_exactly_8_kib() {
+    assert_eq!(guard_core::verify::MAX_TOKEN_LEN, 8192);
+    let f = fixture();
+    f.stack.allowed(bearer(&token_of_len(8191))).await;
+    f.stack.allowed(bearer(&token_of_len(8192))).await;
+    let over = token_of_len(8193);
+    f.stack.denied(bearer(&over), RejectionKind::BadToken).await;
+}

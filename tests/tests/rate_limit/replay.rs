@@ -70,3 +70,83 @@ fn replay_store_reports_an_unreachable_redis_as_an_error() {
         assert!(!err.reason.is_empty());
     });
 }
+
+/// A Stripe-style verifier whose signatures are remembered in Redis, behind a `VerifyLayer`.
+fn verified_stack(
+    store: RedisReplayStore,
+    handler: &crate::support::Counting,
+) -> impl tower::Service<
+    guard_core::GuardRequest,
+    Response = guard_core::GuardResponse,
+    Error = std::convert::Infallible,
+> {
+    use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+    use guard_core::verify::{HmacScheme, HmacVerifier, VerifyLayer};
+    use tower::Layer;
+    let keys = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {
+        ("hook", SecretVersion::Current) => Ok(SecretValue::from("k")),
+        _ => Err(SecretsError::not_found(name)),
+    });
+    let v = HmacVerifier::builder(HmacScheme::stripe(), keys, "hook")
+        .replay_store(Arc::new(store))
+        .build()
+        .unwrap();
+    VerifyLayer::new(v).layer(handler.service())
+}
+
+fn signed(body: &'static [u8]) -> guard_core::GuardRequest {
+    use hmac::Mac;
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"k").unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let sig = hex::encode(mac.finalize().into_bytes());
+    http::Request::builder()
+        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .body(bytes::Bytes::from_static(body))
+        .unwrap()
+}
+
+#[test]
+fn a_killed_redis_fails_a_new_signature_closed_with_503() {
+    let mut redis = RedisServer::start();
+    runtime().block_on(async {
+        let handler = crate::support::Counting::default();
+        let store = RedisReplayStore::new(connection(&redis.url()), prefix("verify-down"));
+        let mut svc = verified_stack(store, &handler);
+        let ok = crate::support::send(&mut svc, signed(b"{\"n\":1}")).await;
+        assert_eq!(ok.status(), 200);
+        let again = crate::support::send(&mut svc, signed(b"{\"n\":1}")).await;
+        assert_eq!(again.status(), 401, "a replay while Redis is up");
+        redis.kill();
+        let resp = crate::support::send(&mut svc, signed(b"{\"n\":2}")).await;
+        assert_eq!(resp.status(), 503);
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(body["code"], "guard.verify.unavailable");
+        assert_eq!(
+            handler.calls(),
+            1,
+            "the handler never sees the unverified request"
+        );
+    });
+}
+
+#[test]
+fn seen_reports_a_recorded_key_without_recording() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let store = RedisReplayStore::new(connection(&redis.url()), prefix("seen"));
+        assert!(!store.seen(b"sig").await.unwrap());
+        assert!(!store.seen(b"sig").await.unwrap(), "asking does not record");
+        assert!(
+            store
+                .first_use(b"sig", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        assert!(store.seen(b"sig").await.unwrap());
+    });
+}

@@ -1,0 +1,87 @@
+//! [`ReplayCommitLayer`]: records the signatures verified for a request once it is admitted.
+
+use std::mem;
+use std::task::{Context, Poll};
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::future::MaybeBoxFuture;
+use crate::replay::PendingReplays;
+use crate::request::{GuardRequest, GuardResponse};
+
+/// Records the [`PendingReplays`] a [`VerifyLayer`](super::VerifyLayer) left on the request, each
+/// with insert-if-absent, before the inner service runs. Of two concurrent copies of one signed
+/// request exactly one gets through; the other is 401 `guard.verify.replayed`, and a store that
+/// cannot answer is 503 `guard.verify.unavailable` (fail closed). A request with nothing pending
+/// passes straight through.
+///
+/// The [`Guard`](crate::Guard) places it right after the per-principal rate limit, so a request
+/// that limit refuses (429, `Retry-After`) has not used its signature up and its retry succeeds.
+///
+/// ```
+/// use bytes::Bytes;
+/// use guard_core::verify::ReplayCommitLayer;
+/// use tower::{Layer, Service, ServiceExt};
+///
+/// let mut svc = ReplayCommitLayer.layer(tower::service_fn(|_r: http::Request<Bytes>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"ok")))
+/// }));
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let resp = rt.block_on(async {
+///     svc.ready().await.unwrap().call(http::Request::new(Bytes::new())).await.unwrap()
+/// });
+/// assert_eq!(resp.status(), 200); // nothing pending
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReplayCommitLayer;
+
+impl<S> Layer<S> for ReplayCommitLayer {
+    type Service = ReplayCommit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ReplayCommit { inner }
+    }
+}
+
+/// The service built by [`ReplayCommitLayer`].
+#[derive(Debug, Clone)]
+pub struct ReplayCommit<S> {
+    inner: S,
+}
+
+crate::macros::inner_service_accessors!(ReplayCommit);
+
+/// The response future of [`ReplayCommit`].
+pub type CommitFuture<F, E> = MaybeBoxFuture<F, E>;
+
+impl<S> Service<GuardRequest> for ReplayCommit<S>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = GuardResponse;
+    type Error = S::Error;
+    type Future = CommitFuture<S::Future, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: GuardRequest) -> Self::Future {
+        let pending = match req.extensions_mut().remove::<PendingReplays>() {
+            Some(p) if !p.is_empty() => p,
+            _ => return MaybeBoxFuture::inner(self.inner.call(req)),
+        };
+        // The ready service is the one we were polled on: take it, leave a clone behind.
+        let clone = self.inner.clone();
+        let mut inner = mem::replace(&mut self.inner, clone);
+        MaybeBoxFuture::boxed(Box::pin(async move {
+            match pending.commit().await {
+                Ok(()) => inner.call(req).await,
+                Err(rejection) => Ok(rejection.into_response()),
+            }
+        }))
+    }
+}
