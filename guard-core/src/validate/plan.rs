@@ -100,8 +100,18 @@ fn run(node: &Node, bytes: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(bytes) else {
         return false;
     };
+    LARGE_FLOAT_SEEN.set(false);
     let mut de = serde_json::Deserializer::from_str(text);
-    Seed { node }.deserialize(&mut de).is_ok() && de.end().is_ok()
+    let accepted = Seed { node }.deserialize(&mut de).is_ok() && de.end().is_ok();
+    // A float of magnitude ≥ 2^63 may be an over-range integer literal (rounded by serde_json):
+    // accepted only when no such literal is in the body, as `parse_strict` decides.
+    accepted && !(LARGE_FLOAT_SEEN.get() && super::json::has_integer_beyond_64_bits(bytes))
+}
+
+thread_local! {
+    /// Set by a pass that met a float an over-range integer literal may have become ([`run`]
+    /// resets it; a pass runs to its end on one thread).
+    static LARGE_FLOAT_SEEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// One compiled (sub-)schema.
@@ -458,9 +468,9 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
         // Same rules as `parse_strict`: a float that is not a finite `Number` is refused, and one
-        // an over-range integer literal may have become is left to its literal check.
+        // an over-range integer literal may have become is checked on the literal after the pass.
         if super::json::may_be_large_integer(v) {
-            return give_up();
+            LARGE_FLOAT_SEEN.set(true);
         }
         match Number::from_f64(v) {
             Some(n) => self.scalar(LeafNode::Number(n)),
