@@ -1,6 +1,7 @@
-//! Building a Guard stack from a policy on AWS: `[secrets] provider = "aws"` is Secrets Manager.
+//! Building a Guard stack from a policy on AWS: `[secrets] provider = "aws"` is Secrets Manager,
+//! and `[verify.sns]` adds the SNS signature verifier for messages of kind `sns`.
 
-use guard_core::policy::{PolicyError, SecretsProvider};
+use guard_core::policy::{PolicyError, PolicyProblem, SecretsProvider, SnsPolicy};
 use guard_core::{GuardBuilder, GuardDeps, Policy};
 
 /// The stack the policy describes, with the secret store its `[secrets]` section names:
@@ -16,11 +17,35 @@ use guard_core::{GuardBuilder, GuardDeps, Policy};
 /// # Ok(()) }
 /// ```
 pub async fn builder_from_policy(policy: &Policy) -> Result<GuardBuilder, PolicyError> {
-    let deps = match &policy.secrets {
+    let mut deps = match &policy.secrets {
         Some(section) if section.provider == SecretsProvider::Aws => aws_secrets().await?,
         _ => GuardDeps::default(),
     };
+    if let Some(sns) = policy.verify.as_ref().and_then(|v| v.sns.as_ref()) {
+        deps = deps.message_verifier("sns", sns_verifier(sns)?);
+    }
     GuardBuilder::from_policy_with(policy, deps)
+}
+
+/// `[verify.sns]`: the SNS signature verifier with the platform's HTTPS certificate fetcher.
+#[cfg(feature = "https-fetch")]
+fn sns_verifier(sns: &SnsPolicy) -> Result<crate::sns::SnsVerifier, PolicyError> {
+    let problem = |e: String| PolicyError::new(vec![PolicyProblem::new("verify.sns", e)]);
+    let fetcher = crate::sns::HttpsCertFetcher::new().map_err(|e| problem(e.to_string()))?;
+    sns.topics
+        .iter()
+        .fold(crate::sns::SnsVerifier::builder(), |b, t| b.allow_topic(t))
+        .max_age(std::time::Duration::from_secs(sns.max_age_secs))
+        .build(fetcher)
+        .map_err(|e| problem(e.to_string()))
+}
+
+#[cfg(not(feature = "https-fetch"))]
+fn sns_verifier(_: &SnsPolicy) -> Result<crate::sns::SnsVerifier, PolicyError> {
+    Err(PolicyError::new(vec![PolicyProblem::new(
+        "verify.sns",
+        "fetching SNS signing certificates needs guard-aws's `https-fetch` feature",
+    )]))
 }
 
 #[cfg(feature = "secrets-manager")]

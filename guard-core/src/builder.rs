@@ -95,6 +95,8 @@ pub struct GuardDeps {
     /// Overrides for the verification layer (clock, shared replay store). Defaults are built from
     /// [`secrets`](Self::secrets) when unset.
     pub verify: Option<VerifyDeps>,
+    /// Checks an adapter adds for messages of one kind (see [`GuardDeps::message_verifier`]).
+    pub message_verifiers: Vec<(String, std::sync::Arc<dyn crate::verify::Verifier>)>,
 }
 
 impl std::fmt::Debug for GuardDeps {
@@ -103,6 +105,14 @@ impl std::fmt::Debug for GuardDeps {
             .field("secrets", &self.secrets)
             .field("secret_source", &self.secret_source.is_some())
             .field("verify", &self.verify)
+            .field(
+                "message_verifiers",
+                &self
+                    .message_verifiers
+                    .iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -139,6 +149,27 @@ impl GuardDeps {
             secret_source: Some(std::sync::Arc::new(source)),
             ..Self::default()
         }
+    }
+
+    /// Messages of `kind` must also pass `verifier` (after the source allow-list): an adapter's
+    /// platform check, such as guard-aws's SNS signature verifier for `[verify.sns]`.
+    ///
+    /// ```
+    /// use guard_core::request::{GuardRequest, Principal};
+    /// use guard_core::{Rejection, RejectionKind};
+    /// let deps = guard_core::GuardDeps::default().message_verifier("sns", |_: &GuardRequest| -> Result<Principal, Rejection> {
+    ///     Err(Rejection::new(RejectionKind::BadSignature))
+    /// });
+    /// assert_eq!(deps.message_verifiers.len(), 1);
+    /// ```
+    pub fn message_verifier(
+        mut self,
+        kind: impl Into<String>,
+        verifier: impl crate::verify::Verifier,
+    ) -> Self {
+        self.message_verifiers
+            .push((kind.into(), std::sync::Arc::new(verifier)));
+        self
     }
 }
 
@@ -224,6 +255,11 @@ impl GuardBuilder {
                     }
                     (None, None) => Some(VerifyDeps::new(no_secrets())),
                 };
+                let verify_deps = verify_deps.map(|d| {
+                    deps.message_verifiers.iter().fold(d, |d, (kind, check)| {
+                        d.message_verifier(kind.clone(), check.clone())
+                    })
+                });
                 verify_deps.and_then(|d| VerifyLayer::from_policy(v, &d).map_err(&mut collect).ok())
             }
             None if policy.function.allow_unverified => None,

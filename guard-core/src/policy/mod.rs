@@ -36,7 +36,7 @@ pub use rate_limit::{BackendChoice, FailureMode, MessageRateLimit, RateLimitKey}
 pub use secrets::{SecretsPolicy, SecretsProvider};
 pub use verify::{
     AwsAuthorizerPolicy, CidrPolicy, ClaimRule, EasyAuthPolicy, GcpPushPolicy, HmacEncoding,
-    HmacPolicy, HmacPreset, JwtPolicy, VerifyMode, VerifyPolicy,
+    HmacPolicy, HmacPreset, JwtPolicy, SnsPolicy, VerifyMode, VerifyPolicy,
 };
 
 /// One problem in a policy, with the dotted key path it concerns (`ingress.max_body_bytes`).

@@ -210,6 +210,34 @@ impl Default for GcpPushPolicy {
     }
 }
 
+/// `[verify.sns]`: SNS messages must carry a valid SNS signature (checked by guard-aws's SNS
+/// verifier, which the AWS adapter adds for messages of kind `sns`; a stack built without it is
+/// refused). The topic must also be listed under `[verify.sources] sns`.
+///
+/// ```toml
+/// [verify.sns]
+/// topics = ["arn:aws:sns:us-east-1:123456789012:orders"]   # `*` = one segment
+/// max_age_secs = 3600                                       # oldest Timestamp accepted
+/// ```
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct SnsPolicy {
+    /// Topic ARN patterns whose signed messages are accepted.
+    pub topics: Vec<String>,
+    /// How old (by its `Timestamp`) a message may be, in seconds (default 3600, at most 7 days).
+    pub max_age_secs: u64,
+}
+
+impl Default for SnsPolicy {
+    fn default() -> Self {
+        Self {
+            topics: Vec::new(),
+            max_age_secs: 3600,
+        }
+    }
+}
+
 /// `[verify.azure_easy_auth]`: trust `X-MS-CLIENT-PRINCIPAL`. Only when Easy Auth is on for the app.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -248,6 +276,8 @@ pub struct VerifyPolicy {
     pub jwt: Option<JwtPolicy>,
     /// Google push token on messages.
     pub gcp_push: Option<GcpPushPolicy>,
+    /// SNS signatures on messages of kind `sns` (verified by guard-aws).
+    pub sns: Option<SnsPolicy>,
     /// Azure Easy Auth principal.
     pub azure_easy_auth: Option<EasyAuthPolicy>,
     /// AWS API Gateway authorizer.
@@ -319,6 +349,29 @@ impl VerifyPolicy {
                 path.to_string(),
                 "configures no check: add `sources`, `cidr`, `hmac`, `jwt`, `azure_easy_auth` or `aws_authorizer` (or remove the section)",
             );
+        }
+        if let Some(sns) = &self.sns {
+            if sns.topics.is_empty() || sns.topics.iter().any(|t| t.trim().is_empty()) {
+                push(
+                    problems,
+                    format!("{path}.sns.topics"),
+                    "list at least one topic ARN pattern",
+                );
+            }
+            if !(1..=7 * 24 * 3600).contains(&sns.max_age_secs) {
+                push(
+                    problems,
+                    format!("{path}.sns.max_age_secs"),
+                    "must be 1 to 604800 (7 days)",
+                );
+            }
+            if self.sources.get("sns").is_none_or(Vec::is_empty) {
+                push(
+                    problems,
+                    format!("{path}.sources.sns"),
+                    "`[verify.sns]` needs its topics listed in `sources.sns`",
+                );
+            }
         }
         if let Some(g) = &self.gcp_push {
             for kind in &g.kinds {

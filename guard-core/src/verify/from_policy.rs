@@ -29,12 +29,22 @@ pub struct VerifyDeps {
     secrets: SecretStore,
     clock: Arc<dyn WallClock>,
     replay: Option<Arc<dyn ReplayStore>>,
+    /// Platform checks an adapter adds for messages of one kind (SNS signatures, ...).
+    message_verifiers: Vec<(String, BoxVerifier)>,
 }
 
 impl std::fmt::Debug for VerifyDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifyDeps")
             .field("replay", &self.replay.is_some())
+            .field(
+                "message_verifiers",
+                &self
+                    .message_verifiers
+                    .iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -47,7 +57,36 @@ impl VerifyDeps {
             secrets,
             clock: Arc::new(SystemWallClock),
             replay: None,
+            message_verifiers: Vec::new(),
         }
+    }
+
+    /// Messages of `kind` (`Trigger::Message` kind, e.g. `sns`) must also pass `verifier`, after
+    /// the source allow-list: how an adapter adds its platform's own message checks (guard-aws:
+    /// SNS signatures for `[verify.sns]`). The verifier's principal is the message's principal,
+    /// with the source in its `source` claim.
+    ///
+    /// ```
+    /// use guard_core::request::{GuardRequest, Principal, PrincipalKind};
+    /// use guard_core::secrets::SecretStore;
+    /// use guard_core::verify::VerifyDeps;
+    /// use guard_core::{Rejection, RejectionKind};
+    /// let store = SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
+    /// let signed = |_: &GuardRequest| -> Result<Principal, Rejection> {
+    ///     Err(Rejection::new(RejectionKind::BadSignature))
+    /// };
+    /// let deps = VerifyDeps::new(store).message_verifier("sns", signed);
+    /// # let _ = deps;
+    /// ```
+    pub fn message_verifier(mut self, kind: impl Into<String>, verifier: impl Verifier) -> Self {
+        self.message_verifiers
+            .push((kind.into(), Arc::new(verifier)));
+        self
+    }
+
+    /// Whether an adapter added a check for messages of `kind`.
+    pub fn has_message_verifier(&self, kind: &str) -> bool {
+        self.message_verifiers.iter().any(|(k, _)| k == kind)
     }
 
     /// The wall clock for signature windows, token lifetimes and JWKS refreshes.
@@ -128,10 +167,12 @@ fn jwt_verifier(j: &JwtPolicy, clock: &Arc<dyn WallClock>) -> Result<JwtVerifier
         .map_err(|e| PolicyProblem::new("verify.jwt", e.to_string()))
 }
 
-/// Messages: the source must be listed; messages of the push kinds must also carry the push token.
+/// Messages: the source must be listed; messages of the push kinds must also carry the push token,
+/// and messages of a kind an adapter added a check for must pass it.
 struct MessageChecks {
     sources: SourceVerifier,
     push: Option<(Vec<String>, JwtVerifier)>,
+    platform: Vec<(String, BoxVerifier)>,
 }
 
 impl Verifier for MessageChecks {
@@ -142,16 +183,24 @@ impl Verifier for MessageChecks {
                 Some(Trigger::Message(m)) => m.kind.as_str(),
                 _ => "",
             };
-            match &self.push {
-                Some((kinds, jwt)) if kinds.iter().any(|k| k == kind) => {
-                    let mut p: Principal = jwt.verify(req).await?;
+            let mut principal = None;
+            if let Some((kinds, jwt)) = &self.push
+                && kinds.iter().any(|k| k == kind)
+            {
+                principal = Some(jwt.verify(req).await?);
+            }
+            for (_, check) in self.platform.iter().filter(|(k, _)| k == kind) {
+                principal = Some(check.verify(req).await?);
+            }
+            match principal {
+                Some(mut p) => {
                     p.claims.insert(
                         "source".into(),
                         serde_json::Value::from(source.subject.to_string()),
                     );
                     Ok(p)
                 }
-                _ => Ok(source),
+                None => Ok(source),
             }
         })
     }
@@ -189,6 +238,12 @@ impl VerifyLayer {
     pub fn from_policy(policy: &VerifyPolicy, deps: &VerifyDeps) -> Result<Self, PolicyError> {
         let mut problems = Vec::new();
         policy.check("verify", &mut problems);
+        if policy.sns.is_some() && !deps.has_message_verifier("sns") {
+            problems.push(PolicyProblem::new(
+                "verify.sns",
+                "SNS signatures are verified by the AWS adapter: build the stack with guard_aws::builder_from_policy",
+            ));
+        }
         if !problems.is_empty() {
             return Err(PolicyError::new(problems));
         }
@@ -278,7 +333,11 @@ impl VerifyLayer {
         };
         Ok(VerifyLayer::new(by_trigger(
             requests,
-            MessageChecks { sources, push },
+            MessageChecks {
+                sources,
+                push,
+                platform: deps.message_verifiers.clone(),
+            },
         )))
     }
 }
