@@ -120,6 +120,7 @@ impl Server {
         let shared = Arc::new(Shared { config, audit });
         let mut stop = std::pin::pin!(shutdown_signal(shared.config.sigterm, shutdown));
         let graceful = GracefulShutdown::new();
+        let mut connections = tokio::task::JoinSet::new();
         tracing::info!(target: "guard::server", %local, "listening");
         loop {
             let (stream, remote) = tokio::select! {
@@ -146,21 +147,28 @@ impl Server {
                 svc_conn.clone().handle(svc_stack.clone(), req)
             });
             let serving = graceful.watch(http.serve_connection(io, service));
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 if let Err(e) = serving.await {
                     conn.connection_failed(&e).await;
                 }
             });
+            // Forget finished connections as we go.
+            while connections.try_join_next().is_some() {}
         }
         // Closing the listener makes the kernel refuse new connections from here on.
         drop(listener);
         tracing::info!(target: "guard::server", %local, "shutting down");
         let drain = shared.config.drain_timeout;
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let drained = tokio::time::timeout(drain, async {
+            graceful.shutdown().await;
+            // The tasks may still be recording a connection's last refusal.
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
             tracing::warn!(target: "guard::server", ?drain, "drain timeout: dropping connections");
+            // Each request cut off here is recorded as cancelled by the stack's audit layer.
+            connections.shutdown().await;
         }
         if let Some(hook) = on_shutdown {
             hook();

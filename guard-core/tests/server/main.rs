@@ -371,3 +371,51 @@ async fn sigterm_drains_in_flight_requests_refuses_new_ones_and_flushes_the_audi
             .all(|e| e.outcome == Outcome::Allow && e.status == 200)
     );
 }
+
+#[tokio::test]
+async fn requests_still_running_at_the_drain_timeout_are_cut_off_and_recorded() {
+    let events = support::Events::default();
+    let stuck = tower::service_fn(|_req: GuardRequest| async {
+        std::future::pending::<()>().await;
+        Ok::<_, Infallible>(http::Response::new(Bytes::new()))
+    });
+    let listener = support::small_buffer_listener();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let hook_ran = Arc::new(AtomicUsize::new(0));
+    let server = Server::new(
+        ServerConfig::default()
+            .drain_timeout(Duration::from_millis(300))
+            .shutdown_on_sigterm(false),
+    )
+    .audit(events.layer())
+    .with_shutdown(async {
+        let _ = stopped.await;
+    })
+    .on_shutdown({
+        let hook_ran = hook_ran.clone();
+        move || {
+            hook_ran.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let running = tokio::spawn(server.serve(listener, events.layer().layer(stuck)));
+    let client = tokio::spawn(exchange(addr, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), running)
+        .await
+        .expect("the drain timeout did not end the server")
+        .unwrap()
+        .unwrap();
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert_eq!(hook_ran.load(Ordering::SeqCst), 1);
+    assert_eq!(client.await.unwrap(), "", "the stuck request got no answer");
+    let events = events.all();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].code.as_str(), events[0].status),
+        ("guard.internal", 499)
+    );
+}
