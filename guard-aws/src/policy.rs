@@ -1,8 +1,34 @@
 //! Building a Guard stack from a policy on AWS: `[secrets] provider = "aws"` is Secrets Manager,
-//! and `[verify.sns]` adds the SNS signature verifier for messages of kind `sns`.
+//! `[verify.sns]` adds the SNS signature verifier for messages of kind `sns`, and
+//! `[function] trusted_proxies` sets the proxies trusted in front of an ALB.
 
 use guard_core::policy::{PolicyError, PolicyProblem, SecretsProvider, SnsPolicy};
 use guard_core::{GuardBuilder, GuardDeps, Policy};
+
+use crate::decode::DecodeOptions;
+
+/// The ALB's own `X-Forwarded-For` entry: one trusted hop.
+const ALB_DEFAULT_HOPS: usize = 1;
+
+impl DecodeOptions {
+    /// Decoding as the policy says: ALB events take their peer through `[function]
+    /// trusted_proxies` hops (`0`/absent = 1, the ALB itself; 2 with CloudFront in front of the
+    /// ALB). API Gateway and Function URL events always use the platform's `sourceIp`.
+    ///
+    /// ```
+    /// let policy = guard_core::Policy::from_toml_str("[function]\ntrusted_proxies = 2").unwrap();
+    /// let options = guard_aws::decode::DecodeOptions::from_policy(&policy);
+    /// assert_eq!(options.alb_proxies.hops(), 2);
+    /// let layer = guard_aws::GuardLayer::new().decode_options(options);
+    /// # let _ = layer;
+    /// ```
+    pub fn from_policy(policy: &Policy) -> Self {
+        match policy.function.resolve_trusted_proxies(ALB_DEFAULT_HOPS) {
+            Some(p) => Self::default().with_alb_proxies(p),
+            None => Self::default(),
+        }
+    }
+}
 
 /// The stack the policy describes, with the secret store its `[secrets]` section names:
 /// `provider = "aws"` builds a [`SecretsManagerSource`](crate::secrets::SecretsManagerSource) from
@@ -76,6 +102,14 @@ mod tests {
         )
         .unwrap();
         assert!(builder_from_policy(&policy).await.is_ok());
+    }
+
+    #[test]
+    fn alb_hops_follow_the_policy_and_default_to_the_alb_itself() {
+        let default = DecodeOptions::from_policy(&Policy::default());
+        assert_eq!(default.alb_proxies.hops(), 1);
+        let two = Policy::from_toml_str("[function]\ntrusted_proxies = 2").unwrap();
+        assert_eq!(DecodeOptions::from_policy(&two).alb_proxies.hops(), 2);
     }
 
     #[tokio::test]

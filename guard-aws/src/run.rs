@@ -99,7 +99,7 @@ impl GuardLayer {
     ///
     /// ```
     /// use guard_aws::{GuardLayer, decode::DecodeOptions};
-    /// use guard_core::verify::TrustedProxies;
+    /// use guard_core::request::TrustedProxies;
     /// let o = DecodeOptions::default().with_alb_proxies(TrustedProxies::new(2).unwrap());
     /// let layer = GuardLayer::new().decode_options(o);
     /// # let _ = layer;

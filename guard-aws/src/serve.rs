@@ -36,6 +36,7 @@ pub enum ServeError {
 /// - Secrets named in `[secrets]` are fetched before the first invocation when
 ///   `prefetch = true`; a failure is reported on stderr and the stack fails closed (503) per
 ///   request while the secret stays unavailable.
+/// - `[function] trusted_proxies` sets the hops trusted in front of an ALB.
 /// - Each invocation's security events are written (up to 200 ms) before it answers.
 ///
 /// ```no_run
@@ -66,6 +67,7 @@ where
     }
     let flush = guard.clone();
     let lambda = GuardLayer::new()
+        .decode_options(crate::decode::DecodeOptions::from_policy(&policy))
         .layer(guard.layer(handler))
         .then(move |result| {
             let guard = flush.clone();

@@ -490,6 +490,19 @@ impl Guard {
             .expose_details(self.typed.expose_details)
     }
 
+    /// The audit layer at the top of the stack: give it to anything that refuses requests before
+    /// the stack sees them (the HTTP server's own 408 / 413 / 431), so those refusals land in the
+    /// same sink, with the same function name.
+    ///
+    /// ```
+    /// let guard = guard_core::Guard::builder().build();
+    /// let audit = guard.audit_layer().clone();
+    /// # let _ = audit;
+    /// ```
+    pub fn audit_layer(&self) -> &AuditLayer {
+        &self.audit
+    }
+
     /// Wraps `handler` (same as `Layer::layer`).
     ///
     /// ```

@@ -31,6 +31,7 @@
 //! | `rate-limit` | yes | [`rate_limit`] (`governor`) |
 //! | `redis` | no | the Redis rate-limit backend and replay store |
 //! | `secrets` | yes | [`secrets`] |
+//! | `server` | no | [`server`]: serves a stack over HTTP/1.1 (hyper) with streaming body limits, timeouts and graceful SIGTERM |
 
 pub mod clock;
 pub mod future;
@@ -47,6 +48,8 @@ pub mod audit;
 pub mod ingress;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(feature = "validate")]
 pub mod validate;
 #[cfg(feature = "verify")]

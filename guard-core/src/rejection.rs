@@ -30,6 +30,12 @@ use crate::request::GuardResponse;
 pub enum RejectionKind {
     /// Body larger than the limit (413).
     TooLarge,
+    /// Request header section larger than the limit, or too many header fields (431; refused by
+    /// the HTTP server before any layer runs).
+    HeadersTooLarge,
+    /// The client did not send its headers or body within the time allowed (408; refused by the
+    /// HTTP server).
+    RequestTimeout,
     /// JSON nested deeper than the limit (400).
     TooDeep,
     /// Body is not well-formed JSON, has duplicate keys or out-of-range numbers (400; found by the
@@ -81,6 +87,8 @@ impl RejectionKind {
         use RejectionKind::*;
         match self {
             TooLarge => "guard.ingress.too_large",
+            HeadersTooLarge => "guard.ingress.headers_too_large",
+            RequestTimeout => "guard.ingress.timeout",
             TooDeep => "guard.ingress.too_deep",
             MalformedJson => "guard.validate.malformed_json",
             UnsupportedMediaType => "guard.ingress.unsupported_media_type",
@@ -112,6 +120,8 @@ impl RejectionKind {
         use RejectionKind::*;
         match self {
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             TooDeep | MalformedJson | SchemaViolation | InvalidInput => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -136,6 +146,8 @@ impl RejectionKind {
         use RejectionKind::*;
         match self {
             TooLarge => "Request body too large",
+            HeadersTooLarge => "Request header fields too large",
+            RequestTimeout => "Request timeout",
             TooDeep => "Request body nested too deeply",
             MalformedJson => "Request body is not acceptable JSON",
             UnsupportedMediaType => "Unsupported media type",
@@ -166,7 +178,8 @@ impl RejectionKind {
     pub const fn layer(self) -> &'static str {
         use RejectionKind::*;
         match self {
-            TooLarge | TooDeep | UnsupportedMediaType | MethodNotAllowed => "ingress",
+            TooLarge | HeadersTooLarge | RequestTimeout | TooDeep | UnsupportedMediaType
+            | MethodNotAllowed => "ingress",
             MalformedJson | SchemaViolation | InvalidInput => "validate",
             MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken
             | Forbidden | ForbiddenAddress | ForbiddenSource | VerifyUnavailable => "verify",
@@ -472,6 +485,8 @@ mod tests {
         use RejectionKind::*;
         let all = [
             TooLarge,
+            HeadersTooLarge,
+            RequestTimeout,
             TooDeep,
             MalformedJson,
             UnsupportedMediaType,

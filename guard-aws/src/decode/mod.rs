@@ -52,8 +52,8 @@ mod util;
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use guard_core::request::TrustedProxies;
 use guard_core::request::{Cloud, GuardRequest, Invocation};
-use guard_core::verify::TrustedProxies;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
@@ -81,7 +81,7 @@ impl DecodeOptions {
     /// Options with these trusted proxies for ALB events.
     ///
     /// ```
-    /// use guard_core::verify::TrustedProxies;
+    /// use guard_core::request::TrustedProxies;
     /// let o = guard_aws::decode::DecodeOptions::default().with_alb_proxies(TrustedProxies::new(2).unwrap());
     /// assert_eq!(o.alb_proxies.hops(), 2);
     /// ```

@@ -138,6 +138,18 @@ pub struct FunctionPolicy {
     pub environments: Vec<String>,
     /// Zero trust: without a `[verify]` section the stack refuses to build unless this is true.
     pub allow_unverified: bool,
+    /// How many proxies append to `X-Forwarded-For` before a request reaches the function,
+    /// counting the platform's own front end; the [`Peer`](crate::request::Peer) is then the
+    /// `trusted_proxies`-th entry from the right (see
+    /// [`TrustedProxies`](crate::request::TrustedProxies)). At most 32.
+    ///
+    /// `0` (the default) keeps the peer the platform itself reports, which is each adapter's
+    /// default: API Gateway and Function URLs `sourceIp` (this setting does not apply to them);
+    /// ALB the entry the ALB appended (as `1`); the Cloud Run front end and the Azure front end the
+    /// entry they appended (as `1`); [`guard_core::server`](crate#features) on its own the
+    /// socket's address. Set it to 2 when one proxy of yours (a CDN, an API gateway) sits in front
+    /// of that front end.
+    pub trusted_proxies: u32,
 }
 
 impl Default for FunctionPolicy {
@@ -149,11 +161,33 @@ impl Default for FunctionPolicy {
                 .map(String::from)
                 .to_vec(),
             allow_unverified: false,
+            trusted_proxies: 0,
         }
     }
 }
 
 impl FunctionPolicy {
+    /// The proxies to trust on a platform whose front end appends `platform_default` entries to
+    /// `X-Forwarded-For` (ALB, Cloud Run and Azure front ends: 1; a bare socket: 0);
+    /// `None` = use the platform's own peer (the socket address, `sourceIp`).
+    ///
+    /// ```
+    /// use guard_core::Policy;
+    /// let p = Policy::from_toml_str("[function]\ntrusted_proxies = 2").unwrap();
+    /// assert_eq!(p.function.resolve_trusted_proxies(1).unwrap().hops(), 2);
+    /// assert_eq!(Policy::default().function.resolve_trusted_proxies(1).unwrap().hops(), 1);
+    /// assert!(Policy::default().function.resolve_trusted_proxies(0).is_none());
+    /// ```
+    pub fn resolve_trusted_proxies(
+        &self,
+        platform_default: usize,
+    ) -> Option<crate::request::TrustedProxies> {
+        match self.trusted_proxies {
+            0 => crate::request::TrustedProxies::new(platform_default),
+            n => crate::request::TrustedProxies::new(n as usize),
+        }
+    }
+
     /// Checks `name` against `{team}-{service}-{env}-{function}`: at least four `-`-separated
     /// segments of lower-case ASCII letters and digits, the third one an allowed environment.
     ///
@@ -400,6 +434,12 @@ impl Policy {
                 }
             }
         }
+        if self.function.trusted_proxies as usize > crate::request::TrustedProxies::MAX_HOPS {
+            problems.push(PolicyProblem::new(
+                "function.trusted_proxies",
+                "must be at most 32",
+            ));
+        }
         let ing = &self.ingress;
         if ing.max_body_bytes == 0 {
             problems.push(PolicyProblem::new(
@@ -555,5 +595,17 @@ mod tests {
                 .check_name("shop-orders-qa-intake")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_bounded_and_default_to_the_platform() {
+        let err = Policy::from_toml_str("[function]\ntrusted_proxies = 33").unwrap_err();
+        assert_eq!(err.problems()[0].path, "function.trusted_proxies");
+        let max = Policy::from_toml_str("[function]\ntrusted_proxies = 32").unwrap();
+        assert_eq!(max.function.resolve_trusted_proxies(0).unwrap().hops(), 32);
+        let none = Policy::default();
+        assert_eq!(none.function.trusted_proxies, 0);
+        assert!(none.function.resolve_trusted_proxies(0).is_none());
+        assert_eq!(none.function.resolve_trusted_proxies(1).unwrap().hops(), 1);
     }
 }

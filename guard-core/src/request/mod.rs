@@ -2,7 +2,8 @@
 //! extensions adapters attach to say what the platform observed.
 //!
 //! Adapters set [`Trigger`], [`Peer`] and [`Invocation`]; the verification layer sets [`Principal`]
-//! (whose [`Subject`] is a name, or the address for network principals).
+//! (whose [`Subject`] is a name, or the address for network principals). Adapters whose platform
+//! reports the caller only in `X-Forwarded-For` resolve the [`Peer`] through [`TrustedProxies`].
 //!
 //! ```
 //! use bytes::Bytes;
@@ -20,6 +21,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
+
+mod peer;
+pub use peer::{ForwardedError, TrustedProxies};
 
 /// The request Guard sees: an HTTP request with the raw body bytes.
 pub type GuardRequest = http::Request<bytes::Bytes>;

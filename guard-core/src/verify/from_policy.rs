@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use super::cidr::{CidrVerifier, TrustedProxies};
+use super::cidr::CidrVerifier;
 use super::hmac::{HmacScheme, HmacVerifier, SignatureEncoding};
 use super::jwks::JwksCache;
 use super::jwt::{ClaimPredicate, JwtVerifier, parse_algorithm};
@@ -20,6 +20,7 @@ use crate::policy::{ClaimRule, HmacEncoding, HmacPolicy, HmacPreset, JwtPolicy};
 use crate::policy::{PolicyError, PolicyProblem, VerifyMode, VerifyPolicy};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::ReplayStore;
+use crate::request::TrustedProxies;
 use crate::request::{GuardRequest, Principal, Trigger};
 use crate::secrets::SecretStore;
 

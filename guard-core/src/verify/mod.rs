@@ -3,7 +3,7 @@
 //!
 //! | verifier | accepts | refuses with |
 //! |---|---|---|
-//! | [`CidrVerifier`] | platform-observed address ([`Peer`](crate::request::Peer), or [`TrustedProxies`] over `X-Forwarded-For`) in an allow-list | 403 `forbidden_address` |
+//! | [`CidrVerifier`] | platform-observed address ([`Peer`](crate::request::Peer), or [`TrustedProxies`](crate::request::TrustedProxies) over `X-Forwarded-For`) in an allow-list | 403 `forbidden_address` |
 //! | [`SourceVerifier`] | a message from an ARN / topic / subscription listed for its trigger kind (`*` = one segment) | 403 `forbidden_source` |
 //! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](crate::secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
 //! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] | 401 `missing_credentials` / `bad_token`, 403 `forbidden` |
@@ -111,7 +111,7 @@ mod platform;
 mod replay;
 mod source;
 
-pub use cidr::{CidrVerifier, ForwardedError, TrustedProxies};
+pub use cidr::CidrVerifier;
 pub use commit::{CommitFuture, ReplayCommit, ReplayCommitLayer};
 pub use error::VerifyError;
 pub use from_policy::VerifyDeps;

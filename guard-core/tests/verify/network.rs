@@ -2,8 +2,9 @@
 
 use bytes::Bytes;
 use guard_core::RejectionKind;
+use guard_core::request::TrustedProxies;
 use guard_core::request::{GuardRequest, Peer, PrincipalKind};
-use guard_core::verify::{CidrVerifier, TrustedProxies};
+use guard_core::verify::CidrVerifier;
 
 use crate::support::Stack;
 
