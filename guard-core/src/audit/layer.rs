@@ -108,7 +108,7 @@ impl AuditLayer {
     /// ```
     /// let layer = guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink)
     ///     .function_name("shop-orders-prod-intake");
-    /// assert_eq!(layer.function().as_deref(), Some("shop-orders-prod-intake"));
+    /// assert_eq!(layer.function(), Some("shop-orders-prod-intake"));
     /// ```
     pub fn function_name(mut self, name: impl AsRef<str>) -> Self {
         self.function = Some(Arc::from(name.as_ref()));
@@ -116,8 +116,8 @@ impl AuditLayer {
     }
 
     /// The name set with [`function_name`](Self::function_name).
-    pub fn function(&self) -> Option<&Arc<str>> {
-        self.function.as_ref()
+    pub fn function(&self) -> Option<&str> {
+        self.function.as_deref()
     }
 
     /// Blocks until every event recorded so far is written, or `timeout` passes; `true` when all
