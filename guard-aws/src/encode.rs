@@ -24,7 +24,7 @@
 //! ```
 
 use base64::Engine as _;
-use guard_core::Denial;
+use guard_core::message::failure_code;
 use guard_core::request::GuardResponse;
 use http::HeaderMap;
 use lambda_runtime::Diagnostic;
@@ -132,24 +132,9 @@ pub fn direct_result(response: GuardResponse) -> Result<Value, Diagnostic> {
 /// A structured error describing a non-2xx response (no request values: the problem document
 /// never carries them).
 pub(crate) fn diagnostic(response: &GuardResponse) -> Diagnostic {
-    let error_type = match response.extensions().get::<Denial>() {
-        Some(d) => d.kind.code().to_owned(),
-        None => format!("guard.handler.{}", response.status().as_u16()),
-    };
     Diagnostic {
-        error_type,
+        error_type: failure_code(response).into_owned(),
         error_message: String::from_utf8_lossy(response.body()).into_owned(),
-    }
-}
-
-/// Whether a failed record may succeed when redelivered (429 / 5xx).
-pub(crate) fn is_transient(response: &GuardResponse) -> bool {
-    match response.extensions().get::<Denial>() {
-        Some(d) => d.kind.is_transient(),
-        None => {
-            response.status().is_server_error()
-                || response.status() == http::StatusCode::TOO_MANY_REQUESTS
-        }
     }
 }
 

@@ -40,13 +40,14 @@
 //! ```
 
 use std::error::Error as StdError;
-use std::fmt;
 use std::num::NonZeroUsize;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use futures_util::{StreamExt, stream};
-use guard_core::request::{GuardRequest, GuardResponse, Trigger};
+use guard_core::message::{
+    BatchOrder, MessageOutcome, MessageResult, run_batch, unnamed_failure,
+};
+use guard_core::request::{GuardRequest, GuardResponse};
 use guard_core::{Rejection, RejectionKind};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -239,130 +240,51 @@ where
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
 {
-    let outcomes = if shape.is_ordered() {
-        run_ordered(inner, requests).await
+    let order = if shape.is_ordered() {
+        BatchOrder::Ordered
     } else {
-        run_unordered(inner, requests, concurrency).await
+        BatchOrder::Concurrent(concurrency)
     };
+    // Errors become diagnostics at once: the results cross await points, `S::Error` need not be
+    // `Send`.
+    let mut results = run_batch(inner.map_err(inner_error), requests, order).await;
     if shape.reports_batch_failures() {
-        let failed = outcomes
+        // A failed record without an identifier cannot be named in `batchItemFailures` (an empty
+        // identifier fails the whole batch anyway): fail the invocation, so the platform
+        // redelivers the batch rather than deleting a record that was refused.
+        if let Some(i) = unnamed_failure(&results) {
+            return Err(record_error(results.swap_remove(i)));
+        }
+        let failed = results
             .into_iter()
-            .filter(|o| !o.ok)
-            .map(|o| o.id)
-            .collect::<Vec<_>>();
+            .filter(|r| !r.verdict.is_ack())
+            .filter_map(|r| r.message_id);
         return Ok(encode::batch_failures(failed));
     }
     // SNS / S3: no partial failure protocol; a failed record fails the invocation so the platform
     // retries it and finally dead-letters it.
-    match outcomes.into_iter().find(|o| !o.ok) {
-        Some(o) => Err(o.error.unwrap_or_else(|| Diagnostic {
-            error_type: "guard.aws.record_failed".to_owned(),
-            error_message: format!("record {} failed", o.id),
-        })),
+    match results.into_iter().find(|r| !r.verdict.is_ack()) {
+        Some(r) => Err(record_error(r)),
         None => Ok(Value::Null),
     }
 }
 
-/// What happened to one record.
-struct Outcome {
-    id: String,
-    ok: bool,
-    error: Option<Diagnostic>,
-}
-
-impl fmt::Debug for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Outcome")
-            .field("id", &self.id)
-            .field("ok", &self.ok)
-            .finish()
-    }
-}
-
-fn record_id(req: &GuardRequest) -> String {
-    match req.extensions().get::<Trigger>() {
-        Some(Trigger::Message(m)) => m.message_id.clone(),
-        _ => String::new(),
-    }
-}
-
-async fn run_one<S>(svc: S, req: GuardRequest) -> Outcome
-where
-    S: Service<GuardRequest, Response = GuardResponse>,
-    S::Error: Into<BoxError>,
-{
-    let id = record_id(&req);
-    match svc.oneshot(req).await {
-        Ok(resp) if resp.status().is_success() => Outcome {
-            id,
-            ok: true,
-            error: None,
+/// The invocation error for a failed record: the refusal's code and problem document.
+fn record_error(result: MessageResult<Diagnostic>) -> Diagnostic {
+    match result.outcome {
+        MessageOutcome::Answered(resp) => encode::diagnostic(&resp),
+        MessageOutcome::Errored(e) => e,
+        _ => Diagnostic {
+            error_type: result
+                .failure_code()
+                .unwrap_or(std::borrow::Cow::Borrowed("guard.aws.record_failed"))
+                .into_owned(),
+            error_message: format!(
+                "record {} failed",
+                result.message_id.as_deref().unwrap_or("without an id")
+            ),
         },
-        Ok(resp) => {
-            tracing::info!(
-                target: "guard::aws",
-                record = %id,
-                status = resp.status().as_u16(),
-                transient = encode::is_transient(&resp),
-                "record failed; reported for redelivery"
-            );
-            Outcome {
-                id,
-                ok: false,
-                error: Some(encode::diagnostic(&resp)),
-            }
-        }
-        Err(e) => {
-            let error = inner_error(e);
-            tracing::warn!(target: "guard::aws", record = %id, error_type = %error.error_type, "record errored");
-            Outcome {
-                id,
-                ok: false,
-                error: Some(error),
-            }
-        }
     }
-}
-
-/// One at a time; after the first failure nothing else runs and every later record is reported.
-async fn run_ordered<S>(inner: S, requests: Vec<GuardRequest>) -> Vec<Outcome>
-where
-    S: Service<GuardRequest, Response = GuardResponse> + Clone,
-    S::Error: Into<BoxError>,
-{
-    let mut outcomes = Vec::with_capacity(requests.len());
-    let mut failed = false;
-    for req in requests {
-        if failed {
-            outcomes.push(Outcome {
-                id: record_id(&req),
-                ok: false,
-                error: None,
-            });
-            continue;
-        }
-        let outcome = run_one(inner.clone(), req).await;
-        failed = !outcome.ok;
-        outcomes.push(outcome);
-    }
-    outcomes
-}
-
-/// Up to `concurrency` at a time; results in delivery order.
-async fn run_unordered<S>(
-    inner: S,
-    requests: Vec<GuardRequest>,
-    concurrency: NonZeroUsize,
-) -> Vec<Outcome>
-where
-    S: Service<GuardRequest, Response = GuardResponse> + Clone,
-    S::Error: Into<BoxError>,
-{
-    stream::iter(requests)
-        .map(move |req| run_one(inner.clone(), req))
-        .buffered(concurrency.get())
-        .collect()
-        .await
 }
 
 /// The first runtime variable `is_set` says is missing.
