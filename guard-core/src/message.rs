@@ -322,12 +322,8 @@ mod tests {
     fn stack() -> (
         Arc<AtomicUsize>,
         Arc<AtomicUsize>,
-        impl Service<
-            GuardRequest,
-            Response = GuardResponse,
-            Error = &'static str,
-            Future = impl Send,
-        > + Clone,
+        impl Service<GuardRequest, Response = GuardResponse, Error = &'static str, Future = impl Send>
+        + Clone,
     ) {
         let calls = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
@@ -401,7 +397,11 @@ mod tests {
                 MessageVerdict::RetryTransient
             ]
         );
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "nothing after the failure ran");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "nothing after the failure ran"
+        );
         assert_eq!(peak.load(Ordering::SeqCst), 1);
         assert!(matches!(results[3].outcome, MessageOutcome::NotRun));
         assert_eq!(

@@ -69,6 +69,13 @@ pub enum RejectionKind {
     VerifyUnavailable,
     /// Something inside Guard failed; details only in the security event (500).
     Internal,
+    /// The adapter could not turn the platform's event (or one record of it) into a request:
+    /// a malformed envelope, invalid base64, an invalid method, a record of the wrong source
+    /// (400, layer `adapter`; see [`AdapterRefusal`](crate::request::AdapterRefusal)).
+    MalformedEvent,
+    /// More header fields or header bytes than [`HeaderLimits`](crate::request::HeaderLimits)
+    /// allow (431).
+    HeadersTooLarge,
 }
 
 impl RejectionKind {
@@ -100,6 +107,8 @@ impl RejectionKind {
             SecretsUnavailable => "guard.secrets.unavailable",
             VerifyUnavailable => "guard.verify.unavailable",
             Internal => "guard.internal",
+            MalformedEvent => "guard.adapter.malformed_event",
+            HeadersTooLarge => "guard.ingress.headers_too_large",
         }
     }
 
@@ -112,7 +121,10 @@ impl RejectionKind {
         use RejectionKind::*;
         match self {
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            TooDeep | MalformedJson | SchemaViolation | InvalidInput => StatusCode::BAD_REQUEST,
+            TooDeep | MalformedJson | SchemaViolation | InvalidInput | MalformedEvent => {
+                StatusCode::BAD_REQUEST
+            }
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken => {
@@ -155,10 +167,13 @@ impl RejectionKind {
             SecretsUnavailable => "Service unavailable",
             VerifyUnavailable => "Service unavailable",
             Internal => "Internal error",
+            MalformedEvent => "Malformed event",
+            HeadersTooLarge => "Request header fields too large",
         }
     }
 
-    /// The layer family that uses this kind (`ingress`, `validate`, `verify`, `rate_limit`, `secrets`).
+    /// The layer family that uses this kind (`ingress`, `validate`, `verify`, `rate_limit`,
+    /// `secrets`, or `adapter` for an event the adapter could not decode).
     ///
     /// ```
     /// assert_eq!(guard_core::RejectionKind::TooDeep.layer(), "ingress");
@@ -166,13 +181,16 @@ impl RejectionKind {
     pub const fn layer(self) -> &'static str {
         use RejectionKind::*;
         match self {
-            TooLarge | TooDeep | UnsupportedMediaType | MethodNotAllowed => "ingress",
+            TooLarge | TooDeep | UnsupportedMediaType | MethodNotAllowed | HeadersTooLarge => {
+                "ingress"
+            }
             MalformedJson | SchemaViolation | InvalidInput => "validate",
             MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken
             | Forbidden | ForbiddenAddress | ForbiddenSource | VerifyUnavailable => "verify",
             RateLimited | RateBackendUnavailable => "rate_limit",
             SecretsUnavailable => "secrets",
             Internal => "guard",
+            MalformedEvent => "adapter",
         }
     }
 
@@ -491,6 +509,8 @@ mod tests {
             SecretsUnavailable,
             VerifyUnavailable,
             Internal,
+            MalformedEvent,
+            HeadersTooLarge,
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(|k| k.code()).collect();
         assert_eq!(codes.len(), all.len());

@@ -15,14 +15,19 @@ use tower_service::Service;
 
 use super::event::{ALLOW_CODE, DECISION_EVENT, Outcome, SecurityEvent, sanitize};
 use super::sink::{JsonLinesSink, SecuritySink};
+use crate::future::CheckFuture;
 use crate::policy::AuditPolicy;
 use crate::request::{
-    Cloud, GuardRequest, GuardResponse, Invocation, Peer, PrincipalKind, Subject, Trigger,
-    VerifiedSlot,
+    AdapterRefusal, Cloud, GuardRequest, GuardResponse, Invocation, Peer, PrincipalKind, Subject,
+    Trigger, VerifiedSlot,
 };
 use crate::{Denial, RejectionKind};
 
 /// Records one security event per request, allowed or denied, with the latency. Cheap to clone.
+///
+/// A request carrying an [`AdapterRefusal`] (a stand-in for an event the adapter could not
+/// decode) is answered here with its rejection and recorded like any refusal; the inner service
+/// is not called.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -289,7 +294,7 @@ pin_project! {
     /// The response future of [`Audit`].
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
+        inner: CheckFuture<F>,
         emit: Emit,
     }
 }
@@ -338,8 +343,13 @@ where
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         let pending = Pending::capture(&self.layer, &mut req);
+        // A stand-in for an event the adapter refused: answered and recorded here, never passed on.
+        let inner = match req.extensions().get::<AdapterRefusal>() {
+            Some(refusal) => CheckFuture::rejected(refusal.rejection().into_response()),
+            None => CheckFuture::inner(self.inner.call(req)),
+        };
         ResponseFuture {
-            inner: self.inner.call(req),
+            inner,
             emit: Emit(Some(pending)),
         }
     }

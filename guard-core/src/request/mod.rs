@@ -14,6 +14,13 @@
 //! assert_eq!(req.extensions().get::<Peer>().unwrap().ip().to_string(), "203.0.113.7");
 //! ```
 
+pub mod body;
+mod headers;
+mod refusal;
+
+pub use headers::{HeaderBuilder, HeaderLimits, HeadersTooLarge};
+pub use refusal::AdapterRefusal;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
