@@ -9,7 +9,8 @@
 //! - `Peer` — only what the platform observed: `requestContext.identity.sourceIp` (REST v1,
 //!   WebSocket), `requestContext.http.sourceIp` (HTTP API v2, Function URL), and for ALB the
 //!   `X-Forwarded-For` entry counted from the right over the trusted hops; nothing for messages;
-//! - `Invocation` — request id, function ARN, name, region, account, deadline, X-Ray trace id;
+//! - `Invocation` — request id, function ARN, name, region, account, deadline, X-Ray trace id and
+//!   parent span (from the context, through `guard_core::request::TraceContext`);
 //! - [`EventShape`], and when API Gateway authenticated the caller its
 //!   [`AwsAuthorizer`](guard_core::verify::AwsAuthorizer) (IAM, Cognito, JWT or Lambda authorizer),
 //!   which `guard_core::verify::AwsAuthorizerVerifier` turns into the verified `Principal`;
@@ -57,7 +58,7 @@ use std::net::IpAddr;
 use guard_core::RejectionKind;
 use guard_core::request::{
     AdapterRefusal, Cloud, GuardRequest, HeaderLimits, HeadersTooLarge, Invocation, MessageTrigger,
-    Peer, Trigger,
+    Peer, TraceContext, Trigger,
 };
 use guard_core::verify::TrustedProxies;
 use lambda_runtime::{Context, LambdaEvent};
@@ -363,7 +364,15 @@ pub(crate) fn invocation_from_context(ctx: &Context) -> Invocation {
     if ctx.deadline > 0 {
         inv.deadline = UNIX_EPOCH.checked_add(Duration::from_millis(ctx.deadline));
     }
-    inv.trace_id = ctx.xray_trace_id.as_deref().and_then(xray_root);
+    if let Some(trace) = ctx
+        .xray_trace_id
+        .as_deref()
+        .and_then(TraceContext::from_xray)
+    {
+        let (trace_id, parent) = trace.into_ids();
+        inv.trace_id = Some(trace_id);
+        inv.parent_span_id = parent;
+    }
     if let Some(arn) = FunctionArn::parse(&ctx.invoked_function_arn) {
         inv.region = Some(arn.region.to_owned());
         inv.account = Some(arn.account.to_owned());
@@ -373,17 +382,6 @@ pub(crate) fn invocation_from_context(ctx: &Context) -> Invocation {
         inv.function = Some(ctx.env_config.function_name.clone());
     }
     inv
-}
-
-/// The `Root=` part of an X-Ray trace header (`Root=1-5759e988-bd862e3fe1be46a994272793;Parent=..`),
-/// or the whole value when it has no `Root=` field.
-fn xray_root(header: &str) -> Option<String> {
-    let root = header
-        .split(';')
-        .find_map(|part| part.trim().strip_prefix("Root="))
-        .unwrap_or(header)
-        .trim();
-    (!root.is_empty()).then(|| root.to_owned())
 }
 
 /// `arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
@@ -435,13 +433,23 @@ mod tests {
     }
 
     #[test]
-    fn extracts_xray_root() {
+    fn the_xray_trace_of_the_context_fills_the_invocation() {
+        let mut ctx = Context::default();
+        ctx.xray_trace_id = Some(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
+        );
+        let inv = invocation_from_context(&ctx);
         assert_eq!(
-            xray_root("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
-                .as_deref(),
+            inv.trace_id.as_deref(),
             Some("1-5759e988-bd862e3fe1be46a994272793")
         );
-        assert_eq!(xray_root("").as_deref(), None);
+        assert_eq!(inv.parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
+        ctx.xray_trace_id = Some("Root=1-abc\n{\"event\":\"forged\"}".into());
+        assert_eq!(
+            invocation_from_context(&ctx).trace_id,
+            None,
+            "malformed: ignored"
+        );
     }
 
     #[test]

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http::HeaderMap;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -19,7 +18,7 @@ use crate::future::CheckFuture;
 use crate::policy::AuditPolicy;
 use crate::request::{
     AdapterRefusal, Cloud, GuardRequest, GuardResponse, Invocation, Peer, PrincipalKind, Subject,
-    Trigger, VerifiedSlot,
+    TraceContext, Trigger, VerifiedSlot,
 };
 use crate::{Denial, RejectionKind};
 
@@ -178,7 +177,7 @@ impl Pending {
                 request_id: inv.and_then(|i| i.request_id.clone()),
                 trace_id: inv
                     .and_then(|i| i.trace_id.clone())
-                    .or_else(|| trace_from_headers(req.headers()).map(str::to_owned)),
+                    .or_else(|| TraceContext::from_headers(req.headers()).map(|t| t.into_ids().0)),
                 trigger: match trigger {
                     None | Some(Trigger::Http) => Cow::Borrowed("http"),
                     Some(Trigger::Direct) => Cow::Borrowed("direct"),
@@ -252,26 +251,6 @@ impl Record {
             latency_us: self.latency_us,
         }
     }
-}
-
-/// Trace id from `traceparent`, `X-Amzn-Trace-Id` (`Root=`) or `X-Cloud-Trace-Context`.
-fn trace_from_headers(headers: &HeaderMap) -> Option<&str> {
-    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
-        return tp.split('-').nth(1).or(Some(tp));
-    }
-    if let Some(x) = headers.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()) {
-        return x
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("Root="))
-            .or(Some(x));
-    }
-    if let Some(g) = headers
-        .get("x-cloud-trace-context")
-        .and_then(|v| v.to_str().ok())
-    {
-        return g.split('/').next();
-    }
-    None
 }
 
 /// Emits the event exactly once: when the response (or error) arrives, or — if the future is
