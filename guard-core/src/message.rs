@@ -286,7 +286,8 @@ where
         };
         tracing::info!(
             target: "guard::message",
-            message_id = message_id.as_deref().unwrap_or(""),
+            // Debug-formatted: an id from a forged event cannot break the log line.
+            message_id = ?message_id.as_deref().unwrap_or(""),
             status,
             verdict = verdict.as_str(),
             "message failed; reported for redelivery"
