@@ -23,9 +23,9 @@
 //! assert_eq!(b, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-4"}]}));
 //! ```
 
-use base64::Engine as _;
-use guard_core::Denial;
+use guard_core::message::failure_code;
 use guard_core::request::GuardResponse;
+use guard_core::request::body;
 use http::HeaderMap;
 use lambda_runtime::Diagnostic;
 use serde_json::{Map, Value, json};
@@ -132,24 +132,9 @@ pub fn direct_result(response: GuardResponse) -> Result<Value, Diagnostic> {
 /// A structured error describing a non-2xx response (no request values: the problem document
 /// never carries them).
 pub(crate) fn diagnostic(response: &GuardResponse) -> Diagnostic {
-    let error_type = match response.extensions().get::<Denial>() {
-        Some(d) => d.kind.code().to_owned(),
-        None => format!("guard.handler.{}", response.status().as_u16()),
-    };
     Diagnostic {
-        error_type,
+        error_type: failure_code(response).into_owned(),
         error_message: String::from_utf8_lossy(response.body()).into_owned(),
-    }
-}
-
-/// Whether a failed record may succeed when redelivered (429 / 5xx).
-pub(crate) fn is_transient(response: &GuardResponse) -> bool {
-    match response.extensions().get::<Denial>() {
-        Some(d) => d.kind.is_transient(),
-        None => {
-            response.status().is_server_error()
-                || response.status() == http::StatusCode::TOO_MANY_REQUESTS
-        }
     }
 }
 
@@ -195,37 +180,11 @@ fn multi_headers(headers: &HeaderMap) -> Value {
 
 /// Text bodies as-is; anything else (or text that is not UTF-8) as base64.
 fn encode_body(headers: &HeaderMap, body: &[u8]) -> (String, bool) {
-    if body.is_empty() {
-        return (String::new(), false);
-    }
-    let textual = headers
+    let content_type = headers
         .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(is_text_type);
-    match std::str::from_utf8(body) {
-        Ok(text) if textual => (text.to_owned(), false),
-        _ => (base64::engine::general_purpose::STANDARD.encode(body), true),
-    }
-}
-
-fn is_text_type(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence.starts_with("text/")
-        || essence.ends_with("+json")
-        || essence.ends_with("+xml")
-        || matches!(
-            essence.as_str(),
-            "application/json"
-                | "application/xml"
-                | "application/javascript"
-                | "application/x-www-form-urlencoded"
-                | "application/graphql"
-        )
+        .map(|v| v.to_str().unwrap_or("application/octet-stream"));
+    let (text, is_base64) = body::encode_body(content_type, body);
+    (text.into_owned(), is_base64)
 }
 
 #[cfg(test)]

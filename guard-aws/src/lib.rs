@@ -34,6 +34,10 @@
 //! | EventBridge (incl. scheduled) | `Message { kind: "eventbridge" }` | — | handler JSON or structured error |
 //! | anything else | `Direct` | — | handler JSON or structured error |
 //!
+//! Events and records that do not decode, and HTTP events over the header limits, are refused
+//! through the stack with one security event each (see [`decode::decode_or_refuse`] and
+//! [`GuardLayer`]); a bad record fails only itself.
+//!
 //! ## Features
 //!
 //! | feature | default | what it adds |

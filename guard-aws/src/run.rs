@@ -14,6 +14,17 @@
 //! | SNS, S3 | once per record | `null`, or an invocation error if any record failed (the platform retries / dead-letters) |
 //! | EventBridge, direct invocation | once | the handler's JSON, or a structured error (`errorType` = rejection code) |
 //!
+//! An event or record that does not decode (invalid base64, an invalid method, a record from
+//! another source or without its identifier, more headers than
+//! [`HeaderLimits`](guard_core::request::HeaderLimits) allow) becomes a stand-in request carrying
+//! an [`AdapterRefusal`](guard_core::request::AdapterRefusal): the stack's `AuditLayer` answers it
+//! (400 `guard.adapter.malformed_event`, 413, or 431 `guard.ingress.headers_too_large`) and writes
+//! its one security event; the handler never sees it. A bad record fails only itself; a failed
+//! record without an identifier cannot be named in `batchItemFailures`, so it fails the
+//! invocation and the platform redelivers the batch rather than losing it. Wrap a Guard stack:
+//! a bare handler with neither `AuditLayer` nor `IngressLayer` in front would be called with
+//! the stand-in.
+//!
 //! ```
 //! use guard_aws::GuardLayer;
 //! use guard_core::{GuardRequest, GuardResponse, Rejection, RejectionKind};
@@ -40,21 +51,19 @@
 //! ```
 
 use std::error::Error as StdError;
-use std::fmt;
 use std::num::NonZeroUsize;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use futures_util::{StreamExt, stream};
-use guard_core::request::{GuardRequest, GuardResponse, Trigger};
-use guard_core::{Rejection, RejectionKind};
+use guard_core::message::{BatchOrder, MessageOutcome, MessageResult, run_batch, unnamed_failure};
+use guard_core::request::{GuardRequest, GuardResponse};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::decode::{DecodeOptions, decode};
+use crate::decode::{DecodeOptions, decode_or_refuse};
 use crate::encode;
 use crate::event::EventShape;
 
@@ -173,10 +182,9 @@ where
     }
 
     fn call(&mut self, event: LambdaEvent<Value>) -> Self::Future {
-        let decoded = match decode(event, &self.layer.options) {
-            Ok(d) => d,
-            Err(e) => return Box::pin(std::future::ready(undecodable(e))),
-        };
+        // An event (or record) that does not decode becomes a stand-in the stack refuses and
+        // records: every refusal has its security event, and a bad record fails only itself.
+        let decoded = decode_or_refuse(event, &self.layer.options);
         let shape = decoded.shape;
         let mut requests = decoded.requests;
         if shape.is_http() || matches!(shape, EventShape::Direct | EventShape::EventBridge) {
@@ -212,22 +220,6 @@ fn inner_error(e: impl Into<BoxError>) -> Diagnostic {
     }
 }
 
-/// An event that does not decode: HTTP shapes get a 400 in their envelope, others an invocation
-/// error.
-fn undecodable(e: crate::decode::DecodeError) -> Result<Value, Diagnostic> {
-    tracing::warn!(target: "guard::aws", shape = e.shape.as_str(), reason = e.reason, "undecodable event");
-    if e.shape.is_http() {
-        let resp = Rejection::new(RejectionKind::InvalidInput)
-            .with_reason(e.reason)
-            .into_response();
-        return Ok(encode::http_response(e.shape, resp));
-    }
-    Err(Diagnostic {
-        error_type: "guard.aws.malformed_event".to_owned(),
-        error_message: e.to_string(),
-    })
-}
-
 async fn handle_batch<S>(
     inner: S,
     shape: EventShape,
@@ -239,130 +231,51 @@ where
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
 {
-    let outcomes = if shape.is_ordered() {
-        run_ordered(inner, requests).await
+    let order = if shape.is_ordered() {
+        BatchOrder::Ordered
     } else {
-        run_unordered(inner, requests, concurrency).await
+        BatchOrder::Concurrent(concurrency)
     };
+    // Errors become diagnostics at once: the results cross await points, `S::Error` need not be
+    // `Send`.
+    let mut results = run_batch(inner.map_err(inner_error), requests, order).await;
     if shape.reports_batch_failures() {
-        let failed = outcomes
+        // A failed record without an identifier cannot be named in `batchItemFailures` (an empty
+        // identifier fails the whole batch anyway): fail the invocation, so the platform
+        // redelivers the batch rather than deleting a record that was refused.
+        if let Some(i) = unnamed_failure(&results) {
+            return Err(record_error(results.swap_remove(i)));
+        }
+        let failed = results
             .into_iter()
-            .filter(|o| !o.ok)
-            .map(|o| o.id)
-            .collect::<Vec<_>>();
+            .filter(|r| !r.verdict.is_ack())
+            .filter_map(|r| r.message_id);
         return Ok(encode::batch_failures(failed));
     }
     // SNS / S3: no partial failure protocol; a failed record fails the invocation so the platform
     // retries it and finally dead-letters it.
-    match outcomes.into_iter().find(|o| !o.ok) {
-        Some(o) => Err(o.error.unwrap_or_else(|| Diagnostic {
-            error_type: "guard.aws.record_failed".to_owned(),
-            error_message: format!("record {} failed", o.id),
-        })),
+    match results.into_iter().find(|r| !r.verdict.is_ack()) {
+        Some(r) => Err(record_error(r)),
         None => Ok(Value::Null),
     }
 }
 
-/// What happened to one record.
-struct Outcome {
-    id: String,
-    ok: bool,
-    error: Option<Diagnostic>,
-}
-
-impl fmt::Debug for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Outcome")
-            .field("id", &self.id)
-            .field("ok", &self.ok)
-            .finish()
-    }
-}
-
-fn record_id(req: &GuardRequest) -> String {
-    match req.extensions().get::<Trigger>() {
-        Some(Trigger::Message(m)) => m.message_id.clone(),
-        _ => String::new(),
-    }
-}
-
-async fn run_one<S>(svc: S, req: GuardRequest) -> Outcome
-where
-    S: Service<GuardRequest, Response = GuardResponse>,
-    S::Error: Into<BoxError>,
-{
-    let id = record_id(&req);
-    match svc.oneshot(req).await {
-        Ok(resp) if resp.status().is_success() => Outcome {
-            id,
-            ok: true,
-            error: None,
+/// The invocation error for a failed record: the refusal's code and problem document.
+fn record_error(result: MessageResult<Diagnostic>) -> Diagnostic {
+    match result.outcome {
+        MessageOutcome::Answered(resp) => encode::diagnostic(&resp),
+        MessageOutcome::Errored(e) => e,
+        _ => Diagnostic {
+            error_type: result
+                .failure_code()
+                .unwrap_or(std::borrow::Cow::Borrowed("guard.aws.record_failed"))
+                .into_owned(),
+            error_message: format!(
+                "record {} failed",
+                result.message_id.as_deref().unwrap_or("without an id")
+            ),
         },
-        Ok(resp) => {
-            tracing::info!(
-                target: "guard::aws",
-                record = %id,
-                status = resp.status().as_u16(),
-                transient = encode::is_transient(&resp),
-                "record failed; reported for redelivery"
-            );
-            Outcome {
-                id,
-                ok: false,
-                error: Some(encode::diagnostic(&resp)),
-            }
-        }
-        Err(e) => {
-            let error = inner_error(e);
-            tracing::warn!(target: "guard::aws", record = %id, error_type = %error.error_type, "record errored");
-            Outcome {
-                id,
-                ok: false,
-                error: Some(error),
-            }
-        }
     }
-}
-
-/// One at a time; after the first failure nothing else runs and every later record is reported.
-async fn run_ordered<S>(inner: S, requests: Vec<GuardRequest>) -> Vec<Outcome>
-where
-    S: Service<GuardRequest, Response = GuardResponse> + Clone,
-    S::Error: Into<BoxError>,
-{
-    let mut outcomes = Vec::with_capacity(requests.len());
-    let mut failed = false;
-    for req in requests {
-        if failed {
-            outcomes.push(Outcome {
-                id: record_id(&req),
-                ok: false,
-                error: None,
-            });
-            continue;
-        }
-        let outcome = run_one(inner.clone(), req).await;
-        failed = !outcome.ok;
-        outcomes.push(outcome);
-    }
-    outcomes
-}
-
-/// Up to `concurrency` at a time; results in delivery order.
-async fn run_unordered<S>(
-    inner: S,
-    requests: Vec<GuardRequest>,
-    concurrency: NonZeroUsize,
-) -> Vec<Outcome>
-where
-    S: Service<GuardRequest, Response = GuardResponse> + Clone,
-    S::Error: Into<BoxError>,
-{
-    stream::iter(requests)
-        .map(move |req| run_one(inner.clone(), req))
-        .buffered(concurrency.get())
-        .collect()
-        .await
 }
 
 /// The first runtime variable `is_set` says is missing.
@@ -425,7 +338,11 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use std::sync::Mutex;
+
     use bytes::Bytes;
+    use guard_core::audit::{AuditLayer, Outcome, SecurityEvent};
+    use guard_core::{Rejection, RejectionKind};
     use lambda_runtime::Context as LambdaContext;
     use serde_json::json;
 
@@ -526,12 +443,157 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
+    /// Runs `event` through an audited stack around the counting handler: the answer, the
+    /// handler's calls and the security events.
+    async fn invoke_audited(
+        event: Value,
+    ) -> (Result<Value, Diagnostic>, usize, Vec<SecurityEvent>) {
+        let (calls, svc) = counting();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let audit = AuditLayer::new(move |e: SecurityEvent| sink.lock().unwrap().push(e));
+        let out = invoke(audit.layer(svc), event).await;
+        let events = events.lock().unwrap().clone();
+        (out, calls.load(Ordering::SeqCst), events)
+    }
+
+    /// The one refusal among `events`, checked to be the adapter's own.
+    fn the_refusal<'a>(events: &'a [SecurityEvent], code: &str, status: u16) -> &'a SecurityEvent {
+        let denied: Vec<_> = events
+            .iter()
+            .filter(|e| e.outcome == Outcome::Deny)
+            .collect();
+        assert_eq!(denied.len(), 1, "exactly one refusal event: {events:?}");
+        let e = denied[0];
+        assert_eq!(e.code, code);
+        assert_eq!(e.status, status);
+        assert_eq!(e.event, "guard.decision");
+        e
+    }
+
+    fn problem_code(out: &Value) -> String {
+        let body: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+        body["code"].as_str().unwrap().to_owned()
+    }
+
     #[tokio::test]
     async fn malformed_http_event_is_refused_without_calling_the_handler() {
+        let event = json!({"httpMethod": "POST", "path": "/", "body": "%%%not-base64",
+            "requestContext": {"identity": {"sourceIp": "203.0.113.9"}}, "isBase64Encoded": true});
+        let (out, calls, events) = invoke_audited(event).await;
+        let out = out.unwrap();
+        assert_eq!(out["statusCode"], 400);
+        assert_eq!(problem_code(&out), "guard.adapter.malformed_event");
+        assert_eq!(calls, 0);
+        assert_eq!(events.len(), 1);
+        let e = the_refusal(&events, "guard.adapter.malformed_event", 400);
+        assert_eq!(e.layer, "adapter");
+        assert_eq!(e.trigger, "http");
+        assert_eq!(e.peer.as_deref(), Some("203.0.113.9"));
+        assert_eq!(e.reason.as_deref(), Some("body is not valid base64"));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_method_is_the_adapters_refusal_with_one_event() {
+        let event = json!({"version": "2.0", "rawPath": "/", "headers": {},
+            "requestContext": {"domainName": "x.lambda-url.us-east-1.on.aws",
+                "http": {"method": "PO ST", "path": "/", "sourceIp": "198.51.100.1"}}});
+        let (out, calls, events) = invoke_audited(event).await;
+        let out = out.unwrap();
+        assert_eq!(out["statusCode"], 400);
+        assert_eq!(calls, 0);
+        assert_eq!(events.len(), 1);
+        let e = the_refusal(&events, "guard.adapter.malformed_event", 400);
+        assert_eq!(e.reason.as_deref(), Some("invalid HTTP method"));
+    }
+
+    #[tokio::test]
+    async fn a_record_from_another_source_fails_only_itself() {
+        let mut event = sqs("arn:aws:sqs:us-east-1:1:orders", &["ok", "ok", "ok"]);
+        event["Records"][1]["eventSource"] = json!("aws:kinesis");
+        let (out, calls, events) = invoke_audited(event).await;
+        assert_eq!(
+            out.unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "m1"}]})
+        );
+        assert_eq!(calls, 2, "the other two records ran");
+        assert_eq!(events.len(), 3, "one event per record");
+        let e = the_refusal(&events, "guard.adapter.malformed_event", 400);
+        assert_eq!(e.trigger, "sqs");
+        assert_eq!(
+            e.reason.as_deref(),
+            Some("record from another event source")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_without_an_id_fails_the_invocation_so_it_is_redelivered() {
+        // It cannot be named in batchItemFailures: reporting the others alone would delete it.
+        let mut event = sqs("arn:aws:sqs:us-east-1:1:orders", &["ok", "ok", "ok"]);
+        event["Records"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("messageId");
+        let (out, calls, events) = invoke_audited(event).await;
+        assert_eq!(out.unwrap_err().error_type, "guard.adapter.malformed_event");
+        assert_eq!(calls, 2);
+        assert_eq!(events.len(), 3);
+        let e = the_refusal(&events, "guard.adapter.malformed_event", 400);
+        assert_eq!(e.reason.as_deref(), Some("record without messageId"));
+    }
+
+    #[tokio::test]
+    async fn a_kinesis_record_with_bad_data_fails_only_itself() {
+        let record = |seq: &str, data: &str| {
+            json!({"eventSource": "aws:kinesis", "eventSourceARN": "arn:aws:kinesis:us-east-1:1:stream/s",
+                "kinesis": {"sequenceNumber": seq, "data": data, "partitionKey": "p"}})
+        };
+        // "b2s=" is "ok"; an ordered source stops at the failure and reports it and the rest.
+        let event =
+            json!({"Records": [record("1", "b2s="), record("2", "%%%"), record("3", "b2s=")]});
+        let (out, calls, events) = invoke_audited(event).await;
+        assert_eq!(
+            out.unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "2"}, {"itemIdentifier": "3"}]})
+        );
+        assert_eq!(calls, 1);
+        assert_eq!(events.len(), 2, "the third record was not run");
+        the_refusal(&events, "guard.adapter.malformed_event", 400);
+    }
+
+    #[tokio::test]
+    async fn thirty_thousand_header_names_are_refused_with_431_not_a_panic() {
+        let headers: serde_json::Map<String, Value> = (0..30_000)
+            .map(|i| (format!("x-h-{i}"), json!("v")))
+            .collect();
+        let v2 = json!({"version": "2.0", "rawPath": "/", "headers": headers.clone(),
+            "requestContext": {"domainName": "x.lambda-url.us-east-1.on.aws",
+                "http": {"method": "POST", "path": "/", "sourceIp": "198.51.100.1"}}});
+        let multi: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| (k.clone(), json!([v])))
+            .collect();
+        let v1 = json!({"httpMethod": "POST", "path": "/", "multiValueHeaders": multi,
+            "requestContext": {"identity": {"sourceIp": "198.51.100.1"}}});
+        for event in [v2, v1] {
+            let (out, calls, events) = invoke_audited(event).await;
+            let out = out.unwrap();
+            assert_eq!(out["statusCode"], 431);
+            assert_eq!(problem_code(&out), "guard.ingress.headers_too_large");
+            assert_eq!(calls, 0);
+            assert_eq!(events.len(), 1);
+            let e = the_refusal(&events, "guard.ingress.headers_too_large", 431);
+            assert_eq!(e.reason.as_deref(), Some("too many header fields"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stand_in_never_reaches_a_handler_behind_the_ingress_layer_alone() {
         let (calls, svc) = counting();
+        let stack = guard_core::ingress::IngressLayer::new().layer(svc);
         let event = json!({"httpMethod": "POST", "path": "/", "requestContext": {},
-            "body": "%%%not-base64", "isBase64Encoded": true});
-        let out = invoke(svc, event).await.unwrap();
+            "body": "%%%", "isBase64Encoded": true});
+        let out = invoke(stack, event).await.unwrap();
         assert_eq!(out["statusCode"], 400);
         assert_eq!(calls.load(Ordering::SeqCst), 0);
     }

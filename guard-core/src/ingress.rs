@@ -31,7 +31,7 @@ use tower_service::Service;
 
 use crate::future::CheckFuture;
 use crate::policy::{IngressPolicy, PolicyError, PolicyProblem};
-use crate::request::{GuardRequest, GuardResponse, Trigger};
+use crate::request::{AdapterRefusal, GuardRequest, GuardResponse, Trigger};
 use crate::{Rejection, RejectionKind};
 
 /// The response future of [`Ingress`].
@@ -215,6 +215,10 @@ where
 }
 
 fn check(config: &Config, req: &GuardRequest) -> Result<(), Rejection> {
+    // The audit layer answers these first; this catches a stack composed without one.
+    if let Some(refusal) = req.extensions().get::<AdapterRefusal>() {
+        return Err(refusal.rejection());
+    }
     let is_http = !matches!(
         req.extensions().get::<Trigger>(),
         Some(Trigger::Message(_)) | Some(Trigger::Direct)

@@ -36,6 +36,7 @@
 pub mod clock;
 pub mod future;
 mod macros;
+pub mod message;
 pub mod policy;
 pub mod rejection;
 pub mod replay;

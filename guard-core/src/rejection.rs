@@ -30,8 +30,9 @@ use crate::request::GuardResponse;
 pub enum RejectionKind {
     /// Body larger than the limit (413).
     TooLarge,
-    /// Request header section larger than the limit, or too many header fields (431; refused by
-    /// the HTTP server before any layer runs).
+    /// Request header section larger than the limit, or too many header fields (431): refused by
+    /// the HTTP server before any layer runs, or by an adapter through
+    /// [`HeaderLimits`](crate::request::HeaderLimits).
     HeadersTooLarge,
     /// The client did not send its headers or body within the time allowed (408; refused by the
     /// HTTP server).
@@ -75,6 +76,10 @@ pub enum RejectionKind {
     VerifyUnavailable,
     /// Something inside Guard failed; details only in the security event (500).
     Internal,
+    /// The adapter could not turn the platform's event (or one record of it) into a request:
+    /// a malformed envelope, invalid base64, an invalid method, a record of the wrong source
+    /// (400, layer `adapter`; see [`AdapterRefusal`](crate::request::AdapterRefusal)).
+    MalformedEvent,
 }
 
 impl RejectionKind {
@@ -108,6 +113,7 @@ impl RejectionKind {
             SecretsUnavailable => "guard.secrets.unavailable",
             VerifyUnavailable => "guard.verify.unavailable",
             Internal => "guard.internal",
+            MalformedEvent => "guard.adapter.malformed_event",
         }
     }
 
@@ -120,9 +126,11 @@ impl RejectionKind {
         use RejectionKind::*;
         match self {
             TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            TooDeep | MalformedJson | SchemaViolation | InvalidInput | MalformedEvent => {
+                StatusCode::BAD_REQUEST
+            }
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            TooDeep | MalformedJson | SchemaViolation | InvalidInput => StatusCode::BAD_REQUEST,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken => {
@@ -167,10 +175,12 @@ impl RejectionKind {
             SecretsUnavailable => "Service unavailable",
             VerifyUnavailable => "Service unavailable",
             Internal => "Internal error",
+            MalformedEvent => "Malformed event",
         }
     }
 
-    /// The layer family that uses this kind (`ingress`, `validate`, `verify`, `rate_limit`, `secrets`).
+    /// The layer family that uses this kind (`ingress`, `validate`, `verify`, `rate_limit`,
+    /// `secrets`, or `adapter` for an event the adapter could not decode).
     ///
     /// ```
     /// assert_eq!(guard_core::RejectionKind::TooDeep.layer(), "ingress");
@@ -186,6 +196,7 @@ impl RejectionKind {
             RateLimited | RateBackendUnavailable => "rate_limit",
             SecretsUnavailable => "secrets",
             Internal => "guard",
+            MalformedEvent => "adapter",
         }
     }
 
@@ -506,6 +517,7 @@ mod tests {
             SecretsUnavailable,
             VerifyUnavailable,
             Internal,
+            MalformedEvent,
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(|k| k.code()).collect();
         assert_eq!(codes.len(), all.len());

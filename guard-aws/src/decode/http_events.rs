@@ -9,8 +9,29 @@ use super::util::{
     body, encode_path, headers_v1, parse_ip, path, query_from_params, sanitize_raw_query,
     single_headers, str_at, uri,
 };
-use super::{DecodeError, DecodeOptions};
+use super::{DecodeError, DecodeOptions, Refused, Unit};
 use crate::event::EventShape;
+
+/// One HTTP envelope; a malformed one is refused with the address the platform reported.
+pub(super) fn decode(payload: &Value, shape: EventShape, options: &DecodeOptions) -> Unit {
+    let decoded = match shape {
+        EventShape::ApiGatewayV2 | EventShape::FunctionUrl => http_v2(payload, shape, options),
+        EventShape::Alb { .. } => alb(payload, shape, options),
+        _ => rest_v1(payload, shape, options),
+    };
+    decoded.map_err(|e| Refused::http(e, platform_peer(payload, shape)))
+}
+
+/// The address API Gateway or the Function URL observed (`sourceIp`); ALB has none of its own.
+fn platform_peer(payload: &Value, shape: EventShape) -> Option<std::net::IpAddr> {
+    let ctx = payload.get("requestContext")?;
+    let ip = match shape {
+        EventShape::ApiGatewayV2 | EventShape::FunctionUrl => path(ctx, &["http", "sourceIp"]),
+        EventShape::Alb { .. } => None,
+        _ => path(ctx, &["identity", "sourceIp"]),
+    };
+    ip.and_then(Value::as_str).and_then(parse_ip)
+}
 
 fn method(s: Option<&str>, shape: EventShape) -> Result<Method, DecodeError> {
     let s = s.ok_or(DecodeError::new(shape, "missing HTTP method"))?;
@@ -37,7 +58,11 @@ fn build(
 }
 
 /// API Gateway REST API (payload 1.0) and WebSocket routes.
-pub(super) fn rest_v1(payload: &Value, shape: EventShape) -> Result<GuardRequest, DecodeError> {
+fn rest_v1(
+    payload: &Value,
+    shape: EventShape,
+    options: &DecodeOptions,
+) -> Result<GuardRequest, DecodeError> {
     let ctx = payload.get("requestContext").unwrap_or(&Value::Null);
     let method = match shape {
         // WebSocket events carry no HTTP method on every route; a message is a POST to its route.
@@ -54,15 +79,12 @@ pub(super) fn rest_v1(payload: &Value, shape: EventShape) -> Result<GuardRequest
         None => format!("/{}", str_at(ctx, "routeKey").unwrap_or_default()),
     };
     let uri = uri(&encode_path(&raw_path), &query_from_params(payload, false));
-    let peer = path(ctx, &["identity", "sourceIp"])
-        .and_then(Value::as_str)
-        .and_then(parse_ip);
     let mut req = build(
         method,
         uri,
-        headers_v1(payload),
-        body(payload, shape)?,
-        peer,
+        headers_v1(payload, shape, options.header_limits)?,
+        body(payload, shape, options.max_body_bytes)?,
+        platform_peer(payload, shape),
     );
     if let Some(a) = authorizer_v1(ctx) {
         req.extensions_mut().insert(a);
@@ -71,7 +93,11 @@ pub(super) fn rest_v1(payload: &Value, shape: EventShape) -> Result<GuardRequest
 }
 
 /// API Gateway HTTP API (payload 2.0) and Lambda Function URLs.
-pub(super) fn http_v2(payload: &Value, shape: EventShape) -> Result<GuardRequest, DecodeError> {
+fn http_v2(
+    payload: &Value,
+    shape: EventShape,
+    options: &DecodeOptions,
+) -> Result<GuardRequest, DecodeError> {
     let ctx = payload.get("requestContext").unwrap_or(&Value::Null);
     let http_ctx = ctx.get("http").unwrap_or(&Value::Null);
     let method = method(str_at(http_ctx, "method"), shape)?;
@@ -83,11 +109,12 @@ pub(super) fn http_v2(payload: &Value, shape: EventShape) -> Result<GuardRequest
         str_at(payload, "rawQueryString").unwrap_or_default(),
         &mut query,
     );
-    let mut headers = HeaderMap::new();
+    let mut headers = options.header_limits.builder();
     single_headers(
         payload.get("headers").and_then(Value::as_object),
         &mut headers,
-    );
+        shape,
+    )?;
     // Payload 2.0 moves cookies out of the headers into an array.
     let cookies: Vec<&str> = payload
         .get("cookies")
@@ -99,15 +126,16 @@ pub(super) fn http_v2(payload: &Value, shape: EventShape) -> Result<GuardRequest
     if !cookies.is_empty()
         && let Ok(v) = HeaderValue::from_str(&cookies.join("; "))
     {
-        headers.insert(http::header::COOKIE, v);
+        headers
+            .insert(http::header::COOKIE, v)
+            .map_err(|e| DecodeError::headers(shape, e))?;
     }
-    let peer = str_at(http_ctx, "sourceIp").and_then(parse_ip);
     let mut req = build(
         method,
         uri(&encode_path(raw_path), &query),
-        headers,
-        body(payload, shape)?,
-        peer,
+        headers.finish(),
+        body(payload, shape, options.max_body_bytes)?,
+        platform_peer(payload, shape),
     );
     if let Some(a) = authorizer_v2(ctx) {
         req.extensions_mut().insert(a);
@@ -116,20 +144,20 @@ pub(super) fn http_v2(payload: &Value, shape: EventShape) -> Result<GuardRequest
 }
 
 /// Application Load Balancer target requests: the only address is in `X-Forwarded-For`.
-pub(super) fn alb(
+fn alb(
     payload: &Value,
     shape: EventShape,
     options: &DecodeOptions,
 ) -> Result<GuardRequest, DecodeError> {
     let method = method(str_at(payload, "httpMethod"), shape)?;
     let raw_path = str_at(payload, "path").unwrap_or("/");
-    let headers = headers_v1(payload);
+    let headers = headers_v1(payload, shape, options.header_limits)?;
     let peer = options.alb_proxies.client_ip(&headers).ok();
     Ok(build(
         method,
         uri(&encode_path(raw_path), &query_from_params(payload, true)),
         headers,
-        body(payload, shape)?,
+        body(payload, shape, options.max_body_bytes)?,
         peer,
     ))
 }

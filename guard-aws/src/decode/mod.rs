@@ -9,7 +9,8 @@
 //! - `Peer` — only what the platform observed: `requestContext.identity.sourceIp` (REST v1,
 //!   WebSocket), `requestContext.http.sourceIp` (HTTP API v2, Function URL), and for ALB the
 //!   `X-Forwarded-For` entry counted from the right over the trusted hops; nothing for messages;
-//! - `Invocation` — request id, function ARN, name, region, account, deadline, X-Ray trace id;
+//! - `Invocation` — request id, function ARN, name, region, account, deadline, X-Ray trace id and
+//!   parent span (from the context, through `guard_core::request::TraceContext`);
 //! - [`EventShape`], and when API Gateway authenticated the caller its
 //!   [`AwsAuthorizer`](guard_core::verify::AwsAuthorizer) (IAM, Cognito, JWT or Lambda authorizer),
 //!   which `guard_core::verify::AwsAuthorizerVerifier` turns into the verified `Principal`;
@@ -52,14 +53,21 @@ mod util;
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use std::net::IpAddr;
+
+use guard_core::RejectionKind;
 use guard_core::request::TrustedProxies;
-use guard_core::request::{Cloud, GuardRequest, Invocation};
+use guard_core::request::{
+    AdapterRefusal, Cloud, GuardRequest, HeaderLimits, HeadersTooLarge, Invocation, MessageTrigger,
+    Peer, TraceContext, Trigger,
+};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
 use crate::event::EventShape;
 
-/// How to decode: the one thing the platform cannot tell us is how many proxies to trust.
+/// How to decode: how many proxies to trust in front of an ALB, and the bounds on what an envelope
+/// may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DecodeOptions {
@@ -67,12 +75,21 @@ pub struct DecodeOptions {
     /// ALB itself: the peer is the `hops`-th entry from the right. Default 1 (the ALB appends the
     /// address it observed); with CloudFront in front of the ALB, 2.
     pub alb_proxies: TrustedProxies,
+    /// Most header fields and bytes of an HTTP event (default [`HeaderLimits::default`]: 100
+    /// fields, 64 KiB); more is refused with 431 `guard.ingress.headers_too_large`.
+    pub header_limits: HeaderLimits,
+    /// Most bytes a base64 body (`isBase64Encoded`, Kinesis `data`) may decode to (default
+    /// 6 MiB, Lambda's own payload limit); more is refused with 413 before decoding. The
+    /// policy's `[ingress] max_body_bytes` still applies to what passes.
+    pub max_body_bytes: usize,
 }
 
 impl Default for DecodeOptions {
     fn default() -> Self {
         Self {
             alb_proxies: TrustedProxies::new(1).unwrap_or_else(|| unreachable!("1 is in range")),
+            header_limits: HeaderLimits::default(),
+            max_body_bytes: 6 << 20,
         }
     }
 }
@@ -89,6 +106,29 @@ impl DecodeOptions {
         self.alb_proxies = proxies;
         self
     }
+
+    /// Options with these header limits.
+    ///
+    /// ```
+    /// use guard_core::request::HeaderLimits;
+    /// let o = guard_aws::decode::DecodeOptions::default().with_header_limits(HeaderLimits::new(50, 16 << 10));
+    /// assert_eq!(o.header_limits.max_fields, 50);
+    /// ```
+    pub fn with_header_limits(mut self, limits: HeaderLimits) -> Self {
+        self.header_limits = limits;
+        self
+    }
+
+    /// Options with this bound on decoded base64 bodies.
+    ///
+    /// ```
+    /// let o = guard_aws::decode::DecodeOptions::default().with_max_body_bytes(1 << 20);
+    /// assert_eq!(o.max_body_bytes, 1 << 20);
+    /// ```
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
 }
 
 /// A decoded invocation: its envelope and the requests to run through the stack (one per record
@@ -102,7 +142,8 @@ pub struct Decoded {
     pub requests: Vec<GuardRequest>,
 }
 
-/// An event whose envelope was recognised but is malformed (never contains request values).
+/// An event (or one record of it) whose envelope was recognised but is malformed or over a
+/// bound (never contains request values).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed {} event: {reason}", shape.as_str())]
 #[non_exhaustive]
@@ -111,38 +152,136 @@ pub struct DecodeError {
     pub shape: EventShape,
     /// What is wrong with it.
     pub reason: &'static str,
+    /// How it is refused: [`RejectionKind::MalformedEvent`] (400),
+    /// [`RejectionKind::HeadersTooLarge`] (431) or [`RejectionKind::TooLarge`] (413).
+    pub kind: RejectionKind,
 }
 
 impl DecodeError {
     pub(crate) fn new(shape: EventShape, reason: &'static str) -> Self {
-        Self { shape, reason }
+        Self::with_kind(shape, RejectionKind::MalformedEvent, reason)
+    }
+
+    pub(crate) fn with_kind(shape: EventShape, kind: RejectionKind, reason: &'static str) -> Self {
+        Self {
+            shape,
+            reason,
+            kind,
+        }
+    }
+
+    pub(crate) fn headers(shape: EventShape, e: HeadersTooLarge) -> Self {
+        Self::with_kind(shape, RejectionKind::HeadersTooLarge, e.reason())
     }
 }
 
-/// Detects the envelope of `event` and decodes it into neutral requests.
+/// An event or record the adapter refused, with what it could read of it.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    error: DecodeError,
+    trigger: Trigger,
+    peer: Option<IpAddr>,
+}
+
+impl Refused {
+    pub(crate) fn message(error: DecodeError, trigger: MessageTrigger) -> Box<Self> {
+        Box::new(Self {
+            error,
+            trigger: Trigger::Message(trigger),
+            peer: None,
+        })
+    }
+
+    pub(crate) fn http(error: DecodeError, peer: Option<IpAddr>) -> Box<Self> {
+        Box::new(Self {
+            error,
+            trigger: Trigger::Http,
+            peer,
+        })
+    }
+
+    /// The stand-in request the stack answers with the refusal (see [`AdapterRefusal`]).
+    fn into_request(self) -> GuardRequest {
+        let mut req = AdapterRefusal::new(self.error.kind, self.error.reason).into_request();
+        req.extensions_mut().insert(self.trigger);
+        if let Some(ip) = self.peer {
+            req.extensions_mut().insert(Peer::new(ip));
+        }
+        req
+    }
+}
+
+/// One unit of work: a request, or the refusal of an event or record.
+pub(crate) type Unit = Result<GuardRequest, Box<Refused>>;
+
+/// Detects the envelope of `event` and decodes it into neutral requests; any malformed part
+/// fails the whole event (for inspecting events; [`decode_or_refuse`] is what the runtime uses).
 ///
 /// Anything that is not a recognised envelope is a direct invocation: its payload becomes a
 /// `POST /` JSON body with `Trigger::Direct`.
 pub fn decode(event: LambdaEvent<Value>, options: &DecodeOptions) -> Result<Decoded, DecodeError> {
+    let (shape, invocation, units) = units(event, options);
+    let requests = units
+        .into_iter()
+        .map(|u| u.map_err(|r| r.error))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(finish(shape, &invocation, requests))
+}
+
+/// Like [`decode`], but an event or record that cannot be decoded becomes a stand-in request
+/// carrying an [`AdapterRefusal`] (with the record's `Trigger`, so a failure names that record
+/// only): the Guard stack answers it (400 `guard.adapter.malformed_event`, 431
+/// `guard.ingress.headers_too_large` or 413 `guard.ingress.too_large`) and writes its security
+/// event, and the handler never sees it.
+///
+/// ```
+/// use guard_aws::decode::{decode_or_refuse, DecodeOptions};
+/// use guard_core::request::AdapterRefusal;
+/// use lambda_runtime::{Context, LambdaEvent};
+///
+/// let payload = serde_json::json!({"Records": [
+///     {"eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "messageId": "a", "body": "{}"},
+///     {"eventSource": "aws:kinesis", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "messageId": "b", "body": "{}"}
+/// ]});
+/// let decoded = decode_or_refuse(LambdaEvent::new(payload, Context::default()), &DecodeOptions::default());
+/// assert!(decoded.requests[0].extensions().get::<AdapterRefusal>().is_none());
+/// let refusal = decoded.requests[1].extensions().get::<AdapterRefusal>().unwrap();
+/// assert_eq!(refusal.reason(), "record from another event source");
+/// ```
+pub fn decode_or_refuse(event: LambdaEvent<Value>, options: &DecodeOptions) -> Decoded {
+    let (shape, invocation, units) = units(event, options);
+    let requests = units
+        .into_iter()
+        .map(|u| u.unwrap_or_else(|r| r.into_request()))
+        .collect();
+    finish(shape, &invocation, requests)
+}
+
+fn units(
+    event: LambdaEvent<Value>,
+    options: &DecodeOptions,
+) -> (EventShape, Invocation, Vec<Unit>) {
     let (payload, context) = event.into_parts();
     let invocation = invocation_from_context(&context);
     let shape = detect(&payload);
-    let requests = match shape {
-        EventShape::ApiGatewayV1 | EventShape::WebSocket => {
-            vec![http_events::rest_v1(&payload, shape)?]
-        }
-        EventShape::ApiGatewayV2 | EventShape::FunctionUrl => {
-            vec![http_events::http_v2(&payload, shape)?]
-        }
-        EventShape::Alb { .. } => vec![http_events::alb(&payload, shape, options)?],
-        EventShape::Sqs { .. } => records::sqs(&payload, shape)?,
-        EventShape::Sns => records::sns(&payload)?,
-        EventShape::EventBridge => vec![records::eventbridge(&payload)?],
-        EventShape::S3 => records::s3(&payload)?,
-        EventShape::DynamoDb => records::dynamodb(&payload)?,
-        EventShape::Kinesis => records::kinesis(&payload)?,
-        EventShape::Direct => vec![records::direct(&payload)],
+    let units = match shape {
+        EventShape::ApiGatewayV1
+        | EventShape::WebSocket
+        | EventShape::ApiGatewayV2
+        | EventShape::FunctionUrl
+        | EventShape::Alb { .. } => vec![http_events::decode(&payload, shape, options)],
+        EventShape::Sqs { .. } => records::sqs(&payload, shape),
+        EventShape::Sns => records::sns(&payload),
+        EventShape::EventBridge => vec![records::eventbridge(&payload)],
+        EventShape::S3 => records::s3(&payload),
+        EventShape::DynamoDb => records::dynamodb(&payload),
+        EventShape::Kinesis => records::kinesis(&payload, options.max_body_bytes),
+        EventShape::Direct => vec![Ok(records::direct(&payload))],
     };
+    (shape, invocation, units)
+}
+
+fn finish(shape: EventShape, invocation: &Invocation, requests: Vec<GuardRequest>) -> Decoded {
     let requests = requests
         .into_iter()
         .map(|mut req| {
@@ -151,7 +290,7 @@ pub fn decode(event: LambdaEvent<Value>, options: &DecodeOptions) -> Result<Deco
             req
         })
         .collect();
-    Ok(Decoded { shape, requests })
+    Decoded { shape, requests }
 }
 
 /// Which envelope is this? Decided on fields only the platform's envelopes carry together.
@@ -225,7 +364,15 @@ pub(crate) fn invocation_from_context(ctx: &Context) -> Invocation {
     if ctx.deadline > 0 {
         inv.deadline = UNIX_EPOCH.checked_add(Duration::from_millis(ctx.deadline));
     }
-    inv.trace_id = ctx.xray_trace_id.as_deref().and_then(xray_root);
+    if let Some(trace) = ctx
+        .xray_trace_id
+        .as_deref()
+        .and_then(TraceContext::from_xray)
+    {
+        let (trace_id, parent) = trace.into_ids();
+        inv.trace_id = Some(trace_id);
+        inv.parent_span_id = parent;
+    }
     if let Some(arn) = FunctionArn::parse(&ctx.invoked_function_arn) {
         inv.region = Some(arn.region.to_owned());
         inv.account = Some(arn.account.to_owned());
@@ -235,17 +382,6 @@ pub(crate) fn invocation_from_context(ctx: &Context) -> Invocation {
         inv.function = Some(ctx.env_config.function_name.clone());
     }
     inv
-}
-
-/// The `Root=` part of an X-Ray trace header (`Root=1-5759e988-bd862e3fe1be46a994272793;Parent=..`),
-/// or the whole value when it has no `Root=` field.
-fn xray_root(header: &str) -> Option<String> {
-    let root = header
-        .split(';')
-        .find_map(|part| part.trim().strip_prefix("Root="))
-        .unwrap_or(header)
-        .trim();
-    (!root.is_empty()).then(|| root.to_owned())
 }
 
 /// `arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
@@ -297,13 +433,23 @@ mod tests {
     }
 
     #[test]
-    fn extracts_xray_root() {
+    fn the_xray_trace_of_the_context_fills_the_invocation() {
+        let mut ctx = Context::default();
+        ctx.xray_trace_id = Some(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
+        );
+        let inv = invocation_from_context(&ctx);
         assert_eq!(
-            xray_root("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1")
-                .as_deref(),
+            inv.trace_id.as_deref(),
             Some("1-5759e988-bd862e3fe1be46a994272793")
         );
-        assert_eq!(xray_root("").as_deref(), None);
+        assert_eq!(inv.parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
+        ctx.xray_trace_id = Some("Root=1-abc\n{\"event\":\"forged\"}".into());
+        assert_eq!(
+            invocation_from_context(&ctx).trace_id,
+            None,
+            "malformed: ignored"
+        );
     }
 
     #[test]

@@ -4,30 +4,104 @@
 //! for an SNS envelope inside SQS, the SNS `Message`), the SNS `Message`, the EventBridge `detail`,
 //! the S3 record, the DynamoDB `dynamodb` object, the decoded Kinesis `data`. Records have no
 //! declared content type: a body that starts like JSON (`{` or `[`) is labelled
-//! `application/json`, anything else `application/octet-stream` (validation still parses it).
+//! `application/json`, other UTF-8 text `text/plain`, anything else `application/octet-stream`
+//! (validation still parses it). A record that cannot be decoded, or whose `eventSource` is not the
+//! batch's, is refused on its own: the others still run.
 
 use bytes::Bytes;
+use guard_core::request::body::sniff_media_type;
 use guard_core::request::{GuardRequest, MessageTrigger, Trigger};
 use http::HeaderValue;
 use serde_json::Value;
 
-use super::DecodeError;
-use super::util::{base64_decode, path, str_at};
+use super::util::{base64_body, path, str_at};
+use super::{DecodeError, Refused, Unit};
 use crate::event::{EventShape, RecordMeta};
 use crate::sns::SnsMessage;
 
-fn records(payload: &Value, shape: EventShape) -> Result<&Vec<Value>, DecodeError> {
-    payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .ok_or(DecodeError::new(shape, "missing Records"))
+/// Each record of a batch through `decode_one`, after checking that it comes from the batch's
+/// source; a record that fails becomes a refusal naming only that record.
+fn each<'a>(
+    payload: &'a Value,
+    shape: EventShape,
+    decode_one: impl Fn(&'a Value) -> Result<GuardRequest, DecodeError>,
+) -> Vec<Unit> {
+    let Some(records) = payload.get("Records").and_then(Value::as_array) else {
+        let missing = DecodeError::new(shape, "missing Records");
+        return vec![Err(Refused::message(
+            missing,
+            record_trigger(shape, &Value::Null),
+        ))];
+    };
+    records
+        .iter()
+        .map(|r| {
+            let source = str_at(r, "eventSource").or_else(|| str_at(r, "EventSource"));
+            let decoded = if source == Some(event_source(shape)) {
+                decode_one(r)
+            } else {
+                Err(DecodeError::new(shape, "record from another event source"))
+            };
+            decoded.map_err(|e| Refused::message(e, record_trigger(shape, r)))
+        })
+        .collect()
 }
 
-fn sniff_content_type(body: &[u8]) -> HeaderValue {
-    match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') | Some(b'[') => HeaderValue::from_static("application/json"),
-        _ => HeaderValue::from_static("application/octet-stream"),
+/// The `eventSource` every record of a `shape` batch carries.
+fn event_source(shape: EventShape) -> &'static str {
+    match shape {
+        EventShape::Sqs { .. } => "aws:sqs",
+        EventShape::Sns => "aws:sns",
+        EventShape::S3 => "aws:s3",
+        EventShape::DynamoDb => "aws:dynamodb",
+        _ => "aws:kinesis",
     }
+}
+
+/// Who sent a record and how the platform names it (empty where the record does not say):
+/// the SQS `messageId`, the SNS `MessageId`, the DynamoDB / Kinesis sequence number (the
+/// partial batch failure identifiers), the S3 request id or sequencer.
+fn record_trigger(shape: EventShape, r: &Value) -> MessageTrigger {
+    let (source, id) = match shape {
+        EventShape::Sqs { .. } => (str_at(r, "eventSourceARN"), str_at(r, "messageId")),
+        EventShape::Sns => (
+            path(r, &["Sns", "TopicArn"]).and_then(Value::as_str),
+            path(r, &["Sns", "MessageId"]).and_then(Value::as_str),
+        ),
+        EventShape::S3 => (
+            path(r, &["s3", "bucket", "arn"]).and_then(Value::as_str),
+            path(r, &["responseElements", "x-amz-request-id"])
+                .or_else(|| path(r, &["s3", "object", "sequencer"]))
+                .and_then(Value::as_str),
+        ),
+        EventShape::DynamoDb => (
+            str_at(r, "eventSourceARN"),
+            path(r, &["dynamodb", "SequenceNumber"]).and_then(Value::as_str),
+        ),
+        EventShape::EventBridge => (str_at(r, "source"), str_at(r, "id")),
+        _ => (
+            str_at(r, "eventSourceARN"),
+            path(r, &["kinesis", "sequenceNumber"]).and_then(Value::as_str),
+        ),
+    };
+    MessageTrigger::new(
+        shape.as_str(),
+        source.unwrap_or_default(),
+        id.unwrap_or_default(),
+    )
+}
+
+/// The record's trigger, refusing a record without the identifier a failure must name.
+fn named_trigger(
+    shape: EventShape,
+    r: &Value,
+    missing: &'static str,
+) -> Result<MessageTrigger, DecodeError> {
+    let trigger = record_trigger(shape, r);
+    if trigger.message_id.is_empty() {
+        return Err(DecodeError::new(shape, missing));
+    }
+    Ok(trigger)
 }
 
 fn message_request(
@@ -57,49 +131,42 @@ fn owned(v: Option<&str>) -> Option<String> {
 /// SQS: one request per message; `messageId` is the partial-failure identifier. An SNS envelope
 /// (SNS → SQS without raw delivery) is unwrapped: the body is the SNS `Message` and the envelope is
 /// attached as [`SnsMessage`] so its signature can be verified.
-pub(super) fn sqs(payload: &Value, shape: EventShape) -> Result<Vec<GuardRequest>, DecodeError> {
-    records(payload, shape)?
-        .iter()
-        .map(|r| {
-            let message_id = str_at(r, "messageId")
-                .filter(|s| !s.is_empty())
-                .ok_or(DecodeError::new(shape, "record without messageId"))?;
-            let source = str_at(r, "eventSourceARN").unwrap_or_default();
-            let raw = str_at(r, "body").unwrap_or_default();
-            let mut trigger = MessageTrigger::new("sqs", source, message_id);
-            trigger.attempt = path(r, &["attributes", "ApproximateReceiveCount"])
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse().ok());
-            let meta = RecordMeta {
-                region: owned(str_at(r, "awsRegion")),
-                partition_key: owned(
-                    path(r, &["attributes", "MessageGroupId"]).and_then(Value::as_str),
-                ),
-                ..RecordMeta::default()
-            };
-            let declared = r
-                .get("messageAttributes")
-                .and_then(Value::as_object)
-                .and_then(|attrs| {
-                    attrs
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-                })
-                .and_then(|(_, v)| str_at(v, "stringValue"))
-                .and_then(|s| HeaderValue::from_str(s).ok());
-            let envelope = sns_envelope(raw);
-            let body = match &envelope {
-                Some(sns) => Bytes::copy_from_slice(sns.message.as_bytes()),
-                None => Bytes::copy_from_slice(raw.as_bytes()),
-            };
-            let content_type = declared.unwrap_or_else(|| sniff_content_type(&body));
-            let mut req = message_request(body, content_type, trigger, meta);
-            if let Some(sns) = envelope {
-                req.extensions_mut().insert(sns);
-            }
-            Ok(req)
-        })
-        .collect()
+pub(super) fn sqs(payload: &Value, shape: EventShape) -> Vec<Unit> {
+    each(payload, shape, |r| {
+        let mut trigger = named_trigger(shape, r, "record without messageId")?;
+        let raw = str_at(r, "body").unwrap_or_default();
+        trigger.attempt = path(r, &["attributes", "ApproximateReceiveCount"])
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok());
+        let meta = RecordMeta {
+            region: owned(str_at(r, "awsRegion")),
+            partition_key: owned(
+                path(r, &["attributes", "MessageGroupId"]).and_then(Value::as_str),
+            ),
+            ..RecordMeta::default()
+        };
+        let declared = r
+            .get("messageAttributes")
+            .and_then(Value::as_object)
+            .and_then(|attrs| {
+                attrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            })
+            .and_then(|(_, v)| str_at(v, "stringValue"))
+            .and_then(|s| HeaderValue::from_str(s).ok());
+        let envelope = sns_envelope(raw);
+        let body = match &envelope {
+            Some(sns) => Bytes::copy_from_slice(sns.message.as_bytes()),
+            None => Bytes::copy_from_slice(raw.as_bytes()),
+        };
+        let content_type = declared.unwrap_or_else(|| sniff_media_type(&body));
+        let mut req = message_request(body, content_type, trigger, meta);
+        if let Some(sns) = envelope {
+            req.extensions_mut().insert(sns);
+        }
+        Ok(req)
+    })
 }
 
 /// An SQS body that is an SNS notification envelope.
@@ -112,36 +179,39 @@ fn sns_envelope(body: &str) -> Option<SnsMessage> {
 }
 
 /// SNS: one request per record; the body is the `Message`, the envelope is attached.
-pub(super) fn sns(payload: &Value) -> Result<Vec<GuardRequest>, DecodeError> {
+pub(super) fn sns(payload: &Value) -> Vec<Unit> {
     let shape = EventShape::Sns;
-    records(payload, shape)?
-        .iter()
-        .map(|r| {
-            let sns = r
-                .get("Sns")
-                .ok_or(DecodeError::new(shape, "record without Sns"))?;
-            let msg: SnsMessage = serde_json::from_value(sns.clone())
-                .map_err(|_| DecodeError::new(shape, "Sns is not an SNS message"))?;
-            let body = Bytes::copy_from_slice(msg.message.as_bytes());
-            let trigger = MessageTrigger::new("sns", &msg.topic_arn, &msg.message_id);
-            let meta = RecordMeta {
-                region: msg.topic_arn.split(':').nth(3).and_then(|s| owned(Some(s))),
-                ..RecordMeta::default()
-            };
-            let content_type = sniff_content_type(&body);
-            let mut req = message_request(body, content_type, trigger, meta);
-            req.extensions_mut().insert(msg);
-            Ok(req)
-        })
-        .collect()
+    each(payload, shape, |r| {
+        let sns = r
+            .get("Sns")
+            .ok_or(DecodeError::new(shape, "record without Sns"))?;
+        let msg: SnsMessage = serde_json::from_value(sns.clone())
+            .map_err(|_| DecodeError::new(shape, "Sns is not an SNS message"))?;
+        let body = Bytes::copy_from_slice(msg.message.as_bytes());
+        let trigger = MessageTrigger::new("sns", &msg.topic_arn, &msg.message_id);
+        let meta = RecordMeta {
+            region: msg.topic_arn.split(':').nth(3).and_then(|s| owned(Some(s))),
+            ..RecordMeta::default()
+        };
+        let content_type = sniff_media_type(&body);
+        let mut req = message_request(body, content_type, trigger, meta);
+        req.extensions_mut().insert(msg);
+        Ok(req)
+    })
 }
 
 /// EventBridge (custom events and scheduled rules): the body is `detail`; the source is `source`.
-pub(super) fn eventbridge(payload: &Value) -> Result<GuardRequest, DecodeError> {
+pub(super) fn eventbridge(payload: &Value) -> Unit {
     let shape = EventShape::EventBridge;
-    let id = str_at(payload, "id").ok_or(DecodeError::new(shape, "missing id"))?;
-    let source = str_at(payload, "source").ok_or(DecodeError::new(shape, "missing source"))?;
-    let detail = payload.get("detail").unwrap_or(&Value::Null);
+    eventbridge_request(payload).map_err(|e| Refused::message(e, record_trigger(shape, payload)))
+}
+
+fn eventbridge_request(payload: &Value) -> Result<GuardRequest, DecodeError> {
+    let shape = EventShape::EventBridge;
+    let trigger = named_trigger(shape, payload, "missing id")?;
+    if trigger.source_id.is_empty() {
+        return Err(DecodeError::new(shape, "missing source"));
+    }
     let meta = RecordMeta {
         event_name: owned(str_at(payload, "detail-type")),
         region: owned(str_at(payload, "region")),
@@ -149,99 +219,71 @@ pub(super) fn eventbridge(payload: &Value) -> Result<GuardRequest, DecodeError> 
         ..RecordMeta::default()
     };
     Ok(message_request(
-        json_body(detail),
+        json_body(payload.get("detail").unwrap_or(&Value::Null)),
         HeaderValue::from_static("application/json"),
-        MessageTrigger::new("eventbridge", source, id),
+        trigger,
         meta,
     ))
 }
 
 /// S3 notifications: the body is the whole record; the source is the bucket ARN.
-pub(super) fn s3(payload: &Value) -> Result<Vec<GuardRequest>, DecodeError> {
+pub(super) fn s3(payload: &Value) -> Vec<Unit> {
     let shape = EventShape::S3;
-    records(payload, shape)?
-        .iter()
-        .map(|r| {
-            let bucket = path(r, &["s3", "bucket", "arn"])
-                .and_then(Value::as_str)
-                .ok_or(DecodeError::new(shape, "record without s3.bucket.arn"))?;
-            let id = path(r, &["responseElements", "x-amz-request-id"])
-                .or_else(|| path(r, &["s3", "object", "sequencer"]))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let meta = RecordMeta {
-                event_name: owned(str_at(r, "eventName")),
-                region: owned(str_at(r, "awsRegion")),
-                ..RecordMeta::default()
-            };
-            Ok(message_request(
-                json_body(r),
-                HeaderValue::from_static("application/json"),
-                MessageTrigger::new("s3", bucket, id),
-                meta,
-            ))
-        })
-        .collect()
+    each(payload, shape, |r| {
+        let trigger = record_trigger(shape, r);
+        if trigger.source_id.is_empty() {
+            return Err(DecodeError::new(shape, "record without s3.bucket.arn"));
+        }
+        let meta = RecordMeta {
+            event_name: owned(str_at(r, "eventName")),
+            region: owned(str_at(r, "awsRegion")),
+            ..RecordMeta::default()
+        };
+        Ok(message_request(
+            json_body(r),
+            HeaderValue::from_static("application/json"),
+            trigger,
+            meta,
+        ))
+    })
 }
 
 /// DynamoDB Streams: the body is the `dynamodb` object; `dynamodb.SequenceNumber` identifies it.
-pub(super) fn dynamodb(payload: &Value) -> Result<Vec<GuardRequest>, DecodeError> {
+pub(super) fn dynamodb(payload: &Value) -> Vec<Unit> {
     let shape = EventShape::DynamoDb;
-    records(payload, shape)?
-        .iter()
-        .map(|r| {
-            let seq = path(r, &["dynamodb", "SequenceNumber"])
-                .and_then(Value::as_str)
-                .ok_or(DecodeError::new(
-                    shape,
-                    "record without dynamodb.SequenceNumber",
-                ))?;
-            let source = str_at(r, "eventSourceARN").unwrap_or_default();
-            let meta = RecordMeta {
-                event_name: owned(str_at(r, "eventName")),
-                region: owned(str_at(r, "awsRegion")),
-                ..RecordMeta::default()
-            };
-            Ok(message_request(
-                json_body(r.get("dynamodb").unwrap_or(&Value::Null)),
-                HeaderValue::from_static("application/json"),
-                MessageTrigger::new("dynamodb", source, seq),
-                meta,
-            ))
-        })
-        .collect()
+    each(payload, shape, |r| {
+        let trigger = named_trigger(shape, r, "record without dynamodb.SequenceNumber")?;
+        let meta = RecordMeta {
+            event_name: owned(str_at(r, "eventName")),
+            region: owned(str_at(r, "awsRegion")),
+            ..RecordMeta::default()
+        };
+        Ok(message_request(
+            json_body(r.get("dynamodb").unwrap_or(&Value::Null)),
+            HeaderValue::from_static("application/json"),
+            trigger,
+            meta,
+        ))
+    })
 }
 
 /// Kinesis: the body is the base64-decoded `kinesis.data`; `kinesis.sequenceNumber` identifies it.
-pub(super) fn kinesis(payload: &Value) -> Result<Vec<GuardRequest>, DecodeError> {
+pub(super) fn kinesis(payload: &Value, max_body: usize) -> Vec<Unit> {
     let shape = EventShape::Kinesis;
-    records(payload, shape)?
-        .iter()
-        .map(|r| {
-            let k = r
-                .get("kinesis")
-                .ok_or(DecodeError::new(shape, "record without kinesis"))?;
-            let seq = str_at(k, "sequenceNumber").ok_or(DecodeError::new(
-                shape,
-                "record without kinesis.sequenceNumber",
-            ))?;
-            let body = base64_decode(str_at(k, "data").unwrap_or_default())
-                .ok_or(DecodeError::new(shape, "kinesis.data is not valid base64"))?;
-            let source = str_at(r, "eventSourceARN").unwrap_or_default();
-            let meta = RecordMeta {
-                region: owned(str_at(r, "awsRegion")),
-                partition_key: owned(str_at(k, "partitionKey")),
-                ..RecordMeta::default()
-            };
-            let content_type = sniff_content_type(&body);
-            Ok(message_request(
-                body,
-                content_type,
-                MessageTrigger::new("kinesis", source, seq),
-                meta,
-            ))
-        })
-        .collect()
+    each(payload, shape, |r| {
+        let k = r
+            .get("kinesis")
+            .ok_or(DecodeError::new(shape, "record without kinesis"))?;
+        let trigger = named_trigger(shape, r, "record without kinesis.sequenceNumber")?;
+        let body = base64_body(str_at(k, "data").unwrap_or_default(), max_body, shape)?;
+        let meta = RecordMeta {
+            region: owned(str_at(r, "awsRegion")),
+            partition_key: owned(str_at(k, "partitionKey")),
+            ..RecordMeta::default()
+        };
+        let content_type = sniff_media_type(&body);
+        Ok(message_request(body, content_type, trigger, meta))
+    })
 }
 
 /// A direct invocation: the payload as a JSON body, no source the platform vouches for.

@@ -1,10 +1,11 @@
-//! Small helpers shared by the decoders: headers, URIs, bodies, `X-Forwarded-For`.
+//! Small helpers shared by the decoders: headers, URIs, bodies, addresses.
 
 use std::net::IpAddr;
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use guard_core::request::body::decode_base64;
+use guard_core::request::{HeaderBuilder, HeaderLimits};
+use http::header::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::DecodeError;
@@ -20,31 +21,27 @@ pub(super) fn path<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().try_fold(v, |v, k| v.get(*k))
 }
 
-/// Adds `name: value` unless the pair cannot be an HTTP header (then it is dropped: every check
-/// fails closed on a missing header, so dropping never widens access).
-pub(super) fn append_header(headers: &mut HeaderMap, name: &str, value: &str) {
-    let (Ok(name), Ok(value)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) else {
-        tracing::debug!(target: "guard::aws", "dropped a header that is not valid HTTP");
-        return;
-    };
-    headers.append(name, value);
-}
-
-/// Headers from `multiValueHeaders` when present (it holds every value), else `headers`.
-/// Names are case-insensitive: `Content-Type` and `content-type` become one header.
-pub(super) fn headers_v1(payload: &Value) -> HeaderMap {
-    let mut headers = HeaderMap::new();
+/// Headers from `multiValueHeaders` when present (it holds every value), else `headers`, within
+/// the limits. Names are case-insensitive: `Content-Type` and `content-type` become one header.
+pub(super) fn headers_v1(
+    payload: &Value,
+    shape: EventShape,
+    limits: HeaderLimits,
+) -> Result<HeaderMap, DecodeError> {
+    let mut headers = limits.builder();
     if let Some(multi) = payload.get("multiValueHeaders").and_then(Value::as_object) {
         for (name, values) in multi {
             match values {
-                Value::Array(values) => values
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .for_each(|v| append_header(&mut headers, name, v)),
-                Value::String(v) => append_header(&mut headers, name, v),
+                Value::Array(values) => {
+                    for v in values.iter().filter_map(Value::as_str) {
+                        headers
+                            .append(name, v)
+                            .map_err(|e| DecodeError::headers(shape, e))?;
+                    }
+                }
+                Value::String(v) => headers
+                    .append(name, v)
+                    .map_err(|e| DecodeError::headers(shape, e))?,
                 _ => {}
             }
         }
@@ -53,22 +50,34 @@ pub(super) fn headers_v1(payload: &Value) -> HeaderMap {
         single_headers(
             payload.get("headers").and_then(Value::as_object),
             &mut headers,
-        );
+            shape,
+        )?;
     }
-    headers
+    Ok(headers.finish())
 }
 
 /// Single-value headers (`headers` of v1 / v2 / ALB).
-pub(super) fn single_headers(map: Option<&Map<String, Value>>, headers: &mut HeaderMap) {
+pub(super) fn single_headers(
+    map: Option<&Map<String, Value>>,
+    headers: &mut HeaderBuilder,
+    shape: EventShape,
+) -> Result<(), DecodeError> {
     for (name, value) in map.into_iter().flatten() {
         if let Some(v) = value.as_str() {
-            append_header(headers, name, v);
+            headers
+                .append(name, v)
+                .map_err(|e| DecodeError::headers(shape, e))?;
         }
     }
+    Ok(())
 }
 
-/// The body, base64-decoded when `isBase64Encoded` is true.
-pub(super) fn body(payload: &Value, shape: EventShape) -> Result<Bytes, DecodeError> {
+/// The body, base64-decoded (within `max_body` bytes) when `isBase64Encoded` is true.
+pub(super) fn body(
+    payload: &Value,
+    shape: EventShape,
+    max_body: usize,
+) -> Result<Bytes, DecodeError> {
     let text = match payload.get("body") {
         None | Some(Value::Null) => return Ok(Bytes::new()),
         Some(Value::String(s)) => s,
@@ -80,20 +89,19 @@ pub(super) fn body(payload: &Value, shape: EventShape) -> Result<Bytes, DecodeEr
         _ => false,
     };
     if base64 {
-        base64_decode(text).ok_or(DecodeError::new(shape, "body is not valid base64"))
+        base64_body(text, max_body, shape)
     } else {
         Ok(Bytes::copy_from_slice(text.as_bytes()))
     }
 }
 
-/// Standard base64 (with or without padding).
-pub(super) fn base64_decode(text: &str) -> Option<Bytes> {
-    let text = text.trim();
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
-        .ok()
-        .map(Bytes::from)
+/// A base64 body of at most `max_body` decoded bytes.
+pub(super) fn base64_body(
+    text: &str,
+    max_body: usize,
+    shape: EventShape,
+) -> Result<Bytes, DecodeError> {
+    decode_base64(text, max_body).map_err(|e| DecodeError::with_kind(shape, e.kind(), e.reason()))
 }
 
 /// Percent-encodes what may not appear in a URI path (keeps `/` and existing `%XX`).

@@ -8,21 +8,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::event::{ALLOW_CODE, DECISION_EVENT, Outcome, SecurityEvent, sanitize};
 use super::sink::{JsonLinesSink, SecuritySink};
+use crate::future::CheckFuture;
 use crate::policy::AuditPolicy;
 use crate::request::{
-    Cloud, GuardRequest, GuardResponse, Invocation, Peer, PrincipalKind, Subject, Trigger,
-    VerifiedSlot,
+    AdapterRefusal, Cloud, GuardRequest, GuardResponse, Invocation, Peer, PrincipalKind, Subject,
+    TraceContext, Trigger, VerifiedSlot,
 };
 use crate::{Denial, RejectionKind};
 
 /// Records one security event per request, allowed or denied, with the latency. Cheap to clone.
+///
+/// A request carrying an [`AdapterRefusal`] (a stand-in for an event the adapter could not
+/// decode) is answered here with its rejection and recorded like any refusal; the inner service
+/// is not called.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -214,7 +218,7 @@ impl Pending {
                 request_id: inv.and_then(|i| i.request_id.clone()),
                 trace_id: inv
                     .and_then(|i| i.trace_id.clone())
-                    .or_else(|| trace_from_headers(req.headers()).map(str::to_owned)),
+                    .or_else(|| TraceContext::from_headers(req.headers()).map(|t| t.into_ids().0)),
                 trigger: match trigger {
                     None | Some(Trigger::Http) => Cow::Borrowed("http"),
                     Some(Trigger::Direct) => Cow::Borrowed("direct"),
@@ -290,26 +294,6 @@ impl Record {
     }
 }
 
-/// Trace id from `traceparent`, `X-Amzn-Trace-Id` (`Root=`) or `X-Cloud-Trace-Context`.
-fn trace_from_headers(headers: &HeaderMap) -> Option<&str> {
-    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
-        return tp.split('-').nth(1).or(Some(tp));
-    }
-    if let Some(x) = headers.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()) {
-        return x
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("Root="))
-            .or(Some(x));
-    }
-    if let Some(g) = headers
-        .get("x-cloud-trace-context")
-        .and_then(|v| v.to_str().ok())
-    {
-        return g.split('/').next();
-    }
-    None
-}
-
 /// Emits the event exactly once: when the response (or error) arrives, or — if the future is
 /// dropped first (timeout, cancellation) — on drop, as an internal denial.
 struct Emit(Option<Pending>);
@@ -330,7 +314,7 @@ pin_project! {
     /// The response future of [`Audit`].
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
+        inner: CheckFuture<F>,
         emit: Emit,
     }
 }
@@ -379,8 +363,13 @@ where
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         let pending = Pending::capture(&self.layer, &mut req);
+        // A stand-in for an event the adapter refused: answered and recorded here, never passed on.
+        let inner = match req.extensions().get::<AdapterRefusal>() {
+            Some(refusal) => CheckFuture::rejected(refusal.rejection().into_response()),
+            None => CheckFuture::inner(self.inner.call(req)),
+        };
         ResponseFuture {
-            inner: self.inner.call(req),
+            inner,
             emit: Emit(Some(pending)),
         }
     }

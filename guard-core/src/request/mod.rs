@@ -15,6 +15,15 @@
 //! assert_eq!(req.extensions().get::<Peer>().unwrap().ip().to_string(), "203.0.113.7");
 //! ```
 
+pub mod body;
+mod headers;
+mod refusal;
+mod trace;
+
+pub use headers::{HeaderBuilder, HeaderLimits, HeadersTooLarge};
+pub use refusal::AdapterRefusal;
+pub use trace::TraceContext;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -180,8 +189,10 @@ pub struct Invocation {
     pub request_id: Option<String>,
     /// When the platform will stop waiting for the function.
     pub deadline: Option<SystemTime>,
-    /// Trace id (W3C trace id, X-Ray root, or Cloud Trace id).
+    /// Trace id (W3C trace id, X-Ray root, or Cloud Trace id; see [`TraceContext`]).
     pub trace_id: Option<String>,
+    /// The caller's span within that trace (16 lower-case hex), when the platform said.
+    pub parent_span_id: Option<String>,
 }
 
 impl Invocation {

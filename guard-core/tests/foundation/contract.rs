@@ -18,8 +18,11 @@ use crate::support::{CountingHandler, call, json_post, problem};
 fn every_rejection_kind_keeps_its_status_code_layer_and_transience() {
     use RejectionKind::*;
     #[rustfmt::skip]
-    let golden: [(RejectionKind, u16, &str, &str, bool); 20] = [
+    let golden: [(RejectionKind, u16, &str, &str, bool); 23] = [
         (TooLarge,               413, "guard.ingress.too_large",              "ingress",    false),
+        (HeadersTooLarge,        431, "guard.ingress.headers_too_large",      "ingress",    false),
+        (RequestTimeout,         408, "guard.ingress.timeout",                "ingress",    false),
+        (MalformedEvent,         400, "guard.adapter.malformed_event",        "adapter",    false),
         (TooDeep,                400, "guard.ingress.too_deep",               "ingress",    false),
         (UnsupportedMediaType,   415, "guard.ingress.unsupported_media_type", "ingress",    false),
         (MethodNotAllowed,       405, "guard.ingress.method_not_allowed",     "ingress",    false),

@@ -1,9 +1,9 @@
 //! End to end on AWS's own local tooling: `examples/aws-orders` runs under `cargo lambda watch`
 //! and is invoked over the Lambda Runtime API with API Gateway (REST v1, HTTP API v2), Function URL
-//! and SQS events. Checks the verdicts (201 / 400 / 403 / partial batch failure) and that the
-//! function wrote one security event per decision on stdout. The function's secrets (the API key
-//! and the webhook HMAC key) come from a local moto server through the real AWS SDK
-//! (`GUARD_SECRETS_PROVIDER=aws`, `AWS_ENDPOINT_URL`).
+//! and SQS events. Checks the verdicts (201 / 400 / 403 / 431 / partial batch failure) and that the
+//! function wrote one security event per decision on stdout, the adapter's own refusals included.
+//! The function's secrets (the API key and the webhook HMAC key) come from a local moto server
+//! through the real AWS SDK (`GUARD_SECRETS_PROVIDER=aws`, `AWS_ENDPOINT_URL`).
 //!
 //! Needs `cargo-lambda` and `moto_server` (`scripts/setup-tools.sh` installs both into `.tools/venv`).
 
@@ -273,6 +273,56 @@ fn orders_function_under_cargo_lambda_watch() {
         assert!(e["peer"].is_null(), "messages have no peer: {e}");
     }
 
+    // The adapter's own refusals write their event too. A body flagged base64 that is not → 400.
+    let mut broken = v2.clone();
+    broken["body"] = json!("%%%not-base64");
+    let (out, events) = invoke(&watch, &broken, 1, INVOKE);
+    assert_eq!(out["statusCode"], 400, "{out}");
+    assert_event(
+        &events[0],
+        "deny",
+        "guard.adapter.malformed_event",
+        400,
+        "http",
+        Some("198.51.100.7"),
+    );
+    assert_eq!(events[0]["layer"], "adapter");
+
+    // 30,000 distinct header names → 431, not a crashed instance.
+    let mut flood = v2.clone();
+    flood["headers"] = (0..30_000)
+        .map(|i| (format!("x-h-{i}"), json!("v")))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let (out, events) = invoke(&watch, &flood, 1, INVOKE);
+    assert_eq!(out["statusCode"], 431, "{out}");
+    assert_event(
+        &events[0],
+        "deny",
+        "guard.ingress.headers_too_large",
+        431,
+        "http",
+        Some("198.51.100.7"),
+    );
+
+    // A record that claims another event source fails only itself.
+    batch["Records"][2]["eventSource"] = json!("aws:kinesis");
+    let (out, events) = invoke(&watch, &batch, 3, INVOKE);
+    assert_eq!(
+        out,
+        json!({"batchItemFailures": [{"itemIdentifier": "order-msg-2"}, {"itemIdentifier": "order-msg-3"}]})
+    );
+    let mut codes: Vec<&str> = events.iter().map(|e| e["code"].as_str().unwrap()).collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [
+            "guard.adapter.malformed_event",
+            "guard.allow",
+            "guard.validate.schema"
+        ]
+    );
+
     // Nothing the function printed carries a secret or the signature it verified.
     std::thread::sleep(SETTLE);
     let stdout = watch.stdout_lines().join("\n");
@@ -284,7 +334,7 @@ fn orders_function_under_cargo_lambda_watch() {
     }
     assert_eq!(
         decisions(&watch.stdout_lines()).len(),
-        7,
+        12,
         "one event per decision, no more"
     );
 }
