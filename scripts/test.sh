@@ -19,7 +19,7 @@ step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 step "each guard-core feature on its own"
-for f in ingress validate audit verify jwks-http rate-limit redis secrets; do
+for f in ingress validate audit verify jwks-http http-client rate-limit redis secrets; do
   cargo check -q -p guard-core --no-default-features --features "$f"
 done
 
