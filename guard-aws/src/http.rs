@@ -12,6 +12,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use guard_core::http_client::{HttpClient, HttpError, Schemes};
+use http_body_util::Full;
 
 /// The SDK's view of the core client. `Err` holds why the client could not be built (no root
 /// certificate): every request then fails with that reason and nothing is sent.
@@ -52,8 +53,10 @@ impl HttpConnector for SdkHttpClient {
                 .send(request, Schemes::HttpsOrLocalHttp)
                 .await
                 .map_err(connector_error)?;
-            HttpResponse::try_from(response.map(SdkBody::from))
-                .map_err(|e| ConnectorError::other(e.into(), None))
+            // A streaming body, not an in-memory one: the SDK logs responses at trace level and
+            // an in-memory body's `Debug` shows its bytes (the secret).
+            let response = response.map(|b| SdkBody::from_body_1_x(Full::new(b)));
+            HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
         })
     }
 }
