@@ -232,3 +232,44 @@ fn classify(name: &str, err: SdkError<GetSecretValueError>) -> SecretsError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aws_config::{BehaviorVersion, SdkConfig};
+    use aws_smithy_types::timeout::TimeoutConfig;
+
+    use super::{DEFAULT_OPERATION_TIMEOUT, SecretsManagerSource};
+
+    fn operation_timeout(config: &SdkConfig) -> Option<Duration> {
+        let source = SecretsManagerSource::from_conf(config);
+        source.client.config().timeout_config()?.operation_timeout()
+    }
+
+    #[test]
+    fn a_call_is_bounded_when_the_configuration_sets_no_operation_timeout() {
+        let bare = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        assert_eq!(operation_timeout(&bare), Some(DEFAULT_OPERATION_TIMEOUT));
+        // Other timeouts the configuration sets are kept next to it.
+        let connect = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(700))
+            .build();
+        let with_connect = bare.to_builder().timeout_config(connect).build();
+        let source = SecretsManagerSource::from_conf(&with_connect);
+        let timeouts = source.client.config().timeout_config().cloned().unwrap();
+        assert_eq!(timeouts.connect_timeout(), Some(Duration::from_millis(700)));
+        assert_eq!(
+            timeouts.operation_timeout(),
+            Some(DEFAULT_OPERATION_TIMEOUT)
+        );
+        // A configured operation timeout wins.
+        let own = TimeoutConfig::builder()
+            .operation_timeout(Duration::from_secs(3))
+            .build();
+        let configured = bare.to_builder().timeout_config(own).build();
+        assert_eq!(operation_timeout(&configured), Some(Duration::from_secs(3)));
+    }
+}
