@@ -117,6 +117,45 @@ async fn a_bare_5xx_without_an_error_type_is_transient() {
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed_and_an_oversized_answer_is_refused() {
+    let elsewhere = StubServer::start(|_| {
+        Reply::Respond(response("200 OK", &[JSON], br#"{"SecretString":"moved"}"#))
+    })
+    .await;
+    let location = elsewhere.url("/");
+    let redirecting = StubServer::start(move |_| {
+        Reply::Respond(response(
+            "307 Temporary Redirect",
+            &[("location", &location)],
+            b"",
+        ))
+    })
+    .await;
+    let err = fetch(&redirecting).await.unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert_eq!(elsewhere.hits(), 0, "the redirect target was never asked");
+
+    let secret = "x".repeat(2048);
+    let big = format!(r#"{{"Name":"orders-api-key","SecretString":"{secret}"}}"#);
+    let oversized =
+        StubServer::start(move |_| Reply::Respond(response("200 OK", &[JSON], big.as_bytes())))
+            .await;
+    let small = HttpClient::builder()
+        .max_response_bytes(1024)
+        .build()
+        .unwrap();
+    let s = source(&oversized, sdk_http_client(small), None).await;
+    let err = s
+        .fetch("orders-api-key", SecretVersion::Current)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("response body over 1024 bytes"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_stalled_endpoint_ends_at_the_attempt_timeout_of_the_client() {
     let stalled = StubServer::stalling().await;
     let attempt = Duration::from_millis(300);
