@@ -144,13 +144,25 @@ impl tower_service::Service<Name> for Resolver {
 }
 
 /// Builds an [`HttpClient`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpClientBuilder {
     connect_timeout: Duration,
     timeout: Duration,
     max_response_bytes: usize,
     roots: Option<Vec<Vec<u8>>>,
     pinned: HashMap<String, SocketAddr>,
+}
+
+impl std::fmt::Debug for HttpClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClientBuilder")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("own_roots", &self.roots.as_ref().map(Vec::len))
+            .field("pinned", &self.pinned)
+            .finish()
+    }
 }
 
 impl HttpClientBuilder {
