@@ -1,103 +1,73 @@
-//! The one HTTP client stack of guard-aws: hyper 1 over HTTP/1.1 (the hyper and hyper-util client
-//! `lambda_runtime` already uses to talk to the Runtime API) with rustls on *ring* and the
-//! platform's root certificates. Secrets Manager ([`crate::secrets::https_client`]) and the SNS
-//! certificate fetcher ([`crate::sns::HttpsCertFetcher`]) both use it, so a function carries one
-//! HTTP/TLS stack, without HTTP/2 (issue 7: binary size).
+//! The AWS SDK's HTTP client on guard-core's outbound [`HttpClient`]: the SDK's
+//! `HttpClient` / `HttpConnector` traits, mapped onto one request and one capped response. The
+//! connection, TLS and limit rules are the core client's; this file only translates.
 
-use std::sync::Arc;
-use std::time::Duration;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient as SdkClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
+use guard_core::http_client::{HttpClient, HttpError, Schemes};
+use http_body_util::Full;
 
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+/// The SDK's view of the core client. `Err` holds why the client could not be built (no root
+/// certificate): every request then fails with that reason and nothing is sent.
+#[derive(Debug, Clone)]
+pub(crate) struct SdkHttpClient(pub(crate) Result<HttpClient, HttpError>);
 
-/// How the client may reach its peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(
-    not(all(feature = "secrets-manager", feature = "https-fetch")),
-    allow(dead_code)
-)]
-pub(crate) enum Schemes {
-    /// `https://` only (certificates from the open internet).
-    HttpsOnly,
-    /// `https://`, and `http://` for an endpoint the configuration names (a local emulator).
-    HttpsOrHttp,
-}
-
-/// The platform's root certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` override them, as for
-/// OpenSSL). Fails when none is usable.
-fn native_roots() -> Result<rustls::RootCertStore, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-    if added == 0 {
-        return Err("no root certificate found on this platform".into());
+impl SdkClient for SdkHttpClient {
+    /// One connector for every setting: connect and total timeouts are the core client's.
+    fn http_connector(
+        &self,
+        _settings: &HttpConnectorSettings,
+        _components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(self.clone())
     }
-    Ok(roots)
 }
 
-/// A pooled HTTP/1.1 client sending bodies of type `B`, trusting the platform's roots;
-/// `connect_timeout` bounds the TCP connect.
-pub(crate) fn client<B>(
-    schemes: Schemes,
-    connect_timeout: Option<Duration>,
-) -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-{
-    client_with_roots(schemes, connect_timeout, native_roots()?)
-}
-
-/// [`client`] trusting `roots` only. TLS: *ring*, TLS 1.2 and 1.3.
-pub(crate) fn client_with_roots<B>(
-    schemes: Schemes,
-    connect_timeout: Option<Duration>,
-    roots: rustls::RootCertStore,
-) -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-{
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(connect_timeout);
-    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
-    let builder = match schemes {
-        Schemes::HttpsOnly => builder.https_only(),
-        Schemes::HttpsOrHttp => builder.https_or_http(),
-    };
-    let https = builder.enable_http1().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(https))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_platform_roots_load() {
-        // The production client refuses to start without roots; this machine has them.
-        assert!(!native_roots().unwrap().is_empty());
+impl HttpConnector for SdkHttpClient {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = match &self.0 {
+            Ok(client) => client.clone(),
+            Err(e) => return HttpConnectorFuture::ready(Err(connector_error(e.clone()))),
+        };
+        let request = match request.try_into_http1x() {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        // The SDK's requests to Secrets Manager carry small JSON bodies, always in memory.
+        let (parts, body) = request.into_parts();
+        let Some(body) = body.bytes().map(Bytes::copy_from_slice) else {
+            let reason = "streaming request bodies are not supported";
+            return HttpConnectorFuture::ready(Err(ConnectorError::user(reason.into())));
+        };
+        let request = http::Request::from_parts(parts, body);
+        HttpConnectorFuture::new(async move {
+            // The endpoint comes from the configuration (a local emulator may be plain HTTP).
+            let response = client
+                .send(request, Schemes::HttpsOrLocalHttp)
+                .await
+                .map_err(connector_error)?;
+            // A streaming body, not an in-memory one: the SDK logs responses at trace level and
+            // an in-memory body's `Debug` shows its bytes (the secret).
+            let response = response.map(|b| SdkBody::from_body_1_x(Full::new(b)));
+            HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
+        })
     }
+}
 
-    #[tokio::test]
-    async fn an_https_only_client_refuses_plain_http_before_connecting() {
-        let c = client::<http_body_util::Empty<bytes::Bytes>>(Schemes::HttpsOnly, None).unwrap();
-        // Port 9 (discard) on loopback: the refusal comes from the scheme check, not the network.
-        let err = c
-            .get("http://127.0.0.1:9/".parse().unwrap())
-            .await
-            .unwrap_err();
-        assert!(err.is_connect(), "{err:?}");
-        assert!(format!("{err:?}").contains("unsupported scheme"), "{err:?}");
+/// What the SDK's retry policy needs to know: connection, I/O and timeouts are retried; a
+/// refused request is the caller's; an oversized response is neither.
+fn connector_error(err: HttpError) -> ConnectorError {
+    match err {
+        HttpError::Connect(_) | HttpError::Io(_) => ConnectorError::io(err.into()),
+        HttpError::Timeout(_) => ConnectorError::timeout(err.into()),
+        HttpError::Refused(_) | HttpError::Setup(_) => ConnectorError::user(err.into()),
+        err => ConnectorError::other(err.into(), None),
     }
 }

@@ -20,9 +20,14 @@
 //! `AWS_ENDPOINT_URL_SECRETS_MANAGER`, the shared config file, or
 //! [`aws_config::ConfigLoader::endpoint_url`].
 //!
-//! HTTP goes through [`https_client`]: hyper over HTTP/1.1 with rustls on *ring* and the
-//! platform's root certificates, the hyper client `lambda_runtime` already carries. The SDK's own
-//! client (`aws-smithy-http-client`) would add HTTP/2 (`h2`) and, by default, aws-lc (a C build).
+//! HTTP goes through [`https_client`]: guard-core's one outbound client (hyper over HTTP/1.1 with
+//! rustls on *ring*, the hyper client `lambda_runtime` already carries). The SDK's own client
+//! (`aws-smithy-http-client`) would add HTTP/2 (`h2`) and, by default, aws-lc (a C build).
+//!
+//! Time is bounded twice: each attempt by the client's total timeout (5 s by default), the whole
+//! call, retries included, by the SDK's operation timeout — [`DEFAULT_OPERATION_TIMEOUT`] when
+//! the configuration sets none. A stalled endpoint therefore ends as a transient error, and the
+//! store serves a stale value or fails closed (503).
 //!
 //! ```no_run
 //! use guard_aws::secrets::SecretsManagerSource;
@@ -34,27 +39,18 @@
 //! # let _ = key; Ok(()) }
 //! ```
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
-use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
-use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::retry::ErrorKind;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_types::timeout::TimeoutConfig;
+use guard_core::http_client::HttpClient;
 use guard_core::secrets::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
 
-use crate::http::Schemes;
+use crate::http::SdkHttpClient;
 
 /// Reads secrets from AWS Secrets Manager (see the [module docs](self)).
 #[derive(Debug, Clone)]
@@ -62,10 +58,11 @@ pub struct SecretsManagerSource {
     client: Client,
 }
 
-/// An HTTP client for the AWS SDK: hyper over HTTP/1.1, rustls with the *ring* crypto provider
-/// and the platform's root certificates (`http://` only for an endpoint the configuration names,
-/// such as a local emulator). It applies the SDK's connect and read timeouts and keeps a pool of
-/// connections.
+/// The AWS SDK's HTTP client on guard-core's outbound client with its default limits
+/// ([`guard_core::http_client`]: hyper over HTTP/1.1, rustls on *ring*, the platform's root
+/// certificates, no redirects, capped responses, 2 s to connect and 5 s per attempt). Plain
+/// `http://` is used only for an endpoint on a loopback or link-local address (a local emulator
+/// named by `AWS_ENDPOINT_URL`).
 ///
 /// ```
 /// let http = guard_aws::secrets::https_client();
@@ -73,130 +70,27 @@ pub struct SecretsManagerSource {
 /// # let _ = config;
 /// ```
 pub fn https_client() -> SharedHttpClient {
-    SharedHttpClient::new(SdkHttpClient::default())
+    SharedHttpClient::new(SdkHttpClient(HttpClient::builder().build()))
 }
 
-/// Connect and read timeouts, as the SDK asks for them.
-type Timeouts = (Option<Duration>, Option<Duration>);
-
-/// Builds one pooled connector per set of timeouts the SDK asks for (one client asks with one set,
-/// so the pool is kept across requests).
-#[derive(Debug, Default)]
-struct SdkHttpClient {
-    cached: Mutex<Option<(Timeouts, SharedHttpConnector)>>,
+/// The AWS SDK's HTTP client on `client` (its limits, roots and pinned addresses); the SDK's
+/// own connect and read timeouts are not used, its operation timeouts still apply.
+///
+/// ```
+/// use guard_core::http_client::HttpClient;
+/// use std::time::Duration;
+///
+/// let client = HttpClient::builder().timeout(Duration::from_secs(2)).build().unwrap();
+/// let http = guard_aws::secrets::sdk_http_client(client);
+/// # let _ = http;
+/// ```
+pub fn sdk_http_client(client: HttpClient) -> SharedHttpClient {
+    SharedHttpClient::new(SdkHttpClient(Ok(client)))
 }
 
-impl HttpClient for SdkHttpClient {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        _components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        let timeouts = (settings.connect_timeout(), settings.read_timeout());
-        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((seen, connector)) = cached.as_ref()
-            && *seen == timeouts
-        {
-            return connector.clone();
-        }
-        let connector = match crate::http::client(Schemes::HttpsOrHttp, timeouts.0) {
-            Ok(client) => SharedHttpConnector::new(SdkConnector {
-                client,
-                read_timeout: timeouts.1,
-            }),
-            // No root certificates: every request fails (the store reports it; nothing is sent).
-            Err(reason) => SharedHttpConnector::new(NoConnector(reason)),
-        };
-        *cached = Some((timeouts, connector.clone()));
-        connector
-    }
-}
-
-#[derive(Debug)]
-struct SdkConnector {
-    client: hyper_util::client::legacy::Client<HttpsConnector<TcpConnector>, SdkBody>,
-    read_timeout: Option<Duration>,
-}
-
-impl HttpConnector for SdkConnector {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let request = match request.try_into_http1x() {
-            Ok(request) => request,
-            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
-        };
-        let response = self.client.request(request);
-        let read_timeout = self.read_timeout;
-        HttpConnectorFuture::new(async move {
-            let response = match read_timeout {
-                Some(limit) => tokio::time::timeout(limit, response)
-                    .await
-                    .map_err(|e| ConnectorError::timeout(e.into()))?,
-                None => response.await,
-            };
-            match response {
-                Ok(response) => HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
-                    .map_err(|e| ConnectorError::other(e.into(), None)),
-                Err(e) => Err(connector_error(e)),
-            }
-        })
-    }
-}
-
-/// What the SDK's retry policy needs to know: connection and I/O failures are retried as
-/// transient, a timeout is a timeout, a request hyper refused to send is the caller's.
-fn connector_error(err: hyper_util::client::legacy::Error) -> ConnectorError {
-    enum Kind {
-        Io,
-        Timeout,
-        User,
-        Transient,
-        Other,
-    }
-    let kind = if err.is_connect() {
-        Kind::Io
-    } else {
-        let mut kind = Kind::Other;
-        let mut next = std::error::Error::source(&err);
-        while let Some(e) = next {
-            if let Some(h) = e.downcast_ref::<hyper::Error>() {
-                if h.is_timeout() {
-                    kind = Kind::Timeout;
-                } else if h.is_user() {
-                    kind = Kind::User;
-                } else if h.is_closed() || h.is_canceled() {
-                    kind = Kind::Io;
-                } else if h.is_incomplete_message() {
-                    kind = Kind::Transient;
-                }
-            } else if e.is::<std::io::Error>() {
-                kind = Kind::Io;
-            }
-            if !matches!(kind, Kind::Other) {
-                break;
-            }
-            next = e.source();
-        }
-        kind
-    };
-    let err = err.into();
-    match kind {
-        Kind::Io => ConnectorError::io(err),
-        Kind::Timeout => ConnectorError::timeout(err),
-        Kind::User => ConnectorError::user(err),
-        Kind::Transient => ConnectorError::other(err, Some(ErrorKind::TransientError)),
-        Kind::Other => ConnectorError::other(err, None),
-    }
-}
-
-/// Stands in for the client when TLS could not be set up.
-#[derive(Debug)]
-struct NoConnector(String);
-
-impl HttpConnector for NoConnector {
-    fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
-        HttpConnectorFuture::ready(Err(ConnectorError::other(self.0.clone().into(), None)))
-    }
-}
+/// How long one `GetSecretValue` call may take, retries included, when the SDK configuration
+/// sets no operation timeout.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl SecretsManagerSource {
     /// A source using the standard AWS configuration (environment, shared files, container and
@@ -209,11 +103,21 @@ impl SecretsManagerSource {
         Self::from_conf(&config)
     }
 
-    /// A source using `config`; [`https_client`] is used when it has no HTTP client.
+    /// A source using `config`; [`https_client`] is used when it has no HTTP client, and
+    /// [`DEFAULT_OPERATION_TIMEOUT`] when it sets no operation timeout.
     pub fn from_conf(config: &SdkConfig) -> Self {
         let mut builder = aws_sdk_secretsmanager::config::Builder::from(config);
         if config.http_client().is_none() {
             builder = builder.http_client(https_client());
+        }
+        let timeouts = config
+            .timeout_config()
+            .cloned()
+            .unwrap_or_else(|| TimeoutConfig::builder().build());
+        if timeouts.operation_timeout().is_none() {
+            let mut with_default = timeouts.to_builder();
+            with_default.set_operation_timeout(Some(DEFAULT_OPERATION_TIMEOUT));
+            builder = builder.timeout_config(with_default.build());
         }
         Self::new(Client::from_conf(builder.build()))
     }
@@ -326,5 +230,46 @@ fn classify(name: &str, err: SdkError<GetSecretValueError>) -> SecretsError {
             name: name.into(),
             reason: reason(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use aws_config::{BehaviorVersion, SdkConfig};
+    use aws_smithy_types::timeout::TimeoutConfig;
+
+    use super::{DEFAULT_OPERATION_TIMEOUT, SecretsManagerSource};
+
+    fn operation_timeout(config: &SdkConfig) -> Option<Duration> {
+        let source = SecretsManagerSource::from_conf(config);
+        source.client.config().timeout_config()?.operation_timeout()
+    }
+
+    #[test]
+    fn a_call_is_bounded_when_the_configuration_sets_no_operation_timeout() {
+        let bare = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        assert_eq!(operation_timeout(&bare), Some(DEFAULT_OPERATION_TIMEOUT));
+        // Other timeouts the configuration sets are kept next to it.
+        let connect = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(700))
+            .build();
+        let with_connect = bare.to_builder().timeout_config(connect).build();
+        let source = SecretsManagerSource::from_conf(&with_connect);
+        let timeouts = source.client.config().timeout_config().cloned().unwrap();
+        assert_eq!(timeouts.connect_timeout(), Some(Duration::from_millis(700)));
+        assert_eq!(
+            timeouts.operation_timeout(),
+            Some(DEFAULT_OPERATION_TIMEOUT)
+        );
+        // A configured operation timeout wins.
+        let own = TimeoutConfig::builder()
+            .operation_timeout(Duration::from_secs(3))
+            .build();
+        let configured = bare.to_builder().timeout_config(own).build();
+        assert_eq!(operation_timeout(&configured), Some(Duration::from_secs(3)));
     }
 }

@@ -28,6 +28,8 @@
 //! | `validate` | yes | [`validate`] (`jsonschema`, `validator`) |
 //! | `audit` | yes | [`audit`] |
 //! | `verify` | yes | [`verify`] |
+//! | `jwks-http` | yes | fetching a JWKS ([`verify::HttpJwksFetcher`]) with the outbound client |
+//! | `http-client` | with `jwks-http` | `http_client`: the one outbound HTTP client (hyper, rustls on *ring*) |
 //! | `rate-limit` | yes | [`rate_limit`] (`governor`) |
 //! | `redis` | no | the Redis rate-limit backend and replay store |
 //! | `secrets` | yes | [`secrets`] |
@@ -45,6 +47,8 @@ pub mod secrets;
 
 #[cfg(feature = "audit")]
 pub mod audit;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 #[cfg(feature = "ingress")]
 pub mod ingress;
 #[cfg(feature = "rate-limit")]

@@ -97,3 +97,11 @@ impl Drop for ChildProcess {
         self.stop();
     }
 }
+
+/// Fails (instead of hanging) when `fut` has not ended within `limit`: a budget missing in the
+/// code under test shows up as the test's failure. Needs a Tokio runtime with timers.
+pub async fn within<F: std::future::Future>(limit: Duration, fut: F) -> F::Output {
+    tokio::time::timeout(limit, fut)
+        .await
+        .expect("still waiting long after the budget: no timeout applied")
+}

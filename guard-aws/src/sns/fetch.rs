@@ -43,76 +43,67 @@ where
 
 /// The largest certificate accepted (real SNS certificates are about 2 KiB).
 #[cfg(feature = "https-fetch")]
-const MAX_CERT_BYTES: usize = 16 * 1024;
+pub const MAX_CERT_BYTES: usize = 16 * 1024;
 
-/// How long connecting may take.
-#[cfg(feature = "https-fetch")]
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// How long one fetch may take, connection included.
-#[cfg(feature = "https-fetch")]
-const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Fetches certificates over HTTPS (hyper over HTTP/1.1, rustls on *ring*, the platform's root
-/// certificates; the same stack as [`crate::secrets::https_client`]): no redirects, 5 s timeout
-/// (2 s to connect), at most 16 KiB, status 200 only.
+/// Fetches certificates with guard-core's outbound client
+/// ([`guard_core::http_client::HttpClient`]: hyper over HTTP/1.1, rustls on *ring*, the
+/// platform's root certificates): `https://` only, no redirects, the client's timeouts (2 s to
+/// connect, 5 s in all by default), at most [`MAX_CERT_BYTES`], status 200 only.
 #[cfg(feature = "https-fetch")]
 #[derive(Debug, Clone)]
 pub struct HttpsCertFetcher {
-    client: hyper_util::client::legacy::Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        http_body_util::Empty<Bytes>,
-    >,
+    client: guard_core::http_client::HttpClient,
 }
 
 #[cfg(feature = "https-fetch")]
 impl HttpsCertFetcher {
-    /// A fetcher with its own HTTPS client; fails when the platform has no root certificate.
+    /// A fetcher with its own client of default limits; fails when the platform has no root
+    /// certificate.
     ///
     /// ```
     /// let f = guard_aws::sns::HttpsCertFetcher::new().unwrap();
     /// # let _ = f;
     /// ```
     pub fn new() -> Result<Self, CertFetchError> {
-        let client = crate::http::client(crate::http::Schemes::HttpsOnly, Some(CONNECT_TIMEOUT))
-            .map_err(|e| CertFetchError(format!("https client: {e}")))?;
-        Ok(Self { client })
+        let client = guard_core::http_client::HttpClient::builder()
+            .max_response_bytes(MAX_CERT_BYTES)
+            .build()
+            .map_err(|e| CertFetchError(e.to_string()))?;
+        Ok(Self::with_client(client))
     }
 
-    /// A fetcher trusting `roots` only (tests against a local server).
-    #[cfg(test)]
-    fn with_roots(roots: rustls::RootCertStore) -> Self {
-        let client = crate::http::client_with_roots(
-            crate::http::Schemes::HttpsOnly,
-            Some(CONNECT_TIMEOUT),
-            roots,
-        )
-        .unwrap();
+    /// A fetcher over `client` (its timeouts, roots and pinned addresses; certificates over
+    /// [`MAX_CERT_BYTES`] are refused whatever its cap).
+    ///
+    /// ```
+    /// use guard_core::http_client::HttpClient;
+    /// let client = HttpClient::builder().build().unwrap();
+    /// let f = guard_aws::sns::HttpsCertFetcher::with_client(client);
+    /// # let _ = f;
+    /// ```
+    pub fn with_client(client: guard_core::http_client::HttpClient) -> Self {
         Self { client }
     }
 
-    async fn get(&self, uri: http::Uri) -> Result<Bytes, CertFetchError> {
-        use http_body_util::BodyExt;
+    /// `GET uri` over HTTPS: the certificate bytes.
+    pub(crate) async fn get(&self, uri: http::Uri) -> Result<Bytes, CertFetchError> {
+        use guard_core::http_client::{HttpError, Schemes};
 
         let resp = self
             .client
-            .get(uri)
+            .get(uri, http::HeaderMap::new(), Schemes::HttpsOnly)
             .await
-            .map_err(|e| CertFetchError(format!("request failed: {e}")))?;
+            .map_err(|e| match e {
+                HttpError::TooLarge(_) => CertFetchError("certificate too large".into()),
+                e => CertFetchError(e.to_string()),
+            })?;
         if resp.status() != http::StatusCode::OK {
             return Err(CertFetchError(format!("status {}", resp.status().as_u16())));
         }
-        let body = http_body_util::Limited::new(resp.into_body(), MAX_CERT_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    CertFetchError("certificate too large".into())
-                } else {
-                    CertFetchError(format!("read failed: {e}"))
-                }
-            })?;
-        Ok(body.to_bytes())
+        if resp.body().len() > MAX_CERT_BYTES {
+            return Err(CertFetchError("certificate too large".into()));
+        }
+        Ok(resp.into_body())
     }
 }
 
@@ -124,122 +115,23 @@ impl CertFetcher for HttpsCertFetcher {
                 .as_str()
                 .parse()
                 .map_err(|_| CertFetchError("not a valid URL".into()))?;
-            tokio::time::timeout(FETCH_TIMEOUT, self.get(uri))
-                .await
-                .map_err(|_| CertFetchError("timed out".into()))?
+            self.get(uri).await
         })
     }
 }
 
 #[cfg(all(test, feature = "https-fetch"))]
 mod tests {
-    use std::sync::Arc;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     use super::*;
 
-    /// An HTTPS server on loopback (certificate for `localhost`) answering every request with
-    /// `response`; returns its port and a root store that trusts it.
-    async fn server(response: Vec<u8>) -> (u16, rustls::RootCertStore) {
-        let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let der = issued.cert.der().clone();
-        let key =
-            rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![der], key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    continue;
-                };
-                let mut head = vec![0u8; 4096];
-                let _ = tls.read(&mut head).await;
-                let _ = tls.write_all(&response).await;
-                let _ = tls.shutdown().await;
-            }
-        });
-        (port, roots)
-    }
-
-    fn answer(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
-        let mut r = format!(
-            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n",
-            body.len()
-        )
-        .into_bytes();
-        r.extend_from_slice(body);
-        r
-    }
-
-    fn uri(port: u16) -> http::Uri {
-        format!("https://localhost:{port}/SimpleNotificationService-test.pem")
-            .parse()
-            .unwrap()
-    }
-
     #[tokio::test]
-    async fn fetches_a_certificate_over_https() {
-        let pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-        let (port, roots) = server(answer("200 OK", "", pem)).await;
-        let got = HttpsCertFetcher::with_roots(roots).get(uri(port)).await;
-        assert_eq!(got.unwrap(), Bytes::from_static(pem));
-    }
-
-    #[tokio::test]
-    async fn refuses_other_statuses_and_does_not_follow_redirects() {
-        let redirect = answer(
-            "302 Found",
-            "location: https://attacker.example/x.pem\r\n",
-            b"",
-        );
-        let (port, roots) = server(redirect).await;
-        let err = HttpsCertFetcher::with_roots(roots)
-            .get(uri(port))
-            .await
-            .unwrap_err();
-        assert_eq!(err, CertFetchError("status 302".into()));
-    }
-
-    #[tokio::test]
-    async fn refuses_a_certificate_over_16_kib() {
-        let (port, roots) = server(answer("200 OK", "", &[b'A'; MAX_CERT_BYTES + 1])).await;
-        let err = HttpsCertFetcher::with_roots(roots)
-            .get(uri(port))
-            .await
-            .unwrap_err();
-        assert_eq!(err, CertFetchError("certificate too large".into()));
-    }
-
-    #[tokio::test]
-    async fn refuses_a_server_its_roots_do_not_trust() {
-        let (port, _trusted) = server(answer("200 OK", "", b"pem")).await;
-        // The production fetcher: the platform's roots do not include the test certificate.
-        let err = HttpsCertFetcher::new()
-            .unwrap()
-            .get(uri(port))
-            .await
-            .unwrap_err();
-        assert!(err.0.starts_with("request failed"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn refuses_plain_http() {
+    async fn refuses_plain_http_by_the_https_only_rule() {
+        // Port 9 (discard) on loopback: the refusal is the scheme rule's, nothing is sent.
         let err = HttpsCertFetcher::new()
             .unwrap()
             .get("http://127.0.0.1:9/cert.pem".parse().unwrap())
             .await
             .unwrap_err();
-        assert!(err.0.starts_with("request failed"), "{err}");
+        assert_eq!(err.0, "request refused: plain http is not allowed");
     }
 }

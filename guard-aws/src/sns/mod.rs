@@ -13,8 +13,8 @@ mod message;
 mod verify;
 
 pub use cert_url::CertUrl;
-#[cfg(feature = "https-fetch")]
-pub use fetch::HttpsCertFetcher;
 pub use fetch::{CertFetchError, CertFetcher, CertFuture};
+#[cfg(feature = "https-fetch")]
+pub use fetch::{HttpsCertFetcher, MAX_CERT_BYTES};
 pub use message::SnsMessage;
 pub use verify::{SnsConfigError, SnsVerifier, SnsVerifierBuilder};

@@ -1,6 +1,9 @@
 //! SNS signature verification with a locally generated key and certificate (rcgen): v1 and v2
 //! verify; every certificate-URL bypass is refused before any fetch; stale, tampered, unknown
-//! versions and topics off the allow-list are refused; certificates are fetched once.
+//! versions and topics off the allow-list are refused; certificates are fetched once; and the
+//! production fetcher over real HTTPS (`https`).
+
+mod https;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,9 +103,13 @@ fn string_to_sign(m: &Value) -> String {
         .collect()
 }
 
-fn sign(mut m: Value, version: &str) -> Value {
+fn sign(m: Value, version: &str) -> Value {
+    sign_with(&signer().key, m, version)
+}
+
+fn sign_with(key: &rsa::RsaPrivateKey, mut m: Value, version: &str) -> Value {
     let data = string_to_sign(&m);
-    let key = signer().key.clone();
+    let key = key.clone();
     let sig = match version {
         "1" => rsa::pkcs1v15::SigningKey::<sha1::Sha1>::new(key)
             .sign(data.as_bytes())

@@ -58,66 +58,81 @@ where
     }
 }
 
-/// Fetches a JWKS over HTTP(S) with `reqwest` (rustls, no redirects, 5 s timeout, body capped at
-/// [`MAX_JWKS_BYTES`]).
+/// Fetches a JWKS with the outbound [`HttpClient`](crate::http_client::HttpClient): `https://`
+/// (plain `http://` only to a loopback or link-local address, for local identity providers and
+/// tests), no redirects, the client's timeouts (5 s by default), body capped at
+/// [`MAX_JWKS_BYTES`], status 200 only.
 #[cfg(feature = "jwks-http")]
 #[derive(Debug, Clone)]
 pub struct HttpJwksFetcher {
-    client: reqwest::Client,
-    url: reqwest::Url,
+    client: crate::http_client::HttpClient,
+    uri: http::Uri,
 }
 
 #[cfg(feature = "jwks-http")]
 impl HttpJwksFetcher {
-    /// A fetcher for `url` (`https://`, or `http://` for local tests).
+    /// A fetcher for `url` with a client of default limits (body capped at [`MAX_JWKS_BYTES`]).
     ///
     /// ```
-    /// assert!(guard_core::verify::HttpJwksFetcher::new("file:///etc/keys").is_err());
+    /// use guard_core::verify::HttpJwksFetcher;
+    /// assert!(HttpJwksFetcher::new("file:///etc/keys").is_err());
+    /// assert!(HttpJwksFetcher::new("http://idp.example/keys").is_err());
+    /// assert!(HttpJwksFetcher::new("https://idp.example/keys").is_ok());
     /// ```
     pub fn new(url: &str) -> Result<Self, VerifyError> {
-        let bad = || VerifyError::Url(url.chars().take(128).collect());
-        let parsed = reqwest::Url::parse(url).map_err(|_| bad())?;
-        if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
-            return Err(bad());
-        }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(5))
+        let client = crate::http_client::HttpClient::builder()
+            .max_response_bytes(MAX_JWKS_BYTES)
             .build()
             .map_err(|e| VerifyError::HttpClient(e.to_string()))?;
-        Ok(Self {
-            client,
-            url: parsed,
-        })
+        Self::with_client(url, client)
+    }
+
+    /// A fetcher for `url` over `client` (its timeouts; bodies over [`MAX_JWKS_BYTES`] are
+    /// refused whatever its cap).
+    pub fn with_client(
+        url: &str,
+        client: crate::http_client::HttpClient,
+    ) -> Result<Self, VerifyError> {
+        let bad = || VerifyError::Url(url.chars().take(128).collect());
+        let uri: http::Uri = url.parse().map_err(|_| bad())?;
+        let local = crate::http_client::Schemes::HttpsOrLocalHttp;
+        let allowed = match (uri.scheme_str(), uri.host()) {
+            (Some("https"), Some(_)) => true,
+            (Some("http"), Some(host)) => local.allows_plain_http_to(host),
+            _ => false,
+        };
+        if !allowed {
+            return Err(bad());
+        }
+        Ok(Self { client, uri })
     }
 }
 
 #[cfg(feature = "jwks-http")]
 impl JwksFetcher for HttpJwksFetcher {
     fn fetch(&self) -> JwksFuture<'_> {
+        use crate::http_client::{HttpError, Schemes};
         Box::pin(async move {
-            let mut resp = self
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::ACCEPT,
+                http::HeaderValue::from_static("application/json"),
+            );
+            let resp = self
                 .client
-                .get(self.url.clone())
-                .header(reqwest::header::ACCEPT, "application/json")
-                .send()
+                .get(self.uri.clone(), headers, Schemes::HttpsOrLocalHttp)
                 .await
-                .map_err(|e| JwksError::new(format!("request failed: {}", e.without_url())))?;
+                .map_err(|e| match e {
+                    HttpError::TooLarge(_) => JwksError::new("document too large"),
+                    e => JwksError::new(format!("request failed: {e}")),
+                })?;
             if !resp.status().is_success() {
                 return Err(JwksError::new(format!("status {}", resp.status().as_u16())));
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .map_err(|e| JwksError::new(format!("body read failed: {}", e.without_url())))?
-            {
-                if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                    return Err(JwksError::new("document too large"));
-                }
-                body.extend_from_slice(&chunk);
+            if resp.body().len() > MAX_JWKS_BYTES {
+                return Err(JwksError::new("document too large"));
             }
-            Ok(body)
+            Ok(resp.into_body().to_vec())
         })
     }
 }

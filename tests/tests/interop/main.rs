@@ -14,6 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use guard_core::audit::{AuditLayer, Outcome, SecurityEvent};
+use guard_core::http_client::{HttpClient, Schemes};
 use guard_core::server::{Server, ServerConfig};
 use guard_core::{GuardBuilder, GuardRequest, GuardResponse, Policy};
 use http::StatusCode;
@@ -238,14 +239,20 @@ async fn axum_router_inside_guard_on_the_http_server() {
         });
     let running = tokio::spawn(server.serve(listener, stack(calls.clone(), events.clone())));
 
-    let client = reqwest::Client::new();
-    let url = |path: &str| format!("http://{addr}{path}");
-    let r = client
-        .post(url("/orders"))
-        .header("content-type", "application/json")
-        .header("accept-encoding", "gzip")
-        .body(order().to_string())
-        .send()
+    // Guard's own outbound client (plain http to loopback only, redirects never followed).
+    let client = HttpClient::builder().build().unwrap();
+    let post = |path: &str, content_type: &str, body: String| {
+        let mut req = http::Request::post(format!("http://{addr}{path}"))
+            .header("content-type", content_type)
+            .header("accept-encoding", "gzip")
+            .body(bytes::Bytes::from(body))
+            .unwrap();
+        if content_type != "application/json" {
+            req.headers_mut().remove("accept-encoding");
+        }
+        client.send(req, Schemes::HttpsOrLocalHttp)
+    };
+    let r = post("/orders", "application/json", order().to_string())
         .await
         .unwrap();
     let created = (
@@ -254,21 +261,11 @@ async fn axum_router_inside_guard_on_the_http_server() {
             .get("content-encoding")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        r.bytes().await.unwrap().to_vec(),
+        r.body().to_vec(),
     );
-    let r = client
-        .post(url("/orders"))
-        .header("content-type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .unwrap();
-    let refused = (r.status().as_u16(), r.bytes().await.unwrap().to_vec());
-    let r = client
-        .post(url("/slow"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
+    let r = post("/orders", "text/plain", "hello".into()).await.unwrap();
+    let refused = (r.status().as_u16(), r.body().to_vec());
+    let r = post("/slow", "application/json", "{}".into())
         .await
         .unwrap();
     let timed_out = r.status().as_u16();
