@@ -400,6 +400,15 @@ impl VerifyLayer {
     /// of recording them before the inner service: a [`ReplayCommitLayer`](super::ReplayCommitLayer)
     /// further in must record them (the [`Guard`](crate::Guard) puts it right after the
     /// per-principal rate limit, so a 429 does not use a signature up).
+    #[cfg_attr(
+        not(all(
+            feature = "audit",
+            feature = "ingress",
+            feature = "validate",
+            feature = "rate-limit"
+        )),
+        allow(dead_code) // only the Guard builder, which needs every layer, defers
+    )]
     pub(crate) fn commit_replay_later(mut self) -> Self {
         self.commit_here = false;
         self
