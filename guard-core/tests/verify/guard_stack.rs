@@ -263,8 +263,9 @@ async fn a_request_refused_by_the_principal_limit_can_be_retried_with_its_signat
     assert_eq!(o.handler.calls(), 2);
 }
 
-/// A memory store whose `seen` waits until two callers asked, so both copies of a request pass
-/// verification before either is recorded: only the atomic commit can keep one out.
+/// A memory store whose `seen` answers only once two callers asked, so both copies of a request
+/// pass verification ("not seen") before either is recorded: only the atomic commit can keep one
+/// out.
 struct BothSeeFirst {
     inner: MemoryReplayStore,
     barrier: tokio::sync::Barrier,
@@ -277,8 +278,9 @@ impl ReplayStore for BothSeeFirst {
 
     fn seen<'a>(&'a self, key: &'a [u8]) -> ReplayFuture<'a> {
         Box::pin(async move {
+            let seen = self.inner.seen(key).await;
             self.barrier.wait().await;
-            self.inner.seen(key).await
+            seen
         })
     }
 }
