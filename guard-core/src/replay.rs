@@ -115,8 +115,8 @@ impl PendingReplay {
 ///
 /// `VerifyLayer` puts an empty collector on each request it verifies on the asynchronous path;
 /// verifiers add to it; the signatures are recorded once the request is admitted: by the verify
-/// layer itself before the inner service, or, inside a `Guard`, by `ReplayCommitLayer` right
-/// after the per-principal rate limit.
+/// layer itself before the inner service, or, inside a `Guard`, by `ReplayCommitLayer` just
+/// before the handler.
 #[derive(Clone, Default)]
 pub struct PendingReplays(Arc<Mutex<Vec<PendingReplay>>>);
 
