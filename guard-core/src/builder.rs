@@ -4,9 +4,9 @@
 //! Audit ─▶ Ingress ─▶ RateLimit(pre-auth) ─▶ Verify ─▶ RateLimit(principal) ─▶ Validate ─▶ Secrets ─▶ handler
 //! ```
 //!
-//! Signatures a verifier accepted are recorded by the replay store right after the per-principal
-//! rate limit (a [`ReplayCommitLayer`]), so a request refused with 429 can be retried with the same
-//! signature. The builder always uses this order. A stage that is not configured is skipped; audit and
+//! Signatures a verifier accepted are recorded by the replay store (insert-if-absent, a
+//! [`ReplayCommitLayer`]) only once every layer admitted the request, just before the handler, so
+//! a request refused with 429 (or a transient 503) can be retried with the same signature. The builder always uses this order. A stage that is not configured is skipped; audit and
 //! ingress are always on (with safe defaults). To use another order, compose the public layers
 //! yourself with `tower::ServiceBuilder`.
 
@@ -518,12 +518,13 @@ impl Guard {
 
     fn stack(&self) -> GuardStack {
         Stack::new(
-            option_layer(self.secrets.clone()),
+            // Signatures are recorded only once every check admitted the request, just before the
+            // handler: a 429 or a 503 from a later layer leaves them unspent for the retry.
+            option_layer(self.verify.as_ref().map(|_| ReplayCommitLayer)),
             Stack::new(
-                option_layer(self.validate.clone()),
+                option_layer(self.secrets.clone()),
                 Stack::new(
-                    // Signatures are recorded only once the per-principal limit admitted the request.
-                    option_layer(self.verify.as_ref().map(|_| ReplayCommitLayer)),
+                    option_layer(self.validate.clone()),
                     Stack::new(
                         option_layer(self.rate_post.clone()),
                         Stack::new(
@@ -552,11 +553,11 @@ fn no_secrets() -> SecretStore {
 }
 
 type GuardStack = Stack<
-    Either<SecretsLayer, Identity>,
+    Either<ReplayCommitLayer, Identity>,
     Stack<
-        Either<ValidateLayer, Identity>,
+        Either<SecretsLayer, Identity>,
         Stack<
-            Either<ReplayCommitLayer, Identity>,
+            Either<ValidateLayer, Identity>,
             Stack<
                 Either<RateLimitLayer, Identity>,
                 Stack<

@@ -42,9 +42,8 @@ pub trait ReplayStore: Send + Sync + 'static {
 /// A verified signature that is not recorded yet: it is recorded (insert-if-absent) only once its
 /// request is admitted, so a refusal that invites a retry (a 429) does not use it up.
 ///
-/// The HMAC verifier leaves one in the request's [`PendingReplays`] when a
-/// [`VerifyLayer`](crate::verify) put that collector on the request; [`commit`](Self::commit)
-/// records it.
+/// The HMAC verifier leaves one in the request's [`PendingReplays`] when a `VerifyLayer` put that
+/// collector on the request; [`commit`](Self::commit) records it.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -114,10 +113,10 @@ impl PendingReplay {
 
 /// The signatures verified for one request and waiting to be recorded (see [`PendingReplay`]).
 ///
-/// [`VerifyLayer`](crate::verify) puts an empty collector on each request it verifies on the
-/// asynchronous path; verifiers add to it; the signatures are recorded once the request is
-/// admitted: by the verify layer itself before the inner service, or, inside a
-/// [`Guard`](crate), by the replay-commit step right after the per-principal rate limit.
+/// `VerifyLayer` puts an empty collector on each request it verifies on the asynchronous path;
+/// verifiers add to it; the signatures are recorded once the request is admitted: by the verify
+/// layer itself before the inner service, or, inside a `Guard`, by `ReplayCommitLayer` just
+/// before the handler.
 #[derive(Clone, Default)]
 pub struct PendingReplays(Arc<Mutex<Vec<PendingReplay>>>);
 

@@ -16,8 +16,9 @@ use crate::request::{GuardRequest, GuardResponse};
 /// cannot answer is 503 `guard.verify.unavailable` (fail closed). A request with nothing pending
 /// passes straight through.
 ///
-/// The [`Guard`](crate::Guard) places it right after the per-principal rate limit, so a request
-/// that limit refuses (429, `Retry-After`) has not used its signature up and its retry succeeds.
+/// The [`Guard`](crate::Guard) places it just before the handler, after the per-principal rate
+/// limit and every other check, so a request refused on the way (429 with `Retry-After`, a
+/// transient 503) has not used its signature up and its retry succeeds.
 ///
 /// ```
 /// use bytes::Bytes;

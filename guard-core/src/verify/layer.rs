@@ -367,8 +367,8 @@ impl Verifier for ByTrigger {
 /// Runs a [`Verifier`] before the inner service. See the [module docs](crate::verify).
 ///
 /// Signatures a verifier accepted are recorded by their replay store only once the request is
-/// admitted: here, just before the inner service (or, inside a [`Guard`](crate::Guard), right
-/// after the per-principal rate limit). A request the verifier refuses uses nothing up.
+/// admitted: here, just before the inner service (or, inside a [`Guard`](crate::Guard), just
+/// before the handler, after the per-principal rate limit and the other checks). A request the verifier refuses uses nothing up.
 ///
 /// On success the [`Principal`] is inserted into the request extensions for the layers and handler
 /// inside (its only allocation: `http::Extensions` boxes every value), and, when an
@@ -398,8 +398,17 @@ impl VerifyLayer {
 
     /// Leaves the verified signatures of each admitted request in its [`PendingReplays`] instead
     /// of recording them before the inner service: a [`ReplayCommitLayer`](super::ReplayCommitLayer)
-    /// further in must record them (the [`Guard`](crate::Guard) puts it right after the
-    /// per-principal rate limit, so a 429 does not use a signature up).
+    /// further in must record them (the [`Guard`](crate::Guard) puts it just before the handler,
+    /// so a 429 from the per-principal limit does not use a signature up).
+    #[cfg_attr(
+        not(all(
+            feature = "audit",
+            feature = "ingress",
+            feature = "validate",
+            feature = "rate-limit"
+        )),
+        allow(dead_code) // only the Guard builder, which needs every layer, defers
+    )]
     pub(crate) fn commit_replay_later(mut self) -> Self {
         self.commit_here = false;
         self

@@ -1,6 +1,6 @@
 //! The orders policy (`examples/orders/guard.toml`) through `GuardBuilder::from_policy_with`: the
-//! layer order the README promises, and when a signature is used up (only once the request is
-//! admitted past the per-principal rate limit, atomically).
+//! layer order the README promises, and when a signature is used up: only once every check
+//! (the per-principal rate limit included) admitted the request, atomically, before the handler.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -263,8 +263,9 @@ async fn a_request_refused_by_the_principal_limit_can_be_retried_with_its_signat
     assert_eq!(o.handler.calls(), 2);
 }
 
-/// A memory store whose `seen` waits until two callers asked, so both copies of a request pass
-/// verification before either is recorded: only the atomic commit can keep one out.
+/// A memory store whose `seen` answers only once two callers asked, so both copies of a request
+/// pass verification ("not seen") before either is recorded: only the atomic commit can keep one
+/// out.
 struct BothSeeFirst {
     inner: MemoryReplayStore,
     barrier: tokio::sync::Barrier,
@@ -277,8 +278,9 @@ impl ReplayStore for BothSeeFirst {
 
     fn seen<'a>(&'a self, key: &'a [u8]) -> ReplayFuture<'a> {
         Box::pin(async move {
+            let seen = self.inner.seen(key).await;
             self.barrier.wait().await;
-            self.inner.seen(key).await
+            seen
         })
     }
 }
@@ -305,4 +307,31 @@ async fn of_two_concurrent_copies_exactly_one_reaches_the_handler() {
     assert_eq!(body["code"], "guard.verify.replayed");
     assert_eq!(o.handler.calls(), 1, "exactly one copy reaches the handler");
     assert_eq!(o.events.lock().unwrap().len(), 2, "one event per copy");
+}
+
+#[tokio::test]
+async fn a_request_refused_for_an_unavailable_secret_can_be_retried_with_its_signature() {
+    let replay: Arc<dyn ReplayStore> =
+        Arc::new(MemoryReplayStore::new(100).with_clock(Arc::new(FakeWallClock::at_unix(T0))));
+    // The handler's secret cannot be read: 503, a transient refusal the sender retries.
+    let down = orders(Options {
+        api_key: false,
+        replay: Some(replay.clone()),
+        ..Options::default()
+    });
+    assert_eq!(
+        down.status(signed(OUTSIDE, T0, ORDER)).await,
+        (503, code("guard.secrets.unavailable"))
+    );
+    // The secret is back (same replay store): the retry with the same signature gets in, once.
+    let up = orders(Options {
+        replay: Some(replay),
+        ..Options::default()
+    });
+    assert_eq!(up.status(signed(OUTSIDE, T0, ORDER)).await.0, 200);
+    assert_eq!(
+        up.status(signed(OUTSIDE, T0, ORDER)).await,
+        (401, code("guard.verify.replayed"))
+    );
+    assert_eq!(down.handler.calls() + up.handler.calls(), 1);
 }

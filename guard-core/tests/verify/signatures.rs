@@ -408,3 +408,18 @@ fn empty_secret_name_and_silly_tolerance_are_build_errors() {
         .unwrap_err();
     assert!(matches!(e, VerifyError::OutOfRange { .. }));
 }
+
+#[test]
+fn no_signature_header_is_decided_at_once_and_a_signature_waits_for_the_key() {
+    use guard_core::verify::Verifier;
+    let v = HmacVerifier::builder(HmacScheme::github(), Keys::new(GH_SECRET).store("gh"), "gh")
+        .build()
+        .unwrap();
+    let none = http::Request::new(Bytes::new());
+    let r = v.verify_now(&none).expect("decided at once").unwrap_err();
+    assert_eq!(r.kind(), RejectionKind::MissingCredentials);
+    assert!(
+        v.verify_now(&gh_request(&format!("sha256={GH_SIG}"), GH_BODY))
+            .is_none()
+    );
+}

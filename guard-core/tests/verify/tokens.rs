@@ -483,3 +483,18 @@ async fn the_token_size_limit_admits_exactly_8_kib() {
     let over = token_of_len(8193);
     f.stack.denied(bearer(&over), RejectionKind::BadToken).await;
 }
+
+#[test]
+fn no_bearer_token_is_decided_at_once_and_a_token_waits_for_the_keys() {
+    use guard_core::verify::Verifier;
+    let jwks = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+    let v = JwtVerifier::builder(jwks)
+        .issuers([ISS])
+        .audiences([AUD])
+        .build()
+        .unwrap();
+    let none = http::Request::new(bytes::Bytes::new());
+    let r = v.verify_now(&none).expect("decided at once").unwrap_err();
+    assert_eq!(r.kind(), RejectionKind::MissingCredentials);
+    assert!(v.verify_now(&bearer("a.b.c")).is_none());
+}
