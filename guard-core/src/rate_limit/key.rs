@@ -253,7 +253,7 @@ impl RateKey for Principal {
 }
 
 /// Messages apart from HTTP requests: `inner` counts requests; a message (a
-/// [`Trigger::Message`](crate::request::Trigger::Message)) is exempt, or counted in one bucket per
+/// [`Trigger::Message`]) is exempt, or counted in one bucket per
 /// kind and platform-reported source.
 ///
 /// Exempt is the safe choice for queues: a refused message is redelivered and, after the
