@@ -60,7 +60,7 @@ where
         match self.project().state.project() {
             StateProj::Rejected { response } => match response.take() {
                 Some(r) => Poll::Ready(Ok(r)),
-                None => Poll::Pending,
+                None => Poll::Ready(Ok(polled_after_completion())),
             },
             StateProj::Inner { future } => future.poll(cx),
         }
@@ -127,9 +127,43 @@ where
             MaybeStateProj::Inner { future } => future.poll(cx),
             MaybeStateProj::Rejected { response } => match response.take() {
                 Some(r) => Poll::Ready(Ok(r)),
-                None => Poll::Pending,
+                None => Poll::Ready(Ok(polled_after_completion())),
             },
             MaybeStateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// What a refusal future answers when it is polled again after it completed: a 500 with the
+/// reason in the security event, rather than a panic or a `Pending` that would hang the caller
+/// without a wake-up.
+pub(crate) fn polled_after_completion() -> GuardResponse {
+    crate::Rejection::new(crate::RejectionKind::Internal)
+        .with_reason("response future polled after completion")
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    #[test]
+    fn a_completed_refusal_polled_again_answers_500_instead_of_hanging() {
+        let refusal = crate::Rejection::new(crate::RejectionKind::TooLarge).into_response();
+        let mut f = std::pin::pin!(MaybeBoxFuture::<
+            std::future::Ready<Result<GuardResponse, ()>>,
+            (),
+        >::rejected(refusal));
+        let mut cx = Context::from_waker(Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(r)) => assert_eq!(r.status(), 413),
+            other => panic!("first poll: {other:?}"),
+        }
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(r)) => assert_eq!(r.status(), 500),
+            other => panic!("second poll: {other:?}"),
         }
     }
 }

@@ -544,7 +544,7 @@ where
         match self.project().state.project() {
             StateProj::Rejected { response } => match response.take() {
                 Some(r) => Poll::Ready(Ok(r)),
-                None => Poll::Pending,
+                None => Poll::Ready(Ok(crate::future::polled_after_completion())),
             },
             StateProj::Inner { future, decision } => match future.poll(cx) {
                 Poll::Ready(Ok(mut resp)) => {
