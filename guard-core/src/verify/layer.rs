@@ -106,6 +106,10 @@ pub trait VerifierExt: Verifier + Sized {
 
 impl<V: Verifier> VerifierExt for V {}
 
+/// The rank from which a failure means "credentials were presented and refused" (or could not be
+/// checked), as opposed to "nothing presented" or "address / source not listed".
+const PRESENTED_AND_REFUSED: u8 = 2;
+
 /// How strongly a failure speaks, when several verifiers failed and one answer must be chosen.
 ///
 /// A verifier that could not decide (5xx: JWKS or secrets unreachable) beats one that saw bad
@@ -113,10 +117,6 @@ impl<V: Verifier> VerifierExt for V {}
 /// credentials": a caller from an unlisted network that presents nothing is told 403, not invited
 /// to authenticate (zero trust: the answer does not advertise other ways in), while a caller that
 /// did present credentials learns they were wrong.
-/// The rank from which a failure means "credentials were presented and refused" (or could not be
-/// checked), as opposed to "nothing presented" or "address / source not listed".
-const PRESENTED_AND_REFUSED: u8 = 2;
-
 fn rank(kind: RejectionKind) -> u8 {
     use RejectionKind::*;
     match kind {
