@@ -1,36 +1,4 @@
-//! [`GcpLayer`]: routes what Cloud Run delivers through a Guard stack and answers as the
-//! platform expects.
-//!
-//! | request | decoded as | answer |
-//! |---|---|---|
-//! | `POST` on the push path (default `/pubsub`) | [`decode::pubsub`] | [`push_answer`]: an accepted message is acknowledged with an ack status, a refused one never is |
-//! | `POST` on the events path (default `/events`) | [`decode::cloud_event`] | [`push_answer`] (Eventarc delivers through a push subscription) |
-//! | anything else | plain HTTP | the stack's answer as it is |
-//!
-//! Every request gets the [`Invocation`](guard_core::request::Invocation) from Cloud Run's
-//! environment and its trace.
-//!
-//! ```
-//! use guard_core::{GuardRequest, GuardResponse};
-//! use guard_gcp::GcpLayer;
-//! use tower::{Layer, ServiceExt};
-//!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let handler = tower::service_fn(|_req: GuardRequest| async {
-//!     let mut resp = GuardResponse::new(bytes::Bytes::new());
-//!     *resp.status_mut() = http::StatusCode::NON_AUTHORITATIVE_INFORMATION; // 203
-//!     Ok::<_, std::convert::Infallible>(resp)
-//! });
-//! let svc = GcpLayer::new().layer(handler);
-//! let mut push = GuardRequest::new(
-//!     r#"{"message":{"data":"e30=","messageId":"1"},"subscription":"s"}"#.into(),
-//! );
-//! *push.method_mut() = http::Method::POST;
-//! *push.uri_mut() = "/pubsub".parse().unwrap();
-//! let resp = svc.oneshot(push).await.unwrap();
-//! assert_eq!(resp.status(), 200); // 203 is a nack for Pub/Sub: the accepted message is acked
-//! # });
-//! ```
+//! [`GcpLayer`]: Cloud Run's routes through a Guard stack.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -57,7 +25,38 @@ struct Routes {
     invocation: Invocation,
 }
 
-/// Wraps a stack so that it serves Cloud Run (see the [module docs](self)).
+/// Routes what Cloud Run delivers through a Guard stack and answers as the platform expects.
+///
+/// | request | decoded as | answer |
+/// |---|---|---|
+/// | `POST` on the push path (default `/pubsub`) | [`decode::pubsub`] | [`push_answer`]: an accepted message is acknowledged with an ack status, a refused one never is |
+/// | `POST` on the events path (default `/events`) | [`decode::cloud_event`] | [`push_answer`] (Eventarc delivers through a push subscription) |
+/// | anything else | plain HTTP | the stack's answer as it is |
+///
+/// Every request gets the [`Invocation`](guard_core::request::Invocation) from Cloud Run's
+/// environment and its trace.
+///
+/// ```
+/// use guard_core::{GuardRequest, GuardResponse};
+/// use guard_gcp::GcpLayer;
+/// use tower::{Layer, ServiceExt};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let handler = tower::service_fn(|_req: GuardRequest| async {
+///     let mut resp = GuardResponse::new(bytes::Bytes::new());
+///     *resp.status_mut() = http::StatusCode::NON_AUTHORITATIVE_INFORMATION; // 203
+///     Ok::<_, std::convert::Infallible>(resp)
+/// });
+/// let svc = GcpLayer::new().layer(handler);
+/// let mut push = GuardRequest::new(
+///     r#"{"message":{"data":"e30=","messageId":"1"},"subscription":"s"}"#.into(),
+/// );
+/// *push.method_mut() = http::Method::POST;
+/// *push.uri_mut() = "/pubsub".parse().unwrap();
+/// let resp = svc.oneshot(push).await.unwrap();
+/// assert_eq!(resp.status(), 200); // 203 is a nack for Pub/Sub: the accepted message is acked
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct GcpLayer {
     routes: Arc<Routes>,
