@@ -185,6 +185,14 @@ impl Default for JwtPolicy {
 }
 
 /// `[verify.gcp_push]`: messages of `kinds` must carry Google's OIDC push token.
+///
+/// ```toml
+/// [verify.gcp_push]
+/// audience = "https://orders.example.com/pubsub"        # the push subscription's audience
+/// service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
+/// kinds = ["pubsub", "eventarc"]                        # default ["pubsub"]
+/// audiences = { eventarc = "https://orders.example.com/events" }   # per kind, else `audience`
+/// ```
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
