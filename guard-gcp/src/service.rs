@@ -92,7 +92,7 @@ impl GcpLayer {
     /// ```
     pub fn from_policy(policy: &Policy) -> Self {
         let max = usize::try_from(policy.ingress.max_body_bytes).unwrap_or(usize::MAX);
-        self::GcpLayer::new().map(|r| r.max_data = max)
+        Self::new().map(|r| r.max_data = max)
     }
 
     /// The path Pub/Sub pushes to.
