@@ -185,6 +185,14 @@ impl Default for JwtPolicy {
 }
 
 /// `[verify.gcp_push]`: messages of `kinds` must carry Google's OIDC push token.
+///
+/// ```toml
+/// [verify.gcp_push]
+/// audience = "https://orders.example.com/pubsub"        # the push subscription's audience
+/// service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
+/// kinds = ["pubsub", "eventarc"]                        # default ["pubsub"]
+/// audiences = { eventarc = "https://orders.example.com/events" }   # per kind, else `audience`
+/// ```
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -197,6 +205,9 @@ pub struct GcpPushPolicy {
     pub jwks_url: String,
     /// Message kinds that carry the token (default `["pubsub"]`).
     pub kinds: Vec<String>,
+    /// Per-kind audiences: a kind listed here expects this `aud` instead of `audience` (an
+    /// Eventarc trigger usually pushes to another URL than the Pub/Sub subscription).
+    pub audiences: BTreeMap<String, String>,
 }
 
 impl Default for GcpPushPolicy {
@@ -206,6 +217,7 @@ impl Default for GcpPushPolicy {
             service_account: String::new(),
             jwks_url: "https://www.googleapis.com/oauth2/v3/certs".into(),
             kinds: vec!["pubsub".into()],
+            audiences: BTreeMap::new(),
         }
     }
 }
@@ -563,6 +575,22 @@ impl VerifyPolicy {
             }
             if g.kinds.is_empty() {
                 push(problems, at("kinds"), "must list at least one message kind");
+            }
+            for (kind, aud) in &g.audiences {
+                if !g.kinds.contains(kind) {
+                    push(
+                        problems,
+                        at("audiences"),
+                        "names a kind not listed in `kinds`",
+                    );
+                }
+                if aud.trim().is_empty() {
+                    push(
+                        problems,
+                        format!("{path}.gcp_push.audiences.{kind}"),
+                        "must not be empty",
+                    );
+                }
             }
         }
         if let Some(e) = &self.azure_easy_auth {

@@ -172,7 +172,7 @@ fn jwt_verifier(j: &JwtPolicy, clock: &Arc<dyn WallClock>) -> Result<JwtVerifier
 /// and messages of a kind an adapter added a check for must pass it.
 struct MessageChecks {
     sources: SourceVerifier,
-    push: Option<(Vec<String>, JwtVerifier)>,
+    push: Vec<(String, JwtVerifier)>,
     platform: Vec<(String, BoxVerifier)>,
 }
 
@@ -185,9 +185,7 @@ impl Verifier for MessageChecks {
                 _ => "",
             };
             let mut principal = None;
-            if let Some((kinds, jwt)) = &self.push
-                && kinds.iter().any(|k| k == kind)
-            {
+            for (_, jwt) in self.push.iter().filter(|(k, _)| k == kind) {
                 principal = Some(jwt.verify(req).await?);
             }
             for (_, check) in self.platform.iter().filter(|(k, _)| k == kind) {
@@ -289,31 +287,37 @@ impl VerifyLayer {
                 .iter()
                 .flat_map(|(kind, list)| list.iter().map(move |p| (kind.as_str(), p.as_str()))),
         );
-        let push = match &policy.gcp_push {
-            None => None,
-            Some(g) => {
-                let built = jwks_cache(
-                    &g.jwks_url,
-                    Duration::from_secs(3600),
-                    Duration::from_secs(10),
-                    &deps.clock,
-                    "verify.gcp_push.jwks_url",
-                )
-                .and_then(|jwks| {
-                    JwtVerifier::google_push(jwks, g.audience.clone(), g.service_account.clone())
+        let mut push = Vec::new();
+        if let Some(g) = &policy.gcp_push {
+            let jwks = jwks_cache(
+                &g.jwks_url,
+                Duration::from_secs(3600),
+                Duration::from_secs(10),
+                &deps.clock,
+                "verify.gcp_push.jwks_url",
+            );
+            match jwks {
+                Ok(jwks) => {
+                    for kind in &g.kinds {
+                        let audience = g.audiences.get(kind).unwrap_or(&g.audience);
+                        match JwtVerifier::google_push(
+                            jwks.clone(),
+                            audience.clone(),
+                            g.service_account.clone(),
+                        )
                         .clock(deps.clock.clone())
                         .build()
-                        .map_err(|e| PolicyProblem::new("verify.gcp_push", e.to_string()))
-                });
-                match built {
-                    Ok(v) => Some((g.kinds.clone(), v)),
-                    Err(p) => {
-                        problems.push(p);
-                        None
+                        {
+                            Ok(v) => push.push((kind.clone(), v)),
+                            Err(e) => {
+                                problems.push(PolicyProblem::new("verify.gcp_push", e.to_string()));
+                            }
+                        }
                     }
                 }
+                Err(p) => problems.push(p),
             }
-        };
+        }
         let sources = match sources {
             Ok(s) => s,
             Err(e) => {

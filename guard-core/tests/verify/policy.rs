@@ -98,6 +98,17 @@ fn sources_must_be_listed_by_trigger_kind() {
         "[verify.sources]\nsqs = [\"q\"]\n[verify.gcp_push]\naudience = \"a\"\nservice_account = \"s\"",
     );
     assert_eq!(p, ["verify.sources.pubsub"]);
+    // A per-kind audience names one of its kinds, and is not empty.
+    let p = paths(
+        "[verify.sources]\npubsub = [\"s\"]\n[verify.gcp_push]\naudience = \"a\"\nservice_account = \"s\"\naudiences = { eventarc = \"\" }",
+    );
+    assert_eq!(
+        p,
+        [
+            "verify.gcp_push.audiences",
+            "verify.gcp_push.audiences.eventarc"
+        ]
+    );
 }
 
 #[test]
