@@ -40,11 +40,15 @@
 
 pub mod decode;
 pub mod encode;
+pub mod eventgrid;
 pub mod functions;
 #[cfg(feature = "key-vault")]
 pub mod keyvault;
 mod serve;
 mod service;
 
-pub use serve::{PORT_VAR, ServeError, builder_from_policy, serve, server_config};
+pub use serve::{
+    EVENTGRID_SUBSCRIPTIONS_VAR, PORT_VAR, ServeError, WEBHOOK_ORIGINS_VAR, builder_from_policy,
+    serve, server_config,
+};
 pub use service::AzureService;

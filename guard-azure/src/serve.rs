@@ -13,11 +13,16 @@ use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use tower_service::Service;
 
 use crate::decode::DecodeOptions;
+use crate::eventgrid::EventGrid;
 use crate::functions::Functions;
 use crate::service::AzureService;
 
 /// The port variable the Functions host sets for its custom handler.
 pub const PORT_VAR: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
+/// Event Grid subscriptions whose validation handshake is answered (comma-separated).
+pub const EVENTGRID_SUBSCRIPTIONS_VAR: &str = "GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS";
+/// CloudEvents webhook origins whose `OPTIONS` handshake is granted (comma-separated).
+pub const WEBHOOK_ORIGINS_VAR: &str = "GUARD_AZURE_WEBHOOK_ORIGINS";
 
 /// How long the shutdown hook may take to write the last security events.
 const FLUSH_BUDGET: Duration = Duration::from_secs(2);
@@ -99,6 +104,9 @@ pub fn server_config(policy: &Policy) -> ServerConfig {
 ///   a failure is reported on stderr and requests that need them get 503 until they can be read.
 /// - The functions are the working directory's `<name>/function.json` (the host starts the
 ///   handler in the app's root); `POST /<name>` is an invocation, anything else proxy mode.
+/// - Event Grid handshakes are answered for the subscriptions in
+///   `GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS` and the webhook origins in
+///   `GUARD_AZURE_WEBHOOK_ORIGINS` (comma-separated; unset: every handshake is refused).
 /// - Listens on `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` (8080 when unset, for local runs);
 ///   SIGTERM drains in-flight requests and writes the last security events.
 ///
@@ -135,11 +143,17 @@ where
     let functions = Functions::load(&std::env::current_dir()?);
     let listener =
         tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
+    let var = |k: &str| std::env::var(k).ok();
+    let event_grid = EventGrid::from_lists(
+        var(EVENTGRID_SUBSCRIPTIONS_VAR).as_deref(),
+        var(WEBHOOK_ORIGINS_VAR).as_deref(),
+    );
     let service = AzureService::new(
         guard.wrap(handler),
         functions,
         DecodeOptions::from_policy(&policy),
-    );
+    )
+    .event_grid(event_grid, guard.audit_layer().clone());
     let flush = guard.clone();
     Server::new(server_config(&policy))
         .audit(guard.audit_layer().clone())

@@ -10,18 +10,26 @@
 //!   plainly.
 //!
 //! Both get an `Invocation` on `Cloud::Azure`; Easy Auth headers are removed unless the policy
-//! trusts them.
+//! trusts them. With [`event_grid`](AzureService::event_grid), Event Grid's webhook handshakes
+//! are answered for the configured subscriptions and origins ([`crate::eventgrid`]).
+//!
+//! The host talks to the handler on loopback only, and proxied requests keep their route prefix
+//! (`/api/...`), so a client's request never arrives on `/{function}`: keep a non-empty
+//! `routePrefix` in `host.json` (the default `api`), or a client could send an envelope of its own.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use guard_core::audit::AuditLayer;
+use guard_core::request::AdapterRefusal;
 use guard_core::{GuardRequest, GuardResponse};
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 use tower_service::Service;
 
 use crate::decode::{DecodeOptions, decode_or_refuse, invocation, strip_easy_auth};
+use crate::eventgrid::{EventGrid, Handshake};
 use crate::functions::{FunctionTrigger, Functions};
 
 /// Serves invocation mode and proxy mode in front of a Guard stack `S`.
@@ -30,6 +38,7 @@ pub struct AzureService<S> {
     inner: S,
     functions: Arc<Functions>,
     options: DecodeOptions,
+    event_grid: Option<Arc<(EventGrid, AuditLayer)>>,
 }
 
 impl<S> AzureService<S> {
@@ -39,6 +48,53 @@ impl<S> AzureService<S> {
             inner,
             functions: Arc::new(functions),
             options,
+            event_grid: None,
+        }
+    }
+
+    /// Answers Event Grid's handshakes for what `event_grid` allows, each recorded as one
+    /// security event through `audit` (the stack's audit layer). Refused handshakes go through
+    /// the stack as an [`AdapterRefusal`] (403), so they are recorded once too.
+    pub fn event_grid(mut self, event_grid: EventGrid, audit: AuditLayer) -> Self {
+        self.event_grid = Some(Arc::new((event_grid, audit)));
+        self
+    }
+}
+
+/// Runs `req` through the stack, or answers it as an Event Grid handshake.
+async fn run<S>(
+    inner: S,
+    event_grid: Option<Arc<(EventGrid, AuditLayer)>>,
+    req: GuardRequest,
+) -> Result<GuardResponse, S::Error>
+where
+    S: Service<GuardRequest, Response = GuardResponse>,
+{
+    let handshake = match &event_grid {
+        Some(eg) if req.extensions().get::<AdapterRefusal>().is_none() => eg.0.classify(&req),
+        _ => Handshake::None,
+    };
+    match handshake {
+        Handshake::None => inner.oneshot(req).await,
+        Handshake::Granted(granted) => {
+            let Some(eg) = event_grid else {
+                return inner.oneshot(req).await;
+            };
+            let answer = tower::service_fn(move |_req: GuardRequest| {
+                let resp = granted.clone().into_response();
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            match eg.1.layer(answer).oneshot(req).await {
+                Ok(resp) => Ok(resp),
+                Err(never) => match never {},
+            }
+        }
+        Handshake::Refused(kind, reason) => {
+            let mut stand_in = AdapterRefusal::new(kind, reason).into_request();
+            *stand_in.uri_mut() = req.uri().clone();
+            let (parts, _) = req.into_parts();
+            stand_in.extensions_mut().extend(parts.extensions);
+            inner.oneshot(stand_in).await
         }
     }
 }
@@ -62,6 +118,7 @@ where
         let inner = self.inner.clone();
         let functions = self.functions.clone();
         let options = self.options;
+        let event_grid = self.event_grid.clone();
         Box::pin(async move {
             let function = invoked_function(&req, &functions);
             match function {
@@ -69,7 +126,10 @@ where
                     let (parts, body) = req.into_parts();
                     let decoded =
                         decode_or_refuse(&name, &trigger, &parts.headers, &body, &options);
-                    let answer = inner.oneshot(decoded).await?;
+                    let answer = match &trigger {
+                        FunctionTrigger::Http { .. } => run(inner, event_grid, decoded).await?,
+                        FunctionTrigger::Message { .. } => inner.oneshot(decoded).await?,
+                    };
                     Ok(match &trigger {
                         FunctionTrigger::Http { output, .. } => {
                             crate::encode::http_reply(&answer, output)
@@ -88,7 +148,7 @@ where
                     if !options.keep_easy_auth {
                         strip_easy_auth(req.headers_mut());
                     }
-                    inner.oneshot(req).await
+                    run(inner, event_grid, req).await
                 }
             }
         })

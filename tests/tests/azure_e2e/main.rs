@@ -370,3 +370,72 @@ fn easy_auth_when_the_policy_trusts_it() {
             .is_some_and(|p| p.contains("ana@shop.example"))
     }));
 }
+
+#[test]
+fn event_grid_handshakes_only_for_configured_subscription_and_origin() {
+    let mut env = env_secrets();
+    env.push(("GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS", "orders-events"));
+    env.push(("GUARD_AZURE_WEBHOOK_ORIGINS", "eventgrid.azure.net"));
+    let h = Handler::start(&app_root(), &env);
+    let path = guard_tests::server::repo_root()
+        .join("tests/tests/azure_e2e/fixtures/eventgrid-subscription-validation.json");
+    let validation = std::fs::read_to_string(path).unwrap();
+    let code = "512d38b6-c7b8-40c8-89fe-f46f9e9622b6";
+    let headers = |subscription: &str| {
+        vec![
+            ("content-type", "application/json".to_owned()),
+            ("aeg-event-type", "SubscriptionValidation".to_owned()),
+            ("aeg-subscription-name", subscription.to_owned()),
+            ("x-forwarded-for", "52.160.0.10".to_owned()),
+        ]
+    };
+    for mode in [Mode::Invocation, Mode::Proxy] {
+        let r = h.client(mode, "POST", &headers("ORDERS-EVENTS"), &validation);
+        assert_eq!(r.status, 200, "{mode:?}: {}", r.body);
+        assert_eq!(r.json(), json!({"validationResponse": code}));
+        let r = h.client(mode, "POST", &headers("SOMEONE-ELSES"), &validation);
+        assert_eq!(r.status, 403, "{mode:?}: {}", r.body);
+        assert!(!r.body.contains(code));
+    }
+    let options = |origin: &str| {
+        h.send(
+            "OPTIONS",
+            "/api/orders",
+            &[("webhook-request-origin", origin.to_owned())],
+            b"",
+        )
+    };
+    let granted = options("eventgrid.azure.net");
+    assert_eq!(granted.status, 200);
+    assert_eq!(
+        granted.headers["webhook-allowed-origin"],
+        "eventgrid.azure.net"
+    );
+    assert_eq!(granted.headers["webhook-allowed-rate"], "*");
+    assert_eq!(granted.headers["allow"], "POST");
+    let refused = options("attacker.example");
+    assert_eq!(refused.status, 403);
+    assert!(!refused.headers.contains_key("webhook-allowed-origin"));
+
+    let events = h.wait_for_decisions(6);
+    assert_eq!(events.len(), 6, "one event per handshake: {events:?}");
+    let outcomes: Vec<(&str, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["outcome"].as_str().unwrap_or_default(),
+                e["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|(_, s)| *s == 200).count(),
+        3,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|(_, s)| *s == 403).count(),
+        3,
+        "{outcomes:?}"
+    );
+}
