@@ -395,4 +395,45 @@ mod tests {
         assert_eq!(inv.request_id.as_deref(), Some("inv-1"));
         assert_eq!(inv.function.as_deref(), Some("orders-queue"));
     }
+
+    #[test]
+    fn event_grid_trigger_takes_the_events_topic_and_id() {
+        let eg = FunctionTrigger::Message {
+            binding: "event".into(),
+            kind: "eventgrid".into(),
+            source: String::new(),
+        };
+        let env = r#"{"Data":{"event":{"id":"e-1","topic":"/subscriptions/s/resourceGroups/g/providers/Microsoft.EventGrid/topics/orders","eventType":"Shop.Order","data":{}}},"Metadata":{}}"#;
+        let req = decode_or_refuse(
+            "orders-events",
+            &eg,
+            &HeaderMap::new(),
+            env.as_bytes(),
+            &DecodeOptions::default(),
+        );
+        let Some(Trigger::Message(m)) = req.extensions().get::<Trigger>() else {
+            panic!("not a message")
+        };
+        assert_eq!(m.kind, "eventgrid");
+        assert!(m.source_id.ends_with("/topics/orders"));
+        assert_eq!(m.message_id, "e-1");
+    }
+
+    #[test]
+    fn trace_context_comes_from_the_clients_traceparent() {
+        let env = r#"{"Data":{"req":{"Url":"http://x/api/o","Method":"POST","Headers":{"traceparent":["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]}}}}"#;
+        let req = decode_or_refuse(
+            "o",
+            &http_fn(),
+            &HeaderMap::new(),
+            env.as_bytes(),
+            &DecodeOptions::default(),
+        );
+        let inv = req.extensions().get::<Invocation>().unwrap();
+        assert_eq!(
+            inv.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(inv.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+    }
 }

@@ -130,19 +130,21 @@ where
 {
     let policy = Policy::from_env_or(policy, schema)?;
     let guard = builder_from_policy(&policy)?.build();
+    let port = match std::env::var(PORT_VAR) {
+        Ok(p) => p.trim().parse::<u16>().map_err(|_| ServeError::Port)?,
+        Err(_) => 8080,
+    };
+    // Listening first: the host gives the handler 60 s to listen, and connections made while
+    // the secrets are fetched wait in the backlog.
+    let listener =
+        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     if let Err(errors) = guard.prefetch().await {
         eprintln!(
             "guard: {} secret(s) could not be prefetched; requests that need them get 503 until they can be read",
             errors.len()
         );
     }
-    let port = match std::env::var(PORT_VAR) {
-        Ok(p) => p.trim().parse::<u16>().map_err(|_| ServeError::Port)?,
-        Err(_) => 8080,
-    };
     let functions = Functions::load(&std::env::current_dir()?);
-    let listener =
-        tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     let var = |k: &str| std::env::var(k).ok();
     let event_grid = EventGrid::from_lists(
         var(EVENTGRID_SUBSCRIPTIONS_VAR).as_deref(),
