@@ -63,10 +63,21 @@ pub struct ChildProcess {
 
 impl ChildProcess {
     /// Spawns `cmd`, then waits up to `timeout` for `port` to accept connections.
-    pub fn spawn(mut cmd: Command, port: u16, timeout: Duration) -> Self {
-        let child = cmd
+    pub fn spawn(cmd: Command, port: u16, timeout: Duration) -> Self {
+        Self::spawn_with(cmd, port, timeout, |_| {})
+    }
+
+    /// [`spawn`](Self::spawn), handing the child to `started` first (to take its piped output).
+    pub fn spawn_with(
+        mut cmd: Command,
+        port: u16,
+        timeout: Duration,
+        started: impl FnOnce(&mut Child),
+    ) -> Self {
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        started(&mut child);
         let mut me = ChildProcess {
             child: Some(child),
             port,
@@ -81,6 +92,13 @@ impl ChildProcess {
     /// The PID, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the process is still running (it has not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Kills and reaps the process.
