@@ -6,7 +6,7 @@
 # cargo fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the stable toolchain provide them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CARGO_FUZZ_VERSION="0.13.1"
+CARGO_FUZZ_VERSION="0.13.2"
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
   cargo install -q cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked

@@ -200,12 +200,12 @@ fn pubsub_push_is_acked_only_with_a_valid_google_token_from_the_subscription() {
                 KID,
                 &with("email", json!("intruder@evil.iam.gserviceaccount.com")),
             )),
-            403,
+            401,
         ),
         (
             "unverified email",
             Some(rs256(KID, &with("email_verified", json!(false)))),
-            403,
+            401,
         ),
     ];
     let mut tokens = vec![good.clone()];

@@ -137,6 +137,8 @@ pub struct JwtVerifierBuilder {
     algorithms: Vec<Algorithm>,
     leeway: Duration,
     predicates: Vec<ClaimPredicate>,
+    /// Claims that say *who* the token is for (a push service account): a miss is 401.
+    identity: Vec<ClaimPredicate>,
     clock: Arc<dyn WallClock>,
     kind: PrincipalKind,
 }
@@ -149,6 +151,7 @@ impl std::fmt::Debug for JwtVerifierBuilder {
             .field("algorithms", &self.algorithms)
             .field("leeway", &self.leeway)
             .field("predicates", &self.predicates)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -178,9 +181,18 @@ impl JwtVerifierBuilder {
         self
     }
 
-    /// Adds a claim predicate (all must hold).
+    /// Adds a claim predicate (all must hold): an authorization rule, so a token that fails it
+    /// is 403 `guard.verify.forbidden` (a known caller without the right).
     pub fn require(mut self, predicate: ClaimPredicate) -> Self {
         self.predicates.push(predicate);
+        self
+    }
+
+    /// Adds an identity predicate (all must hold): the claim says *which* caller the token is
+    /// for (the push service account's `email`), so a token that fails it is not the expected
+    /// caller's at all and is 401 `guard.verify.bad_token`, like a wrong audience.
+    pub fn identify(mut self, predicate: ClaimPredicate) -> Self {
+        self.identity.push(predicate);
         self
     }
 
@@ -239,7 +251,8 @@ impl JwtVerifierBuilder {
 ///   present, must be a number and not be later than now + leeway; `iss` / `aud` are required and
 ///   checked when configured; `sub` must be a string.
 /// - No bearer token → 401 `guard.verify.missing_credentials`; any failure above → 401
-///   `guard.verify.bad_token`; claim predicates failing → 403 `guard.verify.forbidden`; no keys
+///   `guard.verify.bad_token`, as is an identity predicate failing ([`JwtVerifierBuilder::identify`]:
+///   the push service account); claim predicates failing → 403 `guard.verify.forbidden`; no keys
 ///   could ever be fetched → 503 `guard.verify.unavailable`.
 ///
 /// ```
@@ -267,6 +280,7 @@ impl JwtVerifier {
             algorithms: vec![Algorithm::RS256],
             leeway: DEFAULT_LEEWAY,
             predicates: Vec::new(),
+            identity: Vec::new(),
             clock: Arc::new(SystemWallClock),
             kind: PrincipalKind::Jwt,
         }
@@ -285,8 +299,8 @@ impl JwtVerifier {
             .issuers(GOOGLE_ISSUERS)
             .audiences([audience.into()])
             .algorithms([Algorithm::RS256])
-            .require(ClaimPredicate::equals("email", service_account.into()))
-            .require(ClaimPredicate::equals("email_verified", true))
+            .identify(ClaimPredicate::equals("email", service_account.into()))
+            .identify(ClaimPredicate::equals("email_verified", true))
             .principal_kind(PrincipalKind::Platform("gcp-push".into()))
     }
 
@@ -333,6 +347,9 @@ impl JwtVerifier {
             .map_err(|_| bad("signature or encoding invalid"))?;
         let claims = data.claims;
         self.check_claims(&claims)?;
+        if !cfg.identity.iter().all(|p| p.holds(&claims)) {
+            return Err(bad("token is not for the expected caller"));
+        }
         if !cfg.predicates.iter().all(|p| p.holds(&claims)) {
             return Err(
                 Rejection::new(RejectionKind::Forbidden).with_reason("claim predicate failed")

@@ -243,9 +243,17 @@ jwks_url = "{}"
         .await;
     let mut other = claims.clone();
     other["email"] = json!("intruder@evil.iam.gserviceaccount.com");
+    // The service account says who pushed: another one's token is not ours at all (401).
     s.denied(
         push(Some(rs256("rsa-1", &other)), sub),
-        RejectionKind::Forbidden,
+        RejectionKind::BadToken,
+    )
+    .await;
+    let mut unverified = claims.clone();
+    unverified["email_verified"] = json!(false);
+    s.denied(
+        push(Some(rs256("rsa-1", &unverified)), sub),
+        RejectionKind::BadToken,
     )
     .await;
     let mut aud = claims.clone();
