@@ -163,7 +163,10 @@ impl RateLimitLayer {
     /// assert!(RateLimitLayer::from_policy(&Policy::default()).unwrap().pre_auth.is_none());
     /// ```
     pub fn from_policy(policy: &Policy) -> Result<RateLimitLayers, PolicyError> {
-        Self::from_policy_with_secrets(policy, None)
+        match &policy.rate_limit {
+            None => Ok(RateLimitLayers::default()),
+            Some(section) => Self::from_section(section, policy.function.name.as_deref()),
+        }
     }
 
     /// Like [`from_policy`](Self::from_policy), with the secret store that holds
@@ -175,6 +178,7 @@ impl RateLimitLayer {
     /// let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5").unwrap();
     /// assert!(RateLimitLayer::from_policy_with_secrets(&policy, None).unwrap().pre_auth.is_some());
     /// ```
+    #[cfg(feature = "secrets")]
     pub fn from_policy_with_secrets(
         policy: &Policy,
         #[cfg_attr(not(feature = "redis"), allow(unused_variables))] secrets: Option<

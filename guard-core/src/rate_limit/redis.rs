@@ -9,10 +9,26 @@
 //! - **Keys always expire.** Every write sets `PX` to the time the bucket needs to be full again
 //!   (at most `burst × interval`), so a crash, a config change or an abandoned key can never leave a
 //!   permanent block, and idle buckets cost nothing.
-//! - **Connections.** One multiplexed connection per [`RedisConnection`] (clones share it, and
-//!   every limiter and the replay store of an instance can use the same one): Redis serves
-//!   pipelined commands from one socket faster than from a pool. It is opened on first use and
-//!   re-opened automatically after an error; each check has a total time budget.
+//! - **Connections.** One [`RedisConnection`] per instance, shared by every limiter and the
+//!   replay store (clones share it): one multiplexed connection to a single Redis (Redis serves
+//!   pipelined commands from one socket faster than from a pool), or, with
+//!   [`RedisConnectionBuilder::cluster`], one multiplexed connection per cluster node. It is
+//!   opened on first use. A lost connection is re-opened in the background, one attempt at a
+//!   time with exponential backoff (10 ms doubling to 1 s, with jitter), and checks in the
+//!   meantime fail within their budget; a cluster follows `MOVED` / `ASK` and refreshes its slot
+//!   map after a redirect or a lost node, so a promoted replica is found without a restart.
+//! - **Per-check budget.** Each check (connection, redirects and retries included) ends within
+//!   the connection's `timeout` (`[rate_limit] timeout_ms`), so a stuck or re-electing Redis
+//!   never holds a request longer than that.
+//! - **TLS** (`rediss://`): rustls on ring; the server's certificate and host name are always
+//!   checked, against the platform's roots or only the CA given with
+//!   [`RedisConnectionBuilder::tls_ca_pem`] (`tls_ca_file`). A failed handshake is a failed
+//!   check — never a fallback to plaintext. The only way around verification is the loudly named
+//!   [`dangerous_skip_tls_verification_for_tests`](RedisConnectionBuilder::dangerous_skip_tls_verification_for_tests).
+//! - **Credentials.** `AUTH [user] password`, the password read from the [`SecretStore`] when
+//!   the connection is made ([`RedisConnectionBuilder::password_secret`]); never in the policy.
+//! - **Cluster keys.** Every command touches one key (one script call per bucket, one
+//!   `SET NX PX` per signature), so buckets spread over every slot and need no hash tags.
 //! - **Failures.** When Redis cannot answer within the budget, [`FailureMode::Open`] (default)
 //!   admits the request, counts it ([`RedisBackend::allowed_on_error`]), logs a warning on target
 //!   `guard::rate_limit` and marks the response with [`AdmittedOnBackendError`];
