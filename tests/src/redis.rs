@@ -57,6 +57,22 @@ impl RedisServer {
         Self::start_with(extra, true)
     }
 
+    /// A server that requires `AUTH` (`--requirepass`, the `default` user).
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_with(vec!["--requirepass".into(), password.into()], false)
+    }
+
+    /// Runs one `redis-cli` command (plaintext servers), authenticating with `password`; its
+    /// stdout.
+    pub fn cli(&self, password: Option<&str>, args: &[&str]) -> String {
+        let mut all = Vec::new();
+        if let Some(p) = password {
+            all.extend(["--no-auth-warning", "-a", p]);
+        }
+        all.extend_from_slice(args);
+        cli(self.port, &all)
+    }
+
     fn start_with(extra: Vec<String>, tls: bool) -> Self {
         let port = free_port();
         RedisServer {

@@ -26,7 +26,8 @@
 //!   check — never a fallback to plaintext. The only way around verification is the loudly named
 //!   [`dangerous_skip_tls_verification_for_tests`](RedisConnectionBuilder::dangerous_skip_tls_verification_for_tests).
 //! - **Credentials.** `AUTH [user] password`, the password read from the [`SecretStore`] when
-//!   the connection is made ([`RedisConnectionBuilder::password_secret`]); never in the policy.
+//!   the connection is made, and read again (force-refreshed) after Redis refuses it, to follow a
+//!   rotation ([`RedisConnectionBuilder::password_secret`]); never in the policy.
 //! - **Cluster keys.** Every command touches one key (one script call per bucket, one
 //!   `SET NX PX` per signature), so buckets spread over every slot and need no hash tags.
 //! - **Failures.** When Redis cannot answer within the budget, [`FailureMode::Open`] (default)
@@ -117,6 +118,17 @@ pub enum RedisBackendError {
     Reply,
 }
 
+impl RedisBackendError {
+    /// Whether Redis refused the credentials (`WRONGPASS`, `NOAUTH`, a failed `AUTH`).
+    fn is_refused_credentials(&self) -> bool {
+        match self {
+            RedisBackendError::Connection(reason) => *reason == "authentication failed",
+            RedisBackendError::Server(code) => code == "WRONGPASS" || code == "NOAUTH",
+            _ => false,
+        }
+    }
+}
+
 impl From<redis::RedisError> for RedisBackendError {
     fn from(e: redis::RedisError) -> Self {
         if e.is_timeout() {
@@ -188,6 +200,8 @@ struct ConnState {
     connecting: Option<ConnectFuture>,
     failures: u32,
     retry_at: Option<tokio::time::Instant>,
+    /// Redis refused the credentials: the next client re-reads the password.
+    refresh_password: bool,
 }
 
 /// The connection a command runs on.
@@ -313,8 +327,11 @@ impl RedisConnectionBuilder {
         self
     }
 
-    /// Reads the password from `store` under `name` when the connection is first made (a failed
-    /// read fails the check: the failure mode applies, and the next check reads again).
+    /// Reads the password from `store` under `name` when the connection is made (a failed read
+    /// fails the check: the failure mode applies, and the next attempt reads again). When Redis
+    /// refuses it (`WRONGPASS`, `NOAUTH`: a rotation), the client is rebuilt after the usual
+    /// backoff with the secret force-refreshed, so a rotated password is picked up without a
+    /// restart.
     pub fn password_secret(mut self, store: SecretStore, name: impl Into<String>) -> Self {
         self.password = Some((store, name.into()));
         self
@@ -404,12 +421,17 @@ impl RedisConnectionBuilder {
 }
 
 impl Setup {
-    async fn connect(self: Arc<Self>) -> Result<Conn, RedisBackendError> {
+    /// Builds the client; `refresh_password`: Redis refused the password, so the secret is
+    /// re-fetched first (a rotation).
+    async fn connect(self: Arc<Self>, refresh_password: bool) -> Result<Conn, RedisBackendError> {
         let mut settings = self.info.redis_settings().clone();
         if let Some(user) = &self.username {
             settings = settings.set_username(user);
         }
         if let Some((store, name)) = &self.password {
+            if refresh_password {
+                let _ = store.force_refresh(name).await;
+            }
             let secret = store
                 .get(name)
                 .await
@@ -539,7 +561,7 @@ impl RedisConnection {
             }
         }
         let setup = self.inner.setup.clone();
-        let task = tokio::spawn(setup.connect());
+        let task = tokio::spawn(setup.connect(std::mem::take(&mut state.refresh_password)));
         let fut = async move {
             task.await
                 .unwrap_or(Err(RedisBackendError::Connection("client error")))
@@ -562,9 +584,36 @@ impl RedisConnection {
             let conn = connecting.await?;
             f(conn).await.map_err(RedisBackendError::from)
         };
-        match tokio::time::timeout(self.inner.timeout, work).await {
+        let result = match tokio::time::timeout(self.inner.timeout, work).await {
             Ok(result) => result,
             Err(_) => Err(RedisBackendError::Timeout(self.inner.timeout)),
+        };
+        if let Err(e) = &result
+            && e.is_refused_credentials()
+            && self.inner.setup.password.is_some()
+        {
+            self.rebuild_with_fresh_password(e.clone());
+        }
+        result
+    }
+
+    /// Drops the client whose password Redis refused (after a rotation, reconnections keep
+    /// failing with it): the next attempt, after the usual backoff, re-fetches the secret.
+    fn rebuild_with_fresh_password(&self, error: RedisBackendError) {
+        let mut state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.refresh_password = true;
+        let failed_already = state
+            .connecting
+            .as_ref()
+            .is_some_and(|f| matches!(f.peek(), Some(Err(_))));
+        if !failed_already {
+            // The client built with the old password goes; the backoff runs from here.
+            state.retry_at = None;
+            state.connecting = Some(futures_util::future::ready(Err(error)).boxed().shared());
         }
     }
 }

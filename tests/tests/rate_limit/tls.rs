@@ -1,7 +1,8 @@
 //! `rediss://` against a real TLS-only `redis-server` (certificates made at test time with
 //! rcgen): one limit shared by two instances over TLS, and every trust failure (wrong CA, wrong
 //! host name, platform roots for a private CA, a plaintext server) refuses to connect — the
-//! failure mode applies and nothing falls back to plaintext. Passwords come from the secret store.
+//! failure mode applies and nothing falls back to plaintext. Passwords come from the secret store
+//! and are read again after Redis refuses a rotated one.
 
 use std::path::Path;
 use std::time::Duration;
@@ -269,4 +270,55 @@ fn policy_with_tls_ca_file_and_password_secret_shares_a_limit_over_tls() {
     .unwrap_err();
     assert_eq!(err.problems()[0].path, "rate_limit.tls_ca_file");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_rotated_password_is_read_again_from_the_secret_store_after_redis_refuses_the_old_one() {
+    let redis = RedisServer::start_with_password("old-pw");
+    let current = std::sync::Arc::new(std::sync::Mutex::new("old-pw"));
+    let source = current.clone();
+    let store = SecretStore::new(move |name: &str, v: SecretVersion| match (name, v) {
+        ("redis-password", SecretVersion::Current) => {
+            Ok(SecretValue::from(*source.lock().unwrap()))
+        }
+        _ => Err(SecretsError::not_found(name)),
+    });
+    runtime().block_on(async {
+        let conn = RedisConnection::builder(redis.url())
+            .timeout(Duration::from_millis(500))
+            .password_secret(store, "redis-password")
+            .build()
+            .unwrap();
+        let rate =
+            guard_core::rate_limit::Rate::per_minute(std::num::NonZeroU32::new(100).unwrap());
+        let backend = redis_backend(&conn, rate, &prefix("rotate"), FailureMode::Closed);
+        let mut svc =
+            RateLimitLayer::new(backend, key::Global).layer(Counting::default().service());
+        assert_eq!(send(&mut svc, from("203.0.113.7")).await.status(), 200);
+
+        // Rotation: Redis takes the new password, the store serves it, connections are cut.
+        assert!(
+            redis
+                .cli(Some("old-pw"), &["CONFIG", "SET", "requirepass", "new-pw"])
+                .contains("OK")
+        );
+        *current.lock().unwrap() = "new-pw";
+        redis.cli(Some("new-pw"), &["CLIENT", "KILL", "TYPE", "normal"]);
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut refused = 0;
+        loop {
+            match send(&mut svc, from("203.0.113.7")).await.status().as_u16() {
+                200 => break,
+                503 => refused += 1,
+                other => panic!("unexpected {other}"),
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new password was never used"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!("rotation: {refused} checks refused before the new password was used");
+    });
 }
