@@ -187,11 +187,25 @@ fn answers_ping(port: u16) -> bool {
 pub struct RedisCluster {
     nodes: Vec<(u16, Option<ChildProcess>)>,
     dir: PathBuf,
+    /// `redis-cli` arguments for TLS nodes (empty for plaintext).
+    cli_tls: Vec<String>,
+    tls: bool,
 }
 
 impl RedisCluster {
     /// Starts six nodes, joins them, and waits until every node reports `cluster_state:ok`.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`start`](Self::start), every node answering only TLS (clients, the cluster bus and
+    /// replication), with the certificate in `files` (one certificate for every node on
+    /// 127.0.0.1).
+    pub fn start_tls(files: &TlsFiles) -> Self {
+        Self::start_with(Some(files))
+    }
+
+    fn start_with(files: Option<&TlsFiles>) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "guard-redis-cluster-{}-{}",
@@ -203,7 +217,18 @@ impl RedisCluster {
         for _ in 0..6 {
             let port = free_port();
             let mut cmd = Command::new(tool("redis-server"));
-            cmd.args(["--port", &port.to_string()])
+            match files {
+                Some(files) => {
+                    cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+                        .args(tls_args(files))
+                        .args(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                }
+                None => {
+                    cmd.args(["--port", &port.to_string()]);
+                }
+            }
+            // The bus port is chosen too: port + 10000 may be taken or beyond 65535.
+            cmd.args(["--cluster-port", &free_port().to_string()])
                 .args(["--bind", "127.0.0.1"])
                 .args(["--save", ""])
                 .args(["--appendonly", "no"])
@@ -220,9 +245,22 @@ impl RedisCluster {
                 Some(ChildProcess::spawn(cmd, port, Duration::from_secs(10))),
             ));
         }
-        let me = RedisCluster { nodes, dir };
+        let cli_tls = match files {
+            Some(f) => vec![
+                "--tls".to_owned(),
+                "--cacert".to_owned(),
+                f.ca.to_string_lossy().into_owned(),
+            ],
+            None => Vec::new(),
+        };
+        let me = RedisCluster {
+            nodes,
+            dir,
+            cli_tls,
+            tls: files.is_some(),
+        };
         let mut create = Command::new(tool("redis-cli"));
-        create.args(["--cluster", "create"]);
+        create.args(&me.cli_tls).args(["--cluster", "create"]);
         for (port, _) in &me.nodes {
             create.arg(format!("127.0.0.1:{port}"));
         }
@@ -241,15 +279,22 @@ impl RedisCluster {
             "every node sees cluster_state:ok",
             |c| {
                 c.running_ports()
-                    .all(|p| cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+                    .all(|p| c.cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
             },
         );
         me
     }
 
-    /// `redis://127.0.0.1:<port of the first node>`: a seed node.
+    /// `redis://127.0.0.1:<port of the first node>` (`rediss://` for TLS): a seed node.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.nodes[0].0)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.nodes[0].0)
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let mut all: Vec<&str> = self.cli_tls.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        cli(port, &all)
     }
 
     fn running_ports(&self) -> impl Iterator<Item = u16> + '_ {
@@ -266,11 +311,12 @@ impl RedisCluster {
 
     fn owner(&self, key: &str) -> Option<u16> {
         let port = self.running_ports().next()?;
-        let slot: u16 = cli(port, &["CLUSTER", "KEYSLOT", key])
+        let slot: u16 = self
+            .cli(port, &["CLUSTER", "KEYSLOT", key])
             .trim()
             .parse()
             .ok()?;
-        for line in cli(port, &["CLUSTER", "NODES"]).lines() {
+        for line in self.cli(port, &["CLUSTER", "NODES"]).lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
                 continue;
@@ -306,18 +352,21 @@ impl RedisCluster {
     pub fn wait_for_failover(&self, key: &str, old_port: u16, limit: Duration) -> u16 {
         self.wait_until(limit, "a replica is promoted", |c| {
             c.running_ports()
-                .all(|p| cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+                .all(|p| c.cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
                 && c.owner(key).is_some_and(|p| p != old_port)
         });
         self.primary_port_of(key)
     }
 
     /// Whether every running replica of the primary on `primary_port` holds `key` (asked with
-    /// `READONLY` + `EXISTS` on each replica).
+    /// `READONLY` + `EXISTS` on each replica). Plaintext clusters only.
     pub fn replicas_hold(&self, primary_port: u16, key: &str) -> bool {
-        let id = cli(primary_port, &["CLUSTER", "MYID"]).trim().to_owned();
+        let id = self
+            .cli(primary_port, &["CLUSTER", "MYID"])
+            .trim()
+            .to_owned();
         let mut replicas = 0;
-        for line in cli(primary_port, &["CLUSTER", "NODES"]).lines() {
+        for line in self.cli(primary_port, &["CLUSTER", "NODES"]).lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 8 || fields[3] != id || fields[2].contains("fail") {
                 continue;

@@ -2,7 +2,8 @@
 //! limit shared by two instances, keys on every slot, and the primary that owns a test key killed
 //! mid-run — fail-closed answers 503 until a replica is promoted, fail-open admits and counts,
 //! then the same connections share limits again and the replay store still refuses a recorded
-//! signature.
+//! signature; the same over TLS (clients, bus and replication), with a shared limit and an unknown
+//! CA refused.
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
@@ -175,4 +176,74 @@ fn killing_the_primary_of_a_key_fails_closed_until_a_replica_is_promoted_then_li
         }
         assert_eq!(statuses, [200, 200, 200, 429, 429]);
     });
+}
+
+#[test]
+fn a_tls_cluster_shared_by_two_instances_enforces_one_limit_and_refuses_an_unknown_ca() {
+    let dir = crate::tls::temp_dir("tls-cluster");
+    let ca = crate::tls::TestCa::new("guard test CA");
+    let other_ca = crate::tls::TestCa::new("some other CA");
+    let cluster = RedisCluster::start_tls(&ca.server_files(&dir, "node", &["127.0.0.1"]));
+    let tls_cluster = |pem: &str| {
+        RedisConnection::builder(cluster.url())
+            .cluster(true)
+            .tls_ca_pem(pem)
+            .timeout(Duration::from_millis(500))
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap()
+    };
+    runtime().block_on(async {
+        // Keys on every primary, each reached over TLS with the node's certificate verified.
+        let spread = redis_backend(
+            &tls_cluster(ca.pem()),
+            rate(),
+            &prefix("tls-spread"),
+            FailureMode::Closed,
+        );
+        for i in 0..32 {
+            assert!(
+                spread
+                    .check(&BucketKey::named(format!("k{i}")))
+                    .await
+                    .unwrap()
+                    .allowed
+            );
+        }
+        let stranger = redis_backend(
+            &tls_cluster(other_ca.pem()),
+            rate(),
+            &prefix("tls-stranger"),
+            FailureMode::Closed,
+        );
+        assert!(
+            stranger.check(&BucketKey::global()).await.is_err(),
+            "an unknown CA is refused"
+        );
+
+        let handler = Counting::default();
+        let shared_prefix = prefix("tls-cluster-shared");
+        let instances: Vec<_> = (0..2)
+            .map(|_| {
+                let backend = redis_backend(
+                    &tls_cluster(ca.pem()),
+                    rate(),
+                    &shared_prefix,
+                    FailureMode::Closed,
+                );
+                RateLimitLayer::new(backend, key::Global).layer(handler.service())
+            })
+            .collect();
+        let (loads, elapsed) = hammer(instances, TASKS / 2, WINDOW).await;
+        let total = loads[0].admitted + loads[1].admitted;
+        assert!(loads[0].admitted > 0 && loads[1].admitted > 0, "{loads:?}");
+        assert!(
+            loads[0].refused + loads[1].refused > total,
+            "demand must exceed the limit"
+        );
+        assert_eq!(handler.calls(), total);
+        assert_exact("redis cluster over TLS, two instances", total, elapsed);
+    });
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,5 +1,5 @@
-//! The time of one check (one GCRA script call) on loopback, plaintext, over TLS and over the
-//! cluster: 2000 sequential checks each after a warm-up, p50 / p99 printed (BENCHMARKS.md quotes
+//! The time of one check (one GCRA script call) on loopback, plaintext, over TLS, over the
+//! cluster and over a TLS cluster: 2000 sequential checks each after a warm-up, p50 / p99 printed (BENCHMARKS.md quotes
 //! them); every check must be decided by Redis within its budget.
 //!
 //! `cargo test -p guard-tests --test rate_limit latency -- --nocapture`
@@ -41,16 +41,24 @@ async fn measure(what: &str, conn: &RedisConnection) -> (Duration, Duration) {
 }
 
 #[test]
-fn one_check_p50_p99_on_loopback_plaintext_tls_and_cluster() {
+fn one_check_p50_p99_on_loopback_plaintext_tls_cluster_and_tls_cluster() {
     let plain = RedisServer::start();
     let dir = temp_dir("latency-tls");
     let ca = TestCa::new("guard test CA");
     let tls = RedisServer::start_tls(&ca.server_files(&dir, "server", &["127.0.0.1"]));
     let cluster = RedisCluster::start();
+    let tls_cluster = RedisCluster::start_tls(&ca.server_files(&dir, "node", &["127.0.0.1"]));
     runtime().block_on(async {
         measure("plaintext", &connection(&plain.url())).await;
         measure("TLS", &tls_connection(&tls, &ca)).await;
         measure("cluster (3 primaries)", &cluster_connection(&cluster)).await;
+        let conn = RedisConnection::builder(tls_cluster.url())
+            .cluster(true)
+            .tls_ca_pem(ca.pem())
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        measure("cluster over TLS", &conn).await;
     });
     let _ = std::fs::remove_dir_all(dir);
 }
