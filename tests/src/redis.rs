@@ -233,6 +233,8 @@ impl RedisCluster {
                 .args(["--save", ""])
                 .args(["--appendonly", "no"])
                 .args(["--cluster-enabled", "yes"])
+                // Replicas sync at once (the default waits 5 s for more replicas to join).
+                .args(["--repl-diskless-sync-delay", "0"])
                 .args(["--cluster-node-timeout", "1000"])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .arg("--dir")
@@ -280,6 +282,20 @@ impl RedisCluster {
             |c| {
                 c.running_ports()
                     .all(|p| c.cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+            },
+        );
+        me.wait_until(
+            Duration::from_secs(20),
+            "every replica linked to its primary",
+            |c| {
+                let linked = c
+                    .running_ports()
+                    .map(|p| c.cli(p, &["INFO", "replication"]))
+                    .filter(|info| {
+                        info.contains("role:slave") && info.contains("master_link_status:up")
+                    })
+                    .count();
+                linked == 3
             },
         );
         me

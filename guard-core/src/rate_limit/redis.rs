@@ -23,7 +23,9 @@
 //! - **TLS** (`rediss://`): rustls on ring; the server's certificate and host name are always
 //!   checked, against the platform's roots or only the CA given with
 //!   [`RedisConnectionBuilder::tls_ca_pem`] (`tls_ca_file`). A failed handshake is a failed
-//!   check — never a fallback to plaintext. The only way around verification is the loudly named
+//!   check — never a fallback to plaintext. (The redis client takes rustls' process-wide default
+//!   provider; when the process has none, ring's is installed as the default.) The only way around
+//!   verification is the loudly named
 //!   [`dangerous_skip_tls_verification_for_tests`](RedisConnectionBuilder::dangerous_skip_tls_verification_for_tests).
 //! - **Credentials.** `AUTH [user] password`, the password read from the [`SecretStore`] when
 //!   the connection is made, and read again (force-refreshed) after Redis refuses it, to follow a
@@ -547,7 +549,11 @@ impl RedisConnection {
         let now = tokio::time::Instant::now();
         if let Some(fut) = state.connecting.clone() {
             match fut.peek() {
-                None | Some(Ok(_)) => return fut,
+                None => return fut,
+                Some(Ok(_)) => {
+                    state.failures = 0;
+                    return fut;
+                }
                 Some(Err(_)) => {
                     if state.retry_at.is_none() {
                         let wait = 10u64.saturating_mul(1 << state.failures.min(7)).min(1000);

@@ -17,7 +17,7 @@ use guard_tests::redis::RedisCluster;
 use tower::Layer;
 
 use crate::exactness::{TASKS, WINDOW, assert_exact, rate};
-use crate::support::{Counting, from, hammer, prefix, redis_backend, runtime, send};
+use crate::support::{Counting, from, hammer, prefix, redis_backend, runtime, send, warm_up};
 
 pub(crate) fn cluster_connection(cluster: &RedisCluster) -> RedisConnection {
     RedisConnection::builder(cluster.url())
@@ -30,6 +30,7 @@ pub(crate) fn cluster_connection(cluster: &RedisCluster) -> RedisConnection {
 
 #[test]
 fn a_cluster_shared_by_two_instances_enforces_one_limit_with_keys_on_every_slot() {
+    let _heavy = crate::support::one_heavy_test_at_a_time();
     let cluster = RedisCluster::start();
     runtime().block_on(async {
         // Keys spread over all three primaries: each is its own bucket.
@@ -61,14 +62,15 @@ fn a_cluster_shared_by_two_instances_enforces_one_limit_with_keys_on_every_slot(
 
         let handler = Counting::default();
         let shared_prefix = prefix("cluster-shared");
-        let instances: Vec<_> = (0..2)
-            .map(|_| {
-                let backend = redis_backend(
-                    &cluster_connection(&cluster),
-                    rate(),
-                    &shared_prefix,
-                    FailureMode::Closed,
-                );
+        // Connected before the window opens: the limit is measured, not the handshakes.
+        let conns = [cluster_connection(&cluster), cluster_connection(&cluster)];
+        for conn in &conns {
+            warm_up(conn).await;
+        }
+        let instances: Vec<_> = conns
+            .iter()
+            .map(|conn| {
+                let backend = redis_backend(conn, rate(), &shared_prefix, FailureMode::Closed);
                 RateLimitLayer::new(backend, key::Global).layer(handler.service())
             })
             .collect();
@@ -87,6 +89,7 @@ fn a_cluster_shared_by_two_instances_enforces_one_limit_with_keys_on_every_slot(
 #[test]
 fn killing_the_primary_of_a_key_fails_closed_until_a_replica_is_promoted_then_limits_are_shared_again()
  {
+    let _heavy = crate::support::one_heavy_test_at_a_time();
     let mut cluster = RedisCluster::start();
     // One hash tag: every key of this test lives on one slot, owned by one primary.
     let tag = format!("{{{}}}", prefix("failover").replace(':', "-"));
@@ -180,6 +183,7 @@ fn killing_the_primary_of_a_key_fails_closed_until_a_replica_is_promoted_then_li
 
 #[test]
 fn a_tls_cluster_shared_by_two_instances_enforces_one_limit_and_refuses_an_unknown_ca() {
+    let _heavy = crate::support::one_heavy_test_at_a_time();
     let dir = crate::tls::temp_dir("tls-cluster");
     let ca = crate::tls::TestCa::new("guard test CA");
     let other_ca = crate::tls::TestCa::new("some other CA");
@@ -223,14 +227,15 @@ fn a_tls_cluster_shared_by_two_instances_enforces_one_limit_and_refuses_an_unkno
 
         let handler = Counting::default();
         let shared_prefix = prefix("tls-cluster-shared");
-        let instances: Vec<_> = (0..2)
-            .map(|_| {
-                let backend = redis_backend(
-                    &tls_cluster(ca.pem()),
-                    rate(),
-                    &shared_prefix,
-                    FailureMode::Closed,
-                );
+        // Connected before the window opens: the limit is measured, not the handshakes.
+        let conns = [tls_cluster(ca.pem()), tls_cluster(ca.pem())];
+        for conn in &conns {
+            warm_up(conn).await;
+        }
+        let instances: Vec<_> = conns
+            .iter()
+            .map(|conn| {
+                let backend = redis_backend(conn, rate(), &shared_prefix, FailureMode::Closed);
                 RateLimitLayer::new(backend, key::Global).layer(handler.service())
             })
             .collect();

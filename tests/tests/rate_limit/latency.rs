@@ -42,6 +42,7 @@ async fn measure(what: &str, conn: &RedisConnection) -> (Duration, Duration) {
 
 #[test]
 fn one_check_p50_p99_on_loopback_plaintext_tls_cluster_and_tls_cluster() {
+    let _heavy = crate::support::one_heavy_test_at_a_time();
     let plain = RedisServer::start();
     let dir = temp_dir("latency-tls");
     let ca = TestCa::new("guard test CA");

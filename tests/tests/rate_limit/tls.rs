@@ -17,7 +17,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tower::Layer;
 
 use crate::exactness::{TASKS, WINDOW, assert_exact, rate};
-use crate::support::{Counting, from, hammer, prefix, redis_backend, runtime, send};
+use crate::support::{Counting, from, hammer, prefix, redis_backend, runtime, send, warm_up};
 
 /// A CA, and files in `dir`: `ca.pem`, and a server certificate for `names` with its key.
 pub(crate) struct TestCa {
@@ -80,20 +80,22 @@ pub(crate) fn tls_connection(server: &RedisServer, ca: &TestCa) -> RedisConnecti
 
 #[test]
 fn two_instances_over_tls_enforce_one_combined_limit() {
+    let _heavy = crate::support::one_heavy_test_at_a_time();
     let dir = temp_dir("tls-exact");
     let ca = TestCa::new("guard test CA");
     let redis = RedisServer::start_tls(&ca.server_files(&dir, "server", &["127.0.0.1"]));
     runtime().block_on(async {
         let handler = Counting::default();
         let shared_prefix = prefix("tls-shared");
-        let instances: Vec<_> = (0..2)
-            .map(|_| {
-                let backend = redis_backend(
-                    &tls_connection(&redis, &ca),
-                    rate(),
-                    &shared_prefix,
-                    FailureMode::Closed,
-                );
+        // Connected before the window opens: the limit is measured, not the handshakes.
+        let conns = [tls_connection(&redis, &ca), tls_connection(&redis, &ca)];
+        for conn in &conns {
+            warm_up(conn).await;
+        }
+        let instances: Vec<_> = conns
+            .iter()
+            .map(|conn| {
+                let backend = redis_backend(conn, rate(), &shared_prefix, FailureMode::Closed);
                 RateLimitLayer::new(backend, key::Global).layer(handler.service())
             })
             .collect();
