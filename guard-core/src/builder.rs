@@ -275,7 +275,7 @@ impl GuardBuilder {
             Some(v) => ValidateLayer::from_policy(v).map_err(&mut collect).ok(),
             None => None,
         };
-        let rate = RateLimitLayer::from_policy(policy)
+        let rate = RateLimitLayer::from_policy_with_secrets(policy, store.as_ref())
             .map_err(&mut collect)
             .unwrap_or_default();
         if !problems.is_empty() {

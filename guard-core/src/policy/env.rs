@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GUARD_POLICY` | path of a `guard.toml` used instead of the one built into the binary ([`Policy::from_env_or`]) |
 //! | `GUARD_SECRETS_PROVIDER` | `env`, `file`, `aws`, `azure` or `gcp`: replaces `[secrets] provider` |
-//! | `GUARD_RATE_BACKEND` | `memory` or a `redis://` URL: replaces `[rate_limit] backend` |
+//! | `GUARD_RATE_BACKEND` | `memory`, or a `redis://` or `rediss://` (TLS) URL: replaces `[rate_limit] backend` |
 //!
 //! An override for a section the policy does not have is an error (it would silently do
 //! nothing), and an overridden value is checked like the file's own.

@@ -7,13 +7,22 @@
 //! pre_auth = "peer"         # before verification: "peer" (default), "global" or "off"
 //! post_auth = "principal"   # after verification: "principal" (default), "peer", "global" or "off"
 //! messages = "exempt"       # queue/topic/stream messages: "exempt" (default) or "source"
-//! backend = "memory"        # default; or "redis://host:6379/0" shared by every instance
+//! backend = "memory"        # default; or "redis://host:6379/0" / "rediss://host:6380" shared by every instance
 //! failure_mode = "open"     # Redis unreachable: "open" (default, admit and count) or "closed" (503)
 //! timeout_ms = 100          # Redis: budget of one check, connection included
 //! connect_timeout_ms = 1000 # Redis: one connection attempt
 //! max_keys = 100000         # memory: most buckets kept per placement
 //! key_prefix = "guard:rl:shop-orders-prod-intake"  # Redis: default guard:rl:<function name>
+//! cluster = false           # Redis: the URL is one seed node of a Redis Cluster
+//! username = "guard"        # Redis: ACL user (optional)
+//! password_secret = "redis-password"   # Redis: the password's name in the secret store
+//! tls_ca_file = "/etc/guard/redis-ca.pem"  # rediss: trust only this CA (default: platform roots)
+//! tls_insecure_skip_verify_for_tests = false  # rediss: NO certificate check; test setups only
 //! ```
+//!
+//! A password is never written in the policy: a URL carrying one is refused (without repeating
+//! it); name the secret with `password_secret` instead. `rediss://` always verifies the server's
+//! certificate and host name; a URL fragment (`#insecure`) is refused.
 //!
 //! Numbers are plain integers here so that [`check`](RateLimitPolicy::check) can report *every* zero
 //! or out-of-range value with its key path at once; the layer then builds the non-zero types.
@@ -93,6 +102,17 @@ pub struct RateLimitPolicy {
     pub max_keys: u64,
     /// Redis: prefix of every key; default `guard:rl:<function name>`.
     pub key_prefix: Option<String>,
+    /// Redis: the URL is one seed node of a Redis Cluster (the other nodes are discovered).
+    pub cluster: bool,
+    /// Redis: the ACL user to authenticate as (with [`password_secret`](Self::password_secret)).
+    pub username: Option<String>,
+    /// Redis: name of the password in the secret store (`AUTH`), read when connecting.
+    pub password_secret: Option<String>,
+    /// `rediss://`: a PEM file with the CA(s) to trust instead of the platform's roots.
+    pub tls_ca_file: Option<String>,
+    /// `rediss://`: accept any certificate and host name. Self-signed test setups only: anyone on
+    /// the path could then read and forge every decision. Warned about when the layer is built.
+    pub tls_insecure_skip_verify_for_tests: bool,
 }
 
 impl Default for RateLimitPolicy {
@@ -110,6 +130,11 @@ impl Default for RateLimitPolicy {
             connect_timeout_ms: 1000,
             max_keys: 100_000,
             key_prefix: None,
+            cluster: false,
+            username: None,
+            password_secret: None,
+            tls_ca_file: None,
+            tls_insecure_skip_verify_for_tests: false,
         }
     }
 }
@@ -194,10 +219,60 @@ impl RateLimitPolicy {
                 "must be 1 to 200 characters without control characters",
             );
         }
-        if let BackendChoice::Redis(url) = self.backend_choice()
-            && let Err(msg) = check_redis_url(url)
+        let tls = match self.backend_choice() {
+            BackendChoice::Redis(url) => {
+                if let Err(msg) = check_redis_url(url) {
+                    problem("backend", &msg);
+                }
+                url.get(..9)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("rediss://"))
+            }
+            BackendChoice::Memory => {
+                let redis_only = [
+                    ("cluster", self.cluster),
+                    ("username", self.username.is_some()),
+                    ("password_secret", self.password_secret.is_some()),
+                ];
+                for (key, set) in redis_only {
+                    if set {
+                        problem(key, "only for a Redis backend");
+                    }
+                }
+                false
+            }
+        };
+        if let Some(user) = &self.username
+            && (user.is_empty() || user.len() > 128 || user.chars().any(char::is_control))
         {
-            problem("backend", &msg);
+            problem(
+                "username",
+                "must be 1 to 128 characters without control characters",
+            );
+        }
+        if let Some(name) = &self.password_secret
+            && name.trim().is_empty()
+        {
+            problem("password_secret", "must name a secret");
+        }
+        if let Some(file) = &self.tls_ca_file {
+            if !tls {
+                problem("tls_ca_file", "only for a `rediss://` backend");
+            } else if file.trim().is_empty() {
+                problem("tls_ca_file", "must be a path to a PEM file");
+            }
+        }
+        if self.tls_insecure_skip_verify_for_tests {
+            if !tls {
+                problem(
+                    "tls_insecure_skip_verify_for_tests",
+                    "only for a `rediss://` backend",
+                );
+            } else if self.tls_ca_file.is_some() {
+                problem(
+                    "tls_insecure_skip_verify_for_tests",
+                    "set `tls_ca_file` (verification on) or this, not both",
+                );
+            }
         }
     }
 }
@@ -205,20 +280,24 @@ impl RateLimitPolicy {
 /// Checks a Redis URL without ever echoing it (it may carry a password).
 fn check_redis_url(url: &str) -> Result<(), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return Err("must be `memory` or a `redis://host:port[/db]` URL".into());
+        return Err("must be `memory` or a `redis://` / `rediss://` URL".into());
     };
-    match scheme {
-        "redis" => {}
-        "rediss" => {
-            return Err(
-                "TLS (`rediss://`) is not built into this version of guard-core: use `redis://`"
-                    .into(),
-            );
-        }
-        _ => return Err("must be `memory` or a `redis://host:port[/db]` URL".into()),
+    if !scheme.eq_ignore_ascii_case("redis") && !scheme.eq_ignore_ascii_case("rediss") {
+        return Err("must be `memory` or a `redis://` / `rediss://` URL".into());
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (userinfo, host) = authority.rsplit_once('@').unwrap_or(("", authority));
+    if userinfo.contains(':') {
+        return Err(
+            "a password in the URL is refused: store it as a secret and name it with `password_secret`"
+                .into(),
+        );
+    }
+    if url.contains('#') {
+        return Err(
+            "a URL fragment is refused (`#insecure` would turn off certificate checks)".into(),
+        );
+    }
     if host.is_empty() || host.starts_with(':') {
         return Err("the Redis URL has no host".into());
     }
@@ -310,6 +389,8 @@ mod tests {
             "http://cache:6379",
             "redis://:s3cret@/0",
             "rediss://:s3cret@cache:6380",
+            "redis://user:s3cret@cache:6379",
+            "rediss://cache:6380/#insecure",
         ] {
             let toml = format!("[rate_limit]\nper_second = 1\nbackend = \"{url}\"");
             let err = Policy::from_toml_str(&toml).unwrap_err();
@@ -323,12 +404,47 @@ mod tests {
     #[test]
     fn accepts_a_redis_url() {
         let p = Policy::from_toml_str(
-            "[rate_limit]\nper_second = 1\nbackend = \"redis://:pw@cache.internal:6379/2\"\nfailure_mode = \"closed\"",
+            "[rate_limit]\nper_second = 1\nbackend = \"redis://cache.internal:6379/2\"\nfailure_mode = \"closed\"",
         )
         .unwrap();
         let r = p.rate_limit.unwrap();
         assert_eq!(r.failure_mode, super::FailureMode::Closed);
         assert!(matches!(r.backend_choice(), super::BackendChoice::Redis(_)));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn accepts_tls_cluster_and_credentials_by_secret_name() {
+        let p = Policy::from_toml_str(
+            "[rate_limit]\nper_second = 1\nbackend = \"rediss://guard@cache.internal:6380\"\ncluster = true\nusername = \"guard\"\npassword_secret = \"redis-password\"\ntls_ca_file = \"/etc/guard/ca.pem\"",
+        )
+        .unwrap();
+        let r = p.rate_limit.unwrap();
+        assert!(r.cluster);
+        assert_eq!(r.password_secret.as_deref(), Some("redis-password"));
+    }
+
+    #[test]
+    fn tls_settings_need_rediss_and_exclude_each_other() {
+        assert_eq!(
+            paths(
+                "[rate_limit]\nper_second = 1\nbackend = \"redis://cache:6379\"\ntls_ca_file = \"ca.pem\"\ntls_insecure_skip_verify_for_tests = true"
+            ),
+            [
+                "rate_limit.tls_ca_file",
+                "rate_limit.tls_insecure_skip_verify_for_tests"
+            ]
+        );
+        assert_eq!(
+            paths(
+                "[rate_limit]\nper_second = 1\nbackend = \"rediss://cache:6380\"\ntls_ca_file = \"ca.pem\"\ntls_insecure_skip_verify_for_tests = true"
+            ),
+            ["rate_limit.tls_insecure_skip_verify_for_tests"]
+        );
+        assert_eq!(
+            paths("[rate_limit]\nper_second = 1\ncluster = true\npassword_secret = \"p\""),
+            ["rate_limit.cluster", "rate_limit.password_secret"]
+        );
     }
 
     #[test]

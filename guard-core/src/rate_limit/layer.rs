@@ -169,6 +169,33 @@ impl RateLimitLayer {
         }
     }
 
+    /// Like [`from_policy`](Self::from_policy), with the secret store that holds
+    /// `[rate_limit] password_secret` (a policy naming one is refused without a store).
+    ///
+    /// ```
+    /// use guard_core::Policy;
+    /// use guard_core::rate_limit::RateLimitLayer;
+    /// let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5").unwrap();
+    /// assert!(RateLimitLayer::from_policy_with_secrets(&policy, None).unwrap().pre_auth.is_some());
+    /// ```
+    #[cfg(feature = "secrets")]
+    pub fn from_policy_with_secrets(
+        policy: &Policy,
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] secrets: Option<
+            &crate::secrets::SecretStore,
+        >,
+    ) -> Result<RateLimitLayers, PolicyError> {
+        match &policy.rate_limit {
+            None => Ok(RateLimitLayers::default()),
+            Some(section) => Self::build_section(
+                section,
+                policy.function.name.as_deref(),
+                #[cfg(feature = "redis")]
+                secrets,
+            ),
+        }
+    }
+
     /// Like [`from_policy`](Self::from_policy), from the section alone; `function` names the
     /// default Redis key prefix.
     ///
@@ -181,6 +208,19 @@ impl RateLimitLayer {
     pub fn from_section(
         section: &RateLimitPolicy,
         function: Option<&str>,
+    ) -> Result<RateLimitLayers, PolicyError> {
+        Self::build_section(
+            section,
+            function,
+            #[cfg(feature = "redis")]
+            None,
+        )
+    }
+
+    fn build_section(
+        section: &RateLimitPolicy,
+        function: Option<&str>,
+        #[cfg(feature = "redis")] secrets: Option<&crate::secrets::SecretStore>,
     ) -> Result<RateLimitLayers, PolicyError> {
         let mut problems = Vec::new();
         section.check("rate_limit", &mut problems);
@@ -205,7 +245,12 @@ impl RateLimitLayer {
         if let Some(burst) = section.burst.and_then(NonZeroU32::new) {
             rate = rate.with_burst(burst);
         }
-        let backends = Backends::new(section, function)?;
+        let backends = Backends::new(
+            section,
+            function,
+            #[cfg(feature = "redis")]
+            secrets,
+        )?;
         let build = |choice: RateLimitKey, placement: &'static str| {
             let key: Arc<dyn RateKey> = match choice {
                 RateLimitKey::Off => return None,
@@ -241,7 +286,11 @@ enum Backends {
 }
 
 impl Backends {
-    fn new(section: &RateLimitPolicy, function: Option<&str>) -> Result<Self, PolicyError> {
+    fn new(
+        section: &RateLimitPolicy,
+        function: Option<&str>,
+        #[cfg(feature = "redis")] secrets: Option<&crate::secrets::SecretStore>,
+    ) -> Result<Self, PolicyError> {
         match section.backend_choice() {
             BackendChoice::Memory => {
                 let max = usize::try_from(section.max_keys).unwrap_or(usize::MAX);
@@ -253,17 +302,40 @@ impl Backends {
             }
             #[cfg(feature = "redis")]
             BackendChoice::Redis(url) => {
-                let conn = super::RedisConnection::open(
-                    url,
-                    std::time::Duration::from_millis(section.timeout_ms),
-                    std::time::Duration::from_millis(section.connect_timeout_ms),
-                )
-                .map_err(|e| {
-                    PolicyError::new(vec![PolicyProblem::new(
-                        "rate_limit.backend",
-                        e.to_string(),
-                    )])
-                })?;
+                let problem = |path: &str, msg: String| {
+                    PolicyError::new(vec![PolicyProblem::new(format!("rate_limit.{path}"), msg)])
+                };
+                let mut builder = super::RedisConnection::builder(url)
+                    .timeout(std::time::Duration::from_millis(section.timeout_ms))
+                    .connect_timeout(std::time::Duration::from_millis(section.connect_timeout_ms))
+                    .cluster(section.cluster);
+                if let Some(user) = &section.username {
+                    builder = builder.username(user);
+                }
+                if let Some(name) = &section.password_secret {
+                    let store = secrets.ok_or_else(|| {
+                        problem(
+                            "password_secret",
+                            "the password comes from the secret store: configure [secrets] or pass a store".into(),
+                        )
+                    })?;
+                    builder = builder.password_secret(store.clone(), name);
+                }
+                if let Some(file) = &section.tls_ca_file {
+                    let pem = std::fs::read(file).map_err(|e| {
+                        problem(
+                            "tls_ca_file",
+                            format!("cannot read the CA file: {}", e.kind()),
+                        )
+                    })?;
+                    builder = builder.tls_ca_pem(pem);
+                }
+                if section.tls_insecure_skip_verify_for_tests {
+                    builder = builder.dangerous_skip_tls_verification_for_tests();
+                }
+                let conn = builder
+                    .build()
+                    .map_err(|e| problem("backend", e.to_string()))?;
                 let prefix = section
                     .key_prefix
                     .clone()

@@ -75,7 +75,8 @@ pub use layer::{RateLimit, RateLimitLayer, RateLimitLayers, ResponseFuture};
 pub use memory::{MemoryBackend, MemoryOptions};
 #[cfg(feature = "redis")]
 pub use redis::{
-    AdmittedOnBackendError, RedisBackend, RedisBackendError, RedisConnection, RedisOptions,
+    AdmittedOnBackendError, RedisBackend, RedisBackendError, RedisConnection,
+    RedisConnectionBuilder, RedisOptions,
 };
 #[cfg(feature = "redis")]
 pub use replay_redis::RedisReplayStore;

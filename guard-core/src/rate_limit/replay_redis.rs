@@ -2,7 +2,18 @@
 //!
 //! Each key is recorded with `SET <prefix><hex key> 1 NX PX <ttl>`: atomic (two instances seeing the
 //! same signature at once cannot both win), one round trip, and the record expires by itself.
-//! [`ReplayStore::seen`] is `EXISTS <prefix><hex key>`.
+//! [`ReplayStore::seen`] is `EXISTS <prefix><hex key>`. One key per command, so it works on a
+//! Redis Cluster with records on any slot.
+//!
+//! **Failover.** Redis replicates asynchronously: `SET NX` is acknowledged by the primary before
+//! any replica has it. A record that reached a replica survives that replica's promotion (tested
+//! against a real cluster), but if the primary dies in the few milliseconds between
+//! acknowledging a record and streaming it, the promoted replica never saw it and that one
+//! signature can be accepted once more (within its timestamp tolerance). Closing that window
+//! would take `WAIT 1 <ms>` after each `SET NX` (refusing with 503 when no replica acknowledged
+//! in time), at the price of a replica round trip per signed request; this store does not issue
+//! it. Requests keep failing closed (503 `guard.verify.unavailable`) while the slot has no
+//! primary.
 //!
 //! ```no_run
 //! use std::time::Duration;

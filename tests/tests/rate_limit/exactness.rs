@@ -13,14 +13,14 @@ use crate::support::{
     Counting, connection, hammer, lower_bound, prefix, redis_backend, runtime, upper_bound,
 };
 
-const WINDOW: Duration = Duration::from_secs(2);
-const TASKS: usize = 64;
+pub(crate) const WINDOW: Duration = Duration::from_secs(2);
+pub(crate) const TASKS: usize = 64;
 
-fn rate() -> Rate {
+pub(crate) fn rate() -> Rate {
     Rate::per_second(NonZeroU32::new(100).unwrap()).with_burst(NonZeroU32::new(20).unwrap())
 }
 
-fn assert_exact(what: &str, admitted: usize, elapsed: Duration) {
+pub(crate) fn assert_exact(what: &str, admitted: usize, elapsed: Duration) {
     let (hi, lo) = (upper_bound(rate(), elapsed), lower_bound(rate(), WINDOW));
     println!("{what}: admitted {admitted} over {elapsed:?} (bounds {lo:.1}..={hi:.1})");
     assert!(

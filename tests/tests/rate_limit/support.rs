@@ -56,6 +56,16 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Held by the tests that start a cluster or hammer over TLS, so that they run one at a time: on
+/// a 2-core machine, several 6-node clusters and TLS load at once starve each other's request
+/// loops and the exactness lower bound (which measures throughput) would fail for want of CPU.
+pub(crate) fn one_heavy_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A key prefix no other test uses.
 pub(crate) fn prefix(test: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -80,6 +90,13 @@ pub(crate) fn redis_backend(
         .with_key_prefix(prefix)
         .with_failure_mode(mode);
     RedisBackend::new(conn.clone(), rate, options)
+}
+
+/// Makes `conn` connect (one `EXISTS` on a key no test uses), so a measurement starts connected.
+pub(crate) async fn warm_up(conn: &RedisConnection) {
+    use guard_core::replay::ReplayStore;
+    let store = guard_core::rate_limit::RedisReplayStore::new(conn.clone(), prefix("warm-up"));
+    store.seen(b"warm-up").await.expect("the connection is up");
 }
 
 /// What one service admitted during a [`hammer`] run.
