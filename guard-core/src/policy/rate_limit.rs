@@ -424,6 +424,7 @@ mod tests {
         assert_eq!(r.password_secret.as_deref(), Some("redis-password"));
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn tls_settings_need_rediss_and_exclude_each_other() {
         assert_eq!(
