@@ -6,10 +6,12 @@
 # everything it started. No cloud account needed.
 #
 #   scripts/demo.sh           the three-cloud demo
+#   scripts/demo.sh --moto    the AWS function reads its secrets from Secrets Manager (moto_server)
+#   scripts/demo.sh --redis redis://127.0.0.1:6379   limits shared through Redis
 #   scripts/demo.sh --local   the single-process demo (the perimeter over canned requests)
 #
-# Secrets come from the Env source and limits are kept in memory; GUARD_RATE_BACKEND=redis://...
-# shares the limits through Redis instead.
+# Secrets come from the Env source and limits are kept in memory unless a flag says otherwise
+# (GUARD_DEMO_SECRETS=moto and GUARD_RATE_BACKEND=redis://... do the same as the flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,4 +31,4 @@ say "building the three example functions: aws-orders, azure-orders, gcp-orders"
 say "(the first build compiles the AWS SDK and takes a few minutes on 2 cores; cargo's progress follows)"
 cargo build -p aws-orders -p azure-orders -p gcp-orders
 say "built"
-exec python3 scripts/tools/three_clouds.py
+exec python3 scripts/tools/three_clouds.py "$@"

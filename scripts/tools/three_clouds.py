@@ -4,9 +4,10 @@ Azure (the custom handler, started the way the Functions host starts it) and Goo
 PORT), all from the one examples/orders/guard.toml, fed the same short scenario. Prints one table
 of verdicts per cloud and a sample of the security events, and stops everything it started.
 
-Secrets come from the Env source (GUARD_SECRET_*), limits are in memory; GUARD_RATE_BACKEND=redis://...
-is passed through to the three functions when set. Standard library only (plus the `openssl`
-command for the Pub/Sub push token).
+Secrets come from the Env source (GUARD_SECRET_*) and limits are in memory by default.
+`--moto` (or GUARD_DEMO_SECRETS=moto) gives the AWS function its secrets from Secrets Manager on a
+local moto_server; `--redis URL` (or GUARD_RATE_BACKEND=redis://...) keeps the three functions'
+limits in Redis. Standard library only (plus the `openssl` command for the Pub/Sub push token).
 """
 
 import base64
@@ -182,18 +183,39 @@ class PushIdentity:
 
 # ------------------------------------------------------------------------------ the three clouds
 
+def tool(name):
+    path = os.path.join(ROOT, ".tools/venv/bin", name)
+    return path if os.path.exists(path) else (shutil.which(name) or path)
+
+
+def moto_secrets():
+    """Starts moto_server with the two secrets; returns the AWS function's environment."""
+    port = free_port()
+    lines = start("moto_server", [tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)], {})
+    wait_port(port, "moto_server", lines, timeout=60)
+    for name, value in (("orders-api-key", SECRETS["GUARD_SECRET_ORDERS_API_KEY"]),
+                        ("orders-webhook-hmac", WEBHOOK_KEY)):
+        status, raw, _ = post(port, "/", json.dumps({"Name": name, "SecretString": value}).encode(), {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "secretsmanager.CreateSecret",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/secretsmanager/"
+                             "aws4_request, SignedHeaders=host, Signature=0",
+        })
+        if status != 200:
+            raise SystemExit(f"moto refused CreateSecret {name}: {status} {raw[:200]!r}")
+    return {"GUARD_SECRETS_PROVIDER": "aws", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
 class Aws:
     name = "AWS (API Gateway v2, SQS)"
 
-    def __init__(self, extra_env):
+    def __init__(self, extra_env, secrets_env):
         self.port = free_port()
-        tool = os.path.join(ROOT, ".tools/venv/bin/cargo-lambda")
-        if not os.path.exists(tool):
-            tool = shutil.which("cargo-lambda") or tool
-        cmd = [tool, "lambda", "watch", "--quiet", "--ignore-changes",
+        cmd = [tool("cargo-lambda"), "lambda", "watch", "--quiet", "--ignore-changes",
                "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port),
                "-p", "aws-orders", "--bin", "aws-orders"]
-        for k, v in {**SECRETS, **extra_env}.items():
+        for k, v in {**secrets_env, **extra_env}.items():
             cmd += ["--env-var", f"{k}={v}"]
         self.lines = start("cargo lambda watch", cmd, {}, cwd=ROOT)
         wait_port(self.port, "cargo lambda watch", self.lines)
@@ -346,16 +368,29 @@ def decisions(lines):
     return out
 
 
-def main():
+def main(args):
     extra_env = {}
-    if os.environ.get("GUARD_RATE_BACKEND"):
-        extra_env["GUARD_RATE_BACKEND"] = os.environ["GUARD_RATE_BACKEND"]
+    redis = os.environ.get("GUARD_RATE_BACKEND")
+    if "--redis" in args:
+        i = args.index("--redis")
+        if i + 1 >= len(args):
+            raise SystemExit("--redis needs a URL (redis://127.0.0.1:6379)")
+        redis = args[i + 1]
+    if redis:
+        extra_env["GUARD_RATE_BACKEND"] = redis
+    use_moto = "--moto" in args or os.environ.get("GUARD_DEMO_SECRETS") == "moto"
     workdir = tempfile.mkdtemp(prefix="guard-demo-")
     identity = None
     try:
         identity = PushIdentity(workdir)
+        aws_secrets = SECRETS
+        if use_moto:
+            say("starting moto_server: the AWS function reads its secrets from Secrets Manager")
+            aws_secrets = moto_secrets()
+        if redis:
+            say(f"limits are shared through {redis}")
         say("starting AWS: aws-orders under `cargo lambda watch`")
-        aws = Aws(extra_env)
+        aws = Aws(extra_env, aws_secrets)
         say("starting Azure: azure-orders as the Functions host starts it (FUNCTIONS_CUSTOMHANDLER_PORT)")
         azure = Azure(extra_env, workdir)
         say("starting Google Cloud: gcp-orders on PORT")
@@ -399,6 +434,6 @@ def main():
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        sys.exit(main())
+        sys.exit(main(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(130)
