@@ -27,8 +27,18 @@ if [[ ! -x .tools/venv/bin/cargo-lambda ]] && ! command -v cargo-lambda >/dev/nu
 fi
 command -v openssl >/dev/null || { echo "the demo needs the openssl command" >&2; exit 1; }
 
+# With Redis the examples are built with their `redis` feature.
+features=()
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    [[ "${args[i]}" == "--redis" ]] && redis=1
+done
+if [[ -n "${GUARD_RATE_BACKEND:-}" || -n "${redis:-}" ]]; then
+    features=(--features aws-orders/redis,azure-orders/redis,gcp-orders/redis)
+fi
+
 say "building the three example functions: aws-orders, azure-orders, gcp-orders"
 say "(the first build compiles the AWS SDK and takes a few minutes on 2 cores; cargo's progress follows)"
-cargo build -p aws-orders -p azure-orders -p gcp-orders
+cargo build -p aws-orders -p azure-orders -p gcp-orders "${features[@]}"
 say "built"
 exec python3 scripts/tools/three_clouds.py "$@"

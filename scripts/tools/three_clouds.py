@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -93,8 +94,13 @@ def stop_all():
 
 
 def wait_port(port, name, lines, timeout=300):
+    proc = next(p for n, p, l in started if l is lines)
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if proc.poll() is not None:
+            time.sleep(0.2)
+            print("\n".join(lines[-20:]), file=sys.stderr)
+            raise SystemExit(f"{name} exited with {proc.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -215,6 +221,8 @@ class Aws:
         cmd = [tool("cargo-lambda"), "lambda", "watch", "--quiet", "--ignore-changes",
                "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port),
                "-p", "aws-orders", "--bin", "aws-orders"]
+        if "GUARD_RATE_BACKEND" in extra_env:
+            cmd += ["--features", "redis"]
         for k, v in {**secrets_env, **extra_env}.items():
             cmd += ["--env-var", f"{k}={v}"]
         self.lines = start("cargo lambda watch", cmd, {}, cwd=ROOT)
@@ -368,6 +376,15 @@ def decisions(lines):
     return out
 
 
+def redis_db(env, db):
+    """`env` with its Redis URL pointing at database `db` (the three functions share one policy,
+    hence one key space: on one server each cloud needs a database of its own)."""
+    if "GUARD_RATE_BACKEND" not in env:
+        return env
+    url = urllib.parse.urlsplit(env["GUARD_RATE_BACKEND"])
+    return {**env, "GUARD_RATE_BACKEND": urllib.parse.urlunsplit(url._replace(path=f"/{db}"))}
+
+
 def main(args):
     extra_env = {}
     redis = os.environ.get("GUARD_RATE_BACKEND")
@@ -388,13 +405,14 @@ def main(args):
             say("starting moto_server: the AWS function reads its secrets from Secrets Manager")
             aws_secrets = moto_secrets()
         if redis:
-            say(f"limits are shared through {redis}")
+            say(f"limits are kept in {redis}, databases 1, 2 and 3: one per cloud, as three "
+                "separate deployments would each have their own")
         say("starting AWS: aws-orders under `cargo lambda watch`")
-        aws = Aws(extra_env, aws_secrets)
+        aws = Aws(redis_db(extra_env, 1), aws_secrets)
         say("starting Azure: azure-orders as the Functions host starts it (FUNCTIONS_CUSTOMHANDLER_PORT)")
-        azure = Azure(extra_env, workdir)
+        azure = Azure(redis_db(extra_env, 2), workdir)
         say("starting Google Cloud: gcp-orders on PORT")
-        gcp = Gcp(extra_env, identity)
+        gcp = Gcp(redis_db(extra_env, 3), identity)
         clouds = [aws, azure, gcp]
         say("sending the scenario to each cloud (the first AWS invocation starts the function)")
         results = [scenario(c) for c in clouds]
