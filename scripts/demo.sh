@@ -7,7 +7,7 @@
 #
 #   scripts/demo.sh           the three-cloud demo
 #   scripts/demo.sh --moto    the AWS function reads its secrets from Secrets Manager (moto_server)
-#   scripts/demo.sh --redis redis://127.0.0.1:6379   limits shared through Redis
+#   scripts/demo.sh --redis redis://127.0.0.1:6379   limits kept in Redis (one database per cloud)
 #   scripts/demo.sh --local   the single-process demo (the perimeter over canned requests)
 #
 # Secrets come from the Env source and limits are kept in memory unless a flag says otherwise
