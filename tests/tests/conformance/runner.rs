@@ -266,7 +266,13 @@ fn policy(cloud: Cloud) -> Policy {
         return Policy::load(orders.join("guard.toml")).unwrap();
     }
     // gcp-orders appends gcp.toml to guard.toml; the combined file sits next to the schema.
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("conformance-gcp");
+    // One directory per call: the tests of this file run in parallel.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "conformance-gcp-{}-{}",
+        std::process::id(),
+        CALLS.fetch_add(1, Ordering::SeqCst)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let text = std::fs::read_to_string(orders.join("guard.toml")).unwrap()
         + &std::fs::read_to_string(root().join("../examples/gcp-orders/gcp.toml")).unwrap();
@@ -277,6 +283,8 @@ fn policy(cloud: Cloud) -> Policy {
     )
     .unwrap();
     let mut policy = Policy::load(dir.join("guard.toml")).unwrap();
+    // The schema is compiled at load: the files are no longer needed.
+    let _ = std::fs::remove_dir_all(&dir);
     let push = policy
         .verify
         .as_mut()
