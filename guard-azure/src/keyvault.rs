@@ -195,7 +195,7 @@ impl KeyVaultSource {
         };
         let body = self.vault_get(name, &url).await?;
         let bundle: SecretBundle = serde_json::from_slice(&body)
-            .map_err(|_| permanent(name, "secret bundle is not JSON with `value`"))?;
+            .map_err(|_| SecretsError::permanent(name, "secret bundle is not JSON with `value`"))?;
         Ok(SecretValue::new(bundle.value.into_bytes()))
     }
 
@@ -207,7 +207,7 @@ impl KeyVaultSource {
         for _ in 0..MAX_VERSION_PAGES {
             let body = self.vault_get(name, &url).await?;
             let list: VersionList = serde_json::from_slice(&body)
-                .map_err(|_| permanent(name, "versions list is not JSON"))?;
+                .map_err(|_| SecretsError::permanent(name, "versions list is not JSON"))?;
             for item in list.value {
                 if item.attributes.enabled == Some(false) {
                     continue;
@@ -233,12 +233,14 @@ impl KeyVaultSource {
     }
 
     async fn vault_get(&self, name: &str, url: &str) -> Result<bytes::Bytes, SecretsError> {
-        let uri: Uri = url.parse().map_err(|_| permanent(name, "vault URL"))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| SecretsError::permanent(name, "vault URL"))?;
         let token = self.token(name).await?;
         let mut headers = HeaderMap::new();
         let mut auth =
             HeaderValue::from_bytes(&[b"Bearer ".as_slice(), token.expose_bytes()].concat())
-                .map_err(|_| permanent(name, "token is not a header value"))?;
+                .map_err(|_| SecretsError::permanent(name, "token is not a header value"))?;
         auth.set_sensitive(true);
         headers.insert(http::header::AUTHORIZATION, auth);
         let resp = self
@@ -246,7 +248,7 @@ impl KeyVaultSource {
             .client
             .get(uri, headers, Schemes::HttpsOrLocalHttp)
             .await
-            .map_err(|e| http_error(name, &e))?;
+            .map_err(|e| SecretsError::from_http(name, &e))?;
         match resp.status() {
             s if s.is_success() => Ok(resp.into_body()),
             StatusCode::UNAUTHORIZED => {
@@ -277,10 +279,10 @@ impl KeyVaultSource {
         );
         let uri: Uri = url
             .parse()
-            .map_err(|_| permanent(name, "identity endpoint URL"))?;
+            .map_err(|_| SecretsError::permanent(name, "identity endpoint URL"))?;
         let mut headers = HeaderMap::new();
         let mut id = HeaderValue::from_bytes(self.inner.identity_header.expose_bytes())
-            .map_err(|_| permanent(name, "IDENTITY_HEADER is not a header value"))?;
+            .map_err(|_| SecretsError::permanent(name, "IDENTITY_HEADER is not a header value"))?;
         id.set_sensitive(true);
         headers.insert("x-identity-header", id);
         let resp = self
@@ -288,7 +290,7 @@ impl KeyVaultSource {
             .client
             .get(uri, headers, Schemes::HttpsOrLocalHttp)
             .await
-            .map_err(|e| http_error(name, &e))?;
+            .map_err(|e| SecretsError::from_http(name, &e))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(
@@ -299,14 +301,15 @@ impl KeyVaultSource {
                 },
             );
         }
-        let parsed: TokenResponse = serde_json::from_slice(resp.body())
-            .map_err(|_| permanent(name, "identity endpoint answer is not a token"))?;
+        let parsed: TokenResponse = serde_json::from_slice(resp.body()).map_err(|_| {
+            SecretsError::permanent(name, "identity endpoint answer is not a token")
+        })?;
         let expires = match &parsed.expires_on {
             serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
             serde_json::Value::Number(n) => n.as_u64(),
             _ => None,
         }
-        .ok_or_else(|| permanent(name, "token without a numeric expires_on"))?;
+        .ok_or_else(|| SecretsError::permanent(name, "token without a numeric expires_on"))?;
         let refresh_at = (UNIX_EPOCH + Duration::from_secs(expires))
             .checked_sub(TOKEN_MARGIN)
             .unwrap_or(UNIX_EPOCH);
@@ -325,21 +328,6 @@ impl SecretSource for KeyVaultSource {
     }
 }
 
-fn permanent(name: &str, reason: &str) -> SecretsError {
-    SecretsError::Permanent {
-        name: name.into(),
-        reason: reason.into(),
-    }
-}
-
-fn http_error(name: &str, e: &HttpError) -> SecretsError {
-    if e.is_transient() {
-        SecretsError::transient(name, e.to_string())
-    } else {
-        permanent(name, &e.to_string())
-    }
-}
-
 fn status_error(name: &str, status: StatusCode) -> SecretsError {
     match status {
         StatusCode::NOT_FOUND => SecretsError::not_found(name),
@@ -349,6 +337,6 @@ fn status_error(name: &str, status: StatusCode) -> SecretsError {
         s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
             SecretsError::transient(name, format!("status {}", s.as_u16()))
         }
-        s => permanent(name, &format!("status {}", s.as_u16())),
+        s => SecretsError::permanent(name, format!("status {}", s.as_u16())),
     }
 }

@@ -131,7 +131,10 @@ impl SecretManagerSource {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
-                return Err(permanent(name, "not a Secret Manager secret id"));
+                return Err(SecretsError::permanent(
+                    name,
+                    "not a Secret Manager secret id",
+                ));
             }
             let project = match &inner.project {
                 Some(p) => p.clone(),
@@ -141,18 +144,18 @@ impl SecretManagerSource {
         };
         let uri: Uri = format!("{}/v1/{resource}:access", inner.base)
             .parse()
-            .map_err(|_| permanent(name, "Secret Manager URL is not valid"))?;
+            .map_err(|_| SecretsError::permanent(name, "Secret Manager URL is not valid"))?;
         let token = self.token(name).await?;
         let mut headers = HeaderMap::new();
         let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.as_str()))
-            .map_err(|_| permanent(name, "metadata token is not a header value"))?;
+            .map_err(|_| SecretsError::permanent(name, "metadata token is not a header value"))?;
         bearer.set_sensitive(true);
         headers.insert(http::header::AUTHORIZATION, bearer);
         let resp = inner
             .client
             .get(uri, headers, Schemes::HttpsOrLocalHttp)
             .await
-            .map_err(|e| http_error(name, &e))?;
+            .map_err(|e| SecretsError::from_http(name, &e))?;
         match resp.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Err(SecretsError::not_found(name)),
@@ -173,7 +176,12 @@ impl SecretManagerSource {
                     format!("Secret Manager answered {s}"),
                 ));
             }
-            s => return Err(permanent(name, &format!("Secret Manager answered {s}"))),
+            s => {
+                return Err(SecretsError::permanent(
+                    name,
+                    format!("Secret Manager answered {s}"),
+                ));
+            }
         }
         parse_access(name, resp.body())
     }
@@ -196,7 +204,7 @@ impl SecretManagerSource {
             expires_in: u64,
         }
         let token: Token = serde_json::from_slice(&body)
-            .map_err(|_| permanent(name, "metadata token answer is not valid"))?;
+            .map_err(|_| SecretsError::permanent(name, "metadata token answer is not valid"))?;
         let lifetime = Duration::from_secs(token.expires_in).saturating_sub(TOKEN_MARGIN);
         let value = Zeroizing::new(token.access_token);
         *cached = Some(CachedToken {
@@ -212,7 +220,7 @@ impl SecretManagerSource {
             .ok()
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty() && !p.contains('/'))
-            .ok_or_else(|| permanent(name, "metadata project id is not valid"))
+            .ok_or_else(|| SecretsError::permanent(name, "metadata project id is not valid"))
     }
 
     async fn metadata_get(&self, name: &str, path: &str) -> Result<bytes::Bytes, SecretsError> {
@@ -221,7 +229,7 @@ impl SecretManagerSource {
             self.inner.metadata_host
         )
         .parse()
-        .map_err(|_| permanent(name, "GCE_METADATA_HOST is not a host"))?;
+        .map_err(|_| SecretsError::permanent(name, "GCE_METADATA_HOST is not a host"))?;
         let mut headers = HeaderMap::new();
         headers.insert("metadata-flavor", HeaderValue::from_static("Google"));
         let resp = self
@@ -229,14 +237,14 @@ impl SecretManagerSource {
             .client
             .get(uri, headers, Schemes::HttpsOrLocalHttp)
             .await
-            .map_err(|e| http_error(name, &e))?;
+            .map_err(|e| SecretsError::from_http(name, &e))?;
         if resp.status() != StatusCode::OK {
             let s = resp.status();
             return Err(
                 if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS {
                     SecretsError::transient(name, format!("metadata server answered {s}"))
                 } else {
-                    permanent(name, &format!("metadata server answered {s}"))
+                    SecretsError::permanent(name, format!("metadata server answered {s}"))
                 },
             );
         }
@@ -270,36 +278,27 @@ struct Payload {
 /// The value of an `:access` answer, after its CRC32C check.
 fn parse_access(name: &str, body: &[u8]) -> Result<SecretValue, SecretsError> {
     let parsed: AccessResponse = serde_json::from_slice(body)
-        .map_err(|_| permanent(name, "Secret Manager answer is not valid"))?;
+        .map_err(|_| SecretsError::permanent(name, "Secret Manager answer is not valid"))?;
     let text = Zeroizing::new(parsed.payload.data);
     let data = decode_base64(&text, MAX_PAYLOAD)
-        .map_err(|_| permanent(name, "Secret Manager payload is not valid base64"))?;
+        .map_err(|_| SecretsError::permanent(name, "Secret Manager payload is not valid base64"))?;
     let Some(expected) = parsed.payload.data_crc32c else {
-        return Err(permanent(name, "Secret Manager payload has no dataCrc32c"));
+        return Err(SecretsError::permanent(
+            name,
+            "Secret Manager payload has no dataCrc32c",
+        ));
     };
     let expected: u64 = expected
         .parse()
-        .map_err(|_| permanent(name, "dataCrc32c is not a number"))?;
+        .map_err(|_| SecretsError::permanent(name, "dataCrc32c is not a number"))?;
     let value = SecretValue::new(data.to_vec());
     if u64::from(CASTAGNOLI.checksum(value.expose_bytes())) != expected {
-        return Err(permanent(name, "payload does not match its dataCrc32c"));
+        return Err(SecretsError::permanent(
+            name,
+            "payload does not match its dataCrc32c",
+        ));
     }
     Ok(value)
-}
-
-fn permanent(name: &str, reason: &str) -> SecretsError {
-    SecretsError::Permanent {
-        name: name.into(),
-        reason: reason.into(),
-    }
-}
-
-fn http_error(name: &str, e: &HttpError) -> SecretsError {
-    if e.is_transient() {
-        SecretsError::transient(name, e.to_string())
-    } else {
-        permanent(name, &e.to_string())
-    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,32 @@ impl SecretsError {
         }
     }
 
+    /// A permanent error with its reason (never a value).
+    pub fn permanent(name: &str, reason: impl Into<String>) -> Self {
+        SecretsError::Permanent {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A secret service's HTTP exchange failed: transient when the outbound client says retrying
+    /// may help (timeouts, connection errors), permanent otherwise (a refused URL, an answer over
+    /// the size cap).
+    ///
+    /// ```
+    /// use guard_core::http_client::HttpError;
+    /// use guard_core::secrets::SecretsError;
+    /// assert!(SecretsError::from_http("k", &HttpError::Timeout(std::time::Duration::from_secs(1))).is_transient());
+    /// ```
+    #[cfg(feature = "http-client")]
+    pub fn from_http(name: &str, error: &crate::http_client::HttpError) -> Self {
+        if error.is_transient() {
+            Self::transient(name, error.to_string())
+        } else {
+            Self::permanent(name, error.to_string())
+        }
+    }
+
     /// Whether retrying could succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, SecretsError::Transient { .. })
