@@ -150,22 +150,7 @@ pub struct GuardService<S> {
     layer: GuardLayer,
 }
 
-impl<S> GuardService<S> {
-    /// The wrapped stack.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped stack, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the stack.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
+guard_core::inner_service_accessors!(GuardService);
 
 impl<S> Service<LambdaEvent<Value>> for GuardService<S>
 where

@@ -1,8 +1,10 @@
 //! Internal macros shared by the layers.
 
 /// `get_ref` / `get_mut` / `into_inner` for a layer's service whose inner service is in `inner`
-/// (tower-http's pattern: one macro instead of the same three methods in every module).
-#[allow(unused_macros)]
+/// (tower-http's pattern: one macro instead of the same three methods in every module). Exported,
+/// hidden, for the adapter crates' services.
+#[macro_export]
+#[doc(hidden)]
 macro_rules! inner_service_accessors {
     ($service:ident) => {
         impl<S> $service<S> {
