@@ -1,4 +1,4 @@
-//! Each layer alone, on the orders payload (DESIGN.md §6).
+//! Each layer alone, on the orders payload (examples/orders).
 //!
 //! `cargo bench -p guard-core --bench layers`. Each bench calls the tower service directly with a
 //! fresh request per iteration; `layer/bare_handler` is the handler alone, so a layer's overhead is

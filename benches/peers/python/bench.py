@@ -1,4 +1,4 @@
-"""Powertools for AWS Lambda (Python) peer of the Guard orders perimeter (issue 7, DESIGN.md §6).
+"""Powertools for AWS Lambda (Python) peer of the Guard orders perimeter (issue 7, examples/orders).
 
 Stack, outermost first, built from Powertools' own pieces:
   logger.inject_lambda_context   Powertools Logger on a null handler (see LOG_SINK below)

@@ -21,7 +21,7 @@ use tower::{Service, ServiceExt, service_fn};
 
 const DEMO_HMAC_KEY: &str = "demo-only-webhook-key";
 
-/// The orders handler of DESIGN.md §6: 201 with the order id, the item count and the first
+/// The orders handler of examples/orders: 201 with the order id, the item count and the first
 /// 8 hex characters of SHA-256 of the API key (proof the secret arrived, without showing it).
 async fn orders(req: GuardRequest) -> Result<GuardResponse, Infallible> {
     let order = req

@@ -1,4 +1,4 @@
-//! Shared pieces of the guard-core benches: the orders payload and policy (DESIGN.md §6), request
+//! Shared pieces of the guard-core benches: the orders payload and policy (examples/orders), request
 //! builders, a secret store, the trivial handler, and a poll loop for futures that never wait.
 //!
 //! Every bench file includes this module with `mod support;`; not all of them use every item.

@@ -11,7 +11,7 @@
 //! messages of its kinds must also carry Google's push token. A `[verify]` section with no check
 //! at all refuses everything, so loading reports it.
 //!
-//! The orders example (DESIGN.md §6):
+//! The orders example (examples/orders):
 //!
 //! ```
 //! let policy = guard_core::Policy::from_toml_str(r#"

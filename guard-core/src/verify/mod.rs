@@ -23,7 +23,7 @@
 //! ## From the policy
 //!
 //! [`VerifyLayer::from_policy`] builds the layer from `[verify]`. The orders example of
-//! DESIGN.md §6 — callers from `203.0.113.0/24` or `198.51.100.0/24`, **or** signed with
+//! The orders example (`examples/orders`) — callers from `203.0.113.0/24` or `198.51.100.0/24`, **or** signed with
 //! `X-Guard-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` using the secret
 //! `orders-webhook-hmac`, at most 300 s old, each signature accepted once (a signature presented
 //! from an allowed address is checked and used up too); messages only from the configured queue /

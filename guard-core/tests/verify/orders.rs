@@ -1,4 +1,4 @@
-//! The orders scenario of DESIGN.md §6, built from `[verify]` with `VerifyLayer::from_policy`.
+//! The orders scenario of examples/orders, built from `[verify]` with `VerifyLayer::from_policy`.
 
 use std::sync::Arc;
 use std::time::Duration;
