@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use guard_core::policy::{PolicyError, PolicyProblem, SecretsProvider};
 use guard_core::request::HeaderLimits;
-use guard_core::server::{Server, ServerConfig};
+use guard_core::server::ServerConfig;
 use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use tower_service::Service;
 
@@ -156,12 +156,8 @@ where
         DecodeOptions::from_policy(&policy),
     )
     .event_grid(event_grid, guard.audit_layer().clone());
-    let flush = guard.clone();
-    Server::new(server_config(&policy))
-        .audit(guard.audit_layer().clone())
-        .on_shutdown(move || {
-            flush.flush_audit(FLUSH_BUDGET);
-        })
+    guard
+        .server(server_config(&policy), FLUSH_BUDGET)
         .serve(listener, service)
         .await?;
     Ok(())

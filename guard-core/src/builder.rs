@@ -503,6 +503,31 @@ impl Guard {
         &self.audit
     }
 
+    /// An HTTP server for this perimeter: the refusals it makes itself (408 / 413 / 431) are
+    /// recorded by this guard's audit layer, and on shutdown, once in-flight requests are done,
+    /// the remaining security events are written (up to `flush_budget`). What the Azure custom
+    /// handler and Cloud Run adapters serve on.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let guard = guard_core::Guard::builder().build();
+    /// let server = guard.server(guard_core::server::ServerConfig::default(), Duration::from_secs(1));
+    /// # let _ = server;
+    /// ```
+    #[cfg(feature = "server")]
+    pub fn server(
+        &self,
+        config: crate::server::ServerConfig,
+        flush_budget: std::time::Duration,
+    ) -> crate::server::Server {
+        let flush = self.audit.clone();
+        crate::server::Server::new(config)
+            .audit(self.audit.clone())
+            .on_shutdown(move || {
+                flush.flush(flush_budget);
+            })
+    }
+
     /// Wraps `handler` (same as `Layer::layer`).
     ///
     /// ```

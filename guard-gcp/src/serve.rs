@@ -4,7 +4,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use guard_core::policy::PolicyError;
-use guard_core::server::Server;
 use guard_core::{GuardRequest, GuardResponse, Policy};
 use tower::Layer;
 use tower_service::Service;
@@ -77,13 +76,9 @@ where
             errors.len()
         );
     }
-    let flush = guard.clone();
     let stack = GcpLayer::from_policy(&policy).layer(guard.layer(handler));
-    Server::new(crate::server_config(&policy))
-        .audit(guard.audit_layer().clone())
-        .on_shutdown(move || {
-            flush.flush_audit(FLUSH_BUDGET);
-        })
+    guard
+        .server(crate::server_config(&policy), FLUSH_BUDGET)
         .serve(listener, stack)
         .await?;
     Ok(())
