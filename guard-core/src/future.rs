@@ -14,11 +14,12 @@ use pin_project_lite::pin_project;
 use crate::request::GuardResponse;
 
 /// A boxed response future, for layers whose checks await something.
-pub type BoxResponseFuture<E> = Pin<Box<dyn Future<Output = Result<GuardResponse, E>> + Send>>;
+pub(crate) type BoxResponseFuture<E> =
+    Pin<Box<dyn Future<Output = Result<GuardResponse, E>> + Send>>;
 
 pin_project! {
     /// Either an immediate response (a rejection) or the inner service's future.
-    pub struct CheckFuture<F> {
+    pub(crate) struct CheckFuture<F> {
         #[pin]
         state: State<F>,
     }
@@ -34,7 +35,7 @@ pin_project! {
 
 impl<F> CheckFuture<F> {
     /// A future that resolves to `response` at once.
-    pub fn rejected(response: GuardResponse) -> Self {
+    pub(crate) fn rejected(response: GuardResponse) -> Self {
         CheckFuture {
             state: State::Rejected {
                 response: Some(response),
@@ -43,7 +44,7 @@ impl<F> CheckFuture<F> {
     }
 
     /// A future that awaits the inner service.
-    pub fn inner(future: F) -> Self {
+    pub(crate) fn inner(future: F) -> Self {
         CheckFuture {
             state: State::Inner { future },
         }
@@ -70,7 +71,7 @@ where
 pin_project! {
     /// The inner service's future (a check answered at once), an immediate response, or a boxed
     /// future when the check had to wait: the synchronous answers cost no allocation.
-    pub struct MaybeBoxFuture<F, E> {
+    pub(crate) struct MaybeBoxFuture<F, E> {
         #[pin]
         state: MaybeState<F, E>,
     }
@@ -93,7 +94,7 @@ impl<F, E> std::fmt::Debug for MaybeBoxFuture<F, E> {
 
 impl<F, E> MaybeBoxFuture<F, E> {
     /// A future that resolves to `response` at once.
-    pub fn rejected(response: GuardResponse) -> Self {
+    pub(crate) fn rejected(response: GuardResponse) -> Self {
         MaybeBoxFuture {
             state: MaybeState::Rejected {
                 response: Some(response),
@@ -102,14 +103,14 @@ impl<F, E> MaybeBoxFuture<F, E> {
     }
 
     /// A future that awaits the inner service.
-    pub fn inner(future: F) -> Self {
+    pub(crate) fn inner(future: F) -> Self {
         MaybeBoxFuture {
             state: MaybeState::Inner { future },
         }
     }
 
     /// A future that awaits a boxed check (and the inner service after it).
-    pub fn boxed(future: BoxResponseFuture<E>) -> Self {
+    pub(crate) fn boxed(future: BoxResponseFuture<E>) -> Self {
         MaybeBoxFuture {
             state: MaybeState::Boxed { future },
         }

@@ -9,9 +9,9 @@
 //! |---|---|
 //! | scheme | `https://` only; plain `http://` only for a request sent with [`Schemes::HttpsOrLocalHttp`] to a loopback or link-local address |
 //! | redirects | never followed: a 3xx comes back as the response, its `Location` is not fetched |
-//! | response body | at most [`DEFAULT_MAX_RESPONSE_BYTES`]; a larger declared `Content-Length` is refused before reading |
-//! | total time | [`DEFAULT_TIMEOUT`] from sending to the last body byte, connection included |
-//! | connect time | [`DEFAULT_CONNECT_TIMEOUT`] per TCP connection attempt |
+//! | response body | at most 1 MiB by default; a larger declared `Content-Length` is refused before reading |
+//! | total time | 5 s by default from sending to the last body byte, connection included |
+//! | connect time | 2 s by default per TCP connection attempt |
 //!
 //! ```
 //! use guard_core::http_client::{HttpClient, HttpError, Schemes};
@@ -43,11 +43,11 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 
 /// How long one TCP connection attempt may take by default.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one exchange (connect, send, headers, whole body) may take by default.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest response body read by default, in bytes.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Which schemes one request may use.
 #[non_exhaustive]
@@ -166,20 +166,20 @@ impl std::fmt::Debug for HttpClientBuilder {
 }
 
 impl HttpClientBuilder {
-    /// How long one TCP connection attempt may take (default [`DEFAULT_CONNECT_TIMEOUT`]).
+    /// How long one TCP connection attempt may take (default 2 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// How long one exchange may take, connection and whole body included (default
-    /// [`DEFAULT_TIMEOUT`]).
+    /// 5 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// The largest response body read (default [`DEFAULT_MAX_RESPONSE_BYTES`]).
+    /// The largest response body read (default 1 MiB).
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes;
         self

@@ -34,8 +34,10 @@ use crate::policy::{IngressPolicy, PolicyError, PolicyProblem};
 use crate::request::{AdapterRefusal, GuardRequest, GuardResponse, Trigger};
 use crate::{Rejection, RejectionKind};
 
-/// The response future of [`Ingress`].
-pub type ResponseFuture<F> = CheckFuture<F>;
+crate::macros::opaque_future! {
+    /// The response future of [`Ingress`].
+    pub type ResponseFuture<F> = CheckFuture<F>;
+}
 
 #[derive(Debug, Clone)]
 struct Config {
@@ -79,12 +81,6 @@ impl IngressLayer {
     }
 
     /// Builds the layer from the `[ingress]` policy section, reporting every problem.
-    ///
-    /// ```
-    /// let p = guard_core::Policy::from_toml_str("[ingress]\nmethods = [\"POST\"]").unwrap();
-    /// let layer = guard_core::ingress::IngressLayer::from_policy(&p.ingress).unwrap();
-    /// # let _ = layer;
-    /// ```
     pub fn from_policy(policy: &IngressPolicy) -> Result<Self, PolicyError> {
         let mut problems = Vec::new();
         let mut methods = Vec::new();
@@ -208,8 +204,8 @@ where
 
     fn call(&mut self, req: GuardRequest) -> Self::Future {
         match check(&self.config, &req) {
-            Ok(()) => CheckFuture::inner(self.inner.call(req)),
-            Err(r) => CheckFuture::rejected(r.into_response()),
+            Ok(()) => ResponseFuture::new(CheckFuture::inner(self.inner.call(req))),
+            Err(r) => ResponseFuture::new(CheckFuture::rejected(r.into_response())),
         }
     }
 }
@@ -310,13 +306,7 @@ fn media_type(headers: &HeaderMap) -> MediaType<'_> {
 
 /// Whether the JSON text nests objects/arrays deeper than `max`. A byte scan that skips strings
 /// (with escapes); it does not validate the JSON, the validate layer does.
-///
-/// ```
-/// use guard_core::ingress::exceeds_depth;
-/// assert!(!exceeds_depth(br#"{"a":[1]}"#, 2));
-/// assert!(exceeds_depth(br#"[[["deep"]]]"#, 2));
-/// ```
-pub fn exceeds_depth(body: &[u8], max: u32) -> bool {
+pub(crate) fn exceeds_depth(body: &[u8], max: u32) -> bool {
     let mut depth: u32 = 0;
     let mut in_string = false;
     let mut escaped = false;
@@ -393,5 +383,25 @@ mod tests {
         // Not JSON: no depth scan.
         assert!(check(&layer.config, &req("text/plain", b"[[[1]]]")).is_ok());
         assert!(check(&layer.config, &req("json", b"[[[1]]]")).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod exceeds_depth_counts_nesting_example {
+    #[test]
+    fn exceeds_depth_counts_nesting() {
+        use crate::ingress::exceeds_depth;
+        assert!(!exceeds_depth(br#"{"a":[1]}"#, 2));
+        assert!(exceeds_depth(br#"[[["deep"]]]"#, 2));
+    }
+}
+
+#[cfg(test)]
+mod ingress_layer_from_policy_example {
+    #[test]
+    fn ingress_layer_from_policy() {
+        let p = crate::Policy::from_toml_str("[ingress]\nmethods = [\"POST\"]").unwrap();
+        let layer = crate::ingress::IngressLayer::from_policy(&p.ingress).unwrap();
+        let _ = layer;
     }
 }

@@ -36,7 +36,7 @@
 //! | `server` | no | [`server`]: serves a stack over HTTP/1.1 (hyper) with streaming body limits, timeouts and graceful SIGTERM |
 
 pub mod clock;
-pub mod future;
+mod future;
 mod macros;
 pub mod message;
 pub mod policy;

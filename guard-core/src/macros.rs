@@ -28,3 +28,54 @@ macro_rules! inner_service_accessors {
 
 #[allow(unused_imports)]
 pub(crate) use inner_service_accessors;
+
+/// A layer's response future as its own opaque type (tower-http's `opaque_future!`): a public
+/// struct whose only field, the shared future from `crate::future` that does the work, is
+/// private, with a `pub(crate)` constructor. Users can name the type; they cannot build one or see
+/// its state, so the shared futures stay free to change.
+macro_rules! opaque_future {
+    ($(#[$meta:meta])* pub type $name:ident<F> = $actual:ty;) => {
+        $crate::macros::opaque_future!(@define $(#[$meta])* $name [F] [F, E] $actual);
+    };
+    ($(#[$meta:meta])* pub type $name:ident<F, E> = $actual:ty;) => {
+        $crate::macros::opaque_future!(@define $(#[$meta])* $name [F, E] [F, E] $actual);
+    };
+    (@define $(#[$meta:meta])* $name:ident [$($param:ident),+] [$($impl_param:ident),+] $actual:ty) => {
+        pin_project_lite::pin_project! {
+            $(#[$meta])*
+            pub struct $name<$($param),+> {
+                #[pin]
+                inner: $actual,
+            }
+        }
+
+        impl<$($param),+> $name<$($param),+> {
+            pub(crate) fn new(inner: $actual) -> Self {
+                Self { inner }
+            }
+        }
+
+        impl<$($param),+> std::fmt::Debug for $name<$($param),+> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).finish_non_exhaustive()
+            }
+        }
+
+        impl<$($impl_param),+> std::future::Future for $name<$($param),+>
+        where
+            F: std::future::Future<Output = Result<$crate::request::GuardResponse, E>>,
+        {
+            type Output = Result<$crate::request::GuardResponse, E>;
+
+            fn poll(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Self::Output> {
+                self.project().inner.poll(cx)
+            }
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use opaque_future;

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use guard_core::rate_limit::key::{self, BucketKey};
-use guard_core::rate_limit::{
-    FakeRelativeClock, MemoryBackend, MemoryOptions, Rate, RateLimitLayer,
-};
+use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate, RateLimitLayer};
 use guard_core::request::{MessageTrigger, Peer, Principal, PrincipalKind, Trigger};
 use guard_core::{Denial, GuardRequest, GuardResponse, Policy};
 use tower::util::BoxCloneService;
@@ -52,8 +50,8 @@ where
     svc.ready().await.unwrap().call(req).await.unwrap()
 }
 
-fn limiter(rate: Rate, k: impl key::RateKey) -> (RateLimitLayer, FakeRelativeClock) {
-    let clock = FakeRelativeClock::default();
+fn limiter(rate: Rate, k: impl key::RateKey) -> (RateLimitLayer, FakeClock) {
+    let clock = FakeClock::default();
     let mem = MemoryBackend::with_clock(rate, MemoryOptions::default(), clock.clone());
     (RateLimitLayer::new(mem, k), clock)
 }

@@ -62,22 +62,20 @@ pub struct SecurityEvent {
 }
 
 /// Event name of every decision record.
-pub const DECISION_EVENT: &str = "guard.decision";
+pub(crate) const DECISION_EVENT: &str = "guard.decision";
 /// Code recorded for allowed requests.
-pub const ALLOW_CODE: &str = "guard.allow";
+pub(crate) const ALLOW_CODE: &str = "guard.allow";
+
+impl SecurityEvent {
+    /// The `code` of an allowed request's event.
+    pub const ALLOW_CODE: &str = ALLOW_CODE;
+}
 
 /// Caps `s` at `max` bytes (on a character boundary, marking the cut with `…`) and replaces
 /// control characters (newlines, ANSI escapes...), line separators and the bidirectional
 /// formatting characters (U+200E/F marks, U+202A–U+202E embeddings and overrides, U+2066–U+2069
 /// isolates: they reorder what a log viewer shows) with their `\u{..}` spelling.
-///
-/// ```
-/// let s = guard_core::audit::sanitize("a\nb\x1b[31m", 64);
-/// assert_eq!(s, "a\\u{a}b\\u{1b}[31m");
-/// assert_eq!(guard_core::audit::sanitize("abcdef", 3), "abc…");
-/// assert_eq!(guard_core::audit::sanitize("ok\u{202e}gnp.exe", 64), "ok\\u{202e}gnp.exe");
-/// ```
-pub fn sanitize(s: &str, max: usize) -> String {
+pub(crate) fn sanitize(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max) + 4);
     for c in s.chars() {
         if out.len() >= max {
@@ -100,4 +98,16 @@ fn is_layout_control(c: char) -> bool {
         c,
         '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    #[test]
+    fn sanitize_escapes_control_and_bidi_characters_and_caps_the_length() {
+        assert_eq!(sanitize("a\nb\x1b[31m", 64), "a\\u{a}b\\u{1b}[31m");
+        assert_eq!(sanitize("abcdef", 3), "abc…");
+        assert_eq!(sanitize("ok\u{202e}gnp.exe", 64), "ok\\u{202e}gnp.exe");
+    }
 }

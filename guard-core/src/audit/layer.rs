@@ -85,12 +85,7 @@ impl AuditLayer {
     }
 
     /// JSON lines on stdout through a non-blocking [`JsonLinesSink`] sized by the policy.
-    ///
-    /// ```
-    /// let layer = guard_core::audit::AuditLayer::from_policy(&Default::default());
-    /// # let _ = layer;
-    /// ```
-    pub fn from_policy(policy: &AuditPolicy) -> Self {
+    pub(crate) fn from_policy(policy: &AuditPolicy) -> Self {
         Self::new(JsonLinesSink::stdout(policy.buffer)).max_field_len(policy.max_field_len)
     }
 
@@ -401,5 +396,14 @@ mod tests {
         req.extensions_mut().insert(stale);
         layer.layer(handler).oneshot(req).await.unwrap();
         assert_eq!(seen.lock().unwrap()[0].principal, None);
+    }
+}
+
+#[cfg(test)]
+mod audit_layer_from_policy_example {
+    #[test]
+    fn audit_layer_from_policy() {
+        let layer = crate::audit::AuditLayer::from_policy(&Default::default());
+        let _ = layer;
     }
 }

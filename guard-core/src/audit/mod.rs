@@ -13,6 +13,6 @@ mod event;
 mod layer;
 mod sink;
 
-pub use event::{ALLOW_CODE, DECISION_EVENT, Outcome, SecurityEvent, sanitize};
+pub use event::{Outcome, SecurityEvent};
 pub use layer::{Audit, AuditLayer, ResponseFuture};
 pub use sink::{JsonLinesSink, SecuritySink, TracingSink};

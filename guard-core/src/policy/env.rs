@@ -15,11 +15,11 @@ use std::path::Path;
 use super::{Policy, PolicyError, PolicyProblem, SecretsProvider};
 
 /// Path of a policy file that replaces the embedded one.
-pub const POLICY_VAR: &str = "GUARD_POLICY";
+pub(crate) const POLICY_VAR: &str = "GUARD_POLICY";
 /// Replaces `[secrets] provider`.
-pub const SECRETS_PROVIDER_VAR: &str = "GUARD_SECRETS_PROVIDER";
+pub(crate) const SECRETS_PROVIDER_VAR: &str = "GUARD_SECRETS_PROVIDER";
 /// Replaces `[rate_limit] backend`.
-pub const RATE_BACKEND_VAR: &str = "GUARD_RATE_BACKEND";
+pub(crate) const RATE_BACKEND_VAR: &str = "GUARD_RATE_BACKEND";
 
 impl Policy {
     /// Parses a policy whose `[validate] schema` is given as text instead of a file path (a

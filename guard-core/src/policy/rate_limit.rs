@@ -164,13 +164,7 @@ impl RateLimitPolicy {
     }
 
     /// Adds every semantic problem of this section (with key paths under `path`) to `problems`.
-    ///
-    /// ```
-    /// let err = guard_core::Policy::from_toml_str("[rate_limit]\nper_second = 0\nburst = 0").unwrap_err();
-    /// let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
-    /// assert_eq!(paths, ["rate_limit.per_second", "rate_limit.burst"]);
-    /// ```
-    pub fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
+    pub(crate) fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
         let mut problem = |key: &str, msg: &str| {
             problems.push(PolicyProblem::new(format!("{path}.{key}"), msg));
         };
@@ -454,5 +448,16 @@ mod tests {
             paths("[rate_limit]\nper_second = 1\nper_hour = 3"),
             ["rate_limit.per_hour"]
         );
+    }
+}
+
+#[cfg(test)]
+mod every_bad_rate_is_reported_at_its_path_example {
+    #[test]
+    fn every_bad_rate_is_reported_at_its_path() {
+        let err =
+            crate::Policy::from_toml_str("[rate_limit]\nper_second = 0\nburst = 0").unwrap_err();
+        let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["rate_limit.per_second", "rate_limit.burst"]);
     }
 }

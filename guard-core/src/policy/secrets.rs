@@ -126,7 +126,7 @@ fn name_problem(name: &str) -> Option<&'static str> {
 
 impl SecretsPolicy {
     /// Adds every semantic problem of this section (with key paths under `path`) to `problems`.
-    pub fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
+    pub(crate) fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
         let mut problem = |key: &str, msg: &str| {
             problems.push(PolicyProblem::new(format!("{path}.{key}"), msg));
         };
@@ -177,17 +177,8 @@ impl SecretsPolicy {
 
     /// A [`SecretStore`](crate::secrets::SecretStore) builder over `source` with this section's
     /// cache settings.
-    ///
-    /// ```
-    /// use guard_core::Policy;
-    /// use guard_core::secrets::EnvSource;
-    ///
-    /// let p = Policy::from_toml_str("[secrets]\nrequired = [\"k\"]\nttl_secs = 60").unwrap();
-    /// let store = p.secrets.unwrap().store_builder(EnvSource::new()).build().unwrap();
-    /// assert!(store.is_empty());
-    /// ```
     #[cfg(feature = "secrets")]
-    pub fn store_builder(
+    pub(crate) fn store_builder(
         &self,
         source: impl crate::secrets::SecretSource,
     ) -> crate::secrets::SecretStoreBuilder {
@@ -207,17 +198,8 @@ impl SecretsPolicy {
     }
 
     /// The [`SecretsLayer`](crate::secrets::SecretsLayer) for this section's names over `store`.
-    ///
-    /// ```
-    /// use guard_core::Policy;
-    /// use guard_core::secrets::{EnvSource, SecretStore};
-    ///
-    /// let p = Policy::from_toml_str("[secrets]\nrequired = [\"k\"]").unwrap();
-    /// let layer = p.secrets.unwrap().layer(SecretStore::new(EnvSource::new()));
-    /// # let _ = layer;
-    /// ```
     #[cfg(feature = "secrets")]
-    pub fn layer(&self, store: crate::secrets::SecretStore) -> crate::secrets::SecretsLayer {
+    pub(crate) fn layer(&self, store: crate::secrets::SecretStore) -> crate::secrets::SecretsLayer {
         let layer = self
             .required
             .iter()
@@ -229,12 +211,7 @@ impl SecretsPolicy {
 
     /// The built-in source for `provider = "env"` or `"file"`; `None` for the cloud providers
     /// (their adapter crates build those).
-    ///
-    /// ```
-    /// let p = guard_core::Policy::from_toml_str("[secrets]\nprovider = \"aws\"").unwrap();
-    /// assert!(p.secrets.unwrap().local_source().is_none());
-    /// ```
-    pub fn local_source(&self) -> Option<Box<dyn crate::secrets::SecretSource>> {
+    pub(crate) fn local_source(&self) -> Option<Box<dyn crate::secrets::SecretSource>> {
         match (self.provider, &self.directory) {
             (SecretsProvider::Env, _) => Some(Box::new(crate::secrets::EnvSource::new())),
             (SecretsProvider::File, Some(dir)) => Some(Box::new(
@@ -317,5 +294,45 @@ mod tests {
             paths("[secrets]\nrequired = [\"a\", \"b\"]\nmax_entries = 1"),
             ["secrets.max_entries"]
         );
+    }
+}
+
+#[cfg(test)]
+mod store_builder_applies_the_cache_settings_example {
+    #[test]
+    fn store_builder_applies_the_cache_settings() {
+        use crate::Policy;
+        use crate::secrets::EnvSource;
+
+        let p = Policy::from_toml_str("[secrets]\nrequired = [\"k\"]\nttl_secs = 60").unwrap();
+        let store = p
+            .secrets
+            .unwrap()
+            .store_builder(EnvSource::new())
+            .build()
+            .unwrap();
+        assert!(store.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod layer_names_the_required_secrets_example {
+    #[test]
+    fn layer_names_the_required_secrets() {
+        use crate::Policy;
+        use crate::secrets::{EnvSource, SecretStore};
+
+        let p = Policy::from_toml_str("[secrets]\nrequired = [\"k\"]").unwrap();
+        let layer = p.secrets.unwrap().layer(SecretStore::new(EnvSource::new()));
+        let _ = layer;
+    }
+}
+
+#[cfg(test)]
+mod cloud_providers_have_no_local_source_example {
+    #[test]
+    fn cloud_providers_have_no_local_source() {
+        let p = crate::Policy::from_toml_str("[secrets]\nprovider = \"aws\"").unwrap();
+        assert!(p.secrets.unwrap().local_source().is_none());
     }
 }

@@ -353,7 +353,7 @@ impl VerifyPolicy {
     }
 
     /// Adds every semantic problem of this section (with key paths under `path`) to `problems`.
-    pub fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
+    pub(crate) fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
         let no_sources = self.sources.values().all(Vec::is_empty);
         if !self.has_request_checks() && no_sources {
             push(

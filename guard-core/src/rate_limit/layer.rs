@@ -152,16 +152,6 @@ impl RateLimitLayer {
     /// With a Redis backend both placements share one connection and use the key prefixes
     /// `<key_prefix>:pre:` and `<key_prefix>:post:` (`key_prefix` defaults to
     /// `guard:rl:<function name>`). Nothing connects before the first request.
-    ///
-    /// ```
-    /// use guard_core::Policy;
-    /// use guard_core::rate_limit::RateLimitLayer;
-    /// let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5\nburst = 10").unwrap();
-    /// let layers = RateLimitLayer::from_policy(&policy).unwrap();
-    /// assert_eq!(layers.pre_auth.unwrap().label(), "pre_auth");
-    /// assert_eq!(layers.post_auth.unwrap().label(), "post_auth");
-    /// assert!(RateLimitLayer::from_policy(&Policy::default()).unwrap().pre_auth.is_none());
-    /// ```
     pub fn from_policy(policy: &Policy) -> Result<RateLimitLayers, PolicyError> {
         match &policy.rate_limit {
             None => Ok(RateLimitLayers::default()),
@@ -171,13 +161,6 @@ impl RateLimitLayer {
 
     /// Like [`from_policy`](Self::from_policy), with the secret store that holds
     /// `[rate_limit] password_secret` (a policy naming one is refused without a store).
-    ///
-    /// ```
-    /// use guard_core::Policy;
-    /// use guard_core::rate_limit::RateLimitLayer;
-    /// let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5").unwrap();
-    /// assert!(RateLimitLayer::from_policy_with_secrets(&policy, None).unwrap().pre_auth.is_some());
-    /// ```
     #[cfg(feature = "secrets")]
     pub fn from_policy_with_secrets(
         policy: &Policy,
@@ -647,5 +630,40 @@ mod tests {
         for n in (0..=1200u64).chain([u64::from(u32::MAX), u64::MAX]) {
             assert_eq!(number(n), http::HeaderValue::from(n), "{n}");
         }
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_layers_from_policy_example {
+    #[test]
+    fn rate_limit_layers_from_policy() {
+        use crate::Policy;
+        use crate::rate_limit::RateLimitLayer;
+        let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5\nburst = 10").unwrap();
+        let layers = RateLimitLayer::from_policy(&policy).unwrap();
+        assert_eq!(layers.pre_auth.unwrap().label(), "pre_auth");
+        assert_eq!(layers.post_auth.unwrap().label(), "post_auth");
+        assert!(
+            RateLimitLayer::from_policy(&Policy::default())
+                .unwrap()
+                .pre_auth
+                .is_none()
+        );
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_layers_with_secrets_example {
+    #[test]
+    fn rate_limit_layers_with_secrets() {
+        use crate::Policy;
+        use crate::rate_limit::RateLimitLayer;
+        let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5").unwrap();
+        assert!(
+            RateLimitLayer::from_policy_with_secrets(&policy, None)
+                .unwrap()
+                .pre_auth
+                .is_some()
+        );
     }
 }

@@ -20,10 +20,10 @@
 //! ```
 //! use std::num::NonZeroU32;
 //! use std::time::Duration;
-//! use guard_core::rate_limit::{FakeRelativeClock, MemoryBackend, MemoryOptions, Rate};
+//! use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate};
 //! use guard_core::rate_limit::key::BucketKey;
 //!
-//! let clock = FakeRelativeClock::default();
+//! let clock = FakeClock::default();
 //! let rate = Rate::per_second(NonZeroU32::new(1).unwrap()).with_burst(NonZeroU32::new(2).unwrap());
 //! let mem = MemoryBackend::with_clock(rate, MemoryOptions::default(), clock.clone());
 //! let k = BucketKey::named("k");
@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use governor::RateLimiter;
-use governor::clock::{Clock, QuantaClock, Reference};
+use governor::clock::{Clock, FakeRelativeClock, QuantaClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
@@ -52,6 +52,24 @@ use governor::state::keyed::ShrinkableKeyedStateStore;
 
 use super::key::BucketKey;
 use super::{Decision, Rate};
+
+/// A monotonic clock for [`MemoryBackend::with_clock`] that only moves when told to: tests
+/// advance it by hand instead of sleeping. Clones share one reading.
+///
+/// ```
+/// use std::time::Duration;
+/// let clock = guard_core::rate_limit::FakeClock::default();
+/// clock.advance(Duration::from_secs(1));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct FakeClock(FakeRelativeClock);
+
+impl FakeClock {
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        self.0.advance(by);
+    }
+}
 
 /// Tuning of the memory backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,20 +154,23 @@ impl MemoryBackend {
     /// assert!(mem.is_empty());
     /// ```
     pub fn with_options(rate: Rate, options: MemoryOptions) -> Self {
-        Self::with_clock(rate, options, QuantaClock::default())
+        Self::on_clock(rate, options, QuantaClock::default())
     }
 
-    /// Buckets for `rate` on `clock` (e.g. governor's [`FakeRelativeClock`](super::FakeRelativeClock)
-    /// in tests).
+    /// Buckets for `rate` on a [`FakeClock`] that the caller advances by hand (tests).
     ///
     /// ```
     /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{FakeRelativeClock, MemoryBackend, MemoryOptions, Rate};
+    /// use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate};
     /// let mem = MemoryBackend::with_clock(Rate::per_second(NonZeroU32::new(5).unwrap()),
-    ///     MemoryOptions::default(), FakeRelativeClock::default());
+    ///     MemoryOptions::default(), FakeClock::default());
     /// assert_eq!(mem.len(), 0);
     /// ```
-    pub fn with_clock<C>(rate: Rate, options: MemoryOptions, clock: C) -> Self
+    pub fn with_clock(rate: Rate, options: MemoryOptions, clock: FakeClock) -> Self {
+        Self::on_clock(rate, options, clock.0)
+    }
+
+    fn on_clock<C>(rate: Rate, options: MemoryOptions, clock: C) -> Self
     where
         C: Clock + Send + Sync + 'static,
         C::Instant: Send + Sync,
@@ -213,8 +234,8 @@ impl MemoryBackend {
     /// ```
     /// use std::num::NonZeroU32;
     /// use std::time::Duration;
-    /// use guard_core::rate_limit::{FakeRelativeClock, MemoryBackend, MemoryOptions, Rate, key::BucketKey};
-    /// let clock = FakeRelativeClock::default();
+    /// use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate, key::BucketKey};
+    /// let clock = FakeClock::default();
     /// let mem = MemoryBackend::with_clock(Rate::per_second(NonZeroU32::new(1).unwrap()),
     ///     MemoryOptions::default(), clock.clone());
     /// mem.check(&BucketKey::named("a"));
@@ -455,7 +476,7 @@ impl Store {
 mod tests {
     use std::num::NonZeroU32;
 
-    use governor::clock::FakeRelativeClock;
+    use super::FakeClock;
 
     use super::*;
 
@@ -463,8 +484,8 @@ mod tests {
         NonZeroU32::new(n).unwrap()
     }
 
-    fn backend(rate: Rate, opts: MemoryOptions) -> (MemoryBackend, FakeRelativeClock) {
-        let clock = FakeRelativeClock::default();
+    fn backend(rate: Rate, opts: MemoryOptions) -> (MemoryBackend, FakeClock) {
+        let clock = FakeClock::default();
         (MemoryBackend::with_clock(rate, opts, clock.clone()), clock)
     }
 

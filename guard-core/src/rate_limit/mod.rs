@@ -23,7 +23,7 @@
 //!
 //! | backend | shared by | clock | on failure |
 //! |---|---|---|---|
-//! | [`MemoryBackend`] (default) | one function instance | injectable (`governor`'s `FakeRelativeClock` in tests) | cannot fail |
+//! | [`MemoryBackend`] (default) | one function instance | injectable ([`FakeClock`] in tests) | cannot fail |
 //! | `RedisBackend` (feature `redis`) | every instance using the same Redis and key prefix | the Redis server's | [`FailureMode::Open`] (default: admit, count, log) or [`FailureMode::Closed`] (503 `guard.rate.backend_unavailable`) |
 //!
 //! In serverless every instance has its own memory: with the memory backend the effective limit
@@ -68,11 +68,9 @@ mod replay_redis;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-pub use governor::clock::{Clock, FakeRelativeClock, QuantaClock};
-
 pub use crate::policy::FailureMode;
 pub use layer::{RateLimit, RateLimitLayer, RateLimitLayers, ResponseFuture};
-pub use memory::{MemoryBackend, MemoryOptions};
+pub use memory::{FakeClock, MemoryBackend, MemoryOptions};
 #[cfg(feature = "redis")]
 pub use redis::{
     AdmittedOnBackendError, RedisBackend, RedisBackendError, RedisConnection,

@@ -223,10 +223,10 @@ pub struct Secrets<S> {
 
 crate::macros::inner_service_accessors!(Secrets);
 
-/// The response future of [`Secrets`]: the inner service's future when every secret was
-/// answered from the cache at once (see [`SecretStore::get_now`]), an immediate 503, or a boxed
-/// future when a secret had to be fetched.
-pub type ResponseFuture<F, E> = MaybeBoxFuture<F, E>;
+crate::macros::opaque_future! {
+    /// The response future of [`Secrets`].
+    pub type ResponseFuture<F, E> = MaybeBoxFuture<F, E>;
+}
 
 /// One answer per name of a list: given by the cache at once, or (`None`) still to be fetched.
 type Answers = Vec<Option<Result<Arc<SecretValue>, SecretsError>>>;
@@ -387,10 +387,10 @@ where
             // Every secret fresh in the cache: no future to box, no clone of the inner service.
             Now::Ready(Ok(handles)) => {
                 req.extensions_mut().insert(handles);
-                return ResponseFuture::inner(self.inner.call(req));
+                return ResponseFuture::new(MaybeBoxFuture::inner(self.inner.call(req)));
             }
             Now::Ready(Err(response)) => {
-                return ResponseFuture::rejected(response);
+                return ResponseFuture::new(MaybeBoxFuture::rejected(response));
             }
             Now::Wait { required, optional } => (required, optional),
         };
@@ -427,6 +427,6 @@ where
             });
             inner.call(req).await
         });
-        ResponseFuture::boxed(future)
+        ResponseFuture::new(MaybeBoxFuture::boxed(future))
     }
 }

@@ -151,12 +151,7 @@ impl ValidateLayer {
 
     /// Builds the layer from the `[validate]` section (the schema document must have been read, as
     /// [`Policy::load`](crate::Policy::load) does).
-    ///
-    /// ```
-    /// let p = guard_core::policy::ValidatePolicy::default();
-    /// assert!(guard_core::validate::ValidateLayer::from_policy(&p).is_ok());
-    /// ```
-    pub fn from_policy(policy: &ValidatePolicy) -> Result<Self, PolicyError> {
+    pub(crate) fn from_policy(policy: &ValidatePolicy) -> Result<Self, PolicyError> {
         let schema = match (&policy.schema, &policy.schema_document) {
             (_, Some(doc)) => Some((
                 doc,
@@ -245,8 +240,10 @@ pub struct Validate<S> {
 
 crate::macros::inner_service_accessors!(Validate);
 
-/// The response future of [`Validate`].
-pub type ResponseFuture<F> = CheckFuture<F>;
+crate::macros::opaque_future! {
+    /// The response future of [`Validate`] and [`TypedValidate`](super::TypedValidate).
+    pub type ResponseFuture<F> = CheckFuture<F>;
+}
 
 impl<S, E> Service<GuardRequest> for Validate<S>
 where
@@ -268,11 +265,11 @@ where
             }
             _ => match full_path(config, req.body()) {
                 Ok(value) => JsonBody::with_value(req.body().clone(), value),
-                Err(rejection) => return CheckFuture::rejected(*rejection),
+                Err(rejection) => return ResponseFuture::new(CheckFuture::rejected(*rejection)),
             },
         };
         req.extensions_mut().insert(body);
-        CheckFuture::inner(self.inner.call(req))
+        ResponseFuture::new(CheckFuture::inner(self.inner.call(req)))
     }
 }
 
@@ -318,4 +315,13 @@ fn full_path(config: &Config, body: &[u8]) -> Result<Value, Box<GuardResponse>> 
         ));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod validate_layer_from_policy_example {
+    #[test]
+    fn validate_layer_from_policy() {
+        let p = crate::policy::ValidatePolicy::default();
+        assert!(crate::validate::ValidateLayer::from_policy(&p).is_ok());
+    }
 }

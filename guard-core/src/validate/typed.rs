@@ -11,6 +11,7 @@ use tower_service::Service;
 use validator::{Validate, ValidationErrors, ValidationErrorsKind};
 
 use super::body::JsonBody;
+use super::schema::ResponseFuture;
 use crate::future::CheckFuture;
 use crate::request::{GuardRequest, GuardResponse};
 use crate::{Rejection, RejectionKind, ValidationDetail};
@@ -155,7 +156,7 @@ where
 {
     type Response = GuardResponse;
     type Error = E;
-    type Future = CheckFuture<S::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
         self.inner.poll_ready(cx)
@@ -177,11 +178,11 @@ where
         let value = match parsed {
             Ok(v) => v,
             Err(reason) => {
-                return CheckFuture::rejected(
+                return ResponseFuture::new(CheckFuture::rejected(
                     Rejection::new(RejectionKind::InvalidInput)
                         .with_reason(reason)
                         .into_response(),
-                );
+                ));
             }
         };
         if let Err(errors) = value.validate() {
@@ -191,16 +192,16 @@ where
                 .first()
                 .map(|d| format!("{} at {}", d.keyword, d.pointer))
                 .unwrap_or_else(|| "invalid".into());
-            return CheckFuture::rejected(
+            return ResponseFuture::new(CheckFuture::rejected(
                 Rejection::new(RejectionKind::InvalidInput)
                     .with_status(self.layer.status)
                     .with_details(details)
                     .with_reason(reason)
                     .render(self.layer.expose_details),
-            );
+            ));
         }
         req.extensions_mut().insert(Validated(Arc::new(value)));
-        CheckFuture::inner(self.inner.call(req))
+        ResponseFuture::new(CheckFuture::inner(self.inner.call(req)))
     }
 }
 

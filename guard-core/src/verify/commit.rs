@@ -53,8 +53,10 @@ pub struct ReplayCommit<S> {
 
 crate::macros::inner_service_accessors!(ReplayCommit);
 
-/// The response future of [`ReplayCommit`].
-pub type CommitFuture<F, E> = MaybeBoxFuture<F, E>;
+crate::macros::opaque_future! {
+    /// The response future of [`ReplayCommit`].
+    pub type CommitFuture<F, E> = MaybeBoxFuture<F, E>;
+}
 
 impl<S> Service<GuardRequest> for ReplayCommit<S>
 where
@@ -73,16 +75,16 @@ where
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         let pending = match req.extensions_mut().remove::<PendingReplays>() {
             Some(p) if !p.is_empty() => p,
-            _ => return MaybeBoxFuture::inner(self.inner.call(req)),
+            _ => return CommitFuture::new(MaybeBoxFuture::inner(self.inner.call(req))),
         };
         // The ready service is the one we were polled on: take it, leave a clone behind.
         let clone = self.inner.clone();
         let mut inner = mem::replace(&mut self.inner, clone);
-        MaybeBoxFuture::boxed(Box::pin(async move {
+        CommitFuture::new(MaybeBoxFuture::boxed(Box::pin(async move {
             match pending.commit().await {
                 Ok(()) => inner.call(req).await,
                 Err(rejection) => Ok(rejection.into_response()),
             }
-        }))
+        })))
     }
 }

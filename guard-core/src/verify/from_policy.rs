@@ -217,23 +217,6 @@ impl VerifyLayer {
     /// are checked, and a valid signature used up, even when the address already passed), and
     /// `messages` is the source allow-list scoped by trigger kind (plus the GCP push token for its
     /// kinds). Reports every problem with its key path.
-    ///
-    /// ```
-    /// use guard_core::Policy;
-    /// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-    /// use guard_core::verify::{VerifyDeps, VerifyLayer};
-    ///
-    /// let policy = Policy::from_toml_str(r#"
-    ///     [verify]
-    ///     [verify.cidr]
-    ///     allow = ["203.0.113.0/24"]
-    /// "#).unwrap();
-    /// let store = SecretStore::new(|n: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
-    ///     Err(SecretsError::not_found(n))
-    /// });
-    /// let layer = VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &VerifyDeps::new(store));
-    /// assert!(layer.is_ok());
-    /// ```
     pub fn from_policy(policy: &VerifyPolicy, deps: &VerifyDeps) -> Result<Self, PolicyError> {
         let mut problems = Vec::new();
         policy.check("verify", &mut problems);
@@ -382,4 +365,31 @@ fn hmac_verifier(h: &HmacPolicy, deps: &VerifyDeps) -> Result<HmacVerifier, Poli
     }
     b.build()
         .map_err(|e| PolicyProblem::new("verify.hmac", e.to_string()))
+}
+
+#[cfg(test)]
+mod verify_layer_from_policy_example {
+    #[test]
+    fn verify_layer_from_policy() {
+        use crate::Policy;
+        use crate::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+        use crate::verify::{VerifyDeps, VerifyLayer};
+
+        let policy = Policy::from_toml_str(
+            r#"
+            [verify]
+            [verify.cidr]
+            allow = ["203.0.113.0/24"]
+        "#,
+        )
+        .unwrap();
+        let store = SecretStore::new(
+            |n: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
+                Err(SecretsError::not_found(n))
+            },
+        );
+        let layer =
+            VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &VerifyDeps::new(store));
+        assert!(layer.is_ok());
+    }
 }

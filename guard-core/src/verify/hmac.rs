@@ -20,11 +20,11 @@ use crate::secrets::{SecretStore, SecretValue, SecretsError};
 type HmacSha256 = Hmac<Sha256>;
 
 /// Longest signature header considered (longer → 401 `guard.verify.bad_signature`).
-pub const MAX_SIGNATURE_HEADER: usize = 2048;
+pub(crate) const MAX_SIGNATURE_HEADER: usize = 2048;
 /// Most `v1=` signatures considered in one Stripe-style header (more → bad signature).
-pub const MAX_SIGNATURES: usize = 8;
+pub(crate) const MAX_SIGNATURES: usize = 8;
 /// Default timestamp tolerance, both directions.
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// How a signature is encoded in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -366,6 +366,9 @@ enum Match {
 }
 
 impl HmacVerifier {
+    /// Longest signature header considered (longer → 401 `guard.verify.bad_signature`).
+    pub const MAX_SIGNATURE_HEADER: usize = MAX_SIGNATURE_HEADER;
+
     /// A verifier for `scheme` with the key named `secret` in `store`.
     pub fn builder(
         scheme: HmacScheme,

@@ -14,9 +14,9 @@ use super::VerifyError;
 use crate::clock::{SystemWallClock, WallClock};
 
 /// Largest JWKS document accepted, in bytes.
-pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Most keys kept from one JWKS document (the rest are ignored).
-pub const MAX_JWKS_KEYS: usize = 64;
+pub(crate) const MAX_JWKS_KEYS: usize = 64;
 
 /// The JWKS endpoint could not be read. Carries no key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +36,8 @@ impl JwksError {
 }
 
 /// The boxed future returned by [`JwksFetcher::fetch`]: the raw JWKS document.
-pub type JwksFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, JwksError>> + Send + 'a>>;
+pub(crate) type JwksFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<u8>, JwksError>> + Send + 'a>>;
 
 /// Fetches the JWKS document from the one configured place. Implementations must never follow a
 /// URL taken from a token (`jku`, `x5u`) — the cache never gives them one.
@@ -61,7 +62,7 @@ where
 /// Fetches a JWKS with the outbound [`HttpClient`](crate::http_client::HttpClient): `https://`
 /// (plain `http://` only to a loopback or link-local address, for local identity providers and
 /// tests), no redirects, the client's timeouts (5 s by default), body capped at
-/// [`MAX_JWKS_BYTES`], status 200 only.
+/// [`JwksCache::MAX_DOCUMENT_BYTES`], status 200 only.
 #[cfg(feature = "jwks-http")]
 #[derive(Debug, Clone)]
 pub struct HttpJwksFetcher {
@@ -71,7 +72,7 @@ pub struct HttpJwksFetcher {
 
 #[cfg(feature = "jwks-http")]
 impl HttpJwksFetcher {
-    /// A fetcher for `url` with a client of default limits (body capped at [`MAX_JWKS_BYTES`]).
+    /// A fetcher for `url` with a client of default limits (body capped at [`JwksCache::MAX_DOCUMENT_BYTES`]).
     ///
     /// ```
     /// use guard_core::verify::HttpJwksFetcher;
@@ -87,7 +88,7 @@ impl HttpJwksFetcher {
         Self::with_client(url, client)
     }
 
-    /// A fetcher for `url` over `client` (its timeouts; bodies over [`MAX_JWKS_BYTES`] are
+    /// A fetcher for `url` over `client` (its timeouts; bodies over [`JwksCache::MAX_DOCUMENT_BYTES`] are
     /// refused whatever its cap).
     pub fn with_client(
         url: &str,
@@ -331,6 +332,9 @@ impl JwksCacheBuilder {
 }
 
 impl JwksCache {
+    /// Largest JWKS document accepted, in bytes.
+    pub const MAX_DOCUMENT_BYTES: usize = MAX_JWKS_BYTES;
+
     /// A cache over `fetcher`.
     pub fn builder(fetcher: impl JwksFetcher) -> JwksCacheBuilder {
         JwksCacheBuilder {

@@ -15,16 +15,15 @@ use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal, PrincipalKind};
 
 /// Longest bearer token considered (longer → 401 `guard.verify.bad_token`).
-pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+pub(crate) const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Default clock-skew allowance for `exp` and `nbf`.
-pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Google's OIDC signing keys (Pub/Sub push, Cloud Tasks, Eventarc tokens).
-pub const GOOGLE_JWKS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
 /// The issuers Google uses in push tokens.
-pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+pub(crate) const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
 
 /// A closure over all verified claims (see [`ClaimPredicate::Custom`]).
-pub type ClaimFn = Arc<dyn Fn(&Map<String, Value>) -> bool + Send + Sync>;
+pub(crate) type ClaimFn = Arc<dyn Fn(&Map<String, Value>) -> bool + Send + Sync>;
 
 /// A condition on the verified claims. A token that verifies but fails a predicate is
 /// authenticated and not allowed: 403 `guard.verify.forbidden`.
@@ -106,14 +105,7 @@ impl ClaimPredicate {
 /// Parses an algorithm name for a JWT verifier: RS256/384/512, PS256/384/512, ES256, ES384, EdDSA.
 /// `none` and the HMAC algorithms are refused (an asymmetric JWKS never holds HMAC keys, and
 /// allowing them is how "RS256 public key used as HS256 secret" attacks start).
-///
-/// ```
-/// use guard_core::verify::parse_algorithm;
-/// assert!(parse_algorithm("RS256").is_ok());
-/// assert!(parse_algorithm("HS256").is_err());
-/// assert!(parse_algorithm("none").is_err());
-/// ```
-pub fn parse_algorithm(name: &str) -> Result<Algorithm, VerifyError> {
+pub(crate) fn parse_algorithm(name: &str) -> Result<Algorithm, VerifyError> {
     let alg = match name {
         "RS256" => Algorithm::RS256,
         "RS384" => Algorithm::RS384,
@@ -243,7 +235,7 @@ impl JwtVerifierBuilder {
 
 /// Verifies `Authorization: Bearer <JWT>` against keys from a [`JwksCache`].
 ///
-/// - Exactly three base64url segments, at most [`MAX_TOKEN_LEN`] bytes; a token with a `crit`
+/// - Exactly three base64url segments, at most [`JwtVerifier::MAX_TOKEN_LEN`] bytes; a token with a `crit`
 ///   header is refused (no extension is understood).
 /// - `alg` must be one of the configured algorithms **and** fit the key's family (and the key's own
 ///   `alg`, if the JWKS names one): `none`, HS*, and an RS key used as an HMAC secret never pass.
@@ -271,6 +263,9 @@ pub struct JwtVerifier {
 }
 
 impl JwtVerifier {
+    /// Longest bearer token considered, in bytes (longer → 401 `guard.verify.bad_token`).
+    pub const MAX_TOKEN_LEN: usize = MAX_TOKEN_LEN;
+
     /// A verifier using keys from `jwks`.
     pub fn builder(jwks: JwksCache) -> JwtVerifierBuilder {
         JwtVerifierBuilder {
@@ -289,7 +284,7 @@ impl JwtVerifier {
     /// GCP push identity (Pub/Sub push, Cloud Tasks, Eventarc): an RS256 token from Google
     /// (`iss` `https://accounts.google.com` or `accounts.google.com`) for `audience`, whose
     /// `email` is `service_account` and `email_verified` is true. `jwks` should fetch
-    /// [`GOOGLE_JWKS_URL`] (or a test server). The principal kind is `Platform("gcp-push")`.
+    /// `https://www.googleapis.com/oauth2/v3/certs` (or a test server). The principal kind is `Platform("gcp-push")`.
     pub fn google_push(
         jwks: JwksCache,
         audience: impl Into<String>,
@@ -448,5 +443,17 @@ impl Verifier for JwtVerifier {
     /// allow-list in front of it still decides without a future. A token needs the keys: `None`.
     fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
         bearer(req.headers()).err().map(Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_algorithm;
+
+    #[test]
+    fn none_and_hmac_algorithm_names_are_refused() {
+        assert!(parse_algorithm("RS256").is_ok());
+        assert!(parse_algorithm("HS256").is_err());
+        assert!(parse_algorithm("none").is_err());
     }
 }

@@ -21,7 +21,7 @@ use crate::request::{
 pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, Rejection>> + Send + 'a>>;
 
 /// A shared, type-erased verifier (what the combinators hold).
-pub type BoxVerifier = Arc<dyn Verifier>;
+pub(crate) type BoxVerifier = Arc<dyn Verifier>;
 
 /// Decides whether a request comes from someone (or somewhere) allowed.
 ///
@@ -86,21 +86,10 @@ impl Verifier for BoxVerifier {
     }
 }
 
-/// Convenience methods on every [`Verifier`].
-pub trait VerifierExt: Verifier + Sized {
-    /// Type-erases the verifier so it can go into [`any`] / [`all`].
+/// Type-erasing a [`Verifier`] so it can go into [`any`] / [`all`].
+pub(crate) trait VerifierExt: Verifier + Sized {
     fn boxed(self) -> BoxVerifier {
         Arc::new(self)
-    }
-
-    /// `self` or `other`: the first that accepts wins (see [`any`]).
-    fn or(self, other: impl Verifier) -> Any {
-        any([self.boxed(), other.boxed()])
-    }
-
-    /// `self` and `other`: both must accept (see [`all`]).
-    fn and(self, other: impl Verifier) -> All {
-        all([self.boxed(), other.boxed()])
     }
 }
 
@@ -169,12 +158,13 @@ impl std::fmt::Debug for All {
 /// `guard.verify.missing_credentials`.
 ///
 /// ```
-/// use guard_core::verify::{any, CidrVerifier, VerifierExt, Verifier};
+/// use std::sync::Arc;
+/// use guard_core::verify::{any, CidrVerifier, Verifier};
 /// use guard_core::request::Peer;
 ///
 /// let nets = any([
-///     CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]).boxed(),
-///     CidrVerifier::new(["2001:db8::/32".parse().unwrap()]).boxed(),
+///     Arc::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()])) as Arc<dyn Verifier>,
+///     Arc::new(CidrVerifier::new(["2001:db8::/32".parse().unwrap()])),
 /// ]);
 /// let mut req = http::Request::new(bytes::Bytes::new());
 /// req.extensions_mut().insert(Peer::new("2001:db8::7".parse().unwrap()));
@@ -193,13 +183,16 @@ pub fn any(verifiers: impl IntoIterator<Item = BoxVerifier>) -> Any {
 /// with 401 `guard.verify.missing_credentials` (zero trust: nothing configured is not "allow").
 ///
 /// ```
-/// use guard_core::verify::{all, CidrVerifier, SourceVerifier, VerifierExt, Verifier};
+/// use std::sync::Arc;
+/// use guard_core::verify::{all, CidrVerifier, Verifier};
+/// use guard_core::request::Peer;
 ///
 /// let both = all([
-///     CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]).boxed(),
-///     SourceVerifier::new([("sqs", "arn:aws:sqs:*:123456789012:orders")]).unwrap().boxed(),
+///     Arc::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()])) as Arc<dyn Verifier>,
+///     Arc::new(CidrVerifier::new(["10.1.0.0/16".parse().unwrap()])),
 /// ]);
-/// let req = http::Request::new(bytes::Bytes::new()); // no Peer, not a message
+/// let mut req = http::Request::new(bytes::Bytes::new());
+/// req.extensions_mut().insert(Peer::new("10.2.0.1".parse().unwrap())); // in the first only
 /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// assert_eq!(rt.block_on(both.verify(&req)).unwrap_err().status(), 403);
 /// ```
@@ -311,7 +304,7 @@ impl Verifier for All {
 /// Sends HTTP and direct invocations to one verifier and platform messages to another. See
 /// [`by_trigger`].
 #[derive(Clone)]
-pub struct ByTrigger {
+pub(crate) struct ByTrigger {
     requests: BoxVerifier,
     messages: BoxVerifier,
 }
@@ -341,7 +334,7 @@ impl std::fmt::Debug for ByTrigger {
 /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// assert!(rt.block_on(v.verify(&msg)).is_ok());
 /// ```
-pub fn by_trigger(requests: impl Verifier, messages: impl Verifier) -> ByTrigger {
+pub(crate) fn by_trigger(requests: impl Verifier, messages: impl Verifier) -> ByTrigger {
     ByTrigger {
         requests: Arc::new(requests),
         messages: Arc::new(messages),
@@ -461,10 +454,10 @@ impl<S> Verify<S> {
     }
 }
 
-/// The response future of [`Verify`]: the inner future (a verdict reached at once, see
-/// [`Verifier::verify_now`]), an immediate rejection, or a boxed future when the verifier had
-/// to wait.
-pub type ResponseFuture<F, E> = MaybeBoxFuture<F, E>;
+crate::macros::opaque_future! {
+    /// The response future of [`Verify`].
+    pub type ResponseFuture<F, E> = MaybeBoxFuture<F, E>;
+}
 
 /// Hands a verified principal to the audit layer's slot (when there is one) and to the layers and
 /// handler inside. Called only once the verifier accepted `req`.
@@ -495,9 +488,11 @@ where
             return match verdict {
                 Ok(principal) => {
                     publish(&mut req, principal);
-                    ResponseFuture::inner(self.inner.call(req))
+                    ResponseFuture::new(MaybeBoxFuture::inner(self.inner.call(req)))
                 }
-                Err(rejection) => ResponseFuture::rejected(rejection.into_response()),
+                Err(rejection) => {
+                    ResponseFuture::new(MaybeBoxFuture::rejected(rejection.into_response()))
+                }
             };
         }
         // The ready service is the one we were polled on: take it, leave a clone behind.
@@ -523,7 +518,7 @@ where
                 Err(rejection) => Ok(rejection.into_response()),
             }
         });
-        ResponseFuture::boxed(future)
+        ResponseFuture::new(MaybeBoxFuture::boxed(future))
     }
 }
 

@@ -4,14 +4,13 @@
 //! | verifier | accepts | refuses with |
 //! |---|---|---|
 //! | [`CidrVerifier`] | platform-observed address ([`Peer`](crate::request::Peer), or [`TrustedProxies`](crate::request::TrustedProxies) over `X-Forwarded-For`) in an allow-list | 403 `forbidden_address` |
-//! | [`SourceVerifier`] | a message from an ARN / topic / subscription listed for its trigger kind (`*` = one segment) | 403 `forbidden_source` |
+//! | `[verify.sources]` | a message from an ARN / topic / subscription listed for its trigger kind (`*` = one segment) | 403 `forbidden_source` |
 //! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](crate::secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
 //! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] | 401 `missing_credentials` / `bad_token`, 403 `forbidden` |
 //! | [`AwsAuthorizerVerifier`], [`EasyAuthVerifier`], [`PlatformIdentityVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
 //! | closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` | anything you decide | your rejection |
 //!
-//! Combine them with [`any`], [`all`], [`by_trigger`] (or `a.or(b)` / `a.and(b)` from
-//! [`VerifierExt`]). A verifier that could not decide because a dependency is down answers 503
+//! Combine them with [`any`] and [`all`]. A verifier that could not decide because a dependency is down answers 503
 //! (`guard.verify.unavailable`, `guard.secrets.unavailable`), so messages are redelivered.
 //!
 //! On success the layer inserts the [`Principal`](crate::request::Principal) into the request
@@ -112,29 +111,18 @@ mod replay;
 mod source;
 
 pub use cidr::CidrVerifier;
-pub use commit::{CommitFuture, ReplayCommit, ReplayCommitLayer};
+pub(crate) use commit::ReplayCommitLayer;
 pub use error::VerifyError;
 pub use from_policy::VerifyDeps;
-pub use hmac::{
-    DEFAULT_TOLERANCE, HmacScheme, HmacVerifier, HmacVerifierBuilder, MAX_SIGNATURE_HEADER,
-    MAX_SIGNATURES, SignatureEncoding,
-};
+pub use hmac::{HmacScheme, HmacVerifier, HmacVerifierBuilder, SignatureEncoding};
 #[cfg(feature = "jwks-http")]
 pub use jwks::HttpJwksFetcher;
-pub use jwks::{
-    JwksCache, JwksCacheBuilder, JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES, MAX_JWKS_KEYS,
-};
-pub use jwt::{
-    ClaimFn, ClaimPredicate, DEFAULT_LEEWAY, GOOGLE_ISSUERS, GOOGLE_JWKS_URL, JwtVerifier,
-    JwtVerifierBuilder, MAX_TOKEN_LEN, parse_algorithm,
-};
-pub use layer::{
-    All, Any, BoxVerifier, ByTrigger, ResponseFuture, Verifier, VerifierExt, Verify, VerifyFuture,
-    VerifyLayer, all, any, by_trigger,
-};
+pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
+pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
+pub use layer::{All, Any, ResponseFuture, Verifier, Verify, VerifyFuture, VerifyLayer, all, any};
 pub use platform::{
-    AwsAuthorizer, AwsAuthorizerVerifier, EASY_AUTH_HEADER, EasyAuthVerifier, MAX_EASY_AUTH_BYTES,
-    MAX_EASY_AUTH_CLAIMS, PlatformIdentity, PlatformIdentityVerifier,
+    AwsAuthorizer, AwsAuthorizerVerifier, EasyAuthVerifier, PlatformIdentity,
+    PlatformIdentityVerifier,
 };
-pub use replay::{DEFAULT_REPLAY_CAPACITY, MemoryReplayStore};
-pub use source::{SourcePattern, SourceVerifier};
+pub use replay::MemoryReplayStore;
+pub(crate) use source::SourcePattern;

@@ -252,11 +252,11 @@ impl Verifier for PlatformIdentityVerifier {
 }
 
 /// The Easy Auth principal header.
-pub const EASY_AUTH_HEADER: &str = "x-ms-client-principal";
+pub(crate) const EASY_AUTH_HEADER: &str = "x-ms-client-principal";
 /// Largest `X-MS-CLIENT-PRINCIPAL` accepted, in bytes (larger → 401 `guard.verify.bad_token`).
-pub const MAX_EASY_AUTH_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_EASY_AUTH_BYTES: usize = 16 * 1024;
 /// Most claims read from one Easy Auth principal (more → 401 `guard.verify.bad_token`).
-pub const MAX_EASY_AUTH_CLAIMS: usize = 256;
+pub(crate) const MAX_EASY_AUTH_CLAIMS: usize = 256;
 
 #[derive(Deserialize)]
 struct EasyAuthPrincipal {
@@ -281,7 +281,7 @@ struct EasyAuthClaim {
 /// cannot be fooled on AWS or GCP).
 ///
 /// Absent → 401 `guard.verify.missing_credentials`; present outside Azure, larger than
-/// [`MAX_EASY_AUTH_BYTES`], not base64, not that JSON shape, more than [`MAX_EASY_AUTH_CLAIMS`]
+/// 16 KiB, not base64, not that JSON shape, more than 256
 /// claims or no name claim → 401 `guard.verify.bad_token`; an `auth_typ` not allowed or predicates
 /// failing → 403 `guard.verify.forbidden`. The subject is the claim whose `typ` is `name_typ`;
 /// claims are `typ → val` (repeated types become arrays) plus `roles` from `role_typ` claims.

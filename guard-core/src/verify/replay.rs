@@ -8,7 +8,7 @@ use crate::clock::{SystemWallClock, WallClock};
 use crate::replay::{ReplayError, ReplayFuture, ReplayStore};
 
 /// Default number of keys remembered.
-pub const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
+pub(crate) const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
 
 /// Longest key accepted (the HMAC verifier uses 32-byte digests).
 const MAX_KEY_LEN: usize = 64;

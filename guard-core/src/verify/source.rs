@@ -13,7 +13,7 @@ const MAX_LEN: usize = 2048;
 /// One allow-list entry: segments separated by `:` or `/`, where a segment that is exactly `*`
 /// matches any one non-empty segment (never a separator, so `*` cannot span `:` or `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourcePattern {
+pub(crate) struct SourcePattern {
     text: String,
 }
 
@@ -28,7 +28,7 @@ impl SourcePattern {
     /// assert!(!p.matches("arn:aws:sqs:eu-west-1:123456789012:orders-dlq"));
     /// assert!(SourcePattern::parse("arn:aws:sqs:*:*:orders-*").is_err());
     /// ```
-    pub fn parse(text: &str) -> Result<Self, VerifyError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, VerifyError> {
         if text.is_empty() || text.len() > MAX_LEN {
             return Err(VerifyError::InvalidSourcePattern {
                 pattern: text.chars().take(64).collect(),
@@ -46,13 +46,8 @@ impl SourcePattern {
         Ok(Self { text: text.into() })
     }
 
-    /// The pattern text.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
     /// Whether `source` matches, segment by segment (separators must be identical).
-    pub fn matches(&self, source: &str) -> bool {
+    pub(crate) fn matches(&self, source: &str) -> bool {
         if source.len() > MAX_LEN {
             return false;
         }
@@ -143,7 +138,7 @@ impl<'a> Iterator for Tokens<'a> {
 /// assert!(rt.block_on(v.verify(&message("eventarc"))).is_err()); // listed for another kind
 /// ```
 #[derive(Debug, Clone)]
-pub struct SourceVerifier {
+pub(crate) struct SourceVerifier {
     entries: Arc<[(Box<str>, SourcePattern)]>,
 }
 
@@ -158,7 +153,7 @@ fn kind_ok(kind: &str) -> bool {
 impl SourceVerifier {
     /// Allows messages of each `(kind, pattern)` pair's kind from sources matching its pattern;
     /// every bad kind or pattern is an error.
-    pub fn new<I, K, P>(entries: I) -> Result<Self, VerifyError>
+    pub(crate) fn new<I, K, P>(entries: I) -> Result<Self, VerifyError>
     where
         I: IntoIterator<Item = (K, P)>,
         K: AsRef<str>,

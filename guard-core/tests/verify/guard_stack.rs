@@ -9,9 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::FakeWallClock;
-use guard_core::rate_limit::{
-    FakeRelativeClock, MemoryBackend, MemoryOptions, Rate, RateLimitLayer, key,
-};
+use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate, RateLimitLayer, key};
 use guard_core::replay::{ReplayFuture, ReplayStore};
 use guard_core::request::{GuardRequest, GuardResponse, Peer, Trigger};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
@@ -48,7 +46,7 @@ struct Orders {
     >,
     handler: Handler,
     events: Arc<Mutex<Vec<SecurityEvent>>>,
-    rate_clock: FakeRelativeClock,
+    rate_clock: FakeClock,
 }
 
 struct Options {
@@ -86,7 +84,7 @@ fn orders(opts: Options) -> Orders {
         .audit(AuditLayer::new(move |e: SecurityEvent| {
             sink.lock().unwrap().push(e)
         }));
-    let rate_clock = FakeRelativeClock::default();
+    let rate_clock = FakeClock::default();
     if let Some(burst) = opts.principal_burst {
         let rate = Rate::per_second(NonZeroU32::new(1).unwrap())
             .with_burst(NonZeroU32::new(burst).unwrap());

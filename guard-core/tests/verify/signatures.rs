@@ -263,14 +263,16 @@ async fn the_signature_header_cap_is_2_kib_exactly() {
         req
     };
     // An unknown item is ignored, so only the length differs.
-    s.allowed(padded(guard_core::verify::MAX_SIGNATURE_HEADER))
-        .await;
+    s.allowed(padded(
+        guard_core::verify::HmacVerifier::MAX_SIGNATURE_HEADER,
+    ))
+    .await;
     s.denied(
-        padded(guard_core::verify::MAX_SIGNATURE_HEADER + 1),
+        padded(guard_core::verify::HmacVerifier::MAX_SIGNATURE_HEADER + 1),
         RejectionKind::BadSignature,
     )
     .await;
-    assert_eq!(guard_core::verify::MAX_SIGNATURE_HEADER, 2048);
+    assert_eq!(guard_core::verify::HmacVerifier::MAX_SIGNATURE_HEADER, 2048);
 }
 
 #[tokio::test]

@@ -398,7 +398,7 @@ async fn run_one(case: &Case, envelope: Envelope, policy: &Policy, tamper: Optio
                 status,
                 observed.code.clone().unwrap_or_else(|| {
                     if (200..300).contains(&status) {
-                        guard_core::audit::ALLOW_CODE.to_owned()
+                        guard_core::audit::SecurityEvent::ALLOW_CODE.to_owned()
                     } else {
                         "(no problem body)".to_owned()
                     }
@@ -427,7 +427,7 @@ async fn run_one(case: &Case, envelope: Envelope, policy: &Policy, tamper: Optio
         } else {
             (
                 case.before_status.unwrap_or(201),
-                guard_core::audit::ALLOW_CODE.to_owned(),
+                guard_core::audit::SecurityEvent::ALLOW_CODE.to_owned(),
             )
         };
         if (status, code.as_str()) != (want_status, want_code.as_str()) {

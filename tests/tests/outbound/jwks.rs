@@ -8,7 +8,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use guard_core::http_client::HttpClient;
 use guard_core::verify::{
-    HttpJwksFetcher, JwksCache, JwksError, JwksFetcher, JwtVerifier, MAX_JWKS_BYTES, VerifyLayer,
+    HttpJwksFetcher, JwksCache, JwksError, JwksFetcher, JwtVerifier, VerifyLayer,
 };
 use guard_core::{GuardRequest, GuardResponse};
 use guard_tests::http::{Reply, StubServer, response};
@@ -40,11 +40,14 @@ async fn a_redirecting_jwks_endpoint_is_not_followed() {
 
 #[tokio::test]
 async fn a_jwks_document_over_the_cap_is_refused_even_by_a_roomier_client() {
-    let big = format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(MAX_JWKS_BYTES));
+    let big = format!(
+        r#"{{"keys":[],"pad":"{}"}}"#,
+        "x".repeat(JwksCache::MAX_DOCUMENT_BYTES)
+    );
     let endpoint =
         StubServer::start(move |_| Reply::Respond(response("200 OK", &[], big.as_bytes()))).await;
     let roomy = HttpClient::builder()
-        .max_response_bytes(4 * MAX_JWKS_BYTES)
+        .max_response_bytes(4 * JwksCache::MAX_DOCUMENT_BYTES)
         .build()
         .unwrap();
     for f in [
