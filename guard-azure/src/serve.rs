@@ -19,7 +19,8 @@ use crate::service::AzureService;
 
 /// The port variable the Functions host sets for its custom handler.
 pub const PORT_VAR: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
-/// Event Grid subscriptions whose validation handshake is answered (comma-separated).
+/// Event Grid subscriptions whose validation handshake is answered and whose deliveries are
+/// taken (comma-separated).
 pub const EVENTGRID_SUBSCRIPTIONS_VAR: &str = "GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS";
 /// CloudEvents webhook origins whose `OPTIONS` handshake is granted (comma-separated).
 pub const WEBHOOK_ORIGINS_VAR: &str = "GUARD_AZURE_WEBHOOK_ORIGINS";
@@ -131,9 +132,10 @@ pub fn server_config(policy: &Policy) -> ServerConfig {
 ///   a failure is reported on stderr and requests that need them get 503 until they can be read.
 /// - The functions are the working directory's `<name>/function.json` (the host starts the
 ///   handler in the app's root); `POST /<name>` is an invocation, anything else proxy mode.
-/// - Event Grid handshakes are answered for the subscriptions in
-///   `GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS` and the webhook origins in
-///   `GUARD_AZURE_WEBHOOK_ORIGINS` (comma-separated; unset: every handshake is refused).
+/// - Event Grid handshakes are answered, and deliveries split into their events, for the
+///   subscriptions in `GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS` and the webhook origins in
+///   `GUARD_AZURE_WEBHOOK_ORIGINS` (comma-separated; unset: every handshake and delivery is
+///   refused).
 /// - Listens on `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` (8080 when unset, for local runs);
 ///   SIGTERM drains in-flight requests and writes the last security events.
 ///

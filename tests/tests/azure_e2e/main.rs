@@ -271,6 +271,10 @@ fn queue_messages_are_acked_only_when_valid_and_from_the_orders_queue() {
     let events = h.wait_for_decisions(4);
     assert_eq!(events.len(), 4, "{events:?}");
     assert_eq!(events[0]["outcome"], "allow");
+    assert_eq!(
+        events[0]["status"], 201,
+        "the handler answered the valid message"
+    );
     assert_eq!(events[0]["trigger"], "azure-queue");
     assert_eq!(events[0]["source_id"], "orders");
     assert_eq!(events[1]["code"], "guard.validate.schema");
@@ -472,9 +476,33 @@ fn event_grid_handshakes_only_for_configured_subscription_and_origin() {
     let refused = options("attacker.example");
     assert_eq!(refused.status, 403);
     assert!(!refused.headers.contains_key("webhook-allowed-origin"));
+    // The same handshake forwarded by the host in invocation mode (Data.req.Method OPTIONS).
+    let origin = |o: &str| vec![("webhook-request-origin", o.to_owned())];
+    let granted = h.client_of(
+        "orders-events",
+        Mode::Invocation,
+        "OPTIONS",
+        &origin("eventgrid.azure.net"),
+        "",
+    );
+    assert_eq!(granted.status, 200);
+    assert_eq!(
+        granted.headers["webhook-allowed-origin"],
+        "eventgrid.azure.net"
+    );
+    assert_eq!(granted.headers["allow"], "POST");
+    let refused = h.client_of(
+        "orders-events",
+        Mode::Invocation,
+        "OPTIONS",
+        &origin("attacker.example"),
+        "",
+    );
+    assert_eq!(refused.status, 403);
+    assert!(!refused.headers.contains_key("webhook-allowed-origin"));
 
-    let events = h.wait_for_decisions(6);
-    assert_eq!(events.len(), 6, "one event per handshake: {events:?}");
+    let events = h.wait_for_decisions(8);
+    assert_eq!(events.len(), 8, "one event per handshake: {events:?}");
     let outcomes: Vec<(&str, u64)> = events
         .iter()
         .map(|e| {
@@ -486,12 +514,12 @@ fn event_grid_handshakes_only_for_configured_subscription_and_origin() {
         .collect();
     assert_eq!(
         outcomes.iter().filter(|(_, s)| *s == 200).count(),
-        3,
+        4,
         "{outcomes:?}"
     );
     assert_eq!(
         outcomes.iter().filter(|(_, s)| *s == 403).count(),
-        3,
+        4,
         "{outcomes:?}"
     );
 }
