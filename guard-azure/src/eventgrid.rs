@@ -39,9 +39,11 @@
 //! delivery. Event Grid sends one event per delivery unless output batching is on.
 //!
 //! Webhook deliveries are not signed: topic, source and subscription are what the request says.
-//! They are worth checking only on an endpoint the platform authenticates — keep the function's
-//! `authLevel` at `function` (the host checks the key before the handler sees the request) or
-//! turn on Microsoft Entra authentication for the delivery.
+//! So [`AzureService`](crate::AzureService) takes deliveries only on an HTTP function whose
+//! `function.json` has `authLevel` `function` or `admin` (the host checks the function key before
+//! the handler sees the request; give the key to the subscription's endpoint URL, `?code=...`).
+//! A delivery to an `anonymous` function is refused whole (403), or anyone could post "events"
+//! past the request checks (address, signature) of an open function.
 
 use bytes::Bytes;
 use guard_core::message::{MessageOutcome, MessageResult, MessageVerdict};

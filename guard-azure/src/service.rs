@@ -72,9 +72,12 @@ impl<S> AzureService<S> {
 }
 
 /// Runs `req` through the stack, or answers it as an Event Grid handshake.
+/// `keyed`: whether the host required the function's key for this request (see
+/// [`Functions::requires_key`]); Event Grid deliveries are taken only then.
 async fn run<S>(
     inner: S,
     event_grid: Option<Arc<(EventGrid, AuditLayer)>>,
+    keyed: bool,
     req: GuardRequest,
 ) -> Result<GuardResponse, S::Error>
 where
@@ -83,6 +86,15 @@ where
     let handshake = match &event_grid {
         Some(eg) if req.extensions().get::<AdapterRefusal>().is_none() => eg.0.classify(&req),
         _ => Handshake::None,
+    };
+    // Event Grid does not sign deliveries: only a function the host keys may take them, or
+    // anyone could post "events" past the request checks of an open function.
+    let handshake = match handshake {
+        Handshake::Delivery if !keyed => Handshake::Refused(
+            RejectionKind::ForbiddenSource,
+            "event grid delivery to a function without a key",
+        ),
+        other => other,
     };
     match handshake {
         Handshake::None => inner.oneshot(req).await,
@@ -153,7 +165,10 @@ where
                     let decoded =
                         decode_or_refuse(&name, &trigger, &parts.headers, &body, &options);
                     let answer = match &trigger {
-                        FunctionTrigger::Http { .. } => run(inner, event_grid, decoded).await?,
+                        FunctionTrigger::Http { .. } => {
+                            let keyed = functions.requires_key(&name);
+                            run(inner, event_grid, keyed, decoded).await?
+                        }
                         FunctionTrigger::Message { .. } => inner.oneshot(decoded).await?,
                     };
                     Ok(match &trigger {
@@ -179,7 +194,8 @@ where
                     if !options.keep_easy_auth {
                         strip_easy_auth(req.headers_mut());
                     }
-                    run(inner, event_grid, req).await
+                    let keyed = functions.keyed_function_at(req.uri().path()).is_some();
+                    run(inner, event_grid, keyed, req).await
                 }
             }
         })

@@ -573,12 +573,17 @@ fn event_grid_deliveries_are_split_and_each_event_checked() {
         let other = delivery_headers("SOMEONE-ELSES", "application/json");
         let r = h.client_of("orders-events", mode, "POST", &other, &one);
         assert_eq!(r.status, 403, "{mode:?}: {}", r.body);
+        // The same delivery to `orders` (authLevel anonymous): deliveries are unsigned, so an
+        // open function never takes them (the orders would pass its address check otherwise).
+        let r = h.client_of("orders", mode, "POST", &eg, &one);
+        assert_eq!(r.status, 403, "{mode:?}: {}", r.body);
         expected.extend([
             ("allow", "eventgrid", ""),
             ("allow", "eventgrid", ""),
             ("allow", "eventgrid", ""),
             ("deny", "eventgrid", "guard.verify.forbidden_source"),
             ("deny", "eventgrid", "guard.validate.schema"),
+            ("deny", "http", "guard.verify.forbidden_source"),
             ("deny", "http", "guard.verify.forbidden_source"),
         ]);
     }
