@@ -338,3 +338,25 @@ async fn malformed_or_insufficient_easy_auth_principals_are_refused_on_azure() {
         );
     }
 }
+
+/// A header value the HTTP grammar forbids (CR LF, a forged second header, an ANSI escape) can
+/// only arrive inside an event. The adapters drop such a pair (every check fails closed on a
+/// missing header, so dropping never widens access): the order is served, and the value never
+/// becomes a header, a second header or a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_value_with_cr_lf_inside_an_event_is_dropped_and_never_logged() {
+    const INJECTED: &str = "a\r\nX-MS-CLIENT-PRINCIPAL: e30=\r\n\u{1b}[2J";
+    let mut req = crate::request(order());
+    req.headers.push(("X-Trace-Note".into(), INJECTED.into()));
+    for seen in through(&IN_EVENT, &req, None, policy).await {
+        let at = &seen.place;
+        assert_eq!(seen.calls, 1, "{at}: {:?}", seen.events);
+        assert_eq!(seen.events.len(), 1, "{at}");
+        assert_eq!(seen.events[0].code, guard_core::audit::ALLOW_CODE, "{at}");
+        assert!(crate::hygiene_problems(&seen, &[]).is_empty(), "{at}");
+    }
+    assert!(
+        !crate::log_text().contains(INJECTED),
+        "the raw value reached a log line"
+    );
+}

@@ -1,6 +1,6 @@
-//! Messages an attacker shapes: Pub/Sub and CloudEvents base64 bombs, and log injection
-//! (newlines, ANSI escapes, bidirectional overrides) through the fields that reach the security
-//! event (source ARNs, subscriptions, message ids), on all three clouds.
+//! Messages an attacker shapes: Pub/Sub and CloudEvents base64 bombs, forged push deliveries,
+//! and log injection (newlines, ANSI escapes, bidirectional overrides) through the fields that
+//! reach the security event (source ARNs, subscriptions, message ids), on all three clouds.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -39,7 +39,8 @@ pub(crate) async fn lambda(event: Value, name: &str) -> (Seen, Result<Value, Dia
     (Seen::collect(name, observed, &f, 0), out)
 }
 
-/// A Pub/Sub push (or CloudEvent) through guard-gcp around a fresh orders stack.
+/// A Pub/Sub push (or CloudEvent) through guard-gcp around a fresh orders stack, with the
+/// valid push token; each of `extra` replaces the header of its name (an empty value removes it).
 async fn gcp(
     path: &str,
     content_type: &str,
@@ -56,11 +57,12 @@ async fn gcp(
         &push_tokens().pubsub
     };
     let mut headers = envelopes::push_headers(token, content_type);
-    headers.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
+    for (name, value) in extra {
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        if !value.is_empty() {
+            headers.push(((*name).to_owned(), (*value).to_owned()));
+        }
+    }
     let req = envelopes::served(
         envelopes::plain_request("POST", path, &headers, body),
         false,
@@ -150,6 +152,43 @@ async fn pubsub_and_cloudevents_base64_bombs_are_refused() {
     ];
     for (name, seen, status, code) in cases {
         assert_refused(name, &[seen], status, code, &[]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_push_deliveries_are_refused() {
+    let body = push(&B64.encode(order()), SUBSCRIPTION, "m-9");
+    let events_token = format!("Bearer {}", push_tokens().events);
+    let cases = [
+        (
+            "a_push_envelope_posted_without_googles_token_is_refused",
+            gcp(
+                "/pubsub",
+                "application/json",
+                body.clone(),
+                &[("Authorization", "")],
+                "gcp-pubsub",
+            )
+            .await,
+            401,
+            "guard.verify.missing_credentials",
+        ),
+        (
+            "a_push_envelope_carrying_the_eventarc_token_is_refused_by_audience",
+            gcp(
+                "/pubsub",
+                "application/json",
+                body,
+                &[("Authorization", &events_token)],
+                "gcp-pubsub",
+            )
+            .await,
+            401,
+            "guard.verify.bad_token",
+        ),
+    ];
+    for (name, seen, status, code) in cases {
+        assert_refused(name, &[seen], status, code, &[push_tokens().events.clone()]);
     }
 }
 
