@@ -360,3 +360,41 @@ async fn a_header_value_with_cr_lf_inside_an_event_is_dropped_and_never_logged()
         "the raw value reached a log line"
     );
 }
+
+/// X-Forwarded-For shapes only a direct invocation or a misbehaving front end would produce: an
+/// API Gateway event without `sourceIp`, and ALB multi-value headers listing the spoofed entry
+/// first. The address is never taken from the left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_shapes_of_a_forged_event_never_yield_the_spoofed_address() {
+    let order_text = String::from_utf8(order()).unwrap();
+    let no_source_ip = serde_json::json!({
+        "resource": "/orders", "path": "/orders", "httpMethod": "POST",
+        "headers": {"content-type": "application/json", "x-forwarded-for": "203.0.113.10"},
+        "multiValueHeaders": {"content-type": ["application/json"], "x-forwarded-for": ["203.0.113.10"]},
+        "requestContext": {"accountId": "123456789012", "resourcePath": "/orders",
+            "httpMethod": "POST", "path": "/prod/orders", "stage": "prod", "requestId": "r-1",
+            "identity": {"userAgent": "adversarial"}},
+        "body": order_text, "isBase64Encoded": false
+    });
+    let alb_multi = serde_json::json!({
+        "requestContext": {"elb": {"targetGroupArn":
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/orders/6d0ecf831eec9f09"}},
+        "httpMethod": "POST", "path": "/orders", "queryStringParameters": {},
+        "multiValueHeaders": {"content-type": ["application/json"],
+                              "x-forwarded-for": ["203.0.113.10", "192.0.2.77"]},
+        "body": order_text, "isBase64Encoded": false
+    });
+    for (name, event) in [
+        (
+            "an_api_gateway_event_without_source_ip_does_not_fall_back_to_x_forwarded_for",
+            no_source_ip,
+        ),
+        (
+            "alb_multi_value_x_forwarded_for_is_read_from_the_right",
+            alb_multi,
+        ),
+    ] {
+        let (seen, _) = crate::messages::lambda(event, "aws").await;
+        assert_refused(name, &[seen], 403, "guard.verify.forbidden_address", &[]);
+    }
+}

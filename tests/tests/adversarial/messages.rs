@@ -28,6 +28,11 @@ pub(crate) async fn lambda(event: Value, name: &str) -> (Seen, Result<Value, Dia
             ..Observed::default()
         },
         Ok(v) => Observed {
+            // An HTTP answer: its status and problem code.
+            status: v["statusCode"].as_u64().map(|s| s as u16),
+            code: v["body"]
+                .as_str()
+                .and_then(|b| envelopes::problem_code(b.as_bytes())),
             // A batch answer: acknowledged when no record is reported as failed.
             acked: v
                 .get("batchItemFailures")
