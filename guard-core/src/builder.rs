@@ -444,6 +444,8 @@ impl Guard {
     /// Fetches the secrets the stack needs before the first request, when the policy says
     /// `secrets.prefetch = true` (a no-op otherwise). Call it once at start-up; failures are
     /// returned (the stack still fails closed per request if a secret stays unavailable).
+    /// It also runs the OIDC discovery of every `[verify.jwt] issuer` without `jwks_url`: a
+    /// configuration Guard refuses is logged as an error on the `guard::verify` target.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -452,6 +454,9 @@ impl Guard {
     /// # });
     /// ```
     pub async fn prefetch(&self) -> Result<(), Vec<SecretsError>> {
+        if let Some(verify) = &self.verify {
+            verify.discover_now().await;
+        }
         match (&self.secrets, self.prefetch) {
             (Some(layer), true) => layer.prefetch().await,
             _ => Ok(()),
