@@ -347,7 +347,7 @@ fn header_ok(h: &str) -> bool {
     http::HeaderName::from_bytes(h.as_bytes()).is_ok()
 }
 
-fn check_claims(rules: &[ClaimRule], path: &str, problems: &mut Vec<PolicyProblem>) {
+pub(super) fn check_claims(rules: &[ClaimRule], path: &str, problems: &mut Vec<PolicyProblem>) {
     for (i, r) in rules.iter().enumerate() {
         let at = format!("{path}[{i}]");
         if r.claim.trim().is_empty() {

@@ -410,6 +410,7 @@ impl VerifyLayer {
     #[cfg_attr(
         not(all(
             feature = "audit",
+            feature = "authz",
             feature = "ingress",
             feature = "validate",
             feature = "rate-limit"
@@ -431,6 +432,7 @@ impl VerifyLayer {
     #[cfg_attr(
         not(all(
             feature = "audit",
+            feature = "authz",
             feature = "ingress",
             feature = "validate",
             feature = "rate-limit"
