@@ -226,3 +226,110 @@ pub(crate) fn to_rule(r: &AuthzRulePolicy) -> crate::authz::AuthzRule {
     }
     rule
 }
+
+#[cfg(all(test, feature = "authz"))]
+mod tests {
+    fn problems(rules: &str) -> Vec<(String, String)> {
+        let text = format!("[verify.cidr]\nallow = [\"10.0.0.0/8\"]\n{rules}");
+        match crate::Policy::from_toml_str(&text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .problems()
+                .iter()
+                .map(|p| (p.path.clone(), p.message.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_rule_shadowed_by_an_earlier_one_is_unreachable() {
+        let p = problems(
+            r#"
+            [[authz.rules]]
+            name = "orders"
+            paths = ["/orders/**"]
+            scopes = ["orders:all"]
+            [[authz.rules]]
+            name = "write"
+            methods = ["POST"]
+            paths = ["/orders", "/orders/*"]
+            scopes = ["orders:write"]
+        "#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "authz.rules[1]");
+        assert!(p[0].1.starts_with("unreachable: rule `orders`"), "{p:?}");
+    }
+
+    #[test]
+    fn a_rule_partly_shadowed_overlaps_and_specific_before_general_is_fine() {
+        let p = problems(
+            r#"
+            [[authz.rules]]
+            name = "post-anything"
+            methods = ["POST"]
+            scopes = ["w"]
+            [[authz.rules]]
+            name = "orders"
+            methods = ["GET", "POST"]
+            paths = ["/orders"]
+            scopes = ["r"]
+        "#,
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].1.starts_with("overlaps rule `post-anything`"), "{p:?}");
+        let ok = problems(
+            r#"
+            [[authz.rules]]
+            name = "write"
+            methods = ["POST"]
+            paths = ["/orders"]
+            scopes = ["orders:write"]
+            [[authz.rules]]
+            name = "rest"
+            any_verified = true
+        "#,
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn bad_roles_scopes_and_mixed_or_empty_rules_are_reported() {
+        let p = problems(
+            r#"
+            [[authz.rules]]
+            name = "a"
+            roles = ["Orders Admin"]
+            scopes = ["orders\"write"]
+            [[authz.rules]]
+            name = "b"
+            methods = ["POST"]
+            sources = ["sqs:arn:aws:sqs:us-east-1:1:orders"]
+            any_verified = true
+            [[authz.rules]]
+            name = "c"
+            paths = ["/x"]
+            [[authz.rules]]
+            name = "c"
+            paths = ["orders"]
+            any_verified = true
+        "#,
+        );
+        let paths: Vec<&str> = p.iter().map(|(a, _)| a.as_str()).collect();
+        for want in [
+            "authz.rules[0].roles[0]",
+            "authz.rules[0].scopes[0]",
+            "authz.rules[1]",
+            "authz.rules[2]",
+            "authz.rules[3].name",
+            "authz.rules[3].paths[0]",
+        ] {
+            assert!(paths.contains(&want), "{want} in {p:?}");
+        }
+        assert!(
+            problems("[authz]\nrules = []")
+                .iter()
+                .any(|(a, _)| a == "authz.rules")
+        );
+    }
+}

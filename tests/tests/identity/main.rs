@@ -2,6 +2,7 @@
 //! (`oidc-provider`, started by the test over https), and the same authorization verdicts on
 //! every principal kind.
 
+mod authz;
 mod discovery;
 mod provider;
 mod support;
