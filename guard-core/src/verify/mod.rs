@@ -107,6 +107,8 @@ mod hmac;
 mod jwks;
 mod jwt;
 mod layer;
+#[cfg(feature = "jwks-http")]
+mod oidc;
 mod platform;
 mod replay;
 mod source;
@@ -132,6 +134,8 @@ pub use layer::{
     All, Any, BoxVerifier, ByTrigger, ResponseFuture, Verifier, VerifierExt, Verify, VerifyFuture,
     VerifyLayer, all, any, by_trigger,
 };
+#[cfg(feature = "jwks-http")]
+pub(crate) use oidc::check_issuer;
 pub use platform::{
     AwsAuthorizer, AwsAuthorizerVerifier, EASY_AUTH_HEADER, EasyAuthVerifier, MAX_EASY_AUTH_BYTES,
     MAX_EASY_AUTH_CLAIMS, PlatformIdentity, PlatformIdentityVerifier,
