@@ -36,7 +36,10 @@
 //! A delivery is never acknowledged unless the handler accepted every event of it. A partly
 //! refused batch is redelivered (or dead-lettered) whole, so events the handler accepted may
 //! come again: handlers of Event Grid events must be idempotent, as for any at-least-once
-//! delivery. Event Grid sends one event per delivery unless output batching is on.
+//! delivery. Event Grid sends one event per delivery unless output batching is on; a delivery
+//! larger than the server's body limit ([`server_config`](crate::server_config)) is refused
+//! with 413 before it is split (Event Grid dead-letters it), so keep the subscription's preferred
+//! batch size under that limit.
 //!
 //! Webhook deliveries are not signed: topic, source and subscription are what the request says.
 //! So [`AzureService`](crate::AzureService) takes deliveries only on an HTTP function whose
