@@ -212,7 +212,9 @@ fn post_orders(token: &str) -> guard_core::GuardRequest {
 async fn a_real_providers_tokens_are_verified_through_discovery_and_rotation_is_followed() {
     let idp = OpenIdProvider::start("rotation");
     let events = Events::default();
-    let svc = idp.guard("", &events).layer(service_fn(handler));
+    let svc = idp
+        .guard("jwks_ttl_secs = 4\n", &events)
+        .layer(service_fn(handler));
     let old = idp.token("writer", "orders:write").await;
     let resp = svc.clone().oneshot(post_orders(&old)).await.unwrap();
     assert_eq!(resp.status(), 200, "{}", code(&resp));
@@ -247,6 +249,20 @@ async fn a_real_providers_tokens_are_verified_through_discovery_and_rotation_is_
         "the old key is still published: its tokens stay valid"
     );
     assert_eq!(idp.hits("/jwks").await, 2);
+
+    // The old key is withdrawn: once the cached keys are older than the TTL they are fetched
+    // again, and the old key's tokens are refused from then on.
+    let retire = idp.send("POST", "/_retire", None, "").await;
+    assert_eq!(retire["kid"], kid.as_str());
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    let resp = svc.clone().oneshot(post_orders(&old)).await.unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), code(&resp).as_str()),
+        (401, "guard.verify.bad_token")
+    );
+    assert_eq!(idp.hits("/jwks").await, 3);
+    let resp = svc.oneshot(post_orders(&new)).await.unwrap();
+    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test]
