@@ -33,6 +33,17 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 #[cfg(feature = "authz")]
+#[cfg_attr(
+    not(all(
+        feature = "audit",
+        feature = "ingress",
+        feature = "validate",
+        feature = "verify",
+        feature = "secrets",
+        feature = "rate-limit"
+    )),
+    allow(unused_imports) // the builder, which needs every layer, translates the rules
+)]
 pub(crate) use authz::to_rule as authz_rule;
 pub use authz::{AuthzPolicy, AuthzRulePolicy};
 pub use rate_limit::RateLimitPolicy;

@@ -152,8 +152,12 @@ pub struct ClaimRule {
 ///
 /// With `issuer` alone the keys are found by OpenID Connect discovery: only
 /// `{issuer}/.well-known/openid-configuration` is fetched, its `issuer` must equal this one
-/// exactly, and its `jwks_uri` (https only) is used. Issuers of common providers (copy them from
-/// the provider's own discovery document; the trailing `/` matters):
+/// exactly, and its `jwks_uri` (https only) is used. A configuration that breaks either rule is
+/// logged as an error (target `guard::verify`) by `Guard::prefetch` at start, and its tokens are
+/// answered 503 `guard.verify.unavailable` while no key is had; a token of another issuer, expired,
+/// for another audience or unsigned (`alg: none`) is 401 `guard.verify.bad_token`. Issuers of
+/// common providers (copy them from the provider's own discovery document; the trailing `/`
+/// matters):
 ///
 /// | provider | `issuer` |
 /// |---|---|

@@ -248,6 +248,9 @@ pub(crate) enum Lookup {
     Unavailable,
 }
 
+/// The keys of one successful fetch.
+type Keys = Arc<[Arc<Key>]>;
+
 #[derive(Default)]
 struct State {
     keys: Arc<[Arc<Key>]>,
@@ -420,7 +423,7 @@ impl JwksCache {
 
     /// The keys (`None` until a fetch succeeded), whether they are fresh, whether a fetch is
     /// allowed now, and the attempts so far.
-    fn snapshot(&self) -> (Option<Arc<[Arc<Key>]>>, bool, bool, u64) {
+    fn snapshot(&self) -> (Option<Keys>, bool, bool, u64) {
         let now = self.inner.clock.now();
         let Ok(s) = self.inner.state.lock() else {
             return (None, false, false, 0);

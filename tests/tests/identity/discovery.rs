@@ -234,3 +234,23 @@ fn one_issuer_in_two_tables_is_a_policy_problem() {
         "{err}"
     );
 }
+
+#[test]
+fn the_readme_identity_example_loads() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let section = readme
+        .split("### One identity provider, every cloud")
+        .nth(1)
+        .unwrap();
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .unwrap();
+    let policy = Policy::from_toml_str(toml).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(policy.verify.unwrap().jwt.len(), 2);
+    assert_eq!(policy.authz.unwrap().rules.len(), 3);
+}

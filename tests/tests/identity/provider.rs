@@ -1,7 +1,8 @@
 //! A real OpenID Provider: `oidc-provider` (installed by `scripts/setup-tools.sh` under
 //! `scripts/tools/oidc`, pinned by its lockfile), started by the test on a free loopback port
 //! over https with a certificate made here (rcgen), stopped by its PID. Guard finds its keys by
-//! discovery, follows a key rotation, and refuses a second, untrusted provider.
+//! discovery, follows a key rotation, refuses a second, untrusted provider, and verifies ID tokens
+//! (authorization code flow) for their own audience only.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -51,6 +52,12 @@ impl Certificates {
             dir,
             ca_der: ca_cert.der().to_vec(),
         }
+    }
+}
+
+impl Drop for Certificates {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -155,10 +162,24 @@ impl OpenIdProvider {
             .sum()
     }
 
+    /// An ID token for the client `web` (its audience), from the authorization code flow with
+    /// the provider's development login as `login`.
+    pub(crate) async fn id_token(&self, login: &str) -> String {
+        let v = self
+            .send("GET", &format!("/_id_token?login={login}"), None, "")
+            .await;
+        v["id_token"].as_str().unwrap().to_string()
+    }
+
     /// A guard trusting this provider by its issuer alone, with `extra` policy lines.
     pub(crate) fn guard(&self, extra: &str, events: &Events) -> Guard {
+        self.guard_for(AUDIENCE, extra, events)
+    }
+
+    /// As [`guard`](Self::guard), for tokens whose audience is `audience`.
+    pub(crate) fn guard_for(&self, audience: &str, extra: &str, events: &Events) -> Guard {
         let policy = Policy::from_toml_str(&format!(
-            "[verify.jwt]\nissuer = \"{}\"\naudiences = [\"{AUDIENCE}\"]\njwks_cooldown_secs = 1\n{extra}",
+            "[verify.jwt]\nissuer = \"{}\"\naudiences = [\"{audience}\"]\njwks_cooldown_secs = 1\n{extra}",
             self.issuer
         ))
         .unwrap();
@@ -191,7 +212,9 @@ fn post_orders(token: &str) -> guard_core::GuardRequest {
 async fn a_real_providers_tokens_are_verified_through_discovery_and_rotation_is_followed() {
     let idp = OpenIdProvider::start("rotation");
     let events = Events::default();
-    let svc = idp.guard("", &events).layer(service_fn(handler));
+    let svc = idp
+        .guard("jwks_ttl_secs = 4\n", &events)
+        .layer(service_fn(handler));
     let old = idp.token("writer", "orders:write").await;
     let resp = svc.clone().oneshot(post_orders(&old)).await.unwrap();
     assert_eq!(resp.status(), 200, "{}", code(&resp));
@@ -226,6 +249,20 @@ async fn a_real_providers_tokens_are_verified_through_discovery_and_rotation_is_
         "the old key is still published: its tokens stay valid"
     );
     assert_eq!(idp.hits("/jwks").await, 2);
+
+    // The old key is withdrawn: once the cached keys are older than the TTL they are fetched
+    // again, and the old key's tokens are refused from then on.
+    let retire = idp.send("POST", "/_retire", None, "").await;
+    assert_eq!(retire["kid"], kid.as_str());
+    tokio::time::sleep(Duration::from_millis(4100)).await;
+    let resp = svc.clone().oneshot(post_orders(&old)).await.unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), code(&resp).as_str()),
+        (401, "guard.verify.bad_token")
+    );
+    assert_eq!(idp.hits("/jwks").await, 3);
+    let resp = svc.oneshot(post_orders(&new)).await.unwrap();
+    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test]
@@ -254,5 +291,38 @@ async fn an_untrusted_provider_with_the_same_claims_is_refused_without_a_fetch()
     assert_eq!(
         svc.oneshot(post_orders(&token)).await.unwrap().status(),
         200
+    );
+}
+
+#[tokio::test]
+async fn id_tokens_are_verified_for_their_own_audience_only() {
+    let idp = OpenIdProvider::start("id-token");
+    let events = Events::default();
+    let web = idp.guard_for("web", "", &events).layer(service_fn(handler));
+    let api = idp.guard("", &events).layer(service_fn(handler));
+    let id_token = idp.id_token("alice").await;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (claims["aud"].as_str(), claims["sub"].as_str()),
+        (Some("web"), Some("alice"))
+    );
+    let resp = web.clone().oneshot(post_orders(&id_token)).await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", code(&resp));
+    // Each token is for its own audience: an ID token is no access token for the API, and back.
+    let resp = api.oneshot(post_orders(&id_token)).await.unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), code(&resp).as_str()),
+        (401, "guard.verify.bad_token")
+    );
+    let access = idp.token("writer", "orders:write").await;
+    let resp = web.oneshot(post_orders(&access)).await.unwrap();
+    assert_eq!(
+        (resp.status().as_u16(), code(&resp).as_str()),
+        (401, "guard.verify.bad_token")
     );
 }
