@@ -244,6 +244,9 @@ impl GuardBuilder {
             }
             _ => None,
         };
+        let rate = RateLimitLayer::from_policy_with_secrets(policy, store.as_ref())
+            .map_err(&mut collect)
+            .unwrap_or_default();
         let verify = match &policy.verify {
             Some(v) => {
                 let verify_deps = match (deps.verify, &store) {
@@ -262,6 +265,13 @@ impl GuardBuilder {
                     deps.message_verifiers.iter().fold(d, |d, (kind, check)| {
                         d.message_verifier(kind.clone(), check.clone())
                     })
+                });
+                // With a Redis rate-limit backend, signatures are recorded in the same Redis, so
+                // every instance refuses a replay.
+                #[cfg(feature = "redis")]
+                let verify_deps = verify_deps.map(|d| match &rate.replay {
+                    Some(redis) => d.replay_store_or(std::sync::Arc::new(redis.clone())),
+                    None => d,
                 });
                 verify_deps.and_then(|d| VerifyLayer::from_policy(v, &d).map_err(&mut collect).ok())
             }
@@ -288,9 +298,6 @@ impl GuardBuilder {
             Some(v) => ValidateLayer::from_policy(v).map_err(&mut collect).ok(),
             None => None,
         };
-        let rate = RateLimitLayer::from_policy_with_secrets(policy, store.as_ref())
-            .map_err(&mut collect)
-            .unwrap_or_default();
         if !problems.is_empty() {
             return Err(PolicyError::new(problems));
         }

@@ -125,6 +125,13 @@ impl VerifyDeps {
         self.replay = Some(store);
         self
     }
+
+    /// `store` unless a replay store was given already (the builder's Redis default).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn replay_store_or(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay.get_or_insert(store);
+        self
+    }
 }
 
 fn predicates(rules: &[ClaimRule]) -> Vec<ClaimPredicate> {
