@@ -17,6 +17,7 @@
 //! | `RateLimitLayer` (pre-auth, by peer) | 429 / 503 |
 //! | `VerifyLayer` — CIDR, event source, HMAC, JWT, platform principals | 401 / 403 |
 //! | `RateLimitLayer` (by principal) | 429 / 503 |
+//! | `AuthzLayer` — roles, scopes, claims or principals per method and path / message source | 403 |
 //! | `ValidateLayer` — JSON Schema and typed validation | 400 / 422 |
 //! | `SecretsLayer` — named secrets for the handler | 503 |
 //!
@@ -28,6 +29,7 @@
 //! | `validate` | yes | [`validate`] (`jsonschema`, `validator`) |
 //! | `audit` | yes | [`audit`] |
 //! | `verify` | yes | [`verify`] |
+//! | `authz` | yes | [`authz`]: authorization rules over the verified principal |
 //! | `jwks-http` | yes | fetching a JWKS ([`verify::HttpJwksFetcher`]) with the outbound client |
 //! | `http-client` | with `jwks-http` | `http_client`: the one outbound HTTP client (hyper, rustls on *ring*) |
 //! | `rate-limit` | yes | [`rate_limit`] (`governor`) |
@@ -47,6 +49,8 @@ pub mod secrets;
 
 #[cfg(feature = "audit")]
 pub mod audit;
+#[cfg(feature = "authz")]
+pub mod authz;
 #[cfg(feature = "http-client")]
 pub mod http_client;
 #[cfg(feature = "ingress")]
@@ -62,6 +66,7 @@ pub mod verify;
 
 #[cfg(all(
     feature = "audit",
+    feature = "authz",
     feature = "ingress",
     feature = "validate",
     feature = "verify",
@@ -72,6 +77,7 @@ mod builder;
 
 #[cfg(all(
     feature = "audit",
+    feature = "authz",
     feature = "ingress",
     feature = "validate",
     feature = "verify",

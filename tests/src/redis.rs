@@ -62,6 +62,56 @@ impl RedisServer {
         Self::start_with(vec!["--requirepass".into(), password.into()], false)
     }
 
+    /// A server ready to be a replication primary: replicas sync at once (the default waits 5 s
+    /// for more replicas to join).
+    pub fn start_primary() -> Self {
+        Self::start_with(vec!["--repl-diskless-sync-delay".into(), "0".into()], false)
+    }
+
+    /// A replica of `primary` (`--replicaof`), returned once `primary` counts it as an online
+    /// replica.
+    pub fn start_replica_of(primary: &RedisServer) -> Self {
+        let before = primary.online_replicas();
+        static N: AtomicUsize = AtomicUsize::new(0);
+        // The copy of the primary's data a replica receives goes to the temporary directory,
+        // under a name no other replica uses (never a dump.rdb in the working directory).
+        let file = format!(
+            "guard-replica-{}-{}.rdb",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let replica = Self::start_with(
+            vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                primary.port.to_string(),
+                "--dir".into(),
+                std::env::temp_dir().to_string_lossy().into_owned(),
+                "--dbfilename".into(),
+                file,
+            ],
+            false,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while primary.online_replicas() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "the replica on {} never came online",
+                replica.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        replica
+    }
+
+    /// How many replicas this server reports as connected and online (`INFO replication`).
+    pub fn online_replicas(&self) -> usize {
+        self.cli(None, &["INFO", "replication"])
+            .lines()
+            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .count()
+    }
+
     /// Runs one `redis-cli` command (plaintext servers), authenticating with `password`; its
     /// stdout.
     pub fn cli(&self, password: Option<&str>, args: &[&str]) -> String {
@@ -374,14 +424,13 @@ impl RedisCluster {
         self.primary_port_of(key)
     }
 
-    /// Whether every running replica of the primary on `primary_port` holds `key` (asked with
-    /// `READONLY` + `EXISTS` on each replica). Plaintext clusters only.
-    pub fn replicas_hold(&self, primary_port: u16, key: &str) -> bool {
+    /// The ports of the running replicas of the primary on `primary_port`.
+    pub fn replicas_of(&self, primary_port: u16) -> Vec<u16> {
         let id = self
             .cli(primary_port, &["CLUSTER", "MYID"])
             .trim()
             .to_owned();
-        let mut replicas = 0;
+        let mut ports = Vec::new();
         for line in self.cli(primary_port, &["CLUSTER", "NODES"]).lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 8 || fields[3] != id || fields[2].contains("fail") {
@@ -393,7 +442,18 @@ impl RedisCluster {
                 .and_then(|a| a.rsplit(':').next())
                 .and_then(|p| p.parse().ok())
                 .expect("a port");
-            replicas += 1;
+            if self.running_ports().any(|p| p == port) {
+                ports.push(port);
+            }
+        }
+        ports
+    }
+
+    /// Whether every running replica of the primary on `primary_port` holds `key` (asked with
+    /// `READONLY` + `EXISTS` on each replica). Plaintext clusters only.
+    pub fn replicas_hold(&self, primary_port: u16, key: &str) -> bool {
+        let replicas = self.replicas_of(primary_port);
+        for &port in &replicas {
             let mut s = TcpStream::connect(("127.0.0.1", port)).expect("replica");
             let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
             let cmd = format!("READONLY\r\nEXISTS {key}\r\n");
@@ -410,7 +470,15 @@ impl RedisCluster {
                 return false;
             }
         }
-        replicas > 0
+        !replicas.is_empty()
+    }
+
+    /// How many replicas the primary on `primary_port` reports as connected and online.
+    pub fn online_replicas_of(&self, primary_port: u16) -> usize {
+        self.cli(primary_port, &["INFO", "replication"])
+            .lines()
+            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .count()
     }
 
     fn wait_until(&self, limit: Duration, what: &str, ok: impl Fn(&Self) -> bool) {

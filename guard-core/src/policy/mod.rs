@@ -20,6 +20,7 @@
 //! assert_eq!(err.problems().len(), 2);
 //! ```
 
+mod authz;
 pub mod env;
 mod rate_limit;
 mod secrets;
@@ -31,6 +32,20 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "authz")]
+#[cfg_attr(
+    not(all(
+        feature = "audit",
+        feature = "ingress",
+        feature = "validate",
+        feature = "verify",
+        feature = "secrets",
+        feature = "rate-limit"
+    )),
+    allow(unused_imports) // the builder, which needs every layer, translates the rules
+)]
+pub(crate) use authz::to_rule as authz_rule;
+pub use authz::{AuthzPolicy, AuthzRulePolicy};
 pub use rate_limit::RateLimitPolicy;
 pub use rate_limit::{BackendChoice, FailureMode, MessageRateLimit, RateLimitKey};
 pub use secrets::{SecretsPolicy, SecretsProvider};
@@ -292,6 +307,8 @@ pub struct Policy {
     pub ingress: IngressPolicy,
     /// `[verify]`; absent = nothing is verified (every request passes this stage).
     pub verify: Option<VerifyPolicy>,
+    /// `[authz]`; absent = every verified principal reaches the handler.
+    pub authz: Option<AuthzPolicy>,
     /// `[rate_limit]`; absent = no limit.
     pub rate_limit: Option<RateLimitPolicy>,
     /// `[validate]`; absent = no schema.
@@ -307,6 +324,7 @@ const SECTIONS: &[&str] = &[
     "function",
     "ingress",
     "verify",
+    "authz",
     "rate_limit",
     "validate",
     "secrets",
@@ -369,6 +387,7 @@ impl Policy {
                 "function" => section(&key, value, &mut problems, |v| policy.function = v),
                 "ingress" => section(&key, value, &mut problems, |v| policy.ingress = v),
                 "verify" => section(&key, value, &mut problems, |v| policy.verify = Some(v)),
+                "authz" => section(&key, value, &mut problems, |v| policy.authz = Some(v)),
                 "rate_limit" => {
                     section(&key, value, &mut problems, |v| policy.rate_limit = Some(v))
                 }
@@ -500,6 +519,15 @@ impl Policy {
         }
         if let Some(v) = &self.verify {
             v.check("verify", problems);
+        }
+        if let Some(a) = &self.authz {
+            a.check("authz", problems);
+            if self.verify.is_none() {
+                problems.push(PolicyProblem::new(
+                    "authz",
+                    "rules need a verified principal: add a [verify] section",
+                ));
+            }
         }
         if let Some(r) = &self.rate_limit {
             r.check("rate_limit", problems);

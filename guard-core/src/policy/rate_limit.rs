@@ -18,7 +18,26 @@
 //! password_secret = "redis-password"   # Redis: the password's name in the secret store
 //! tls_ca_file = "/etc/guard/redis-ca.pem"  # rediss: trust only this CA (default: platform roots)
 //! tls_insecure_skip_verify_for_tests = false  # rediss: NO certificate check; test setups only
+//! replay_min_replicas = 0   # Redis replay store: replicas that must acknowledge each record (WAIT)
+//! replay_replica_timeout_ms = 50  # ...within this time, else 503 (less than timeout_ms)
 //! ```
+//!
+//! With a Redis backend, `[verify.hmac] replay = true` records signatures in the same Redis
+//! (keys `<key_prefix>:replay:`), so a signature accepted by one instance is refused by every
+//! other. That store always fails closed (503 `guard.verify.unavailable`), whatever
+//! `failure_mode` says: a replay check that admits when it cannot look is no check.
+//!
+//! **What Redis replication can lose.** A primary acknowledges a write before any replica has
+//! it. If the primary dies within those few milliseconds, the replica promoted in its place never
+//! saw the record, and that one signature can be accepted once more within its timestamp
+//! tolerance. `replay_min_replicas = N` follows each new record with `WAIT N
+//! replay_replica_timeout_ms` on the primary that owns the key (one round trip with the `SET`,
+//! routed by the key's slot in a cluster); fewer acknowledgements in time → 503 and the record is
+//! deleted again so the retry is not taken for a replay. `WAIT` guarantees that N replicas hold
+//! the record in memory when the request is admitted; it does not make the write durable on disk,
+//! does not stop a failover from promoting a replica that did not acknowledge (Redis prefers the
+//! most up-to-date one), and does not help a primary that restarts empty without a failover.
+//! While fewer than N replicas are connected, every signed request is refused.
 //!
 //! A password is never written in the policy: a URL carrying one is refused (without repeating
 //! it); name the secret with `password_secret` instead. `rediss://` always verifies the server's
@@ -113,6 +132,12 @@ pub struct RateLimitPolicy {
     /// `rediss://`: accept any certificate and host name. Self-signed test setups only: anyone on
     /// the path could then read and forge every decision. Warned about when the layer is built.
     pub tls_insecure_skip_verify_for_tests: bool,
+    /// Redis replay store: replicas that must acknowledge each new record (`WAIT`) before the
+    /// request is admitted (default 0: none, replication stays asynchronous).
+    pub replay_min_replicas: u32,
+    /// Redis replay store: how long to wait for those acknowledgements, in milliseconds (less
+    /// than `timeout_ms`, which bounds the whole check).
+    pub replay_replica_timeout_ms: u64,
 }
 
 impl Default for RateLimitPolicy {
@@ -135,6 +160,8 @@ impl Default for RateLimitPolicy {
             password_secret: None,
             tls_ca_file: None,
             tls_insecure_skip_verify_for_tests: false,
+            replay_min_replicas: 0,
+            replay_replica_timeout_ms: 50,
         }
     }
 }
@@ -226,6 +253,7 @@ impl RateLimitPolicy {
                     ("cluster", self.cluster),
                     ("username", self.username.is_some()),
                     ("password_secret", self.password_secret.is_some()),
+                    ("replay_min_replicas", self.replay_min_replicas > 0),
                 ];
                 for (key, set) in redis_only {
                     if set {
@@ -247,6 +275,22 @@ impl RateLimitPolicy {
             && name.trim().is_empty()
         {
             problem("password_secret", "must name a secret");
+        }
+        if self.replay_min_replicas > 0 {
+            if self.replay_min_replicas > 16 {
+                problem("replay_min_replicas", "must be at most 16");
+            }
+            if self.replay_replica_timeout_ms == 0 {
+                problem(
+                    "replay_replica_timeout_ms",
+                    "must be at least 1 (`WAIT` with 0 waits forever)",
+                );
+            } else if self.replay_replica_timeout_ms >= self.timeout_ms {
+                problem(
+                    "replay_replica_timeout_ms",
+                    "must be less than `timeout_ms`, the budget of the whole check",
+                );
+            }
         }
         if let Some(file) = &self.tls_ca_file {
             if !tls {
@@ -392,6 +436,42 @@ mod tests {
             assert_eq!(err.problems()[0].path, "rate_limit.backend");
             assert!(!err.to_string().contains("s3cret"), "{err}");
         }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn replica_acknowledgements_need_redis_and_a_wait_inside_the_budget() {
+        let redis = "[rate_limit]\nper_second = 1\nbackend = \"redis://cache:6379\"\n";
+        let p = Policy::from_toml_str(&format!("{redis}replay_min_replicas = 1")).unwrap();
+        let r = p.rate_limit.unwrap();
+        assert_eq!(
+            (r.replay_min_replicas, r.replay_replica_timeout_ms),
+            (1, 50)
+        );
+        assert_eq!(
+            paths("[rate_limit]\nper_second = 1\nreplay_min_replicas = 1"),
+            ["rate_limit.replay_min_replicas"]
+        );
+        assert_eq!(
+            paths(&format!("{redis}replay_min_replicas = 17")),
+            ["rate_limit.replay_min_replicas"]
+        );
+        for timeout in [
+            "replay_replica_timeout_ms = 0",
+            "replay_replica_timeout_ms = 100",
+        ] {
+            assert_eq!(
+                paths(&format!("{redis}replay_min_replicas = 1\n{timeout}")),
+                ["rate_limit.replay_replica_timeout_ms"],
+                "{timeout} with the default timeout_ms = 100"
+            );
+        }
+        assert!(
+            Policy::from_toml_str(&format!(
+                "{redis}replay_min_replicas = 2\nreplay_replica_timeout_ms = 99"
+            ))
+            .is_ok()
+        );
     }
 
     #[cfg(feature = "redis")]

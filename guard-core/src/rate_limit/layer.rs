@@ -253,6 +253,8 @@ impl RateLimitLayer {
         Ok(RateLimitLayers {
             pre_auth: build(section.pre_auth, "pre_auth"),
             post_auth: build(section.post_auth, "post_auth"),
+            #[cfg(feature = "redis")]
+            replay: backends.replay_store(section),
         })
     }
 }
@@ -340,6 +342,22 @@ impl Backends {
         }
     }
 
+    /// The Redis replay store on the limiters' connection: keys `<prefix>:replay:`, with the
+    /// replica acknowledgements the section asks for.
+    #[cfg(feature = "redis")]
+    fn replay_store(&self, section: &RateLimitPolicy) -> Option<super::RedisReplayStore> {
+        match self {
+            Backends::Memory(_) => None,
+            Backends::Redis { conn, prefix, .. } => Some(
+                super::RedisReplayStore::new(conn.clone(), format!("{prefix}:replay:"))
+                    .require_replicas(
+                        section.replay_min_replicas,
+                        std::time::Duration::from_millis(section.replay_replica_timeout_ms),
+                    ),
+            ),
+        }
+    }
+
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
     fn build(&self, rate: Rate, placement: &str) -> Backend {
         match self {
@@ -372,6 +390,11 @@ pub struct RateLimitLayers {
     pub pre_auth: Option<RateLimitLayer>,
     /// Between verification and validation.
     pub post_auth: Option<RateLimitLayer>,
+    /// With a Redis backend: the replay store on the same connection (keys
+    /// `<key_prefix>:replay:`, `replay_min_replicas` applied), which the [`Guard`](crate::Guard)
+    /// gives `[verify.hmac] replay` unless the caller passed a store of its own.
+    #[cfg(feature = "redis")]
+    pub replay: Option<super::RedisReplayStore>,
 }
 
 impl<S> Layer<S> for RateLimitLayer {

@@ -244,6 +244,30 @@ impl redis::aio::ConnectionLike for Conn {
     }
 }
 
+impl Conn {
+    /// Sends `pipeline` in one round trip to the primary that owns `key`: in a cluster the route
+    /// is given explicitly, because redis-rs sends a keyless command such as `WAIT` to every
+    /// primary (taking the smallest answer) and would otherwise ask nodes that never saw the
+    /// write. One reply per command, error replies included as values.
+    pub(crate) async fn pipeline_on_primary_of(
+        &mut self,
+        key: &str,
+        pipeline: redis::Pipeline,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        use redis::aio::ConnectionLike;
+        use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+        let count = pipeline.len();
+        match self {
+            Conn::Single(c) => c.req_packed_commands(&pipeline, 0, count).await,
+            Conn::Cluster(c) => {
+                let route =
+                    SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+                c.route_pipeline(pipeline, 0, count, route).await
+            }
+        }
+    }
+}
+
 impl fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The address only; never the password.

@@ -109,4 +109,18 @@ mod tests {
         assert!(v.allows("10.200.0.1".parse().unwrap()));
         assert!(!v.allows("11.0.0.1".parse().unwrap()));
     }
+
+    #[test]
+    fn decides_at_once_without_a_future() {
+        let v = CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]);
+        let from = |ip: &str| {
+            let mut req = http::Request::new(bytes::Bytes::new());
+            req.extensions_mut().insert(Peer::new(ip.parse().unwrap()));
+            req
+        };
+        let allowed = v.verify_now(&from("10.1.2.3")).expect("decided at once");
+        assert_eq!(allowed.unwrap().subject, "10.1.2.3");
+        let refused = v.verify_now(&from("11.0.0.1")).expect("decided at once");
+        assert_eq!(refused.unwrap_err().kind(), RejectionKind::ForbiddenAddress);
+    }
 }

@@ -19,21 +19,6 @@ use crate::request::{GuardRequest, GuardResponse};
 /// The [`Guard`](crate::Guard) places it just before the handler, after the per-principal rate
 /// limit and every other check, so a request refused on the way (429 with `Retry-After`, a
 /// transient 503) has not used its signature up and its retry succeeds.
-///
-/// ```
-/// use bytes::Bytes;
-/// use guard_core::verify::ReplayCommitLayer;
-/// use tower::{Layer, Service, ServiceExt};
-///
-/// let mut svc = ReplayCommitLayer.layer(tower::service_fn(|_r: http::Request<Bytes>| async {
-///     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"ok")))
-/// }));
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// let resp = rt.block_on(async {
-///     svc.ready().await.unwrap().call(http::Request::new(Bytes::new())).await.unwrap()
-/// });
-/// assert_eq!(resp.status(), 200); // nothing pending
-/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayCommitLayer;
 
@@ -86,5 +71,32 @@ where
                 Err(rejection) => Ok(rejection.into_response()),
             }
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_request_with_nothing_pending_passes_through() {
+        use crate::verify::ReplayCommitLayer;
+        use bytes::Bytes;
+        use tower::{Layer, Service, ServiceExt};
+
+        let mut svc =
+            ReplayCommitLayer.layer(tower::service_fn(|_r: http::Request<Bytes>| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"ok")))
+            }));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let resp = rt.block_on(async {
+            svc.ready()
+                .await
+                .unwrap()
+                .call(http::Request::new(Bytes::new()))
+                .await
+                .unwrap()
+        });
+        assert_eq!(resp.status(), 200); // nothing pending
     }
 }

@@ -319,21 +319,6 @@ impl std::fmt::Debug for ByTrigger {
 /// invocations, requests without a `Trigger`) with `requests`. This is how `[verify]` keeps
 /// "callers must be on the allow-list or sign" apart from "messages must come from the listed
 /// queue", so a signed message from another queue is still refused.
-///
-/// ```
-/// use guard_core::verify::{by_trigger, CidrVerifier, SourceVerifier, Verifier};
-/// use guard_core::request::{MessageTrigger, Trigger};
-///
-/// let v = by_trigger(
-///     CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]),
-///     SourceVerifier::new([("sqs", "arn:aws:sqs:us-east-1:123456789012:orders")]).unwrap(),
-/// );
-/// let mut msg = http::Request::new(bytes::Bytes::new());
-/// msg.extensions_mut().insert(Trigger::Message(MessageTrigger::new(
-///     "sqs", "arn:aws:sqs:us-east-1:123456789012:orders", "m-1")));
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// assert!(rt.block_on(v.verify(&msg)).is_ok());
-/// ```
 pub(crate) fn by_trigger(requests: impl Verifier, messages: impl Verifier) -> ByTrigger {
     ByTrigger {
         requests: Arc::new(requests),
@@ -372,6 +357,8 @@ impl Verifier for ByTrigger {
 pub struct VerifyLayer {
     verifier: BoxVerifier,
     commit_here: bool,
+    /// Key caches whose issuer is found by OIDC discovery (policy-built), warmed at start.
+    discovered: Arc<[super::JwksCache]>,
 }
 
 impl std::fmt::Debug for VerifyLayer {
@@ -386,6 +373,33 @@ impl VerifyLayer {
         Self {
             verifier: Arc::new(verifier),
             commit_here: true,
+            discovered: Arc::new([]),
+        }
+    }
+
+    pub(crate) fn with_discovery(mut self, caches: Vec<super::JwksCache>) -> Self {
+        self.discovered = caches.into();
+        self
+    }
+
+    /// Runs OIDC discovery and fetches the keys of every issuer the policy names by `issuer`
+    /// alone, so a refused configuration is reported at start (on the `guard::verify` target)
+    /// rather than at the first request. Tokens stay refused (503) while no key is had.
+    #[cfg_attr(
+        not(all(
+            feature = "audit",
+            feature = "authz",
+            feature = "ingress",
+            feature = "validate",
+            feature = "rate-limit"
+        )),
+        allow(dead_code) // called by the Guard builder's prefetch
+    )]
+    pub(crate) async fn discover_now(&self) {
+        for cache in self.discovered.iter() {
+            if let Err(e) = cache.refresh().await {
+                tracing::error!(target: "guard::verify", error = %e, "signing keys not fetched at start");
+            }
         }
     }
 
@@ -396,6 +410,7 @@ impl VerifyLayer {
     #[cfg_attr(
         not(all(
             feature = "audit",
+            feature = "authz",
             feature = "ingress",
             feature = "validate",
             feature = "rate-limit"
@@ -680,5 +695,32 @@ mod tests {
     fn empty_combinators_refuse() {
         assert_eq!(run(&any([])).unwrap_err().kind(), K::MissingCredentials);
         assert_eq!(run(&all([])).unwrap_err().kind(), K::MissingCredentials);
+    }
+}
+
+#[cfg(test)]
+mod by_trigger_routes_messages_to_their_verifier_example {
+    #[test]
+    fn by_trigger_routes_messages_to_their_verifier() {
+        use super::super::source::SourceVerifier;
+        use super::by_trigger;
+        use crate::request::{MessageTrigger, Trigger};
+        use crate::verify::{CidrVerifier, Verifier};
+
+        let v = by_trigger(
+            CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]),
+            SourceVerifier::new([("sqs", "arn:aws:sqs:us-east-1:123456789012:orders")]).unwrap(),
+        );
+        let mut msg = http::Request::new(bytes::Bytes::new());
+        msg.extensions_mut()
+            .insert(Trigger::Message(MessageTrigger::new(
+                "sqs",
+                "arn:aws:sqs:us-east-1:123456789012:orders",
+                "m-1",
+            )));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(v.verify(&msg)).is_ok());
     }
 }

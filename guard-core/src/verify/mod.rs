@@ -6,7 +6,7 @@
 //! | [`CidrVerifier`] | platform-observed address ([`Peer`](crate::request::Peer), or [`TrustedProxies`](crate::request::TrustedProxies) over `X-Forwarded-For`) in an allow-list | 403 `forbidden_address` |
 //! | `[verify.sources]` | a message from an ARN / topic / subscription listed for its trigger kind (`*` = one segment) | 403 `forbidden_source` |
 //! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](crate::secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
-//! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] | 401 `missing_credentials` / `bad_token`, 403 `forbidden` |
+//! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] (a JWKS URL, or the issuer's OpenID configuration: [`JwksCache::discover`]) | 401 `missing_credentials` / `bad_token`, 403 `forbidden`, 503 `unavailable` |
 //! | [`AwsAuthorizerVerifier`], [`EasyAuthVerifier`], [`PlatformIdentityVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
 //! | closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` | anything you decide | your rejection |
 //!
@@ -106,6 +106,8 @@ mod hmac;
 mod jwks;
 mod jwt;
 mod layer;
+#[cfg(feature = "jwks-http")]
+mod oidc;
 mod platform;
 mod replay;
 mod source;
@@ -120,6 +122,8 @@ pub use jwks::HttpJwksFetcher;
 pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
 pub use layer::{All, Any, ResponseFuture, Verifier, Verify, VerifyFuture, VerifyLayer, all, any};
+#[cfg(feature = "jwks-http")]
+pub(crate) use oidc::check_issuer;
 pub use platform::{
     AwsAuthorizer, AwsAuthorizerVerifier, EasyAuthVerifier, PlatformIdentity,
     PlatformIdentityVerifier,

@@ -309,6 +309,9 @@ pub struct EasyAuthVerifier {
 }
 
 impl EasyAuthVerifier {
+    /// The header App Service Authentication puts the principal in (`X-MS-CLIENT-PRINCIPAL`).
+    pub const HEADER: &str = EASY_AUTH_HEADER;
+
     /// Accepts any identity provider Easy Auth is configured with.
     pub fn new() -> Self {
         Self::default()

@@ -20,14 +20,6 @@ pub(crate) struct SourcePattern {
 impl SourcePattern {
     /// Parses a pattern. A `*` inside a segment (`orders-*`) and `**` are refused: the wildcard is
     /// a whole segment or nothing, so what it can match stays obvious.
-    ///
-    /// ```
-    /// use guard_core::verify::SourcePattern;
-    /// let p = SourcePattern::parse("arn:aws:sqs:*:123456789012:orders").unwrap();
-    /// assert!(p.matches("arn:aws:sqs:eu-west-1:123456789012:orders"));
-    /// assert!(!p.matches("arn:aws:sqs:eu-west-1:123456789012:orders-dlq"));
-    /// assert!(SourcePattern::parse("arn:aws:sqs:*:*:orders-*").is_err());
-    /// ```
     pub(crate) fn parse(text: &str) -> Result<Self, VerifyError> {
         if text.is_empty() || text.len() > MAX_LEN {
             return Err(VerifyError::InvalidSourcePattern {
@@ -120,23 +112,6 @@ impl<'a> Iterator for Tokens<'a> {
 /// `source` is `orders`. A kind with no entries admits nothing. Anything else — another source, an
 /// HTTP request, no trigger at all — is 403 `guard.verify.forbidden_source`. The principal is
 /// `PrincipalKind::Source` with the source id as subject and the message kind as issuer.
-///
-/// ```
-/// use guard_core::verify::{SourceVerifier, Verifier};
-/// use guard_core::request::{MessageTrigger, Trigger};
-///
-/// let v = SourceVerifier::new([("pubsub", "projects/shop-prod/subscriptions/*")]).unwrap();
-/// let message = |kind: &str| {
-///     let mut req = http::Request::new(bytes::Bytes::new());
-///     req.extensions_mut().insert(Trigger::Message(MessageTrigger::new(
-///         kind, "projects/shop-prod/subscriptions/orders-push", "1")));
-///     req
-/// };
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// assert_eq!(rt.block_on(v.verify(&message("pubsub"))).unwrap().subject,
-///            "projects/shop-prod/subscriptions/orders-push");
-/// assert!(rt.block_on(v.verify(&message("eventarc"))).is_err()); // listed for another kind
-/// ```
 #[derive(Debug, Clone)]
 pub(crate) struct SourceVerifier {
     entries: Arc<[(Box<str>, SourcePattern)]>,
@@ -284,5 +259,47 @@ mod tests {
         assert!(SourcePattern::parse("orders-*").is_err());
         assert!(SourcePattern::parse("a:**").is_err());
         assert!(SourcePattern::parse("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod a_wildcard_is_a_whole_segment_example {
+    #[test]
+    fn a_wildcard_is_a_whole_segment() {
+        use super::SourcePattern;
+        let p = SourcePattern::parse("arn:aws:sqs:*:123456789012:orders").unwrap();
+        assert!(p.matches("arn:aws:sqs:eu-west-1:123456789012:orders"));
+        assert!(!p.matches("arn:aws:sqs:eu-west-1:123456789012:orders-dlq"));
+        assert!(SourcePattern::parse("arn:aws:sqs:*:*:orders-*").is_err());
+    }
+}
+
+#[cfg(test)]
+mod sources_are_scoped_by_message_kind_example {
+    #[test]
+    fn sources_are_scoped_by_message_kind() {
+        use super::SourceVerifier;
+        use crate::request::{MessageTrigger, Trigger};
+        use crate::verify::Verifier;
+
+        let v = SourceVerifier::new([("pubsub", "projects/shop-prod/subscriptions/*")]).unwrap();
+        let message = |kind: &str| {
+            let mut req = http::Request::new(bytes::Bytes::new());
+            req.extensions_mut()
+                .insert(Trigger::Message(MessageTrigger::new(
+                    kind,
+                    "projects/shop-prod/subscriptions/orders-push",
+                    "1",
+                )));
+            req
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            rt.block_on(v.verify(&message("pubsub"))).unwrap().subject,
+            "projects/shop-prod/subscriptions/orders-push"
+        );
+        assert!(rt.block_on(v.verify(&message("eventarc"))).is_err()); // listed for another kind
     }
 }

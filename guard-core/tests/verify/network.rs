@@ -64,6 +64,40 @@ async fn missing_or_short_forwarded_chain_fails_closed() {
     s.allowed(with_xff(&["1.2.3.4, 5.6.7.8"])).await;
 }
 
+/// The client sees one code; the security event says which part of the chain was wrong.
+#[tokio::test]
+async fn the_event_names_why_an_address_was_refused() {
+    let v = CidrVerifier::new(["10.0.0.0/8".parse().unwrap()])
+        .with_trusted_proxies(TrustedProxies::new(2).unwrap());
+    let s = Stack::of(v);
+    for (req, reason) in [
+        (with_xff(&[]), "no x-forwarded-for header"),
+        (
+            with_xff(&["1.2.3.4"]),
+            "x-forwarded-for shorter than trusted hops",
+        ),
+        (
+            with_xff(&["1.2.3.4, nonsense"]),
+            "malformed x-forwarded-for",
+        ),
+        (
+            with_xff(&["1.2.3.4, 5.6.7.8"]),
+            "address not on the allow-list",
+        ),
+    ] {
+        assert_eq!(s.call(req).await.status(), 403, "{reason}");
+        let event = s.events.lock().unwrap().pop().expect("one event");
+        assert_eq!(event.reason.as_deref(), Some(reason));
+    }
+    let s = Stack::of(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]));
+    assert_eq!(s.call(http::Request::new(Bytes::new())).await.status(), 403);
+    let event = s.events.lock().unwrap().pop().expect("one event");
+    assert_eq!(
+        event.reason.as_deref(),
+        Some("no platform-observed peer address")
+    );
+}
+
 #[tokio::test]
 async fn ipv6_allow_lists_work() {
     let s = Stack::of(CidrVerifier::new([

@@ -228,6 +228,28 @@ async fn the_replay_record_lives_exactly_until_the_window_closes() {
     assert_eq!(store.len(), 1, "the expired record made room");
 }
 
+/// GitHub signs no timestamp: an identical delivery is refused for the tolerance (here 60 s)
+/// from its acceptance, and accepted again once that has passed.
+#[tokio::test]
+async fn a_signature_without_a_timestamp_is_remembered_for_the_tolerance() {
+    let clock = clock();
+    let store = MemoryReplayStore::new(10).with_clock(Arc::new(clock.clone()));
+    let v = HmacVerifier::builder(HmacScheme::github(), Keys::new(GH_SECRET).store("gh"), "gh")
+        .tolerance(Duration::from_secs(60))
+        .clock(Arc::new(clock.clone()))
+        .replay_store(Arc::new(store))
+        .build()
+        .unwrap();
+    let s = Stack::of(v);
+    let sig = format!("sha256={GH_SIG}");
+    s.allowed(gh_request(&sig, GH_BODY)).await;
+    clock.advance(Duration::from_millis(59_999));
+    s.denied(gh_request(&sig, GH_BODY), RejectionKind::Replayed)
+        .await;
+    clock.advance(Duration::from_millis(1));
+    s.allowed(gh_request(&sig, GH_BODY)).await;
+}
+
 #[tokio::test]
 async fn a_full_replay_store_fails_closed_with_503() {
     let keys = Keys::new(b"k1");
