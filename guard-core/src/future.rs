@@ -1,9 +1,11 @@
-//! Response futures shared by the layers.
+//! Response futures shared by the layers, behind each layer's opaque `ResponseFuture`
+//! (`crate::macros::opaque_future!`).
 //!
 //! Synchronous checks (ingress, CIDR, in-memory rate limit, schema) either answer at once with a
 //! rendered rejection or hand the request to the inner service: [`CheckFuture`] covers both without
 //! boxing. Layers whose checks are asynchronous (JWKS, Redis, secrets) use [`BoxResponseFuture`], and
-//! layers that usually answer at once but sometimes must wait (verify, secrets) use [`MaybeBoxFuture`].
+//! layers that usually answer at once but sometimes must wait (verify, secrets, rate limit) use
+//! [`MaybeBoxFuture`]. A refusal polled again after it completed answers a 500 instead of hanging.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -59,10 +61,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Rejected { response } => match response.take() {
-                Some(r) => Poll::Ready(Ok(r)),
-                None => Poll::Ready(Ok(polled_after_completion())),
-            },
+            StateProj::Rejected { response } => answer_once(response),
             StateProj::Inner { future } => future.poll(cx),
         }
     }
@@ -126,19 +125,21 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             MaybeStateProj::Inner { future } => future.poll(cx),
-            MaybeStateProj::Rejected { response } => match response.take() {
-                Some(r) => Poll::Ready(Ok(r)),
-                None => Poll::Ready(Ok(polled_after_completion())),
-            },
+            MaybeStateProj::Rejected { response } => answer_once(response),
             MaybeStateProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }
 }
 
+/// The refusal the first time; [`polled_after_completion`] after that.
+fn answer_once<E>(response: &mut Option<GuardResponse>) -> Poll<Result<GuardResponse, E>> {
+    Poll::Ready(Ok(response.take().unwrap_or_else(polled_after_completion)))
+}
+
 /// What a refusal future answers when it is polled again after it completed: a 500 with the
 /// reason in the security event, rather than a panic or a `Pending` that would hang the caller
 /// without a wake-up.
-pub(crate) fn polled_after_completion() -> GuardResponse {
+fn polled_after_completion() -> GuardResponse {
     crate::Rejection::new(crate::RejectionKind::Internal)
         .with_reason("response future polled after completion")
         .into_response()

@@ -22,7 +22,6 @@
 //! ```
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method};
@@ -30,7 +29,6 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::future::CheckFuture;
-use crate::policy::{IngressPolicy, PolicyError, PolicyProblem};
 use crate::request::{AdapterRefusal, GuardRequest, GuardResponse, Trigger};
 use crate::{Rejection, RejectionKind};
 
@@ -69,57 +67,14 @@ impl IngressLayer {
     /// # let _ = layer;
     /// ```
     pub fn new() -> Self {
-        let p = IngressPolicy::default();
         Self {
             config: Arc::new(Config {
-                max_body_bytes: p.max_body_bytes,
-                max_depth: p.max_depth,
-                content_types: p.content_types,
+                max_body_bytes: 1024 * 1024,
+                max_depth: 32,
+                content_types: vec!["application/json".into()],
                 methods: Vec::new(),
             }),
         }
-    }
-
-    /// Builds the layer from the `[ingress]` policy section, reporting every problem.
-    pub fn from_policy(policy: &IngressPolicy) -> Result<Self, PolicyError> {
-        let mut problems = Vec::new();
-        let mut methods = Vec::new();
-        for (i, m) in policy.methods.iter().enumerate() {
-            match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => methods.push(m),
-                Err(_) => problems.push(PolicyProblem::new(
-                    format!("ingress.methods[{i}]"),
-                    "not an HTTP method",
-                )),
-            }
-        }
-        if policy.max_body_bytes == 0 {
-            problems.push(PolicyProblem::new(
-                "ingress.max_body_bytes",
-                "must be at least 1",
-            ));
-        }
-        if policy.max_depth == 0 {
-            problems.push(PolicyProblem::new(
-                "ingress.max_depth",
-                "must be at least 1",
-            ));
-        }
-        if !problems.is_empty() {
-            return Err(PolicyError::new(problems));
-        }
-        Ok(Self {
-            config: Arc::new(Config {
-                max_body_bytes: policy.max_body_bytes,
-                max_depth: policy.max_depth,
-                content_types: policy
-                    .content_types
-                    .iter()
-                    .map(|c| c.to_ascii_lowercase())
-                    .collect(),
-                methods,
-            }),
-        })
     }
 
     /// Largest accepted body in bytes.
@@ -198,9 +153,7 @@ where
     type Error = E;
     type Future = ResponseFuture<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
-        self.inner.poll_ready(cx)
-    }
+    crate::macros::poll_ready_from_inner!();
 
     fn call(&mut self, req: GuardRequest) -> Self::Future {
         match check(&self.config, &req) {
@@ -393,15 +346,5 @@ mod exceeds_depth_counts_nesting_example {
         use crate::ingress::exceeds_depth;
         assert!(!exceeds_depth(br#"{"a":[1]}"#, 2));
         assert!(exceeds_depth(br#"[[["deep"]]]"#, 2));
-    }
-}
-
-#[cfg(test)]
-mod ingress_layer_from_policy_example {
-    #[test]
-    fn ingress_layer_from_policy() {
-        let p = crate::Policy::from_toml_str("[ingress]\nmethods = [\"POST\"]").unwrap();
-        let layer = crate::ingress::IngressLayer::from_policy(&p.ingress).unwrap();
-        let _ = layer;
     }
 }

@@ -64,17 +64,10 @@ pub mod validate;
 #[cfg(feature = "verify")]
 pub mod verify;
 
-#[cfg(all(
-    feature = "audit",
-    feature = "authz",
-    feature = "ingress",
-    feature = "validate",
-    feature = "verify",
-    feature = "secrets",
-    feature = "rate-limit"
-))]
 mod builder;
 
+#[cfg(feature = "verify")]
+pub use builder::VerifyDeps;
 #[cfg(all(
     feature = "audit",
     feature = "authz",

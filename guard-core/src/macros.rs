@@ -79,3 +79,19 @@ macro_rules! opaque_future {
 
 #[allow(unused_imports)]
 pub(crate) use opaque_future;
+
+/// A service's `poll_ready` that is its inner service's: the layers never hold requests back
+/// themselves (a refusal is a response, not back-pressure).
+macro_rules! poll_ready_from_inner {
+    () => {
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            self.inner.poll_ready(cx)
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use poll_ready_from_inner;

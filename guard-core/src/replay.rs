@@ -44,23 +44,8 @@ pub trait ReplayStore: Send + Sync + 'static {
 ///
 /// The HMAC verifier leaves one in the request's [`PendingReplays`] when a `VerifyLayer` put that
 /// collector on the request; [`commit`](Self::commit) records it.
-///
-/// ```
-/// use std::sync::Arc;
-/// use std::time::{Duration, SystemTime};
-/// use guard_core::clock::SystemWallClock;
-/// use guard_core::replay::PendingReplay;
-/// use guard_core::verify::MemoryReplayStore;
-///
-/// let store = Arc::new(MemoryReplayStore::new(10));
-/// let expires = SystemTime::now() + Duration::from_secs(60);
-/// let p = PendingReplay::new(store, b"digest", expires, Arc::new(SystemWallClock));
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// assert!(rt.block_on(p.commit()).is_ok());
-/// assert_eq!(rt.block_on(p.commit()).unwrap_err().code(), "guard.verify.replayed");
-/// ```
 #[derive(Clone)]
-pub struct PendingReplay {
+pub(crate) struct PendingReplay {
     store: Arc<dyn ReplayStore>,
     key: Box<[u8]>,
     expires: SystemTime,
@@ -77,7 +62,7 @@ impl std::fmt::Debug for PendingReplay {
 
 impl PendingReplay {
     /// `key` to be recorded in `store` until `expires` (on `clock`).
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn ReplayStore>,
         key: &[u8],
         expires: SystemTime,
@@ -93,7 +78,7 @@ impl PendingReplay {
 
     /// Records the key if absent. A key already recorded is 401 `guard.verify.replayed` (another
     /// copy of the request won); a store that cannot answer is 503 `guard.verify.unavailable`.
-    pub async fn commit(&self) -> Result<(), Rejection> {
+    pub(crate) async fn commit(&self) -> Result<(), Rejection> {
         // The time left is measured now, not when the signature was checked: the record must last
         // until the signature can no longer pass the window, however long admission took.
         let ttl = self
@@ -118,7 +103,7 @@ impl PendingReplay {
 /// layer itself before the inner service, or, inside a `Guard`, by `ReplayCommitLayer` just
 /// before the handler.
 #[derive(Clone, Default)]
-pub struct PendingReplays(Arc<Mutex<Vec<PendingReplay>>>);
+pub(crate) struct PendingReplays(Arc<Mutex<Vec<PendingReplay>>>);
 
 impl std::fmt::Debug for PendingReplays {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,25 +113,25 @@ impl std::fmt::Debug for PendingReplays {
 
 impl PendingReplays {
     /// Adds a signature to record.
-    pub fn push(&self, pending: PendingReplay) {
+    pub(crate) fn push(&self, pending: PendingReplay) {
         if let Ok(mut v) = self.0.lock() {
             v.push(pending);
         }
     }
 
     /// How many signatures wait.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.lock().map(|v| v.len()).unwrap_or(0)
     }
 
     /// Whether none waits.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Records every waiting signature (each insert-if-absent), emptying the collector; the first
     /// failure is the answer.
-    pub async fn commit(&self) -> Result<(), Rejection> {
+    pub(crate) async fn commit(&self) -> Result<(), Rejection> {
         let pending = match self.0.lock() {
             Ok(mut v) => std::mem::take(&mut *v),
             Err(_) => {
@@ -158,5 +143,29 @@ impl PendingReplays {
             p.commit().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod pending_replay_records_once_example {
+    #[test]
+    fn pending_replay_records_once() {
+        use crate::clock::SystemWallClock;
+        use crate::replay::PendingReplay;
+        use crate::verify::MemoryReplayStore;
+        use std::sync::Arc;
+        use std::time::{Duration, SystemTime};
+
+        let store = Arc::new(MemoryReplayStore::new(10));
+        let expires = SystemTime::now() + Duration::from_secs(60);
+        let p = PendingReplay::new(store, b"digest", expires, Arc::new(SystemWallClock));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert!(rt.block_on(p.commit()).is_ok());
+        assert_eq!(
+            rt.block_on(p.commit()).unwrap_err().code(),
+            "guard.verify.replayed"
+        );
     }
 }

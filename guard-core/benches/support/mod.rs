@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use guard_core::VerifyDeps;
 use guard_core::audit::{AuditLayer, JsonLinesSink};
 use guard_core::clock::FakeWallClock;
 use guard_core::request::Peer;
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::validate::JsonBody;
-use guard_core::verify::VerifyDeps;
 use guard_core::{Guard, GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use tower::Service;
 

@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,15 +11,18 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::event::{ALLOW_CODE, DECISION_EVENT, Outcome, SecurityEvent, sanitize};
+use super::record::Record;
 use super::sink::{JsonLinesSink, SecuritySink};
 use crate::future::CheckFuture;
-use crate::policy::AuditPolicy;
 use crate::request::{
-    AdapterRefusal, Cloud, GuardRequest, GuardResponse, Invocation, Peer, PrincipalKind, Subject,
-    TraceContext, Trigger, VerifiedSlot,
+    AdapterRefusal, GuardRequest, GuardResponse, Invocation, Peer, TraceContext, Trigger,
+    VerifiedSlot,
 };
 use crate::{Denial, RejectionKind};
+
+/// Longest user-controlled string kept in an event unless [`AuditLayer::max_field_len`] says
+/// otherwise (`[audit] max_field_len` has the same default).
+pub(crate) const DEFAULT_MAX_FIELD_LEN: usize = 256;
 
 /// Records one security event per request, allowed or denied, with the latency. Cheap to clone.
 ///
@@ -79,14 +81,9 @@ impl AuditLayer {
         Self {
             sink: Arc::new(sink),
             lines,
-            max_field_len: AuditPolicy::default().max_field_len,
+            max_field_len: DEFAULT_MAX_FIELD_LEN,
             function: None,
         }
-    }
-
-    /// JSON lines on stdout through a non-blocking [`JsonLinesSink`] sized by the policy.
-    pub(crate) fn from_policy(policy: &AuditPolicy) -> Self {
-        Self::new(JsonLinesSink::stdout(policy.buffer)).max_field_len(policy.max_field_len)
     }
 
     /// Longest user-controlled string kept in an event (at least 16 bytes).
@@ -172,24 +169,6 @@ struct Pending {
     record: Record,
 }
 
-/// The raw material of one [`SecurityEvent`]: copied from the request without formatting or
-/// sanitizing, so that a [`JsonLinesSink`] can build the event on its writer thread
-/// ([`Record::into_event`]); other sinks get the event built on the spot.
-pub(super) struct Record {
-    max: usize,
-    cloud: Cloud,
-    function: Option<Arc<str>>,
-    request_id: Option<String>,
-    trace_id: Option<String>,
-    trigger: Cow<'static, str>,
-    source_id: Option<String>,
-    peer: Option<IpAddr>,
-    status: u16,
-    denial: Option<Denial>,
-    principal: Option<(PrincipalKind, Subject)>,
-    latency_us: u64,
-}
-
 impl Pending {
     /// Copies what the event needs from `req`, and puts an empty principal slot on it (replacing
     /// any slot it carried: a principal never reaches the event of another request).
@@ -244,47 +223,6 @@ impl Pending {
         match &self.lines {
             Some(lines) => lines.emit_record(record),
             None => self.sink.emit(record.into_event()),
-        }
-    }
-}
-
-impl Record {
-    /// The event, with every user-controlled string capped and stripped of control characters.
-    pub(super) fn into_event(self) -> SecurityEvent {
-        let max = self.max;
-        let cap = |s: &str| sanitize(s, max);
-        let (outcome, code, layer, reason) = match &self.denial {
-            Some(d) => (
-                Outcome::Deny,
-                d.kind.code().to_string(),
-                d.kind.layer().to_string(),
-                d.reason.as_deref().map(cap),
-            ),
-            None => (
-                Outcome::Allow,
-                ALLOW_CODE.to_string(),
-                "handler".to_string(),
-                None,
-            ),
-        };
-        SecurityEvent {
-            event: DECISION_EVENT.to_string(),
-            outcome,
-            code,
-            status: self.status,
-            layer,
-            reason,
-            cloud: self.cloud.as_str().to_string(),
-            function: self.function.as_deref().map(cap),
-            request_id: self.request_id.as_deref().map(cap),
-            trace_id: self.trace_id.as_deref().map(cap),
-            trigger: cap(&self.trigger),
-            source_id: self.source_id.as_deref().map(cap),
-            peer: self.peer.map(|ip| ip.to_string()),
-            principal: self
-                .principal
-                .map(|(kind, subject)| cap(&format!("{}:{subject}", kind.as_str()))),
-            latency_us: self.latency_us,
         }
     }
 }
@@ -352,9 +290,7 @@ where
     type Error = E;
     type Future = ResponseFuture<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
-        self.inner.poll_ready(cx)
-    }
+    crate::macros::poll_ready_from_inner!();
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         let pending = Pending::capture(&self.layer, &mut req);
@@ -378,7 +314,9 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::audit::SecurityEvent;
     use crate::request::Principal;
+    use crate::request::PrincipalKind;
 
     #[tokio::test]
     async fn a_slot_filled_for_another_request_never_reaches_the_event() {
@@ -396,14 +334,5 @@ mod tests {
         req.extensions_mut().insert(stale);
         layer.layer(handler).oneshot(req).await.unwrap();
         assert_eq!(seen.lock().unwrap()[0].principal, None);
-    }
-}
-
-#[cfg(test)]
-mod audit_layer_from_policy_example {
-    #[test]
-    fn audit_layer_from_policy() {
-        let layer = crate::audit::AuditLayer::from_policy(&Default::default());
-        let _ = layer;
     }
 }

@@ -11,6 +11,7 @@
 
 mod event;
 mod layer;
+mod record;
 mod sink;
 
 pub use event::{Outcome, SecurityEvent};

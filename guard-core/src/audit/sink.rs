@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::event::SecurityEvent;
-use super::layer::Record;
+use super::record::Record;
 
 /// Receives one event per decision. Must not block: it runs on the request path.
 /// Closures `Fn(SecurityEvent)` are sinks.
@@ -60,7 +60,8 @@ impl Queued {
     }
 }
 
-struct Shared {
+/// The queue between the request path and the writer thread, and its counters.
+struct SinkQueue {
     queue: Mutex<VecDeque<Queued>>,
     capacity: usize,
     wake: Condvar,
@@ -72,9 +73,9 @@ struct Shared {
     failed: AtomicU64,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for SinkQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("SinkQueue")
             .field("capacity", &self.capacity)
             .field("dropped", &self.dropped)
             .field("pending", &self.pending)
@@ -84,7 +85,7 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-impl Shared {
+impl SinkQueue {
     fn lock(&self) -> MutexGuard<'_, VecDeque<Queued>> {
         // A writer that panicked mid-write leaves the queue usable: keep going.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
@@ -106,10 +107,14 @@ impl Shared {
 /// ```
 #[derive(Debug, Clone)]
 pub struct JsonLinesSink {
-    shared: Arc<Shared>,
+    shared: Arc<SinkQueue>,
 }
 
 impl JsonLinesSink {
+    /// Events buffered by default before new ones are dropped (`[audit] buffer` has the same
+    /// default).
+    pub(crate) const DEFAULT_BUFFER: usize = 4096;
+
     /// Events go to standard output (what CloudWatch, Azure Monitor and Cloud Logging ingest).
     ///
     /// ```
@@ -128,7 +133,7 @@ impl JsonLinesSink {
     /// ```
     pub fn new(writer: impl Write + Send + 'static, buffer: usize) -> Self {
         let capacity = buffer.max(1);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(SinkQueue {
             queue: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
             capacity,
             wake: Condvar::new(),
@@ -232,7 +237,7 @@ impl SecuritySink for JsonLinesSink {
     }
 }
 
-fn write_loop(shared: std::sync::Weak<Shared>, mut writer: impl Write) {
+fn write_loop(shared: std::sync::Weak<SinkQueue>, mut writer: impl Write) {
     // Swapped with the queue under the lock (O(1)), so a request never waits behind a long copy.
     let mut batch: VecDeque<Queued> = VecDeque::new();
     let mut line = Vec::with_capacity(512);

@@ -33,6 +33,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 #[cfg(feature = "authz")]
+pub(crate) use authz::to_rule as authz_rule;
+#[cfg(feature = "authz")]
 #[cfg_attr(
     not(all(
         feature = "audit",
@@ -44,7 +46,6 @@ use serde::de::DeserializeOwned;
     )),
     allow(unused_imports) // the builder, which needs every layer, translates the rules
 )]
-pub(crate) use authz::to_rule as authz_rule;
 pub use authz::{AuthzPolicy, AuthzRulePolicy};
 pub use rate_limit::RateLimitPolicy;
 pub use rate_limit::{BackendChoice, FailureMode, MessageRateLimit, RateLimitKey};
@@ -459,38 +460,7 @@ impl Policy {
                 "must be at most 32",
             ));
         }
-        let ing = &self.ingress;
-        if ing.max_body_bytes == 0 {
-            problems.push(PolicyProblem::new(
-                "ingress.max_body_bytes",
-                "must be at least 1",
-            ));
-        }
-        if ing.max_depth == 0 {
-            problems.push(PolicyProblem::new(
-                "ingress.max_depth",
-                "must be at least 1",
-            ));
-        }
-        for (i, ct) in ing.content_types.iter().enumerate() {
-            let ok = ct.split_once('/').is_some_and(|(t, s)| {
-                !t.is_empty() && !s.is_empty() && !ct.contains(';') && !ct.contains(' ')
-            });
-            if !ok {
-                problems.push(PolicyProblem::new(
-                    format!("ingress.content_types[{i}]"),
-                    "must be a bare media type like `application/json`",
-                ));
-            }
-        }
-        for (i, m) in ing.methods.iter().enumerate() {
-            if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
-                problems.push(PolicyProblem::new(
-                    format!("ingress.methods[{i}]"),
-                    "not an HTTP method",
-                ));
-            }
-        }
+        self.ingress.check(problems);
         if let Some(v) = &self.validate
             && v.typed_status.is_some_and(|s| s != 400 && s != 422)
         {
@@ -534,6 +504,43 @@ impl Policy {
         }
         if let Some(s) = &self.secrets {
             s.check("secrets", problems);
+        }
+    }
+}
+
+impl IngressPolicy {
+    /// Adds the problems of `[ingress]` to `problems`.
+    fn check(&self, problems: &mut Vec<PolicyProblem>) {
+        if self.max_body_bytes == 0 {
+            problems.push(PolicyProblem::new(
+                "ingress.max_body_bytes",
+                "must be at least 1",
+            ));
+        }
+        if self.max_depth == 0 {
+            problems.push(PolicyProblem::new(
+                "ingress.max_depth",
+                "must be at least 1",
+            ));
+        }
+        for (i, ct) in self.content_types.iter().enumerate() {
+            let ok = ct.split_once('/').is_some_and(|(t, s)| {
+                !t.is_empty() && !s.is_empty() && !ct.contains(';') && !ct.contains(' ')
+            });
+            if !ok {
+                problems.push(PolicyProblem::new(
+                    format!("ingress.content_types[{i}]"),
+                    "must be a bare media type like `application/json`",
+                ));
+            }
+        }
+        for (i, m) in self.methods.iter().enumerate() {
+            if http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
+                problems.push(PolicyProblem::new(
+                    format!("ingress.methods[{i}]"),
+                    "not an HTTP method",
+                ));
+            }
         }
     }
 }

@@ -223,6 +223,12 @@ impl RateLimitPolicy {
                 "both placements are `off`: remove the section to disable rate limiting",
             );
         }
+        self.check_backend(&mut problem);
+    }
+
+    /// The backend keys: timeouts, key space, and the Redis connection settings (URL, TLS,
+    /// credentials), each only where its backend uses it.
+    fn check_backend(&self, problem: &mut impl FnMut(&str, &str)) {
         if self.timeout_ms == 0 {
             problem("timeout_ms", "must be at least 1");
         }
@@ -240,6 +246,11 @@ impl RateLimitPolicy {
                 "must be 1 to 200 characters without control characters",
             );
         }
+        self.check_redis(problem);
+    }
+
+    /// The Redis connection settings (URL, TLS, credentials), refused for the memory backend.
+    fn check_redis(&self, problem: &mut impl FnMut(&str, &str)) {
         let tls = match self.backend_choice() {
             BackendChoice::Redis(url) => {
                 if let Err(msg) = check_redis_url(url) {

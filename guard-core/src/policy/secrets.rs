@@ -31,10 +31,10 @@ use super::PolicyProblem;
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum SecretsProvider {
-    /// `GUARD_SECRET_<NAME>` environment variables ([`EnvSource`](crate::secrets::EnvSource)).
+    /// `GUARD_SECRET_<NAME>` environment variables.
     #[default]
     Env,
-    /// One file per secret in `directory` ([`FileSource`](crate::secrets::FileSource)).
+    /// One file per secret in `directory`.
     File,
     /// AWS Secrets Manager (`guard-aws`).
     Aws,
@@ -174,53 +174,6 @@ impl SecretsPolicy {
             );
         }
     }
-
-    /// A [`SecretStore`](crate::secrets::SecretStore) builder over `source` with this section's
-    /// cache settings.
-    #[cfg(feature = "secrets")]
-    pub(crate) fn store_builder(
-        &self,
-        source: impl crate::secrets::SecretSource,
-    ) -> crate::secrets::SecretStoreBuilder {
-        use std::time::Duration;
-        let mut b = crate::secrets::SecretStore::builder(source)
-            .ttl(Duration::from_secs(self.ttl_secs))
-            .refresh_ahead(Duration::from_secs(self.refresh_ahead_secs))
-            .max_staleness(Duration::from_secs(self.max_staleness_secs))
-            .retry_after_error(Duration::from_secs(self.retry_after_error_secs))
-            .fetch_timeout(Duration::from_millis(self.fetch_timeout_ms))
-            .force_refresh_interval(Duration::from_secs(self.force_refresh_interval_secs))
-            .previous_grace(Duration::from_secs(self.previous_grace_secs));
-        if let Some(n) = std::num::NonZeroUsize::new(self.max_entries) {
-            b = b.max_entries(n);
-        }
-        b
-    }
-
-    /// The [`SecretsLayer`](crate::secrets::SecretsLayer) for this section's names over `store`.
-    #[cfg(feature = "secrets")]
-    pub(crate) fn layer(&self, store: crate::secrets::SecretStore) -> crate::secrets::SecretsLayer {
-        let layer = self
-            .required
-            .iter()
-            .fold(crate::secrets::SecretsLayer::new(store), |l, n| {
-                l.require(n)
-            });
-        self.optional.iter().fold(layer, |l, n| l.optional(n))
-    }
-
-    /// The built-in source for `provider = "env"` or `"file"`; `None` for the cloud providers
-    /// (their adapter crates build those).
-    pub(crate) fn local_source(&self) -> Option<Box<dyn crate::secrets::SecretSource>> {
-        match (self.provider, &self.directory) {
-            (SecretsProvider::Env, _) => Some(Box::new(crate::secrets::EnvSource::new())),
-            (SecretsProvider::File, Some(dir)) => Some(Box::new(
-                crate::secrets::FileSource::new(dir)
-                    .trim_trailing_newline(self.trim_trailing_newline),
-            )),
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -294,45 +247,5 @@ mod tests {
             paths("[secrets]\nrequired = [\"a\", \"b\"]\nmax_entries = 1"),
             ["secrets.max_entries"]
         );
-    }
-}
-
-#[cfg(test)]
-mod store_builder_applies_the_cache_settings_example {
-    #[test]
-    fn store_builder_applies_the_cache_settings() {
-        use crate::Policy;
-        use crate::secrets::EnvSource;
-
-        let p = Policy::from_toml_str("[secrets]\nrequired = [\"k\"]\nttl_secs = 60").unwrap();
-        let store = p
-            .secrets
-            .unwrap()
-            .store_builder(EnvSource::new())
-            .build()
-            .unwrap();
-        assert!(store.is_empty());
-    }
-}
-
-#[cfg(test)]
-mod layer_names_the_required_secrets_example {
-    #[test]
-    fn layer_names_the_required_secrets() {
-        use crate::Policy;
-        use crate::secrets::{EnvSource, SecretStore};
-
-        let p = Policy::from_toml_str("[secrets]\nrequired = [\"k\"]").unwrap();
-        let layer = p.secrets.unwrap().layer(SecretStore::new(EnvSource::new()));
-        let _ = layer;
-    }
-}
-
-#[cfg(test)]
-mod cloud_providers_have_no_local_source_example {
-    #[test]
-    fn cloud_providers_have_no_local_source() {
-        let p = crate::Policy::from_toml_str("[secrets]\nprovider = \"aws\"").unwrap();
-        assert!(p.secrets.unwrap().local_source().is_none());
     }
 }

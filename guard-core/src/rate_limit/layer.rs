@@ -1,9 +1,8 @@
-//! [`RateLimitLayer`], [`RateLimit`] and their [`ResponseFuture`]; [`RateLimitLayer::from_policy`].
+//! [`RateLimitLayer`], [`RateLimit`] and their [`ResponseFuture`].
 
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::num::{NonZeroU32, NonZeroUsize};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,13 +12,9 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::key::{self, RateKey};
-use super::{Backend, Decision, MemoryBackend, MemoryOptions, Rate, ceil_secs};
-use crate::Policy;
-use crate::future::BoxResponseFuture;
-use crate::policy::{
-    BackendChoice, MessageRateLimit, PolicyError, PolicyProblem, RateLimitKey, RateLimitPolicy,
-};
+use super::key::RateKey;
+use super::{Backend, Decision, MemoryBackend, Rate, ceil_secs};
+use crate::future::{BoxResponseFuture, MaybeBoxFuture};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse};
 
@@ -145,244 +140,20 @@ impl RateLimitLayer {
         &self.shared.backend
     }
 
-    /// The layers the `[rate_limit]` section asks for, to be placed as the canonical stack does:
-    /// `pre_auth` between ingress and verification (by peer by default), `post_auth` between
-    /// verification and validation (by principal by default). No section: no layers.
-    ///
-    /// With a Redis backend both placements share one connection and use the key prefixes
-    /// `<key_prefix>:pre:` and `<key_prefix>:post:` (`key_prefix` defaults to
-    /// `guard:rl:<function name>`). Nothing connects before the first request.
-    pub fn from_policy(policy: &Policy) -> Result<RateLimitLayers, PolicyError> {
-        match &policy.rate_limit {
-            None => Ok(RateLimitLayers::default()),
-            Some(section) => Self::from_section(section, policy.function.name.as_deref()),
-        }
-    }
-
-    /// Like [`from_policy`](Self::from_policy), with the secret store that holds
-    /// `[rate_limit] password_secret` (a policy naming one is refused without a store).
-    #[cfg(feature = "secrets")]
-    pub fn from_policy_with_secrets(
-        policy: &Policy,
-        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] secrets: Option<
-            &crate::secrets::SecretStore,
-        >,
-    ) -> Result<RateLimitLayers, PolicyError> {
-        match &policy.rate_limit {
-            None => Ok(RateLimitLayers::default()),
-            Some(section) => Self::build_section(
-                section,
-                policy.function.name.as_deref(),
-                #[cfg(feature = "redis")]
-                secrets,
-            ),
-        }
-    }
-
-    /// Like [`from_policy`](Self::from_policy), from the section alone; `function` names the
-    /// default Redis key prefix.
-    ///
-    /// ```
-    /// use guard_core::policy::RateLimitPolicy;
-    /// use guard_core::rate_limit::RateLimitLayer;
-    /// let err = RateLimitLayer::from_section(&RateLimitPolicy::default(), None).unwrap_err();
-    /// assert_eq!(err.problems()[0].path, "rate_limit.per_second");
-    /// ```
-    pub fn from_section(
-        section: &RateLimitPolicy,
-        function: Option<&str>,
-    ) -> Result<RateLimitLayers, PolicyError> {
-        Self::build_section(
-            section,
-            function,
-            #[cfg(feature = "redis")]
-            None,
-        )
-    }
-
-    fn build_section(
-        section: &RateLimitPolicy,
-        function: Option<&str>,
-        #[cfg(feature = "redis")] secrets: Option<&crate::secrets::SecretStore>,
-    ) -> Result<RateLimitLayers, PolicyError> {
-        let mut problems = Vec::new();
-        section.check("rate_limit", &mut problems);
-        let count = section
-            .per_second
-            .or(section.per_minute)
-            .and_then(NonZeroU32::new);
-        let (Some(count), true) = (count, problems.is_empty()) else {
-            if problems.is_empty() {
-                problems.push(PolicyProblem::new(
-                    "rate_limit.per_second",
-                    "must be at least 1",
-                ));
-            }
-            return Err(PolicyError::new(problems));
-        };
-        let mut rate = if section.per_second.is_some() {
-            Rate::per_second(count)
-        } else {
-            Rate::per_minute(count)
-        };
-        if let Some(burst) = section.burst.and_then(NonZeroU32::new) {
-            rate = rate.with_burst(burst);
-        }
-        let backends = Backends::new(
-            section,
-            function,
-            #[cfg(feature = "redis")]
-            secrets,
-        )?;
-        let build = |choice: RateLimitKey, placement: &'static str| {
-            let key: Arc<dyn RateKey> = match choice {
-                RateLimitKey::Off => return None,
-                RateLimitKey::Global => messages(section.messages, key::Global),
-                RateLimitKey::Peer => messages(section.messages, key::Peer),
-                RateLimitKey::Principal => messages(section.messages, key::Principal),
-            };
-            Some(RateLimitLayer {
-                shared: Arc::new(Shared {
-                    backend: backends.build(rate, placement),
-                    key,
-                    headers_on_allow: true,
-                    label: Cow::Borrowed(placement),
-                }),
-            })
-        };
-        Ok(RateLimitLayers {
-            pre_auth: build(section.pre_auth, "pre_auth"),
-            post_auth: build(section.post_auth, "post_auth"),
-            #[cfg(feature = "redis")]
-            replay: backends.replay_store(section),
-        })
-    }
-}
-
-/// What the policy's backend choice builds per placement.
-enum Backends {
-    Memory(MemoryOptions),
-    #[cfg(feature = "redis")]
-    Redis {
-        conn: super::RedisConnection,
-        prefix: String,
-        failure_mode: super::FailureMode,
-    },
-}
-
-impl Backends {
-    fn new(
-        section: &RateLimitPolicy,
-        function: Option<&str>,
-        #[cfg(feature = "redis")] secrets: Option<&crate::secrets::SecretStore>,
-    ) -> Result<Self, PolicyError> {
-        match section.backend_choice() {
-            BackendChoice::Memory => {
-                let max = usize::try_from(section.max_keys).unwrap_or(usize::MAX);
-                let mut opts = MemoryOptions::default();
-                if let Some(max) = NonZeroUsize::new(max) {
-                    opts = opts.with_max_keys(max);
-                }
-                Ok(Backends::Memory(opts))
-            }
-            #[cfg(feature = "redis")]
-            BackendChoice::Redis(url) => {
-                let problem = |path: &str, msg: String| {
-                    PolicyError::new(vec![PolicyProblem::new(format!("rate_limit.{path}"), msg)])
-                };
-                let mut builder = super::RedisConnection::builder(url)
-                    .timeout(std::time::Duration::from_millis(section.timeout_ms))
-                    .connect_timeout(std::time::Duration::from_millis(section.connect_timeout_ms))
-                    .cluster(section.cluster);
-                if let Some(user) = &section.username {
-                    builder = builder.username(user);
-                }
-                if let Some(name) = &section.password_secret {
-                    let store = secrets.ok_or_else(|| {
-                        problem(
-                            "password_secret",
-                            "the password comes from the secret store: configure [secrets] or pass a store".into(),
-                        )
-                    })?;
-                    builder = builder.password_secret(store.clone(), name);
-                }
-                if let Some(file) = &section.tls_ca_file {
-                    let pem = std::fs::read(file).map_err(|e| {
-                        problem(
-                            "tls_ca_file",
-                            format!("cannot read the CA file: {}", e.kind()),
-                        )
-                    })?;
-                    builder = builder.tls_ca_pem(pem);
-                }
-                if section.tls_insecure_skip_verify_for_tests {
-                    builder = builder.dangerous_skip_tls_verification_for_tests();
-                }
-                let conn = builder
-                    .build()
-                    .map_err(|e| problem("backend", e.to_string()))?;
-                let prefix = section
-                    .key_prefix
-                    .clone()
-                    .unwrap_or_else(|| format!("guard:rl:{}", function.unwrap_or("default")));
-                Ok(Backends::Redis {
-                    conn,
-                    prefix,
-                    failure_mode: section.failure_mode,
-                })
-            }
-            #[cfg(not(feature = "redis"))]
-            BackendChoice::Redis(_) => {
-                let _ = function;
-                Err(PolicyError::new(vec![PolicyProblem::new(
-                    "rate_limit.backend",
-                    "a Redis backend needs guard-core's `redis` feature",
-                )]))
-            }
-        }
-    }
-
-    /// The Redis replay store on the limiters' connection: keys `<prefix>:replay:`, with the
-    /// replica acknowledgements the section asks for.
-    #[cfg(feature = "redis")]
-    fn replay_store(&self, section: &RateLimitPolicy) -> Option<super::RedisReplayStore> {
-        match self {
-            Backends::Memory(_) => None,
-            Backends::Redis { conn, prefix, .. } => Some(
-                super::RedisReplayStore::new(conn.clone(), format!("{prefix}:replay:"))
-                    .require_replicas(
-                        section.replay_min_replicas,
-                        std::time::Duration::from_millis(section.replay_replica_timeout_ms),
-                    ),
-            ),
-        }
-    }
-
-    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    fn build(&self, rate: Rate, placement: &str) -> Backend {
-        match self {
-            Backends::Memory(opts) => MemoryBackend::with_options(rate, *opts).into(),
-            #[cfg(feature = "redis")]
-            Backends::Redis {
-                conn,
-                prefix,
-                failure_mode,
-            } => {
-                let short = if placement == "pre_auth" {
-                    "pre"
-                } else {
-                    "post"
-                };
-                let options = super::RedisOptions::default()
-                    .with_key_prefix(format!("{prefix}:{short}:"))
-                    .with_failure_mode(*failure_mode);
-                super::RedisBackend::new(conn.clone(), rate, options).into()
-            }
+    /// A limiter the builder assembled: `key` already shared, `label` its placement.
+    pub(crate) fn from_parts(backend: Backend, key: Arc<dyn RateKey>, label: &'static str) -> Self {
+        RateLimitLayer {
+            shared: Arc::new(Shared {
+                backend,
+                key,
+                headers_on_allow: true,
+                label: Cow::Borrowed(label),
+            }),
         }
     }
 }
 
-/// The layers built from a policy, for the builder to place (see [`RateLimitLayer::from_policy`]).
+/// The layers built from a policy, for the builder to place (`RateLimitLayer::from_policy`).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct RateLimitLayers {
@@ -436,9 +207,7 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+    crate::macros::poll_ready_from_inner!();
 
     fn call(&mut self, req: GuardRequest) -> Self::Future {
         let Some(key) = self.shared.key.key(&req) else {
@@ -497,14 +266,6 @@ where
 }
 
 /// The 429 for a refused decision.
-/// `inner` with the policy's rule for messages around it.
-fn messages<K: RateKey>(rule: MessageRateLimit, inner: K) -> Arc<dyn RateKey> {
-    match rule {
-        MessageRateLimit::Exempt => Arc::new(key::Messages::exempt(inner)),
-        MessageRateLimit::Source => Arc::new(key::Messages::by_source(inner)),
-    }
-}
-
 fn refusal(d: &Decision, label: &str) -> GuardResponse {
     Rejection::new(RejectionKind::RateLimited)
         .with_header(
@@ -571,76 +332,54 @@ fn number(n: u64) -> HeaderValue {
     }
 }
 
-pin_project! {
+crate::macros::opaque_future! {
     /// The response future of [`RateLimit`]: a refusal at once, the inner future (adding the
     /// `RateLimit-*` headers), or — for the Redis backend — a boxed check-then-call.
-    pub struct ResponseFuture<F, E> {
-        #[pin]
-        state: State<F, E>,
-    }
+    pub type ResponseFuture<F, E> = MaybeBoxFuture<WithAllowHeaders<F>, E>;
 }
 
 pin_project! {
-    #[project = StateProj]
-    enum State<F, E> {
-        Rejected { response: Option<GuardResponse> },
-        Inner { #[pin] future: F, decision: Option<Decision> },
-        Boxed { future: BoxResponseFuture<E> },
+    /// The inner service's future, adding the `RateLimit-*` headers of the decision that admitted
+    /// the request (when there is one) to its response.
+    pub(crate) struct WithAllowHeaders<F> {
+        #[pin]
+        future: F,
+        decision: Option<Decision>,
     }
 }
 
-impl<F, E> ResponseFuture<F, E> {
-    fn rejected(response: GuardResponse) -> Self {
-        ResponseFuture {
-            state: State::Rejected {
-                response: Some(response),
-            },
-        }
-    }
-
-    fn inner(future: F, decision: Option<Decision>) -> Self {
-        ResponseFuture {
-            state: State::Inner { future, decision },
-        }
-    }
-
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    fn boxed(future: BoxResponseFuture<E>) -> Self {
-        ResponseFuture {
-            state: State::Boxed { future },
-        }
-    }
-}
-
-impl<F, E> Future for ResponseFuture<F, E>
+impl<F, E> Future for WithAllowHeaders<F>
 where
     F: Future<Output = Result<GuardResponse, E>>,
 {
     type Output = Result<GuardResponse, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Rejected { response } => match response.take() {
-                Some(r) => Poll::Ready(Ok(r)),
-                None => Poll::Ready(Ok(crate::future::polled_after_completion())),
-            },
-            StateProj::Inner { future, decision } => match future.poll(cx) {
-                Poll::Ready(Ok(mut resp)) => {
-                    if let Some(d) = decision.take() {
-                        add_allow_headers(&mut resp, &d);
-                    }
-                    Poll::Ready(Ok(resp))
+        let this = self.project();
+        match this.future.poll(cx) {
+            Poll::Ready(Ok(mut resp)) => {
+                if let Some(d) = this.decision.take() {
+                    add_allow_headers(&mut resp, &d);
                 }
-                other => other,
-            },
-            StateProj::Boxed { future } => future.as_mut().poll(cx),
+                Poll::Ready(Ok(resp))
+            }
+            other => other,
         }
     }
 }
 
-impl<F, E> fmt::Debug for ResponseFuture<F, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("rate_limit::ResponseFuture")
+impl<F, E> ResponseFuture<F, E> {
+    fn rejected(response: GuardResponse) -> Self {
+        Self::new(MaybeBoxFuture::rejected(response))
+    }
+
+    fn inner(future: F, decision: Option<Decision>) -> Self {
+        Self::new(MaybeBoxFuture::inner(WithAllowHeaders { future, decision }))
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn boxed(future: BoxResponseFuture<E>) -> Self {
+        Self::new(MaybeBoxFuture::boxed(future))
     }
 }
 
@@ -653,40 +392,5 @@ mod tests {
         for n in (0..=1200u64).chain([u64::from(u32::MAX), u64::MAX]) {
             assert_eq!(number(n), http::HeaderValue::from(n), "{n}");
         }
-    }
-}
-
-#[cfg(test)]
-mod rate_limit_layers_from_policy_example {
-    #[test]
-    fn rate_limit_layers_from_policy() {
-        use crate::Policy;
-        use crate::rate_limit::RateLimitLayer;
-        let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5\nburst = 10").unwrap();
-        let layers = RateLimitLayer::from_policy(&policy).unwrap();
-        assert_eq!(layers.pre_auth.unwrap().label(), "pre_auth");
-        assert_eq!(layers.post_auth.unwrap().label(), "post_auth");
-        assert!(
-            RateLimitLayer::from_policy(&Policy::default())
-                .unwrap()
-                .pre_auth
-                .is_none()
-        );
-    }
-}
-
-#[cfg(test)]
-mod rate_limit_layers_with_secrets_example {
-    #[test]
-    fn rate_limit_layers_with_secrets() {
-        use crate::Policy;
-        use crate::rate_limit::RateLimitLayer;
-        let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5").unwrap();
-        assert!(
-            RateLimitLayer::from_policy_with_secrets(&policy, None)
-                .unwrap()
-                .pre_auth
-                .is_some()
-        );
     }
 }

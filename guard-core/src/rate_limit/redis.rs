@@ -284,13 +284,16 @@ impl fmt::Debug for RedisConnection {
 /// ```
 /// use std::time::Duration;
 /// use guard_core::rate_limit::RedisConnection;
-/// use guard_core::secrets::{EnvSource, SecretStore};
+/// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+/// let secrets = SecretStore::new(|name: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
+///     Err(SecretsError::not_found(name))
+/// });
 /// let conn = RedisConnection::builder("rediss://cache.internal:6380")
 ///     .timeout(Duration::from_millis(100))
 ///     .connect_timeout(Duration::from_secs(1))
 ///     .cluster(true)
 ///     .username("guard")
-///     .password_secret(SecretStore::new(EnvSource::new()), "redis-password")
+///     .password_secret(secrets, "redis-password")
 ///     .build()
 ///     .unwrap();
 /// assert!(format!("{conn:?}").contains("cluster: true"));

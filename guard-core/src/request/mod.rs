@@ -352,7 +352,7 @@ impl fmt::Display for Subject {
     }
 }
 
-/// Shown as a string, like the `String` subject it replaced.
+/// Shown as the quoted subject text, like a `String`.
 impl fmt::Debug for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.with_text(|t| fmt::Debug::fmt(t, f))

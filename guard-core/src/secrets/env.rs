@@ -12,14 +12,8 @@ use super::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError}
 ///
 /// Intended for local runs and tests; in the cloud, prefer the platform's secret service (values in
 /// the environment are visible to anything that can read the process' environment).
-///
-/// ```
-/// use guard_core::secrets::EnvSource;
-/// assert_eq!(EnvSource::new().var_name("orders-api-key"), "GUARD_SECRET_ORDERS_API_KEY");
-/// assert_eq!(EnvSource::with_prefix("APP_").var_name("db.pass#x"), "APP_DB_PASS_X");
-/// ```
 #[derive(Debug, Clone)]
-pub struct EnvSource {
+pub(crate) struct EnvSource {
     prefix: String,
 }
 
@@ -31,19 +25,19 @@ impl Default for EnvSource {
 
 impl EnvSource {
     /// Reads `GUARD_SECRET_<NAME>`.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_prefix("GUARD_SECRET_")
     }
 
     /// Reads `<prefix><NAME>` instead.
-    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+    pub(crate) fn with_prefix(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
         }
     }
 
     /// The variable that holds the secret `name`.
-    pub fn var_name(&self, name: &str) -> String {
+    pub(crate) fn var_name(&self, name: &str) -> String {
         let mut var = self.prefix.clone();
         var.extend(name.chars().map(|c| {
             let c = c.to_ascii_uppercase();
@@ -106,6 +100,22 @@ mod tests {
         assert_eq!(
             fetch(&missing, "x", SecretVersion::Current).unwrap_err(),
             SecretsError::not_found("x")
+        );
+    }
+}
+
+#[cfg(test)]
+mod env_source_names_variables_example {
+    #[test]
+    fn env_source_names_variables() {
+        use crate::secrets::EnvSource;
+        assert_eq!(
+            EnvSource::new().var_name("orders-api-key"),
+            "GUARD_SECRET_ORDERS_API_KEY"
+        );
+        assert_eq!(
+            EnvSource::with_prefix("APP_").var_name("db.pass#x"),
+            "APP_DB_PASS_X"
         );
     }
 }

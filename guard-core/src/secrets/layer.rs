@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tower_layer::Layer;
 use tower_service::Service;
@@ -21,31 +20,31 @@ const INLINE: usize = 2;
 /// The secrets of one request: up to [`INLINE`] inline (the usual case: cloning them only bumps
 /// reference counts), more in one shared slice.
 #[derive(Clone)]
-enum Values {
+enum FetchedSecrets {
     Inline([Option<Pair>; INLINE]),
     Shared(Arc<[Pair]>),
 }
 
-impl Values {
+impl FetchedSecrets {
     fn iter(&self) -> impl Iterator<Item = &Pair> {
         let (inline, shared): (&[Option<Pair>], &[Pair]) = match self {
-            Values::Inline(items) => (items, &[]),
-            Values::Shared(items) => (&[], items),
+            FetchedSecrets::Inline(items) => (items, &[]),
+            FetchedSecrets::Shared(items) => (&[], items),
         };
         inline.iter().flatten().chain(shared)
     }
 }
 
-/// Collects [`Values`] in list order.
-struct Collect {
+/// Collects [`FetchedSecrets`] in list order.
+struct FetchedSecretsBuilder {
     inline: [Option<Pair>; INLINE],
     len: usize,
     more: Vec<Pair>,
 }
 
-impl Collect {
+impl FetchedSecretsBuilder {
     fn new() -> Self {
-        Collect {
+        FetchedSecretsBuilder {
             inline: Default::default(),
             len: 0,
             more: Vec::new(),
@@ -60,11 +59,11 @@ impl Collect {
         self.len += 1;
     }
 
-    fn finish(self) -> Values {
+    fn finish(self) -> FetchedSecrets {
         if self.more.is_empty() {
-            Values::Inline(self.inline)
+            FetchedSecrets::Inline(self.inline)
         } else {
-            Values::Shared(self.inline.into_iter().flatten().chain(self.more).collect())
+            FetchedSecrets::Shared(self.inline.into_iter().flatten().chain(self.more).collect())
         }
     }
 }
@@ -74,7 +73,7 @@ impl Collect {
 /// `Debug` lists the names only.
 #[derive(Clone)]
 pub struct SecretHandles {
-    values: Values,
+    values: FetchedSecrets,
     store: SecretStore,
 }
 
@@ -82,7 +81,7 @@ impl SecretHandles {
     /// The secret `name` (as written in the layer's lists, `name#field` included), if it was fetched.
     ///
     /// ```
-    /// # let store = guard_core::secrets::SecretStore::new(guard_core::secrets::EnvSource::new());
+    /// # let store = guard_core::secrets::SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
     /// # let handles = guard_core::secrets::SecretHandles::empty(store);
     /// assert!(handles.get("orders-api-key").is_none());
     /// ```
@@ -106,7 +105,7 @@ impl SecretHandles {
     /// Handles holding nothing (for tests of handlers).
     pub fn empty(store: SecretStore) -> Self {
         Self {
-            values: Values::Inline(Default::default()),
+            values: FetchedSecrets::Inline(Default::default()),
             store,
         }
     }
@@ -229,10 +228,10 @@ crate::macros::opaque_future! {
 }
 
 /// One answer per name of a list: given by the cache at once, or (`None`) still to be fetched.
-type Answers = Vec<Option<Result<Arc<SecretValue>, SecretsError>>>;
+type CacheAnswers = Vec<Option<Result<Arc<SecretValue>, SecretsError>>>;
 
 /// Every name's answer from the cache ([`SecretStore::get_now`]), each name asked once.
-fn peek_all(store: &SecretStore, names: &[Arc<str>]) -> Answers {
+fn peek_all(store: &SecretStore, names: &[Arc<str>]) -> CacheAnswers {
     names.iter().map(|n| store.get_now(n)).collect()
 }
 
@@ -240,7 +239,7 @@ fn peek_all(store: &SecretStore, names: &[Arc<str>]) -> Answers {
 async fn resolve(
     store: &SecretStore,
     names: &[Arc<str>],
-    answers: Answers,
+    answers: CacheAnswers,
 ) -> Vec<Result<Arc<SecretValue>, SecretsError>> {
     let fetched = futures_util::future::join_all(
         names
@@ -275,15 +274,15 @@ fn unavailable(name: &str, e: &SecretsError) -> GuardResponse {
 }
 
 /// What the cache answered at once for the whole request.
-enum Now {
+enum CacheVerdict {
     /// Every secret answered: the handles, or the 503 of the first required one that failed.
     Ready(Result<SecretHandles, GuardResponse>),
     /// Something must be fetched. The required secrets' answers (every one asked), or, when
     /// every required one was had, the values collected so far and the answers of the optional
     /// names from the first one the cache could not answer on.
     Wait {
-        required: Answers,
-        optional: Option<(Collect, usize, Answers)>,
+        required: CacheAnswers,
+        optional: Option<(FetchedSecretsBuilder, usize, CacheAnswers)>,
     },
 }
 
@@ -291,9 +290,9 @@ impl SecretsLayer {
     /// Asks the cache for every secret at once, the required ones first (each name once, in list
     /// order, exactly as the awaiting path would), and the optional ones only when every required
     /// one was had.
-    fn now(&self) -> Now {
+    fn ask_cache(&self) -> CacheVerdict {
         let store = &self.store;
-        let mut values = Collect::new();
+        let mut values = FetchedSecretsBuilder::new();
         for (i, name) in self.required.iter().enumerate() {
             match store.get_now(name) {
                 Some(Ok(v)) => values.push((name.clone(), v)),
@@ -307,13 +306,13 @@ impl SecretsLayer {
                             required.extend(values.into_pairs().map(|(_, v)| Some(Ok(v))));
                             required.push(Some(Err(e)));
                             required.extend(rest);
-                            return Now::Wait {
+                            return CacheVerdict::Wait {
                                 required,
                                 optional: None,
                             };
                         }
                     }
-                    return Now::Ready(Err(unavailable(name, &e)));
+                    return CacheVerdict::Ready(Err(unavailable(name, &e)));
                 }
                 None => {
                     let mut required = Vec::with_capacity(self.required.len());
@@ -322,14 +321,14 @@ impl SecretsLayer {
                     if let Some(rest) = self.required.get(i + 1..) {
                         required.extend(peek_all(store, rest));
                     }
-                    return Now::Wait {
+                    return CacheVerdict::Wait {
                         required,
                         optional: None,
                     };
                 }
             }
         }
-        let mut optional: Option<(usize, Answers)> = None;
+        let mut optional: Option<(usize, CacheAnswers)> = None;
         for (i, name) in self.optional.iter().enumerate() {
             let answer = store.get_now(name);
             if let Some((_, answers)) = optional.as_mut() {
@@ -342,18 +341,18 @@ impl SecretsLayer {
                 None => {
                     // The names before `i` are settled (found ones are in `values`, the others
                     // are absent); from `i` on, the awaiting path completes the answers.
-                    let mut answers: Answers = Vec::with_capacity(self.optional.len() - i);
+                    let mut answers: CacheAnswers = Vec::with_capacity(self.optional.len() - i);
                     answers.push(None);
                     optional = Some((i, answers));
                 }
             }
         }
         match optional {
-            None => Now::Ready(Ok(SecretHandles {
+            None => CacheVerdict::Ready(Ok(SecretHandles {
                 values: values.finish(),
                 store: store.clone(),
             })),
-            Some((start, answers)) => Now::Wait {
+            Some((start, answers)) => CacheVerdict::Wait {
                 required: Vec::new(),
                 optional: Some((values, start, answers)),
             },
@@ -361,7 +360,7 @@ impl SecretsLayer {
     }
 }
 
-impl Collect {
+impl FetchedSecretsBuilder {
     /// The pairs collected so far, in order.
     fn into_pairs(self) -> impl Iterator<Item = Pair> {
         self.inline.into_iter().flatten().chain(self.more)
@@ -378,21 +377,19 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+    crate::macros::poll_ready_from_inner!();
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
-        let (required, optional) = match self.layer.now() {
+        let (required, optional) = match self.layer.ask_cache() {
             // Every secret fresh in the cache: no future to box, no clone of the inner service.
-            Now::Ready(Ok(handles)) => {
+            CacheVerdict::Ready(Ok(handles)) => {
                 req.extensions_mut().insert(handles);
                 return ResponseFuture::new(MaybeBoxFuture::inner(self.inner.call(req)));
             }
-            Now::Ready(Err(response)) => {
+            CacheVerdict::Ready(Err(response)) => {
                 return ResponseFuture::new(MaybeBoxFuture::rejected(response));
             }
-            Now::Wait { required, optional } => (required, optional),
+            CacheVerdict::Wait { required, optional } => (required, optional),
         };
         // Take the service that was driven to readiness; leave a fresh clone behind.
         let clone = self.inner.clone();
@@ -404,7 +401,7 @@ where
                 Some(ready) => ready,
                 None => {
                     let required = resolve(store, &layer.required, required).await;
-                    let mut values = Collect::new();
+                    let mut values = FetchedSecretsBuilder::new();
                     for (name, result) in layer.required.iter().zip(required) {
                         match result {
                             Ok(v) => values.push((name.clone(), v)),

@@ -6,8 +6,8 @@
 //!
 //! | source | where the value comes from |
 //! |---|---|
-//! | [`EnvSource`] | `GUARD_SECRET_<NAME>` environment variables (local runs, tests) |
-//! | [`FileSource`] | one file per secret in a mounted directory (Cloud Run, Kubernetes) |
+//! | `provider = "env"` in `[secrets]` | `GUARD_SECRET_<NAME>` environment variables (local runs, tests) |
+//! | `provider = "file"` in `[secrets]` | one file per secret in a mounted directory (Cloud Run, Kubernetes) |
 //! | `guard_aws::secrets::SecretsManagerSource` | AWS Secrets Manager |
 //! | any closure `Fn(&str, SecretVersion) -> Result<SecretValue, SecretsError>` | anything |
 //!
@@ -20,19 +20,27 @@ mod field;
 mod file;
 #[cfg(feature = "secrets")]
 mod layer;
+#[cfg(feature = "secrets")]
+mod slot;
 mod source;
 #[cfg(feature = "secrets")]
 mod store;
+#[cfg(feature = "secrets")]
+mod store_builder;
+#[cfg(feature = "secrets")]
+mod store_stats;
 mod value;
 
-pub use env::EnvSource;
+pub(crate) use env::EnvSource;
 pub use error::SecretsError;
-pub use file::FileSource;
+pub(crate) use file::FileSource;
 #[cfg(feature = "secrets")]
 pub use layer::{ResponseFuture, SecretHandles, Secrets, SecretsLayer};
 pub use source::{FetchFuture, SecretSource, SecretVersion};
 #[cfg(feature = "secrets")]
-pub use store::{
-    SecretStore, SecretStoreBuilder, SecretStoreConfigError, SecretStoreStats, SecretVersions,
-};
+pub use store::SecretStore;
+#[cfg(feature = "secrets")]
+pub use store_builder::{SecretStoreBuilder, SecretStoreConfigError};
+#[cfg(feature = "secrets")]
+pub use store_stats::{SecretStoreStats, SecretVersions};
 pub use value::SecretValue;

@@ -4,99 +4,27 @@ use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::clock::{SystemWallClock, WallClock};
-
+use super::slot::{Fetched, NameEntry, SlotState, age, lock, slot_index};
+use super::store_stats::{Counters, SecretStoreStats, SecretVersions, bump};
 use super::{SecretSource, SecretValue, SecretVersion, SecretsError, field};
-
-const TARGET: &str = "guard::secrets";
+use crate::clock::WallClock;
 /// Derived `name#field` values kept per cached value.
 const MAX_FIELDS: usize = 64;
 
-/// The current and (when known) previous version of a secret.
+/// The settings a [`SecretStoreBuilder`](super::SecretStoreBuilder) collects.
 #[derive(Debug, Clone)]
-pub struct SecretVersions {
-    /// The version in use.
-    pub current: Arc<SecretValue>,
-    /// The version before it, accepted during rotation.
-    pub previous: Option<Arc<SecretValue>>,
-}
-
-impl SecretVersions {
-    /// The current value, then the previous one if any: the order a verifier should try them in.
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use guard_core::secrets::{SecretValue, SecretVersions};
-    /// let v = SecretVersions { current: Arc::new(SecretValue::from("a")), previous: None };
-    /// assert_eq!(v.iter().count(), 1);
-    /// ```
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<SecretValue>> {
-        std::iter::once(&self.current).chain(self.previous.iter())
-    }
-}
-
-/// Counters of what the store did since it was built (all monotonic).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SecretStoreStats {
-    /// Answers from a fresh cached value.
-    pub hits: u64,
-    /// Requests that found nothing fresh and had to wait for a fetch (or a recent failure).
-    pub misses: u64,
-    /// Calls made to the source (including background and forced refreshes).
-    pub fetches: u64,
-    /// Source calls that failed (any kind).
-    pub fetch_errors: u64,
-    /// Answers served from an expired value because the source failed transiently.
-    pub stale_served: u64,
-    /// Background refreshes started before expiry.
-    pub refreshed_ahead: u64,
-    /// [`SecretStore::force_refresh`] calls that fetched.
-    pub forced_refreshes: u64,
-    /// [`SecretStore::force_refresh`] calls refused by the rate limit.
-    pub forced_refreshes_limited: u64,
-    /// Names evicted to stay within the size bound.
-    pub evictions: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    fetches: AtomicU64,
-    fetch_errors: AtomicU64,
-    stale_served: AtomicU64,
-    refreshed_ahead: AtomicU64,
-    forced_refreshes: AtomicU64,
-    forced_refreshes_limited: AtomicU64,
-    evictions: AtomicU64,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Settings of a [`SecretStore`] that do not hold up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid secret store settings: {}", .problems.join("; "))]
-pub struct SecretStoreConfigError {
-    /// Every problem found.
-    pub problems: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-struct Config {
-    ttl: Duration,
-    refresh_ahead: Duration,
-    max_staleness: Duration,
-    retry_after_error: Duration,
-    fetch_timeout: Option<Duration>,
-    max_entries: NonZeroUsize,
-    force_refresh_interval: Duration,
-    previous_grace: Duration,
+pub(super) struct Config {
+    pub(super) ttl: Duration,
+    pub(super) refresh_ahead: Duration,
+    pub(super) max_staleness: Duration,
+    pub(super) retry_after_error: Duration,
+    pub(super) fetch_timeout: Option<Duration>,
+    pub(super) max_entries: NonZeroUsize,
+    pub(super) force_refresh_interval: Duration,
+    pub(super) previous_grace: Duration,
 }
 
 impl Default for Config {
@@ -114,126 +42,6 @@ impl Default for Config {
     }
 }
 
-/// Builds a [`SecretStore`]; see [`SecretStore`] for what each setting does.
-///
-/// ```
-/// use std::time::Duration;
-/// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-///
-/// let src = |_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> { Ok("v".into()) };
-/// let err = SecretStore::builder(src)
-///     .ttl(Duration::ZERO)
-///     .fetch_timeout(Duration::ZERO)
-///     .build()
-///     .unwrap_err();
-/// assert_eq!(err.problems.len(), 2);
-/// ```
-pub struct SecretStoreBuilder {
-    source: Arc<dyn SecretSource>,
-    clock: Arc<dyn WallClock>,
-    config: Config,
-}
-
-impl fmt::Debug for SecretStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretStoreBuilder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SecretStoreBuilder {
-    /// How long a fetched value is fresh (default 300 s; must be > 0).
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.config.ttl = ttl;
-        self
-    }
-
-    /// Start a background refresh when a fresh value is this close to expiry (default 30 s;
-    /// `ZERO` turns refresh-ahead off; must be < TTL).
-    pub fn refresh_ahead(mut self, before_expiry: Duration) -> Self {
-        self.config.refresh_ahead = before_expiry;
-        self
-    }
-
-    /// How long past its TTL a value may still be served while the source fails transiently
-    /// (default 15 min; `ZERO` = never serve stale).
-    pub fn max_staleness(mut self, max: Duration) -> Self {
-        self.config.max_staleness = max;
-        self
-    }
-
-    /// After a failed fetch, answer from that failure (or the stale value) without asking the source
-    /// again for this long (default 1 s). Keeps an outage from costing every request a timeout.
-    pub fn retry_after_error(mut self, wait: Duration) -> Self {
-        self.config.retry_after_error = wait;
-        self
-    }
-
-    /// A fetch taking longer than this is a transient error (default: none, the source's own
-    /// timeouts apply; must be > 0). Needs a Tokio runtime with timers enabled.
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.config.fetch_timeout = Some(timeout);
-        self
-    }
-
-    /// Most names kept; the least recently used one not in use is evicted (default 1024).
-    pub fn max_entries(mut self, max: NonZeroUsize) -> Self {
-        self.config.max_entries = max;
-        self
-    }
-
-    /// [`SecretStore::force_refresh`] fetches at most once per name per interval (default 10 s;
-    /// must be > 0: verifiers call it after bad signatures, which attackers control).
-    pub fn force_refresh_interval(mut self, interval: Duration) -> Self {
-        self.config.force_refresh_interval = interval;
-        self
-    }
-
-    /// How long a value replaced by a newer current value stays available as `previous` when the
-    /// source has no previous version of its own (default 1 h).
-    pub fn previous_grace(mut self, grace: Duration) -> Self {
-        self.config.previous_grace = grace;
-        self
-    }
-
-    /// The clock (default [`SystemWallClock`]).
-    pub fn clock(mut self, clock: impl WallClock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Checks the settings (reporting every problem) and builds the store.
-    pub fn build(self) -> Result<SecretStore, SecretStoreConfigError> {
-        let c = &self.config;
-        let mut problems = Vec::new();
-        if c.ttl.is_zero() {
-            problems.push("ttl must be greater than zero".to_string());
-        }
-        if !c.ttl.is_zero() && c.refresh_ahead >= c.ttl {
-            problems.push("refresh_ahead must be shorter than ttl".to_string());
-        }
-        if c.fetch_timeout.is_some_and(|t| t.is_zero()) {
-            problems.push("fetch_timeout must be greater than zero".to_string());
-        }
-        if c.force_refresh_interval.is_zero() {
-            problems.push("force_refresh_interval must be greater than zero".to_string());
-        }
-        if !problems.is_empty() {
-            return Err(SecretStoreConfigError { problems });
-        }
-        Ok(SecretStore {
-            inner: Arc::new(Inner {
-                source: self.source,
-                clock: self.clock,
-                config: self.config,
-                names: RwLock::new(HashMap::new()),
-                counters: Counters::default(),
-            }),
-        })
-    }
-}
-
 /// The secret cache in front of a [`SecretSource`], shared by the whole stack. Cheap to clone
 /// (clones share the cache).
 ///
@@ -242,14 +50,14 @@ impl SecretStoreBuilder {
 ///
 /// | behaviour | default | builder |
 /// |---|---|---|
-/// | a fetched value is fresh for | 300 s | [`ttl`](SecretStoreBuilder::ttl) |
-/// | refresh in the background when a fresh value is this close to expiry | 30 s | [`refresh_ahead`](SecretStoreBuilder::refresh_ahead) |
-/// | on a *transient* error, keep serving an expired value for up to (after the TTL) | 15 min | [`max_staleness`](SecretStoreBuilder::max_staleness) |
-/// | after a failed fetch, do not ask the source again for | 1 s | [`retry_after_error`](SecretStoreBuilder::retry_after_error) |
-/// | a fetch that takes longer is a transient error | none (the source's own timeouts) | [`fetch_timeout`](SecretStoreBuilder::fetch_timeout) |
-/// | names kept (least recently used evicted) | 1024 | [`max_entries`](SecretStoreBuilder::max_entries) |
-/// | [`force_refresh`](SecretStore::force_refresh) at most once per name per | 10 s | [`force_refresh_interval`](SecretStoreBuilder::force_refresh_interval) |
-/// | a locally observed previous value stays available for | 1 h | [`previous_grace`](SecretStoreBuilder::previous_grace) |
+/// | a fetched value is fresh for | 300 s | [`ttl`](super::SecretStoreBuilder::ttl) |
+/// | refresh in the background when a fresh value is this close to expiry | 30 s | [`refresh_ahead`](super::SecretStoreBuilder::refresh_ahead) |
+/// | on a *transient* error, keep serving an expired value for up to (after the TTL) | 15 min | [`max_staleness`](super::SecretStoreBuilder::max_staleness) |
+/// | after a failed fetch, do not ask the source again for | 1 s | [`retry_after_error`](super::SecretStoreBuilder::retry_after_error) |
+/// | a fetch that takes longer is a transient error | none (the source's own timeouts) | [`fetch_timeout`](super::SecretStoreBuilder::fetch_timeout) |
+/// | names kept (least recently used evicted) | 1024 | [`max_entries`](super::SecretStoreBuilder::max_entries) |
+/// | [`force_refresh`](SecretStore::force_refresh) at most once per name per | 10 s | [`force_refresh_interval`](super::SecretStoreBuilder::force_refresh_interval) |
+/// | a locally observed previous value stays available for | 1 h | [`previous_grace`](super::SecretStoreBuilder::previous_grace) |
 ///
 /// - **Single-flight**: concurrent misses for one name wait for one fetch, and share its outcome
 ///   (success or failure).
@@ -261,13 +69,13 @@ impl SecretStoreBuilder {
 ///   `guard::secrets`), with an info line when the source answers again.
 /// - **Rotation**: [`versions`](SecretStore::versions) returns the current value and the previous
 ///   one: the source's [`SecretVersion::Previous`] when it has one (`AWSPREVIOUS`), else the value
-///   this store saw as current before the last change (for [`previous_grace`](SecretStoreBuilder::previous_grace)).
+///   this store saw as current before the last change (for [`previous_grace`](super::SecretStoreBuilder::previous_grace)).
 /// - **JSON fields**: `get("db#password")` fetches `db` once, and selects the scalar field
 ///   `password` of the JSON object (strings as their UTF-8 bytes, numbers and booleans as their JSON
 ///   text). The parse never copies other fields' values.
 /// - Time comes from an injected [`WallClock`] (tests use [`FakeWallClock`](crate::clock::FakeWallClock)).
 ///   Refresh-ahead spawns on the current Tokio runtime (without one it is skipped and values are
-///   refreshed when they expire); a [`fetch_timeout`](SecretStoreBuilder::fetch_timeout) needs
+///   refreshed when they expire); a [`fetch_timeout`](super::SecretStoreBuilder::fetch_timeout) needs
 ///   the runtime's timers (`enable_time`, on in `#[tokio::main]` and the Lambda runtime).
 ///
 /// ```
@@ -300,45 +108,6 @@ struct Inner {
     counters: Counters,
 }
 
-/// Everything cached for one secret name: one slot per version.
-struct NameEntry {
-    slots: [Slot; 3],
-    last_access_nanos: AtomicU64,
-}
-
-#[derive(Default)]
-struct Slot {
-    state: Mutex<SlotState>,
-    /// Held while fetching: the single flight.
-    fetch_lock: tokio::sync::Mutex<()>,
-}
-
-#[derive(Default)]
-struct SlotState {
-    cached: Option<Cached>,
-    last_error: Option<(SecretsError, SystemTime)>,
-    /// Completed fetch attempts (lets waiters see that a fetch happened while they waited).
-    attempts: u64,
-    refreshing: bool,
-    in_outage: bool,
-    last_forced: Option<SystemTime>,
-    /// The value this slot held before the last change (current slot only).
-    observed_previous: Option<(Arc<SecretValue>, SystemTime)>,
-}
-
-struct Cached {
-    /// `None`: the source says this version does not exist (never for the current version).
-    value: Option<Arc<SecretValue>>,
-    fetched_at: SystemTime,
-    fields: HashMap<Box<str>, Arc<SecretValue>>,
-}
-
-/// The outcome of a fetch: a new value, or (transient failure) the cached value still usable.
-enum Fetched {
-    Fresh(Option<Arc<SecretValue>>),
-    Stale(Option<Arc<SecretValue>>, SecretsError),
-}
-
 /// What [`SecretStore::peek`] found: the answer, or a fetch to make (with the slot's attempt
 /// count at the time, to notice a fetch that finished while waiting for the single flight).
 enum Peek {
@@ -354,22 +123,6 @@ enum Answer {
     Stale(Option<Arc<SecretValue>>),
     Fail(SecretsError),
     Fetch,
-}
-
-fn slot_index(v: SecretVersion) -> usize {
-    match v {
-        SecretVersion::Current => 0,
-        SecretVersion::Previous => 1,
-        SecretVersion::Pending => 2,
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn age(now: SystemTime, then: SystemTime) -> Duration {
-    now.duration_since(then).unwrap_or(Duration::ZERO)
 }
 
 /// Splits `name#field` into the secret's name and the optional JSON field.
@@ -391,19 +144,20 @@ impl fmt::Debug for SecretStore {
 }
 
 impl SecretStore {
-    /// A store over `source` with default settings.
-    pub fn new(source: impl SecretSource) -> Self {
-        Self::builder(source)
-            .build()
-            .expect("the default settings are valid")
-    }
-
-    /// A builder over `source`.
-    pub fn builder(source: impl SecretSource) -> SecretStoreBuilder {
-        SecretStoreBuilder {
-            source: Arc::new(source),
-            clock: Arc::new(SystemWallClock),
-            config: Config::default(),
+    /// The store a [`SecretStoreBuilder`](super::SecretStoreBuilder) checked the settings of.
+    pub(super) fn from_parts(
+        source: Arc<dyn SecretSource>,
+        clock: Arc<dyn WallClock>,
+        config: Config,
+    ) -> Self {
+        SecretStore {
+            inner: Arc::new(Inner {
+                source,
+                clock,
+                config,
+                names: RwLock::new(HashMap::new()),
+                counters: Counters::default(),
+            }),
         }
     }
 
@@ -737,79 +491,26 @@ impl SecretStore {
             None => fetch.await,
         };
         let now = self.inner.clock.now();
-        let slot = &entry.slots[slot_index(version)];
-        let mut changed = false;
-        let outcome = {
-            let mut st = lock(&slot.state);
+        let (outcome, rotated) = {
+            let mut st = lock(&entry.slots[slot_index(version)].state);
             st.attempts += 1;
             match result {
-                Ok(value) => {
-                    let value = Arc::new(value);
-                    if version == SecretVersion::Current
-                        && let Some(old) = st.cached.as_ref().and_then(|c| c.value.clone())
-                        && *old != *value
-                    {
-                        st.observed_previous = Some((old, now));
-                        changed = true;
-                    }
-                    st.cached = Some(Cached {
-                        value: Some(value.clone()),
-                        fetched_at: now,
-                        fields: HashMap::new(),
-                    });
-                    st.last_error = None;
-                    if st.in_outage {
-                        st.in_outage = false;
-                        tracing::info!(target: TARGET, secret = name, version = ?version, "secret source recovered");
-                    }
-                    Ok(Fetched::Fresh(Some(value)))
-                }
+                Ok(value) => st.record_value(Arc::new(value), name, version, now),
                 Err(SecretsError::NotFound { .. }) if version != SecretVersion::Current => {
-                    // "No previous version" is an answer, cached like a value.
-                    st.cached = Some(Cached {
-                        value: None,
-                        fetched_at: now,
-                        fields: HashMap::new(),
-                    });
-                    st.last_error = None;
-                    st.in_outage = false;
-                    Ok(Fetched::Fresh(None))
+                    (st.record_absent(now), false)
                 }
                 Err(e) if e.is_transient() => {
                     bump(&self.inner.counters.fetch_errors);
-                    st.last_error = Some((e.clone(), now));
-                    let usable = st.cached.as_ref().filter(|cached| {
-                        age(now, cached.fetched_at) < c.ttl.saturating_add(c.max_staleness)
-                    });
-                    let stale = usable.map(|cached| cached.value.clone());
-                    if !st.in_outage {
-                        st.in_outage = true;
-                        if stale.is_some() {
-                            tracing::warn!(target: TARGET, secret = name, version = ?version, error = %e,
-                                "secret source unavailable: serving the cached value (stale) until it recovers");
-                        } else {
-                            tracing::warn!(target: TARGET, secret = name, version = ?version, error = %e,
-                                "secret source unavailable and nothing usable cached: failing closed");
-                        }
-                    }
-                    match stale {
-                        Some(v) => Ok(Fetched::Stale(v, e)),
-                        None => Err(e),
-                    }
+                    let usable_for = c.ttl.saturating_add(c.max_staleness);
+                    (st.record_outage(e, name, version, now, usable_for), false)
                 }
                 Err(e) => {
                     bump(&self.inner.counters.fetch_errors);
-                    // Not found / access denied: a revoked secret is not served from the cache.
-                    st.cached = None;
-                    st.last_error = Some((e.clone(), now));
-                    st.in_outage = false;
-                    tracing::warn!(target: TARGET, secret = name, version = ?version, error = %e,
-                        "secret cannot be read: failing closed");
-                    Err(e)
+                    (st.record_refusal(e, name, version, now), false)
                 }
             }
         };
-        if changed {
+        if rotated {
             // The source rotated: what it calls "previous" has changed too.
             let mut prev = lock(&entry.slots[slot_index(SecretVersion::Previous)].state);
             prev.cached = None;

@@ -24,8 +24,7 @@ use tower_service::Service;
 
 use super::ServerConfig;
 use super::body::{BodyRefusal, CountingIo, read_bounded};
-use crate::audit::AuditLayer;
-use crate::policy::AuditPolicy;
+use crate::audit::{AuditLayer, JsonLinesSink};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse, Peer, Trigger};
 
@@ -110,14 +109,16 @@ impl Server {
             shutdown,
             on_shutdown,
         } = self;
-        let audit = audit.unwrap_or_else(|| AuditLayer::from_policy(&AuditPolicy::default()));
+        let audit = audit.unwrap_or_else(|| {
+            AuditLayer::new(JsonLinesSink::stdout(JsonLinesSink::DEFAULT_BUFFER))
+        });
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_headers(config.max_headers)
             .max_buf_size(config.max_header_bytes)
             .keep_alive(config.keep_alive);
-        let shared = Arc::new(Shared { config, audit });
+        let shared = Arc::new(ServerWide { config, audit });
         let mut stop = std::pin::pin!(shutdown_signal(shared.config.sigterm, shutdown));
         let graceful = GracefulShutdown::new();
         let mut connections = tokio::task::JoinSet::new();
@@ -220,7 +221,7 @@ async fn terminate() {
 }
 
 /// What every connection shares.
-struct Shared {
+struct ServerWide {
     config: ServerConfig,
     audit: AuditLayer,
 }
@@ -228,7 +229,7 @@ struct Shared {
 /// One client connection (the stack is cloned per request, so it need not be `Sync`).
 #[derive(Clone)]
 struct Connection {
-    shared: Arc<Shared>,
+    shared: Arc<ServerWide>,
     remote: SocketAddr,
     /// Bytes read from the socket so far.
     read: Arc<AtomicU64>,

@@ -8,6 +8,7 @@
 //! [`ValidateLayer`]); the handler builds one only if it asks ([`JsonBody::value`]).
 
 mod body;
+mod compile;
 mod json;
 mod leaf;
 mod plan;
@@ -15,6 +16,8 @@ mod schema;
 mod typed;
 
 pub use body::JsonBody;
+pub use compile::SchemaError;
+pub(crate) use compile::compile_schema;
 pub use json::{JsonError, parse_strict};
-pub use schema::{ResponseFuture, SchemaError, Validate, ValidateLayer, compile_schema};
+pub use schema::{ResponseFuture, Validate, ValidateLayer};
 pub use typed::{TypedValidate, TypedValidateLayer, Validated};

@@ -16,7 +16,7 @@
 //!   `items` (one schema or a boolean), `minItems`, `maxItems`;
 //! - checked by `jsonschema` itself on each scalar, through [`Leaf`]: `type`, `enum`, `const`,
 //!   `minLength`, `maxLength`, `pattern`, `format`, `minimum`, `maximum`, `exclusiveMinimum`,
-//!   `exclusiveMaximum` — compiled with the options of [`compile_schema`](super::compile_schema)
+//!   `exclusiveMaximum` — compiled with the options of `compile_schema`
 //!   and the root's `$schema` (so the same draft);
 //! - ignored (annotations): `$schema` (root only), `$id`, `title`, `description`, `$comment`,
 //!   `examples`, `default`, `deprecated`, `readOnly`, `writeOnly`;
@@ -61,7 +61,7 @@ impl Plan {
 
     /// The plan for `schema`, or `None` when it uses anything outside the supported subset
     /// (see the module docs). `schema` must already have compiled with
-    /// [`compile_schema`](super::compile_schema).
+    /// `compile_schema`.
     pub(crate) fn compile(schema: &Value) -> Option<Self> {
         let dollar_schema = match schema {
             Value::Object(m) => m.get("$schema").cloned(),
@@ -281,47 +281,54 @@ impl Compiler {
                 });
             }
         }
-        for name in required {
-            let name = name.as_str()?;
-            let index = match node.keys.iter().position(|k| &*k.name == name) {
-                Some(i) => i,
-                None => {
-                    node.keys.push(Key {
-                        name: name.into(),
-                        schema: None,
-                    });
-                    node.keys.len() - 1
-                }
-            };
-            if index >= MAX_KNOWN_KEYS {
-                return None;
-            }
-            node.required.set(index);
-        }
-        if node.keys.len() > MAX_KNOWN_KEYS {
-            return None;
-        }
-        let mut sorted: Vec<u16> = (0..node.keys.len())
-            .filter_map(|i| u16::try_from(i).ok())
-            .collect();
-        sorted.sort_by(|&a, &b| {
-            node.keys[usize::from(a)]
-                .name
-                .cmp(&node.keys[usize::from(b)].name)
-        });
-        node.sorted = sorted;
+        index_keys(&mut node, required)?;
         if !leaf.is_empty() {
             if let Some(s) = &self.dollar_schema {
                 leaf.insert("$schema".into(), s.clone());
             }
             node.leaf = Some(
-                super::schema::options_for::<Leaf>()
+                super::compile::options_for::<Leaf>()
                     .build(&Value::Object(leaf))
                     .ok()?,
             );
         }
         Some(node)
     }
+}
+
+/// Marks the `required` names among the node's keys (adding the ones `properties` did not name)
+/// and sorts the keys for lookup. `None` past [`MAX_KNOWN_KEYS`] or for a non-string name.
+fn index_keys(node: &mut Node, required: &[Value]) -> Option<()> {
+    for name in required {
+        let name = name.as_str()?;
+        let index = match node.keys.iter().position(|k| &*k.name == name) {
+            Some(i) => i,
+            None => {
+                node.keys.push(Key {
+                    name: name.into(),
+                    schema: None,
+                });
+                node.keys.len() - 1
+            }
+        };
+        if index >= MAX_KNOWN_KEYS {
+            return None;
+        }
+        node.required.set(index);
+    }
+    if node.keys.len() > MAX_KNOWN_KEYS {
+        return None;
+    }
+    let mut sorted: Vec<u16> = (0..node.keys.len())
+        .filter_map(|i| u16::try_from(i).ok())
+        .collect();
+    sorted.sort_by(|&a, &b| {
+        node.keys[usize::from(a)]
+            .name
+            .cmp(&node.keys[usize::from(b)].name)
+    });
+    node.sorted = sorted;
+    Some(())
 }
 
 /// Which containers a `type` value lets through: `(object, array)`. `None` for a malformed
@@ -589,7 +596,7 @@ mod tests {
     use serde_json::json;
 
     fn plan(schema: Value) -> Plan {
-        super::super::compile_schema(&schema).expect("schema compiles");
+        super::super::compile::compile_schema(&schema).expect("schema compiles");
         Plan::compile(&schema).expect("schema gets a plan")
     }
 

@@ -1,55 +1,22 @@
 //! [`ValidateLayer`]: strict JSON parse + JSON Schema, on the exact bytes the handler will see.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use jsonschema::json::Json;
-use jsonschema::{PatternOptions, Retrieve, ValidationOptions, Validator};
+use jsonschema::Validator;
 use serde_json::Value;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::JsonBody;
+use super::compile::{SchemaError, compile_schema};
 use super::json::{JsonError, parse_strict};
 use super::plan::Plan;
 use crate::future::CheckFuture;
-use crate::policy::{PolicyError, PolicyProblem, ValidatePolicy};
 use crate::request::{GuardRequest, GuardResponse};
 use crate::{Rejection, RejectionKind, ValidationDetail};
 
 /// Most validation details reported in one rejection.
 const MAX_DETAILS: usize = 16;
-/// Size limit for one compiled `pattern` (bounds memory; the engine is linear-time).
-const PATTERN_SIZE_LIMIT: usize = 1 << 20;
-
-/// A schema could not be compiled. The message names the problem, never request data.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("schema does not compile: {0}")]
-pub struct SchemaError(String);
-
-/// Compiles `schema` once: linear-time `regex` pattern engine (with a size limit), `format`
-/// asserted, and no remote or file `$ref` resolution — a schema that needs a fetch fails here.
-///
-/// ```
-/// let ok = guard_core::validate::compile_schema(&serde_json::json!({"type": "object"}));
-/// assert!(ok.is_ok());
-/// let remote = serde_json::json!({"$ref": "http://example.com/s.json"});
-/// assert!(guard_core::validate::compile_schema(&remote).is_err());
-/// ```
-pub fn compile_schema(schema: &Value) -> Result<Validator, SchemaError> {
-    options_for()
-        .build(schema)
-        .map_err(|e| SchemaError(e.to_string()))
-}
-
-/// The options of [`compile_schema`], for any JSON representation (the single-pass plan compiles
-/// its scalar checks with these too, so both paths agree on patterns and formats).
-pub(crate) fn options_for<F: Json>() -> ValidationOptions<'static, Arc<dyn Retrieve>, F> {
-    jsonschema::options_for::<F>()
-        .with_pattern_options(PatternOptions::regex().size_limit(PATTERN_SIZE_LIMIT))
-        .should_validate_formats(true)
-}
-
 #[derive(Debug, Clone)]
 struct Config {
     schema: Option<Validator>,
@@ -85,7 +52,7 @@ impl Config {
 /// keys, out-of-range numbers and trailing data refused as by [`parse_strict`] — without
 /// building a [`Value`] or allocating on the accept path. The plan only ever *accepts*: a body it
 /// is not sure of goes through the full path (`parse_strict`, then `jsonschema`), which decides
-/// and words the rejection exactly as before. Scalar keywords are checked by `jsonschema` itself
+/// and words every rejection. Scalar keywords are checked by `jsonschema` itself
 /// (same options, same draft), so patterns, formats and number comparisons agree by construction.
 ///
 /// Supported: `type`, `properties`, `required`, `additionalProperties` (boolean or schema),
@@ -149,30 +116,11 @@ impl ValidateLayer {
         })
     }
 
-    /// Builds the layer from the `[validate]` section (the schema document must have been read, as
-    /// [`Policy::load`](crate::Policy::load) does).
-    pub(crate) fn from_policy(policy: &ValidatePolicy) -> Result<Self, PolicyError> {
-        let schema = match (&policy.schema, &policy.schema_document) {
-            (_, Some(doc)) => Some((
-                doc,
-                compile_schema(doc).map_err(|e| {
-                    PolicyError::new(vec![PolicyProblem::new("validate.schema", e.to_string())])
-                })?,
-            )),
-            (Some(path), None) => {
-                return Err(PolicyError::new(vec![PolicyProblem::new(
-                    "validate.schema",
-                    format!(
-                        "schema {} was not read: load the policy with Policy::load",
-                        path.display()
-                    ),
-                )]));
-            }
-            (None, None) => None,
-        };
-        Ok(Self {
-            config: Arc::new(Config::new(schema, policy.expose_details)),
-        })
+    /// The layer for a schema the builder compiled (`None`: JSON parsing only).
+    pub(crate) fn from_compiled(schema: Option<(&Value, Validator)>, expose_details: bool) -> Self {
+        Self {
+            config: Arc::new(Config::new(schema, expose_details)),
+        }
     }
 
     /// Whether 400 bodies list `[{pointer, keyword}]` (never values). Off by default.
@@ -190,8 +138,8 @@ impl ValidateLayer {
     }
 
     /// Whether to try the single-pass check before the full path (on by default). Off, every
-    /// body is parsed into a [`Value`] and checked by `jsonschema`, as before the single pass
-    /// existed; the verdicts are the same either way.
+    /// body is parsed into a [`Value`] and checked by `jsonschema`; the verdicts are the same
+    /// either way.
     ///
     /// ```
     /// let layer = guard_core::validate::ValidateLayer::json_only().single_pass(false);
@@ -253,9 +201,7 @@ where
     type Error = E;
     type Future = ResponseFuture<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
-        self.inner.poll_ready(cx)
-    }
+    crate::macros::poll_ready_from_inner!();
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         let config = &*self.config;
@@ -315,13 +261,4 @@ fn full_path(config: &Config, body: &[u8]) -> Result<Value, Box<GuardResponse>> 
         ));
     }
     Ok(value)
-}
-
-#[cfg(test)]
-mod validate_layer_from_policy_example {
-    #[test]
-    fn validate_layer_from_policy() {
-        let p = crate::policy::ValidatePolicy::default();
-        assert!(crate::validate::ValidateLayer::from_policy(&p).is_ok());
-    }
 }

@@ -1,7 +1,6 @@
 //! [`ReplayCommitLayer`]: records the signatures verified for a request once it is admitted.
 
 use std::mem;
-use std::task::{Context, Poll};
 
 use tower_layer::Layer;
 use tower_service::Service;
@@ -53,9 +52,7 @@ where
     type Error = S::Error;
     type Future = CommitFuture<S::Future, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+    crate::macros::poll_ready_from_inner!();
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         let pending = match req.extensions_mut().remove::<PendingReplays>() {

@@ -172,51 +172,17 @@ fn extract(scheme: &HmacScheme, headers: &HeaderMap) -> Result<Claimed, Extract>
                 prefix: Vec::new(),
             })
         }
-        HmacScheme::Stripe { header } => {
-            let v = single_header(headers, header)?;
-            let mut t = None;
-            let mut sigs = Vec::new();
-            for item in v.split(',') {
-                let (k, val) = item
-                    .split_once('=')
-                    .ok_or(Extract::Malformed("signature item without `=`"))?;
-                match k.trim() {
-                    "t" if t.replace(parse_timestamp(val.trim())?).is_some() => {
-                        return Err(Extract::Malformed("timestamp repeated"));
-                    }
-                    "t" => {}
-                    "v1" => {
-                        if sigs.len() == MAX_SIGNATURES {
-                            return Err(Extract::Malformed("too many signatures"));
-                        }
-                        sigs.push(decode_sig(val.trim(), SignatureEncoding::Hex)?);
-                    }
-                    _ => {} // other schemes (v0 test-mode signatures) are not accepted
-                }
-            }
-            let t = t.ok_or(Extract::Malformed("no timestamp"))?;
-            if sigs.is_empty() {
-                return Err(Extract::Malformed("no v1 signature"));
-            }
-            Ok(Claimed {
-                timestamp: Some(t),
-                signatures: sigs,
-                prefix: format!("{t}.").into_bytes(),
-            })
-        }
+        HmacScheme::Stripe { header } => extract_stripe(single_header(headers, header)?),
         HmacScheme::Slack => {
             let v = single_header(headers, &HeaderName::from_static("x-slack-signature"))?;
             let hex = v
                 .strip_prefix("v0=")
                 .ok_or(Extract::Malformed("not a v0= signature"))?;
             let sig = decode_sig(hex, SignatureEncoding::Hex)?;
-            let ts = match single_header(
+            let ts = required_timestamp(
                 headers,
                 &HeaderName::from_static("x-slack-request-timestamp"),
-            ) {
-                Err(Extract::Missing) => return Err(Extract::Malformed("no timestamp")),
-                other => parse_timestamp(other?)?,
-            };
+            )?;
             Ok(Claimed {
                 timestamp: Some(ts),
                 signatures: vec![sig],
@@ -234,22 +200,58 @@ fn extract(scheme: &HmacScheme, headers: &HeaderMap) -> Result<Claimed, Extract>
                 .strip_prefix(prefix.as_str())
                 .ok_or(Extract::Malformed("signature prefix mismatch"))?;
             let sig = decode_sig(raw, *encoding)?;
-            let (timestamp, signed_prefix) = match timestamp_header {
-                None => (None, Vec::new()),
-                Some(h) => {
-                    let ts = match single_header(headers, h) {
-                        Err(Extract::Missing) => return Err(Extract::Malformed("no timestamp")),
-                        other => parse_timestamp(other?)?,
-                    };
-                    (Some(ts), format!("{ts}.").into_bytes())
-                }
+            let timestamp = match timestamp_header {
+                None => None,
+                Some(h) => Some(required_timestamp(headers, h)?),
             };
             Ok(Claimed {
                 timestamp,
                 signatures: vec![sig],
-                prefix: signed_prefix,
+                prefix: timestamp.map_or_else(Vec::new, |ts| format!("{ts}.").into_bytes()),
             })
         }
+    }
+}
+
+/// `t=<unix>,v1=<hex>[,v1=<hex>...]`: one timestamp, up to [`MAX_SIGNATURES`] `v1` signatures;
+/// other schemes (`v0` test-mode signatures) are ignored.
+fn extract_stripe(value: &str) -> Result<Claimed, Extract> {
+    let mut t = None;
+    let mut sigs = Vec::new();
+    for item in value.split(',') {
+        let (k, val) = item
+            .split_once('=')
+            .ok_or(Extract::Malformed("signature item without `=`"))?;
+        match k.trim() {
+            "t" if t.replace(parse_timestamp(val.trim())?).is_some() => {
+                return Err(Extract::Malformed("timestamp repeated"));
+            }
+            "t" => {}
+            "v1" => {
+                if sigs.len() == MAX_SIGNATURES {
+                    return Err(Extract::Malformed("too many signatures"));
+                }
+                sigs.push(decode_sig(val.trim(), SignatureEncoding::Hex)?);
+            }
+            _ => {}
+        }
+    }
+    let t = t.ok_or(Extract::Malformed("no timestamp"))?;
+    if sigs.is_empty() {
+        return Err(Extract::Malformed("no v1 signature"));
+    }
+    Ok(Claimed {
+        timestamp: Some(t),
+        signatures: sigs,
+        prefix: format!("{t}.").into_bytes(),
+    })
+}
+
+/// The timestamp header of a scheme that signs one: absent is malformed (the signature is there).
+fn required_timestamp(headers: &HeaderMap, name: &HeaderName) -> Result<u64, Extract> {
+    match single_header(headers, name) {
+        Err(Extract::Missing) => Err(Extract::Malformed("no timestamp")),
+        other => parse_timestamp(other?),
     }
 }
 
@@ -323,8 +325,8 @@ impl HmacVerifierBuilder {
 ///   accepted once: it is remembered until its timestamp can no longer pass the window
 ///   (`t + tolerance + 1 s`; without a timestamp, for the tolerance), and a second delivery → 401
 ///   `guard.verify.replayed`. Inside a [`VerifyLayer`](super::VerifyLayer) the signature is only
-///   checked as "not seen" here and recorded once the request is admitted (see
-///   [`PendingReplay`]), so a request refused later (a 429) can be retried.
+///   checked as "not seen" here and recorded once the request is admitted, so a request refused
+///   later (a 429) can be retried.
 /// - No signature header → 401 `guard.verify.missing_credentials`; a malformed, truncated,
 ///   non-hex, `sha1=` or wrong signature → 401 `guard.verify.bad_signature`; the key cannot be
 ///   read or is empty → 503 `guard.secrets.unavailable`; the replay store is down → 503

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tower_layer::Layer;
 use tower_service::Service;
@@ -240,7 +239,7 @@ impl AnyVerdict {
                 if self
                     .admitted
                     .as_ref()
-                    .is_none_or(|c| !says_who(c) && says_who(&p))
+                    .is_none_or(|c| !names_a_caller(c) && names_a_caller(&p))
                 {
                     self.admitted = Some(p);
                 }
@@ -268,7 +267,7 @@ impl AnyVerdict {
     }
 }
 
-fn says_who(p: &Principal) -> bool {
+fn names_a_caller(p: &Principal) -> bool {
     !matches!(p.kind, PrincipalKind::Network | PrincipalKind::Source)
 }
 
@@ -278,7 +277,10 @@ impl Verifier for All {
             let mut chosen: Option<Principal> = None;
             for v in self.verifiers.iter() {
                 let p = v.verify(req).await?;
-                if chosen.as_ref().is_none_or(|c| !says_who(c) && says_who(&p)) {
+                if chosen
+                    .as_ref()
+                    .is_none_or(|c| !names_a_caller(c) && names_a_caller(&p))
+                {
                     chosen = Some(p);
                 }
             }
@@ -293,7 +295,10 @@ impl Verifier for All {
                 Ok(p) => p,
                 Err(r) => return Some(Err(r)),
             };
-            if chosen.as_ref().is_none_or(|c| !says_who(c) && says_who(&p)) {
+            if chosen
+                .as_ref()
+                .is_none_or(|c| !names_a_caller(c) && names_a_caller(&p))
+            {
                 chosen = Some(p);
             }
         }
@@ -476,7 +481,7 @@ crate::macros::opaque_future! {
 
 /// Hands a verified principal to the audit layer's slot (when there is one) and to the layers and
 /// handler inside. Called only once the verifier accepted `req`.
-fn publish(req: &mut GuardRequest, principal: Principal) {
+fn hand_over_principal(req: &mut GuardRequest, principal: Principal) {
     if let Some(slot) = req.extensions().get::<VerifiedSlot>() {
         slot.fill(&principal);
     }
@@ -493,16 +498,14 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+    crate::macros::poll_ready_from_inner!();
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         // A verdict reached at once (an address allow-list): no future to box, no clone of inner.
         if let Some(verdict) = self.verifier.verify_now(&req) {
             return match verdict {
                 Ok(principal) => {
-                    publish(&mut req, principal);
+                    hand_over_principal(&mut req, principal);
                     ResponseFuture::new(MaybeBoxFuture::inner(self.inner.call(req)))
                 }
                 Err(rejection) => {
@@ -527,7 +530,7 @@ where
                             return Ok(rejection.into_response());
                         }
                     }
-                    publish(&mut req, principal);
+                    hand_over_principal(&mut req, principal);
                     inner.call(req).await
                 }
                 Err(rejection) => Ok(rejection.into_response()),

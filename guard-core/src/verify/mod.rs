@@ -21,8 +21,8 @@
 //!
 //! ## From the policy
 //!
-//! [`VerifyLayer::from_policy`] builds the layer from `[verify]`. The orders example of
-//! The orders example (`examples/orders`) — callers from `203.0.113.0/24` or `198.51.100.0/24`, **or** signed with
+//! [`VerifyLayer::from_policy`] builds the layer from `[verify]`. The orders example
+//! (`examples/orders`) — callers from `203.0.113.0/24` or `198.51.100.0/24`, **or** signed with
 //! `X-Guard-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` using the secret
 //! `orders-webhook-hmac`, at most 300 s old, each signature accepted once (a signature presented
 //! from an allowed address is checked and used up too); messages only from the configured queue /
@@ -56,7 +56,8 @@
 //! use bytes::Bytes;
 //! use guard_core::request::Peer;
 //! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-//! use guard_core::verify::{VerifyDeps, VerifyLayer};
+//! use guard_core::VerifyDeps;
+//! use guard_core::verify::VerifyLayer;
 //! use tower::{Layer, Service, ServiceExt};
 //!
 //! let policy = guard_core::Policy::from_toml_str(r#"
@@ -101,11 +102,11 @@
 mod cidr;
 mod commit;
 mod error;
-mod from_policy;
 mod hmac;
 mod jwks;
 mod jwt;
 mod layer;
+mod messages;
 #[cfg(feature = "jwks-http")]
 mod oidc;
 mod platform;
@@ -115,18 +116,21 @@ mod source;
 pub use cidr::CidrVerifier;
 pub(crate) use commit::ReplayCommitLayer;
 pub use error::VerifyError;
-pub use from_policy::VerifyDeps;
+pub(crate) use hmac::header_name;
 pub use hmac::{HmacScheme, HmacVerifier, HmacVerifierBuilder, SignatureEncoding};
 #[cfg(feature = "jwks-http")]
 pub use jwks::HttpJwksFetcher;
 pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
+pub(crate) use jwt::parse_algorithm;
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
 pub use layer::{All, Any, ResponseFuture, Verifier, Verify, VerifyFuture, VerifyLayer, all, any};
+pub(crate) use layer::{BoxVerifier, VerifierExt, by_trigger};
+pub(crate) use messages::MessageChecks;
 #[cfg(feature = "jwks-http")]
-pub(crate) use oidc::check_issuer;
+pub(crate) use oidc::{IssuerRouter, check_issuer};
 pub use platform::{
     AwsAuthorizer, AwsAuthorizerVerifier, EasyAuthVerifier, PlatformIdentity,
     PlatformIdentityVerifier,
 };
 pub use replay::MemoryReplayStore;
-pub(crate) use source::SourcePattern;
+pub(crate) use source::{SourcePattern, SourceVerifier};

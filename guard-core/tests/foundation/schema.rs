@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use guard_core::Policy;
-use guard_core::validate::{ValidateLayer, compile_schema};
+use guard_core::validate::ValidateLayer;
 use serde_json::json;
 use tower::Layer;
 
@@ -40,7 +40,7 @@ fn remote_ref_fails_at_build_without_any_network_call() {
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     let schema = json!({"$ref": format!("http://127.0.0.1:{port}/order.schema.json")});
-    let err = compile_schema(&schema).unwrap_err();
+    let err = ValidateLayer::with_schema(&schema).unwrap_err();
     assert!(err.to_string().contains("schema does not compile"), "{err}");
     std::thread::sleep(Duration::from_millis(50));
     while listener.accept().is_ok() {
@@ -56,7 +56,7 @@ fn remote_ref_fails_at_build_without_any_network_call() {
 #[test]
 fn file_ref_is_not_resolved_either() {
     let schema = json!({"$ref": "file:///etc/passwd"});
-    assert!(compile_schema(&schema).is_err());
+    assert!(ValidateLayer::with_schema(&schema).is_err());
 }
 
 #[test]

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use guard_core::VerifyDeps;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::FakeWallClock;
 use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate, RateLimitLayer, key};
 use guard_core::replay::{ReplayFuture, ReplayStore};
 use guard_core::request::{GuardRequest, GuardResponse, Peer, Trigger};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-use guard_core::verify::{MemoryReplayStore, VerifyDeps};
+use guard_core::verify::MemoryReplayStore;
 use guard_core::{GuardBuilder, GuardDeps, Policy};
 use tower::{Layer, Service, ServiceExt};
 

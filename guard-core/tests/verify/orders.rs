@@ -6,9 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use guard_core::Policy;
 use guard_core::RejectionKind;
+use guard_core::VerifyDeps;
 use guard_core::clock::FakeWallClock;
 use guard_core::request::{GuardRequest, MessageTrigger, Peer, PrincipalKind, Trigger};
-use guard_core::verify::{VerifyDeps, VerifyLayer};
+use guard_core::verify::VerifyLayer;
 use serde_json::json;
 
 use crate::support::{JwksServer, Keys, Stack, T0, clock, data, hmac_hex, rs256};

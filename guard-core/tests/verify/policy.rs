@@ -1,8 +1,9 @@
 //! `[verify]` loading: every problem, with its key path.
 
 use guard_core::Policy;
+use guard_core::VerifyDeps;
 use guard_core::secrets::SecretStore;
-use guard_core::verify::{VerifyDeps, VerifyLayer};
+use guard_core::verify::VerifyLayer;
 
 use crate::support::Keys;
 

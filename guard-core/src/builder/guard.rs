@@ -1,26 +1,20 @@
-//! [`Guard`]: the layers assembled in their canonical order.
-//!
-//! ```text
-//! Audit ─▶ Ingress ─▶ RateLimit(pre-auth) ─▶ Verify ─▶ RateLimit(principal) ─▶ Authz ─▶ Validate ─▶ Secrets ─▶ handler
-//! ```
-//!
-//! Signatures a verifier accepted are recorded by the replay store (insert-if-absent, a
-//! [`ReplayCommitLayer`]) only once every layer admitted the request, just before the handler, so
-//! a request refused with 429 (or a transient 503) can be retried with the same signature. The builder always uses this order. A stage that is not configured is skipped; audit and
-//! ingress are always on (with safe defaults). To use another order, compose the public layers
-//! yourself with `tower::ServiceBuilder`.
+//! [`Guard`], [`GuardBuilder`] and [`GuardDeps`]: the stages in their canonical order.
 
 use tower::util::{Either, option_layer};
 use tower_layer::{Identity, Layer, Stack};
 
+use std::sync::Arc;
+
+use super::verify::kinds;
+use super::{VerifyDeps, authz, secrets};
 use crate::audit::{AuditLayer, JsonLinesSink};
 use crate::authz::AuthzLayer;
 use crate::ingress::IngressLayer;
 use crate::policy::{Policy, PolicyError, PolicyProblem};
 use crate::rate_limit::RateLimitLayer;
-use crate::secrets::{SecretStore, SecretsError, SecretsLayer};
+use crate::secrets::{SecretSource, SecretStore, SecretsError, SecretsLayer};
 use crate::validate::ValidateLayer;
-use crate::verify::{ReplayCommitLayer, VerifyDeps, VerifyLayer};
+use crate::verify::{ReplayCommitLayer, Verifier, VerifyLayer};
 
 /// The assembled perimeter: a `tower` layer. Cheap to clone; build it once at start-up.
 ///
@@ -108,14 +102,7 @@ impl std::fmt::Debug for GuardDeps {
             .field("secrets", &self.secrets)
             .field("secret_source", &self.secret_source.is_some())
             .field("verify", &self.verify)
-            .field(
-                "message_verifiers",
-                &self
-                    .message_verifiers
-                    .iter()
-                    .map(|(k, _)| k)
-                    .collect::<Vec<_>>(),
-            )
+            .field("message_verifiers", &kinds(&self.message_verifiers))
             .finish()
     }
 }
@@ -204,103 +191,50 @@ impl GuardBuilder {
     /// assert!(b.is_ok());
     /// ```
     pub fn from_policy_with(policy: &Policy, deps: GuardDeps) -> Result<GuardBuilder, PolicyError> {
-        let mut problems = Vec::new();
-        let mut collect = |e: PolicyError| problems.extend_from_slice(e.problems());
-        let ingress = IngressLayer::from_policy(&policy.ingress)
-            .map_err(&mut collect)
-            .ok();
-        let store = match (deps.secrets, &policy.secrets) {
-            (Some(store), _) => Some(store),
-            (None, Some(section)) => match deps.secret_source.or_else(|| {
-                section.local_source().map(|s| {
-                    std::sync::Arc::from(s) as std::sync::Arc<dyn crate::secrets::SecretSource>
-                })
-            }) {
-                Some(source) => match section.store_builder(source).build() {
-                    Ok(store) => Some(store),
-                    Err(e) => {
-                        collect(PolicyError::new(vec![PolicyProblem::new(
-                            "secrets",
-                            e.to_string(),
-                        )]));
-                        None
-                    }
-                },
-                None => {
-                    collect(PolicyError::new(vec![PolicyProblem::new(
-                        "secrets.provider",
-                        "this provider is built by its adapter crate (e.g. guard_aws::secrets): pass its source with GuardDeps::with_secret_source",
-                    )]));
-                    None
-                }
-            },
-            (None, None) => None,
-        };
-        let secrets = match (&policy.secrets, &store) {
-            (Some(section), Some(store))
-                if !section.required.is_empty() || !section.optional.is_empty() =>
-            {
-                Some(section.layer(store.clone()))
-            }
-            _ => None,
-        };
-        let rate = RateLimitLayer::from_policy_with_secrets(policy, store.as_ref())
-            .map_err(&mut collect)
+        let mut problems = Problems::default();
+        let ingress = problems.take(IngressLayer::from_policy(&policy.ingress));
+        let store = problems
+            .take(secret_store(policy, deps.secrets, deps.secret_source))
+            .flatten();
+        let secrets = policy
+            .secrets
+            .as_ref()
+            .zip(store.as_ref())
+            .filter(|(section, _)| !section.required.is_empty() || !section.optional.is_empty())
+            .map(|(section, store)| secrets::secrets_layer(section, store.clone()));
+        let rate = problems
+            .take(RateLimitLayer::from_policy_with_secrets(
+                policy,
+                store.as_ref(),
+            ))
             .unwrap_or_default();
-        let verify = match &policy.verify {
-            Some(v) => {
-                let verify_deps = match (deps.verify, &store) {
-                    (Some(d), _) => Some(d),
-                    (None, Some(store)) => Some(VerifyDeps::new(store.clone())),
-                    (None, None) if v.hmac.is_some() => {
-                        collect(PolicyError::new(vec![PolicyProblem::new(
-                            "verify.hmac.secret",
-                            "HMAC keys come from the secret store: configure [secrets] or pass a store",
-                        )]));
-                        None
-                    }
-                    (None, None) => Some(VerifyDeps::new(no_secrets())),
-                };
-                let verify_deps = verify_deps.map(|d| {
-                    deps.message_verifiers.iter().fold(d, |d, (kind, check)| {
-                        d.message_verifier(kind.clone(), check.clone())
-                    })
-                });
-                // With a Redis rate-limit backend, signatures are recorded in the same Redis, so
-                // every instance refuses a replay.
-                #[cfg(feature = "redis")]
-                let verify_deps = verify_deps.map(|d| match &rate.replay {
-                    Some(redis) => d.replay_store_or(std::sync::Arc::new(redis.clone())),
-                    None => d,
-                });
-                verify_deps.and_then(|d| VerifyLayer::from_policy(v, &d).map_err(&mut collect).ok())
-            }
-            None if policy.function.allow_unverified => None,
-            None => {
-                collect(PolicyError::new(vec![PolicyProblem::new(
-                    "verify",
-                    "missing: every request would pass unverified; add a [verify] section or set function.allow_unverified = true",
-                )]));
-                None
-            }
-        };
-        let authz = policy.authz.as_ref().and_then(|a| {
-            AuthzLayer::new(a.rules.iter().map(crate::policy::authz_rule))
-                .map_err(|e| {
-                    collect(PolicyError::new(vec![PolicyProblem::new(
-                        "authz",
-                        e.to_string(),
-                    )]))
-                })
-                .ok()
-        });
-        let validate = match &policy.validate {
-            Some(v) => ValidateLayer::from_policy(v).map_err(&mut collect).ok(),
+        // With a Redis rate-limit backend, signatures are recorded in the same Redis, so every
+        // instance refuses a replay.
+        #[cfg(feature = "redis")]
+        let shared_replay = rate
+            .replay
+            .clone()
+            .map(|redis| Arc::new(redis) as Arc<dyn crate::replay::ReplayStore>);
+        #[cfg(not(feature = "redis"))]
+        let shared_replay = None;
+        let verify = problems
+            .take(verify_layer(
+                policy,
+                deps.verify,
+                deps.message_verifiers,
+                store.as_ref(),
+                shared_replay,
+            ))
+            .flatten();
+        let authz = match &policy.authz {
+            Some(section) => problems.take(authz::authz_layer(section)),
             None => None,
         };
-        if !problems.is_empty() {
-            return Err(PolicyError::new(problems));
-        }
+        let validate = match &policy.validate {
+            Some(v) => problems.take(ValidateLayer::from_policy(v)),
+            None => None,
+        };
+        problems.into_result()?;
         Ok(GuardBuilder {
             function: policy.function.name.clone(),
             audit: Some(AuditLayer::from_policy(&policy.audit)),
@@ -403,8 +337,9 @@ impl GuardBuilder {
     /// Named secrets for the handler (innermost layer).
     ///
     /// ```
-    /// use guard_core::secrets::{EnvSource, SecretStore, SecretsLayer};
-    /// let layer = SecretsLayer::new(SecretStore::new(EnvSource::new())).require("orders-api-key");
+    /// use guard_core::secrets::{SecretStore, SecretsError, SecretsLayer};
+    /// let store = SecretStore::new(|n: &str, _| Err(SecretsError::not_found(n)));
+    /// let layer = SecretsLayer::new(store).require("orders-api-key");
     /// let b = guard_core::Guard::builder().secrets(layer);
     /// # let _ = b;
     /// ```
@@ -609,6 +544,97 @@ impl Guard {
             ),
         )
     }
+}
+
+/// Every problem the stages report, gathered so that one error lists them all.
+#[derive(Default)]
+struct Problems(Vec<PolicyProblem>);
+
+impl Problems {
+    /// The stage's result, or `None` with its problems kept.
+    fn take<T>(&mut self, result: Result<T, PolicyError>) -> Option<T> {
+        result
+            .map_err(|e| self.0.extend_from_slice(e.problems()))
+            .ok()
+    }
+
+    fn into_result(self) -> Result<(), PolicyError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyError::new(self.0))
+        }
+    }
+}
+
+fn problem(path: &str, message: impl Into<String>) -> PolicyError {
+    PolicyError::new(vec![PolicyProblem::new(path, message)])
+}
+
+/// The secret store: the caller's, else one over the adapter's source or the built-in provider's,
+/// with `[secrets]`' cache settings. `None` when there is no `[secrets]` section.
+fn secret_store(
+    policy: &Policy,
+    store: Option<SecretStore>,
+    source: Option<Arc<dyn SecretSource>>,
+) -> Result<Option<SecretStore>, PolicyError> {
+    let Some(section) = (match (store, &policy.secrets) {
+        (Some(store), _) => return Ok(Some(store)),
+        (None, section) => section,
+    }) else {
+        return Ok(None);
+    };
+    let source = source.or_else(|| secrets::local_source(section)).ok_or_else(|| {
+        problem(
+            "secrets.provider",
+            "this provider is built by its adapter crate (e.g. guard_aws::secrets): pass its source with GuardDeps::with_secret_source",
+        )
+    })?;
+    secrets::store_builder(section, source)
+        .build()
+        .map(Some)
+        .map_err(|e| problem("secrets", e.to_string()))
+}
+
+/// The verification layer, `None` when the policy has no `[verify]` and says
+/// `function.allow_unverified = true` (zero trust: otherwise a missing section is a problem).
+/// `shared_replay`: the rate limiter's Redis replay store, used unless the caller passed one.
+fn verify_layer(
+    policy: &Policy,
+    deps: Option<VerifyDeps>,
+    message_verifiers: Vec<(String, Arc<dyn Verifier>)>,
+    store: Option<&SecretStore>,
+    shared_replay: Option<Arc<dyn crate::replay::ReplayStore>>,
+) -> Result<Option<VerifyLayer>, PolicyError> {
+    let Some(section) = &policy.verify else {
+        return if policy.function.allow_unverified {
+            Ok(None)
+        } else {
+            Err(problem(
+                "verify",
+                "missing: every request would pass unverified; add a [verify] section or set function.allow_unverified = true",
+            ))
+        };
+    };
+    let deps = match (deps, store) {
+        (Some(d), _) => d,
+        (None, Some(store)) => VerifyDeps::new(store.clone()),
+        (None, None) if section.hmac.is_some() => {
+            return Err(problem(
+                "verify.hmac.secret",
+                "HMAC keys come from the secret store: configure [secrets] or pass a store",
+            ));
+        }
+        (None, None) => VerifyDeps::new(no_secrets()),
+    };
+    let deps = message_verifiers
+        .into_iter()
+        .fold(deps, |d, (kind, check)| d.message_verifier(kind, check));
+    let deps = match shared_replay {
+        Some(replay) => deps.replay_store_or(replay),
+        None => deps,
+    };
+    VerifyLayer::from_policy(section, &deps).map(Some)
 }
 
 /// A store that has no secrets (every read is "not found", so anything needing one fails closed).

@@ -1,28 +1,23 @@
-//! Building a [`VerifyLayer`] from the `[verify]` section of a [`Policy`](crate::Policy).
+//! `[verify]` → the [`VerifyLayer`], and [`VerifyDeps`], what it needs from the rest of the stack.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderName;
 
-use super::cidr::CidrVerifier;
-use super::hmac::{HmacScheme, HmacVerifier, SignatureEncoding};
-use super::jwks::JwksCache;
-use super::jwt::{ClaimPredicate, JwtVerifier, parse_algorithm};
-use super::layer::{
-    BoxVerifier, Verifier, VerifierExt, VerifyFuture, VerifyLayer, all, any, by_trigger,
-};
-use super::platform::{AwsAuthorizerVerifier, EasyAuthVerifier};
-use super::replay::MemoryReplayStore;
-use super::source::SourceVerifier;
 use crate::clock::{SystemWallClock, WallClock};
 use crate::policy::{ClaimRule, HmacEncoding, HmacPolicy, HmacPreset, JwtPolicy};
 use crate::policy::{PolicyError, PolicyProblem, VerifyMode, VerifyPolicy};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::ReplayStore;
-use crate::request::TrustedProxies;
-use crate::request::{GuardRequest, Principal, Trigger};
+use crate::request::{GuardRequest, Principal, TrustedProxies};
 use crate::secrets::SecretStore;
+use crate::verify::{
+    AwsAuthorizerVerifier, BoxVerifier, CidrVerifier, ClaimPredicate, EasyAuthVerifier, HmacScheme,
+    HmacVerifier, JwksCache, JwtVerifier, MemoryReplayStore, MessageChecks, SignatureEncoding,
+    SourceVerifier, Verifier, VerifierExt, VerifyLayer, all, any, by_trigger, header_name,
+    parse_algorithm,
+};
 
 /// What a policy-built verifier needs from the rest of the stack.
 #[derive(Clone)]
@@ -41,16 +36,14 @@ impl std::fmt::Debug for VerifyDeps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifyDeps")
             .field("replay", &self.replay.is_some())
-            .field(
-                "message_verifiers",
-                &self
-                    .message_verifiers
-                    .iter()
-                    .map(|(k, _)| k)
-                    .collect::<Vec<_>>(),
-            )
+            .field("message_verifiers", &kinds(&self.message_verifiers))
             .finish_non_exhaustive()
     }
+}
+
+/// The message kinds of an adapter's checks, what `Debug` shows of them.
+pub(super) fn kinds(checks: &[(String, impl Sized)]) -> Vec<&str> {
+    checks.iter().map(|(kind, _)| kind.as_str()).collect()
 }
 
 impl VerifyDeps {
@@ -74,7 +67,7 @@ impl VerifyDeps {
     /// ```
     /// use guard_core::http_client::HttpClient;
     /// use guard_core::secrets::SecretStore;
-    /// use guard_core::verify::VerifyDeps;
+    /// use guard_core::VerifyDeps;
     /// let store = SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
     /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
     /// let deps = VerifyDeps::new(store).http_client(client);
@@ -94,7 +87,7 @@ impl VerifyDeps {
     /// ```
     /// use guard_core::request::{GuardRequest, Principal, PrincipalKind};
     /// use guard_core::secrets::SecretStore;
-    /// use guard_core::verify::VerifyDeps;
+    /// use guard_core::VerifyDeps;
     /// use guard_core::{Rejection, RejectionKind};
     /// let store = SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
     /// let signed = |_: &GuardRequest| -> Result<Principal, Rejection> {
@@ -159,7 +152,7 @@ fn jwks_cache(
     #[cfg(feature = "jwks-http")]
     {
         let builder = match &deps.http_client {
-            Some(client) => super::jwks::HttpJwksFetcher::with_client(url, client.clone())
+            Some(client) => crate::verify::HttpJwksFetcher::with_client(url, client.clone())
                 .map(JwksCache::builder),
             None => JwksCache::from_url(url),
         };
@@ -265,42 +258,10 @@ fn jwt_verifier(
     Ok((v, issuers, discovery.then_some(jwks)))
 }
 
-/// Messages: the source must be listed; messages of the push kinds must also carry the push token,
-/// and messages of a kind an adapter added a check for must pass it.
-struct MessageChecks {
-    sources: SourceVerifier,
-    push: Vec<(String, JwtVerifier)>,
-    platform: Vec<(String, BoxVerifier)>,
-}
-
-impl Verifier for MessageChecks {
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
-        Box::pin(async move {
-            let source = self.sources.verify(req).await?;
-            let kind = match req.extensions().get::<Trigger>() {
-                Some(Trigger::Message(m)) => m.kind.as_str(),
-                _ => "",
-            };
-            let mut principal = None;
-            for (_, jwt) in self.push.iter().filter(|(k, _)| k == kind) {
-                principal = Some(jwt.verify(req).await?);
-            }
-            for (_, check) in self.platform.iter().filter(|(k, _)| k == kind) {
-                principal = Some(check.verify(req).await?);
-            }
-            match principal {
-                Some(mut p) => {
-                    p.claims.insert(
-                        "source".into(),
-                        serde_json::Value::from(source.subject.to_string()),
-                    );
-                    Ok(p)
-                }
-                None => Ok(source),
-            }
-        })
-    }
-}
+/// How long Google's push-token keys are kept, and the least time between two fetches of them
+/// (a token signed by a key not yet seen triggers a refresh, at most once per cooldown).
+const GCP_PUSH_JWKS_TTL: Duration = Duration::from_secs(3600);
+const GCP_PUSH_JWKS_COOLDOWN: Duration = Duration::from_secs(10);
 
 fn no_request_checks(_: &GuardRequest) -> Result<Principal, Rejection> {
     Err(Rejection::new(RejectionKind::MissingCredentials)
@@ -361,7 +322,7 @@ impl VerifyLayer {
             0 => {}
             1 => checks.push(routes.remove(0).1.boxed()),
             #[cfg(feature = "jwks-http")]
-            _ => checks.push(super::oidc::IssuerRouter::new(routes).boxed()),
+            _ => checks.push(crate::verify::IssuerRouter::new(routes).boxed()),
             #[cfg(not(feature = "jwks-http"))]
             _ => problems.push(PolicyProblem::new(
                 "verify.jwt",
@@ -392,8 +353,8 @@ impl VerifyLayer {
         if let Some(g) = &policy.gcp_push {
             let jwks = jwks_cache(
                 &g.jwks_url,
-                Duration::from_secs(3600),
-                Duration::from_secs(10),
+                GCP_PUSH_JWKS_TTL,
+                GCP_PUSH_JWKS_COOLDOWN,
                 deps,
                 "verify.gcp_push.jwks_url",
             );
@@ -439,11 +400,7 @@ impl VerifyLayer {
         };
         Ok(VerifyLayer::new(by_trigger(
             requests,
-            MessageChecks {
-                sources,
-                push,
-                platform: deps.message_verifiers.clone(),
-            },
+            MessageChecks::new(sources, push, deps.message_verifiers.clone()),
         ))
         .with_discovery(discovered))
     }
@@ -452,7 +409,7 @@ impl VerifyLayer {
 fn hmac_verifier(h: &HmacPolicy, deps: &VerifyDeps) -> Result<HmacVerifier, PolicyProblem> {
     let header = |name: &Option<String>, at: &str| -> Result<Option<HeaderName>, PolicyProblem> {
         name.as_deref()
-            .map(|n| super::hmac::header_name(n).map_err(|e| PolicyProblem::new(at, e.to_string())))
+            .map(|n| header_name(n).map_err(|e| PolicyProblem::new(at, e.to_string())))
             .transpose()
     };
     let scheme = match h.preset {
@@ -487,12 +444,13 @@ fn hmac_verifier(h: &HmacPolicy, deps: &VerifyDeps) -> Result<HmacVerifier, Poli
 }
 
 #[cfg(test)]
-mod verify_layer_from_policy_example {
+mod tests {
     #[test]
-    fn verify_layer_from_policy() {
+    fn a_cidr_section_makes_a_layer() {
         use crate::Policy;
+        use crate::VerifyDeps;
         use crate::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-        use crate::verify::{VerifyDeps, VerifyLayer};
+        use crate::verify::VerifyLayer;
 
         let policy = Policy::from_toml_str(
             r#"

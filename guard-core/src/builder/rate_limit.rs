@@ -1,0 +1,290 @@
+//! `[rate_limit]` → the pre-auth and post-auth [`RateLimitLayer`]s.
+
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
+
+use crate::Policy;
+use crate::policy::{
+    BackendChoice, MessageRateLimit, PolicyError, PolicyProblem, RateLimitKey, RateLimitPolicy,
+};
+use crate::rate_limit::key::{self, RateKey};
+use crate::rate_limit::{
+    Backend, MemoryBackend, MemoryOptions, Rate, RateLimitLayer, RateLimitLayers,
+};
+
+impl RateLimitLayer {
+    /// The layers the `[rate_limit]` section asks for, to be placed as the canonical stack does:
+    /// `pre_auth` between ingress and verification (by peer by default), `post_auth` between
+    /// verification and validation (by principal by default). No section: no layers.
+    ///
+    /// With a Redis backend both placements share one connection and use the key prefixes
+    /// `<key_prefix>:pre:` and `<key_prefix>:post:` (`key_prefix` defaults to
+    /// `guard:rl:<function name>`). Nothing connects before the first request.
+    pub fn from_policy(policy: &Policy) -> Result<RateLimitLayers, PolicyError> {
+        match &policy.rate_limit {
+            None => Ok(RateLimitLayers::default()),
+            Some(section) => Self::from_section(section, policy.function.name.as_deref()),
+        }
+    }
+
+    /// Like [`from_policy`](Self::from_policy), with the secret store that holds
+    /// `[rate_limit] password_secret` (a policy naming one is refused without a store).
+    #[cfg(feature = "secrets")]
+    pub fn from_policy_with_secrets(
+        policy: &Policy,
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] secrets: Option<
+            &crate::secrets::SecretStore,
+        >,
+    ) -> Result<RateLimitLayers, PolicyError> {
+        match &policy.rate_limit {
+            None => Ok(RateLimitLayers::default()),
+            Some(section) => Self::build_section(
+                section,
+                policy.function.name.as_deref(),
+                #[cfg(feature = "redis")]
+                secrets,
+            ),
+        }
+    }
+
+    /// Like [`from_policy`](Self::from_policy), from the section alone; `function` names the
+    /// default Redis key prefix.
+    ///
+    /// ```
+    /// use guard_core::policy::RateLimitPolicy;
+    /// use guard_core::rate_limit::RateLimitLayer;
+    /// let err = RateLimitLayer::from_section(&RateLimitPolicy::default(), None).unwrap_err();
+    /// assert_eq!(err.problems()[0].path, "rate_limit.per_second");
+    /// ```
+    pub fn from_section(
+        section: &RateLimitPolicy,
+        function: Option<&str>,
+    ) -> Result<RateLimitLayers, PolicyError> {
+        Self::build_section(
+            section,
+            function,
+            #[cfg(feature = "redis")]
+            None,
+        )
+    }
+
+    fn build_section(
+        section: &RateLimitPolicy,
+        function: Option<&str>,
+        #[cfg(feature = "redis")] secrets: Option<&crate::secrets::SecretStore>,
+    ) -> Result<RateLimitLayers, PolicyError> {
+        let mut problems = Vec::new();
+        section.check("rate_limit", &mut problems);
+        let count = section
+            .per_second
+            .or(section.per_minute)
+            .and_then(NonZeroU32::new);
+        let (Some(count), true) = (count, problems.is_empty()) else {
+            if problems.is_empty() {
+                problems.push(PolicyProblem::new(
+                    "rate_limit.per_second",
+                    "must be at least 1",
+                ));
+            }
+            return Err(PolicyError::new(problems));
+        };
+        let mut rate = if section.per_second.is_some() {
+            Rate::per_second(count)
+        } else {
+            Rate::per_minute(count)
+        };
+        if let Some(burst) = section.burst.and_then(NonZeroU32::new) {
+            rate = rate.with_burst(burst);
+        }
+        let backends = BackendRecipe::new(
+            section,
+            function,
+            #[cfg(feature = "redis")]
+            secrets,
+        )?;
+        let build = |choice: RateLimitKey, placement: &'static str| {
+            let key: Arc<dyn RateKey> = match choice {
+                RateLimitKey::Off => return None,
+                RateLimitKey::Global => messages(section.messages, key::Global),
+                RateLimitKey::Peer => messages(section.messages, key::Peer),
+                RateLimitKey::Principal => messages(section.messages, key::Principal),
+            };
+            Some(RateLimitLayer::from_parts(
+                backends.build(rate, placement),
+                key,
+                placement,
+            ))
+        };
+        Ok(RateLimitLayers {
+            pre_auth: build(section.pre_auth, "pre_auth"),
+            post_auth: build(section.post_auth, "post_auth"),
+            #[cfg(feature = "redis")]
+            replay: backends.replay_store(section),
+        })
+    }
+}
+
+/// What the policy's backend choice builds per placement.
+enum BackendRecipe {
+    Memory(MemoryOptions),
+    #[cfg(feature = "redis")]
+    Redis {
+        conn: crate::rate_limit::RedisConnection,
+        prefix: String,
+        failure_mode: crate::rate_limit::FailureMode,
+    },
+}
+
+impl BackendRecipe {
+    fn new(
+        section: &RateLimitPolicy,
+        function: Option<&str>,
+        #[cfg(feature = "redis")] secrets: Option<&crate::secrets::SecretStore>,
+    ) -> Result<Self, PolicyError> {
+        match section.backend_choice() {
+            BackendChoice::Memory => {
+                let max = usize::try_from(section.max_keys).unwrap_or(usize::MAX);
+                let mut opts = MemoryOptions::default();
+                if let Some(max) = NonZeroUsize::new(max) {
+                    opts = opts.with_max_keys(max);
+                }
+                Ok(BackendRecipe::Memory(opts))
+            }
+            #[cfg(feature = "redis")]
+            BackendChoice::Redis(url) => {
+                let problem = |path: &str, msg: String| {
+                    PolicyError::new(vec![PolicyProblem::new(format!("rate_limit.{path}"), msg)])
+                };
+                let mut builder = crate::rate_limit::RedisConnection::builder(url)
+                    .timeout(std::time::Duration::from_millis(section.timeout_ms))
+                    .connect_timeout(std::time::Duration::from_millis(section.connect_timeout_ms))
+                    .cluster(section.cluster);
+                if let Some(user) = &section.username {
+                    builder = builder.username(user);
+                }
+                if let Some(name) = &section.password_secret {
+                    let store = secrets.ok_or_else(|| {
+                        problem(
+                            "password_secret",
+                            "the password comes from the secret store: configure [secrets] or pass a store".into(),
+                        )
+                    })?;
+                    builder = builder.password_secret(store.clone(), name);
+                }
+                if let Some(file) = &section.tls_ca_file {
+                    let pem = std::fs::read(file).map_err(|e| {
+                        problem(
+                            "tls_ca_file",
+                            format!("cannot read the CA file: {}", e.kind()),
+                        )
+                    })?;
+                    builder = builder.tls_ca_pem(pem);
+                }
+                if section.tls_insecure_skip_verify_for_tests {
+                    builder = builder.dangerous_skip_tls_verification_for_tests();
+                }
+                let conn = builder
+                    .build()
+                    .map_err(|e| problem("backend", e.to_string()))?;
+                let prefix = section
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| format!("guard:rl:{}", function.unwrap_or("default")));
+                Ok(BackendRecipe::Redis {
+                    conn,
+                    prefix,
+                    failure_mode: section.failure_mode,
+                })
+            }
+            #[cfg(not(feature = "redis"))]
+            BackendChoice::Redis(_) => {
+                let _ = function;
+                Err(PolicyError::new(vec![PolicyProblem::new(
+                    "rate_limit.backend",
+                    "a Redis backend needs guard-core's `redis` feature",
+                )]))
+            }
+        }
+    }
+
+    /// The Redis replay store on the limiters' connection: keys `<prefix>:replay:`, with the
+    /// replica acknowledgements the section asks for.
+    #[cfg(feature = "redis")]
+    fn replay_store(
+        &self,
+        section: &RateLimitPolicy,
+    ) -> Option<crate::rate_limit::RedisReplayStore> {
+        match self {
+            BackendRecipe::Memory(_) => None,
+            BackendRecipe::Redis { conn, prefix, .. } => Some(
+                crate::rate_limit::RedisReplayStore::new(conn.clone(), format!("{prefix}:replay:"))
+                    .require_replicas(
+                        section.replay_min_replicas,
+                        std::time::Duration::from_millis(section.replay_replica_timeout_ms),
+                    ),
+            ),
+        }
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    fn build(&self, rate: Rate, placement: &str) -> Backend {
+        match self {
+            BackendRecipe::Memory(opts) => MemoryBackend::with_options(rate, *opts).into(),
+            #[cfg(feature = "redis")]
+            BackendRecipe::Redis {
+                conn,
+                prefix,
+                failure_mode,
+            } => {
+                let short = if placement == "pre_auth" {
+                    "pre"
+                } else {
+                    "post"
+                };
+                let options = crate::rate_limit::RedisOptions::default()
+                    .with_key_prefix(format!("{prefix}:{short}:"))
+                    .with_failure_mode(*failure_mode);
+                crate::rate_limit::RedisBackend::new(conn.clone(), rate, options).into()
+            }
+        }
+    }
+}
+
+/// `inner` with the policy's rule for messages around it.
+fn messages<K: RateKey>(rule: MessageRateLimit, inner: K) -> Arc<dyn RateKey> {
+    match rule {
+        MessageRateLimit::Exempt => Arc::new(key::Messages::exempt(inner)),
+        MessageRateLimit::Source => Arc::new(key::Messages::by_source(inner)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Policy;
+    use crate::rate_limit::RateLimitLayer;
+
+    #[test]
+    fn a_section_makes_a_pre_auth_and_a_post_auth_layer() {
+        let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5\nburst = 10").unwrap();
+        let layers = RateLimitLayer::from_policy(&policy).unwrap();
+        assert_eq!(layers.pre_auth.unwrap().label(), "pre_auth");
+        assert_eq!(layers.post_auth.unwrap().label(), "post_auth");
+        assert!(
+            RateLimitLayer::from_policy(&Policy::default())
+                .unwrap()
+                .pre_auth
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_memory_section_needs_no_secret_store() {
+        let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5").unwrap();
+        assert!(
+            RateLimitLayer::from_policy_with_secrets(&policy, None)
+                .unwrap()
+                .pre_auth
+                .is_some()
+        );
+    }
+}
