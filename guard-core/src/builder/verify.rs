@@ -287,99 +287,14 @@ impl VerifyLayer {
         if !problems.is_empty() {
             return Err(PolicyError::new(problems));
         }
-        let mut checks: Vec<BoxVerifier> = Vec::new();
-        if let Some(c) = &policy.cidr {
-            let nets = c.allow.iter().filter_map(|n| n.parse().ok());
-            let mut v = CidrVerifier::new(nets);
-            if let Some(p) = TrustedProxies::new(c.trusted_proxy_hops as usize) {
-                v = v.with_trusted_proxies(p);
-            }
-            checks.push(v.boxed());
-        }
-        if let Some(h) = &policy.hmac {
-            match hmac_verifier(h, deps) {
-                Ok(v) => checks.push(v.boxed()),
-                Err(p) => problems.push(p),
-            }
-        }
-        let mut discovered = Vec::new();
-        let mut routes = Vec::new();
-        for (n, j) in policy.jwt.iter().enumerate() {
-            let base = if policy.jwt.len() > 1 {
-                format!("verify.jwt[{n}]")
-            } else {
-                "verify.jwt".to_string()
-            };
-            match jwt_verifier(j, deps, &base) {
-                Ok((v, issuers, cache)) => {
-                    discovered.extend(cache);
-                    routes.push((issuers, v));
-                }
-                Err(p) => problems.push(p),
-            }
-        }
-        match routes.len() {
-            0 => {}
-            1 => checks.push(routes.remove(0).1.boxed()),
-            #[cfg(feature = "jwks-http")]
-            _ => checks.push(crate::verify::IssuerRouter::new(routes).boxed()),
-            #[cfg(not(feature = "jwks-http"))]
-            _ => problems.push(PolicyProblem::new(
-                "verify.jwt",
-                "several issuers need guard-core's `jwks-http` feature",
-            )),
-        }
-        if let Some(e) = &policy.azure_easy_auth {
-            let mut v = EasyAuthVerifier::new().auth_types(e.auth_types.iter().cloned());
-            for p in predicates(&e.claims) {
-                v = v.require(p);
-            }
-            checks.push(v.boxed());
-        }
-        if let Some(a) = &policy.aws_authorizer {
-            let mut v = AwsAuthorizerVerifier::new();
-            for p in predicates(&a.claims) {
-                v = v.require(p);
-            }
-            checks.push(v.boxed());
-        }
+        let (checks, discovered) = request_checks(policy, deps, &mut problems);
+        let push = push_checks(policy, deps, &mut problems);
         let sources = SourceVerifier::new(
             policy
                 .sources
                 .iter()
                 .flat_map(|(kind, list)| list.iter().map(move |p| (kind.as_str(), p.as_str()))),
         );
-        let mut push = Vec::new();
-        if let Some(g) = &policy.gcp_push {
-            let jwks = jwks_cache(
-                &g.jwks_url,
-                GCP_PUSH_JWKS_TTL,
-                GCP_PUSH_JWKS_COOLDOWN,
-                deps,
-                "verify.gcp_push.jwks_url",
-            );
-            match jwks {
-                Ok(jwks) => {
-                    for kind in &g.kinds {
-                        let audience = g.audiences.get(kind).unwrap_or(&g.audience);
-                        match JwtVerifier::google_push(
-                            jwks.clone(),
-                            audience.clone(),
-                            g.service_account.clone(),
-                        )
-                        .clock(deps.clock.clone())
-                        .build()
-                        {
-                            Ok(v) => push.push((kind.clone(), v)),
-                            Err(e) => {
-                                problems.push(PolicyProblem::new("verify.gcp_push", e.to_string()));
-                            }
-                        }
-                    }
-                }
-                Err(p) => problems.push(p),
-            }
-        }
         let sources = match sources {
             Ok(s) => s,
             Err(e) => {
@@ -404,6 +319,119 @@ impl VerifyLayer {
         ))
         .with_discovery(discovered))
     }
+}
+
+/// The request checks in the order cidr, hmac, jwt, azure_easy_auth, aws_authorizer, and the
+/// JWKS caches that come from OIDC discovery; a check that cannot be built adds its problem.
+fn request_checks(
+    policy: &VerifyPolicy,
+    deps: &VerifyDeps,
+    problems: &mut Vec<PolicyProblem>,
+) -> (Vec<BoxVerifier>, Vec<JwksCache>) {
+    let mut checks: Vec<BoxVerifier> = Vec::new();
+    if let Some(c) = &policy.cidr {
+        let nets = c.allow.iter().filter_map(|n| n.parse().ok());
+        let mut v = CidrVerifier::new(nets);
+        if let Some(p) = TrustedProxies::new(c.trusted_proxy_hops as usize) {
+            v = v.with_trusted_proxies(p);
+        }
+        checks.push(v.boxed());
+    }
+    if let Some(h) = &policy.hmac {
+        match hmac_verifier(h, deps) {
+            Ok(v) => checks.push(v.boxed()),
+            Err(p) => problems.push(p),
+        }
+    }
+    let discovered = jwt_checks(policy, deps, &mut checks, problems);
+    if let Some(e) = &policy.azure_easy_auth {
+        let v = predicates(&e.claims).into_iter().fold(
+            EasyAuthVerifier::new().auth_types(e.auth_types.iter().cloned()),
+            EasyAuthVerifier::require,
+        );
+        checks.push(v.boxed());
+    }
+    if let Some(a) = &policy.aws_authorizer {
+        let v = predicates(&a.claims)
+            .into_iter()
+            .fold(AwsAuthorizerVerifier::new(), AwsAuthorizerVerifier::require);
+        checks.push(v.boxed());
+    }
+    (checks, discovered)
+}
+
+/// The `[[verify.jwt]]` tables: one verifier, or a router by issuer for several. Returns the
+/// caches that come from discovery.
+fn jwt_checks(
+    policy: &VerifyPolicy,
+    deps: &VerifyDeps,
+    checks: &mut Vec<BoxVerifier>,
+    problems: &mut Vec<PolicyProblem>,
+) -> Vec<JwksCache> {
+    let mut discovered = Vec::new();
+    let mut routes = Vec::new();
+    for (n, j) in policy.jwt.iter().enumerate() {
+        let base = if policy.jwt.len() > 1 {
+            format!("verify.jwt[{n}]")
+        } else {
+            "verify.jwt".to_string()
+        };
+        match jwt_verifier(j, deps, &base) {
+            Ok((v, issuers, cache)) => {
+                discovered.extend(cache);
+                routes.push((issuers, v));
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    match routes.len() {
+        0 => {}
+        1 => checks.push(routes.remove(0).1.boxed()),
+        #[cfg(feature = "jwks-http")]
+        _ => checks.push(crate::verify::IssuerRouter::new(routes).boxed()),
+        #[cfg(not(feature = "jwks-http"))]
+        _ => problems.push(PolicyProblem::new(
+            "verify.jwt",
+            "several issuers need guard-core's `jwks-http` feature",
+        )),
+    }
+    discovered
+}
+
+/// `[verify.gcp_push]`: one push-token verifier per message kind it covers.
+fn push_checks(
+    policy: &VerifyPolicy,
+    deps: &VerifyDeps,
+    problems: &mut Vec<PolicyProblem>,
+) -> Vec<(String, JwtVerifier)> {
+    let Some(g) = &policy.gcp_push else {
+        return Vec::new();
+    };
+    let jwks = match jwks_cache(
+        &g.jwks_url,
+        GCP_PUSH_JWKS_TTL,
+        GCP_PUSH_JWKS_COOLDOWN,
+        deps,
+        "verify.gcp_push.jwks_url",
+    ) {
+        Ok(jwks) => jwks,
+        Err(p) => {
+            problems.push(p);
+            return Vec::new();
+        }
+    };
+    let mut push = Vec::new();
+    for kind in &g.kinds {
+        let audience = g.audiences.get(kind).unwrap_or(&g.audience);
+        match JwtVerifier::google_push(jwks.clone(), audience.clone(), g.service_account.clone())
+            .clock(deps.clock.clone())
+            .build()
+        {
+            Ok(v) => push.push((kind.clone(), v)),
+            Err(e) => problems.push(PolicyProblem::new("verify.gcp_push", e.to_string())),
+        }
+    }
+    push
 }
 
 fn hmac_verifier(h: &HmacPolicy, deps: &VerifyDeps) -> Result<HmacVerifier, PolicyProblem> {

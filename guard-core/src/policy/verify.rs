@@ -400,39 +400,104 @@ impl VerifyPolicy {
             );
         }
         if let Some(sns) = &self.sns {
-            if sns.topics.is_empty() || sns.topics.iter().any(|t| t.trim().is_empty()) {
-                push(
-                    problems,
-                    format!("{path}.sns.topics"),
-                    "list at least one topic ARN pattern",
-                );
-            }
-            if !(1..=7 * 24 * 3600).contains(&sns.max_age_secs) {
-                push(
-                    problems,
-                    format!("{path}.sns.max_age_secs"),
-                    "must be 1 to 604800 (7 days)",
-                );
-            }
-            if self.sources.get("sns").is_none_or(Vec::is_empty) {
-                push(
-                    problems,
-                    format!("{path}.sources.sns"),
-                    "`[verify.sns]` needs its topics listed in `sources.sns`",
-                );
+            self.check_sns(sns, path, problems);
+        }
+        if let Some(g) = &self.gcp_push {
+            self.check_gcp_push_sources(g, path, problems);
+        }
+        self.check_sources(path, problems);
+        if let Some(c) = &self.cidr {
+            check_cidr(c, path, problems);
+        }
+        if let Some(h) = &self.hmac {
+            check_hmac(h, path, problems);
+        }
+        let several = self.jwt.len() > 1;
+        let mut seen_issuers: Vec<&str> = Vec::new();
+        for (n, j) in self.jwt.iter().enumerate() {
+            let base = if several {
+                format!("{path}.jwt[{n}]")
+            } else {
+                format!("{path}.jwt")
+            };
+            check_jwt(j, &base, problems);
+            let accepted: Vec<&str> = if j.issuer.is_empty() {
+                j.issuers.iter().map(String::as_str).collect()
+            } else {
+                vec![j.issuer.as_str()]
+            };
+            for iss in accepted {
+                if seen_issuers.contains(&iss) {
+                    push(
+                        problems,
+                        format!("{base}.issuer"),
+                        "this issuer is already trusted by another [[verify.jwt]] table",
+                    );
+                }
+                seen_issuers.push(iss);
             }
         }
         if let Some(g) = &self.gcp_push {
-            for kind in &g.kinds {
-                if self.sources.get(kind).is_none_or(Vec::is_empty) {
-                    push(
-                        problems,
-                        format!("{path}.sources.{kind}"),
-                        "`gcp_push` needs the subscriptions of its kinds listed in `sources`",
-                    );
-                }
+            check_gcp_push(g, path, problems);
+        }
+        if let Some(e) = &self.azure_easy_auth {
+            check_claims(
+                &e.claims,
+                &format!("{path}.azure_easy_auth.claims"),
+                problems,
+            );
+        }
+        if let Some(a) = &self.aws_authorizer {
+            check_claims(
+                &a.claims,
+                &format!("{path}.aws_authorizer.claims"),
+                problems,
+            );
+        }
+    }
+
+    fn check_sns(&self, sns: &SnsPolicy, path: &str, problems: &mut Vec<PolicyProblem>) {
+        if sns.topics.is_empty() || sns.topics.iter().any(|t| t.trim().is_empty()) {
+            push(
+                problems,
+                format!("{path}.sns.topics"),
+                "list at least one topic ARN pattern",
+            );
+        }
+        if !(1..=7 * 24 * 3600).contains(&sns.max_age_secs) {
+            push(
+                problems,
+                format!("{path}.sns.max_age_secs"),
+                "must be 1 to 604800 (7 days)",
+            );
+        }
+        if self.sources.get("sns").is_none_or(Vec::is_empty) {
+            push(
+                problems,
+                format!("{path}.sources.sns"),
+                "`[verify.sns]` needs its topics listed in `sources.sns`",
+            );
+        }
+    }
+
+    fn check_gcp_push_sources(
+        &self,
+        g: &GcpPushPolicy,
+        path: &str,
+        problems: &mut Vec<PolicyProblem>,
+    ) {
+        for kind in &g.kinds {
+            if self.sources.get(kind).is_none_or(Vec::is_empty) {
+                push(
+                    problems,
+                    format!("{path}.sources.{kind}"),
+                    "`gcp_push` needs the subscriptions of its kinds listed in `sources`",
+                );
             }
         }
+    }
+
+    fn check_sources(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
         for (kind, list) in &self.sources {
             let at = format!("{path}.sources.{kind}");
             let kind_ok = (1..=64).contains(&kind.len())
@@ -462,153 +527,117 @@ impl VerifyPolicy {
                 }
             }
         }
-        if let Some(c) = &self.cidr {
-            if c.allow.is_empty() {
-                push(
-                    problems,
-                    format!("{path}.cidr.allow"),
-                    "must list at least one network",
-                );
-            }
-            for (i, net) in c.allow.iter().enumerate() {
-                if net.parse::<ipnet::IpNet>().is_err() {
-                    push(
-                        problems,
-                        format!("{path}.cidr.allow[{i}]"),
-                        "not a CIDR network like `203.0.113.0/24` or `2001:db8::/32`",
-                    );
-                }
-            }
-            if c.trusted_proxy_hops > 32 {
-                push(
-                    problems,
-                    format!("{path}.cidr.trusted_proxy_hops"),
-                    "must be at most 32",
-                );
-            }
-        }
-        if let Some(h) = &self.hmac {
-            let at = |k: &str| format!("{path}.hmac.{k}");
-            if h.secret.trim().is_empty() {
-                push(
-                    problems,
-                    at("secret"),
-                    "must name the secret holding the HMAC key",
-                );
-            }
-            if !(1..=86_400).contains(&h.tolerance_secs) {
-                push(
-                    problems,
-                    at("tolerance_secs"),
-                    "must be between 1 and 86400",
-                );
-            }
-            if let Some(hd) = &h.header
-                && !header_ok(hd)
-            {
-                push(problems, at("header"), "not a valid header name");
-            }
-            if let Some(hd) = &h.timestamp_header
-                && !header_ok(hd)
-            {
-                push(problems, at("timestamp_header"), "not a valid header name");
-            }
-            match h.preset {
-                HmacPreset::GitHub | HmacPreset::Slack => {
-                    if h.header.is_some() {
-                        push(
-                            problems,
-                            at("header"),
-                            "fixed by the preset; only `stripe` and `generic` take one",
-                        );
-                    }
-                }
-                HmacPreset::Stripe | HmacPreset::Generic => {}
-            }
-            if h.preset == HmacPreset::Generic {
-                if h.header.is_none() {
-                    push(problems, at("header"), "required by the `generic` preset");
-                }
-            } else {
-                for (k, set) in [
-                    ("prefix", h.prefix.is_some()),
-                    ("encoding", h.encoding.is_some()),
-                    ("timestamp_header", h.timestamp_header.is_some()),
-                ] {
-                    if set {
-                        push(problems, at(k), "only the `generic` preset takes it");
-                    }
-                }
-            }
-        }
-        let several = self.jwt.len() > 1;
-        let mut seen_issuers: Vec<&str> = Vec::new();
-        for (n, j) in self.jwt.iter().enumerate() {
-            let base = if several {
-                format!("{path}.jwt[{n}]")
-            } else {
-                format!("{path}.jwt")
-            };
-            check_jwt(j, &base, problems);
-            let accepted: Vec<&str> = if j.issuer.is_empty() {
-                j.issuers.iter().map(String::as_str).collect()
-            } else {
-                vec![j.issuer.as_str()]
-            };
-            for iss in accepted {
-                if seen_issuers.contains(&iss) {
-                    push(
-                        problems,
-                        format!("{base}.issuer"),
-                        "this issuer is already trusted by another [[verify.jwt]] table",
-                    );
-                }
-                seen_issuers.push(iss);
-            }
-        }
-        if let Some(g) = &self.gcp_push {
-            let at = |k: &str| format!("{path}.gcp_push.{k}");
-            if g.audience.trim().is_empty() {
-                push(problems, at("audience"), "must not be empty");
-            }
-            if g.service_account.trim().is_empty() {
-                push(problems, at("service_account"), "must not be empty");
-            }
-            if !url_ok(&g.jwks_url) {
-                push(problems, at("jwks_url"), "must be an http(s) URL");
-            }
-            if g.kinds.is_empty() {
-                push(problems, at("kinds"), "must list at least one message kind");
-            }
-            for (kind, aud) in &g.audiences {
-                if !g.kinds.contains(kind) {
-                    push(
-                        problems,
-                        at("audiences"),
-                        "names a kind not listed in `kinds`",
-                    );
-                }
-                if aud.trim().is_empty() {
-                    push(
-                        problems,
-                        format!("{path}.gcp_push.audiences.{kind}"),
-                        "must not be empty",
-                    );
-                }
-            }
-        }
-        if let Some(e) = &self.azure_easy_auth {
-            check_claims(
-                &e.claims,
-                &format!("{path}.azure_easy_auth.claims"),
+    }
+}
+
+fn check_cidr(c: &CidrPolicy, path: &str, problems: &mut Vec<PolicyProblem>) {
+    if c.allow.is_empty() {
+        push(
+            problems,
+            format!("{path}.cidr.allow"),
+            "must list at least one network",
+        );
+    }
+    for (i, net) in c.allow.iter().enumerate() {
+        if net.parse::<ipnet::IpNet>().is_err() {
+            push(
                 problems,
+                format!("{path}.cidr.allow[{i}]"),
+                "not a CIDR network like `203.0.113.0/24` or `2001:db8::/32`",
             );
         }
-        if let Some(a) = &self.aws_authorizer {
-            check_claims(
-                &a.claims,
-                &format!("{path}.aws_authorizer.claims"),
+    }
+    if c.trusted_proxy_hops > 32 {
+        push(
+            problems,
+            format!("{path}.cidr.trusted_proxy_hops"),
+            "must be at most 32",
+        );
+    }
+}
+
+fn check_hmac(h: &HmacPolicy, path: &str, problems: &mut Vec<PolicyProblem>) {
+    let at = |k: &str| format!("{path}.hmac.{k}");
+    if h.secret.trim().is_empty() {
+        push(
+            problems,
+            at("secret"),
+            "must name the secret holding the HMAC key",
+        );
+    }
+    if !(1..=86_400).contains(&h.tolerance_secs) {
+        push(
+            problems,
+            at("tolerance_secs"),
+            "must be between 1 and 86400",
+        );
+    }
+    if let Some(hd) = &h.header
+        && !header_ok(hd)
+    {
+        push(problems, at("header"), "not a valid header name");
+    }
+    if let Some(hd) = &h.timestamp_header
+        && !header_ok(hd)
+    {
+        push(problems, at("timestamp_header"), "not a valid header name");
+    }
+    match h.preset {
+        HmacPreset::GitHub | HmacPreset::Slack => {
+            if h.header.is_some() {
+                push(
+                    problems,
+                    at("header"),
+                    "fixed by the preset; only `stripe` and `generic` take one",
+                );
+            }
+        }
+        HmacPreset::Stripe | HmacPreset::Generic => {}
+    }
+    if h.preset == HmacPreset::Generic {
+        if h.header.is_none() {
+            push(problems, at("header"), "required by the `generic` preset");
+        }
+    } else {
+        for (k, set) in [
+            ("prefix", h.prefix.is_some()),
+            ("encoding", h.encoding.is_some()),
+            ("timestamp_header", h.timestamp_header.is_some()),
+        ] {
+            if set {
+                push(problems, at(k), "only the `generic` preset takes it");
+            }
+        }
+    }
+}
+
+fn check_gcp_push(g: &GcpPushPolicy, path: &str, problems: &mut Vec<PolicyProblem>) {
+    let at = |k: &str| format!("{path}.gcp_push.{k}");
+    if g.audience.trim().is_empty() {
+        push(problems, at("audience"), "must not be empty");
+    }
+    if g.service_account.trim().is_empty() {
+        push(problems, at("service_account"), "must not be empty");
+    }
+    if !url_ok(&g.jwks_url) {
+        push(problems, at("jwks_url"), "must be an http(s) URL");
+    }
+    if g.kinds.is_empty() {
+        push(problems, at("kinds"), "must list at least one message kind");
+    }
+    for (kind, aud) in &g.audiences {
+        if !g.kinds.contains(kind) {
+            push(
                 problems,
+                at("audiences"),
+                "names a kind not listed in `kinds`",
+            );
+        }
+        if aud.trim().is_empty() {
+            push(
+                problems,
+                format!("{path}.gcp_push.audiences.{kind}"),
+                "must not be empty",
             );
         }
     }
