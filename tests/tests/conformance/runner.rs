@@ -21,6 +21,8 @@ use tower::util::BoxCloneService;
 pub(crate) use crate::envelopes::Tamper;
 use crate::envelopes::{self, Cloud, Envelope, PushTokens, Request, Stack};
 
+// The examples' own handler (its next-hop forwarding is not used here).
+#[allow(dead_code)]
 #[path = "../../../examples/aws-orders/src/handler.rs"]
 mod handler;
 
