@@ -26,7 +26,7 @@ scripts/fuzz.sh smoke
 # Build and run the unit tests of each feature alone, so a test behind `cfg(feature = ...)` that
 # only holds with other features on (or stops compiling) is caught, not silently skipped.
 step "each guard-core feature on its own (build + unit tests)"
-for f in ingress validate audit authz verify jwks-http rate-limit http-client redis secrets server; do
+for f in ingress validate audit authz verify jwks-http rate-limit http-client redis secrets server otel outbound otlp ocsf; do
   echo "-- $f"
   cargo test -q -p guard-core --no-default-features --features "$f" --lib
 done

@@ -303,7 +303,7 @@ impl GuardBuilder {
         }
         Ok(GuardBuilder {
             function: policy.function.name.clone(),
-            audit: Some(AuditLayer::from_policy(&policy.audit)),
+            audit: Some(audit_layer(&policy.audit)),
             rate_pre: rate.pre_auth,
             rate_post: rate.post_auth,
             ingress,
@@ -612,6 +612,19 @@ impl Guard {
 }
 
 /// A store that has no secrets (every read is "not found", so anything needing one fails closed).
+/// `[audit]`: the sink in the chosen format, the field cap, and the share of allowed decisions kept.
+fn audit_layer(policy: &crate::policy::AuditPolicy) -> AuditLayer {
+    let layer = match policy.format {
+        #[cfg(feature = "ocsf")]
+        crate::policy::AuditFormat::Ocsf => {
+            AuditLayer::new(JsonLinesSink::ocsf(std::io::stdout(), policy.buffer))
+                .max_field_len(policy.max_field_len)
+        }
+        _ => AuditLayer::from_policy(policy),
+    };
+    layer.sample_allowed(policy.allow_sample_rate)
+}
+
 fn no_secrets() -> SecretStore {
     SecretStore::new(
         |name: &str,

@@ -58,6 +58,41 @@ impl Queued {
             Queued::Record(r) => r.into_event(),
         }
     }
+
+    /// Appends the event as one JSON line in `format`.
+    fn write_line(self, format: LineFormat, line: &mut Vec<u8>) {
+        let written = match format {
+            LineFormat::Guard => serde_json::to_writer(&mut *line, &self.into_event()),
+            #[cfg(feature = "ocsf")]
+            LineFormat::Ocsf => {
+                let method = match &self {
+                    Queued::Record(r) => r.method.clone(),
+                    Queued::Event(_) => None,
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let event = self.into_event();
+                serde_json::to_writer(
+                    &mut *line,
+                    &super::ocsf::to_ocsf(&event, method.as_ref(), now),
+                )
+            }
+        };
+        if written.is_ok() {
+            line.push(b'\n');
+        }
+    }
+}
+
+/// The shape of each line a [`JsonLinesSink`] writes.
+#[derive(Debug, Clone, Copy)]
+enum LineFormat {
+    /// [`SecurityEvent`]'s own fields.
+    Guard,
+    /// OCSF API Activity (see [`ocsf`](super::ocsf)).
+    #[cfg(feature = "ocsf")]
+    Ocsf,
 }
 
 struct Shared {
@@ -127,6 +162,23 @@ impl JsonLinesSink {
     /// # let _ = sink;
     /// ```
     pub fn new(writer: impl Write + Send + 'static, buffer: usize) -> Self {
+        Self::with_format(writer, buffer, LineFormat::Guard)
+    }
+
+    /// Like [`new`](Self::new), each event written as an OCSF 1.5.0 API Activity (class 6003)
+    /// with the Security Control profile (feature `ocsf`; the mapping is documented in the
+    /// `audit::ocsf` module).
+    ///
+    /// ```
+    /// let sink = guard_core::audit::JsonLinesSink::ocsf(std::io::stdout(), 4096);
+    /// # let _ = sink;
+    /// ```
+    #[cfg(feature = "ocsf")]
+    pub fn ocsf(writer: impl Write + Send + 'static, buffer: usize) -> Self {
+        Self::with_format(writer, buffer, LineFormat::Ocsf)
+    }
+
+    fn with_format(writer: impl Write + Send + 'static, buffer: usize, format: LineFormat) -> Self {
         let capacity = buffer.max(1);
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
@@ -141,7 +193,7 @@ impl JsonLinesSink {
         let weak = Arc::downgrade(&shared);
         let spawned = std::thread::Builder::new()
             .name("guard-audit".into())
-            .spawn(move || write_loop(weak, writer));
+            .spawn(move || write_loop(weak, writer, format));
         if spawned.is_err() {
             tracing::error!(target: "guard::audit", "cannot start the audit writer thread");
         }
@@ -232,7 +284,7 @@ impl SecuritySink for JsonLinesSink {
     }
 }
 
-fn write_loop(shared: std::sync::Weak<Shared>, mut writer: impl Write) {
+fn write_loop(shared: std::sync::Weak<Shared>, mut writer: impl Write, format: LineFormat) {
     // Swapped with the queue under the lock (O(1)), so a request never waits behind a long copy.
     let mut batch: VecDeque<Queued> = VecDeque::new();
     let mut line = Vec::with_capacity(512);
@@ -259,9 +311,7 @@ fn write_loop(shared: std::sync::Weak<Shared>, mut writer: impl Write) {
         let n = batch.len() as u64;
         line.clear();
         for queued in batch.drain(..) {
-            if serde_json::to_writer(&mut line, &queued.into_event()).is_ok() {
-                line.push(b'\n');
-            }
+            queued.write_line(format, &mut line);
         }
         match writer.write_all(&line).and_then(|_| writer.flush()) {
             Ok(()) => shared.written.fetch_add(n, Ordering::Relaxed),

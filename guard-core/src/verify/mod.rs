@@ -117,6 +117,8 @@ pub use cidr::CidrVerifier;
 pub use commit::{CommitFuture, ReplayCommit, ReplayCommitLayer};
 pub use error::VerifyError;
 pub use from_policy::VerifyDeps;
+#[cfg(feature = "outbound")]
+pub(crate) use hmac::signature_headers as hmac_signature_headers;
 pub use hmac::{
     DEFAULT_TOLERANCE, HmacScheme, HmacVerifier, HmacVerifierBuilder, MAX_SIGNATURE_HEADER,
     MAX_SIGNATURES, SignatureEncoding,
