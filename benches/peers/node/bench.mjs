@@ -1,4 +1,6 @@
-// Middy peer of the Guard orders perimeter (issue 7, DESIGN.md §6), timed in-process.
+// Middy peer of the Guard orders perimeter (examples/orders), timed in-process from the payload text to
+// the response text: JSON.parse (what the Node runtime does with the invocation payload) + the Middy
+// handler + JSON.stringify (what it does with the answer).
 //
 // Stack, in Middy's `.use()` order (before hooks run top-down, onError/after bottom-up):
 //   decision log   one JSON line per invocation (allow or deny) to a null sink
@@ -32,7 +34,8 @@ const fail = (msg) => {
 
 // ---- inputs shared with every language ----------------------------------------------------------
 const orderText = readFileSync(new URL("examples/orders/order.json", repo), "utf8");
-const template = readJson("benches/peers/fixtures/apigw-v2-orders.json");
+const templateText = readFileSync(new URL("benches/peers/fixtures/apigw-v2-orders.json", repo), "utf8");
+const template = JSON.parse(templateText);
 if (template.body !== orderText.trimEnd()) {
 	fail("fixtures/apigw-v2-orders.json body is not examples/orders/order.json");
 }
@@ -167,17 +170,21 @@ for (const [name, event, want] of cases) {
 if ((await handler(freshEvent(), context)).statusCode !== 201) fail("bare handler: not 201");
 
 // ---- timing -----------------------------------------------------------------------------------------
+// Bytes to bytes: the runtime's JSON.parse of the payload and JSON.stringify of the answer are timed too.
 const measure = async (fn, n, out, offset) => {
 	let bad = 0;
+	let bytes = 0;
 	for (let i = 0; i < n; i++) {
-		const event = freshEvent(); // outside the timed region
 		const t0 = process.hrtime.bigint();
-		const res = await fn(event, context);
+		const res = await fn(JSON.parse(templateText), context);
+		const answer = JSON.stringify(res);
 		const t1 = process.hrtime.bigint();
 		if (out !== null) out[offset + i] = Number(t1 - t0);
+		bytes += answer.length;
 		if (res.statusCode !== 201) bad++;
 	}
 	if (bad !== 0) fail(`${bad} timed invocations were not 201`);
+	return bytes;
 };
 
 await measure(stack, WARMUP, null, 0);

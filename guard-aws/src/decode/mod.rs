@@ -47,6 +47,7 @@
 //! assert_eq!(req.extensions().get::<Peer>().unwrap().ip().to_string(), "203.0.113.9");
 //! ```
 
+mod fast;
 mod http_events;
 mod records;
 mod util;
@@ -255,6 +256,29 @@ pub fn decode_or_refuse(event: LambdaEvent<Value>, options: &DecodeOptions) -> D
         .map(|u| u.unwrap_or_else(|r| r.into_request()))
         .collect();
     finish(shape, &invocation, requests)
+}
+
+/// [`decode_or_refuse`] from the payload text: HTTP API (payload 2.0) and Function URL events in
+/// one typed pass over the text, every other event through a `serde_json::Value` as before (same
+/// requests either way). Fails only when the text is not JSON the `Value` parser accepts (the
+/// runtime's own deserialization would have refused it).
+pub(crate) fn decode_text(
+    text: &str,
+    context: Context,
+    options: &DecodeOptions,
+) -> Result<Decoded, serde_json::Error> {
+    if let Some(fast) = fast::parse(text) {
+        let shape = fast.shape();
+        let invocation = invocation_from_context(&context);
+        let req =
+            http_events::http_v2(fast.parts(), shape, options).unwrap_or_else(|r| r.into_request());
+        return Ok(finish(shape, &invocation, vec![req]));
+    }
+    let payload: Value = serde_json::from_str(text)?;
+    Ok(decode_or_refuse(
+        LambdaEvent::new(payload, context),
+        options,
+    ))
 }
 
 fn units(
