@@ -69,6 +69,11 @@ elif (cd "$repo" && cargo metadata --no-deps --format-version 1 2>/dev/null) |
 		say "building guard-peer-bench (deploy profile: what cargo lambda build --profile deploy ships)"
 		cargo build --manifest-path "$repo/Cargo.toml" --profile deploy -q -p guard-peer-bench >&2
 	fi
+	if [[ "${BENCH_COLD:-1}" == 1 ]]; then
+		say "building aws-orders and lambda-hello (deploy profile) for the cold-start table"
+		cargo build --manifest-path "$repo/Cargo.toml" --profile deploy -q -p aws-orders \
+			-p guard-peer-bench --bin lambda-hello >&2
+	fi
 else
 	rust_note="the workspace has no guard-peer-bench package yet: no Rust row, no ratios"
 fi
@@ -98,6 +103,49 @@ collect "middy (node)" node "$node_dir/bench.mjs"
 collect "powertools (python)" "$venv/bin/python" "$py_dir/bench.py"
 
 load_after="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+
+cold="$(mktemp)"
+trap 'rm -f "$results" "$cold" "$cold.table"' EXIT
+if [[ "${BENCH_COLD:-1}" == 1 ]]; then
+	say "cold start: ${COLD_RUNS:-20} starts of each stack against a local Runtime API"
+	target="${CARGO_TARGET_DIR:-$repo/target}"
+	cold_stacks=()
+	if [[ $have_rust == 1 ]]; then
+		cold_stacks+=("guard aws-orders (deploy)=$target/deploy/aws-orders"
+			"lambda_runtime hello (deploy)=$target/deploy/lambda-hello")
+	fi
+	cold_stacks+=("middy (node)=node $node_dir/bench.mjs" "powertools (python)=$venv/bin/python $py_dir/bench.py")
+	cold_load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+	python3 "$here/cold/cold.py" "${COLD_RUNS:-20}" "${cold_stacks[@]}" >"$cold"
+	cold_load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+	python3 - "$cold" "$cold_load_before" "$cold_load_after" >"$cold.table" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+by = {r["name"]: r for r in rows}
+guard = by.get("guard aws-orders (deploy)")
+floor = by.get("lambda_runtime hello (deploy)")
+print()
+print("Cold start: process start → first answered invocation (orders event, local Runtime API)")
+print(f"load average before {sys.argv[2]}, after {sys.argv[3]}")
+head = ["stack", "median", "min", "p90", "runs", "÷ guard (median)"]
+table = [head]
+for r in rows:
+    table.append([r["name"], f"{r['median_ms']:.1f} ms", f"{r['min_ms']:.1f} ms", f"{r['p90_ms']:.1f} ms",
+                  str(r["runs"]), f"{r['median_ms'] / guard['median_ms']:.1f}×" if guard else ""])
+w = [max(len(row[i]) for row in table) for i in range(len(head))]
+for i, row in enumerate(table):
+    print("  ".join(c.ljust(x) if j == 0 else c.rjust(x) for j, (c, x) in enumerate(zip(row, w))))
+    if i == 0:
+        print("  ".join("-" * x for x in w))
+if guard and floor:
+    above = guard["median_ms"] - floor["median_ms"]
+    print(f"guard above the lambda_runtime floor: {above:.1f} ms (target ≤ 2 ms: {'met' if above <= 2 else 'missed'})")
+middy = by.get("middy (node)")
+if guard and middy:
+    r = middy["median_ms"] / guard["median_ms"]
+    print(f"middy ÷ guard: {r:.0f}× (target ≥ 20×: {'met' if r >= 20 else 'missed'})")
+PY
+fi
 
 # ---- the table ---------------------------------------------------------------------------------------
 python3 - "$results" "$rust_note" "$load_before" "$load_after" "$((SECONDS - started))" <<'PY'
@@ -208,3 +256,5 @@ if rust_note:
     print(f"\nNo Rust row: {rust_note}.")
 print(f"\nrun.sh took {elapsed} s")
 PY
+[[ -s "$cold.table" ]] && cat "$cold.table"
+exit 0

@@ -135,6 +135,31 @@ const context = {
 	getRemainingTimeInMillis: () => 30_000,
 };
 
+// ---- cold start (benches/peers/cold): serve the Lambda Runtime API loop instead of benchmarking ----
+// A minimal runtime client on node:http, as a custom runtime would be: next → JSON.parse → stack →
+// JSON.stringify → response. Everything above (module loading, schema compile) is what a cold start pays.
+if (process.env.AWS_LAMBDA_RUNTIME_API) {
+	const { request } = await import("node:http");
+	const base = `http://${process.env.AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation`;
+	const call = (url, method, body) =>
+		new Promise((resolve, reject) => {
+			const req = request(url, { method, agent: false }, (res) => {
+				let text = "";
+				res.setEncoding("utf8");
+				res.on("data", (chunk) => { text += chunk; });
+				res.on("end", () => resolve({ headers: res.headers, text }));
+			});
+			req.on("error", reject);
+			req.end(body);
+		});
+	for (;;) {
+		const next = await call(`${base}/next`, "GET");
+		const id = next.headers["lambda-runtime-aws-request-id"];
+		const out = await stack(JSON.parse(next.text), { ...context, awsRequestId: id });
+		await call(`${base}/${id}/response`, "POST", JSON.stringify(out));
+	}
+}
+
 // ---- sanity: never time a stack that does not do the work -----------------------------------------
 const freshEvent = () => structuredClone(template);
 const withBody = (mutate) => {

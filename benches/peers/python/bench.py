@@ -236,6 +236,24 @@ def build_stack(check):
 STACKS = {"precompiled": build_stack(precompiled), "as shipped": build_stack(as_shipped)}
 
 
+# ---- cold start (benches/peers/cold): serve the Lambda Runtime API loop instead of benchmarking -----
+# A minimal runtime client on http.client, as a custom runtime would be: next -> json.loads -> stack ->
+# json.dumps -> response. Everything above (imports, schema compile) is what a cold start pays.
+if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+    import http.client
+
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+    conn = http.client.HTTPConnection(host, int(port))
+    base = "/2018-06-01/runtime/invocation"
+    while True:
+        conn.request("GET", f"{base}/next")
+        res = conn.getresponse()
+        event = json.loads(res.read())
+        request_id = res.headers["Lambda-Runtime-Aws-Request-Id"]
+        answer = json.dumps(STACKS["precompiled"](event, CONTEXT)).encode()
+        conn.request("POST", f"{base}/{request_id}/response", body=answer)
+        conn.getresponse().read()
+
 # ---- sanity: never time a stack that does not do the work ------------------------------------------
 def fresh_event() -> dict:
     return json.loads(TEMPLATE_TEXT)

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use guard_core::audit::{AuditLayer, JsonLinesSink};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::{Guard, GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
-use lambda_runtime::{Context, Diagnostic, LambdaEvent};
+use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
