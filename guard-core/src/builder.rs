@@ -500,8 +500,8 @@ impl Guard {
 
     /// Blocks until every security event recorded so far is written, or `timeout` passes; `true`
     /// when all were. Lambda freezes and Cloud Run throttles an instance once it has answered:
-    /// call this before the answer leaves (from `spawn_blocking` in async code) so each event
-    /// lands with its own invocation's logs.
+    /// call this before the answer leaves so each event lands with its own invocation's logs.
+    /// The default sink writes the queued lines on the calling thread (one write, no hand-off).
     ///
     /// ```
     /// let guard = guard_core::Guard::builder().build();

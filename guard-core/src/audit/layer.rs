@@ -194,7 +194,8 @@ impl AuditLayer {
 
     /// Blocks until every event recorded so far is written, or `timeout` passes; `true` when all
     /// were written. For platforms that freeze or throttle the instance once the response is sent
-    /// (Lambda, Cloud Run): call it (from `spawn_blocking` in async code) before answering.
+    /// (Lambda, Cloud Run): call it before answering. [`JsonLinesSink`] writes the queued lines
+    /// on the calling thread.
     /// With OTLP export installed (feature `otlp`), the spans ended so far are exported too.
     ///
     /// ```
