@@ -35,6 +35,10 @@
 //! | `rate-limit` | yes | [`rate_limit`] (`governor`) |
 //! | `redis` | no | the Redis rate-limit backend and replay store |
 //! | `secrets` | yes | [`secrets`] |
+//! | `otel` | no | [`otel`]: one OpenTelemetry server span per invocation (`tracing-opentelemetry`), parent from `traceparent` / `X-Amzn-Trace-Id` / `X-Cloud-Trace-Context` |
+//! | `otlp` | no | `otel::otlp`: OTLP/gRPC export configured from the standard `OTEL_*` variables, flushed with the audit log |
+//! | `outbound` | no | `outbound`: the handler's own HTTP calls carry `traceparent` and, optionally, a Guard HMAC signature |
+//! | `ocsf` | no | security events as OCSF 1.x API Activity (`[audit] format = "ocsf"`) |
 //! | `server` | no | [`server`]: serves a stack over HTTP/1.1 (hyper) with streaming body limits, timeouts and graceful SIGTERM |
 
 pub mod clock;
@@ -55,6 +59,10 @@ pub mod authz;
 pub mod http_client;
 #[cfg(feature = "ingress")]
 pub mod ingress;
+#[cfg(feature = "otel")]
+pub mod otel;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "server")]

@@ -11,6 +11,8 @@
 
 mod event;
 mod layer;
+#[cfg(feature = "ocsf")]
+pub mod ocsf;
 mod record;
 mod sink;
 

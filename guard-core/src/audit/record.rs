@@ -21,6 +21,9 @@ pub(super) struct Record {
     pub(super) trigger: Cow<'static, str>,
     pub(super) source_id: Option<String>,
     pub(super) peer: Option<IpAddr>,
+    /// The HTTP method of an HTTP trigger (for OCSF's `http_request`).
+    #[cfg_attr(not(feature = "ocsf"), allow(dead_code))]
+    pub(super) method: Option<http::Method>,
     pub(super) status: u16,
     pub(super) denial: Option<Denial>,
     pub(super) principal: Option<(PrincipalKind, Subject)>,

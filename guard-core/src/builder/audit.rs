@@ -10,6 +10,19 @@ impl AuditLayer {
     }
 }
 
+/// `[audit]`: the sink in the chosen format, the field cap, and the share of allowed decisions kept.
+pub(super) fn audit_layer(policy: &AuditPolicy) -> AuditLayer {
+    let layer = match policy.format {
+        #[cfg(feature = "ocsf")]
+        crate::policy::AuditFormat::Ocsf => {
+            AuditLayer::new(JsonLinesSink::ocsf(std::io::stdout(), policy.buffer))
+                .max_field_len(policy.max_field_len)
+        }
+        _ => AuditLayer::from_policy(policy),
+    };
+    layer.sample_allowed(policy.allow_sample_rate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

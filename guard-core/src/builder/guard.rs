@@ -6,7 +6,7 @@ use tower_layer::{Identity, Layer, Stack};
 use std::sync::Arc;
 
 use super::verify::kinds;
-use super::{VerifyDeps, authz, secrets};
+use super::{VerifyDeps, audit, authz, secrets};
 use crate::audit::{AuditLayer, JsonLinesSink};
 use crate::authz::AuthzLayer;
 use crate::ingress::IngressLayer;
@@ -237,7 +237,7 @@ impl GuardBuilder {
         problems.into_result()?;
         Ok(GuardBuilder {
             function: policy.function.name.clone(),
-            audit: Some(AuditLayer::from_policy(&policy.audit)),
+            audit: Some(audit::audit_layer(&policy.audit)),
             rate_pre: rate.pre_auth,
             rate_post: rate.post_auth,
             ingress,
@@ -435,8 +435,8 @@ impl Guard {
 
     /// Blocks until every security event recorded so far is written, or `timeout` passes; `true`
     /// when all were. Lambda freezes and Cloud Run throttles an instance once it has answered:
-    /// call this before the answer leaves (from `spawn_blocking` in async code) so each event
-    /// lands with its own invocation's logs.
+    /// call this before the answer leaves so each event lands with its own invocation's logs.
+    /// The default sink writes the queued lines on the calling thread (one write, no hand-off).
     ///
     /// ```
     /// let guard = guard_core::Guard::builder().build();

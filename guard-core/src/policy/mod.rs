@@ -287,6 +287,24 @@ pub struct AuditPolicy {
     pub buffer: usize,
     /// Longest user-controlled string written into an event, in bytes.
     pub max_field_len: usize,
+    /// Share of *allowed* decisions recorded, 0.0 to 1.0 (default 1.0, all); denials are always
+    /// recorded.
+    pub allow_sample_rate: f64,
+    /// How each event is written: `guard` (the event's own fields, default) or `ocsf` (OCSF 1.x
+    /// API Activity, guard-core feature `ocsf`).
+    pub format: AuditFormat,
+}
+
+/// `[audit] format`: the shape of each security event line.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum AuditFormat {
+    /// Guard's own field set (`guard.decision`).
+    #[default]
+    Guard,
+    /// OCSF 1.x API Activity (class 6003) with the Security Control profile.
+    Ocsf,
 }
 
 impl Default for AuditPolicy {
@@ -294,6 +312,8 @@ impl Default for AuditPolicy {
         Self {
             buffer: 4096,
             max_field_len: 256,
+            allow_sample_rate: 1.0,
+            format: AuditFormat::Guard,
         }
     }
 }
@@ -485,6 +505,18 @@ impl Policy {
             problems.push(PolicyProblem::new(
                 "audit.max_field_len",
                 "must be at least 16",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.audit.allow_sample_rate) {
+            problems.push(PolicyProblem::new(
+                "audit.allow_sample_rate",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if self.audit.format == AuditFormat::Ocsf && !cfg!(feature = "ocsf") {
+            problems.push(PolicyProblem::new(
+                "audit.format",
+                "\"ocsf\" needs guard-core's `ocsf` feature",
             ));
         }
         if let Some(v) = &self.verify {

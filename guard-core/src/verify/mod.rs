@@ -117,6 +117,8 @@ pub use cidr::CidrVerifier;
 pub(crate) use commit::ReplayCommitLayer;
 pub use error::VerifyError;
 pub(crate) use hmac::header_name;
+#[cfg(feature = "outbound")]
+pub(crate) use hmac::signature_headers as hmac_signature_headers;
 pub use hmac::{HmacScheme, HmacVerifier, HmacVerifierBuilder, SignatureEncoding};
 #[cfg(feature = "jwks-http")]
 pub use jwks::HttpJwksFetcher;

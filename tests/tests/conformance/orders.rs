@@ -19,6 +19,8 @@ use tower::util::BoxCloneService;
 
 use crate::envelopes::{Cloud, PushTokens, Stack};
 
+// The examples' own handler (its next-hop forwarding is not used here).
+#[allow(dead_code)]
 #[path = "../../../examples/aws-orders/src/handler.rs"]
 mod handler;
 
