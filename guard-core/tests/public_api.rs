@@ -227,10 +227,10 @@ fn record(
             }
             None => {
                 for member in imp["items"].as_array().into_iter().flatten() {
-                    if let Some(member) = item(index, member) {
-                        if member["visibility"].as_str() == Some("public") {
-                            members.insert(format!("{} {}", self::kind(member), name(member)));
-                        }
+                    if let Some(member) = item(index, member)
+                        && member["visibility"].as_str() == Some("public")
+                    {
+                        members.insert(format!("{} {}", self::kind(member), name(member)));
                     }
                 }
             }
