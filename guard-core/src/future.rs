@@ -35,6 +35,15 @@ pin_project! {
     }
 }
 
+#[cfg_attr(
+    not(any(
+        feature = "ingress",
+        feature = "validate",
+        feature = "audit",
+        feature = "authz"
+    )),
+    allow(dead_code)
+)]
 impl<F> CheckFuture<F> {
     /// A future that resolves to `response` at once.
     pub(crate) fn rejected(response: GuardResponse) -> Self {

@@ -33,8 +33,6 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 #[cfg(feature = "authz")]
-pub(crate) use authz::to_rule as authz_rule;
-#[cfg(feature = "authz")]
 #[cfg_attr(
     not(all(
         feature = "audit",
@@ -46,6 +44,7 @@ pub(crate) use authz::to_rule as authz_rule;
     )),
     allow(unused_imports) // the builder, which needs every layer, translates the rules
 )]
+pub(crate) use authz::to_rule as authz_rule;
 pub use authz::{AuthzPolicy, AuthzRulePolicy};
 pub use rate_limit::RateLimitPolicy;
 pub use rate_limit::{BackendChoice, FailureMode, MessageRateLimit, RateLimitKey};

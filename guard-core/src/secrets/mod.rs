@@ -31,8 +31,10 @@ mod store_builder;
 mod store_stats;
 mod value;
 
+#[allow(unused_imports)] // the builder's `provider = "env"`
 pub(crate) use env::EnvSource;
 pub use error::SecretsError;
+#[allow(unused_imports)] // the builder's `provider = "file"`
 pub(crate) use file::FileSource;
 #[cfg(feature = "secrets")]
 pub use layer::{ResponseFuture, SecretHandles, Secrets, SecretsLayer};

@@ -114,6 +114,7 @@ mod replay;
 mod source;
 
 pub use cidr::CidrVerifier;
+#[allow(unused_imports)] // only the Guard builder (every layer on) places it
 pub(crate) use commit::ReplayCommitLayer;
 pub use error::VerifyError;
 pub(crate) use hmac::header_name;
