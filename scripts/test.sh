@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check and test on a fresh machine: installs the tools the tests talk to (redis-server,
-# moto, cargo-lambda), then fmt, clippy, per-feature builds, all tests, and docs.
+# moto, cargo-lambda), then fmt, all tests, clippy, a fuzz smoke run, per-feature builds, and docs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -18,10 +18,15 @@ cargo test --workspace --all-features --no-fail-fast
 step "clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+# Every libFuzzer target briefly (20,000 executions or 20 s each, RELIABILITY.md): a decoder or
+# parser that panics, loops or breaks its invariant on the first inputs fails CI.
+step "fuzz smoke"
+scripts/fuzz.sh smoke
+
 # Build and run the unit tests of each feature alone, so a test behind `cfg(feature = ...)` that
 # only holds with other features on (or stops compiling) is caught, not silently skipped.
 step "each guard-core feature on its own (build + unit tests)"
-for f in ingress validate audit verify jwks-http rate-limit http-client redis secrets server; do
+for f in ingress validate audit authz verify jwks-http rate-limit http-client redis secrets server otel outbound otlp ocsf; do
   echo "-- $f"
   cargo test -q -p guard-core --no-default-features --features "$f" --lib
 done

@@ -28,6 +28,7 @@ use guard_core::request::GuardResponse;
 use guard_core::request::body;
 use http::HeaderMap;
 use lambda_runtime::Diagnostic;
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::event::EventShape;
@@ -101,6 +102,138 @@ pub fn http_response(shape: EventShape, response: GuardResponse) -> Value {
             "body": body,
             "isBase64Encoded": is_base64,
         }),
+    }
+}
+
+/// An invocation's answer as the runtime serializes it: what
+/// [`GuardService`](crate::GuardService) returns for a [`RawEvent`](crate::event::RawEvent).
+/// HTTP API and Function URL responses are serialized straight from the response, with no
+/// `serde_json::Value` in between; every other answer is the value the functions of this module
+/// give. Either way the JSON is the same as theirs.
+///
+/// ```
+/// use guard_aws::encode::Reply;
+/// use guard_aws::event::EventShape;
+/// use guard_core::{Rejection, RejectionKind};
+///
+/// let reply = Reply::http(EventShape::ApiGatewayV2, Rejection::new(RejectionKind::Forbidden).into_response());
+/// let v = reply.into_value();
+/// assert_eq!(v["statusCode"], 403);
+/// assert_eq!(v["headers"]["content-type"], "application/problem+json");
+/// ```
+#[derive(Debug)]
+pub struct Reply(ReplyKind);
+
+#[derive(Debug)]
+enum ReplyKind {
+    /// API Gateway HTTP API / Function URL response, written as [`http_response`] renders it.
+    V2 {
+        status: u16,
+        headers: HeaderMap,
+        body: String,
+        is_base64: bool,
+    },
+    Value(Value),
+}
+
+impl Reply {
+    /// `response` in the format of the HTTP envelope `shape` (see [`http_response`]).
+    pub fn http(shape: EventShape, response: GuardResponse) -> Self {
+        match shape {
+            EventShape::ApiGatewayV2 | EventShape::FunctionUrl => {
+                let (parts, body) = response.into_parts();
+                let (body, is_base64) = encode_body(&parts.headers, &body);
+                Reply(ReplyKind::V2 {
+                    status: parts.status.as_u16(),
+                    headers: parts.headers,
+                    body,
+                    is_base64,
+                })
+            }
+            _ => Reply(ReplyKind::Value(http_response(shape, response))),
+        }
+    }
+
+    pub(crate) fn value(value: Value) -> Self {
+        Reply(ReplyKind::Value(value))
+    }
+
+    /// The answer as a JSON value (what it serializes to).
+    pub fn into_value(self) -> Value {
+        match self.0 {
+            ReplyKind::Value(v) => v,
+            v2 => serde_json::to_value(Reply(v2)).unwrap_or(Value::Null),
+        }
+    }
+}
+
+impl Serialize for Reply {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (status, headers, body, is_base64) = match &self.0 {
+            ReplyKind::Value(v) => return v.serialize(s),
+            ReplyKind::V2 {
+                status,
+                headers,
+                body,
+                is_base64,
+            } => (status, headers, body, is_base64),
+        };
+        let has_cookies = headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .any(|v| v.to_str().is_ok());
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("body", body)?;
+        if has_cookies {
+            m.serialize_entry("cookies", &Cookies(headers))?;
+        }
+        m.serialize_entry("headers", &V2Headers(headers))?;
+        m.serialize_entry("isBase64Encoded", is_base64)?;
+        m.serialize_entry("statusCode", status)?;
+        m.end()
+    }
+}
+
+/// The text values of `Set-Cookie` (payload 2.0 `cookies`).
+struct Cookies<'a>(&'a HeaderMap);
+
+impl Serialize for Cookies<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        for v in self.0.get_all(http::header::SET_COOKIE) {
+            if let Ok(v) = v.to_str() {
+                seq.serialize_element(v)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Every header but `Set-Cookie`, values joined by `,` (payload 2.0 `headers`).
+struct V2Headers<'a>(&'a HeaderMap);
+
+impl Serialize for V2Headers<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        for name in self.0.keys() {
+            if name == http::header::SET_COOKIE {
+                continue;
+            }
+            let mut values = self.0.get_all(name).iter().filter_map(|v| v.to_str().ok());
+            let first = values.next().unwrap_or_default();
+            match values.next() {
+                None => m.serialize_entry(name.as_str(), first)?,
+                Some(second) => {
+                    let mut joined = format!("{first},{second}");
+                    for v in values {
+                        joined.push(',');
+                        joined.push_str(v);
+                    }
+                    m.serialize_entry(name.as_str(), &joined)?;
+                }
+            }
+        }
+        m.end()
     }
 }
 

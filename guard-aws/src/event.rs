@@ -132,3 +132,45 @@ pub struct RecordMeta {
     /// Kinesis `partitionKey`, SQS FIFO `MessageGroupId`.
     pub partition_key: Option<String>,
 }
+
+/// The invocation payload as the Lambda runtime delivered it: the JSON text, checked to be JSON
+/// but not parsed into a tree. [`run`](crate::run) and [`serve`](crate::serve) have the runtime
+/// deserialize each invocation into it, and [`GuardService`](crate::GuardService) decodes API
+/// Gateway HTTP API and Function URL events from the text in one typed pass (every other event
+/// through a `serde_json::Value`, as a `LambdaEvent<Value>` would be).
+///
+/// ```
+/// let raw = guard_aws::event::RawEvent::from_json(r#"{"Records": []}"#).unwrap();
+/// assert_eq!(raw.as_str(), r#"{"Records": []}"#);
+/// assert!(guard_aws::event::RawEvent::from_json("{").is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct RawEvent(Box<serde_json::value::RawValue>);
+
+impl RawEvent {
+    /// Checks that `text` is one JSON value and keeps it.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text).map(RawEvent)
+    }
+
+    /// The payload text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl From<&serde_json::Value> for RawEvent {
+    /// The text of `value` (for tests and tools that hold a parsed event).
+    fn from(value: &serde_json::Value) -> Self {
+        RawEvent(serde_json::value::to_raw_value(value).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("null".into())
+                .unwrap_or_else(|_| unreachable!("null is JSON"))
+        }))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<serde_json::value::RawValue>::deserialize(d).map(RawEvent)
+    }
+}

@@ -63,9 +63,9 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::decode::{DecodeOptions, decode_or_refuse};
-use crate::encode;
-use crate::event::EventShape;
+use crate::decode::{DecodeOptions, Decoded, decode_or_refuse, decode_text};
+use crate::encode::{self, Reply};
+use crate::event::{EventShape, RawEvent};
 
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -170,21 +170,70 @@ where
         // An event (or record) that does not decode becomes a stand-in the stack refuses and
         // records: every refusal has its security event, and a bad record fails only itself.
         let decoded = decode_or_refuse(event, &self.layer.options);
+        let fut = self.dispatch(decoded, true);
+        Box::pin(async move { fut.await.map(Reply::into_value) })
+    }
+}
+
+/// The same service on the payload text as the runtime delivered it ([`RawEvent`]): HTTP API
+/// and Function URL events are decoded in one typed pass and their answers serialized without
+/// a `serde_json::Value` in between; every other event as in the `LambdaEvent<Value>` service.
+impl<S> Service<LambdaEvent<RawEvent>> for GuardService<S>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = Reply;
+    type Error = Diagnostic;
+    type Future = BoxFuture<'static, Result<Reply, Diagnostic>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(inner_error)
+    }
+
+    fn call(&mut self, event: LambdaEvent<RawEvent>) -> Self::Future {
+        let (payload, context) = event.into_parts();
+        match decode_text(payload.as_str(), context, &self.layer.options) {
+            Ok(decoded) => self.dispatch(decoded, false),
+            Err(e) => Box::pin(std::future::ready(Err(Diagnostic {
+                error_type: "Runtime.DeserializationError".to_owned(),
+                error_message: format!("the payload is not JSON Guard can read: {e}"),
+            }))),
+        }
+    }
+}
+
+impl<S> GuardService<S>
+where
+    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    /// Runs the decoded requests through the stack and encodes the answer (`as_value`: an HTTP
+    /// answer as the `serde_json::Value` of [`encode::http_response`]).
+    fn dispatch(
+        &mut self,
+        decoded: Decoded,
+        as_value: bool,
+    ) -> BoxFuture<'static, Result<Reply, Diagnostic>> {
         let shape = decoded.shape;
         let mut requests = decoded.requests;
         if shape.is_http() || matches!(shape, EventShape::Direct | EventShape::EventBridge) {
             // One request: call the service that `poll_ready` drove to readiness, in place — no
             // clone of the stack per invocation.
             let Some(req) = requests.pop() else {
-                return Box::pin(std::future::ready(Ok(Value::Null)));
+                return Box::pin(std::future::ready(Ok(Reply::value(Value::Null))));
             };
             let fut = self.inner.call(req);
             return Box::pin(async move {
                 let resp = fut.await.map_err(inner_error)?;
-                if shape.is_http() {
-                    Ok(encode::http_response(shape, resp))
+                if shape.is_http() && as_value {
+                    Ok(Reply::value(encode::http_response(shape, resp)))
+                } else if shape.is_http() {
+                    Ok(Reply::http(shape, resp))
                 } else {
-                    encode::direct_result(resp)
+                    encode::direct_result(resp).map(Reply::value)
                 }
             });
         }
@@ -193,7 +242,11 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let concurrency = self.layer.concurrency;
-        Box::pin(handle_batch(inner, shape, requests, concurrency))
+        Box::pin(async move {
+            handle_batch(inner, shape, requests, concurrency)
+                .await
+                .map(Reply::value)
+        })
     }
 }
 
@@ -299,7 +352,21 @@ where
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
 {
-    run_service(layer.layer(service)).await
+    run_raw(layer.layer(service)).await
+}
+
+/// Runs a Lambda service on the payload text ([`RawEvent`]), after checking the environment.
+pub(crate) async fn run_raw<S>(service: S) -> Result<(), RunError>
+where
+    S: Service<LambdaEvent<RawEvent>, Response = Reply, Error = Diagnostic> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    if let Some(missing) = first_missing(|name| std::env::var_os(name).is_some()) {
+        return Err(RunError::MissingEnv(missing));
+    }
+    lambda_runtime::run(service)
+        .await
+        .map_err(RunError::Runtime)
 }
 
 /// Runs an already wrapped Lambda service (a [`GuardService`], possibly inside more layers) on

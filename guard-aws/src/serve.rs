@@ -9,7 +9,8 @@ use guard_core::{GuardRequest, GuardResponse, Policy};
 use tower::{Layer, ServiceExt};
 use tower_service::Service;
 
-use crate::run::{BoxError, GuardLayer, RunError, run_service};
+use crate::event::RawEvent;
+use crate::run::{BoxError, GuardLayer, RunError, run_raw};
 
 /// The longest an invocation waits for its security events to be written.
 const FLUSH_BUDGET: Duration = Duration::from_millis(200);
@@ -68,14 +69,17 @@ where
     let flush = guard.clone();
     let lambda = GuardLayer::new()
         .decode_options(crate::decode::DecodeOptions::from_policy(&policy))
-        .layer(guard.layer(handler))
-        .then(move |result| {
-            let guard = flush.clone();
-            async move {
-                let _ = tokio::task::spawn_blocking(move || guard.flush_audit(FLUSH_BUDGET)).await;
-                result
-            }
-        });
-    run_service(lambda).await?;
+        .layer(guard.layer(handler));
+    // The runtime hands over the payload text (`RawEvent`): HTTP API events are decoded from it
+    // in one typed pass.
+    let lambda = ServiceExt::<lambda_runtime::LambdaEvent<RawEvent>>::then(lambda, move |result| {
+        // On this thread, not through `spawn_blocking`: the flush formats the invocation's
+        // lines and writes them to stdout (microseconds), and Lambda runs one invocation at
+        // a time, so nothing else waits for this worker; a hand-off to a blocking thread
+        // would cost more than the write.
+        flush.flush_audit(FLUSH_BUDGET);
+        std::future::ready(result)
+    });
+    run_raw(lambda).await?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! | `httpTrigger` (`Data.req`: `{Url, Method, Query, Headers: {name: [values]}, Params, Identities, Body}`) | the client's method, path and query, headers, body | `Http` | `X-Forwarded-For` through [`TrustedProxies`] (the Azure front end: 1 hop) |
 //! | `queueTrigger` (`Data.msg`: the message text) | `POST`, the message as body, sniffed `Content-Type` | `Message { kind: "azure-queue", source_id: queueName, message_id: Metadata.Id, attempt: DequeueCount }` | — |
 //! | `serviceBusTrigger`, `eventHubTrigger` | the same | `azure-servicebus` / `eventhub` | — |
-//! | `eventGridTrigger` (`Data.<b>`: the event) | `POST`, the event as JSON | `Message { kind: "eventgrid", source_id: topic (or CloudEvents `source`), message_id: id }` | — |
+//! | `eventGridTrigger` (`Data.<b>`: the event) | `POST`, the event's `data` (as for a delivery, [`crate::eventgrid::split_delivery`]) | `Message { kind: "eventgrid", source_id: topic (or CloudEvents `source`), message_id: id }` | — |
 //!
 //! An envelope that does not decode becomes an [`AdapterRefusal`] stand-in (400
 //! `guard.adapter.malformed_event`, or 431 for headers over the limits) that the stack's audit
@@ -16,12 +16,14 @@ use bytes::Bytes;
 use guard_core::RejectionKind;
 use guard_core::request::body::sniff_media_type;
 use guard_core::request::{
-    AdapterRefusal, Cloud, GuardRequest, HeaderLimits, Invocation, MessageTrigger, TraceContext,
-    Trigger, TrustedProxies,
+    AdapterRefusal, Cloud, GuardRequest, HeaderLimits, HeadersTooLarge, Invocation, MessageTrigger,
+    TraceContext, Trigger, TrustedProxies,
 };
-use http::{HeaderMap, Method};
+use guard_core::verify::EASY_AUTH_HEADER;
+use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
 
+use crate::eventgrid::EVENTGRID_KIND;
 use crate::functions::FunctionTrigger;
 
 /// Header names of the Azure App Service Authentication ("Easy Auth") identity. When the policy
@@ -117,6 +119,31 @@ pub fn strip_easy_auth(headers: &mut HeaderMap) {
     }
 }
 
+/// Checks proxied headers against `options.header_limits`. A trusted Easy Auth principal does not
+/// count: it is bounded by its verifier (larger than `MAX_EASY_AUTH_BYTES` → 401
+/// `guard.verify.bad_token`) and by the server's request-head buffer, which [`server_config`]
+/// widens for it when the policy trusts Easy Auth.
+///
+/// [`server_config`]: crate::server_config
+pub(crate) fn check_proxied_headers(
+    headers: &HeaderMap,
+    options: &DecodeOptions,
+) -> Result<(), HeadersTooLarge> {
+    let limits = options.header_limits;
+    if !options.keep_easy_auth {
+        return limits.check(headers);
+    }
+    let principal = headers.get_all(EASY_AUTH_HEADER);
+    let (fields, bytes) = principal.iter().fold((0usize, 0usize), |(f, b), v| {
+        (f + 1, b.saturating_add(EASY_AUTH_HEADER.len() + v.len()))
+    });
+    HeaderLimits::new(
+        limits.max_fields.saturating_add(fields),
+        limits.max_bytes.saturating_add(bytes),
+    )
+    .check(headers)
+}
+
 /// Decodes the envelope `body` of an invocation of `function`, or the stand-in request that
 /// refuses it. `host_headers` are the headers of the host's POST (invocation id, trace).
 pub fn decode_or_refuse(
@@ -190,8 +217,21 @@ fn http_binding(env: &Map<String, Value>, binding: &str, options: &DecodeOptions
         return refuse("missing or invalid Url");
     };
     let mut headers = options.header_limits.builder();
+    // A trusted Easy Auth principal is bounded by its verifier (larger than
+    // `MAX_EASY_AUTH_BYTES` → 401), not by the limits on the other headers: set aside here, at most
+    // two values (a second one is refused by the verifier as repeated).
+    let mut principal = Vec::new();
     if let Some(map) = http.get("Headers").and_then(Value::as_object) {
         for (name, values) in map {
+            if options.keep_easy_auth && name.eq_ignore_ascii_case(EASY_AUTH_HEADER) {
+                let list = match values {
+                    Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+                    Value::String(v) => vec![v.as_str()],
+                    _ => Vec::new(),
+                };
+                principal.extend(list.into_iter().take(2));
+                continue;
+            }
             let result = match values {
                 Value::Array(list) => list
                     .iter()
@@ -206,7 +246,13 @@ fn http_binding(env: &Map<String, Value>, binding: &str, options: &DecodeOptions
             }
         }
     }
-    let headers = headers.finish();
+    let mut headers = headers.finish();
+    for value in principal.into_iter().take(2) {
+        // Not a valid header value: dropped, as the builder drops it (absent → 401).
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.append(EASY_AUTH_HEADER, v);
+        }
+    }
     let body = match http.get("Body") {
         None | Some(Value::Null) => Bytes::new(),
         Some(Value::String(s)) => Bytes::from(s.clone().into_bytes()),
@@ -234,18 +280,23 @@ fn message_binding(env: &Map<String, Value>, binding: &str, kind: &str, source: 
             Some(trigger),
         ));
     };
+    if kind == EVENTGRID_KIND {
+        // Event Grid names its topic in the event itself (the host validated the subscription);
+        // the event's `data` is the body, as for a delivery to an HTTP function.
+        let parsed;
+        let event = match data {
+            Value::String(text) => {
+                parsed = serde_json::from_str(text).unwrap_or(Value::Null);
+                &parsed
+            }
+            other => other,
+        };
+        let max_data = event.to_string().len();
+        return Ok(crate::eventgrid::event_request(event, None, max_data));
+    }
     let body = match data {
         Value::String(s) => Bytes::from(s.clone().into_bytes()),
         other => Bytes::from(other.to_string().into_bytes()),
-    };
-    // Event Grid names its topic in the event itself (the host validated the subscription).
-    let source = if kind == "eventgrid" {
-        data.get("topic")
-            .or_else(|| data.get("source"))
-            .and_then(Value::as_str)
-            .unwrap_or(source)
-    } else {
-        source
     };
     let id = meta
         .get("Id")
@@ -365,6 +416,44 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_principal_is_outside_the_header_limits_and_every_other_header_is_not() {
+        let trusted = DecodeOptions {
+            keep_easy_auth: true,
+            ..DecodeOptions::default()
+        };
+        let big = "A".repeat(1024 * 1024);
+        let env = |name: &str| {
+            serde_json::json!({"Data": {"req": {"Url": "/api/orders", "Method": "POST",
+                "Headers": {name: [big.as_str()], "Content-Type": ["application/json"]}}}})
+            .to_string()
+        };
+        let decode = |env: String, options: &DecodeOptions| {
+            decode_or_refuse("o", &http_fn(), &HeaderMap::new(), env.as_bytes(), options)
+        };
+        let req = decode(env("X-MS-CLIENT-PRINCIPAL"), &trusted);
+        assert!(req.extensions().get::<AdapterRefusal>().is_none());
+        assert_eq!(req.headers()[EASY_AUTH_HEADER].len(), big.len());
+        for (name, options) in [
+            ("X-Padding", &trusted),
+            ("X-MS-CLIENT-PRINCIPAL", &DecodeOptions::default()),
+        ] {
+            let req = decode(env(name), options);
+            assert_eq!(
+                req.extensions().get::<AdapterRefusal>().map(|r| r.kind()),
+                Some(RejectionKind::HeadersTooLarge),
+                "{name}"
+            );
+        }
+        // Proxy mode: the same rule over the headers the server parsed.
+        let mut headers = HeaderMap::new();
+        headers.insert(EASY_AUTH_HEADER, HeaderValue::from_str(&big).unwrap());
+        assert!(check_proxied_headers(&headers, &trusted).is_ok());
+        assert!(check_proxied_headers(&headers, &DecodeOptions::default()).is_err());
+        headers.insert("x-padding", HeaderValue::from_str(&big).unwrap());
+        assert!(check_proxied_headers(&headers, &trusted).is_err());
+    }
+
+    #[test]
     fn queue_message_source_comes_from_function_json() {
         let q = FunctionTrigger::Message {
             binding: "msg".into(),
@@ -417,6 +506,7 @@ mod tests {
         assert_eq!(m.kind, "eventgrid");
         assert!(m.source_id.ends_with("/topics/orders"));
         assert_eq!(m.message_id, "e-1");
+        assert_eq!(req.body().as_ref(), b"{}", "the event's data is the body");
     }
 
     #[test]

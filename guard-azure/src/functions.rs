@@ -40,6 +40,9 @@ pub enum FunctionTrigger {
 #[derive(Debug, Clone, Default)]
 pub struct Functions {
     by_name: BTreeMap<String, FunctionTrigger>,
+    /// HTTP functions the host only runs with a key (`authLevel` `function` or `admin`), by
+    /// name, with their route (`route`, or the name).
+    keyed: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +62,8 @@ struct Binding {
     #[serde(default)]
     name: String,
     queue_name: Option<String>,
+    auth_level: Option<String>,
+    route: Option<String>,
     topic_name: Option<String>,
     subscription_name: Option<String>,
     event_hub_name: Option<String>,
@@ -78,16 +83,58 @@ impl Functions {
                 continue;
             };
             let name = entry.file_name().to_string_lossy().into_owned();
-            match Self::parse(&text) {
-                Some(trigger) => {
-                    functions.by_name.insert(name, trigger);
-                }
-                None => {
-                    tracing::warn!(target: "guard::azure", function = %name, "function.json has no trigger Guard understands")
-                }
+            if Self::parse(&text).is_none() {
+                tracing::warn!(target: "guard::azure", function = %name, "function.json has no trigger Guard understands");
             }
+            functions = functions.with_function_json(name, &text);
         }
         functions
+    }
+
+    /// Adds function `name` as its `function.json` text describes it (what [`load`](Self::load)
+    /// does for each file): its trigger and, for an HTTP function, whether the host requires a
+    /// key (`authLevel` `function` or `admin`) and on which route. A text without a supported
+    /// trigger adds nothing.
+    ///
+    /// ```
+    /// use guard_azure::functions::Functions;
+    /// let f = Functions::default().with_function_json(
+    ///     "orders-events",
+    ///     r#"{"bindings":[{"type":"httpTrigger","direction":"in","name":"req","authLevel":"function"},
+    ///                     {"type":"http","direction":"out","name":"res"}]}"#,
+    /// );
+    /// assert!(f.requires_key("orders-events"));
+    /// assert_eq!(f.keyed_function_at("/api/orders-events"), Some("orders-events"));
+    /// ```
+    pub fn with_function_json(mut self, name: impl Into<String>, text: &str) -> Self {
+        let name = name.into();
+        let Some(trigger) = Self::parse(text) else {
+            return self;
+        };
+        if matches!(trigger, FunctionTrigger::Http { .. })
+            && let Some(route) = keyed_route(text)
+        {
+            let route = route.unwrap_or_else(|| name.clone());
+            self.keyed.insert(name.clone(), route);
+        }
+        self.by_name.insert(name, trigger);
+        self
+    }
+
+    /// Whether the host runs HTTP function `name` only for a request with its key (so the
+    /// request was authenticated by the platform before the handler sees it).
+    pub fn requires_key(&self, name: &str) -> bool {
+        self.keyed.contains_key(name)
+    }
+
+    /// The keyed HTTP function (see [`requires_key`](Self::requires_key)) whose route matches a
+    /// proxied request's `path` (`/api/<route>`; `{parameter}` segments match any one segment).
+    pub fn keyed_function_at(&self, path: &str) -> Option<&str> {
+        let rest = path.strip_prefix("/api/")?.trim_end_matches('/');
+        self.keyed
+            .iter()
+            .find(|(_, route)| route_matches(route, rest))
+            .map(|(name, _)| name.as_str())
     }
 
     /// Adds a function (for tests and apps that do not ship `function.json`).
@@ -180,6 +227,32 @@ impl Functions {
     }
 }
 
+/// `Some(route)` when the HTTP trigger of `text` requires a key (`authLevel` `function` or
+/// `admin`; the host's default is `function`), with its `route` if it names one.
+fn keyed_route(text: &str) -> Option<Option<String>> {
+    let def: FunctionJson = serde_json::from_str(text).ok()?;
+    let http = def
+        .bindings
+        .iter()
+        .find(|b| b.kind == "httpTrigger" && b.direction.eq_ignore_ascii_case("in"))?;
+    let level = http.auth_level.as_deref().unwrap_or("function");
+    (level.eq_ignore_ascii_case("function") || level.eq_ignore_ascii_case("admin")).then(|| {
+        http.route
+            .as_deref()
+            .map(|r| r.trim_matches('/').to_owned())
+            .filter(|r| !r.is_empty())
+    })
+}
+
+fn route_matches(route: &str, path: &str) -> bool {
+    let (route, path): (Vec<&str>, Vec<&str>) =
+        (route.split('/').collect(), path.split('/').collect());
+    route.len() == path.len()
+        && route.iter().zip(&path).all(|(r, p)| {
+            (r.starts_with('{') && r.ends_with('}') && !p.is_empty()) || r.eq_ignore_ascii_case(p)
+        })
+}
+
 fn message(b: &Binding, kind: &str, source: String) -> FunctionTrigger {
     FunctionTrigger::Message {
         binding: b.name.clone(),
@@ -224,6 +297,43 @@ mod tests {
             (kind.as_str(), source.as_str()),
             ("azure-servicebus", "t/s")
         );
+    }
+
+    #[test]
+    fn only_functions_with_a_key_are_keyed_and_found_by_route() {
+        let http = |level: &str, route: &str| {
+            format!(
+                r#"{{"bindings":[{{"type":"httpTrigger","direction":"in","name":"req"{level}{route}}}]}}"#
+            )
+        };
+        let f = Functions::default()
+            .with_function_json("open", &http(r#","authLevel":"anonymous""#, ""))
+            .with_function_json("default-level", &http("", ""))
+            .with_function_json(
+                "events",
+                &http(r#","authLevel":"Function""#, r#","route":"hooks/{topic}/events""#),
+            )
+            .with_function_json(
+                "queue",
+                r#"{"bindings":[{"type":"queueTrigger","direction":"in","name":"msg","queueName":"q"}]}"#,
+            );
+        assert!(!f.requires_key("open"));
+        assert!(f.requires_key("default-level"));
+        assert!(f.requires_key("events"));
+        assert!(!f.requires_key("queue"));
+        assert_eq!(f.keyed_function_at("/api/open"), None);
+        assert_eq!(
+            f.keyed_function_at("/api/default-level/"),
+            Some("default-level")
+        );
+        assert_eq!(
+            f.keyed_function_at("/api/hooks/orders/events"),
+            Some("events")
+        );
+        assert_eq!(f.keyed_function_at("/api/hooks//events"), None);
+        assert_eq!(f.keyed_function_at("/api/hooks/orders"), None);
+        assert_eq!(f.keyed_function_at("/default-level"), None);
+        assert_eq!(f.len(), 4);
     }
 
     #[test]

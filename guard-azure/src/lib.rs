@@ -9,13 +9,15 @@
 //! |---|---|---|
 //! | invocation mode: `POST /{function}` with `{"Data": {...}, "Metadata": {...}}` | [`decode`]: HTTP binding → the client's request; queue / Service Bus / Event Hub / Event Grid binding → one `Trigger::Message` | [`encode`]: `{"Outputs": {"res": {statusCode, headers, body}}, "Logs": [], "ReturnValue": null}`; a refused message is a non-2xx reply (the host retries it, then poisons it) |
 //! | proxy mode (`enableProxyingHttpRequest`): the client's request on its path (`/api/orders`) | as it came; peer from `X-Forwarded-For` through the trusted proxies (the Azure front end: 1) | plainly |
+//! | an Event Grid delivery to an HTTP function (`aeg-event-type: Notification`), either mode | [`eventgrid::split_delivery`]: one `Trigger::Message` (kind `eventgrid`) per event | [`eventgrid::delivery_answer`]: 200 only when every event was accepted |
 //!
 //! Message sources come from the deployed `<function>/function.json` (`queueName`, ...), never
 //! from the payload: `[verify.sources] azure-queue = ["orders"]` admits only the `orders` queue.
 //! Easy Auth (`X-MS-CLIENT-PRINCIPAL`) is verified by guard-core's
 //! [`EasyAuthVerifier`](guard_core::verify::EasyAuthVerifier) when the policy has
-//! `[verify.azure_easy_auth]`; otherwise the `X-MS-CLIENT-PRINCIPAL*` and `X-MS-TOKEN-*` headers
-//! are removed before the stack runs. Secrets come from Key Vault with the managed identity
+//! `[verify.azure_easy_auth]` — a malformed or oversized principal is its 401, in both modes (see
+//! [`server_config`] for the room made for it); otherwise the `X-MS-CLIENT-PRINCIPAL*` and
+//! `X-MS-TOKEN-*` headers are removed before the stack runs. Secrets come from Key Vault with the managed identity
 //! ([`keyvault::KeyVaultSource`], `[secrets] provider = "azure"`).
 //!
 //! ```no_run

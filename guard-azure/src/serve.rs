@@ -19,7 +19,8 @@ use crate::service::AzureService;
 
 /// The port variable the Functions host sets for its custom handler.
 pub const PORT_VAR: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
-/// Event Grid subscriptions whose validation handshake is answered (comma-separated).
+/// Event Grid subscriptions whose validation handshake is answered and whose deliveries are
+/// taken (comma-separated).
 pub const EVENTGRID_SUBSCRIPTIONS_VAR: &str = "GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS";
 /// CloudEvents webhook origins whose `OPTIONS` handshake is granted (comma-separated).
 pub const WEBHOOK_ORIGINS_VAR: &str = "GUARD_AZURE_WEBHOOK_ORIGINS";
@@ -74,22 +75,49 @@ fn key_vault() -> Result<GuardDeps, PolicyError> {
     )]))
 }
 
+/// Room made for a trusted Easy Auth principal in the request head (proxy mode) and in the
+/// host's envelope (invocation mode), so that an oversized one reaches its verifier and is
+/// refused there with 401 `guard.verify.bad_token` instead of a transport-level 431 / 413.
+const EASY_AUTH_ROOM: usize = 2 * 1024 * 1024;
+
 /// The server limits for this policy: the host's envelope carries the body as a JSON string
 /// (up to 6 bytes per byte when escaped) next to the headers, so the envelope may be larger than
 /// `[ingress] max_body_bytes`, which the stack checks on the decoded body. Request heads may be
 /// as large as invocation mode allows headers ([`HeaderLimits::DEFAULT_MAX_BYTES`], 64 KiB), so
-/// both modes give the same verdicts (an oversized Easy Auth header is the verifier's 401).
+/// both modes give the same verdicts.
+///
+/// With `[verify.azure_easy_auth]` both limits grow by 2 MiB for `X-MS-CLIENT-PRINCIPAL`
+/// alone: every other header is still held to [`HeaderLimits`] (431), while a principal up to
+/// that size (garbage, or a 1 MB one) is the verifier's 401. A principal far larger is refused
+/// by the transport before anything is parsed, with its one security event: 413 in invocation
+/// mode (the envelope is over the body limit, a hard bound), 431 in proxy mode (the head does
+/// not fit the server's read buffer; hyper checks the buffer between reads, so a head somewhat
+/// over the limit may still be read whole — its principal then gets the verifier's 401). The
+/// server cannot tell a principal from any other header before it has read the head, which is
+/// why the room is there only when the policy trusts Easy Auth.
 ///
 /// ```
 /// let policy = guard_core::Policy::from_toml_str("[ingress]\nmax_body_bytes = 1024").unwrap();
 /// let (body, _, head) = guard_azure::server_config(&policy).limits();
 /// assert_eq!((body, head), (6 * 1024 + 128 * 1024, 64 * 1024));
+/// let easy_auth = guard_core::Policy::from_toml_str("[verify.azure_easy_auth]").unwrap();
+/// let (_, _, head) = guard_azure::server_config(&easy_auth).limits();
+/// assert_eq!(head, 64 * 1024 + 2 * 1024 * 1024);
 /// ```
 pub fn server_config(policy: &Policy) -> ServerConfig {
+    let room = if DecodeOptions::from_policy(policy).keep_easy_auth {
+        EASY_AUTH_ROOM
+    } else {
+        0
+    };
     let body = policy.ingress.max_body_bytes;
     ServerConfig::default()
-        .max_body_bytes(body.saturating_mul(6).saturating_add(128 * 1024))
-        .max_header_bytes(HeaderLimits::DEFAULT_MAX_BYTES)
+        .max_body_bytes(
+            body.saturating_mul(6)
+                .saturating_add(128 * 1024)
+                .saturating_add(room as u64),
+        )
+        .max_header_bytes(HeaderLimits::DEFAULT_MAX_BYTES + room)
         .max_headers(HeaderLimits::DEFAULT_MAX_FIELDS)
         .trusted_proxies(policy.function.resolve_trusted_proxies(1))
 }
@@ -104,9 +132,10 @@ pub fn server_config(policy: &Policy) -> ServerConfig {
 ///   a failure is reported on stderr and requests that need them get 503 until they can be read.
 /// - The functions are the working directory's `<name>/function.json` (the host starts the
 ///   handler in the app's root); `POST /<name>` is an invocation, anything else proxy mode.
-/// - Event Grid handshakes are answered for the subscriptions in
-///   `GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS` and the webhook origins in
-///   `GUARD_AZURE_WEBHOOK_ORIGINS` (comma-separated; unset: every handshake is refused).
+/// - Event Grid handshakes are answered, and deliveries split into their events, for the
+///   subscriptions in `GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS` and the webhook origins in
+///   `GUARD_AZURE_WEBHOOK_ORIGINS` (comma-separated; unset: every handshake and delivery is
+///   refused).
 /// - Listens on `127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT` (8080 when unset, for local runs);
 ///   SIGTERM drains in-flight requests and writes the last security events.
 ///

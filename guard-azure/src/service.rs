@@ -11,26 +11,34 @@
 //!
 //! Both get an `Invocation` on `Cloud::Azure`; Easy Auth headers are removed unless the policy
 //! trusts them. With [`event_grid`](AzureService::event_grid), Event Grid's webhook handshakes
-//! are answered for the configured subscriptions and origins ([`crate::eventgrid`]).
+//! are answered for the configured subscriptions and origins, and its deliveries are split into
+//! one message per event ([`crate::eventgrid`]).
 //!
 //! The host talks to the handler on loopback only, and proxied requests keep their route prefix
 //! (`/api/...`), so a client's request never arrives on `/{function}`: keep a non-empty
 //! `routePrefix` in `host.json` (the default `api`), or a client could send an envelope of its own.
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use guard_core::audit::AuditLayer;
+use guard_core::message::{BatchOrder, run_batch};
 use guard_core::request::AdapterRefusal;
-use guard_core::{GuardRequest, GuardResponse};
+use guard_core::{GuardRequest, GuardResponse, RejectionKind};
 use tower::{Layer, ServiceExt};
 use tower_service::Service;
 
-use crate::decode::{DecodeOptions, decode_or_refuse, invocation, strip_easy_auth};
-use crate::eventgrid::{EventGrid, Handshake};
+use crate::decode::{
+    DecodeOptions, check_proxied_headers, decode_or_refuse, invocation, strip_easy_auth,
+};
+use crate::eventgrid::{EventGrid, Handshake, delivery_answer, split_delivery};
 use crate::functions::{FunctionTrigger, Functions};
+
+/// How many events of one Event Grid delivery run through the stack at once.
+const EVENTS_AT_ONCE: NonZeroUsize = NonZeroUsize::new(8).unwrap();
 
 /// Serves invocation mode and proxy mode in front of a Guard stack `S`.
 #[derive(Debug, Clone)]
@@ -54,7 +62,9 @@ impl<S> AzureService<S> {
 
     /// Answers Event Grid's handshakes for what `event_grid` allows, each recorded as one
     /// security event through `audit` (the stack's audit layer). Refused handshakes go through
-    /// the stack as an [`AdapterRefusal`] (403), so they are recorded once too.
+    /// the stack as an [`AdapterRefusal`] (403), so they are recorded once too. Deliveries for
+    /// a configured subscription are split into one message per event, each through the stack
+    /// ([`crate::eventgrid::split_delivery`], [`crate::eventgrid::delivery_answer`]).
     pub fn event_grid(mut self, event_grid: EventGrid, audit: AuditLayer) -> Self {
         self.event_grid = Some(Arc::new((event_grid, audit)));
         self
@@ -62,17 +72,29 @@ impl<S> AzureService<S> {
 }
 
 /// Runs `req` through the stack, or answers it as an Event Grid handshake.
+/// `keyed`: whether the host required the function's key for this request (see
+/// [`Functions::requires_key`]); Event Grid deliveries are taken only then.
 async fn run<S>(
     inner: S,
     event_grid: Option<Arc<(EventGrid, AuditLayer)>>,
+    keyed: bool,
     req: GuardRequest,
 ) -> Result<GuardResponse, S::Error>
 where
-    S: Service<GuardRequest, Response = GuardResponse>,
+    S: Service<GuardRequest, Response = GuardResponse> + Clone,
 {
     let handshake = match &event_grid {
         Some(eg) if req.extensions().get::<AdapterRefusal>().is_none() => eg.0.classify(&req),
         _ => Handshake::None,
+    };
+    // Event Grid does not sign deliveries: only a function the host keys may take them, or
+    // anyone could post "events" past the request checks of an open function.
+    let handshake = match handshake {
+        Handshake::Delivery if !keyed => Handshake::Refused(
+            RejectionKind::ForbiddenSource,
+            "event grid delivery to a function without a key",
+        ),
+        other => other,
     };
     match handshake {
         Handshake::None => inner.oneshot(req).await,
@@ -89,14 +111,30 @@ where
                 Err(never) => match never {},
             }
         }
+        Handshake::Delivery => {
+            let events = match split_delivery(&req) {
+                Ok(events) => events,
+                Err(refusal) => return inner.oneshot(stand_in(refusal, req)).await,
+            };
+            let results = run_batch(inner, events, BatchOrder::Concurrent(EVENTS_AT_ONCE)).await;
+            delivery_answer(results)
+        }
         Handshake::Refused(kind, reason) => {
-            let mut stand_in = AdapterRefusal::new(kind, reason).into_request();
-            *stand_in.uri_mut() = req.uri().clone();
-            let (parts, _) = req.into_parts();
-            stand_in.extensions_mut().extend(parts.extensions);
-            inner.oneshot(stand_in).await
+            inner
+                .oneshot(stand_in(AdapterRefusal::new(kind, reason), req))
+                .await
         }
     }
+}
+
+/// The stand-in that refuses `req` with `refusal`: its path and extensions (trigger, peer,
+/// invocation), no headers, no body.
+fn stand_in(refusal: AdapterRefusal, req: GuardRequest) -> GuardRequest {
+    let mut stand_in = refusal.into_request();
+    *stand_in.uri_mut() = req.uri().clone();
+    let (parts, _) = req.into_parts();
+    stand_in.extensions_mut().extend(parts.extensions);
+    stand_in
 }
 
 impl<S> Service<GuardRequest> for AzureService<S>
@@ -127,7 +165,10 @@ where
                     let decoded =
                         decode_or_refuse(&name, &trigger, &parts.headers, &body, &options);
                     let answer = match &trigger {
-                        FunctionTrigger::Http { .. } => run(inner, event_grid, decoded).await?,
+                        FunctionTrigger::Http { .. } => {
+                            let keyed = functions.requires_key(&name);
+                            run(inner, event_grid, keyed, decoded).await?
+                        }
                         FunctionTrigger::Message { .. } => inner.oneshot(decoded).await?,
                     };
                     Ok(match &trigger {
@@ -145,10 +186,16 @@ where
                         req.headers(),
                     );
                     req.extensions_mut().insert(inv);
+                    if let Err(e) = check_proxied_headers(req.headers(), &options) {
+                        let refusal =
+                            AdapterRefusal::new(RejectionKind::HeadersTooLarge, e.reason());
+                        return inner.oneshot(stand_in(refusal, req)).await;
+                    }
                     if !options.keep_easy_auth {
                         strip_easy_auth(req.headers_mut());
                     }
-                    run(inner, event_grid, req).await
+                    let keyed = functions.keyed_function_at(req.uri().path()).is_some();
+                    run(inner, event_grid, keyed, req).await
                 }
             }
         })

@@ -1,7 +1,7 @@
 //! [`Guard`]: the layers assembled in their canonical order.
 //!
 //! ```text
-//! Audit ─▶ Ingress ─▶ RateLimit(pre-auth) ─▶ Verify ─▶ RateLimit(principal) ─▶ Validate ─▶ Secrets ─▶ handler
+//! Audit ─▶ Ingress ─▶ RateLimit(pre-auth) ─▶ Verify ─▶ RateLimit(principal) ─▶ Authz ─▶ Validate ─▶ Secrets ─▶ handler
 //! ```
 //!
 //! Signatures a verifier accepted are recorded by the replay store (insert-if-absent, a
@@ -14,6 +14,7 @@ use tower::util::{Either, option_layer};
 use tower_layer::{Identity, Layer, Stack};
 
 use crate::audit::{AuditLayer, JsonLinesSink};
+use crate::authz::AuthzLayer;
 use crate::ingress::IngressLayer;
 use crate::policy::{Policy, PolicyError, PolicyProblem};
 use crate::rate_limit::RateLimitLayer;
@@ -51,6 +52,7 @@ pub struct Guard {
     rate_post: Option<RateLimitLayer>,
     ingress: IngressLayer,
     verify: Option<VerifyLayer>,
+    authz: Option<AuthzLayer>,
     validate: Option<ValidateLayer>,
     secrets: Option<SecretsLayer>,
     prefetch: bool,
@@ -74,6 +76,7 @@ pub struct GuardBuilder {
     rate_post: Option<RateLimitLayer>,
     ingress: Option<IngressLayer>,
     verify: Option<VerifyLayer>,
+    authz: Option<AuthzLayer>,
     validate: Option<ValidateLayer>,
     secrets: Option<SecretsLayer>,
     prefetch: bool,
@@ -281,6 +284,16 @@ impl GuardBuilder {
                 None
             }
         };
+        let authz = policy.authz.as_ref().and_then(|a| {
+            AuthzLayer::new(a.rules.iter().map(crate::policy::authz_rule))
+                .map_err(|e| {
+                    collect(PolicyError::new(vec![PolicyProblem::new(
+                        "authz",
+                        e.to_string(),
+                    )]))
+                })
+                .ok()
+        });
         let validate = match &policy.validate {
             Some(v) => ValidateLayer::from_policy(v).map_err(&mut collect).ok(),
             None => None,
@@ -290,11 +303,12 @@ impl GuardBuilder {
         }
         Ok(GuardBuilder {
             function: policy.function.name.clone(),
-            audit: Some(AuditLayer::from_policy(&policy.audit)),
+            audit: Some(audit_layer(&policy.audit)),
             rate_pre: rate.pre_auth,
             rate_post: rate.post_auth,
             ingress,
             verify,
+            authz,
             validate,
             secrets,
             prefetch: policy.secrets.as_ref().is_some_and(|s| s.prefetch),
@@ -373,6 +387,19 @@ impl GuardBuilder {
         self
     }
 
+    /// Authorization rules, after verification and the per-principal limit, before validation.
+    ///
+    /// ```
+    /// use guard_core::authz::{AuthzLayer, AuthzRule};
+    /// let rules = AuthzLayer::new([AuthzRule::requests("all").any_verified()]).unwrap();
+    /// let b = guard_core::Guard::builder().authz(rules);
+    /// # let _ = b;
+    /// ```
+    pub fn authz(mut self, layer: AuthzLayer) -> Self {
+        self.authz = Some(layer);
+        self
+    }
+
     /// Named secrets for the handler (innermost layer).
     ///
     /// ```
@@ -417,6 +444,7 @@ impl GuardBuilder {
             rate_pre: self.rate_pre,
             rate_post: self.rate_post,
             verify: self.verify,
+            authz: self.authz,
             validate: self.validate,
             secrets: self.secrets,
             prefetch: self.prefetch,
@@ -451,6 +479,8 @@ impl Guard {
     /// Fetches the secrets the stack needs before the first request, when the policy says
     /// `secrets.prefetch = true` (a no-op otherwise). Call it once at start-up; failures are
     /// returned (the stack still fails closed per request if a secret stays unavailable).
+    /// It also runs the OIDC discovery of every `[verify.jwt] issuer` without `jwks_url`: a
+    /// configuration Guard refuses is logged as an error on the `guard::verify` target.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -459,6 +489,9 @@ impl Guard {
     /// # });
     /// ```
     pub async fn prefetch(&self) -> Result<(), Vec<SecretsError>> {
+        if let Some(verify) = &self.verify {
+            verify.discover_now().await;
+        }
         match (&self.secrets, self.prefetch) {
             (Some(layer), true) => layer.prefetch().await,
             _ => Ok(()),
@@ -467,8 +500,8 @@ impl Guard {
 
     /// Blocks until every security event recorded so far is written, or `timeout` passes; `true`
     /// when all were. Lambda freezes and Cloud Run throttles an instance once it has answered:
-    /// call this before the answer leaves (from `spawn_blocking` in async code) so each event
-    /// lands with its own invocation's logs.
+    /// call this before the answer leaves so each event lands with its own invocation's logs.
+    /// The default sink writes the queued lines on the calling thread (one write, no hand-off).
     ///
     /// ```
     /// let guard = guard_core::Guard::builder().build();
@@ -558,12 +591,17 @@ impl Guard {
                 Stack::new(
                     option_layer(self.validate.clone()),
                     Stack::new(
-                        option_layer(self.rate_post.clone()),
+                        option_layer(self.authz.clone()),
                         Stack::new(
-                            option_layer(self.verify.clone().map(VerifyLayer::commit_replay_later)),
+                            option_layer(self.rate_post.clone()),
                             Stack::new(
-                                option_layer(self.rate_pre.clone()),
-                                Stack::new(self.ingress.clone(), self.audit.clone()),
+                                option_layer(
+                                    self.verify.clone().map(VerifyLayer::commit_replay_later),
+                                ),
+                                Stack::new(
+                                    option_layer(self.rate_pre.clone()),
+                                    Stack::new(self.ingress.clone(), self.audit.clone()),
+                                ),
                             ),
                         ),
                     ),
@@ -574,6 +612,19 @@ impl Guard {
 }
 
 /// A store that has no secrets (every read is "not found", so anything needing one fails closed).
+/// `[audit]`: the sink in the chosen format, the field cap, and the share of allowed decisions kept.
+fn audit_layer(policy: &crate::policy::AuditPolicy) -> AuditLayer {
+    let layer = match policy.format {
+        #[cfg(feature = "ocsf")]
+        crate::policy::AuditFormat::Ocsf => {
+            AuditLayer::new(JsonLinesSink::ocsf(std::io::stdout(), policy.buffer))
+                .max_field_len(policy.max_field_len)
+        }
+        _ => AuditLayer::from_policy(policy),
+    };
+    layer.sample_allowed(policy.allow_sample_rate)
+}
+
 fn no_secrets() -> SecretStore {
     SecretStore::new(
         |name: &str,
@@ -591,10 +642,13 @@ type GuardStack = Stack<
         Stack<
             Either<ValidateLayer, Identity>,
             Stack<
-                Either<RateLimitLayer, Identity>,
+                Either<AuthzLayer, Identity>,
                 Stack<
-                    Either<VerifyLayer, Identity>,
-                    Stack<Either<RateLimitLayer, Identity>, Stack<IngressLayer, AuditLayer>>,
+                    Either<RateLimitLayer, Identity>,
+                    Stack<
+                        Either<VerifyLayer, Identity>,
+                        Stack<Either<RateLimitLayer, Identity>, Stack<IngressLayer, AuditLayer>>,
+                    >,
                 >,
             >,
         >,

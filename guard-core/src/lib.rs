@@ -17,6 +17,7 @@
 //! | `RateLimitLayer` (pre-auth, by peer) | 429 / 503 |
 //! | `VerifyLayer` — CIDR, event source, HMAC, JWT, platform principals | 401 / 403 |
 //! | `RateLimitLayer` (by principal) | 429 / 503 |
+//! | `AuthzLayer` — roles, scopes, claims or principals per method and path / message source | 403 |
 //! | `ValidateLayer` — JSON Schema and typed validation | 400 / 422 |
 //! | `SecretsLayer` — named secrets for the handler | 503 |
 //!
@@ -28,11 +29,16 @@
 //! | `validate` | yes | [`validate`] (`jsonschema`, `validator`) |
 //! | `audit` | yes | [`audit`] |
 //! | `verify` | yes | [`verify`] |
+//! | `authz` | yes | [`authz`]: authorization rules over the verified principal |
 //! | `jwks-http` | yes | fetching a JWKS ([`verify::HttpJwksFetcher`]) with the outbound client |
 //! | `http-client` | with `jwks-http` | `http_client`: the one outbound HTTP client (hyper, rustls on *ring*) |
 //! | `rate-limit` | yes | [`rate_limit`] (`governor`) |
 //! | `redis` | no | the Redis rate-limit backend and replay store |
 //! | `secrets` | yes | [`secrets`] |
+//! | `otel` | no | [`otel`]: one OpenTelemetry server span per invocation (`tracing-opentelemetry`), parent from `traceparent` / `X-Amzn-Trace-Id` / `X-Cloud-Trace-Context` |
+//! | `otlp` | no | `otel::otlp`: OTLP/gRPC export configured from the standard `OTEL_*` variables, flushed with the audit log |
+//! | `outbound` | no | `outbound`: the handler's own HTTP calls carry `traceparent` and, optionally, a Guard HMAC signature |
+//! | `ocsf` | no | security events as OCSF 1.x API Activity (`[audit] format = "ocsf"`) |
 //! | `server` | no | [`server`]: serves a stack over HTTP/1.1 (hyper) with streaming body limits, timeouts and graceful SIGTERM |
 
 pub mod clock;
@@ -47,10 +53,16 @@ pub mod secrets;
 
 #[cfg(feature = "audit")]
 pub mod audit;
+#[cfg(feature = "authz")]
+pub mod authz;
 #[cfg(feature = "http-client")]
 pub mod http_client;
 #[cfg(feature = "ingress")]
 pub mod ingress;
+#[cfg(feature = "otel")]
+pub mod otel;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "server")]
@@ -62,6 +74,7 @@ pub mod verify;
 
 #[cfg(all(
     feature = "audit",
+    feature = "authz",
     feature = "ingress",
     feature = "validate",
     feature = "verify",
@@ -72,6 +85,7 @@ mod builder;
 
 #[cfg(all(
     feature = "audit",
+    feature = "authz",
     feature = "ingress",
     feature = "validate",
     feature = "verify",

@@ -66,6 +66,9 @@ pub enum RejectionKind {
     ForbiddenAddress,
     /// The message source is not on the allow-list (403).
     ForbiddenSource,
+    /// Verified, but no authorization rule allows this principal this request (403, layer
+    /// `authz`; the security event names the rule that decided, never the claims).
+    AuthzForbidden,
     /// Too many requests (429).
     RateLimited,
     /// The shared rate-limit backend is down and the policy fails closed (503).
@@ -108,6 +111,7 @@ impl RejectionKind {
             Forbidden => "guard.verify.forbidden",
             ForbiddenAddress => "guard.verify.forbidden_address",
             ForbiddenSource => "guard.verify.forbidden_source",
+            AuthzForbidden => "guard.authz.forbidden",
             RateLimited => "guard.rate.limited",
             RateBackendUnavailable => "guard.rate.backend_unavailable",
             SecretsUnavailable => "guard.secrets.unavailable",
@@ -136,7 +140,9 @@ impl RejectionKind {
             MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken => {
                 StatusCode::UNAUTHORIZED
             }
-            Forbidden | ForbiddenAddress | ForbiddenSource => StatusCode::FORBIDDEN,
+            Forbidden | ForbiddenAddress | ForbiddenSource | AuthzForbidden => {
+                StatusCode::FORBIDDEN
+            }
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             RateBackendUnavailable | SecretsUnavailable | VerifyUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -170,6 +176,7 @@ impl RejectionKind {
             Forbidden => "Forbidden",
             ForbiddenAddress => "Forbidden",
             ForbiddenSource => "Forbidden",
+            AuthzForbidden => "Forbidden",
             RateLimited => "Too many requests",
             RateBackendUnavailable => "Service unavailable",
             SecretsUnavailable => "Service unavailable",
@@ -193,6 +200,7 @@ impl RejectionKind {
             MalformedJson | SchemaViolation | InvalidInput => "validate",
             MissingCredentials | BadSignature | StaleSignature | Replayed | BadToken
             | Forbidden | ForbiddenAddress | ForbiddenSource | VerifyUnavailable => "verify",
+            AuthzForbidden => "authz",
             RateLimited | RateBackendUnavailable => "rate_limit",
             SecretsUnavailable => "secrets",
             Internal => "guard",
@@ -512,6 +520,7 @@ mod tests {
             Forbidden,
             ForbiddenAddress,
             ForbiddenSource,
+            AuthzForbidden,
             RateLimited,
             RateBackendUnavailable,
             SecretsUnavailable,

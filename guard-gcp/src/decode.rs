@@ -90,7 +90,9 @@ pub struct CloudEvent {
 }
 
 /// The facts about this service from Cloud Run's environment: `K_SERVICE` (function),
-/// `K_REVISION` (function id) and `GOOGLE_CLOUD_PROJECT` (account).
+/// `K_REVISION` (function id), `GOOGLE_CLOUD_PROJECT` (account) and the region from
+/// `GOOGLE_CLOUD_REGION` (or `FUNCTION_REGION`, as Cloud Functions sets it; Cloud Run itself
+/// reports its region only through the metadata server, which is not asked).
 ///
 /// ```
 /// let inv = guard_gcp::decode::invocation_from_env();
@@ -102,12 +104,22 @@ pub fn invocation_from_env() -> Invocation {
     inv.function = var("K_SERVICE");
     inv.function_id = var("K_REVISION");
     inv.account = var("GOOGLE_CLOUD_PROJECT");
+    inv.region = var("GOOGLE_CLOUD_REGION").or_else(|| var("FUNCTION_REGION"));
     inv
 }
 
-/// Adds `invocation` with this request's trace (`traceparent`, else `X-Cloud-Trace-Context`).
+/// Adds `invocation` with this request's trace (`traceparent`, else `X-Cloud-Trace-Context`)
+/// and execution id (`Function-Execution-Id`, set by Cloud Functions).
 pub fn with_invocation(mut req: GuardRequest, invocation: &Invocation) -> GuardRequest {
     let mut inv = invocation.clone();
+    if let Some(id) = req
+        .headers()
+        .get("function-execution-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+    {
+        inv.request_id = Some(id.to_owned());
+    }
     if let Some(trace) = TraceContext::from_headers(req.headers()) {
         let (trace_id, span) = trace.into_ids();
         inv.trace_id = Some(trace_id);
@@ -409,6 +421,24 @@ fn stand_in(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_execution_id_becomes_the_invocation_id() {
+        let mut req = GuardRequest::new(Bytes::new());
+        req.headers_mut()
+            .insert("function-execution-id", HeaderValue::from_static("exec-7"));
+        let req = with_invocation(req, &Invocation::new(Cloud::Gcp));
+        let inv = req.extensions().get::<Invocation>().unwrap();
+        assert_eq!(inv.request_id.as_deref(), Some("exec-7"));
+        let req = with_invocation(
+            GuardRequest::new(Bytes::new()),
+            &Invocation::new(Cloud::Gcp),
+        );
+        assert_eq!(
+            req.extensions().get::<Invocation>().unwrap().request_id,
+            None
+        );
+    }
 
     fn post(body: &'static [u8], headers: &[(&'static str, &'static str)]) -> GuardRequest {
         let mut req = GuardRequest::new(Bytes::from_static(body));

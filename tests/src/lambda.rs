@@ -48,9 +48,26 @@ impl LambdaWatch {
     /// starts `cargo lambda watch` for it on a free loopback port with `env` passed to the
     /// function, and waits until the invoke port accepts connections.
     pub fn start(package: &str, bin: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with_features(package, bin, "", env)
+    }
+
+    /// [`start`](Self::start) with the package's cargo `features` (comma-separated) on, for
+    /// the build and the watcher's own.
+    pub fn start_with_features(
+        package: &str,
+        bin: &str,
+        features: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let features: &[&str] = if features.is_empty() {
+            &[]
+        } else {
+            &["--features", features]
+        };
         let status = Command::new(cargo)
             .args(["build", "--quiet", "-p", package, "--bin", bin])
+            .args(features)
             .current_dir(repo_root())
             .status()
             .unwrap_or_else(|e| panic!("cannot run cargo build for {package}: {e}"));
@@ -65,6 +82,7 @@ impl LambdaWatch {
             .args(["--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
             .args(["-p", package, "--bin", bin])
+            .args(features)
             .current_dir(repo_root())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

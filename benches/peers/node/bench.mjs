@@ -1,4 +1,6 @@
-// Middy peer of the Guard orders perimeter (issue 7, DESIGN.md §6), timed in-process.
+// Middy peer of the Guard orders perimeter (examples/orders), timed in-process from the payload text to
+// the response text: JSON.parse (what the Node runtime does with the invocation payload) + the Middy
+// handler + JSON.stringify (what it does with the answer).
 //
 // Stack, in Middy's `.use()` order (before hooks run top-down, onError/after bottom-up):
 //   decision log   one JSON line per invocation (allow or deny) to a null sink
@@ -32,7 +34,8 @@ const fail = (msg) => {
 
 // ---- inputs shared with every language ----------------------------------------------------------
 const orderText = readFileSync(new URL("examples/orders/order.json", repo), "utf8");
-const template = readJson("benches/peers/fixtures/apigw-v2-orders.json");
+const templateText = readFileSync(new URL("benches/peers/fixtures/apigw-v2-orders.json", repo), "utf8");
+const template = JSON.parse(templateText);
 if (template.body !== orderText.trimEnd()) {
 	fail("fixtures/apigw-v2-orders.json body is not examples/orders/order.json");
 }
@@ -132,6 +135,31 @@ const context = {
 	getRemainingTimeInMillis: () => 30_000,
 };
 
+// ---- cold start (benches/peers/cold): serve the Lambda Runtime API loop instead of benchmarking ----
+// A minimal runtime client on node:http, as a custom runtime would be: next → JSON.parse → stack →
+// JSON.stringify → response. Everything above (module loading, schema compile) is what a cold start pays.
+if (process.env.AWS_LAMBDA_RUNTIME_API) {
+	const { request } = await import("node:http");
+	const base = `http://${process.env.AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation`;
+	const call = (url, method, body) =>
+		new Promise((resolve, reject) => {
+			const req = request(url, { method, agent: false }, (res) => {
+				let text = "";
+				res.setEncoding("utf8");
+				res.on("data", (chunk) => { text += chunk; });
+				res.on("end", () => resolve({ headers: res.headers, text }));
+			});
+			req.on("error", reject);
+			req.end(body);
+		});
+	for (;;) {
+		const next = await call(`${base}/next`, "GET");
+		const id = next.headers["lambda-runtime-aws-request-id"];
+		const out = await stack(JSON.parse(next.text), { ...context, awsRequestId: id });
+		await call(`${base}/${id}/response`, "POST", JSON.stringify(out));
+	}
+}
+
 // ---- sanity: never time a stack that does not do the work -----------------------------------------
 const freshEvent = () => structuredClone(template);
 const withBody = (mutate) => {
@@ -167,17 +195,21 @@ for (const [name, event, want] of cases) {
 if ((await handler(freshEvent(), context)).statusCode !== 201) fail("bare handler: not 201");
 
 // ---- timing -----------------------------------------------------------------------------------------
+// Bytes to bytes: the runtime's JSON.parse of the payload and JSON.stringify of the answer are timed too.
 const measure = async (fn, n, out, offset) => {
 	let bad = 0;
+	let bytes = 0;
 	for (let i = 0; i < n; i++) {
-		const event = freshEvent(); // outside the timed region
 		const t0 = process.hrtime.bigint();
-		const res = await fn(event, context);
+		const res = await fn(JSON.parse(templateText), context);
+		const answer = JSON.stringify(res);
 		const t1 = process.hrtime.bigint();
 		if (out !== null) out[offset + i] = Number(t1 - t0);
+		bytes += answer.length;
 		if (res.statusCode !== 201) bad++;
 	}
 	if (bad !== 0) fail(`${bad} timed invocations were not 201`);
+	return bytes;
 };
 
 await measure(stack, WARMUP, null, 0);

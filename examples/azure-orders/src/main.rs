@@ -15,7 +15,7 @@ const SCHEMA: &str = include_str!("../../orders/order.schema.json");
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let handler = tower::service_fn(handler::orders);
+    let handler = handler::from_env();
     match guard_azure::serve(POLICY, Some(SCHEMA), handler).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -6,8 +6,8 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{Map, Value};
 
 use super::util::{
-    body, encode_path, headers_v1, parse_ip, path, query_from_params, sanitize_raw_query,
-    single_headers, str_at, uri,
+    BodyField, base64_flag, body, body_from, encode_path, headers_v1, parse_ip, path,
+    query_from_params, sanitize_raw_query, str_at, uri,
 };
 use super::{DecodeError, DecodeOptions, Refused, Unit};
 use crate::event::EventShape;
@@ -15,7 +15,9 @@ use crate::event::EventShape;
 /// One HTTP envelope; a malformed one is refused with the address the platform reported.
 pub(super) fn decode(payload: &Value, shape: EventShape, options: &DecodeOptions) -> Unit {
     let decoded = match shape {
-        EventShape::ApiGatewayV2 | EventShape::FunctionUrl => http_v2(payload, shape, options),
+        EventShape::ApiGatewayV2 | EventShape::FunctionUrl => {
+            return http_v2(V2Parts::from_value(payload), shape, options);
+        }
         EventShape::Alb { .. } => alb(payload, shape, options),
         _ => rest_v1(payload, shape, options),
     };
@@ -92,39 +94,90 @@ fn rest_v1(
     Ok(req)
 }
 
-/// API Gateway HTTP API (payload 2.0) and Lambda Function URLs.
-fn http_v2(
-    payload: &Value,
+/// What the payload 2.0 decoder reads of an HTTP API / Function URL event, borrowed from the
+/// payload: from a `serde_json::Value` ([`V2Parts::from_value`]) or straight from the payload
+/// text (`super::fast`), so both paths share one decoder.
+#[derive(Debug, Default)]
+pub(super) struct V2Parts<'a> {
+    /// `requestContext.http.method`.
+    pub(super) method: Option<&'a str>,
+    /// `rawPath`.
+    pub(super) raw_path: Option<&'a str>,
+    /// `requestContext.http.path`.
+    pub(super) http_path: Option<&'a str>,
+    /// `rawQueryString`.
+    pub(super) raw_query: Option<&'a str>,
+    /// The string-valued entries of `headers`, in the order a `serde_json::Map` iterates them.
+    pub(super) headers: Vec<(&'a str, &'a str)>,
+    /// The string entries of `cookies`.
+    pub(super) cookies: Vec<&'a str>,
+    /// `body`.
+    pub(super) body: BodyField<'a>,
+    /// `isBase64Encoded` (`true`, or a string equal to `true` ignoring case).
+    pub(super) is_base64: bool,
+    /// `requestContext.http.sourceIp`.
+    pub(super) source_ip: Option<&'a str>,
+    /// `requestContext.authorizer`.
+    pub(super) authorizer: Option<&'a Value>,
+}
+
+impl<'a> V2Parts<'a> {
+    pub(super) fn from_value(payload: &'a Value) -> Self {
+        let ctx = payload.get("requestContext").unwrap_or(&Value::Null);
+        let http_ctx = ctx.get("http").unwrap_or(&Value::Null);
+        Self {
+            method: str_at(http_ctx, "method"),
+            raw_path: str_at(payload, "rawPath"),
+            http_path: str_at(http_ctx, "path"),
+            raw_query: str_at(payload, "rawQueryString"),
+            headers: payload
+                .get("headers")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+                .collect(),
+            cookies: payload
+                .get("cookies")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect(),
+            body: BodyField::from_value(payload.get("body")),
+            is_base64: base64_flag(payload),
+            source_ip: path(ctx, &["http", "sourceIp"]).and_then(Value::as_str),
+            authorizer: ctx.get("authorizer"),
+        }
+    }
+}
+
+/// API Gateway HTTP API (payload 2.0) and Lambda Function URLs; a malformed one is refused with
+/// the address the platform reported.
+pub(super) fn http_v2(parts: V2Parts<'_>, shape: EventShape, options: &DecodeOptions) -> Unit {
+    let peer = parts.source_ip.and_then(parse_ip);
+    http_v2_request(parts, shape, options, peer).map_err(|e| Refused::http(e, peer))
+}
+
+fn http_v2_request(
+    parts: V2Parts<'_>,
     shape: EventShape,
     options: &DecodeOptions,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<GuardRequest, DecodeError> {
-    let ctx = payload.get("requestContext").unwrap_or(&Value::Null);
-    let http_ctx = ctx.get("http").unwrap_or(&Value::Null);
-    let method = method(str_at(http_ctx, "method"), shape)?;
-    let raw_path = str_at(payload, "rawPath")
-        .or_else(|| str_at(http_ctx, "path"))
-        .unwrap_or("/");
+    let method = method(parts.method, shape)?;
+    let raw_path = parts.raw_path.or(parts.http_path).unwrap_or("/");
     let mut query = String::new();
-    sanitize_raw_query(
-        str_at(payload, "rawQueryString").unwrap_or_default(),
-        &mut query,
-    );
+    sanitize_raw_query(parts.raw_query.unwrap_or_default(), &mut query);
     let mut headers = options.header_limits.builder();
-    single_headers(
-        payload.get("headers").and_then(Value::as_object),
-        &mut headers,
-        shape,
-    )?;
+    for (name, value) in &parts.headers {
+        headers
+            .append(name, value)
+            .map_err(|e| DecodeError::headers(shape, e))?;
+    }
     // Payload 2.0 moves cookies out of the headers into an array.
-    let cookies: Vec<&str> = payload
-        .get("cookies")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    if !cookies.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&cookies.join("; "))
+    if !parts.cookies.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&parts.cookies.join("; "))
     {
         headers
             .insert(http::header::COOKIE, v)
@@ -134,10 +187,10 @@ fn http_v2(
         method,
         uri(&encode_path(raw_path), &query),
         headers.finish(),
-        body(payload, shape, options.max_body_bytes)?,
-        platform_peer(payload, shape),
+        body_from(parts.body, parts.is_base64, shape, options.max_body_bytes)?,
+        peer,
     );
-    if let Some(a) = authorizer_v2(ctx) {
+    if let Some(a) = authorizer_v2(parts.authorizer) {
         req.extensions_mut().insert(a);
     }
     Ok(req)
@@ -196,8 +249,8 @@ fn authorizer_v1(ctx: &Value) -> Option<AwsAuthorizer> {
 }
 
 /// HTTP API: `authorizer.jwt` (claims + scopes), `authorizer.iam`, or `authorizer.lambda`.
-fn authorizer_v2(ctx: &Value) -> Option<AwsAuthorizer> {
-    let authorizer = ctx.get("authorizer")?;
+fn authorizer_v2(authorizer: Option<&Value>) -> Option<AwsAuthorizer> {
+    let authorizer = authorizer?;
     if let Some(jwt) = authorizer.get("jwt").filter(|j| j.is_object()) {
         let scopes = jwt
             .get("scopes")

@@ -47,6 +47,7 @@
 //! assert_eq!(req.extensions().get::<Peer>().unwrap().ip().to_string(), "203.0.113.9");
 //! ```
 
+mod fast;
 mod http_events;
 mod records;
 mod util;
@@ -225,7 +226,7 @@ pub fn decode(event: LambdaEvent<Value>, options: &DecodeOptions) -> Result<Deco
         .into_iter()
         .map(|u| u.map_err(|r| r.error))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(finish(shape, &invocation, requests))
+    Ok(finish(shape, invocation, requests))
 }
 
 /// Like [`decode`], but an event or record that cannot be decoded becomes a stand-in request
@@ -254,7 +255,30 @@ pub fn decode_or_refuse(event: LambdaEvent<Value>, options: &DecodeOptions) -> D
         .into_iter()
         .map(|u| u.unwrap_or_else(|r| r.into_request()))
         .collect();
-    finish(shape, &invocation, requests)
+    finish(shape, invocation, requests)
+}
+
+/// [`decode_or_refuse`] from the payload text: HTTP API (payload 2.0) and Function URL events in
+/// one typed pass over the text, every other event through a `serde_json::Value` as before (same
+/// requests either way). Fails only when the text is not JSON the `Value` parser accepts (the
+/// runtime's own deserialization would have refused it).
+pub(crate) fn decode_text(
+    text: &str,
+    context: Context,
+    options: &DecodeOptions,
+) -> Result<Decoded, serde_json::Error> {
+    if let Some(fast) = fast::parse(text) {
+        let shape = fast.shape();
+        let invocation = invocation_from_context(&context);
+        let req =
+            http_events::http_v2(fast.parts(), shape, options).unwrap_or_else(|r| r.into_request());
+        return Ok(finish(shape, invocation, vec![req]));
+    }
+    let payload: Value = serde_json::from_str(text)?;
+    Ok(decode_or_refuse(
+        LambdaEvent::new(payload, context),
+        options,
+    ))
 }
 
 fn units(
@@ -281,12 +305,23 @@ fn units(
     (shape, invocation, units)
 }
 
-fn finish(shape: EventShape, invocation: &Invocation, requests: Vec<GuardRequest>) -> Decoded {
+fn finish(shape: EventShape, invocation: Invocation, requests: Vec<GuardRequest>) -> Decoded {
+    let last = requests.len().saturating_sub(1);
+    let mut invocation = Some(invocation);
     let requests = requests
         .into_iter()
-        .map(|mut req| {
+        .enumerate()
+        .map(|(i, mut req)| {
             req.extensions_mut().insert(shape);
-            req.extensions_mut().insert(invocation.clone());
+            // Each request gets its own copy; the last one takes the original.
+            let inv = if i == last {
+                invocation.take()
+            } else {
+                invocation.clone()
+            };
+            if let Some(inv) = inv {
+                req.extensions_mut().insert(inv);
+            }
             req
         })
         .collect();

@@ -78,15 +78,56 @@ pub(super) fn body(
     shape: EventShape,
     max_body: usize,
 ) -> Result<Bytes, DecodeError> {
-    let text = match payload.get("body") {
-        None | Some(Value::Null) => return Ok(Bytes::new()),
-        Some(Value::String(s)) => s,
-        Some(_) => return Err(DecodeError::new(shape, "body is not a string")),
-    };
-    let base64 = match payload.get("isBase64Encoded") {
+    body_from(
+        BodyField::from_value(payload.get("body")),
+        base64_flag(payload),
+        shape,
+        max_body,
+    )
+}
+
+/// An event's `body` field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum BodyField<'a> {
+    /// Absent or `null`: an empty body.
+    #[default]
+    Absent,
+    /// A string.
+    Text(&'a str),
+    /// Anything else: a malformed event.
+    NotText,
+}
+
+impl<'a> BodyField<'a> {
+    pub(super) fn from_value(v: Option<&'a Value>) -> Self {
+        match v {
+            None | Some(Value::Null) => Self::Absent,
+            Some(Value::String(s)) => Self::Text(s),
+            Some(_) => Self::NotText,
+        }
+    }
+}
+
+/// `isBase64Encoded`: `true`, or a string equal to `true` ignoring case.
+pub(super) fn base64_flag(payload: &Value) -> bool {
+    match payload.get("isBase64Encoded") {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
         _ => false,
+    }
+}
+
+/// The body from its field, base64-decoded (within `max_body` bytes) when `base64`.
+pub(super) fn body_from(
+    field: BodyField<'_>,
+    base64: bool,
+    shape: EventShape,
+    max_body: usize,
+) -> Result<Bytes, DecodeError> {
+    let text = match field {
+        BodyField::Absent => return Ok(Bytes::new()),
+        BodyField::Text(s) => s,
+        BodyField::NotText => return Err(DecodeError::new(shape, "body is not a string")),
     };
     if base64 {
         base64_body(text, max_body, shape)

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,44 @@ pub struct AuditLayer {
     max_field_len: usize,
     /// The function's name for events whose request names none (`[function] name`).
     function: Option<Arc<str>>,
+    /// Which allowed decisions are recorded (denials always are).
+    sample: Arc<AllowSampler>,
+}
+
+/// Keeps a fixed share of allowed decisions, deterministically: of every run of
+/// `1_000_000 / per_million` decisions one is kept, spread evenly (no random number needed, and the
+/// share is exact over any window).
+#[derive(Debug)]
+struct AllowSampler {
+    per_million: u64,
+    seen: AtomicU64,
+}
+
+impl AllowSampler {
+    fn new(rate: f64) -> Self {
+        let rate = if rate.is_finite() {
+            rate.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        Self {
+            per_million: (rate * 1_000_000.0).round() as u64,
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this allowed decision is recorded: decision `n` is when `⌊(n+1)·r⌋ > ⌊n·r⌋`.
+    fn keep(&self) -> bool {
+        match self.per_million {
+            1_000_000 => true,
+            0 => false,
+            r => {
+                let n = u128::from(self.seen.fetch_add(1, Ordering::Relaxed));
+                let r = u128::from(r);
+                (n + 1) * r / 1_000_000 > n * r / 1_000_000
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditLayer {
@@ -61,6 +100,7 @@ impl std::fmt::Debug for AuditLayer {
         f.debug_struct("AuditLayer")
             .field("max_field_len", &self.max_field_len)
             .field("function", &self.function)
+            .field("allow_sample_per_million", &self.sample.per_million)
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +121,7 @@ impl AuditLayer {
             lines,
             max_field_len: AuditPolicy::default().max_field_len,
             function: None,
+            sample: Arc::new(AllowSampler::new(1.0)),
         }
     }
 
@@ -119,6 +160,33 @@ impl AuditLayer {
         self
     }
 
+    /// Records only this share (0.0 to 1.0, default 1.0) of *allowed* decisions, evenly spread;
+    /// denials are always recorded. A value outside the range is clamped, NaN means 1.0.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use bytes::Bytes;
+    /// use guard_core::audit::{AuditLayer, SecurityEvent};
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let seen = Arc::new(Mutex::new(0));
+    /// let s = seen.clone();
+    /// let layer = AuditLayer::new(move |_: SecurityEvent| *s.lock().unwrap() += 1).sample_allowed(0.25);
+    /// let svc = layer.layer(service_fn(|_req: http::Request<Bytes>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::new()))
+    /// }));
+    /// for _ in 0..8 {
+    ///     svc.clone().oneshot(http::Request::new(Bytes::new())).await.unwrap();
+    /// }
+    /// assert_eq!(*seen.lock().unwrap(), 2);
+    /// # });
+    /// ```
+    pub fn sample_allowed(mut self, rate: f64) -> Self {
+        self.sample = Arc::new(AllowSampler::new(rate));
+        self
+    }
+
     /// The name set with [`function_name`](Self::function_name).
     pub fn function(&self) -> Option<&str> {
         self.function.as_deref()
@@ -126,17 +194,25 @@ impl AuditLayer {
 
     /// Blocks until every event recorded so far is written, or `timeout` passes; `true` when all
     /// were written. For platforms that freeze or throttle the instance once the response is sent
-    /// (Lambda, Cloud Run): call it (from `spawn_blocking` in async code) before answering.
+    /// (Lambda, Cloud Run): call it before answering. [`JsonLinesSink`] writes the queued lines
+    /// on the calling thread.
+    /// With OTLP export installed (feature `otlp`), the spans ended so far are exported too.
     ///
     /// ```
     /// let layer = guard_core::audit::AuditLayer::new(guard_core::audit::JsonLinesSink::new(std::io::sink(), 8));
     /// assert!(layer.flush(std::time::Duration::from_millis(100)));
     /// ```
     pub fn flush(&self, timeout: Duration) -> bool {
-        match &self.lines {
+        #[cfg(feature = "otlp")]
+        let start = Instant::now();
+        let events = match &self.lines {
             Some(lines) => lines.flush(timeout),
             None => self.sink.flush(timeout),
-        }
+        };
+        // With OTLP export installed, the spans ended so far go out in what is left of the budget.
+        #[cfg(feature = "otlp")]
+        let events = crate::otel::otlp::flush(timeout.saturating_sub(start.elapsed())) && events;
+        events
     }
 }
 
@@ -171,6 +247,10 @@ thread_local! {
 struct Pending {
     sink: Arc<dyn SecuritySink>,
     lines: Option<JsonLinesSink>,
+    sample: Arc<AllowSampler>,
+    /// The invocation's server span (feature `otel`), closed with the decision.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    span: InvocationSpan,
     start: Instant,
     /// Filled by the verification layer inside, once (and only if) it accepted the request.
     verified: VerifiedSlot,
@@ -189,6 +269,9 @@ pub(super) struct Record {
     trigger: Cow<'static, str>,
     source_id: Option<String>,
     peer: Option<IpAddr>,
+    /// The HTTP method of an HTTP trigger (for OCSF's `http_request`).
+    #[cfg_attr(not(feature = "ocsf"), allow(dead_code))]
+    pub(super) method: Option<http::Method>,
     status: u16,
     denial: Option<Denial>,
     principal: Option<(PrincipalKind, Subject)>,
@@ -206,6 +289,8 @@ impl Pending {
         Pending {
             sink: layer.sink.clone(),
             lines: layer.lines.clone(),
+            sample: layer.sample.clone(),
+            span: open_span(layer, req),
             start: Instant::now(),
             verified,
             record: Record {
@@ -226,6 +311,7 @@ impl Pending {
                 },
                 source_id: trigger.and_then(|t| t.source_id()).map(str::to_owned),
                 peer: req.extensions().get::<Peer>().map(|p| p.ip()),
+                method: matches!(trigger, None | Some(Trigger::Http)).then(|| req.method().clone()),
                 status: 0,
                 denial: None,
                 principal: None,
@@ -237,6 +323,8 @@ impl Pending {
     /// Hands the event to the sink. `verified`: whether the request reached an answer (the
     /// principal is recorded then, not for errors and cancellations).
     fn finish(self, status: u16, denial: Option<&Denial>, verified: bool) {
+        #[cfg(feature = "otel")]
+        crate::otel::record_decision(&self.span, status, denial);
         let mut record = self.record;
         let mut slot = self.verified;
         record.status = status;
@@ -246,12 +334,29 @@ impl Pending {
             SPARE_SLOT.set(Some(empty));
         }
         record.latency_us = self.start.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        if denial.is_none() && !self.sample.keep() {
+            return;
+        }
         match &self.lines {
             Some(lines) => lines.emit_record(record),
             None => self.sink.emit(record.into_event()),
         }
     }
 }
+
+/// The invocation's server span: a `tracing::Span` with feature `otel`, nothing without.
+#[cfg(feature = "otel")]
+type InvocationSpan = tracing::Span;
+#[cfg(not(feature = "otel"))]
+type InvocationSpan = ();
+
+#[cfg(feature = "otel")]
+fn open_span(layer: &AuditLayer, req: &GuardRequest) -> InvocationSpan {
+    crate::otel::invocation_span(req, layer.function.as_deref())
+}
+
+#[cfg(not(feature = "otel"))]
+fn open_span(_: &AuditLayer, _: &GuardRequest) -> InvocationSpan {}
 
 impl Record {
     /// The event, with every user-controlled string capped and stripped of control characters.
@@ -327,7 +432,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // The handler runs inside the invocation's span (its own spans become children).
+        #[cfg(feature = "otel")]
+        let _entered = this.emit.0.as_ref().map(|p| p.span.enter());
         let out = std::task::ready!(this.inner.poll(cx));
+        #[cfg(feature = "otel")]
+        drop(_entered);
         if let Some(p) = this.emit.0.take() {
             match &out {
                 Ok(resp) => p.finish(
@@ -363,6 +473,10 @@ where
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         let pending = Pending::capture(&self.layer, &mut req);
+        #[cfg(feature = "otel")]
+        let span = pending.span.clone();
+        #[cfg(feature = "otel")]
+        let _entered = span.enter();
         // A stand-in for an event the adapter refused: answered and recorded here, never passed on.
         let inner = match req.extensions().get::<AdapterRefusal>() {
             Some(refusal) => CheckFuture::rejected(refusal.rejection().into_response()),

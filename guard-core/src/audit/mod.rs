@@ -11,6 +11,8 @@
 
 mod event;
 mod layer;
+#[cfg(feature = "ocsf")]
+pub mod ocsf;
 mod sink;
 
 pub use event::{ALLOW_CODE, DECISION_EVENT, Outcome, SecurityEvent, sanitize};

@@ -58,6 +58,41 @@ impl Queued {
             Queued::Record(r) => r.into_event(),
         }
     }
+
+    /// Appends the event as one JSON line in `format`.
+    fn write_line(self, format: LineFormat, line: &mut Vec<u8>) {
+        let written = match format {
+            LineFormat::Guard => serde_json::to_writer(&mut *line, &self.into_event()),
+            #[cfg(feature = "ocsf")]
+            LineFormat::Ocsf => {
+                let method = match &self {
+                    Queued::Record(r) => r.method.clone(),
+                    Queued::Event(_) => None,
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let event = self.into_event();
+                serde_json::to_writer(
+                    &mut *line,
+                    &super::ocsf::to_ocsf(&event, method.as_ref(), now),
+                )
+            }
+        };
+        if written.is_ok() {
+            line.push(b'\n');
+        }
+    }
+}
+
+/// The shape of each line a [`JsonLinesSink`] writes.
+#[derive(Debug, Clone, Copy)]
+enum LineFormat {
+    /// [`SecurityEvent`]'s own fields.
+    Guard,
+    /// OCSF API Activity (see [`ocsf`](super::ocsf)).
+    #[cfg(feature = "ocsf")]
+    Ocsf,
 }
 
 struct Shared {
@@ -70,6 +105,20 @@ struct Shared {
     written: AtomicU64,
     /// Events the writer failed to write (the output returned an error).
     failed: AtomicU64,
+    /// The output and its buffers, held by whoever drains: the writer thread, or a caller of
+    /// [`JsonLinesSink::flush`] (which writes on its own thread rather than waiting for the
+    /// writer to be scheduled).
+    output: Mutex<Output>,
+}
+
+/// The writer side of the sink.
+struct Output {
+    writer: Box<dyn Write + Send>,
+    /// Swapped with the queue under its lock (O(1)), so a request never waits behind a long copy.
+    batch: VecDeque<Queued>,
+    line: Vec<u8>,
+    reported_drops: u64,
+    format: LineFormat,
 }
 
 impl std::fmt::Debug for Shared {
@@ -89,13 +138,60 @@ impl Shared {
         // A writer that panicked mid-write leaves the queue usable: keep going.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Writes everything queued so far through `out` (whose lock the caller holds).
+    fn drain(&self, out: &mut Output) {
+        if out.batch.capacity() == 0 {
+            // The queue gets this deque back: give it the queue's room, so pushes never regrow it.
+            out.batch.reserve(self.capacity.min(1 << 16));
+        }
+        std::mem::swap(&mut *self.lock(), &mut out.batch);
+        if out.batch.is_empty() {
+            return;
+        }
+        let n = out.batch.len() as u64;
+        let Output {
+            writer,
+            batch,
+            line,
+            reported_drops,
+            format,
+        } = out;
+        line.clear();
+        for queued in batch.drain(..) {
+            queued.write_line(*format, line);
+        }
+        match writer.write_all(line).and_then(|_| writer.flush()) {
+            Ok(()) => self.written.fetch_add(n, Ordering::Relaxed),
+            Err(e) => {
+                let failed = self.failed.fetch_add(n, Ordering::Relaxed) + n;
+                tracing::warn!(
+                    target: "guard::audit",
+                    failed_total = failed,
+                    error = %e.kind(),
+                    "security events could not be written"
+                );
+                failed
+            }
+        };
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped != *reported_drops {
+            tracing::warn!(
+                target: "guard::audit",
+                dropped_total = dropped,
+                "security events dropped: the audit queue was full"
+            );
+            *reported_drops = dropped;
+        }
+    }
 }
 
 /// Writes each event as one JSON line from a background thread.
 ///
 /// The request path only pushes the event into a bounded queue (no formatting, no I/O, and no
 /// wake-up system call: the writer drains the queue every few milliseconds, sooner when the queue
-/// is half full or on [`flush`](Self::flush)). When the queue is full the event is dropped and
+/// is half full). [`flush`](Self::flush) writes what is queued on the caller's thread. When the queue is full the event is dropped and
 /// counted — the request is never stalled. Cheap to clone; clones share the queue.
 ///
 /// ```
@@ -127,6 +223,23 @@ impl JsonLinesSink {
     /// # let _ = sink;
     /// ```
     pub fn new(writer: impl Write + Send + 'static, buffer: usize) -> Self {
+        Self::with_format(writer, buffer, LineFormat::Guard)
+    }
+
+    /// Like [`new`](Self::new), each event written as an OCSF 1.5.0 API Activity (class 6003)
+    /// with the Security Control profile (feature `ocsf`; the mapping is documented in the
+    /// `audit::ocsf` module).
+    ///
+    /// ```
+    /// let sink = guard_core::audit::JsonLinesSink::ocsf(std::io::stdout(), 4096);
+    /// # let _ = sink;
+    /// ```
+    #[cfg(feature = "ocsf")]
+    pub fn ocsf(writer: impl Write + Send + 'static, buffer: usize) -> Self {
+        Self::with_format(writer, buffer, LineFormat::Ocsf)
+    }
+
+    fn with_format(writer: impl Write + Send + 'static, buffer: usize, format: LineFormat) -> Self {
         let capacity = buffer.max(1);
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
@@ -136,12 +249,19 @@ impl JsonLinesSink {
             pending: AtomicU64::new(0),
             written: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            output: Mutex::new(Output {
+                writer: Box::new(writer),
+                batch: VecDeque::new(),
+                line: Vec::with_capacity(512),
+                reported_drops: 0,
+                format,
+            }),
         });
         // The writer holds only a weak reference, so it stops once every sink clone is gone.
         let weak = Arc::downgrade(&shared);
         let spawned = std::thread::Builder::new()
             .name("guard-audit".into())
-            .spawn(move || write_loop(weak, writer));
+            .spawn(move || write_loop(weak));
         if spawned.is_err() {
             tracing::error!(target: "guard::audit", "cannot start the audit writer thread");
         }
@@ -175,26 +295,40 @@ impl JsonLinesSink {
         self.shared.failed.load(Ordering::Relaxed)
     }
 
-    /// Wakes the writer and waits (up to `timeout`) until every queued event is written; call it
+    /// Writes every queued event on the calling thread and returns once all are written, or
+    /// after `timeout` (while the writer thread holds the output, or the output blocks); call it
     /// before a platform freezes the process (the end of a Lambda invocation). Returns whether it
-    /// drained.
+    /// drained. No thread hand-off: the cost is formatting the lines and one write.
     ///
     /// ```
     /// let sink = guard_core::audit::JsonLinesSink::new(std::io::sink(), 8);
     /// assert!(sink.flush(std::time::Duration::from_millis(100)));
     /// ```
     pub fn flush(&self, timeout: Duration) -> bool {
+        let shared = &*self.shared;
         let start = Instant::now();
-        self.shared.wake.notify_one();
         loop {
-            if self.shared.pending.load(Ordering::Acquire) == 0 {
+            if shared.pending.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            match shared.output.try_lock() {
+                Ok(mut out) => shared.drain(&mut out),
+                Err(std::sync::TryLockError::Poisoned(p)) => shared.drain(&mut p.into_inner()),
+                // The writer thread is writing a batch: it may hold some of ours.
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if start.elapsed() >= timeout {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_micros(20));
+                    continue;
+                }
+            }
+            if shared.pending.load(Ordering::Acquire) == 0 {
                 return true;
             }
             if start.elapsed() >= timeout {
                 return false;
             }
-            self.shared.wake.notify_one();
-            std::thread::sleep(Duration::from_micros(100));
         }
     }
 }
@@ -232,60 +366,20 @@ impl SecuritySink for JsonLinesSink {
     }
 }
 
-fn write_loop(shared: std::sync::Weak<Shared>, mut writer: impl Write) {
-    // Swapped with the queue under the lock (O(1)), so a request never waits behind a long copy.
-    let mut batch: VecDeque<Queued> = VecDeque::new();
-    let mut line = Vec::with_capacity(512);
-    let mut reported_drops = 0;
+fn write_loop(shared: std::sync::Weak<Shared>) {
     loop {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if batch.capacity() == 0 {
-            // The queue gets this deque back: give it the queue's room, so pushes never regrow it.
-            batch.reserve(shared.capacity.min(1 << 16));
-        }
         {
             let queue = shared.lock();
-            let (mut queue, _) = shared
+            let _ = shared
                 .wake
                 .wait_timeout_while(queue, IDLE_WAIT, |q| q.is_empty())
                 .unwrap_or_else(|p| p.into_inner());
-            std::mem::swap(&mut *queue, &mut batch);
         }
-        if batch.is_empty() {
-            continue;
-        }
-        let n = batch.len() as u64;
-        line.clear();
-        for queued in batch.drain(..) {
-            if serde_json::to_writer(&mut line, &queued.into_event()).is_ok() {
-                line.push(b'\n');
-            }
-        }
-        match writer.write_all(&line).and_then(|_| writer.flush()) {
-            Ok(()) => shared.written.fetch_add(n, Ordering::Relaxed),
-            Err(e) => {
-                let failed = shared.failed.fetch_add(n, Ordering::Relaxed) + n;
-                tracing::warn!(
-                    target: "guard::audit",
-                    failed_total = failed,
-                    error = %e.kind(),
-                    "security events could not be written"
-                );
-                failed
-            }
-        };
-        shared.pending.fetch_sub(n, Ordering::AcqRel);
-        let dropped = shared.dropped.load(Ordering::Relaxed);
-        if dropped != reported_drops {
-            tracing::warn!(
-                target: "guard::audit",
-                dropped_total = dropped,
-                "security events dropped: the audit queue was full"
-            );
-            reported_drops = dropped;
-        }
+        let mut out = shared.output.lock().unwrap_or_else(|p| p.into_inner());
+        shared.drain(&mut out);
     }
 }
 

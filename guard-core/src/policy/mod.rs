@@ -20,6 +20,7 @@
 //! assert_eq!(err.problems().len(), 2);
 //! ```
 
+mod authz;
 pub mod env;
 mod rate_limit;
 mod secrets;
@@ -31,6 +32,20 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "authz")]
+#[cfg_attr(
+    not(all(
+        feature = "audit",
+        feature = "ingress",
+        feature = "validate",
+        feature = "verify",
+        feature = "secrets",
+        feature = "rate-limit"
+    )),
+    allow(unused_imports) // the builder, which needs every layer, translates the rules
+)]
+pub(crate) use authz::to_rule as authz_rule;
+pub use authz::{AuthzPolicy, AuthzRulePolicy};
 pub use rate_limit::RateLimitPolicy;
 pub use rate_limit::{BackendChoice, FailureMode, MessageRateLimit, RateLimitKey};
 pub use secrets::{SecretsPolicy, SecretsProvider};
@@ -271,6 +286,24 @@ pub struct AuditPolicy {
     pub buffer: usize,
     /// Longest user-controlled string written into an event, in bytes.
     pub max_field_len: usize,
+    /// Share of *allowed* decisions recorded, 0.0 to 1.0 (default 1.0, all); denials are always
+    /// recorded.
+    pub allow_sample_rate: f64,
+    /// How each event is written: `guard` (the event's own fields, default) or `ocsf` (OCSF 1.x
+    /// API Activity, guard-core feature `ocsf`).
+    pub format: AuditFormat,
+}
+
+/// `[audit] format`: the shape of each security event line.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum AuditFormat {
+    /// Guard's own field set (`guard.decision`).
+    #[default]
+    Guard,
+    /// OCSF 1.x API Activity (class 6003) with the Security Control profile.
+    Ocsf,
 }
 
 impl Default for AuditPolicy {
@@ -278,6 +311,8 @@ impl Default for AuditPolicy {
         Self {
             buffer: 4096,
             max_field_len: 256,
+            allow_sample_rate: 1.0,
+            format: AuditFormat::Guard,
         }
     }
 }
@@ -292,6 +327,8 @@ pub struct Policy {
     pub ingress: IngressPolicy,
     /// `[verify]`; absent = nothing is verified (every request passes this stage).
     pub verify: Option<VerifyPolicy>,
+    /// `[authz]`; absent = every verified principal reaches the handler.
+    pub authz: Option<AuthzPolicy>,
     /// `[rate_limit]`; absent = no limit.
     pub rate_limit: Option<RateLimitPolicy>,
     /// `[validate]`; absent = no schema.
@@ -307,6 +344,7 @@ const SECTIONS: &[&str] = &[
     "function",
     "ingress",
     "verify",
+    "authz",
     "rate_limit",
     "validate",
     "secrets",
@@ -369,6 +407,7 @@ impl Policy {
                 "function" => section(&key, value, &mut problems, |v| policy.function = v),
                 "ingress" => section(&key, value, &mut problems, |v| policy.ingress = v),
                 "verify" => section(&key, value, &mut problems, |v| policy.verify = Some(v)),
+                "authz" => section(&key, value, &mut problems, |v| policy.authz = Some(v)),
                 "rate_limit" => {
                     section(&key, value, &mut problems, |v| policy.rate_limit = Some(v))
                 }
@@ -498,8 +537,29 @@ impl Policy {
                 "must be at least 16",
             ));
         }
+        if !(0.0..=1.0).contains(&self.audit.allow_sample_rate) {
+            problems.push(PolicyProblem::new(
+                "audit.allow_sample_rate",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if self.audit.format == AuditFormat::Ocsf && !cfg!(feature = "ocsf") {
+            problems.push(PolicyProblem::new(
+                "audit.format",
+                "\"ocsf\" needs guard-core's `ocsf` feature",
+            ));
+        }
         if let Some(v) = &self.verify {
             v.check("verify", problems);
+        }
+        if let Some(a) = &self.authz {
+            a.check("authz", problems);
+            if self.verify.is_none() {
+                problems.push(PolicyProblem::new(
+                    "authz",
+                    "rules need a verified principal: add a [verify] section",
+                ));
+            }
         }
         if let Some(r) = &self.rate_limit {
             r.check("rate_limit", problems);

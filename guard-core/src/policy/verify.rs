@@ -146,14 +146,49 @@ pub struct ClaimRule {
     pub exists: Option<bool>,
 }
 
-/// `[verify.jwt]`: an OIDC / JWT bearer token.
+/// `[verify.jwt]`: an OIDC / JWT bearer token from one trusted issuer. Several issuers are
+/// several `[[verify.jwt]]` tables, each with its own audiences; a token is checked against the
+/// table of the issuer its `iss` names, and a token naming none is refused (401) without a fetch.
+///
+/// With `issuer` alone the keys are found by OpenID Connect discovery: only
+/// `{issuer}/.well-known/openid-configuration` is fetched, its `issuer` must equal this one
+/// exactly, and its `jwks_uri` (https only) is used. A configuration that breaks either rule is
+/// logged as an error (target `guard::verify`) by `Guard::prefetch` at start, and its tokens are
+/// answered 503 `guard.verify.unavailable` while no key is had; a token of another issuer, expired,
+/// for another audience or unsigned (`alg: none`) is 401 `guard.verify.bad_token`. Issuers of
+/// common providers (copy them from the provider's own discovery document; the trailing `/`
+/// matters):
+///
+/// | provider | `issuer` |
+/// |---|---|
+/// | Microsoft Entra ID (v2 tokens) | `https://login.microsoftonline.com/{tenant-id}/v2.0` |
+/// | Amazon Cognito user pool | `https://cognito-idp.{region}.amazonaws.com/{user-pool-id}` |
+/// | Google | `https://accounts.google.com` |
+/// | Okta (custom authorization server) | `https://{org}.okta.com/oauth2/{server-id}` (`default` for the default one) |
+/// | Auth0 | `https://{tenant}.{region}.auth0.com/` (or your custom domain, with its `/`) |
+///
+/// ```
+/// let policy = guard_core::Policy::from_toml_str(r#"
+///     [[verify.jwt]]
+///     issuer = "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"
+///     audiences = ["api://orders"]
+///
+///     [[verify.jwt]]
+///     issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+///     audiences = ["1example23456789"]
+/// "#).unwrap();
+/// assert_eq!(policy.verify.unwrap().jwt.len(), 2);
+/// ```
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct JwtPolicy {
-    /// Where the signing keys are (never taken from the token).
+    /// The OpenID Provider's issuer: tokens must carry exactly this `iss`, and, without
+    /// `jwks_url`, the keys are found by discovery. https (plain http only to a loopback host).
+    pub issuer: String,
+    /// Where the signing keys are (never taken from the token). Optional with `issuer`.
     pub jwks_url: String,
-    /// Accepted issuers (at least one).
+    /// Accepted issuers sharing `jwks_url` (without `issuer`).
     pub issuers: Vec<String>,
     /// Accepted audiences (at least one).
     pub audiences: Vec<String>,
@@ -172,6 +207,7 @@ pub struct JwtPolicy {
 impl Default for JwtPolicy {
     fn default() -> Self {
         Self {
+            issuer: String::new(),
             jwks_url: String::new(),
             issuers: Vec::new(),
             audiences: Vec::new(),
@@ -284,8 +320,9 @@ pub struct VerifyPolicy {
     pub cidr: Option<CidrPolicy>,
     /// Webhook signature.
     pub hmac: Option<HmacPolicy>,
-    /// Bearer token.
-    pub jwt: Option<JwtPolicy>,
+    /// Bearer tokens: one `[verify.jwt]` table or several `[[verify.jwt]]` (one per issuer).
+    #[serde(deserialize_with = "one_or_many")]
+    pub jwt: Vec<JwtPolicy>,
     /// Google push token on messages.
     pub gcp_push: Option<GcpPushPolicy>,
     /// SNS signatures on messages of kind `sns` (verified by guard-aws).
@@ -314,7 +351,7 @@ fn header_ok(h: &str) -> bool {
     http::HeaderName::from_bytes(h.as_bytes()).is_ok()
 }
 
-fn check_claims(rules: &[ClaimRule], path: &str, problems: &mut Vec<PolicyProblem>) {
+pub(super) fn check_claims(rules: &[ClaimRule], path: &str, problems: &mut Vec<PolicyProblem>) {
     for (i, r) in rules.iter().enumerate() {
         let at = format!("{path}[{i}]");
         if r.claim.trim().is_empty() {
@@ -347,7 +384,7 @@ impl VerifyPolicy {
     pub fn has_request_checks(&self) -> bool {
         self.cidr.is_some()
             || self.hmac.is_some()
-            || self.jwt.is_some()
+            || !self.jwt.is_empty()
             || self.azure_easy_auth.is_some()
             || self.aws_authorizer.is_some()
     }
@@ -504,63 +541,30 @@ impl VerifyPolicy {
                 }
             }
         }
-        if let Some(j) = &self.jwt {
-            let at = |k: &str| format!("{path}.jwt.{k}");
-            if !url_ok(&j.jwks_url) {
-                push(problems, at("jwks_url"), "must be an http(s) URL");
-            }
-            if j.issuers.is_empty() || j.issuers.iter().any(|i| i.is_empty()) {
-                push(
-                    problems,
-                    at("issuers"),
-                    "must list at least one non-empty issuer",
-                );
-            }
-            if j.audiences.is_empty() || j.audiences.iter().any(|a| a.is_empty()) {
-                push(
-                    problems,
-                    at("audiences"),
-                    "must list at least one non-empty audience",
-                );
-            }
-            if j.algorithms.is_empty() {
-                push(
-                    problems,
-                    at("algorithms"),
-                    "must list at least one algorithm",
-                );
-            }
-            for (i, a) in j.algorithms.iter().enumerate() {
-                let known = matches!(
-                    a.as_str(),
-                    "RS256"
-                        | "RS384"
-                        | "RS512"
-                        | "PS256"
-                        | "PS384"
-                        | "PS512"
-                        | "ES256"
-                        | "ES384"
-                        | "EdDSA"
-                );
-                if !known {
+        let several = self.jwt.len() > 1;
+        let mut seen_issuers: Vec<&str> = Vec::new();
+        for (n, j) in self.jwt.iter().enumerate() {
+            let base = if several {
+                format!("{path}.jwt[{n}]")
+            } else {
+                format!("{path}.jwt")
+            };
+            check_jwt(j, &base, problems);
+            let accepted: Vec<&str> = if j.issuer.is_empty() {
+                j.issuers.iter().map(String::as_str).collect()
+            } else {
+                vec![j.issuer.as_str()]
+            };
+            for iss in accepted {
+                if seen_issuers.contains(&iss) {
                     push(
                         problems,
-                        format!("{path}.jwt.algorithms[{i}]"),
-                        "unknown or not allowed (use RS*, PS*, ES256, ES384 or EdDSA; never none or HS*)",
+                        format!("{base}.issuer"),
+                        "this issuer is already trusted by another [[verify.jwt]] table",
                     );
                 }
+                seen_issuers.push(iss);
             }
-            if j.leeway_secs > 300 {
-                push(problems, at("leeway_secs"), "must be at most 300");
-            }
-            if j.jwks_cooldown_secs == 0 {
-                push(problems, at("jwks_cooldown_secs"), "must be at least 1");
-            }
-            if j.jwks_ttl_secs == 0 {
-                push(problems, at("jwks_ttl_secs"), "must be at least 1");
-            }
-            check_claims(&j.claims, &at("claims"), problems);
         }
         if let Some(g) = &self.gcp_push {
             let at = |k: &str| format!("{path}.gcp_push.{k}");
@@ -608,4 +612,99 @@ impl VerifyPolicy {
             );
         }
     }
+}
+
+/// The problems of one `[verify.jwt]` table, under `base`.
+fn check_jwt(j: &JwtPolicy, base: &str, problems: &mut Vec<PolicyProblem>) {
+    let at = |k: &str| format!("{base}.{k}");
+    if j.issuer.is_empty() {
+        if !url_ok(&j.jwks_url) {
+            push(
+                problems,
+                at("jwks_url"),
+                "must be an http(s) URL (or set `issuer` for OIDC discovery)",
+            );
+        }
+        if j.issuers.is_empty() || j.issuers.iter().any(|i| i.is_empty()) {
+            push(
+                problems,
+                at("issuers"),
+                "must list at least one non-empty issuer (or set `issuer`)",
+            );
+        }
+    } else {
+        #[cfg(feature = "jwks-http")]
+        if let Err(e) = crate::verify::check_issuer(&j.issuer) {
+            push(problems, at("issuer"), &e);
+        }
+        if !j.issuers.is_empty() {
+            push(
+                problems,
+                at("issuers"),
+                "set either `issuer` or `issuers`, not both",
+            );
+        }
+        if !j.jwks_url.is_empty() && !url_ok(&j.jwks_url) {
+            push(problems, at("jwks_url"), "must be an http(s) URL");
+        }
+    }
+    if j.audiences.is_empty() || j.audiences.iter().any(|a| a.is_empty()) {
+        push(
+            problems,
+            at("audiences"),
+            "must list at least one non-empty audience",
+        );
+    }
+    if j.algorithms.is_empty() {
+        push(
+            problems,
+            at("algorithms"),
+            "must list at least one algorithm",
+        );
+    }
+    for (i, a) in j.algorithms.iter().enumerate() {
+        let known = matches!(
+            a.as_str(),
+            "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512" | "ES256" | "ES384" | "EdDSA"
+        );
+        if !known {
+            push(
+                problems,
+                format!("{base}.algorithms[{i}]"),
+                "unknown or not allowed (use RS*, PS*, ES256, ES384 or EdDSA; never none or HS*)",
+            );
+        }
+    }
+    if j.leeway_secs > 300 {
+        push(problems, at("leeway_secs"), "must be at most 300");
+    }
+    if j.jwks_cooldown_secs == 0 {
+        push(problems, at("jwks_cooldown_secs"), "must be at least 1");
+    }
+    if j.jwks_ttl_secs == 0 {
+        push(problems, at("jwks_ttl_secs"), "must be at least 1");
+    }
+    check_claims(&j.claims, &at("claims"), problems);
+}
+
+/// `[verify.jwt]` (one table) or `[[verify.jwt]]` (several), with the key paths of each kept.
+fn one_or_many<'de, D>(d: D) -> Result<Vec<JwtPolicy>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<JwtPolicy>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a [verify.jwt] table or [[verify.jwt]] tables")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            JwtPolicy::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                .map(|j| vec![j])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::<JwtPolicy>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(V)
 }

@@ -16,10 +16,12 @@
 //! ```
 
 pub mod body;
+mod grants;
 mod headers;
 mod refusal;
 mod trace;
 
+pub use grants::Grants;
 pub use headers::{HeaderBuilder, HeaderLimits, HeadersTooLarge};
 pub use refusal::AdapterRefusal;
 pub use trace::TraceContext;

@@ -32,6 +32,9 @@ pub struct VerifyDeps {
     replay: Option<Arc<dyn ReplayStore>>,
     /// Platform checks an adapter adds for messages of one kind (SNS signatures, ...).
     message_verifiers: Vec<(String, BoxVerifier)>,
+    /// The client for JWKS and OIDC discovery (default: one with the platform's roots).
+    #[cfg(feature = "jwks-http")]
+    http_client: Option<crate::http_client::HttpClient>,
 }
 
 impl std::fmt::Debug for VerifyDeps {
@@ -59,7 +62,28 @@ impl VerifyDeps {
             clock: Arc::new(SystemWallClock),
             replay: None,
             message_verifiers: Vec::new(),
+            #[cfg(feature = "jwks-http")]
+            http_client: None,
         }
+    }
+
+    /// The HTTP client `[verify.jwt]` fetches keys and OpenID configurations with (its roots,
+    /// timeouts; bodies stay capped by the JWKS rules). Default: a client trusting the
+    /// platform's root certificates.
+    ///
+    /// ```
+    /// use guard_core::http_client::HttpClient;
+    /// use guard_core::secrets::SecretStore;
+    /// use guard_core::verify::VerifyDeps;
+    /// let store = SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
+    /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
+    /// let deps = VerifyDeps::new(store).http_client(client);
+    /// # let _ = deps;
+    /// ```
+    #[cfg(feature = "jwks-http")]
+    pub fn http_client(mut self, client: crate::http_client::HttpClient) -> Self {
+        self.http_client = Some(client);
+        self
     }
 
     /// Messages of `kind` (`Trigger::Message` kind, e.g. `sns`) must also pass `verifier`, after
@@ -129,18 +153,28 @@ fn jwks_cache(
     url: &str,
     ttl: Duration,
     cooldown: Duration,
-    clock: &Arc<dyn WallClock>,
+    deps: &VerifyDeps,
     at: &str,
 ) -> Result<JwksCache, PolicyProblem> {
     #[cfg(feature = "jwks-http")]
     {
-        JwksCache::from_url(url)
-            .map(|b| b.ttl(ttl).cooldown(cooldown).clock(clock.clone()).build())
+        let builder = match &deps.http_client {
+            Some(client) => super::jwks::HttpJwksFetcher::with_client(url, client.clone())
+                .map(JwksCache::builder),
+            None => JwksCache::from_url(url),
+        };
+        builder
+            .map(|b| {
+                b.ttl(ttl)
+                    .cooldown(cooldown)
+                    .clock(deps.clock.clone())
+                    .build()
+            })
             .map_err(|e| PolicyProblem::new(at, e.to_string()))
     }
     #[cfg(not(feature = "jwks-http"))]
     {
-        let _ = (url, ttl, cooldown, clock);
+        let _ = (url, ttl, cooldown, deps);
         Err(PolicyProblem::new(
             at,
             "fetching a JWKS needs guard-core's `jwks-http` feature",
@@ -148,31 +182,87 @@ fn jwks_cache(
     }
 }
 
-fn jwt_verifier(j: &JwtPolicy, clock: &Arc<dyn WallClock>) -> Result<JwtVerifier, PolicyProblem> {
-    let jwks = jwks_cache(
-        &j.jwks_url,
-        Duration::from_secs(j.jwks_ttl_secs),
-        Duration::from_secs(j.jwks_cooldown_secs),
-        clock,
-        "verify.jwt.jwks_url",
-    )?;
+/// The keys of `issuer`, found by OIDC discovery.
+fn discovered_cache(
+    issuer: &str,
+    ttl: Duration,
+    cooldown: Duration,
+    deps: &VerifyDeps,
+    at: &str,
+) -> Result<JwksCache, PolicyProblem> {
+    #[cfg(feature = "jwks-http")]
+    {
+        let client = match &deps.http_client {
+            Some(c) => c.clone(),
+            None => crate::http_client::HttpClient::builder()
+                .build()
+                .map_err(|e| PolicyProblem::new(at, e.to_string()))?,
+        };
+        JwksCache::discover(issuer, client)
+            .map(|b| {
+                b.ttl(ttl)
+                    .cooldown(cooldown)
+                    .clock(deps.clock.clone())
+                    .build()
+            })
+            .map_err(|e| PolicyProblem::new(at, e.to_string()))
+    }
+    #[cfg(not(feature = "jwks-http"))]
+    {
+        let _ = (issuer, ttl, cooldown, deps);
+        Err(PolicyProblem::new(
+            at,
+            "OIDC discovery needs guard-core's `jwks-http` feature",
+        ))
+    }
+}
+
+/// One `[verify.jwt]` table: its verifier, the issuers it accepts, and its cache when the keys
+/// come from discovery (warmed at start by [`VerifyLayer::discover_now`]).
+#[allow(clippy::type_complexity)]
+fn jwt_verifier(
+    j: &JwtPolicy,
+    deps: &VerifyDeps,
+    base: &str,
+) -> Result<(JwtVerifier, Vec<String>, Option<JwksCache>), PolicyProblem> {
+    let ttl = Duration::from_secs(j.jwks_ttl_secs);
+    let cooldown = Duration::from_secs(j.jwks_cooldown_secs);
+    let discovery = !j.issuer.is_empty() && j.jwks_url.is_empty();
+    let jwks = if discovery {
+        discovered_cache(&j.issuer, ttl, cooldown, deps, &format!("{base}.issuer"))?
+    } else {
+        jwks_cache(
+            &j.jwks_url,
+            ttl,
+            cooldown,
+            deps,
+            &format!("{base}.jwks_url"),
+        )?
+    };
+    let issuers = if j.issuer.is_empty() {
+        j.issuers.clone()
+    } else {
+        vec![j.issuer.clone()]
+    };
     let algs = j
         .algorithms
         .iter()
         .map(|a| parse_algorithm(a))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PolicyProblem::new("verify.jwt.algorithms", e.to_string()))?;
-    let mut b = JwtVerifier::builder(jwks)
-        .issuers(j.issuers.iter().cloned())
+        .map_err(|e| PolicyProblem::new(format!("{base}.algorithms"), e.to_string()))?;
+    let mut b = JwtVerifier::builder(jwks.clone())
+        .issuers(issuers.iter().cloned())
         .audiences(j.audiences.iter().cloned())
         .algorithms(algs)
         .leeway(Duration::from_secs(j.leeway_secs))
-        .clock(clock.clone());
+        .clock(deps.clock.clone());
     for p in predicates(&j.claims) {
         b = b.require(p);
     }
-    b.build()
-        .map_err(|e| PolicyProblem::new("verify.jwt", e.to_string()))
+    let v = b
+        .build()
+        .map_err(|e| PolicyProblem::new(base.to_string(), e.to_string()))?;
+    Ok((v, issuers, discovery.then_some(jwks)))
 }
 
 /// Messages: the source must be listed; messages of the push kinds must also carry the push token,
@@ -268,11 +358,32 @@ impl VerifyLayer {
                 Err(p) => problems.push(p),
             }
         }
-        if let Some(j) = &policy.jwt {
-            match jwt_verifier(j, &deps.clock) {
-                Ok(v) => checks.push(v.boxed()),
+        let mut discovered = Vec::new();
+        let mut routes = Vec::new();
+        for (n, j) in policy.jwt.iter().enumerate() {
+            let base = if policy.jwt.len() > 1 {
+                format!("verify.jwt[{n}]")
+            } else {
+                "verify.jwt".to_string()
+            };
+            match jwt_verifier(j, deps, &base) {
+                Ok((v, issuers, cache)) => {
+                    discovered.extend(cache);
+                    routes.push((issuers, v));
+                }
                 Err(p) => problems.push(p),
             }
+        }
+        match routes.len() {
+            0 => {}
+            1 => checks.push(routes.remove(0).1.boxed()),
+            #[cfg(feature = "jwks-http")]
+            _ => checks.push(super::oidc::IssuerRouter::new(routes).boxed()),
+            #[cfg(not(feature = "jwks-http"))]
+            _ => problems.push(PolicyProblem::new(
+                "verify.jwt",
+                "several issuers need guard-core's `jwks-http` feature",
+            )),
         }
         if let Some(e) = &policy.azure_easy_auth {
             let mut v = EasyAuthVerifier::new().auth_types(e.auth_types.iter().cloned());
@@ -300,7 +411,7 @@ impl VerifyLayer {
                 &g.jwks_url,
                 Duration::from_secs(3600),
                 Duration::from_secs(10),
-                &deps.clock,
+                deps,
                 "verify.gcp_push.jwks_url",
             );
             match jwks {
@@ -350,7 +461,8 @@ impl VerifyLayer {
                 push,
                 platform: deps.message_verifiers.clone(),
             },
-        )))
+        ))
+        .with_discovery(discovered))
     }
 }
 

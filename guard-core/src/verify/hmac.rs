@@ -253,6 +253,79 @@ fn extract(scheme: &HmacScheme, headers: &HeaderMap) -> Result<Claimed, Extract>
     }
 }
 
+/// The headers that sign `body` with `key` under `scheme` at `unix_seconds`: exactly what
+/// [`extract`] reads back (the sending half of each scheme, for outbound calls to a Guard peer).
+#[cfg_attr(not(feature = "outbound"), allow(dead_code))]
+pub(crate) fn signature_headers(
+    scheme: &HmacScheme,
+    key: &[u8],
+    body: &[u8],
+    unix_seconds: u64,
+) -> Vec<(HeaderName, http::HeaderValue)> {
+    let mac = |prefix: &[u8]| {
+        let mut m =
+            <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+        m.update(prefix);
+        m.update(body);
+        m.finalize().into_bytes()
+    };
+    let value =
+        |s: String| http::HeaderValue::try_from(s).expect("hex, digits and ASCII punctuation");
+    let t = unix_seconds;
+    match scheme {
+        HmacScheme::GitHub => vec![(
+            HeaderName::from_static("x-hub-signature-256"),
+            value(format!("sha256={}", hex::encode(mac(b"")))),
+        )],
+        HmacScheme::Stripe { header } => vec![(
+            header.clone(),
+            value(format!(
+                "t={t},v1={}",
+                hex::encode(mac(format!("{t}.").as_bytes()))
+            )),
+        )],
+        HmacScheme::Slack => vec![
+            (
+                HeaderName::from_static("x-slack-signature"),
+                value(format!(
+                    "v0={}",
+                    hex::encode(mac(format!("v0:{t}:").as_bytes()))
+                )),
+            ),
+            (
+                HeaderName::from_static("x-slack-request-timestamp"),
+                value(t.to_string()),
+            ),
+        ],
+        HmacScheme::Generic {
+            header,
+            prefix,
+            encoding,
+            timestamp_header,
+        } => {
+            let signed_prefix = match timestamp_header {
+                Some(_) => format!("{t}."),
+                None => String::new(),
+            };
+            let sig = mac(signed_prefix.as_bytes());
+            let sig = match encoding {
+                SignatureEncoding::Hex => hex::encode(sig),
+                SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(sig),
+            };
+            let mut headers = Vec::with_capacity(2);
+            // A prefix that is not a valid header value cannot be sent: the request goes unsigned
+            // in that part and the peer refuses it, as it would any bad signature.
+            if let Ok(v) = http::HeaderValue::try_from(format!("{prefix}{sig}")) {
+                headers.push((header.clone(), v));
+            }
+            if let Some(h) = timestamp_header {
+                headers.push((h.clone(), value(t.to_string())));
+            }
+            headers
+        }
+    }
+}
+
 /// Builds an [`HmacVerifier`]. See [`HmacVerifier::builder`].
 pub struct HmacVerifierBuilder {
     scheme: HmacScheme,

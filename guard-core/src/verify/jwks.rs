@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 #[cfg(feature = "jwks-http")]
@@ -170,10 +172,20 @@ fn key_alg(a: &KeyAlgorithm) -> Option<Algorithm> {
 }
 
 /// Turns one JWK into a key, or `None` when it cannot be used for signature verification here:
-/// symmetric (`oct`) keys are never taken from a JWKS (that is the HS/RS confusion door),
-/// encryption keys are skipped, and the family fixes which algorithms the key accepts.
+/// symmetric (`oct`) keys are never taken from a JWKS (that is the HS/RS confusion door), a key
+/// is used only if its `use` is absent or `sig` **and** its `key_ops`, when present, contains
+/// `verify` (RFC 7517 §4.2, §4.3), and the family (and `alg`, when given) fixes which
+/// algorithms the key accepts.
 fn usable(jwk: &Jwk) -> Option<Key> {
-    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+    if !matches!(
+        jwk.common.public_key_use,
+        None | Some(PublicKeyUse::Signature)
+    ) {
+        return None;
+    }
+    if let Some(ops) = &jwk.common.key_operations
+        && !ops.contains(&KeyOperations::Verify)
+    {
         return None;
     }
     let declared = match &jwk.common.key_algorithm {
@@ -235,6 +247,9 @@ pub(crate) enum Lookup {
     /// No keys could ever be fetched.
     Unavailable,
 }
+
+/// The keys of one successful fetch.
+type Keys = Arc<[Arc<Key>]>;
 
 #[derive(Default)]
 struct State {
@@ -347,6 +362,32 @@ impl JwksCache {
         Ok(Self::builder(HttpJwksFetcher::new(url)?))
     }
 
+    /// A cache of the keys of the OpenID Provider `issuer`, found by OIDC discovery over
+    /// `client`: `{issuer}/.well-known/openid-configuration` (the issuer's terminating `/`
+    /// removed) is fetched — and nothing else but the `jwks_uri` it names — its `issuer` must
+    /// equal `issuer` exactly and its `jwks_uri` must be https, else no key is had (tokens get
+    /// 503 `guard.verify.unavailable`) and an error is logged on the `guard::verify` target. The
+    /// configuration is fetched within the cache's refresh (single-flight, cooldown, keys kept on
+    /// failure) and again only after a JWKS fetch failed. `issuer` must be https (plain http only
+    /// to a loopback host, for a local provider).
+    ///
+    /// ```
+    /// use guard_core::http_client::HttpClient;
+    /// use guard_core::verify::JwksCache;
+    /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
+    /// assert!(JwksCache::discover("https://login.microsoftonline.com/tenant/v2.0", client.clone()).is_ok());
+    /// assert!(JwksCache::discover("http://idp.example", client).is_err());
+    /// ```
+    #[cfg(feature = "jwks-http")]
+    pub fn discover(
+        issuer: &str,
+        client: crate::http_client::HttpClient,
+    ) -> Result<JwksCacheBuilder, VerifyError> {
+        Ok(Self::builder(super::oidc::DiscoveryFetcher::new(
+            issuer, client,
+        )?))
+    }
+
     /// How many fetches were attempted so far.
     pub fn fetches(&self) -> u64 {
         self.inner.state.lock().map(|s| s.attempts).unwrap_or(0)
@@ -380,23 +421,29 @@ impl JwksCache {
         Ok(())
     }
 
-    fn snapshot(&self) -> (Arc<[Arc<Key>]>, bool, bool, u64) {
+    /// The keys (`None` until a fetch succeeded), whether they are fresh, whether a fetch is
+    /// allowed now, and the attempts so far.
+    fn snapshot(&self) -> (Option<Keys>, bool, bool, u64) {
         let now = self.inner.clock.now();
         let Ok(s) = self.inner.state.lock() else {
-            return (Arc::new([]), false, false, 0);
+            return (None, false, false, 0);
         };
         let older_than = |t: Option<SystemTime>, d: Duration| {
             t.is_none_or(|t| now.duration_since(t).map(|age| age >= d).unwrap_or(false))
         };
         let fresh = !older_than(s.fetched_at, self.inner.ttl);
         let may_fetch = older_than(s.last_attempt, self.inner.cooldown);
-        (s.keys.clone(), fresh, may_fetch, s.attempts)
+        let keys = s.fetched_at.map(|_| s.keys.clone());
+        (keys, fresh, may_fetch, s.attempts)
     }
 
-    fn pick(keys: &[Arc<Key>], kid: Option<&str>, alg: Algorithm) -> Result<Arc<Key>, Lookup> {
-        if keys.is_empty() {
-            return Err(Lookup::Unavailable);
-        }
+    fn pick(
+        keys: Option<&[Arc<Key>]>,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Arc<Key>, Lookup> {
+        // Never fetched: unavailable. Fetched with no usable key: the token's key is unknown.
+        let keys = keys.ok_or(Lookup::Unavailable)?;
         let fits = |k: &&Arc<Key>| k.algs.contains(&alg);
         match kid {
             Some(kid) => keys
@@ -419,7 +466,7 @@ impl JwksCache {
     /// The key for a token's `kid` and `alg`, refreshing when allowed.
     pub(crate) async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<Arc<Key>, Lookup> {
         let (keys, fresh, may_fetch, attempts) = self.snapshot();
-        let found = Self::pick(&keys, kid, alg);
+        let found = Self::pick(keys.as_deref(), kid, alg);
         if (found.is_ok() && fresh) || !may_fetch {
             return found;
         }
@@ -429,9 +476,9 @@ impl JwksCache {
             // Nobody refreshed while we waited: we are the one flight. Failure keeps old keys.
             let _ = self.fetch_now().await;
             let (keys, ..) = self.snapshot();
-            return Self::pick(&keys, kid, alg);
+            return Self::pick(keys.as_deref(), kid, alg);
         }
-        Self::pick(&keys, kid, alg)
+        Self::pick(keys.as_deref(), kid, alg)
     }
 }
 

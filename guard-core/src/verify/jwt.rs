@@ -327,6 +327,12 @@ impl JwtVerifier {
         if !cfg.algorithms.contains(&header.alg) {
             return Err(bad("algorithm not allowed"));
         }
+        // A token of another issuer never reaches the keys (nor makes the cache fetch).
+        if !cfg.issuers.is_empty()
+            && !peek_issuer(token).is_some_and(|iss| cfg.issuers.contains(&iss))
+        {
+            return Err(bad("issuer missing or not accepted"));
+        }
         let key = cfg
             .jwks
             .find(header.kid.as_deref(), header.alg)
@@ -415,9 +421,30 @@ impl JwtVerifier {
     }
 }
 
+/// The `iss` claim of a compact JWS, read without verifying anything: only to choose which
+/// issuer's keys (if any) to try. `None` when it is not there or not readable.
+pub(crate) fn peek_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let payload = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    #[derive(serde::Deserialize)]
+    struct Iss {
+        iss: Option<Value>,
+    }
+    match serde_json::from_slice::<Iss>(&json).ok()?.iss? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// The bearer token: missing header or another scheme → missing credentials; repeated or
 /// unreadable header → bad token.
-fn bearer(headers: &http::HeaderMap) -> Result<&str, Rejection> {
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Result<&str, Rejection> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
     let missing =
         || Rejection::new(RejectionKind::MissingCredentials).with_reason("no bearer token");

@@ -379,6 +379,8 @@ impl Verifier for ByTrigger {
 pub struct VerifyLayer {
     verifier: BoxVerifier,
     commit_here: bool,
+    /// Key caches whose issuer is found by OIDC discovery (policy-built), warmed at start.
+    discovered: Arc<[super::JwksCache]>,
 }
 
 impl std::fmt::Debug for VerifyLayer {
@@ -393,6 +395,33 @@ impl VerifyLayer {
         Self {
             verifier: Arc::new(verifier),
             commit_here: true,
+            discovered: Arc::new([]),
+        }
+    }
+
+    pub(crate) fn with_discovery(mut self, caches: Vec<super::JwksCache>) -> Self {
+        self.discovered = caches.into();
+        self
+    }
+
+    /// Runs OIDC discovery and fetches the keys of every issuer the policy names by `issuer`
+    /// alone, so a refused configuration is reported at start (on the `guard::verify` target)
+    /// rather than at the first request. Tokens stay refused (503) while no key is had.
+    #[cfg_attr(
+        not(all(
+            feature = "audit",
+            feature = "authz",
+            feature = "ingress",
+            feature = "validate",
+            feature = "rate-limit"
+        )),
+        allow(dead_code) // called by the Guard builder's prefetch
+    )]
+    pub(crate) async fn discover_now(&self) {
+        for cache in self.discovered.iter() {
+            if let Err(e) = cache.refresh().await {
+                tracing::error!(target: "guard::verify", error = %e, "signing keys not fetched at start");
+            }
         }
     }
 
@@ -403,6 +432,7 @@ impl VerifyLayer {
     #[cfg_attr(
         not(all(
             feature = "audit",
+            feature = "authz",
             feature = "ingress",
             feature = "validate",
             feature = "rate-limit"

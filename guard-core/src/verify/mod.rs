@@ -6,7 +6,7 @@
 //! | [`CidrVerifier`] | platform-observed address ([`Peer`](crate::request::Peer), or [`TrustedProxies`](crate::request::TrustedProxies) over `X-Forwarded-For`) in an allow-list | 403 `forbidden_address` |
 //! | [`SourceVerifier`] | a message from an ARN / topic / subscription listed for its trigger kind (`*` = one segment) | 403 `forbidden_source` |
 //! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](crate::secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
-//! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] | 401 `missing_credentials` / `bad_token`, 403 `forbidden` |
+//! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] (a JWKS URL, or the issuer's OpenID configuration: [`JwksCache::discover`]) | 401 `missing_credentials` / `bad_token`, 403 `forbidden`, 503 `unavailable` |
 //! | [`AwsAuthorizerVerifier`], [`EasyAuthVerifier`], [`PlatformIdentityVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
 //! | closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` | anything you decide | your rejection |
 //!
@@ -107,6 +107,8 @@ mod hmac;
 mod jwks;
 mod jwt;
 mod layer;
+#[cfg(feature = "jwks-http")]
+mod oidc;
 mod platform;
 mod replay;
 mod source;
@@ -115,6 +117,8 @@ pub use cidr::CidrVerifier;
 pub use commit::{CommitFuture, ReplayCommit, ReplayCommitLayer};
 pub use error::VerifyError;
 pub use from_policy::VerifyDeps;
+#[cfg(feature = "outbound")]
+pub(crate) use hmac::signature_headers as hmac_signature_headers;
 pub use hmac::{
     DEFAULT_TOLERANCE, HmacScheme, HmacVerifier, HmacVerifierBuilder, MAX_SIGNATURE_HEADER,
     MAX_SIGNATURES, SignatureEncoding,
@@ -132,6 +136,8 @@ pub use layer::{
     All, Any, BoxVerifier, ByTrigger, ResponseFuture, Verifier, VerifierExt, Verify, VerifyFuture,
     VerifyLayer, all, any, by_trigger,
 };
+#[cfg(feature = "jwks-http")]
+pub(crate) use oidc::check_issuer;
 pub use platform::{
     AwsAuthorizer, AwsAuthorizerVerifier, EASY_AUTH_HEADER, EasyAuthVerifier, MAX_EASY_AUTH_BYTES,
     MAX_EASY_AUTH_CLAIMS, PlatformIdentity, PlatformIdentityVerifier,

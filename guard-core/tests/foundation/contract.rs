@@ -18,7 +18,7 @@ use crate::support::{CountingHandler, call, json_post, problem};
 fn every_rejection_kind_keeps_its_status_code_layer_and_transience() {
     use RejectionKind::*;
     #[rustfmt::skip]
-    let golden: [(RejectionKind, u16, &str, &str, bool); 23] = [
+    let golden: [(RejectionKind, u16, &str, &str, bool); 24] = [
         (TooLarge,               413, "guard.ingress.too_large",              "ingress",    false),
         (HeadersTooLarge,        431, "guard.ingress.headers_too_large",      "ingress",    false),
         (RequestTimeout,         408, "guard.ingress.timeout",                "ingress",    false),
@@ -38,6 +38,7 @@ fn every_rejection_kind_keeps_its_status_code_layer_and_transience() {
         (ForbiddenAddress,       403, "guard.verify.forbidden_address",       "verify",     false),
         (ForbiddenSource,        403, "guard.verify.forbidden_source",        "verify",     false),
         (VerifyUnavailable,      503, "guard.verify.unavailable",             "verify",     true),
+        (AuthzForbidden,         403, "guard.authz.forbidden",                "authz",      false),
         (RateLimited,            429, "guard.rate.limited",                   "rate_limit", true),
         (RateBackendUnavailable, 503, "guard.rate.backend_unavailable",       "rate_limit", true),
         (SecretsUnavailable,     503, "guard.secrets.unavailable",            "secrets",    true),

@@ -4,6 +4,7 @@
 #![cfg(all(feature = "verify", feature = "jwks-http", feature = "audit"))]
 
 #[cfg(all(
+    feature = "authz",
     feature = "ingress",
     feature = "validate",
     feature = "rate-limit",

@@ -270,6 +270,59 @@ async fn key_family_pins_the_algorithm() {
         .await;
 }
 
+/// The test keys re-published with other `use` / `key_ops` members (RFC 7517 §4.2, §4.3).
+fn jwks_with(members: &str) -> Vec<u8> {
+    let mut doc: Value = serde_json::from_slice(&data("jwks.json")).unwrap();
+    let extra: Value = serde_json::from_str(members).unwrap();
+    for key in doc["keys"].as_array_mut().unwrap() {
+        let key = key.as_object_mut().unwrap();
+        key.remove("use");
+        for (k, v) in extra.as_object().unwrap() {
+            key.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::to_vec(&doc).unwrap()
+}
+
+fn stack_over(doc: Vec<u8>) -> Stack {
+    let jwks = JwksCache::builder(move || Ok(doc.clone())).build();
+    let v = JwtVerifier::builder(jwks)
+        .issuers([ISS])
+        .audiences([AUD])
+        .algorithms([Algorithm::RS256, Algorithm::ES256])
+        .clock(Arc::new(clock()))
+        .build()
+        .unwrap();
+    Stack::of(v)
+}
+
+#[tokio::test]
+async fn keys_whose_key_ops_or_use_exclude_verify_never_verify() {
+    // Validly signed tokens; the RSA and EC keys are published for another operation.
+    for members in [
+        r#"{"key_ops": ["encrypt"]}"#,
+        r#"{"key_ops": ["sign"]}"#,
+        r#"{"key_ops": []}"#,
+        r#"{"key_ops": ["verify"], "use": "enc"}"#,
+        r#"{"use": "wrap"}"#,
+    ] {
+        let s = stack_over(jwks_with(members));
+        s.denied(bearer(&rs256("rsa-1", &claims())), RejectionKind::BadToken)
+            .await;
+        s.denied(bearer(&es256(&claims())), RejectionKind::BadToken)
+            .await;
+    }
+    // `key_ops` containing `verify` (with or without `use: sig`) is a verification key.
+    for members in [
+        r#"{"key_ops": ["verify"]}"#,
+        r#"{"key_ops": ["sign", "verify"], "use": "sig"}"#,
+    ] {
+        let s = stack_over(jwks_with(members));
+        s.allowed(bearer(&rs256("rsa-1", &claims()))).await;
+        s.allowed(bearer(&es256(&claims()))).await;
+    }
+}
+
 #[tokio::test]
 async fn unknown_kid_flood_costs_at_most_one_fetch_per_cooldown() {
     let f = fixture();

@@ -215,6 +215,15 @@ fn key_vault_with_managed_identity() {
         lines.contains(&"GET /secrets/orders-webhook-hmac?api-version=7.4 HTTP/1.1"),
         "{lines:?}"
     );
+    // The previous version comes from the versions list, then by its id.
+    assert!(
+        lines.contains(&"GET /secrets/orders-webhook-hmac/versions?api-version=7.4 HTTP/1.1"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"GET /secrets/orders-webhook-hmac/d4e5f6?api-version=7.4 HTTP/1.1"),
+        "{lines:?}"
+    );
     let api_key_reads = lines
         .iter()
         .filter(|l| l.starts_with("GET /secrets/orders-api-key?"))

@@ -271,6 +271,10 @@ fn queue_messages_are_acked_only_when_valid_and_from_the_orders_queue() {
     let events = h.wait_for_decisions(4);
     assert_eq!(events.len(), 4, "{events:?}");
     assert_eq!(events[0]["outcome"], "allow");
+    assert_eq!(
+        events[0]["status"], 201,
+        "the handler answered the valid message"
+    );
     assert_eq!(events[0]["trigger"], "azure-queue");
     assert_eq!(events[0]["source_id"], "orders");
     assert_eq!(events[1]["code"], "guard.validate.schema");
@@ -331,44 +335,100 @@ fn easy_auth_when_the_policy_trusts_it() {
     env.push(("GUARD_POLICY", &policy));
     let mut h = Handler::start(&app_root(), &env);
     let ok = order().to_string();
+    let with = |p: String| {
+        let mut headers = json_from("198.18.6.6");
+        headers.push(("x-ms-client-principal", p));
+        headers
+    };
     for mode in [Mode::Invocation, Mode::Proxy] {
-        let with = |p: String| {
-            let mut headers = json_from("198.18.6.6");
-            headers.push(("x-ms-client-principal", p));
-            headers
-        };
         let r = h.client(mode, "POST", &with(principal(&["orders.write"])), &ok);
         assert_eq!(r.status, 201, "{mode:?}: {}", r.body);
         let r = h.client(mode, "POST", &with(principal(&["orders.read"])), &ok);
         assert_eq!(r.status, 403, "{mode:?}: role requirement unmet");
         let r = h.client(mode, "POST", &with("%%% not base64 %%%".to_owned()), &ok);
         assert_eq!(r.status, 401, "{mode:?}: garbage");
+        let r = h.client(
+            mode,
+            "POST",
+            &with(base64_of(&[0xff, 0x00, 0x7b, 0x22])),
+            &ok,
+        );
+        assert_eq!(r.status, 401, "{mode:?}: base64 of garbage");
         let r = h.client(mode, "POST", &with("A".repeat(20 * 1024)), &ok);
         assert_eq!(r.status, 401, "{mode:?}: over the Easy Auth size limit");
         let r = h.client(mode, "POST", &json_from("198.18.6.6"), &ok);
         assert_eq!(r.status, 401, "{mode:?}: no principal");
     }
-    // A 1 MB header is refused before the stack (413 envelope / 431 head) without a panic.
+    // A 1 MB principal reaches the verifier in both modes: 401, one event, no panic.
     let huge = "A".repeat(1024 * 1024);
+    for mode in [Mode::Invocation, Mode::Proxy] {
+        let mut headers = json_from("198.18.6.6");
+        headers.push(("x-ms-client-principal", huge.clone()));
+        let r = h.client(mode, "POST", &headers, &ok);
+        assert_eq!(r.status, 401, "{mode:?}: a 1 MB principal");
+        assert_eq!(problem_code(&r.body), "guard.verify.bad_token", "{mode:?}");
+    }
+    // Every other header keeps the generic limits (64 KiB of header fields → 431).
+    for mode in [Mode::Invocation, Mode::Proxy] {
+        let mut headers = with(principal(&["orders.write"]));
+        headers.push(("x-padding", "p".repeat(100 * 1024)));
+        let r = h.client(mode, "POST", &headers, &ok);
+        assert_eq!(r.status, 431, "{mode:?}: an oversized ordinary header");
+    }
+    // Far past the 2 MiB made for the principal, the transport refuses first: the envelope is
+    // over the server's body limit (413), the head over its read buffer (431, hyper's own
+    // answer: it checks the buffer after each read, so a head a little over the limit may still
+    // be read whole, and then the verifier answers 401); one event each.
     let mut headers = json_from("198.18.6.6");
-    headers.push(("x-ms-client-principal", huge.clone()));
+    headers.push(("x-ms-client-principal", "A".repeat(3 * 1024 * 1024)));
     let a = h.invoke("orders", &host::http_envelope("POST", &headers, &ok));
-    assert!(matches!(a.status, 413 | 431), "{}", a.status);
-    let a = h.send(
-        "POST",
-        "/api/orders",
-        &[("x-ms-client-principal", huge)],
-        ok.as_bytes(),
+    assert_eq!(
+        a.status, 413,
+        "invocation mode: envelope over the body limit"
     );
-    assert!(matches!(a.status, 413 | 431), "{}", a.status);
+    let mut headers = json_from("198.18.6.6");
+    headers.push(("x-ms-client-principal", "A".repeat(16 * 1024 * 1024)));
+    let a = h.send("POST", "/api/orders", &headers, ok.as_bytes());
+    assert_eq!(a.status, 431, "proxy mode: head over the server's buffer");
     assert!(h.is_running(), "the handler survived");
-    let events = h.wait_for_decisions(12);
-    assert_eq!(events.len(), 12, "{events:?}");
+    let events = h.wait_for_decisions(18);
+    assert_eq!(events.len(), 18, "one event per decision: {events:?}");
     assert!(events.iter().any(|e| {
         e["principal"]
             .as_str()
             .is_some_and(|p| p.contains("ana@shop.example"))
     }));
+    let codes: Vec<&str> = events[12..]
+        .iter()
+        .map(|e| e["code"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "guard.verify.bad_token",
+            "guard.verify.bad_token",
+            "guard.ingress.headers_too_large",
+            "guard.ingress.headers_too_large",
+            "guard.ingress.too_large",
+            "guard.ingress.headers_too_large",
+        ]
+    );
+    assert!(
+        !h.all_output().contains(&huge[..64]),
+        "the principal is never logged"
+    );
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn problem_code(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 #[test]
@@ -416,9 +476,33 @@ fn event_grid_handshakes_only_for_configured_subscription_and_origin() {
     let refused = options("attacker.example");
     assert_eq!(refused.status, 403);
     assert!(!refused.headers.contains_key("webhook-allowed-origin"));
+    // The same handshake forwarded by the host in invocation mode (Data.req.Method OPTIONS).
+    let origin = |o: &str| vec![("webhook-request-origin", o.to_owned())];
+    let granted = h.client_of(
+        "orders-events",
+        Mode::Invocation,
+        "OPTIONS",
+        &origin("eventgrid.azure.net"),
+        "",
+    );
+    assert_eq!(granted.status, 200);
+    assert_eq!(
+        granted.headers["webhook-allowed-origin"],
+        "eventgrid.azure.net"
+    );
+    assert_eq!(granted.headers["allow"], "POST");
+    let refused = h.client_of(
+        "orders-events",
+        Mode::Invocation,
+        "OPTIONS",
+        &origin("attacker.example"),
+        "",
+    );
+    assert_eq!(refused.status, 403);
+    assert!(!refused.headers.contains_key("webhook-allowed-origin"));
 
-    let events = h.wait_for_decisions(6);
-    assert_eq!(events.len(), 6, "one event per handshake: {events:?}");
+    let events = h.wait_for_decisions(8);
+    assert_eq!(events.len(), 8, "one event per handshake: {events:?}");
     let outcomes: Vec<(&str, u64)> = events
         .iter()
         .map(|e| {
@@ -430,12 +514,112 @@ fn event_grid_handshakes_only_for_configured_subscription_and_origin() {
         .collect();
     assert_eq!(
         outcomes.iter().filter(|(_, s)| *s == 200).count(),
-        3,
+        4,
         "{outcomes:?}"
     );
     assert_eq!(
         outcomes.iter().filter(|(_, s)| *s == 403).count(),
-        3,
+        4,
         "{outcomes:?}"
     );
+}
+
+fn fixture(name: &str) -> String {
+    let path = guard_tests::server::repo_root()
+        .join("tests/tests/azure_e2e/fixtures")
+        .join(name);
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Event Grid's delivery headers for subscription `subscription`.
+fn delivery_headers(subscription: &str, content_type: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", content_type.to_owned()),
+        ("aeg-event-type", "Notification".to_owned()),
+        ("aeg-subscription-name", subscription.to_owned()),
+        ("aeg-delivery-count", "0".to_owned()),
+        ("aeg-metadata-version", "1".to_owned()),
+        ("aeg-data-version", "1.0".to_owned()),
+        ("x-forwarded-for", "52.160.0.10".to_owned()),
+    ]
+}
+
+#[test]
+fn event_grid_deliveries_are_split_and_each_event_checked() {
+    let mut env = env_secrets();
+    env.push(("GUARD_AZURE_EVENTGRID_SUBSCRIPTIONS", "orders-events"));
+    let h = Handler::start(&app_root(), &env);
+    let batch: Value = serde_json::from_str(&fixture("eventgrid-orders-delivery.json")).unwrap();
+    let one = json!([batch[0]]).to_string();
+    let cloud_event = fixture("cloudevents-order.json");
+    let eg = delivery_headers("ORDERS-EVENTS", "application/json");
+    let ce = delivery_headers(
+        "ORDERS-EVENTS",
+        "application/cloudevents+json; charset=utf-8",
+    );
+    let mut expected = Vec::new();
+    for mode in [Mode::Invocation, Mode::Proxy] {
+        // One event from the orders topic, each schema: accepted by the handler → 200.
+        let r = h.client_of("orders-events", mode, "POST", &eg, &one);
+        assert_eq!(r.status, 200, "{mode:?}: {}", r.body);
+        let r = h.client_of("orders-events", mode, "POST", &ce, &cloud_event);
+        assert_eq!(r.status, 200, "{mode:?} CloudEvents: {}", r.body);
+        // A batch of three: accepted, foreign topic (403), schema break (400). Both refusals
+        // are permanent, so the delivery gets the first one: 403, never a 2xx.
+        let r = h.client_of("orders-events", mode, "POST", &eg, &batch.to_string());
+        assert_eq!(r.status, 403, "{mode:?}: {}", r.body);
+        assert_eq!(problem_code(&r.body), "guard.verify.forbidden_source");
+        // A subscription that is not configured: the delivery is refused whole.
+        let other = delivery_headers("SOMEONE-ELSES", "application/json");
+        let r = h.client_of("orders-events", mode, "POST", &other, &one);
+        assert_eq!(r.status, 403, "{mode:?}: {}", r.body);
+        // The same delivery to `orders` (authLevel anonymous): deliveries are unsigned, so an
+        // open function never takes them (the orders would pass its address check otherwise).
+        let r = h.client_of("orders", mode, "POST", &eg, &one);
+        assert_eq!(r.status, 403, "{mode:?}: {}", r.body);
+        expected.extend([
+            ("allow", "eventgrid", ""),
+            ("allow", "eventgrid", ""),
+            ("allow", "eventgrid", ""),
+            ("deny", "eventgrid", "guard.verify.forbidden_source"),
+            ("deny", "eventgrid", "guard.validate.schema"),
+            ("deny", "http", "guard.verify.forbidden_source"),
+            ("deny", "http", "guard.verify.forbidden_source"),
+        ]);
+    }
+    let events = h.wait_for_decisions(expected.len());
+    assert_eq!(
+        events.len(),
+        expected.len(),
+        "one event per event: {events:?}"
+    );
+    let mut seen: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            let code = if e["outcome"] == "allow" {
+                String::new()
+            } else {
+                s("code")
+            };
+            (s("outcome"), s("trigger"), code)
+        })
+        .collect();
+    let mut expected: Vec<(String, String, String)> = expected
+        .into_iter()
+        .map(|(a, b, c)| (a.into(), b.into(), c.into()))
+        .collect();
+    // The events of one batch run concurrently: compare without their order.
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen, expected);
+    let topic = batch[0]["topic"].as_str().unwrap();
+    for e in events.iter().filter(|e| e["trigger"] == "eventgrid") {
+        let source = e["source_id"].as_str().unwrap_or_default();
+        assert!(
+            source == topic || source.ends_with("/topics/payments"),
+            "{e}"
+        );
+    }
+    assert!(!h.all_output().contains(API_KEY), "a secret in the output");
 }

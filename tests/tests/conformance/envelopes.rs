@@ -147,6 +147,9 @@ pub(crate) struct Observed {
     pub(crate) acked: Option<bool>,
     /// HTTP: whether the answer carries `Retry-After`.
     pub(crate) retry_after: bool,
+    /// The whole native answer as text (status, headers and body, or the Lambda response
+    /// document): what a client or the platform could read.
+    pub(crate) raw: String,
 }
 
 /// How the runner breaks one envelope on purpose (the test of the runner itself).
@@ -189,7 +192,7 @@ pub(crate) async fn send(
 
 // ------------------------------------------------------------------------------------------ AWS
 
-fn lambda_context(seq: usize) -> Context {
+pub(crate) fn lambda_context(seq: usize) -> Context {
     let mut ctx = Context::default();
     ctx.request_id = format!("conformance-{seq}");
     ctx.invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:aws-orders".into();
@@ -284,10 +287,12 @@ async fn aws(envelope: Envelope, req: &Request, stack: Stack) -> Observed {
         .oneshot(event)
         .await
         .unwrap_or_else(|e| panic!("{}: {e:?}", envelope.name()));
+    let raw = out.to_string();
     if envelope == Envelope::Sqs {
         let failures = out["batchItemFailures"].as_array().map_or(0, Vec::len);
         return Observed {
             acked: Some(failures == 0),
+            raw,
             ..Observed::default()
         };
     }
@@ -307,12 +312,13 @@ async fn aws(envelope: Envelope, req: &Request, stack: Stack) -> Observed {
         acked: None,
         retry_after: has(&out["headers"], "retry-after")
             || has(&out["multiValueHeaders"], "retry-after"),
+        raw: format!("{raw}\n{}", String::from_utf8_lossy(&body)),
     }
 }
 
 // ---------------------------------------------------------------------------------------- Azure
 
-fn azure_functions() -> guard_azure::functions::Functions {
+pub(crate) fn azure_functions() -> guard_azure::functions::Functions {
     use guard_azure::functions::Functions;
     let root =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/azure-orders");
@@ -332,7 +338,7 @@ fn azure_functions() -> guard_azure::functions::Functions {
 
 /// What guard-core's server does before the stack: `Trigger::Http` and the peer through one
 /// trusted proxy (the cloud's front end), or the left-most entry when tampered with.
-fn served(mut req: GuardRequest, leftmost: bool) -> GuardRequest {
+pub(crate) fn served(mut req: GuardRequest, leftmost: bool) -> GuardRequest {
     req.extensions_mut().insert(Trigger::Http);
     let peer = if leftmost {
         req.headers()
@@ -350,7 +356,7 @@ fn served(mut req: GuardRequest, leftmost: bool) -> GuardRequest {
     req
 }
 
-fn plain_request(
+pub(crate) fn plain_request(
     method: &str,
     path: &str,
     headers: &[(String, String)],
@@ -407,6 +413,7 @@ async fn azure(
                 200,
                 "the host's own reply to an HTTP invocation"
             );
+            let raw = raw_text(&reply);
             let v: Value = serde_json::from_slice(reply.body()).unwrap();
             let res = &v["Outputs"]["res"];
             Observed {
@@ -416,6 +423,7 @@ async fn azure(
                 retry_after: res["headers"]
                     .as_object()
                     .is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case("retry-after"))),
+                raw,
             }
         }
         Envelope::AzureProxy => {
@@ -453,6 +461,7 @@ async fn azure(
                     br#"{"Outputs":{},"Logs":[],"ReturnValue":null}"#,
                 ));
             }
+
             message_observed(reply, |s| (200..300).contains(&s))
         }
         _ => unreachable!("not an Azure envelope"),
@@ -531,7 +540,7 @@ async fn gcp(
     }
 }
 
-fn push_headers(token: &str, content_type: &str) -> Vec<(String, String)> {
+pub(crate) fn push_headers(token: &str, content_type: &str) -> Vec<(String, String)> {
     vec![
         ("Authorization".into(), format!("Bearer {token}")),
         ("Content-Type".into(), content_type.into()),
@@ -541,13 +550,13 @@ fn push_headers(token: &str, content_type: &str) -> Vec<(String, String)> {
 }
 
 /// Pub/Sub push acknowledges 102, 200, 201, 202 and 204 only.
-fn is_pubsub_ack(status: u16) -> bool {
+pub(crate) fn is_pubsub_ack(status: u16) -> bool {
     matches!(status, 102 | 200 | 201 | 202 | 204)
 }
 
 // ---------------------------------------------------------------------------------------- reading
 
-fn problem_code(body: &[u8]) -> Option<String> {
+pub(crate) fn problem_code(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
     v.get("code")?.as_str().map(str::to_owned)
 }
@@ -556,21 +565,37 @@ fn has_retry_after(headers: &HeaderMap) -> bool {
     headers.contains_key(http::header::RETRY_AFTER)
 }
 
-fn http_observed(resp: GuardResponse) -> Observed {
+/// Status line, headers and body of a plain HTTP answer, as text.
+pub(crate) fn raw_text(resp: &GuardResponse) -> String {
+    let mut text = format!("{}\n", resp.status());
+    for (name, value) in resp.headers() {
+        text.push_str(&format!(
+            "{name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    text.push_str(&String::from_utf8_lossy(resp.body()));
+    text
+}
+
+pub(crate) fn http_observed(resp: GuardResponse) -> Observed {
     Observed {
         status: Some(resp.status().as_u16()),
         code: problem_code(resp.body()),
         acked: None,
         retry_after: has_retry_after(resp.headers()),
+        raw: raw_text(&resp),
     }
 }
 
 /// A message reply: acknowledged, or refused with the refusal's status and problem.
-fn message_observed(resp: GuardResponse, is_ack: impl Fn(u16) -> bool) -> Observed {
+pub(crate) fn message_observed(resp: GuardResponse, is_ack: impl Fn(u16) -> bool) -> Observed {
     let status = resp.status().as_u16();
+    let raw = raw_text(&resp);
     if is_ack(status) {
         Observed {
             acked: Some(true),
+            raw,
             ..Observed::default()
         }
     } else {
@@ -579,6 +604,7 @@ fn message_observed(resp: GuardResponse, is_ack: impl Fn(u16) -> bool) -> Observ
             code: problem_code(resp.body()),
             acked: Some(false),
             retry_after: false,
+            raw,
         }
     }
 }

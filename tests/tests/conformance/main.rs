@@ -5,6 +5,7 @@
 //! `(status, code)` everywhere with exactly one security event of that code per decision.
 
 mod envelopes;
+mod orders;
 mod runner;
 
 use runner::{Tamper, run_suite};

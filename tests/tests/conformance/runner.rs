@@ -1,32 +1,18 @@
 //! Reads the cases, runs each through every envelope on a fresh stack, and renders the
 //! case × envelope table.
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use guard_core::audit::{AuditLayer, SecurityEvent};
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-use guard_core::{GuardRequest, GuardResponse, Policy};
+use guard_core::Policy;
+use guard_core::audit::SecurityEvent;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
-use serde_json::json;
 use sha2::Sha256;
-use tower::Layer;
-use tower::util::BoxCloneService;
 
 pub(crate) use crate::envelopes::Tamper;
-use crate::envelopes::{self, Cloud, Envelope, PushTokens, Request, Stack};
-
-#[path = "../../../examples/aws-orders/src/handler.rs"]
-mod handler;
-
-const WEBHOOK_KEY: &str = "conformance-webhook-key";
-const PUSH_ACCOUNT: &str = "orders-push@shop-prod.iam.gserviceaccount.com";
-const KID: &str = "conformance-1";
+use crate::envelopes::{self, Cloud, Envelope, Request};
+use crate::orders::{API_KEY, WEBHOOK_KEY, fixture, order, policy, push_tokens, root};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,15 +65,6 @@ fn allowed() -> String {
 }
 fn one() -> usize {
     1
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn order() -> Vec<u8> {
-    let text = std::fs::read_to_string(root().join("../examples/orders/order.json")).unwrap();
-    text.trim_end().as_bytes().to_vec()
 }
 
 impl Case {
@@ -192,153 +169,6 @@ fn load_cases() -> Vec<Case> {
     cases.case
 }
 
-// --------------------------------------------------------------------------------- the policy
-
-fn private_key_pem() -> Vec<u8> {
-    std::fs::read(root().join("../examples/gcp-orders/tests/data/push-signing-key.pem")).unwrap()
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A JWKS on a loopback port (the JWKS URL of `[verify.gcp_push]`), answering every request.
-fn jwks_url() -> &'static str {
-    static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        use rsa::pkcs8::DecodePrivateKey;
-        use rsa::traits::PublicKeyParts;
-        let pem = String::from_utf8(private_key_pem()).unwrap();
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap();
-        let jwks = json!({"keys": [{
-            "kty": "RSA", "alg": "RS256", "use": "sig", "kid": KID,
-            "n": b64url(&key.n().to_bytes_be()),
-            "e": b64url(&key.e().to_bytes_be()),
-        }]})
-        .to_string();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
-                    jwks.len()
-                );
-            }
-        });
-        format!("http://127.0.0.1:{port}/certs")
-    })
-}
-
-fn push_tokens() -> &'static PushTokens {
-    static TOKENS: OnceLock<PushTokens> = OnceLock::new();
-    TOKENS.get_or_init(|| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let mint = |aud: &str| {
-            let claims = json!({
-                "iss": "https://accounts.google.com", "aud": aud, "sub": "1234567890",
-                "email": PUSH_ACCOUNT, "email_verified": true, "iat": now, "exp": now + 3600,
-            });
-            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-            header.kid = Some(KID.into());
-            let key = jsonwebtoken::EncodingKey::from_rsa_pem(&private_key_pem()).unwrap();
-            jsonwebtoken::encode(&header, &claims, &key).unwrap()
-        };
-        PushTokens {
-            pubsub: mint("https://orders.example.com/pubsub"),
-            events: mint("https://orders.example.com/events"),
-        }
-    })
-}
-
-/// The orders policy as each cloud's example loads it: the shared guard.toml, plus gcp.toml's
-/// push identity on Google Cloud (its JWKS on loopback).
-fn policy(cloud: Cloud) -> Policy {
-    let orders = root().join("../examples/orders");
-    if cloud != Cloud::Gcp {
-        return Policy::load(orders.join("guard.toml")).unwrap();
-    }
-    // gcp-orders appends gcp.toml to guard.toml; the combined file sits next to the schema.
-    // One directory per call: the tests of this file run in parallel.
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "conformance-gcp-{}-{}",
-        std::process::id(),
-        CALLS.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = std::fs::read_to_string(orders.join("guard.toml")).unwrap()
-        + &std::fs::read_to_string(root().join("../examples/gcp-orders/gcp.toml")).unwrap();
-    std::fs::write(dir.join("guard.toml"), text).unwrap();
-    std::fs::copy(
-        orders.join("order.schema.json"),
-        dir.join("order.schema.json"),
-    )
-    .unwrap();
-    let mut policy = Policy::load(dir.join("guard.toml")).unwrap();
-    // The schema is compiled at load: the files are no longer needed.
-    let _ = std::fs::remove_dir_all(&dir);
-    let push = policy
-        .verify
-        .as_mut()
-        .and_then(|v| v.gcp_push.as_mut())
-        .unwrap();
-    push.jwks_url = jwks_url().to_owned();
-    policy
-}
-
-struct Fixture {
-    stack: Stack,
-    calls: Arc<AtomicUsize>,
-    events: Arc<Mutex<Vec<SecurityEvent>>>,
-}
-
-fn fixture(policy: &Policy, secrets: &str) -> Fixture {
-    let with_api_key = match secrets {
-        "all" => true,
-        "no-api-key" => false,
-        other => panic!("secrets = {other:?}"),
-    };
-    let source = move |name: &str, _v: SecretVersion| -> Result<SecretValue, SecretsError> {
-        match name {
-            "orders-webhook-hmac" => Ok(SecretValue::from(WEBHOOK_KEY)),
-            "orders-api-key" if with_api_key => Ok(SecretValue::from("conformance-api-key")),
-            _ => Err(SecretsError::not_found(name)),
-        }
-    };
-    let events = Arc::new(Mutex::new(Vec::new()));
-    let sink = events.clone();
-    let guard = guard_core::GuardBuilder::from_policy_with(
-        policy,
-        guard_core::GuardDeps::with_secrets(SecretStore::new(source)),
-    )
-    .unwrap()
-    .audit(AuditLayer::new(move |e: SecurityEvent| {
-        sink.lock().unwrap().push(e)
-    }))
-    .build();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let handler = tower::service_fn(move |req: GuardRequest| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        handler::orders(req)
-    });
-    let stack: BoxCloneService<GuardRequest, GuardResponse, std::convert::Infallible> =
-        BoxCloneService::new(guard.layer(handler));
-    Fixture {
-        stack,
-        calls,
-        events,
-    }
-}
-
 // --------------------------------------------------------------------------------- the run
 
 /// One (case, envelope) outcome: the verdict of the last send and what was wrong.
@@ -379,6 +209,11 @@ async fn run_one(case: &Case, envelope: Envelope, policy: &Policy, tamper: Optio
         )
         .await;
         let handler_ran = f.calls.load(Ordering::SeqCst) > calls_before;
+        for secret in [WEBHOOK_KEY, API_KEY] {
+            if observed.raw.contains(secret) {
+                problems.push("a secret in the answer".into());
+            }
+        }
         let events: Vec<SecurityEvent> = std::mem::take(&mut *f.events.lock().unwrap());
         let step = if case.times > 1 {
             format!("send {}: ", seq + 1)

@@ -1,18 +1,21 @@
 //! `guard-peer-bench`: Guard's row of the peer benchmark (`benches/peers/README.md`).
 //!
-//! The orders perimeter (`examples/orders/guard.toml` + `order.schema.json`) built as
-//! `examples/aws-orders` builds it, wrapped by the AWS adapter's Lambda service
-//! (`guard_aws::GuardLayer`: decode → Guard stack → encode), invoked in-process with the API
-//! Gateway v2 event of `benches/peers/fixtures/apigw-v2-orders.json`. Bare = the same adapter
-//! service around the same trivial handler (201, body not read), so the difference is what the
-//! perimeter adds.
+//! Each invocation is timed **from the payload bytes to the response bytes**, as the Lambda
+//! runtime sees it: the bytes are deserialized the way `lambda_runtime` does (`serde_path_to_error`
+//! over `serde_json::from_slice`) into the event type `guard_aws::run` uses, the AWS adapter
+//! decodes the event, the Guard stack of `examples/orders/guard.toml` runs, the adapter encodes
+//! the answer, the security events are flushed before answering (as `guard_aws::serve` does), and
+//! the answer is serialized with `serde_json::to_vec` (what the runtime sends back). Bare = the
+//! same adapter around the same trivial handler (201, body not read): the adapter's own cost.
+//! A `lambda_http` row (its `Adapter` over `LambdaRequest`, the same trivial handler) is the
+//! reference for what a bare Rust adapter costs.
 //!
 //! Timing follows the README's method: sanity cases first (exit 1 on a mismatch), warm-up, then
-//! `ROUNDS` rounds alternating stack and bare calls; per call a fresh event is deserialized from
-//! the fixture text and a fresh Lambda context built *before* the clock is read. Prints one JSON
-//! line on stdout; progress goes to stderr.
+//! `ROUNDS` rounds alternating the stacks; per call a fresh Lambda context is built *before* the
+//! clock is read. Prints one JSON line per row on stdout; progress goes to stderr.
 //!
-//! Environment: `BENCH_WARMUP` (default 20000), `BENCH_ITERS` (default 200000).
+//! Environment: `BENCH_WARMUP` (default 20000), `BENCH_ITERS` (default 200000),
+//! `GUARD_BENCH_NAME` (the row's name, default `guard`; `run.sh` names the deploy build's row).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,12 +26,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, JsonLinesSink};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
+use guard_core::{Guard, GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use lambda_runtime::{Context, LambdaEvent};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tower::{Layer, Service, service_fn};
 
 const ROUNDS: usize = 10;
+/// What `guard_aws::serve` waits at most for the security events before answering.
+const FLUSH_BUDGET: Duration = Duration::from_millis(200);
+
+/// The event type `guard_aws::run` hands to the adapter: what the runtime deserializes into.
+type Payload = guard_aws::event::RawEvent;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../..")
@@ -44,6 +54,19 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// The trivial handler, the same in stack and bare: 201, body not read.
 async fn handler(_req: GuardRequest) -> Result<GuardResponse, Infallible> {
     let mut r = http::Response::new(Bytes::from_static(b"{\"accepted\":true}"));
+    *r.status_mut() = http::StatusCode::CREATED;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// The same handler for `lambda_http`.
+async fn lambda_http_handler(
+    _req: lambda_http::Request,
+) -> Result<http::Response<lambda_http::Body>, Infallible> {
+    let mut r = http::Response::new(lambda_http::Body::Text("{\"accepted\":true}".into()));
     *r.status_mut() = http::StatusCode::CREATED;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -92,33 +115,56 @@ fn block<F: Future>(fut: F) -> F::Output {
     }
 }
 
-type Lambda = Box<dyn FnMut(LambdaEvent<Value>) -> Value>;
+/// What `lambda_runtime` does with the payload bytes before calling the handler.
+fn deserialize<T: DeserializeOwned>(bytes: &[u8], ctx: Context) -> LambdaEvent<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(de) {
+        Ok(payload) => LambdaEvent::new(payload, ctx),
+        Err(e) => panic!("the runtime would refuse this payload: {e}"),
+    }
+}
 
-fn lambda<S>(mut svc: S) -> Lambda
+/// One invocation: payload bytes (and the context the runtime built) in, response bytes out.
+type Invoke = Box<dyn FnMut(&[u8], Context) -> Vec<u8>>;
+
+/// A Lambda service invoked as the runtime does; `after` runs between the handler's answer and
+/// serialization (the audit flush of `guard_aws::serve`).
+fn invoke<T, S, R>(mut svc: S, after: impl Fn() + 'static) -> Invoke
 where
-    S: Service<LambdaEvent<Value>, Response = Value, Error = lambda_runtime::Diagnostic> + 'static,
+    T: DeserializeOwned,
+    S: Service<LambdaEvent<T>, Response = R> + 'static,
+    S::Error: std::fmt::Debug,
+    R: Serialize,
 {
-    Box::new(move |event| match block(svc.call(event)) {
-        Ok(v) => v,
-        Err(d) => serde_json::json!({"error": d.error_type}),
+    Box::new(move |bytes, ctx| {
+        let event = deserialize::<T>(bytes, ctx);
+        let out = block(svc.call(event));
+        after();
+        match out {
+            Ok(v) => serde_json::to_vec(&v).expect("a response serializes"),
+            Err(e) => format!("{{\"error\":\"{e:?}\"}}").into_bytes(),
+        }
     })
 }
 
-fn status(v: &Value) -> u64 {
-    v["statusCode"].as_u64().unwrap_or(0)
+fn status(bytes: &[u8]) -> u64 {
+    serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v["statusCode"].as_u64())
+        .unwrap_or(0)
 }
 
 struct Bench {
-    fixture: String,
+    fixture: Value,
     sink: JsonLinesSink,
 }
 
 impl Bench {
-    /// A fresh event deserialized from the fixture text, after `edit`.
-    fn event(&self, edit: impl FnOnce(&mut Value)) -> LambdaEvent<Value> {
-        let mut v: Value = serde_json::from_str(&self.fixture).expect("fixture is JSON");
+    /// The fixture's bytes after `edit`.
+    fn event(&self, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+        let mut v = self.fixture.clone();
         edit(&mut v);
-        LambdaEvent::new(v, context())
+        serde_json::to_vec(&v).expect("event serializes")
     }
 
     /// How many decision lines the sink has written once it has drained.
@@ -138,7 +184,12 @@ fn with_body(order: impl FnOnce(&mut Value)) -> impl FnOnce(&mut Value) {
     }
 }
 
-fn sanity(b: &Bench, stack: &mut Lambda, bare: &mut Lambda) -> Result<(), String> {
+fn sanity(
+    b: &Bench,
+    stack: &mut Invoke,
+    bare: &mut Invoke,
+    lhttp: &mut Invoke,
+) -> Result<(), String> {
     type Edit = Box<dyn FnOnce(&mut Value)>;
     type Case = (&'static str, Edit, fn(u64) -> bool);
     let cases: Vec<Case> = vec![
@@ -195,10 +246,13 @@ fn sanity(b: &Bench, stack: &mut Lambda, bare: &mut Lambda) -> Result<(), String
     ];
     for (name, edit, ok) in cases {
         let before = b.lines();
-        let out = stack(b.event(edit));
+        let out = stack(&b.event(edit), context());
         let s = status(&out);
         if !ok(s) {
-            return Err(format!("{name}: got {s} ({out})"));
+            return Err(format!(
+                "{name}: got {s} ({})",
+                String::from_utf8_lossy(&out)
+            ));
         }
         let lines = b.lines() - before;
         if lines != 1 {
@@ -209,11 +263,16 @@ fn sanity(b: &Bench, stack: &mut Lambda, bare: &mut Lambda) -> Result<(), String
         eprintln!("  ok  {name} ({s})");
     }
     let before = b.lines();
-    let s = status(&bare(b.event(|_| {})));
+    let s = status(&bare(&b.event(|_| {}), context()));
     if s != 201 || b.lines() != before {
         return Err(format!("bare: got {s}, or it logged a decision"));
     }
     eprintln!("  ok  bare → 201, no decision line");
+    let s = status(&lhttp(&b.event(|_| {}), context()));
+    if s != 201 {
+        return Err(format!("lambda_http: got {s}"));
+    }
+    eprintln!("  ok  lambda_http → 201");
     Ok(())
 }
 
@@ -225,8 +284,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 fn main() -> ExitCode {
     match run() {
-        Ok(line) => {
-            println!("{line}");
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -236,20 +297,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<String, String> {
-    let warmup = env_usize("BENCH_WARMUP", 20_000);
-    let iters = env_usize("BENCH_ITERS", 200_000).max(ROUNDS);
-    let fixture =
-        std::fs::read_to_string(repo().join("benches/peers/fixtures/apigw-v2-orders.json"))
-            .map_err(|e| format!("fixture: {e}"))?;
-    let order = std::fs::read_to_string(repo().join("examples/orders/order.json"))
-        .map_err(|e| format!("order: {e}"))?;
-    let parsed: Value = serde_json::from_str(&fixture).map_err(|e| format!("fixture: {e}"))?;
-    if parsed["body"].as_str() != Some(order.trim_end()) {
-        return Err("the fixture's body is not examples/orders/order.json".into());
-    }
-
-    // The stack, as examples/aws-orders builds it (policy and schema from examples/orders).
+/// The orders stack, as examples/aws-orders builds it (policy and schema from examples/orders).
+fn orders_guard(sink: &JsonLinesSink) -> Result<Guard, String> {
     let mut policy = Policy::load(repo().join("examples/orders/guard.toml"))
         .map_err(|e| format!("policy: {e}"))?;
     // 5/s burst 10 per caller would refuse a warm loop from one address after 10 calls: raise the
@@ -258,11 +307,29 @@ fn run() -> Result<String, String> {
         rate.per_second = Some(1_000_000_000);
         rate.burst = Some(100);
     }
-    let sink = JsonLinesSink::new(std::io::sink(), policy.audit.buffer);
-    let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store()))
-        .map_err(|e| format!("policy: {e}"))?
-        .audit(AuditLayer::new(sink.clone()).max_field_len(policy.audit.max_field_len))
-        .build();
+    Ok(
+        GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store()))
+            .map_err(|e| format!("policy: {e}"))?
+            .audit(AuditLayer::new(sink.clone()).max_field_len(policy.audit.max_field_len))
+            .build(),
+    )
+}
+
+fn run() -> Result<Vec<String>, String> {
+    let warmup = env_usize("BENCH_WARMUP", 20_000);
+    let iters = env_usize("BENCH_ITERS", 200_000).max(ROUNDS);
+    let name = std::env::var("GUARD_BENCH_NAME").unwrap_or_else(|_| "guard".into());
+    let text = std::fs::read(repo().join("benches/peers/fixtures/apigw-v2-orders.json"))
+        .map_err(|e| format!("fixture: {e}"))?;
+    let order = std::fs::read_to_string(repo().join("examples/orders/order.json"))
+        .map_err(|e| format!("order: {e}"))?;
+    let fixture: Value = serde_json::from_slice(&text).map_err(|e| format!("fixture: {e}"))?;
+    if fixture["body"].as_str() != Some(order.trim_end()) {
+        return Err("the fixture's body is not examples/orders/order.json".into());
+    }
+
+    let sink = JsonLinesSink::new(std::io::sink(), 4096);
+    let guard = orders_guard(&sink)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -270,40 +337,55 @@ fn run() -> Result<String, String> {
         .map_err(|e| format!("runtime: {e}"))?;
     let _entered = rt.enter();
     block(guard.prefetch()).map_err(|e| format!("prefetch: {} secret(s) failed", e.len()))?;
-    let mut stack = lambda(guard_aws::GuardLayer::new().layer(guard.layer(service_fn(handler))));
-    let mut bare = lambda(guard_aws::GuardLayer::new().layer(service_fn(handler)));
+    let flush = guard.clone();
+    let mut stack = invoke::<Payload, _, _>(
+        guard_aws::GuardLayer::new().layer(guard.layer(service_fn(handler))),
+        move || {
+            flush.flush_audit(FLUSH_BUDGET);
+        },
+    );
+    let mut bare = invoke::<Payload, _, _>(
+        guard_aws::GuardLayer::new().layer(service_fn(handler)),
+        || {},
+    );
+    let mut lhttp = invoke::<lambda_http::request::LambdaRequest, _, _>(
+        lambda_http::Adapter::from(service_fn(lambda_http_handler)),
+        || {},
+    );
     let b = Bench { fixture, sink };
 
-    eprintln!("guard-peer-bench: sanity");
-    sanity(&b, &mut stack, &mut bare)?;
+    eprintln!("guard-peer-bench ({name}): sanity");
+    sanity(&b, &mut stack, &mut bare, &mut lhttp)?;
 
-    eprintln!("guard-peer-bench: warm-up ({warmup} calls each)");
+    eprintln!("guard-peer-bench ({name}): warm-up ({warmup} calls each)");
     for _ in 0..warmup {
-        let e = b.event(|_| {});
-        std::hint::black_box(stack(e));
-        let e = b.event(|_| {});
-        std::hint::black_box(bare(e));
+        for f in [&mut stack, &mut bare, &mut lhttp] {
+            std::hint::black_box(f(&text, context()));
+        }
     }
 
-    eprintln!("guard-peer-bench: timing ({iters} calls each, {ROUNDS} rounds)");
+    eprintln!("guard-peer-bench ({name}): timing ({iters} calls each, {ROUNDS} rounds)");
     let per_round = iters / ROUNDS;
-    let mut stack_ns = Vec::with_capacity(per_round * ROUNDS);
-    let mut bare_ns = Vec::with_capacity(per_round * ROUNDS);
+    let mut times = [(); 3].map(|_| Vec::with_capacity(per_round * ROUNDS));
     let lines_before = b.lines();
     for _ in 0..ROUNDS {
-        for (f, out) in [(&mut stack, &mut stack_ns), (&mut bare, &mut bare_ns)] {
+        for (f, out) in [&mut stack, &mut bare, &mut lhttp]
+            .into_iter()
+            .zip(times.iter_mut())
+        {
             for _ in 0..per_round {
-                let e = b.event(|_| {});
+                let ctx = context();
                 let t = Instant::now();
-                let v = f(e);
+                let answer = f(&text, ctx);
                 let ns = t.elapsed().as_nanos() as u64;
-                if status(&v) != 201 {
-                    return Err(format!("a timed call answered {}", status(&v)));
+                if status(&answer) != 201 {
+                    return Err(format!("a timed call answered {}", status(&answer)));
                 }
                 out.push(ns);
             }
         }
     }
+    let [mut stack_ns, mut bare_ns, mut lhttp_ns] = times;
     let lines = b.lines() - lines_before;
     if lines != stack_ns.len() as u64 || b.sink.dropped() != 0 {
         return Err(format!(
@@ -312,10 +394,11 @@ fn run() -> Result<String, String> {
             b.sink.dropped()
         ));
     }
-    stack_ns.sort_unstable();
-    bare_ns.sort_unstable();
-    let line = serde_json::json!({
-        "name": "guard",
+    for v in [&mut stack_ns, &mut bare_ns, &mut lhttp_ns] {
+        v.sort_unstable();
+    }
+    let guard = serde_json::json!({
+        "name": name,
         "median_us": percentile(&stack_ns, 50.0),
         "p99_us": percentile(&stack_ns, 99.0),
         "bare_median_us": percentile(&bare_ns, 50.0),
@@ -323,7 +406,16 @@ fn run() -> Result<String, String> {
         "samples": stack_ns.len(),
         "runtime": env!("GUARD_BENCH_RUSTC"),
         "versions": {"guard-core": env!("CARGO_PKG_VERSION"), "guard-aws": env!("CARGO_PKG_VERSION")},
-        "note": "guard-aws decode/encode (API GW v2) + full orders policy: audit event (JSON line formatted on the sink's writer thread), ingress, rate limit pre+post auth (memory, rate raised), CIDR-or-HMAC verify, strict parse + schema, cached secret",
+        "note": "bytes → lambda_runtime's deserialize → guard-aws decode (API GW v2) → full orders policy (audit event, ingress, rate limit pre+post auth (memory, rate raised), CIDR-or-HMAC verify, strict parse + schema, cached secret) → encode → audit flush (as guard_aws::serve) → serde_json::to_vec",
     });
-    Ok(line.to_string())
+    let reference = serde_json::json!({
+        "name": "lambda_http",
+        "kind": "adapter",
+        "median_us": percentile(&lhttp_ns, 50.0),
+        "p99_us": percentile(&lhttp_ns, 99.0),
+        "samples": lhttp_ns.len(),
+        "runtime": env!("GUARD_BENCH_RUSTC"),
+        "note": "bytes → LambdaRequest → lambda_http::Adapter → trivial handler → LambdaResponse → serde_json::to_vec",
+    });
+    Ok(vec![guard.to_string(), reference.to_string()])
 }
