@@ -13,6 +13,7 @@
 # POWERTOOLS_LOG_SINK=stream (Powertools formats its JSON log line instead of a NullHandler),
 # BENCH_DEPLOY=0 (skip the deploy-profile Rust row, whose fat-LTO build takes minutes),
 # BENCH_COLD=0 (skip the cold-start table), COLD_RUNS (cold-start runs per stack),
+# BENCH_BUILD=0 (use the binaries already built in the target directory),
 # PEERS_REINSTALL=1 (reinstall the peers even when the lock files did not change), CARGO_TARGET_DIR.
 set -euo pipefail
 
@@ -63,6 +64,13 @@ if ! command -v cargo >/dev/null; then
 elif (cd "$repo" && cargo metadata --no-deps --format-version 1 2>/dev/null) |
 	python3 -c 'import json, sys; sys.exit(0 if any(p["name"] == "guard-peer-bench" for p in json.load(sys.stdin)["packages"]) else 1)'; then
 	have_rust=1
+else
+	rust_note="the workspace has no guard-peer-bench package yet: no Rust row, no ratios"
+fi
+target="${CARGO_TARGET_DIR:-$repo/target}"
+if [[ $have_rust == 1 && "${BENCH_BUILD:-1}" == 0 ]]; then
+	say "BENCH_BUILD=0: using the binaries already in $target"
+elif [[ $have_rust == 1 ]]; then
 	say "building guard-peer-bench (release), before any timing starts"
 	cargo build --manifest-path "$repo/Cargo.toml" --release -q -p guard-peer-bench >&2
 	if [[ "${BENCH_DEPLOY:-1}" == 1 ]]; then
@@ -74,8 +82,6 @@ elif (cd "$repo" && cargo metadata --no-deps --format-version 1 2>/dev/null) |
 		cargo build --manifest-path "$repo/Cargo.toml" --profile deploy -q -p aws-orders \
 			-p guard-peer-bench --bin lambda-hello >&2
 	fi
-else
-	rust_note="the workspace has no guard-peer-bench package yet: no Rust row, no ratios"
 fi
 
 # ---- run every harness, one at a time, collecting their JSON lines ------------------------------------
@@ -93,10 +99,9 @@ collect() { # name, command...: keep the lines of stdout that are JSON objects
 }
 
 if [[ $have_rust == 1 ]]; then
-	collect "guard (rust, release)" cargo run --manifest-path "$repo/Cargo.toml" --release -q -p guard-peer-bench
+	collect "guard (rust, release)" "$target/release/guard-peer-bench"
 	if [[ "${BENCH_DEPLOY:-1}" == 1 ]]; then
-		collect "guard (rust, deploy)" env GUARD_BENCH_NAME="guard (deploy)" \
-			cargo run --manifest-path "$repo/Cargo.toml" --profile deploy -q -p guard-peer-bench
+		collect "guard (rust, deploy)" env GUARD_BENCH_NAME="guard (deploy)" "$target/deploy/guard-peer-bench"
 	fi
 fi
 collect "middy (node)" node "$node_dir/bench.mjs"
@@ -108,7 +113,6 @@ cold="$(mktemp)"
 trap 'rm -f "$results" "$cold" "$cold.table"' EXIT
 if [[ "${BENCH_COLD:-1}" == 1 ]]; then
 	say "cold start: ${COLD_RUNS:-20} starts of each stack against a local Runtime API"
-	target="${CARGO_TARGET_DIR:-$repo/target}"
 	cold_stacks=()
 	if [[ $have_rust == 1 ]]; then
 		cold_stacks+=("guard aws-orders (deploy)=$target/deploy/aws-orders"

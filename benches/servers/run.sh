@@ -9,6 +9,7 @@
 # 10s) after a 2 s warm-up. The policy is examples/orders/guard.toml with the rate limit raised to
 # 10^9/s (one caller address would otherwise be limited to 5/s): every request is allowed and both
 # limiters still check it. Audit lines go to /dev/null (written, as on a platform, by the sink).
+# BENCH_BUILD=0 uses the binaries already built (a missing one is skipped with a note).
 # Needs wrk and taskset (scripts/tools/bench-tools.sh installs wrk). CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 
@@ -22,9 +23,11 @@ WRK_CPU="${WRK_CPU:-0}"
 command -v wrk >/dev/null || "$repo/scripts/tools/bench-tools.sh"
 command -v taskset >/dev/null || { echo "taskset not found (util-linux)" >&2; exit 1; }
 
-echo "== building gcp-orders, azure-orders, orders-bare-server (release)" >&2
-cargo build --manifest-path "$repo/Cargo.toml" --release -q -p gcp-orders -p azure-orders \
-	-p guard-peer-bench --bin orders-bare-server >&2
+if [[ "${BENCH_BUILD:-1}" == 1 ]]; then
+	echo "== building gcp-orders, azure-orders, orders-bare-server (release)" >&2
+	cargo build --manifest-path "$repo/Cargo.toml" --release -q -p gcp-orders -p azure-orders \
+		-p guard-peer-bench --bin orders-bare-server >&2
+fi
 
 work="$(mktemp -d)"
 pid=""
@@ -48,6 +51,10 @@ results="$work/results"
 : >"$results"
 bench() { # name, path, policy ("" = none), binary
 	local name="$1" path="$2" policy="$3" bin="$4" p
+	if [[ ! -x "$bin" ]]; then
+		echo "== $name: $bin is not built, skipped" >&2
+		return
+	fi
 	p="$(port)"
 	PORT="$p" FUNCTIONS_CUSTOMHANDLER_PORT="$p" GUARD_POLICY="$policy" \
 		taskset -c "$SERVER_CPU" "$bin" >/dev/null 2>"$work/$name.err" &

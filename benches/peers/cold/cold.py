@@ -1,6 +1,6 @@
 """Cold start: process start to the first answered invocation, against a local Lambda Runtime API.
 
-A small HTTP server speaks the Runtime API (`GET /2018-06-01/runtime/invocation/next`, `POST
+A small HTTP server (a fresh one on a new port for each start) speaks the Runtime API (`GET /2018-06-01/runtime/invocation/next`, `POST
 .../{id}/response`, `.../{id}/error`, `.../init/error`) on a loopback port. For each run the harness
 starts the function's process with `AWS_LAMBDA_RUNTIME_API` pointing at it, hands it the orders event
 (benches/peers/fixtures/apigw-v2-orders.json) on its first `next`, and stops the clock when the
@@ -42,6 +42,15 @@ class Run:
         self.error: str | None = None
         self.t_answer = 0.0
         self.lock = threading.Lock()
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A killed function leaves connections behind: their resets are expected, not reported."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass
 
 
 CURRENT: Run | None = None
@@ -106,11 +115,16 @@ def status_of(answer: bytes) -> int | None:
         return None
 
 
-def time_one(server_addr: str, argv: list[str], i: int) -> float:
+def time_one(argv: list[str], i: int) -> float:
     global CURRENT
     run = Run(f"cold-{os.getpid()}-{i}")
     CURRENT = run
     STOP.clear()
+    # A fresh server (and port) per start: a request the previous process sent just before it was
+    # killed can never take this run's event.
+    server = QuietServer(("127.0.0.1", 0), RuntimeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server_addr = f"127.0.0.1:{server.server_address[1]}"
     env = dict(os.environ)
     env.update({
         "AWS_LAMBDA_RUNTIME_API": server_addr,
@@ -130,6 +144,8 @@ def time_one(server_addr: str, argv: list[str], i: int) -> float:
     STOP.set()
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate()
+    server.shutdown()
+    server.server_close()
     CURRENT = None
     if not ok:
         sys.exit(f"cold.py: {argv[0]} never answered (stderr: {err[-500:]!r})")
@@ -141,16 +157,12 @@ def time_one(server_addr: str, argv: list[str], i: int) -> float:
 def main() -> None:
     runs = int(sys.argv[1])
     stacks = [a.split("=", 1) for a in sys.argv[2:]]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RuntimeApi)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    addr = f"127.0.0.1:{server.server_address[1]}"
     times: dict[str, list[float]] = {name: [] for name, _ in stacks}
     for name, cmd in stacks:  # one unmeasured start each: the files are in the page cache
-        time_one(addr, shlex.split(cmd), -1)
+        time_one(shlex.split(cmd), -1)
     for i in range(runs):  # interleaved, so load drift hits every stack alike
         for name, cmd in stacks:
-            times[name].append(time_one(addr, shlex.split(cmd), i))
+            times[name].append(time_one(shlex.split(cmd), i))
     for name, _ in stacks:
         t = sorted(times[name])
         print(json.dumps({
@@ -160,7 +172,6 @@ def main() -> None:
             "p90_ms": round(t[min(len(t) - 1, int(len(t) * 0.9))], 2),
             "runs": len(t),
         }), flush=True)
-    server.shutdown()
 
 
 if __name__ == "__main__":

@@ -143,7 +143,8 @@ if (process.env.AWS_LAMBDA_RUNTIME_API) {
 	const base = `http://${process.env.AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation`;
 	const call = (url, method, body) =>
 		new Promise((resolve, reject) => {
-			const req = request(url, { method, agent: false }, (res) => {
+			const headers = body === undefined ? {} : { "content-length": Buffer.byteLength(body) };
+			const req = request(url, { method, headers, agent: false }, (res) => {
 				let text = "";
 				res.setEncoding("utf8");
 				res.on("data", (chunk) => { text += chunk; });

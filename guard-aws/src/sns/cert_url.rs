@@ -111,6 +111,25 @@ mod tests {
     }
 
     #[test]
+    fn debug_shows_the_checked_url() {
+        let u = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-ab.pem";
+        let parsed = CertUrl::parse(u).unwrap();
+        assert_eq!(format!("{parsed:?}"), format!("CertUrl({u:?})"));
+    }
+
+    #[test]
+    fn the_certificate_name_is_one_to_sixty_four_hex_digits() {
+        let named = |hex: &str| {
+            format!("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-{hex}.pem")
+        };
+        assert!(CertUrl::parse(&named("0")).is_some());
+        assert!(CertUrl::parse(&named(&"a".repeat(64))).is_some());
+        assert!(CertUrl::parse(&named(&"a".repeat(65))).is_none());
+        assert!(CertUrl::parse(&named("")).is_none());
+        assert!(CertUrl::parse(&named("0g")).is_none());
+    }
+
+    #[test]
     fn rejects_every_bypass() {
         for u in [
             "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",

@@ -408,8 +408,13 @@ fn run() -> Result<Vec<String>, String> {
         "versions": {"guard-core": env!("CARGO_PKG_VERSION"), "guard-aws": env!("CARGO_PKG_VERSION")},
         "note": "bytes → lambda_runtime's deserialize → guard-aws decode (API GW v2) → full orders policy (audit event, ingress, rate limit pre+post auth (memory, rate raised), CIDR-or-HMAC verify, strict parse + schema, cached secret) → encode → audit flush (as guard_aws::serve) → serde_json::to_vec",
     });
+    // "lambda_http", or "lambda_http (deploy)" beside "guard (deploy)".
+    let reference_name = format!(
+        "lambda_http{}",
+        name.strip_prefix("guard").unwrap_or_default()
+    );
     let reference = serde_json::json!({
-        "name": "lambda_http",
+        "name": reference_name,
         "kind": "adapter",
         "median_us": percentile(&lhttp_ns, 50.0),
         "p99_us": percentile(&lhttp_ns, 99.0),
