@@ -101,6 +101,15 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        // "online" is the primary's view of the link; one acknowledged write shows the replica
+        // answers GETACK too, so a test's first WAIT measures replication, not the start-up.
+        while primary.cli(None, &["WAIT", "1", "1000"]).trim() == "0" {
+            assert!(
+                Instant::now() < deadline,
+                "the replica on {} never acknowledged a write",
+                replica.port
+            );
+        }
         replica
     }
 

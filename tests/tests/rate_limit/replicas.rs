@@ -21,7 +21,7 @@ use crate::support::{Counting, prefix, runtime, send};
 const TTL: Duration = Duration::from_secs(300);
 /// How long `WAIT` may take: generous, because a loaded 2-core test machine can take tens of
 /// milliseconds to replicate one write; the connection's budget is larger still.
-const WAIT: Duration = Duration::from_millis(500);
+const WAIT: Duration = Duration::from_millis(1000);
 
 fn connection(url: &str) -> RedisConnection {
     RedisConnection::open(url, WAIT * 3, Duration::from_millis(500)).unwrap()
@@ -112,6 +112,17 @@ fn signed(body: &'static [u8]) -> GuardRequest {
     req
 }
 
+/// The same signed request again (same signature, same peer).
+fn resend(request: &GuardRequest) -> GuardRequest {
+    let mut r = http::Request::new(request.body().clone());
+    *r.method_mut() = request.method().clone();
+    *r.uri_mut() = request.uri().clone();
+    *r.headers_mut() = request.headers().clone();
+    r.extensions_mut()
+        .insert(Peer::new("198.51.100.7".parse().unwrap()));
+    r
+}
+
 fn code(resp: &guard_core::GuardResponse) -> String {
     let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap_or_default();
     body["code"].as_str().unwrap_or_default().to_owned()
@@ -125,7 +136,7 @@ fn a_policy_asking_for_one_replica_fails_signed_requests_closed_while_it_is_down
     let policy = Policy::from_toml_str(&format!(
         "[function]\nname = \"wait-policy\"\n\
          [rate_limit]\nper_second = 1000\nfailure_mode = \"open\"\ntimeout_ms = 1500\n\
-         backend = \"{}\"\nkey_prefix = \"{}\"\nreplay_min_replicas = 1\nreplay_replica_timeout_ms = 500\n\
+         backend = \"{}\"\nkey_prefix = \"{}\"\nreplay_min_replicas = 1\nreplay_replica_timeout_ms = 1000\n\
          [verify.hmac]\npreset = \"stripe\"\nheader = \"X-Guard-Signature\"\nsecret = \"hook-key\"",
         primary.url(),
         prefix("wait-policy"),
@@ -150,9 +161,11 @@ fn a_policy_asking_for_one_replica_fails_signed_requests_closed_while_it_is_down
     };
     runtime().block_on(async {
         let (mut a, mut b) = (instance(), instance());
-        assert_eq!(send(&mut a, signed(b"{\"n\":1}")).await.status(), 200);
+        // One signature, sent twice (signing twice could straddle a second and differ).
+        let first = signed(b"{\"n\":1}");
+        assert_eq!(send(&mut a, resend(&first)).await.status(), 200);
         // The record is in Redis: the other instance refuses the replay.
-        let replay = send(&mut b, signed(b"{\"n\":1}")).await;
+        let replay = send(&mut b, resend(&first)).await;
         assert_eq!(
             (replay.status().as_u16(), code(&replay)),
             (401, "guard.verify.replayed".into())
@@ -165,14 +178,7 @@ fn a_policy_asking_for_one_replica_fails_signed_requests_closed_while_it_is_down
         primary.online_replicas() == 0
     });
     let request = signed(b"{\"n\":2}");
-    let retry = || {
-        let mut r = http::Request::new(request.body().clone());
-        *r.method_mut() = request.method().clone();
-        *r.headers_mut() = request.headers().clone();
-        r.extensions_mut()
-            .insert(Peer::new("198.51.100.7".parse().unwrap()));
-        r
-    };
+    let retry = || resend(&request);
     runtime().block_on(async {
         let mut a = instance();
         let down = send(&mut a, retry()).await;
