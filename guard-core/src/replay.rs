@@ -146,7 +146,7 @@ impl PendingReplays {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "verify"))]
 mod pending_replay_records_once_example {
     #[test]
     fn pending_replay_records_once() {

@@ -277,6 +277,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "secrets")]
     #[test]
     fn a_memory_section_needs_no_secret_store() {
         let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5").unwrap();
