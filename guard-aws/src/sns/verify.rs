@@ -566,4 +566,84 @@ mod tests {
             .unwrap_err();
         assert_eq!(empty.problems.len(), 1);
     }
+
+    /// Days since the epoch of every date from 1600 to 2400, counted one day at a time.
+    #[test]
+    fn days_from_civil_counts_every_day_of_eight_centuries() {
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let month_len = |y: i64, m: i64| match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let mut day = -(370 * 365 + 90); // 1600-01-01: 370 years of 365 days and 90 leap days
+        for y in 1600..2400 {
+            for m in 1..=12 {
+                for d in 1..=month_len(y, m) {
+                    assert_eq!(days_from_civil(y, m, d), day, "{y}-{m}-{d}");
+                    day += 1;
+                }
+            }
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+    }
+
+    #[test]
+    fn each_timestamp_field_is_checked_on_its_own() {
+        let ok = "2015-08-18T18:02:32Z";
+        assert_eq!(parse_timestamp(ok), Some(1_439_920_952));
+        // One separator wrong at a time.
+        for at in [4, 7, 10, 13, 16] {
+            let mut b = ok.as_bytes().to_vec();
+            b[at] = b'x';
+            let bad = String::from_utf8(b).unwrap();
+            assert_eq!(parse_timestamp(&bad), None, "{bad}");
+        }
+        // Signs that `i64::from_str` would take, and a trailing character after `Z`.
+        for bad in [
+            "+015-08-18T18:02:32Z",
+            "2015-+8-18T18:02:32Z",
+            "2015-08-+8T18:02:32Z",
+            "2015-08-18T+8:02:32Z",
+            "2015-08-18T18:+2:32Z",
+            "2015-08-18T18:02:+2Z",
+            "2015-08-18T18:02:32ZZ",
+            "2015-08-18T18:02:32.5",
+            "2015-08-18T18:02:32.5z",
+            "2015-08-18T18:02:3Z",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+        // The edges of each range: the last value in, the first one out.
+        let at = |t: &str| parse_timestamp(t);
+        assert_eq!(at("2015-12-31T23:59:60Z"), Some(1_451_606_400));
+        assert_eq!(at("2015-01-01T00:00:00Z"), Some(1_420_070_400));
+        assert_eq!(at("2015-01-01T00:00:00.000000001Z"), Some(1_420_070_400));
+        for bad in [
+            "2015-00-01T00:00:00Z",
+            "2015-13-01T00:00:00Z",
+            "2015-01-00T00:00:00Z",
+            "2015-01-32T00:00:00Z",
+            "2015-01-01T24:00:00Z",
+            "2015-01-01T00:60:00Z",
+            "2015-01-01T00:00:61Z",
+        ] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+        // Each component counts with its own weight.
+        let base = at("2015-08-18T18:02:32Z").unwrap();
+        assert_eq!(at("2015-08-19T18:02:32Z"), Some(base + 86_400));
+        assert_eq!(at("2015-08-18T19:02:32Z"), Some(base + 3600));
+        assert_eq!(at("2015-08-18T18:03:32Z"), Some(base + 60));
+        assert_eq!(at("2015-08-18T18:02:33Z"), Some(base + 1));
+    }
+
+    #[test]
+    fn times_before_the_epoch_are_negative_and_durations_saturate() {
+        assert_eq!(unix(UNIX_EPOCH + Duration::from_secs(7)), 7);
+        assert_eq!(unix(UNIX_EPOCH - Duration::from_secs(7)), -7);
+        assert_eq!(secs(Duration::from_secs(5)), 5);
+        assert_eq!(secs(Duration::MAX), i64::MAX);
+    }
 }

@@ -520,4 +520,263 @@ mod tests {
         assert!(parse_jwks(b"{").is_err());
         assert!(parse_jwks(&vec![b' '; MAX_JWKS_BYTES + 1]).is_err());
     }
+
+    const EC: &str = r#""kty":"EC","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0""#;
+    const RSA: &str =
+        r#""kty":"RSA","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri","e":"AQAB""#;
+    const ED: &str =
+        r#""kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo""#;
+
+    /// The usable keys of a JWKS made of `members` (each the inside of one JWK object).
+    fn keys(members: &[&str]) -> Vec<Key> {
+        let list: Vec<String> = members.iter().map(|m| format!("{{{m}}}")).collect();
+        parse_jwks(format!(r#"{{"keys":[{}]}}"#, list.join(",")).as_bytes()).unwrap()
+    }
+
+    fn algs(member: &str) -> Option<Vec<Algorithm>> {
+        let mut k = keys(&[member]);
+        assert!(k.len() <= 1);
+        k.pop().map(|k| k.algs)
+    }
+
+    #[test]
+    fn each_jwk_alg_names_exactly_its_algorithm() {
+        use KeyAlgorithm as K;
+        for (jwk, alg) in [
+            (K::RS256, Algorithm::RS256),
+            (K::RS384, Algorithm::RS384),
+            (K::RS512, Algorithm::RS512),
+            (K::PS256, Algorithm::PS256),
+            (K::PS384, Algorithm::PS384),
+            (K::PS512, Algorithm::PS512),
+            (K::ES256, Algorithm::ES256),
+            (K::ES384, Algorithm::ES384),
+            (K::EdDSA, Algorithm::EdDSA),
+        ] {
+            assert_eq!(key_alg(&jwk), Some(alg), "{jwk:?}");
+        }
+        for other in [K::HS256, K::RSA_OAEP, K::RSA1_5] {
+            assert_eq!(key_alg(&other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn the_key_family_and_declared_alg_fix_the_algorithms() {
+        assert_eq!(algs(RSA), Some(RSA_ALGS.to_vec()));
+        assert_eq!(
+            algs(&format!(r#"{RSA},"alg":"PS384""#)),
+            Some(vec![Algorithm::PS384])
+        );
+        assert_eq!(
+            algs(&format!(r#"{EC},"crv":"P-256""#)),
+            Some(vec![Algorithm::ES256])
+        );
+        assert_eq!(
+            algs(&format!(r#"{EC},"crv":"P-384""#)),
+            Some(vec![Algorithm::ES384])
+        );
+        assert_eq!(
+            algs(&format!(r#"{EC},"crv":"P-384","alg":"ES384""#)),
+            Some(vec![Algorithm::ES384])
+        );
+        assert_eq!(algs(&format!(r#"{EC},"crv":"P-521""#)), None);
+        assert_eq!(algs(ED), Some(vec![Algorithm::EdDSA]));
+        assert_eq!(
+            algs(&format!(r#"{ED},"alg":"EdDSA""#)),
+            Some(vec![Algorithm::EdDSA])
+        );
+        assert_eq!(algs(&format!(r#"{RSA},"alg":"ES256""#)), None);
+        assert_eq!(algs(r#""kty":"oct","k":"c2VjcmV0","alg":"HS256""#), None);
+    }
+
+    #[test]
+    fn use_and_key_ops_must_allow_verification() {
+        let rsa = Some(RSA_ALGS.to_vec());
+        assert_eq!(algs(&format!(r#"{RSA},"use":"sig""#)), rsa);
+        assert_eq!(algs(&format!(r#"{RSA},"use":"enc""#)), None);
+        assert_eq!(algs(&format!(r#"{RSA},"key_ops":["verify"]"#)), rsa);
+        assert_eq!(algs(&format!(r#"{RSA},"key_ops":["sign","verify"]"#)), rsa);
+        assert_eq!(algs(&format!(r#"{RSA},"key_ops":["sign"]"#)), None);
+        assert_eq!(algs(&format!(r#"{RSA},"key_ops":[]"#)), None);
+        assert_eq!(
+            algs(&format!(r#"{RSA},"use":"sig","key_ops":["encrypt"]"#)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_document_of_exactly_the_size_limit_is_read_and_keys_are_capped() {
+        let mut doc = br#"{"keys":[]}"#.to_vec();
+        doc.resize(MAX_JWKS_BYTES, b' ');
+        assert!(parse_jwks(&doc).unwrap().is_empty());
+        let many: Vec<String> = (0..MAX_JWKS_KEYS + 1)
+            .map(|i| format!(r#"{RSA},"kid":"k{i}""#))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let kept = keys(&many);
+        assert_eq!(kept.len(), MAX_JWKS_KEYS);
+        assert_eq!(kept[0].kid.as_deref(), Some("k0"));
+    }
+
+    fn arcs(members: &[&str]) -> Vec<Arc<Key>> {
+        keys(members).into_iter().map(Arc::new).collect()
+    }
+
+    fn picked(keys: &[Arc<Key>], kid: Option<&str>, alg: Algorithm) -> Result<String, Lookup> {
+        JwksCache::pick(Some(keys), kid, alg).map(|k| k.kid.clone().unwrap_or_default())
+    }
+
+    #[test]
+    fn a_kid_picks_its_own_key_and_only_for_an_algorithm_it_allows() {
+        let ks = arcs(&[
+            &format!(r#"{RSA},"kid":"a""#),
+            &format!(r#"{RSA},"kid":"b""#),
+            &format!(r#"{EC},"crv":"P-256","kid":"e""#),
+        ]);
+        assert_eq!(picked(&ks, Some("a"), Algorithm::RS256), Ok("a".into()));
+        assert_eq!(picked(&ks, Some("b"), Algorithm::PS512), Ok("b".into()));
+        assert_eq!(picked(&ks, Some("e"), Algorithm::ES256), Ok("e".into()));
+        assert_eq!(
+            picked(&ks, Some("e"), Algorithm::RS256),
+            Err(Lookup::Unknown)
+        );
+        assert_eq!(
+            picked(&ks, Some("a"), Algorithm::ES256),
+            Err(Lookup::Unknown)
+        );
+        assert_eq!(
+            picked(&ks, Some("c"), Algorithm::RS256),
+            Err(Lookup::Unknown)
+        );
+        assert_eq!(
+            JwksCache::pick(None, Some("a"), Algorithm::RS256).err(),
+            Some(Lookup::Unavailable)
+        );
+    }
+
+    #[test]
+    fn without_a_kid_only_the_one_key_that_fits_is_used() {
+        let ks = arcs(&[
+            &format!(r#"{RSA},"kid":"a""#),
+            &format!(r#"{RSA},"kid":"b""#),
+            &format!(r#"{EC},"crv":"P-256","kid":"e""#),
+        ]);
+        assert_eq!(picked(&ks, None, Algorithm::ES256), Ok("e".into()));
+        assert_eq!(picked(&ks, None, Algorithm::RS256), Err(Lookup::Unknown));
+        assert_eq!(picked(&ks, None, Algorithm::ES384), Err(Lookup::Unknown));
+        assert_eq!(picked(&[], None, Algorithm::RS256), Err(Lookup::Unknown));
+    }
+
+    /// A cache over a document that can be swapped or made to fail, with a fake clock.
+    struct Fixture {
+        cache: JwksCache,
+        clock: crate::clock::FakeWallClock,
+        doc: Arc<Mutex<Option<String>>>,
+    }
+
+    fn fixture(kids: &[&str]) -> Fixture {
+        let clock = crate::clock::FakeWallClock::at_unix(1_000_000);
+        let doc = Arc::new(Mutex::new(None));
+        let served = doc.clone();
+        let cache = JwksCache::builder(move || {
+            served
+                .lock()
+                .unwrap()
+                .clone()
+                .map(String::into_bytes)
+                .ok_or_else(|| JwksError::new("down"))
+        })
+        .ttl(Duration::from_secs(100))
+        .cooldown(Duration::from_secs(10))
+        .clock(Arc::new(clock.clone()))
+        .build();
+        let f = Fixture { cache, clock, doc };
+        f.serve(kids);
+        f
+    }
+
+    impl Fixture {
+        fn serve(&self, kids: &[&str]) {
+            let keys: Vec<String> = kids
+                .iter()
+                .map(|k| format!(r#"{{{RSA},"kid":"{k}"}}"#))
+                .collect();
+            *self.doc.lock().unwrap() = Some(format!(r#"{{"keys":[{}]}}"#, keys.join(",")));
+        }
+
+        fn fail(&self) {
+            *self.doc.lock().unwrap() = None;
+        }
+
+        fn advance(&self, secs: u64) {
+            self.clock.advance(Duration::from_secs(secs));
+        }
+
+        async fn find(&self, kid: &str) -> Result<String, Lookup> {
+            let k = self.cache.find(Some(kid), Algorithm::RS256).await?;
+            Ok(k.kid.clone().unwrap_or_default())
+        }
+    }
+
+    #[tokio::test]
+    async fn known_keys_are_refetched_once_the_ttl_has_passed_not_before() {
+        let f = fixture(&["a"]);
+        assert_eq!(f.find("a").await, Ok("a".into()));
+        assert_eq!(f.cache.fetches(), 1);
+        f.advance(99);
+        assert_eq!(f.find("a").await, Ok("a".into()));
+        assert_eq!(f.cache.fetches(), 1, "fresh keys are used as they are");
+        f.advance(1);
+        f.serve(&["b"]);
+        assert_eq!(
+            f.find("a").await,
+            Err(Lookup::Unknown),
+            "the TTL is up: refetched"
+        );
+        assert_eq!(f.cache.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_refetches_once_the_cooldown_has_passed_not_before() {
+        let f = fixture(&["a"]);
+        assert_eq!(f.find("a").await, Ok("a".into()));
+        f.serve(&["a", "b"]);
+        f.advance(9);
+        assert_eq!(f.find("b").await, Err(Lookup::Unknown));
+        assert_eq!(f.cache.fetches(), 1, "inside the cooldown: no fetch");
+        f.advance(1);
+        assert_eq!(
+            f.find("b").await,
+            Ok("b".into()),
+            "a key rotated in is found"
+        );
+        assert_eq!(f.cache.fetches(), 2);
+        assert_eq!(f.find("a").await, Ok("a".into()));
+        assert_eq!(f.cache.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_keeps_the_cached_keys() {
+        let f = fixture(&["a"]);
+        f.cache.refresh().await.unwrap();
+        f.fail();
+        f.advance(100);
+        assert_eq!(f.find("a").await, Ok("a".into()));
+        assert_eq!(f.cache.fetches(), 2, "the refresh was attempted");
+        assert!(f.cache.refresh().await.is_err());
+        assert_eq!(f.cache.fetches(), 3);
+        assert_eq!(f.find("a").await, Ok("a".into()));
+    }
+
+    #[tokio::test]
+    async fn nothing_fetched_is_unavailable_and_an_empty_set_is_unknown() {
+        let f = fixture(&[]);
+        f.fail();
+        assert_eq!(f.find("a").await, Err(Lookup::Unavailable));
+        assert_eq!(f.cache.fetches(), 1);
+        f.serve(&[]);
+        f.advance(10);
+        assert_eq!(f.find("a").await, Err(Lookup::Unknown));
+        assert_eq!(f.cache.fetches(), 2);
+    }
 }
