@@ -3,20 +3,26 @@
 # mutants are built and tested against only the test targets that cover it (no doctests, no
 # unrelated crates), so a run costs one incremental build of one crate per mutant.
 #
-#   scripts/mutants.sh                  every group below (long: about an hour per 100 mutants here)
+#   scripts/mutants.sh                  every group below (about 25 s a mutant on 2 cores)
 #   scripts/mutants.sh hmac jwt         some groups
 #   scripts/mutants.sh --quick          only mutants in lines of security files changed by the last
-#                                       commit (`git diff HEAD~1 HEAD`), stopped after MUTANTS_QUICK_CAP s
+#                                       commit (`git diff HEAD~1 HEAD`), in place in this tree,
+#                                       reusing its target dir, no baseline, capped in time (CI)
 #   scripts/mutants.sh --list [GROUP]   the mutants, without running them
 #
-# Environment: MUTANTS_JOBS (parallel builds, default 1: each job builds in a copy of the tree, and
-# on 2 shared cores a second job only thrashes), MUTANTS_TIMEOUT (seconds per test run, default
-# 300), MUTANTS_TARGET_DIR (where the copies build; default target/mutants, kept between runs so
-# dependencies compile once), MUTANTS_QUICK_CAP (default 240), MUTANTS_RE (only mutants whose name
-# matches this regex, e.g. 'is_region|poll_ready').
-# MUTANTS_BASE (with --quick: the diff is `git diff $MUTANTS_BASE HEAD`, default HEAD~1).
-# Results: target/mutants-out/<group>/mutants.out/{caught,missed,unviable,timeout}.txt. Exit status
-# is cargo-mutants' (0 all caught, 2 some missed, 3 timeouts) of the last group that failed.
+# Full runs mutate a copy of the tracked files kept at target/mutants-tree (refreshed from this
+# tree at each run, so only what changed recompiles), built in target/mutants without debuginfo
+# (linking is most of an incremental build): a mutant costs one incremental build of the crate
+# and its test targets plus the tests.
+#
+# Environment: MUTANTS_TIMEOUT (seconds per test run, default 120), MUTANTS_TARGET_DIR (where the
+# copy builds; default target/mutants), MUTANTS_BASELINE (`run` or `skip`; default `run`: the
+# unmutated tests first), MUTANTS_QUICK_CAP (default 240), MUTANTS_RE (only mutants whose name
+# matches this regex, e.g. 'is_region|poll_ready'), MUTANTS_BASE (with --quick: the diff is
+# `git diff $MUTANTS_BASE HEAD`, default HEAD~1).
+# Results: target/mutants-out/<group>/mutants.out/{caught,missed,unviable,timeout}.txt and
+# outcomes.json (per-mutant build and test times). Exit status is cargo-mutants' (0 all caught,
+# 2 some missed, 3 timeouts) of the last group that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,12 +59,39 @@ for arg in "$@"; do
   esac
 done
 
-export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$PWD/target/mutants}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
-JOBS="${MUTANTS_JOBS:-1}"
-TIMEOUT="${MUTANTS_TIMEOUT:-300}"
+TIMEOUT="${MUTANTS_TIMEOUT:-120}"
+BASELINE="${MUTANTS_BASELINE:-run}"
 OUT="$PWD/target/mutants-out"
 mkdir -p "$OUT"
+
+if $quick; then
+  # In place, in the target dir the test step just built (same features): a mutant rebuilds only
+  # the mutated crate. The tests just passed, so no baseline.
+  TREE="$PWD"
+  BASELINE=skip
+  FEATURES=(--all-features)
+  if ! git diff --quiet HEAD -- '*.rs'; then
+    echo "--quick mutates this tree in place: commit or stash the .rs changes first" >&2
+    exit 64
+  fi
+elif ! $list; then
+  # A stable copy of the tracked (and untracked, not ignored) files: unchanged files keep their
+  # times, so cargo rebuilds only what changed since the last run.
+  TREE="$PWD/target/mutants-tree"
+  mkdir -p "$TREE"
+  git ls-files -z --cached --others --exclude-standard | sort -z >"$OUT/files"
+  tar --null -T "$OUT/files" -cf - | tar -xf - -C "$TREE"
+  (cd "$TREE" && find . -type f -print0 | sed -z 's|^\./||' | sort -z) \
+    | comm -z -23 - "$OUT/files" | (cd "$TREE" && xargs -0r rm -f --)
+  export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$PWD/target/mutants}"
+  # No debuginfo: linking the test binaries is most of an incremental build.
+  export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
+  FEATURES=()
+else
+  TREE="$PWD"
+  FEATURES=()
+fi
 
 diff_file=""
 if $quick; then
@@ -73,8 +106,8 @@ while IFS='|' read -r group package files tests; do
   if [ "${#wanted[@]}" -gt 0 ] && [[ " ${wanted[*]} " != *" $group "* ]]; then
     continue
   fi
-  args=(mutants --package "$package" --jobs "$JOBS" --timeout "$TIMEOUT" --build-timeout 900
-        --colors never --no-times --caught --unviable)
+  args=(mutants --dir "$TREE" --package "$package" --timeout "$TIMEOUT" --build-timeout 900
+        --colors never --no-times --caught --unviable "${FEATURES[@]}")
   touched=false
   for f in $files; do
     args+=(--file "$f")
@@ -84,8 +117,10 @@ while IFS='|' read -r group package files tests; do
     $touched || continue
     args+=(--in-diff "$diff_file")
   fi
+  # --cargo-arg, not --cargo-test-arg: the build phase (`cargo test --no-run`) must also build
+  # only these targets, not every test binary of the package.
   for t in $tests; do
-    args+=(--cargo-test-arg "$t")
+    args+=(--cargo-arg "$t")
   done
   if [ -n "${MUTANTS_RE:-}" ]; then
     args+=(--re "$MUTANTS_RE")
@@ -94,6 +129,7 @@ while IFS='|' read -r group package files tests; do
     "$MUTANTS" "${args[@]}" --list
     continue
   fi
+  args+=(--in-place --baseline "$BASELINE")
   echo "== $group ($files; tests: $tests)"
   rc=0
   if $quick; then
@@ -102,7 +138,10 @@ while IFS='|' read -r group package files tests; do
       echo "   quick cap reached: $group not run"
       continue
     fi
-    timeout --kill-after=10 "$left" "$MUTANTS" "${args[@]}" --output "$OUT/$group" || rc=$?
+    # SIGTERM at the cap: cargo-mutants stops and reverts the mutant it was testing.
+    timeout --kill-after=30 "$left" "$MUTANTS" "${args[@]}" --output "$OUT/$group" || rc=$?
+    # Whatever happened, leave no mutant behind (the tree was clean before).
+    git diff --quiet -- $files || git checkout -- $files
   else
     "$MUTANTS" "${args[@]}" --output "$OUT/$group" || rc=$?
   fi

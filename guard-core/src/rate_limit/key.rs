@@ -435,6 +435,14 @@ mod tests {
     fn debug_does_not_print_names() {
         let k = BucketKey::named("tenant-secret-ish");
         assert!(!format!("{k:?}").contains("tenant"));
+        assert_eq!(format!("{k:?}"), "BucketKey(named, 17 bytes)");
+        let shown = |k: BucketKey| format!("{k:?}");
+        assert_eq!(shown(BucketKey::global()), "BucketKey(global)");
+        assert_eq!(shown(BucketKey::no_peer()), "BucketKey(no-peer)");
+        assert_eq!(
+            shown(BucketKey::peer("203.0.113.7".parse().unwrap())),
+            "BucketKey(4:203.0.113.7)"
+        );
     }
 
     fn network_principal(ip: &str) -> GuardRequest {

@@ -706,4 +706,103 @@ mod tests {
         let h = headers(&[("x-sig", &sig)]);
         assert!(matches!(extract(&scheme, &h), Err(Extract::Malformed(_))));
     }
+
+    fn malformed(r: Result<u64, Extract>) -> bool {
+        matches!(r, Err(Extract::Malformed(_)))
+    }
+
+    #[test]
+    fn a_timestamp_is_one_to_twelve_digits_and_nothing_else() {
+        assert!(matches!(
+            parse_timestamp("999999999999"),
+            Ok(999_999_999_999)
+        ));
+        assert!(matches!(parse_timestamp("7"), Ok(7)));
+        for bad in ["1000000000000", "+5", "-5", " 5", "5s", ""] {
+            assert!(malformed(parse_timestamp(bad)), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_stripe_timestamp_is_refused_even_with_a_good_signature() {
+        let sig = "a".repeat(64);
+        let h = headers(&[("stripe-signature", &format!("t=1,v1={sig},t=2"))]);
+        assert!(matches!(
+            extract(&HmacScheme::stripe(), &h),
+            Err(Extract::Malformed("timestamp repeated"))
+        ));
+    }
+
+    #[test]
+    fn scheme_names_are_stable() {
+        assert_eq!(HmacScheme::github().name(), "github");
+        assert_eq!(HmacScheme::stripe().name(), "stripe");
+        assert_eq!(HmacScheme::slack().name(), "slack");
+        let generic = HmacScheme::Generic {
+            header: HeaderName::from_static("x-sig"),
+            prefix: String::new(),
+            encoding: SignatureEncoding::Hex,
+            timestamp_header: None,
+        };
+        assert_eq!(generic.name(), "generic");
+    }
+
+    /// What [`signature_headers`] sends is what [`extract`] reads back, and it verifies with the
+    /// key (and only with the key).
+    #[test]
+    fn signed_headers_read_back_and_verify_for_every_scheme() {
+        let generic = |encoding, timestamp_header: Option<&'static str>| HmacScheme::Generic {
+            header: HeaderName::from_static("x-sig"),
+            prefix: "sha256=".into(),
+            encoding,
+            timestamp_header: timestamp_header.map(HeaderName::from_static),
+        };
+        let key = SecretValue::from("k1");
+        let body = b"{\"n\":1}";
+        for scheme in [
+            HmacScheme::github(),
+            HmacScheme::stripe(),
+            HmacScheme::slack(),
+            generic(SignatureEncoding::Hex, None),
+            generic(SignatureEncoding::Base64, Some("x-ts")),
+        ] {
+            let mut h = HeaderMap::new();
+            for (name, value) in signature_headers(&scheme, b"k1", body, 1_700_000_000) {
+                h.append(name, value);
+            }
+            let claimed = extract(&scheme, &h).ok().unwrap();
+            let signs_time = !matches!(
+                scheme,
+                HmacScheme::GitHub
+                    | HmacScheme::Generic {
+                        timestamp_header: None,
+                        ..
+                    }
+            );
+            assert_eq!(
+                claimed.timestamp,
+                signs_time.then_some(1_700_000_000),
+                "{scheme:?}"
+            );
+            assert!(one_key_matches(&key, &claimed, body), "{scheme:?}");
+            assert!(!one_key_matches(&SecretValue::from("k2"), &claimed, body));
+            assert!(!one_key_matches(&key, &claimed, b"{\"n\":2}"));
+        }
+    }
+
+    #[test]
+    fn debug_names_the_scheme_and_secret_but_holds_no_key() {
+        let store = SecretStore::new(|_: &str, _: crate::secrets::SecretVersion| {
+            Ok(SecretValue::from("hunter2"))
+        });
+        let v = HmacVerifier::builder(HmacScheme::slack(), store, "slack-key")
+            .build()
+            .unwrap();
+        let shown = format!("{v:?}");
+        assert!(
+            shown.contains("slack") && shown.contains("slack-key"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"));
+    }
 }

@@ -475,12 +475,215 @@ impl Verifier for JwtVerifier {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_algorithm;
+    use super::*;
+    use base64::Engine as _;
+    use serde_json::json;
 
     #[test]
     fn none_and_hmac_algorithm_names_are_refused() {
         assert!(parse_algorithm("RS256").is_ok());
         assert!(parse_algorithm("HS256").is_err());
         assert!(parse_algorithm("none").is_err());
+    }
+
+    #[test]
+    fn each_algorithm_name_parses_to_itself() {
+        for (name, alg) in [
+            ("RS256", Algorithm::RS256),
+            ("RS384", Algorithm::RS384),
+            ("RS512", Algorithm::RS512),
+            ("PS256", Algorithm::PS256),
+            ("PS384", Algorithm::PS384),
+            ("PS512", Algorithm::PS512),
+            ("ES256", Algorithm::ES256),
+            ("ES384", Algorithm::ES384),
+            ("EdDSA", Algorithm::EdDSA),
+        ] {
+            assert_eq!(parse_algorithm(name).ok(), Some(alg), "{name}");
+        }
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn claim_predicates_hold_only_for_their_value() {
+        let c = claims(json!({
+            "email": "svc@example.iam", "verified": true,
+            "scope": "read write", "roles": ["admin", "ops"], "n": 3
+        }));
+        let holds = |p: ClaimPredicate| p.holds(&c);
+        assert!(holds(ClaimPredicate::equals("email", "svc@example.iam")));
+        assert!(!holds(ClaimPredicate::equals("email", "other@example.iam")));
+        assert!(holds(ClaimPredicate::equals("verified", true)));
+        assert!(!holds(ClaimPredicate::equals("verified", "true")));
+        assert!(!holds(ClaimPredicate::equals("absent", Value::Null)));
+        assert!(holds(ClaimPredicate::contains("scope", "write")));
+        assert!(!holds(ClaimPredicate::contains("scope", "rea")));
+        assert!(holds(ClaimPredicate::contains("roles", "ops")));
+        assert!(!holds(ClaimPredicate::contains("roles", "root")));
+        assert!(!holds(ClaimPredicate::contains("n", "3")));
+        assert!(!holds(ClaimPredicate::contains("absent", "x")));
+        assert!(holds(ClaimPredicate::Exists("n".into())));
+        assert!(!holds(ClaimPredicate::Exists("absent".into())));
+        assert!(holds(ClaimPredicate::Custom(Arc::new(|c| c.len() == 5))));
+        assert!(!holds(ClaimPredicate::Custom(Arc::new(|c| c.is_empty()))));
+    }
+
+    fn verifier(issuers: &[&str], audiences: &[&str]) -> (JwtVerifier, JwksCache) {
+        let jwks = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+        let v = JwtVerifier::builder(jwks.clone())
+            .issuers(issuers.iter().copied())
+            .audiences(audiences.iter().copied())
+            .clock(Arc::new(crate::clock::FakeWallClock::at_unix(T)))
+            .build()
+            .unwrap();
+        (v, jwks)
+    }
+
+    const T: u64 = 1_700_000_000;
+
+    fn time_ok(v: &JwtVerifier, c: Value) -> bool {
+        v.check_claims(&claims(c)).is_ok()
+    }
+
+    /// `exp` and `nbf` with the default 60 s leeway, to the second.
+    #[test]
+    fn token_lifetime_edges_with_the_leeway() {
+        let (v, _) = verifier(&[], &[]);
+        let t = T as f64;
+        assert!(time_ok(&v, json!({"exp": t - 60.0})));
+        assert!(!time_ok(&v, json!({"exp": t - 61.0})));
+        assert!(time_ok(&v, json!({"exp": t + 1.0, "nbf": t + 60.0})));
+        assert!(!time_ok(&v, json!({"exp": t + 1.0, "nbf": t + 61.0})));
+        assert!(time_ok(&v, json!({"exp": t + 1.0, "nbf": t - 1000.0})));
+        assert!(!time_ok(&v, json!({"exp": t + 1.0, "nbf": "0"})));
+        assert!(!time_ok(&v, json!({"nbf": t})));
+    }
+
+    #[test]
+    fn issuer_and_audience_claims_are_checked_only_when_configured() {
+        let exp = T + 100;
+        let (open, _) = verifier(&[], &[]);
+        assert!(time_ok(&open, json!({"exp": exp})));
+        assert!(time_ok(&open, json!({"exp": exp, "iss": "any", "aud": 7})));
+        let (v, _) = verifier(&["https://a", "https://b"], &["orders", "billing"]);
+        let ok = |c: Value| time_ok(&v, c);
+        assert!(ok(
+            json!({"exp": exp, "iss": "https://b", "aud": "billing"})
+        ));
+        assert!(ok(
+            json!({"exp": exp, "iss": "https://a", "aud": ["x", "orders"]})
+        ));
+        assert!(!ok(
+            json!({"exp": exp, "iss": "https://c", "aud": "orders"})
+        ));
+        assert!(!ok(
+            json!({"exp": exp, "iss": ["https://a"], "aud": "orders"})
+        ));
+        assert!(!ok(json!({"exp": exp, "aud": "orders"})));
+        assert!(!ok(json!({"exp": exp, "iss": "https://a", "aud": "other"})));
+        assert!(!ok(
+            json!({"exp": exp, "iss": "https://a", "aud": ["other", 1]})
+        ));
+        assert!(!ok(
+            json!({"exp": exp, "iss": "https://a", "aud": {"orders": 1}})
+        ));
+        assert!(!ok(json!({"exp": exp, "iss": "https://a"})));
+    }
+
+    fn b64(v: Value) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    /// A token with a readable header and payload and a signature that is never checked here.
+    fn unsigned(payload: Value) -> String {
+        format!(
+            "{}.{}.c2ln",
+            b64(json!({"alg": "RS256", "kid": "k"})),
+            b64(payload)
+        )
+    }
+
+    async fn refused_because(v: &JwtVerifier, token: &str) -> String {
+        let req = http::Request::builder()
+            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let r = v.check(&req).await.unwrap_err();
+        assert_eq!(r.kind(), RejectionKind::BadToken, "{token}");
+        r.reason().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn only_three_non_empty_base64url_segments_are_read() {
+        let (v, _) = verifier(&[], &[]);
+        let shape = "not a three-segment compact JWS";
+        for bad in [
+            "a.b", "a.b.c.d", "a..c", "a+b.c.d", "a/b.c.d", "ab=.c.d", "a b.c.d",
+        ] {
+            assert_eq!(refused_because(&v, bad).await, shape, "{bad}");
+        }
+        // The right alphabet gets past the shape check (and fails on its content).
+        assert_eq!(refused_because(&v, "aZ09-_.c.d").await, "unreadable header");
+    }
+
+    #[tokio::test]
+    async fn the_issuer_precheck_runs_only_with_issuers_and_before_the_keys() {
+        let (v, jwks) = verifier(&["https://a"], &[]);
+        let other = unsigned(json!({"iss": "https://b"}));
+        assert_eq!(
+            refused_because(&v, &other).await,
+            "issuer missing or not accepted"
+        );
+        let no_iss = unsigned(json!({"sub": "x"}));
+        assert_eq!(
+            refused_because(&v, &no_iss).await,
+            "issuer missing or not accepted"
+        );
+        assert_eq!(
+            jwks.fetches(),
+            0,
+            "a token of another issuer never reaches the keys"
+        );
+        let ours = unsigned(json!({"iss": "https://a"}));
+        assert_eq!(refused_because(&v, &ours).await, "no key for kid and alg");
+        let (open, _) = verifier(&[], &[]);
+        assert_eq!(
+            refused_because(&open, &other).await,
+            "no key for kid and alg"
+        );
+    }
+
+    #[test]
+    fn peek_issuer_reads_only_a_string_iss() {
+        assert_eq!(
+            peek_issuer(&unsigned(json!({"iss": "https://a"}))).as_deref(),
+            Some("https://a")
+        );
+        assert_eq!(peek_issuer(&unsigned(json!({"iss": 1}))), None);
+        assert_eq!(peek_issuer(&unsigned(json!({}))), None);
+        assert_eq!(peek_issuer("a"), None);
+    }
+
+    #[test]
+    fn debug_lists_the_rules_by_claim_name() {
+        let (v, _) = verifier(&["https://a"], &["orders"]);
+        let shown = format!("{v:?}");
+        assert!(
+            shown.contains("https://a") && shown.contains("orders"),
+            "{shown}"
+        );
+        let preds = format!(
+            "{:?}",
+            [
+                ClaimPredicate::equals("email", "secret-value"),
+                ClaimPredicate::contains("scope", "w"),
+                ClaimPredicate::Exists("n".into()),
+                ClaimPredicate::Custom(Arc::new(|_| true)),
+            ]
+        );
+        assert_eq!(preds, "[Equals(email), Contains(scope), Exists(n), Custom]");
     }
 }
