@@ -646,4 +646,244 @@ mod tests {
         assert_eq!(secs(Duration::from_secs(5)), 5);
         assert_eq!(secs(Duration::MAX), i64::MAX);
     }
+
+    #[test]
+    fn a_wildcard_never_matches_an_empty_segment() {
+        assert!(topic_matches(
+            "arn:aws:sns:*:1:t",
+            "arn:aws:sns:eu-west-1:1:t"
+        ));
+        assert!(!topic_matches("arn:aws:sns:*:1:t", "arn:aws:sns::1:t"));
+        assert!(!topic_matches(
+            "arn:aws:sns:*:1:t",
+            "arn:aws:sns:eu-west-1:1:t:x"
+        ));
+    }
+
+    fn problems(topic: &str, capacity: usize) -> Vec<String> {
+        let built = SnsVerifier::builder()
+            .allow_topic(topic)
+            .cache_capacity(capacity)
+            .build(|_u: CertUrl| async {
+                Err::<bytes::Bytes, _>(super::super::CertFetchError("x".into()))
+            });
+        built.err().map(|e| e.problems).unwrap_or_default()
+    }
+
+    #[test]
+    fn each_configuration_problem_is_found_on_its_own() {
+        assert!(problems("arn:aws:sns:us-east-1:1:t", 1).is_empty());
+        for bad in [
+            "arn:aws:sns:us-east-1:1:t:x",
+            "arn:aws:sns:us-east-1:1",
+            "nra:aws:sns:us-east-1:1:t",
+            "arn:aws:sqs:us-east-1:1:t",
+            "arn:aws:sns::1:t",
+            "arn:aws:sns:us-east-1:1:",
+        ] {
+            assert_eq!(problems(bad, 1).len(), 1, "{bad}");
+        }
+        assert_eq!(
+            problems("arn:aws:sns:us-east-1:1:t", 0),
+            ["cache_capacity must be at least 1"]
+        );
+    }
+
+    const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:orders";
+    /// 2024-05-01T12:00:00Z
+    const NOW: i64 = 1_714_564_800;
+
+    fn cert_url(n: u8) -> String {
+        format!("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-{n:032x}.pem")
+    }
+
+    /// A signing key and its self-signed certificate valid from `not_before` to `not_after`.
+    fn signing_cert(not_before: i64, not_after: i64) -> (rsa::RsaPrivateKey, bytes::Bytes) {
+        use rsa::pkcs8::DecodePrivateKey;
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["sns.amazonaws.com".to_owned()]).unwrap();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        params.not_before = epoch + Duration::from_secs(not_before as u64);
+        params.not_after = epoch + Duration::from_secs(not_after as u64);
+        let pem = params.self_signed(&kp).unwrap().pem();
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(kp.serialized_der()).unwrap();
+        (key, pem.into_bytes().into())
+    }
+
+    /// A v2 notification published at `timestamp`, signed with `key`, naming certificate `url`.
+    fn notification(key: &rsa::RsaPrivateKey, timestamp: &str, url: &str) -> SnsMessage {
+        use rsa::signature::{SignatureEncoding, Signer};
+        let mut m: SnsMessage = serde_json::from_value(serde_json::json!({
+            "Type": "Notification", "MessageId": "m-1", "TopicArn": TOPIC, "Message": "{}",
+            "Timestamp": timestamp, "SignatureVersion": "2", "Signature": "",
+            "SigningCertURL": url,
+        }))
+        .unwrap();
+        let signer = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key.clone());
+        let sig = signer.sign(string_to_sign(&m).unwrap().as_bytes());
+        m.signature = base64::engine::general_purpose::STANDARD.encode(sig.to_bytes());
+        m
+    }
+
+    /// A verifier at `NOW` (600 s max age, 300 s skew) whose fetcher serves `pem` (or fails
+    /// when `None`), counting fetches.
+    fn verifier(
+        pem: Option<bytes::Bytes>,
+        capacity: usize,
+    ) -> (
+        SnsVerifier,
+        guard_core::clock::FakeWallClock,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let clock = guard_core::clock::FakeWallClock::at_unix(NOW as u64);
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = fetches.clone();
+        let v = SnsVerifier::builder()
+            .allow_topic(TOPIC)
+            .max_age(Duration::from_secs(600))
+            .future_skew(Duration::from_secs(300))
+            .cache_capacity(capacity)
+            .clock(clock.clone())
+            .build(move |_u: CertUrl| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let pem = pem.clone();
+                async move { pem.ok_or(super::super::CertFetchError("down".into())) }
+            })
+            .unwrap();
+        (v, clock, fetches)
+    }
+
+    fn count(n: &std::sync::atomic::AtomicUsize) -> usize {
+        n.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn the_timestamp_window_holds_to_the_second() {
+        let (key, pem) = signing_cert(NOW - 86_400, NOW + 86_400);
+        let (v, _, _) = verifier(Some(pem), 32);
+        let at = |t: &str| notification(&key, t, &cert_url(1));
+        for ok in ["2024-05-01T12:05:00Z", "2024-05-01T11:50:00Z"] {
+            assert!(v.verify_message(&at(ok)).await.is_ok(), "{ok}");
+        }
+        for stale in ["2024-05-01T12:05:01Z", "2024-05-01T11:49:59Z"] {
+            let refused = v.verify_message(&at(stale)).await.unwrap_err();
+            assert_eq!(refused.kind(), RejectionKind::StaleSignature, "{stale}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_certificate_is_valid_from_its_first_to_its_last_second() {
+        let ts = "2024-05-01T12:00:00Z";
+        for (not_before, not_after, valid) in [
+            (NOW, NOW + 86_400, true),
+            (NOW - 86_400, NOW, true),
+            (NOW + 1, NOW + 86_400, false),
+            (NOW - 86_400, NOW - 1, false),
+        ] {
+            let (key, pem) = signing_cert(not_before, not_after);
+            let (v, _, _) = verifier(Some(pem), 32);
+            let r = v
+                .verify_message(&notification(&key, ts, &cert_url(1)))
+                .await;
+            match r {
+                Ok(_) => assert!(valid, "{not_before}..{not_after} accepted"),
+                Err(e) => {
+                    assert!(!valid, "{not_before}..{not_after}: {:?}", e.reason());
+                    assert_eq!(
+                        e.reason(),
+                        Some("SNS certificate outside its validity period")
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_certificate_fetch_is_retried_after_ten_seconds_not_before() {
+        let (key, _) = signing_cert(NOW - 86_400, NOW + 86_400);
+        let (v, clock, fetches) = verifier(None, 32);
+        let m = notification(&key, "2024-05-01T12:00:00Z", &cert_url(1));
+        let reason = |r: Result<Principal, Rejection>| r.unwrap_err().reason().map(str::to_owned);
+        assert_eq!(
+            reason(v.verify_message(&m).await).as_deref(),
+            Some("SNS certificate unavailable")
+        );
+        clock.advance(Duration::from_millis(9_999));
+        assert_eq!(
+            reason(v.verify_message(&m).await).as_deref(),
+            Some("SNS certificate recently unavailable")
+        );
+        assert_eq!(count(&fetches), 1);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(
+            reason(v.verify_message(&m).await).as_deref(),
+            Some("SNS certificate unavailable")
+        );
+        assert_eq!(count(&fetches), 2);
+    }
+
+    #[tokio::test]
+    async fn the_certificate_cache_keeps_its_capacity_and_no_more() {
+        let (key, pem) = signing_cert(NOW - 86_400, NOW + 86_400);
+        let ts = "2024-05-01T12:00:00Z";
+        let (v, _, fetches) = verifier(Some(pem.clone()), 2);
+        for n in [1, 2, 1, 2] {
+            v.verify_message(&notification(&key, ts, &cert_url(n)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(count(&fetches), 2, "two certificates fit in two places");
+        let (v, _, fetches) = verifier(Some(pem), 1);
+        for n in [1, 2, 1] {
+            v.verify_message(&notification(&key, ts, &cert_url(n)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            count(&fetches),
+            3,
+            "with one place, the second URL evicts the first"
+        );
+    }
+
+    /// A public key that is not rcgen's own, for a certificate over a key of any size.
+    struct RsaSpki(Vec<u8>);
+
+    impl rcgen::PublicKeyData for RsaSpki {
+        fn der_bytes(&self) -> &[u8] {
+            &self.0
+        }
+        fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+            &rcgen::PKCS_RSA_SHA256
+        }
+    }
+
+    /// The PKCS#1 public key of a 2040-bit RSA key (255 bytes of modulus), made with
+    /// `openssl genrsa 2040` (generating one in a debug build takes minutes).
+    const RSA_2040_PUBLIC: &str = "MIIBCQKCAQAAv6cJkddQA5y8DfaslmaNo75svUd8ngMEzrI+uw3NylhNEfcf2LyOo73gob2K1ruHMNCOkkkfkqhOsxXlHyrZ4slm+J8gEr5Cn3NF7+TEVUyS6ZZ0RuIqY5dCBzsgv3UlKLjs8soXXQP02cQk95k+aXSyZUAb7JWz0nutho/yCeZnhIAq3I2+fqk5YM0/31Q6qg5FA+H1JROY6VzHLSt2RSb4k2KRT2lUFTrNXE9IoL8CeMXTQUQorl7EedGcytpnmEyp6252LQJlyZw/tOth/68+MfruFW6Mw43eaPltk5P3vvofcahZ1heQpA1MdRY5a0us30vSUNJ9FEUSY28TAgMBAAE=";
+
+    #[test]
+    fn a_signing_key_under_2048_bits_is_refused() {
+        let issuer_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let issuer = rcgen::Issuer::new(
+            rcgen::CertificateParams::new(vec!["issuer.example".to_owned()]).unwrap(),
+            issuer_key,
+        );
+        let cert_for = |public: &dyn Fn() -> Vec<u8>| {
+            let params =
+                rcgen::CertificateParams::new(vec!["sns.amazonaws.com".to_owned()]).unwrap();
+            params.signed_by(&RsaSpki(public()), &issuer).unwrap().pem()
+        };
+        let rsa_2048 = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let der_2048 = || rcgen::PublicKeyData::der_bytes(&rsa_2048).to_vec();
+        let der_2040 = || {
+            base64::engine::general_purpose::STANDARD
+                .decode(RSA_2040_PUBLIC)
+                .unwrap()
+        };
+        let key = parse_certificate(cert_for(&der_2048).as_bytes()).expect("2048 bits");
+        assert_eq!(rsa::traits::PublicKeyParts::size(&key.key), 256);
+        assert!(parse_certificate(cert_for(&der_2040).as_bytes()).is_none());
+    }
 }

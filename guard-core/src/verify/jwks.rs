@@ -779,4 +779,33 @@ mod tests {
         assert_eq!(f.find("a").await, Err(Lookup::Unknown));
         assert_eq!(f.cache.fetches(), 2);
     }
+
+    #[cfg(feature = "jwks-http")]
+    #[test]
+    fn a_fetcher_takes_https_or_plain_http_to_a_local_address_only() {
+        let client = crate::http_client::HttpClient::builder()
+            .root_certificates_der([])
+            .build()
+            .unwrap();
+        let fetcher = |url: &str| HttpJwksFetcher::with_client(url, client.clone());
+        for ok in [
+            "https://idp.example/keys",
+            "https://10.0.0.1:8443/keys",
+            "http://127.0.0.1:8080/keys",
+            "http://[::1]/keys",
+            "http://localhost/keys",
+        ] {
+            assert!(fetcher(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://idp.example/keys",
+            "http://10.0.0.1/keys",
+            "file:///etc/keys",
+            "/keys",
+            "ftp://127.0.0.1/keys",
+            "not a url",
+        ] {
+            assert!(fetcher(bad).is_err(), "{bad}");
+        }
+    }
 }
