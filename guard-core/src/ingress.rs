@@ -337,6 +337,132 @@ mod tests {
         assert!(check(&layer.config, &req("text/plain", b"[[[1]]]")).is_ok());
         assert!(check(&layer.config, &req("json", b"[[[1]]]")).is_ok());
     }
+
+    fn refusal(layer: &IngressLayer, r: &GuardRequest) -> Option<(RejectionKind, String)> {
+        check(&layer.config, r)
+            .err()
+            .map(|e| (e.kind(), e.reason().unwrap_or_default().to_owned()))
+    }
+
+    fn with_trigger(mut r: GuardRequest, t: Trigger) -> GuardRequest {
+        r.extensions_mut().insert(t);
+        r
+    }
+
+    fn message() -> Trigger {
+        Trigger::Message(crate::request::MessageTrigger::new("sqs", "q", "m-1"))
+    }
+
+    #[test]
+    fn methods_are_checked_for_http_requests_only_and_only_when_configured() {
+        let get = || http::Request::get("/").body(bytes::Bytes::new()).unwrap();
+        assert_eq!(
+            refusal(&IngressLayer::new(), &get()),
+            None,
+            "no methods: any"
+        );
+        let post_only = IngressLayer::new().methods([Method::POST]);
+        assert_eq!(
+            refusal(&post_only, &get()),
+            Some((RejectionKind::MethodNotAllowed, "method".into()))
+        );
+        assert_eq!(refusal(&post_only, &req("application/json", b"{}")), None);
+        assert_eq!(refusal(&post_only, &with_trigger(get(), message())), None);
+        assert_eq!(
+            refusal(&post_only, &with_trigger(get(), Trigger::Direct)),
+            None
+        );
+        assert!(refusal(&post_only, &with_trigger(get(), Trigger::Http)).is_some());
+    }
+
+    #[test]
+    fn the_declared_length_is_checked_before_the_body_and_the_largest_counts() {
+        let layer = IngressLayer::new().max_body_bytes(10);
+        let declared = |lengths: &[&str]| {
+            let mut r = req("application/json", b"{}");
+            for l in lengths {
+                r.headers_mut().append(CONTENT_LENGTH, l.parse().unwrap());
+            }
+            refusal(&layer, &r)
+        };
+        let too_large = Some((RejectionKind::TooLarge, "content-length".to_owned()));
+        assert_eq!(declared(&["11"]), too_large);
+        assert_eq!(declared(&["2", "11"]), too_large);
+        assert_eq!(declared(&["11", "2"]), too_large);
+        assert_eq!(declared(&["10"]), None);
+        assert_eq!(declared(&["x", "2"]), None);
+        let body = refusal(&layer, &req("application/json", b"{\"n\":123456}"));
+        assert_eq!(body, Some((RejectionKind::TooLarge, "body length".into())));
+        assert_eq!(
+            refusal(&layer, &req("application/json", b"{\"n\":1234}")),
+            None
+        );
+    }
+
+    #[test]
+    fn the_content_type_is_required_only_for_an_http_body() {
+        let layer = IngressLayer::new();
+        let bare = |body: &'static [u8]| {
+            http::Request::post("/")
+                .body(bytes::Bytes::from_static(body))
+                .unwrap()
+        };
+        assert_eq!(refusal(&layer, &bare(b"")), None, "no body, no type needed");
+        assert_eq!(
+            refusal(&layer, &bare(b"{}")),
+            Some((
+                RejectionKind::UnsupportedMediaType,
+                "missing content-type".into()
+            ))
+        );
+        assert_eq!(refusal(&layer, &with_trigger(bare(b"{}"), message())), None);
+        let mut two = req("application/json", b"{}");
+        two.headers_mut()
+            .append(CONTENT_TYPE, "application/json".parse().unwrap());
+        assert_eq!(
+            refusal(&layer, &two),
+            Some((
+                RejectionKind::UnsupportedMediaType,
+                "several content-type headers".into()
+            ))
+        );
+        assert_eq!(
+            refusal(&layer, &req("text/plain", b"{}")),
+            Some((
+                RejectionKind::UnsupportedMediaType,
+                "content-type not allowed".into()
+            ))
+        );
+        let any = IngressLayer::new().content_types(Vec::<String>::new());
+        assert_eq!(refusal(&any, &req("text/plain", b"{}")), None);
+    }
+
+    #[test]
+    fn a_message_without_a_content_type_gets_the_depth_check_and_http_does_not() {
+        let layer = IngressLayer::new()
+            .content_types(Vec::<String>::new())
+            .max_depth(2);
+        let deep = || {
+            http::Request::post("/")
+                .body(bytes::Bytes::from_static(b"[[[1]]]"))
+                .unwrap()
+        };
+        assert_eq!(refusal(&layer, &deep()), None);
+        let too_deep = Some((RejectionKind::TooDeep, "nesting depth".to_owned()));
+        assert_eq!(refusal(&layer, &with_trigger(deep(), message())), too_deep);
+        assert_eq!(
+            refusal(&layer, &with_trigger(deep(), Trigger::Direct)),
+            too_deep
+        );
+        assert_eq!(refusal(&layer, &req("application/json", b"[[1]]")), None);
+    }
+
+    #[test]
+    fn closing_brackets_bring_the_depth_down() {
+        assert!(!exceeds_depth(br#"[{},{},{},[],[[]]]"#, 3));
+        assert!(!exceeds_depth(br#"[{"a":"\\"},{"b":"]"},{}]"#, 2));
+        assert!(exceeds_depth(br#"[{"a":"\\"},[[]]]"#, 2));
+    }
 }
 
 #[cfg(test)]

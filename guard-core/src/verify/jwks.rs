@@ -808,4 +808,47 @@ mod tests {
             assert!(fetcher(bad).is_err(), "{bad}");
         }
     }
+
+    /// Serves one HTTP/1.1 response (`status`, a JWKS padded to `len` bytes) on a loopback port
+    /// and fetches it.
+    #[cfg(feature = "jwks-http")]
+    async fn fetch_once(status: &str, len: usize) -> Result<Vec<u8>, JwksError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+        );
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = sock.read(&mut request).await;
+            let mut body = br#"{"keys":[]}"#.to_vec();
+            body.resize(len, b' ');
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+        });
+        let client = crate::http_client::HttpClient::builder()
+            .root_certificates_der([])
+            .build()
+            .unwrap();
+        let fetcher = HttpJwksFetcher::with_client(&format!("http://{addr}/keys"), client).unwrap();
+        let got = fetcher.fetch().await;
+        server.abort();
+        got
+    }
+
+    #[cfg(feature = "jwks-http")]
+    #[tokio::test]
+    async fn a_document_of_exactly_the_cap_is_fetched_and_not_one_byte_more() {
+        assert_eq!(
+            fetch_once("200 OK", MAX_JWKS_BYTES).await.map(|d| d.len()),
+            Ok(MAX_JWKS_BYTES)
+        );
+        assert!(fetch_once("200 OK", MAX_JWKS_BYTES + 1).await.is_err());
+        assert_eq!(
+            fetch_once("404 Not Found", 11).await,
+            Err(JwksError::new("status 404"))
+        );
+    }
 }
