@@ -66,7 +66,7 @@ done
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 TIMEOUT="${MUTANTS_TIMEOUT:-120}"
 BASELINE="${MUTANTS_BASELINE:-run}"
-OUT="$PWD/target/mutants-out"
+OUT="${MUTANTS_OUT:-$PWD/target/mutants-out}"
 mkdir -p "$OUT"
 
 if $quick; then

@@ -169,3 +169,52 @@ mod pending_replay_records_once_example {
         );
     }
 }
+
+#[cfg(all(test, feature = "verify"))]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::FakeWallClock;
+    use crate::verify::MemoryReplayStore;
+
+    #[tokio::test]
+    async fn collected_signatures_are_recorded_once_each_on_commit() {
+        let clock = FakeWallClock::at_unix(1_000);
+        let store = Arc::new(MemoryReplayStore::new(10).with_clock(Arc::new(clock.clone())));
+        let expires = clock.now() + Duration::from_secs(60);
+        let pending =
+            |key: &[u8]| PendingReplay::new(store.clone(), key, expires, Arc::new(clock.clone()));
+        let collector = PendingReplays::default();
+        assert!(collector.is_empty());
+        collector.push(pending(b"a"));
+        collector.push(pending(b"b"));
+        assert_eq!(collector.len(), 2);
+        assert!(!collector.is_empty());
+        assert_eq!(format!("{collector:?}"), "PendingReplays(2)");
+        assert!(store.is_empty(), "nothing is recorded before the commit");
+        collector.commit().await.unwrap();
+        assert_eq!(store.len(), 2);
+        assert!(collector.is_empty(), "a commit empties the collector");
+        let again = PendingReplays::default();
+        again.push(pending(b"b"));
+        let refused = again.commit().await.unwrap_err();
+        assert_eq!(refused.kind(), RejectionKind::Replayed);
+        assert!(format!("{:?}", pending(b"c")).contains("expires"));
+    }
+
+    #[tokio::test]
+    async fn the_record_lasts_from_the_commit_until_the_expiry_time() {
+        let clock = FakeWallClock::at_unix(1_000);
+        let store = Arc::new(MemoryReplayStore::new(10).with_clock(Arc::new(clock.clone())));
+        let expires = clock.now() + Duration::from_secs(60);
+        let p = PendingReplay::new(store.clone(), b"k", expires, Arc::new(clock.clone()));
+        clock.advance(Duration::from_secs(20));
+        p.commit().await.unwrap();
+        clock.advance(Duration::from_millis(39_999));
+        assert_eq!(store.seen(b"k").await, Ok(true));
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(store.seen(b"k").await, Ok(false));
+    }
+}

@@ -124,19 +124,20 @@ impl MemoryReplayStore {
         {
             return Ok(false);
         }
+        // Expired entries leave the queue at every record, not only when the store is full: a
+        // key recorded again after it expired adds an entry each time, and would otherwise grow
+        // the queue without bound while the map stays small.
+        s.purge(now);
         if s.expiry.len() >= self.capacity {
-            s.purge(now);
-            if s.expiry.len() >= self.capacity {
-                // Expired entries that were re-inserted later sit behind live ones: a full sweep.
-                s.expiry.retain(|_, at| *at > now);
-                let State { expiry, order } = &mut *s;
-                order.retain(|(at, k)| expiry.get(k) == Some(at));
-            }
-            if s.expiry.len() >= self.capacity {
-                return Err(ReplayError {
-                    reason: "replay store full".into(),
-                });
-            }
+            // Expired entries that were re-inserted later sit behind live ones: a full sweep.
+            s.expiry.retain(|_, at| *at > now);
+            let State { expiry, order } = &mut *s;
+            order.retain(|(at, k)| expiry.get(k) == Some(at));
+        }
+        if s.expiry.len() >= self.capacity {
+            return Err(ReplayError {
+                reason: "replay store full".into(),
+            });
         }
         let at = now + ttl;
         let key: Box<[u8]> = key.into();
@@ -236,5 +237,64 @@ mod tests {
         let (s, _) = store(2);
         assert!(s.record(b"", TTL).is_err());
         assert!(s.record(&[0u8; 65], TTL).is_err());
+    }
+
+    #[test]
+    fn keys_of_one_to_sixty_four_bytes_are_taken() {
+        let (s, _) = store(2);
+        assert_eq!(s.record(b"k", TTL), Ok(true));
+        assert_eq!(s.record(&[7u8; 64], TTL), Ok(true));
+        assert_eq!(s.contains(&[7u8; 64]), Ok(true));
+        assert!(s.contains(&[7u8; 65]).is_err());
+    }
+
+    #[test]
+    fn a_key_expiring_exactly_now_makes_room_in_a_full_store() {
+        let (s, clock) = store(2);
+        assert_eq!(s.record(b"long", Duration::from_secs(100)), Ok(true));
+        assert_eq!(s.record(b"short", Duration::from_secs(1)), Ok(true));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(s.record(b"new", TTL), Ok(true));
+        assert_eq!(s.record(b"long", TTL), Ok(false));
+    }
+
+    /// A key recorded again after it expired has two entries in the expiry queue; purging the
+    /// old one must not forget the new record.
+    #[test]
+    fn purging_an_old_entry_keeps_the_key_recorded_again() {
+        let (s, clock) = store(3);
+        assert_eq!(s.record(b"k", Duration::from_secs(1)), Ok(true));
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(s.record(b"k", Duration::from_secs(100)), Ok(true));
+        assert_eq!(s.record(b"x", Duration::from_secs(100)), Ok(true));
+        assert_eq!(s.record(b"y", Duration::from_secs(100)), Ok(true));
+        assert!(s.record(b"z", TTL).is_err(), "full of live keys");
+        assert_eq!(s.record(b"k", TTL), Ok(false), "k is still remembered");
+        assert_eq!(s.len(), 3);
+        assert!(!s.is_empty());
+    }
+
+    /// The same key recorded again and again (each time after it expired) keeps the queue of
+    /// expiry times as short as the live keys, not one entry per recording.
+    #[test]
+    fn re_recording_an_expired_key_does_not_grow_the_queue() {
+        let (s, clock) = store(100);
+        for _ in 0..50 {
+            assert_eq!(s.record(b"k", Duration::from_secs(1)), Ok(true));
+            clock.advance(Duration::from_secs(1));
+        }
+        let queued = s.inner.lock().unwrap().order.len();
+        assert!(queued <= 1, "{queued} entries queued for one key");
+    }
+
+    #[test]
+    fn debug_shows_capacity_and_length() {
+        let (s, _) = store(2);
+        assert_eq!(s.record(b"k", TTL), Ok(true));
+        assert_eq!(
+            format!("{s:?}"),
+            "MemoryReplayStore { capacity: 2, len: 1 }"
+        );
+        assert!(store(2).0.is_empty());
     }
 }
