@@ -1,42 +1,40 @@
 #!/usr/bin/env bash
 # Mutation testing of the security-critical files with a pinned cargo-mutants: each file's
 # mutants are built and tested against only the test targets that cover it (no doctests, no
-# unrelated crates), so a run costs one incremental build of one crate per mutant.
+# other test binaries, no other crates).
 #
-#   scripts/mutants.sh                  every group below (about 25 s a mutant on 2 cores)
+#   scripts/mutants.sh                  every group below (about 20-30 s a mutant on 2 busy cores)
 #   scripts/mutants.sh hmac jwt         some groups
-#   scripts/mutants.sh --quick          only mutants in lines of security files changed by the last
-#                                       commit (`git diff HEAD~1 HEAD`), in place in this tree,
-#                                       reusing its target dir, no baseline, capped in time (CI)
+#   scripts/mutants.sh --quick          only the mutants on lines of the security files that the
+#                                       last commit changed (`git diff HEAD~1 HEAD`), no baseline,
+#                                       capped in time; seconds when no security file changed
 #   scripts/mutants.sh --list [GROUP]   the mutants, without running them
 #
-# Full runs mutate a copy of the tracked files kept at target/mutants-tree (refreshed from this
-# tree at each run, so only what changed recompiles), built in target/mutants without debuginfo
-# (linking is most of an incremental build): a mutant costs one incremental build of the crate
-# and its test targets plus the tests.
+# Runs mutate a copy of the tracked (and untracked, not ignored) files kept at
+# target/mutants-tree, refreshed from this tree at each run (unchanged files keep their times, so
+# only what changed recompiles; the working tree is never mutated), built in target/mutants
+# without debuginfo (linking the test binaries is most of an incremental build). A mutant costs
+# one incremental build of its crate's library and the group's test targets, then their tests.
 #
 # Environment: MUTANTS_TIMEOUT (seconds per test run, default 120), MUTANTS_TARGET_DIR (where the
 # copy builds; default target/mutants), MUTANTS_BASELINE (`run` or `skip`; default `run`: the
-# unmutated tests first), MUTANTS_QUICK_CAP (default 240), MUTANTS_RE (only mutants whose name
-# matches this regex, e.g. 'is_region|poll_ready'), MUTANTS_BASE (with --quick: the diff is
-# `git diff $MUTANTS_BASE HEAD`, default HEAD~1).
-# Results: target/mutants-out/<group>/mutants.out/{caught,missed,unviable,timeout}.txt and
+# unmutated tests first), MUTANTS_QUICK_CAP (seconds, default 240), MUTANTS_RE (only mutants whose
+# name matches this regex, e.g. 'is_region|poll_ready'), MUTANTS_NO_FILTER=1 (every test of the
+# group's targets, not only those named by its filters), MUTANTS_BASE (with --quick: the diff is
+# `git diff $MUTANTS_BASE HEAD`, default HEAD~1), MUTANTS_OUT (results, default target/mutants-out).
+# Results: $MUTANTS_OUT/<group>/mutants.out/{caught,missed,unviable,timeout}.txt and
 # outcomes.json (per-mutant build and test times). Exit status is cargo-mutants' (0 all caught,
 # 2 some missed, 3 timeouts) of the last group that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=27.1.0
-TOOLS="$PWD/.tools/cargo-mutants"
-MUTANTS="$TOOLS/bin/cargo-mutants"
-if ! "$MUTANTS" mutants --version 2>/dev/null | grep -q " $VERSION\$"; then
-  cargo install --locked --root "$TOOLS" "cargo-mutants@$VERSION"
-fi
 
 # group | package | files (space-separated) | test targets | test-name filters (substrings; empty:
 # all tests of those targets). The filters keep each mutant's test run to the tests about its
 # file; a mutant missed under a filter is re-run without it (MUTANTS_NO_FILTER=1) before it is
-# counted as missed.
+# counted as missed. sns-time is the date arithmetic of the SNS verifier, which its unit tests
+# cover on their own; sns-verify is the rest of that file.
 GROUPS_TABLE="
 cidr|guard-core|guard-core/src/verify/cidr.rs|--lib --test verify|
 hmac|guard-core|guard-core/src/verify/hmac.rs|--lib --test verify|verify:: signatures
@@ -48,8 +46,9 @@ sns-time|guard-aws|guard-aws/src/sns/verify.rs|--lib|sns::verify::
 sns-verify|guard-aws|guard-aws/src/sns/verify.rs|--lib --test sns|
 rate-key|guard-core|guard-core/src/rate_limit/key.rs|--lib --test rate_limit_memory|
 secrets-store|guard-core|guard-core/src/secrets/store.rs|--lib --test secrets|
-replay|guard-core|guard-core/src/verify/replay.rs guard-core/src/replay.rs|--lib --test verify|
+replay|guard-core|guard-core/src/verify/replay.rs guard-core/src/replay.rs|--lib --test verify|verify:: replay:: signatures
 "
+SNS_TIME='in (parse_timestamp|days_from_civil|secs|unix)$|replace (parse_timestamp|days_from_civil|secs|unix) ->'
 
 quick=false
 list=false
@@ -69,19 +68,27 @@ BASELINE="${MUTANTS_BASELINE:-run}"
 OUT="${MUTANTS_OUT:-$PWD/target/mutants-out}"
 mkdir -p "$OUT"
 
+diff_file=""
 if $quick; then
-  # In place, in the target dir the test step just built (same features): a mutant rebuilds only
-  # the mutated crate. The tests just passed, so no baseline.
-  TREE="$PWD"
-  BASELINE=skip
-  FEATURES=(--all-features)
-  if ! git diff --quiet HEAD -- '*.rs'; then
-    echo "--quick mutates this tree in place: commit or stash the .rs changes first" >&2
-    exit 64
+  # Before anything is installed or built: which security files did the commit change?
+  diff_file="$OUT/last-commit.diff"
+  git diff "${MUTANTS_BASE:-HEAD~1}" HEAD -- '*.rs' >"$diff_file"
+  security_files=$(cut -d'|' -f3 <<<"$GROUPS_TABLE" | tr ' ' '\n' | sed '/^$/d' | sort -u)
+  if ! grep -qxF -f <(sed 's|^|+++ b/|' <<<"$security_files") "$diff_file"; then
+    echo "mutants --quick: the last commit changes no security file"
+    exit 0
   fi
-elif ! $list; then
-  # A stable copy of the tracked (and untracked, not ignored) files: unchanged files keep their
-  # times, so cargo rebuilds only what changed since the last run.
+  BASELINE=skip
+fi
+
+TOOLS="$PWD/.tools/cargo-mutants"
+MUTANTS="$TOOLS/bin/cargo-mutants"
+if ! "$MUTANTS" mutants --version 2>/dev/null | grep -q " $VERSION\$"; then
+  cargo install --locked --root "$TOOLS" "cargo-mutants@$VERSION"
+fi
+
+TREE="$PWD"
+if ! $list; then
   TREE="$PWD/target/mutants-tree"
   mkdir -p "$TREE"
   git ls-files -z --cached --others --exclude-standard | sort -z >"$OUT/files"
@@ -89,18 +96,7 @@ elif ! $list; then
   (cd "$TREE" && find . -type f -print0 | sed -z 's|^\./||' | sort -z) \
     | comm -z -23 - "$OUT/files" | (cd "$TREE" && xargs -0r rm -f --)
   export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$PWD/target/mutants}"
-  # No debuginfo: linking the test binaries is most of an incremental build.
   export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
-  FEATURES=()
-else
-  TREE="$PWD"
-  FEATURES=()
-fi
-
-diff_file=""
-if $quick; then
-  diff_file="$OUT/last-commit.diff"
-  git diff "${MUTANTS_BASE:-HEAD~1}" HEAD -- '*.rs' >"$diff_file"
 fi
 
 status=0
@@ -111,11 +107,11 @@ while IFS='|' read -r group package files tests filters; do
     continue
   fi
   args=(mutants --dir "$TREE" --package "$package" --timeout "$TIMEOUT" --build-timeout 900
-        --colors never --no-times --caught --unviable "${FEATURES[@]}")
+        --colors never --no-times --caught --unviable)
   touched=false
   for f in $files; do
     args+=(--file "$f")
-    if $quick && grep -q "^+++ b/$f\$" "$diff_file"; then touched=true; fi
+    if $quick && grep -qxF "+++ b/$f" "$diff_file"; then touched=true; fi
   done
   if $quick; then
     $touched || continue
@@ -132,10 +128,9 @@ while IFS='|' read -r group package files tests filters; do
       args+=(--cargo-test-arg "$f")
     done
   fi
-  # sns-time is the date arithmetic of sns-verify's file, which its unit tests cover on their own.
   case "$group" in
-    sns-time) args+=(--re 'in (parse_timestamp|days_from_civil|secs|unix)$|replace (parse_timestamp|days_from_civil|secs|unix) ->') ;;
-    sns-verify) args+=(--exclude-re 'in (parse_timestamp|days_from_civil|secs|unix)$|replace (parse_timestamp|days_from_civil|secs|unix) ->') ;;
+    sns-time) args+=(--re "$SNS_TIME") ;;
+    sns-verify) args+=(--exclude-re "$SNS_TIME") ;;
   esac
   if [ -n "${MUTANTS_RE:-}" ]; then
     args+=(--re "$MUTANTS_RE")
@@ -144,8 +139,8 @@ while IFS='|' read -r group package files tests filters; do
     "$MUTANTS" "${args[@]}" --list
     continue
   fi
-  args+=(--in-place --baseline "$BASELINE")
-  echo "== $group ($files; tests: $tests)"
+  args+=(--in-place --baseline "$BASELINE" --output "$OUT/$group")
+  echo "== $group ($files; tests: $tests${filters:+ -- $filters})"
   rc=0
   if $quick; then
     left=$((deadline - SECONDS))
@@ -153,12 +148,11 @@ while IFS='|' read -r group package files tests filters; do
       echo "   quick cap reached: $group not run"
       continue
     fi
-    # SIGTERM at the cap: cargo-mutants stops and reverts the mutant it was testing.
-    timeout --kill-after=30 "$left" "$MUTANTS" "${args[@]}" --output "$OUT/$group" || rc=$?
-    # Whatever happened, leave no mutant behind (the tree was clean before).
-    git diff --quiet -- $files || git checkout -- $files
+    # SIGTERM at the cap: cargo-mutants stops and reverts the mutant it was testing (and the
+    # copy is refreshed at the next run anyway).
+    timeout --kill-after=30 "$left" "$MUTANTS" "${args[@]}" || rc=$?
   else
-    "$MUTANTS" "${args[@]}" --output "$OUT/$group" || rc=$?
+    "$MUTANTS" "${args[@]}" || rc=$?
   fi
   dir="$OUT/$group/mutants.out"
   for kind in caught missed unviable timeout; do
