@@ -851,4 +851,16 @@ mod tests {
             Err(JwksError::new("status 404"))
         );
     }
+
+    #[test]
+    fn debug_shows_the_timings_and_no_keys() {
+        let builder = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec()))
+            .ttl(Duration::from_secs(60))
+            .cooldown(Duration::from_secs(5));
+        assert_eq!(format!("{builder:?}"), "JwksCacheBuilder { .. }");
+        assert_eq!(
+            format!("{:?}", builder.build()),
+            "JwksCache { ttl: 60s, cooldown: 5s, .. }"
+        );
+    }
 }
