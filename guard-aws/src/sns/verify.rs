@@ -886,4 +886,20 @@ mod tests {
         assert_eq!(rsa::traits::PublicKeyParts::size(&key.key), 256);
         assert!(parse_certificate(cert_for(&der_2040).as_bytes()).is_none());
     }
+
+    #[test]
+    fn debug_shows_the_topics_and_max_age() {
+        let builder = SnsVerifier::builder().allow_topic(TOPIC);
+        let shown = format!("{builder:?}");
+        assert!(
+            shown.starts_with("SnsVerifierBuilder {") && shown.contains(TOPIC),
+            "{shown}"
+        );
+        let (v, _, _) = verifier(None, 1);
+        let shown = format!("{v:?}");
+        assert!(
+            shown.starts_with("SnsVerifier {") && shown.contains("600s"),
+            "{shown}"
+        );
+    }
 }
