@@ -281,11 +281,12 @@ async fn two_memory_instances_each_admit_their_own_burst() {
 #[tokio::test]
 async fn policy_builds_a_pre_auth_peer_and_a_post_auth_principal_layer() {
     let policy = Policy::from_toml_str(
-        "[function]\nname = \"shop-orders-prod-intake\"\n[rate_limit]\nper_minute = 2\nburst = 2",
+        "[function]\nname = \"shop-orders-prod-intake\"\nallow_unverified = true\n[rate_limit]\nper_minute = 2\nburst = 2",
     )
     .unwrap();
-    let layers = RateLimitLayer::from_policy(&policy).unwrap();
-    let (pre, post) = (layers.pre_auth.unwrap(), layers.post_auth.unwrap());
+    let guard = guard_core::Guard::from_policy(&policy).unwrap();
+    let (pre, post) = guard.rate_limit_layers();
+    let (pre, post) = (pre.unwrap(), post.unwrap());
     let handler = Counting::default();
     let mut pre_svc = pre.layer(handler.service());
     let mut post_svc = post.layer(handler.service());
@@ -309,11 +310,14 @@ async fn policy_builds_a_pre_auth_peer_and_a_post_auth_principal_layer() {
 
 #[test]
 fn policy_placements_can_be_turned_off() {
-    let policy =
-        Policy::from_toml_str("[rate_limit]\nper_second = 1\npost_auth = \"off\"").unwrap();
-    let layers = RateLimitLayer::from_policy(&policy).unwrap();
-    assert!(layers.pre_auth.is_some());
-    assert!(layers.post_auth.is_none());
+    let policy = Policy::from_toml_str(
+        "[function]\nallow_unverified = true\n[rate_limit]\nper_second = 1\npost_auth = \"off\"",
+    )
+    .unwrap();
+    let guard = guard_core::Guard::from_policy(&policy).unwrap();
+    let (pre_auth, post_auth) = guard.rate_limit_layers();
+    assert!(pre_auth.is_some());
+    assert!(post_auth.is_none());
 }
 
 #[cfg(not(feature = "redis"))]
