@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use guard_core::clock::FakeWallClock;
 use guard_core::rate_limit::key::{self, BucketKey};
-use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate, RateLimitLayer};
+use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate, RateLimitLayer};
 use guard_core::request::{MessageTrigger, Peer, Principal, PrincipalKind, Trigger};
 use guard_core::{Denial, GuardRequest, GuardResponse, Policy};
 use tower::util::BoxCloneService;
@@ -50,8 +51,8 @@ where
     svc.ready().await.unwrap().call(req).await.unwrap()
 }
 
-fn limiter(rate: Rate, k: impl key::RateKey) -> (RateLimitLayer, FakeClock) {
-    let clock = FakeClock::default();
+fn limiter(rate: Rate, k: impl key::RateKey) -> (RateLimitLayer, FakeWallClock) {
+    let clock = FakeWallClock::default();
     let mem = MemoryBackend::with_clock(rate, MemoryOptions::default(), clock.clone());
     (RateLimitLayer::new(mem, k), clock)
 }

@@ -76,8 +76,16 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Applies `GUARD_SECRETS_PROVIDER` and `GUARD_RATE_BACKEND` from the process environment
-    /// (see the [module docs](self) for the table).
+    /// Applies the environment overrides from the process environment:
+    ///
+    /// | variable | effect |
+    /// |---|---|
+    /// | `GUARD_POLICY` | path of a `guard.toml` used instead of the one built into the binary ([`Policy::from_env_or`]; not read here) |
+    /// | `GUARD_SECRETS_PROVIDER` | `env`, `file`, `aws`, `azure` or `gcp`: replaces `[secrets] provider` |
+    /// | `GUARD_RATE_BACKEND` | `memory`, or a `redis://` or `rediss://` (TLS) URL: replaces `[rate_limit] backend` |
+    ///
+    /// An override for a section the policy does not have is an error (it would silently do
+    /// nothing), and an overridden value is checked like the file's own.
     pub fn apply_env(&mut self) -> Result<(), PolicyError> {
         self.apply_vars(|k| std::env::var(k).ok())
     }

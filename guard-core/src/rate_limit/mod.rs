@@ -23,7 +23,7 @@
 //!
 //! | backend | shared by | clock | on failure |
 //! |---|---|---|---|
-//! | [`MemoryBackend`] (default) | one function instance | injectable ([`FakeClock`] in tests) | cannot fail |
+//! | [`MemoryBackend`] (default) | one function instance | injectable ([`FakeWallClock`](crate::clock::FakeWallClock) in tests) | cannot fail |
 //! | `RedisBackend` (feature `redis`) | every instance using the same Redis and key prefix | the Redis server's | [`FailureMode::Open`] (default: admit, count, log) or [`FailureMode::Closed`] (503 `guard.rate.backend_unavailable`) |
 //!
 //! In serverless every instance has its own memory: with the memory backend the effective limit
@@ -78,8 +78,8 @@ pub enum FailureMode {
     Closed,
 }
 
-pub use layer::{RateLimit, RateLimitLayer, ResponseFuture};
-pub use memory::{FakeClock, MemoryBackend, MemoryOptions};
+pub use layer::RateLimitLayer;
+pub use memory::{MemoryBackend, MemoryOptions};
 #[cfg(feature = "redis")]
 pub use redis::{
     AdmittedOnBackendError, RedisBackend, RedisBackendError, RedisConnection,

@@ -19,5 +19,5 @@ pub use body::JsonBody;
 pub use compile::SchemaError;
 pub use json::{JsonError, parse_strict};
 pub(crate) use schema::CompiledSchema;
-pub use schema::{ResponseFuture, Validate, ValidateLayer};
-pub use typed::{TypedValidate, TypedValidateLayer, Validated};
+pub use schema::ValidateLayer;
+pub use typed::{TypedValidateLayer, Validated};
