@@ -2,7 +2,7 @@
 //! `[verify.sns]` adds the SNS signature verifier for messages of kind `sns`, and
 //! `[function] trusted_proxies` sets the proxies trusted in front of an ALB.
 
-use guard_core::policy::{PolicyError, PolicyProblem, SecretsProvider, SnsPolicy};
+use guard_core::policy::{PolicyError, PolicyProblem, SecretsProvider};
 use guard_core::{GuardBuilder, GuardDeps, Policy};
 
 use crate::decode::DecodeOptions;
@@ -23,7 +23,7 @@ impl DecodeOptions {
     /// # let _ = layer;
     /// ```
     pub fn from_policy(policy: &Policy) -> Self {
-        match policy.function.resolve_trusted_proxies(ALB_DEFAULT_HOPS) {
+        match policy.trusted_proxies(ALB_DEFAULT_HOPS) {
             Some(p) => Self::default().with_alb_proxies(p),
             None => Self::default(),
         }
@@ -43,31 +43,37 @@ impl DecodeOptions {
 /// # Ok(()) }
 /// ```
 pub async fn builder_from_policy(policy: &Policy) -> Result<GuardBuilder, PolicyError> {
-    let mut deps = match &policy.secrets {
-        Some(section) if section.provider == SecretsProvider::Aws => aws_secrets().await?,
+    let mut deps = match policy.secrets_provider() {
+        Some(SecretsProvider::Aws) => aws_secrets().await?,
         _ => GuardDeps::default(),
     };
-    if let Some(sns) = policy.verify.as_ref().and_then(|v| v.sns.as_ref()) {
-        deps = deps.message_verifier("sns", sns_verifier(sns)?);
+    if let Some((topics, max_age)) = policy.sns_topics() {
+        deps = deps.message_verifier("sns", sns_verifier(topics, max_age)?);
     }
     GuardBuilder::from_policy_with(policy, deps)
 }
 
 /// `[verify.sns]`: the SNS signature verifier with the platform's HTTPS certificate fetcher.
 #[cfg(feature = "https-fetch")]
-fn sns_verifier(sns: &SnsPolicy) -> Result<crate::sns::SnsVerifier, PolicyError> {
+fn sns_verifier(
+    topics: &[String],
+    max_age: std::time::Duration,
+) -> Result<crate::sns::SnsVerifier, PolicyError> {
     let problem = |e: String| PolicyError::new(vec![PolicyProblem::new("verify.sns", e)]);
     let fetcher = crate::sns::HttpsCertFetcher::new().map_err(|e| problem(e.to_string()))?;
-    sns.topics
+    topics
         .iter()
         .fold(crate::sns::SnsVerifier::builder(), |b, t| b.allow_topic(t))
-        .max_age(std::time::Duration::from_secs(sns.max_age_secs))
+        .max_age(max_age)
         .build(fetcher)
         .map_err(|e| problem(e.to_string()))
 }
 
 #[cfg(not(feature = "https-fetch"))]
-fn sns_verifier(_: &SnsPolicy) -> Result<crate::sns::SnsVerifier, PolicyError> {
+fn sns_verifier(
+    _: &[String],
+    _: std::time::Duration,
+) -> Result<crate::sns::SnsVerifier, PolicyError> {
     Err(PolicyError::new(vec![PolicyProblem::new(
         "verify.sns",
         "fetching SNS signing certificates needs guard-aws's `https-fetch` feature",

@@ -68,12 +68,9 @@ impl DecodeOptions {
     /// ```
     pub fn from_policy(policy: &guard_core::Policy) -> Self {
         Self {
-            proxies: policy.function.resolve_trusted_proxies(1),
+            proxies: policy.trusted_proxies(1),
             header_limits: HeaderLimits::default(),
-            keep_easy_auth: policy
-                .verify
-                .as_ref()
-                .is_some_and(|v| v.azure_easy_auth.is_some()),
+            keep_easy_auth: policy.trusts_azure_easy_auth(),
         }
     }
 }

@@ -53,8 +53,8 @@ pub enum ServeError {
 /// assert!(guard_azure::builder_from_policy(&policy).is_ok());
 /// ```
 pub fn builder_from_policy(policy: &Policy) -> Result<GuardBuilder, PolicyError> {
-    let deps = match &policy.secrets {
-        Some(section) if section.provider == SecretsProvider::Azure => key_vault()?,
+    let deps = match policy.secrets_provider() {
+        Some(SecretsProvider::Azure) => key_vault()?,
         _ => GuardDeps::default(),
     };
     GuardBuilder::from_policy_with(policy, deps)
@@ -110,7 +110,7 @@ pub fn server_config(policy: &Policy) -> ServerConfig {
     } else {
         0
     };
-    let body = policy.ingress.max_body_bytes;
+    let body = policy.max_body_bytes();
     ServerConfig::default()
         .max_body_bytes(
             body.saturating_mul(6)
@@ -119,7 +119,7 @@ pub fn server_config(policy: &Policy) -> ServerConfig {
         )
         .max_header_bytes(HeaderLimits::DEFAULT_MAX_BYTES + room)
         .max_headers(HeaderLimits::DEFAULT_MAX_FIELDS)
-        .trusted_proxies(policy.function.resolve_trusted_proxies(1))
+        .trusted_proxies(policy.trusted_proxies(1))
 }
 
 /// Runs `handler` behind the perimeter `policy` describes, as this function app's custom

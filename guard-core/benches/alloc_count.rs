@@ -304,14 +304,14 @@ fn main() {
     // The whole orders stack (audit to a null sink, ingress, both limiters, CIDR-or-HMAC, strict
     // parse + schema, cached secret) on the orders payload, for reference.
     let policy = {
-        let mut p = guard_core::Policy::load(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/orders/guard.toml"),
-        )
-        .unwrap();
-        let rate = p.rate_limit.as_mut().unwrap();
-        rate.per_second = Some(1_000_000_000);
-        rate.burst = Some(100);
-        p
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/orders");
+        let text = std::fs::read_to_string(dir.join("guard.toml")).unwrap();
+        let raised = text
+            .replacen("per_second = 5\n", "per_second = 1000000000\n", 1)
+            .replacen("burst = 10\n", "burst = 100\n", 1);
+        assert!(raised.contains("per_second = 1000000000\n") && raised.contains("burst = 100\n"));
+        let schema = std::fs::read_to_string(dir.join("order.schema.json")).unwrap();
+        guard_core::Policy::from_toml_str_with_schema(&raised, &schema).unwrap()
     };
     let (sink, parked, release) = gated_sink();
     let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store))

@@ -74,8 +74,6 @@ pub mod verify;
 
 mod builder;
 
-#[cfg(feature = "verify")]
-pub use builder::VerifyDeps;
 #[cfg(all(
     feature = "audit",
     feature = "authz",
@@ -85,7 +83,7 @@ pub use builder::VerifyDeps;
     feature = "secrets",
     feature = "rate-limit"
 ))]
-pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService};
+pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService, VerifyDeps};
 pub use policy::Policy;
 pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};
 pub use request::{GuardRequest, GuardResponse};

@@ -10,8 +10,7 @@
 //!   as sent: set it before the layer sees the request.
 //!
 //! ```
-//! use bytes::Bytes;
-//! use guard_core::outbound::OutboundLayer;
+//! //! use guard_core::outbound::OutboundLayer;
 //! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 //! use guard_core::verify::HmacScheme;
 //! use tower::{Layer, ServiceExt, service_fn};
@@ -34,13 +33,9 @@
 //! ```
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use opentelemetry::trace::TraceContextExt as _;
 use tower_layer::Layer;
-use tower_service::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::clock::{SystemWallClock, WallClock};
@@ -107,58 +102,72 @@ impl OutboundLayer {
 }
 
 impl<S> Layer<S> for OutboundLayer {
-    type Service = Outbound<S>;
+    type Service = service::Outbound<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Outbound {
-            inner,
-            layer: self.clone(),
+        service::Outbound::new(inner, self.clone())
+    }
+}
+
+/// The service: reachable as `<OutboundLayer as Layer<S>>::Service`, not named.
+mod service {
+    use std::task::{Context, Poll};
+
+    use bytes::Bytes;
+    use futures_util::future::BoxFuture;
+    use tower_service::Service;
+
+    use super::{BoxError, OutboundLayer, inject_trace_context};
+
+    /// The service produced by [`OutboundLayer`].
+    #[derive(Clone, Debug)]
+    pub struct Outbound<S> {
+        inner: S,
+        layer: OutboundLayer,
+    }
+
+    impl<S> Outbound<S> {
+        pub(super) fn new(inner: S, layer: OutboundLayer) -> Self {
+            Self { inner, layer }
         }
     }
-}
 
-/// The service produced by [`OutboundLayer`].
-#[derive(Clone, Debug)]
-pub struct Outbound<S> {
-    inner: S,
-    layer: OutboundLayer,
-}
+    impl<S> Service<http::Request<Bytes>> for Outbound<S>
+    where
+        S: Service<http::Request<Bytes>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+    {
+        type Response = S::Response;
+        type Error = BoxError;
+        type Future = BoxFuture<'static, Result<S::Response, BoxError>>;
 
-impl<S> Service<http::Request<Bytes>> for Outbound<S>
-where
-    S: Service<http::Request<Bytes>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<S::Response, BoxError>>;
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            self.inner.poll_ready(cx).map_err(Into::into)
+        }
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
-        // The span current *now*, at the call site (the future may be polled elsewhere).
-        inject_trace_context(req.headers_mut());
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let signer = self.layer.signer.clone();
-        Box::pin(async move {
-            if let Some(signer) = signer {
-                let key = signer.store.get(&signer.secret).await?;
-                let headers = crate::verify::hmac_signature_headers(
-                    &signer.scheme,
-                    key.expose_bytes(),
-                    req.body(),
-                    signer.clock.unix_seconds(),
-                );
-                for (name, value) in headers {
-                    req.headers_mut().insert(name, value);
+        fn call(&mut self, mut req: http::Request<Bytes>) -> Self::Future {
+            // The span current *now*, at the call site (the future may be polled elsewhere).
+            inject_trace_context(req.headers_mut());
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let signer = self.layer.signer.clone();
+            Box::pin(async move {
+                if let Some(signer) = signer {
+                    let key = signer.store.get(&signer.secret).await?;
+                    let headers = crate::verify::hmac_signature_headers(
+                        &signer.scheme,
+                        key.expose_bytes(),
+                        req.body(),
+                        signer.clock.unix_seconds(),
+                    );
+                    for (name, value) in headers {
+                        req.headers_mut().insert(name, value);
+                    }
                 }
-            }
-            inner.call(req).await.map_err(Into::into)
-        })
+                inner.call(req).await.map_err(Into::into)
+            })
+        }
     }
 }
 

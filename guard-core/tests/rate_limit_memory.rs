@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use guard_core::clock::FakeWallClock;
 use guard_core::rate_limit::key::{self, BucketKey};
-use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate, RateLimitLayer};
+use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate, RateLimitLayer};
 use guard_core::request::{MessageTrigger, Peer, Principal, PrincipalKind, Trigger};
 use guard_core::{Denial, GuardRequest, GuardResponse, Policy};
 use tower::util::BoxCloneService;
@@ -50,8 +51,8 @@ where
     svc.ready().await.unwrap().call(req).await.unwrap()
 }
 
-fn limiter(rate: Rate, k: impl key::RateKey) -> (RateLimitLayer, FakeClock) {
-    let clock = FakeClock::default();
+fn limiter(rate: Rate, k: impl key::RateKey) -> (RateLimitLayer, FakeWallClock) {
+    let clock = FakeWallClock::default();
     let mem = MemoryBackend::with_clock(rate, MemoryOptions::default(), clock.clone());
     (RateLimitLayer::new(mem, k), clock)
 }
@@ -281,11 +282,12 @@ async fn two_memory_instances_each_admit_their_own_burst() {
 #[tokio::test]
 async fn policy_builds_a_pre_auth_peer_and_a_post_auth_principal_layer() {
     let policy = Policy::from_toml_str(
-        "[function]\nname = \"shop-orders-prod-intake\"\n[rate_limit]\nper_minute = 2\nburst = 2",
+        "[function]\nname = \"shop-orders-prod-intake\"\nallow_unverified = true\n[rate_limit]\nper_minute = 2\nburst = 2",
     )
     .unwrap();
-    let layers = RateLimitLayer::from_policy(&policy).unwrap();
-    let (pre, post) = (layers.pre_auth.unwrap(), layers.post_auth.unwrap());
+    let guard = guard_core::Guard::from_policy(&policy).unwrap();
+    let (pre, post) = guard.rate_limit_layers();
+    let (pre, post) = (pre.unwrap(), post.unwrap());
     let handler = Counting::default();
     let mut pre_svc = pre.layer(handler.service());
     let mut post_svc = post.layer(handler.service());
@@ -309,11 +311,14 @@ async fn policy_builds_a_pre_auth_peer_and_a_post_auth_principal_layer() {
 
 #[test]
 fn policy_placements_can_be_turned_off() {
-    let policy =
-        Policy::from_toml_str("[rate_limit]\nper_second = 1\npost_auth = \"off\"").unwrap();
-    let layers = RateLimitLayer::from_policy(&policy).unwrap();
-    assert!(layers.pre_auth.is_some());
-    assert!(layers.post_auth.is_none());
+    let policy = Policy::from_toml_str(
+        "[function]\nallow_unverified = true\n[rate_limit]\nper_second = 1\npost_auth = \"off\"",
+    )
+    .unwrap();
+    let guard = guard_core::Guard::from_policy(&policy).unwrap();
+    let (pre_auth, post_auth) = guard.rate_limit_layers();
+    assert!(pre_auth.is_some());
+    assert!(post_auth.is_none());
 }
 
 #[cfg(not(feature = "redis"))]

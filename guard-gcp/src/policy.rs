@@ -22,9 +22,8 @@ const ENVELOPE_OVERHEAD: u64 = 64 * 1024;
 pub fn apply_env(policy: &mut Policy) {
     if let Ok(url) = std::env::var("GUARD_GCP_JWKS_URL")
         && !url.trim().is_empty()
-        && let Some(push) = policy.verify.as_mut().and_then(|v| v.gcp_push.as_mut())
     {
-        push.jwks_url = url;
+        policy.set_gcp_push_jwks_url(url);
     }
 }
 
@@ -38,10 +37,10 @@ pub fn apply_env(policy: &mut Policy) {
 /// assert!(config.limits().0 > 65536);
 /// ```
 pub fn server_config(policy: &Policy) -> ServerConfig {
-    let data = policy.ingress.max_body_bytes;
+    let data = policy.max_body_bytes();
     ServerConfig::default()
         .max_body_bytes(data.saturating_mul(4) / 3 + ENVELOPE_OVERHEAD)
-        .trusted_proxies(policy.function.resolve_trusted_proxies(FRONT_END_HOPS))
+        .trusted_proxies(policy.trusted_proxies(FRONT_END_HOPS))
 }
 
 /// The stack the policy describes, with Secret Manager when `[secrets] provider = "gcp"`
@@ -54,8 +53,8 @@ pub fn server_config(policy: &Policy) -> ServerConfig {
 /// # let _ = guard; Ok(()) }
 /// ```
 pub fn builder_from_policy(policy: &Policy) -> Result<GuardBuilder, PolicyError> {
-    let deps = match &policy.secrets {
-        Some(section) if section.provider == SecretsProvider::Gcp => gcp_secrets()?,
+    let deps = match policy.secrets_provider() {
+        Some(SecretsProvider::Gcp) => gcp_secrets()?,
         _ => GuardDeps::default(),
     };
     GuardBuilder::from_policy_with(policy, deps)

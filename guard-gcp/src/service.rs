@@ -91,7 +91,7 @@ impl GcpLayer {
     /// # let _ = layer;
     /// ```
     pub fn from_policy(policy: &Policy) -> Self {
-        let max = usize::try_from(policy.ingress.max_body_bytes).unwrap_or(usize::MAX);
+        let max = usize::try_from(policy.max_body_bytes()).unwrap_or(usize::MAX);
         Self::new().map(|r| r.max_data = max)
     }
 

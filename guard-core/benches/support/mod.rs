@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use guard_core::VerifyDeps;
-use guard_core::audit::{AuditLayer, JsonLinesSink};
+use guard_core::audit::JsonLinesSink;
 use guard_core::clock::FakeWallClock;
 use guard_core::request::Peer;
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
@@ -43,11 +43,23 @@ pub(crate) fn policy() -> Policy {
 /// (the two limiters still check every call and send `RateLimit-*` headers with real-sized
 /// counts): for allow-path timings.
 pub(crate) fn policy_unlimited() -> Policy {
-    let mut p = policy();
-    let rate = p.rate_limit.as_mut().unwrap();
-    rate.per_second = Some(1_000_000_000);
-    rate.burst = Some(100);
-    p
+    let dir = repo().join("examples/orders");
+    let text = std::fs::read_to_string(dir.join("guard.toml")).unwrap();
+    let raised = text
+        .replacen("per_second = 5\n", "per_second = 1000000000\n", 1)
+        .replacen("burst = 10\n", "burst = 100\n", 1);
+    assert!(
+        raised.contains("per_second = 1000000000\n") && raised.contains("burst = 100\n"),
+        "examples/orders/guard.toml no longer says per_second = 5, burst = 10"
+    );
+    let schema = std::fs::read_to_string(dir.join("order.schema.json")).unwrap();
+    Policy::from_toml_str_with_schema(&raised, &schema).unwrap()
+}
+
+/// The orders schema (examples/orders/order.schema.json).
+pub(crate) fn orders_schema() -> serde_json::Value {
+    let text = std::fs::read(repo().join("examples/orders/order.schema.json")).unwrap();
+    serde_json::from_slice(&text).unwrap()
 }
 
 /// `POST /orders`, JSON, from a peer inside the allow-list.
@@ -137,7 +149,7 @@ pub(crate) fn guard_at(policy: &Policy, sink: &JsonLinesSink, clock: &FakeWallCl
 fn guard_with(policy: &Policy, sink: &JsonLinesSink, deps: GuardDeps) -> Guard {
     GuardBuilder::from_policy_with(policy, deps)
         .unwrap()
-        .audit(AuditLayer::new(sink.clone()).max_field_len(policy.audit.max_field_len))
+        .audit_sink(sink.clone())
         .build()
 }
 

@@ -17,5 +17,5 @@ mod record;
 mod sink;
 
 pub use event::{Outcome, SecurityEvent};
-pub use layer::{Audit, AuditLayer, ResponseFuture};
+pub use layer::AuditLayer;
 pub use sink::{JsonLinesSink, SecuritySink, TracingSink};

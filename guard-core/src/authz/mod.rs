@@ -65,17 +65,14 @@
 mod rule;
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tower_layer::Layer;
-use tower_service::Service;
 
 pub use rule::AuthzRule;
 pub(crate) use rule::{covers, glob, grant_ok, parse_path};
 
-use crate::future::CheckFuture;
 use crate::rejection::{Rejection, RejectionKind};
-use crate::request::{GuardRequest, GuardResponse, Principal, Trigger};
+use crate::request::{GuardRequest, Principal, Trigger};
 
 /// A rule set that cannot work. The message names the rule and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -138,47 +135,61 @@ impl AuthzLayer {
     }
 }
 
+/// The service and its future: reachable as `<AuthzLayer as Layer<S>>::Service`, not named.
+mod service {
+    use std::task::{Context, Poll};
+
+    use tower_service::Service;
+
+    use super::AuthzLayer;
+    use crate::future::CheckFuture;
+    use crate::request::{GuardRequest, GuardResponse};
+
+    /// The service made by [`AuthzLayer`].
+    #[derive(Debug, Clone)]
+    pub struct Authz<S> {
+        inner: S,
+        layer: AuthzLayer,
+    }
+
+    impl<S> Authz<S> {
+        pub(super) fn new(inner: S, layer: AuthzLayer) -> Self {
+            Self { inner, layer }
+        }
+    }
+
+    crate::macros::inner_service_accessors!(Authz);
+
+    crate::macros::opaque_future! {
+        /// The response future of [`Authz`].
+        pub type ResponseFuture<F> = CheckFuture<F>;
+    }
+
+    impl<S> Service<GuardRequest> for Authz<S>
+    where
+        S: Service<GuardRequest, Response = GuardResponse>,
+    {
+        type Response = GuardResponse;
+        type Error = S::Error;
+        type Future = ResponseFuture<S::Future>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, req: GuardRequest) -> Self::Future {
+            match self.layer.decide(&req) {
+                Ok(()) => ResponseFuture::new(CheckFuture::inner(self.inner.call(req))),
+                Err(r) => ResponseFuture::new(CheckFuture::rejected(r.into_response())),
+            }
+        }
+    }
+}
+
 impl<S> Layer<S> for AuthzLayer {
-    type Service = Authz<S>;
+    type Service = service::Authz<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Authz {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service made by [`AuthzLayer`].
-#[derive(Debug, Clone)]
-pub struct Authz<S> {
-    inner: S,
-    layer: AuthzLayer,
-}
-
-crate::macros::inner_service_accessors!(Authz);
-
-crate::macros::opaque_future! {
-    /// The response future of [`Authz`].
-    pub type ResponseFuture<F> = CheckFuture<F>;
-}
-
-impl<S> Service<GuardRequest> for Authz<S>
-where
-    S: Service<GuardRequest, Response = GuardResponse>,
-{
-    type Response = GuardResponse;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: GuardRequest) -> Self::Future {
-        match self.layer.decide(&req) {
-            Ok(()) => ResponseFuture::new(CheckFuture::inner(self.inner.call(req))),
-            Err(r) => ResponseFuture::new(CheckFuture::rejected(r.into_response())),
-        }
+        service::Authz::new(inner, self.clone())
     }
 }

@@ -6,7 +6,7 @@ use tower_layer::{Identity, Layer, Stack};
 use std::sync::Arc;
 
 use super::verify::kinds;
-use super::{VerifyDeps, audit, authz, secrets};
+use super::{VerifyDeps, audit, authz, rate_limit, secrets, validate};
 use crate::audit::{AuditLayer, JsonLinesSink};
 use crate::authz::AuthzLayer;
 use crate::ingress::IngressLayer;
@@ -75,6 +75,8 @@ pub struct GuardBuilder {
     secrets: Option<SecretsLayer>,
     prefetch: bool,
     typed: TypedSettings,
+    /// `[audit] max_field_len` and `allow_sample_rate`, for [`GuardBuilder::audit_sink`].
+    audit_settings: audit::AuditSettings,
 }
 
 /// What a policy-built stack shares with the rest of the application.
@@ -203,10 +205,7 @@ impl GuardBuilder {
             .filter(|(section, _)| !section.required.is_empty() || !section.optional.is_empty())
             .map(|(section, store)| secrets::secrets_layer(section, store.clone()));
         let rate = problems
-            .take(RateLimitLayer::from_policy_with_secrets(
-                policy,
-                store.as_ref(),
-            ))
+            .take(rate_limit::rate_limit_layers(policy, store.as_ref()))
             .unwrap_or_default();
         // With a Redis rate-limit backend, signatures are recorded in the same Redis, so every
         // instance refuses a replay.
@@ -231,13 +230,14 @@ impl GuardBuilder {
             None => None,
         };
         let validate = match &policy.validate {
-            Some(v) => problems.take(ValidateLayer::from_policy(v)),
+            Some(v) => problems.take(validate::validate_layer(v)),
             None => None,
         };
         problems.into_result()?;
         Ok(GuardBuilder {
             function: policy.function.name.clone(),
             audit: Some(audit::audit_layer(&policy.audit)),
+            audit_settings: audit::AuditSettings::from(&policy.audit),
             rate_pre: rate.pre_auth,
             rate_post: rate.post_auth,
             ingress,
@@ -266,6 +266,24 @@ impl GuardBuilder {
     /// ```
     pub fn audit(mut self, layer: AuditLayer) -> Self {
         self.audit = Some(layer);
+        self
+    }
+
+    /// An audit layer writing to `sink`, with the policy's `[audit]` field cap and share of
+    /// allowed decisions recorded (the defaults without a policy).
+    ///
+    /// ```
+    /// use guard_core::audit::SecurityEvent;
+    /// let policy = guard_core::Policy::from_toml_str(
+    ///     "[function]\nallow_unverified = true\n[audit]\nallow_sample_rate = 0.5",
+    /// ).unwrap();
+    /// let guard = guard_core::GuardBuilder::from_policy(&policy).unwrap()
+    ///     .audit_sink(|e: SecurityEvent| println!("{}", e.code))
+    ///     .build();
+    /// assert!(format!("{:?}", guard.audit_layer()).contains("allow_sample_per_million: 500000"));
+    /// ```
+    pub fn audit_sink(mut self, sink: impl crate::audit::SecuritySink) -> Self {
+        self.audit = Some(self.audit_settings.layer(sink));
         self
     }
 
@@ -476,6 +494,34 @@ impl Guard {
     /// ```
     pub fn audit_layer(&self) -> &AuditLayer {
         &self.audit
+    }
+
+    /// The rate limiters placed before and after verification (`[rate_limit] pre_auth` and
+    /// `post_auth`), `None` where the stack has none.
+    ///
+    /// ```
+    /// let policy = guard_core::Policy::from_toml_str(
+    ///     "[function]\nallow_unverified = true\n[rate_limit]\nper_second = 5\npost_auth = \"off\"",
+    /// ).unwrap();
+    /// let guard = guard_core::Guard::from_policy(&policy).unwrap();
+    /// let (pre_auth, post_auth) = guard.rate_limit_layers();
+    /// assert_eq!(pre_auth.unwrap().label(), "pre_auth");
+    /// assert!(post_auth.is_none());
+    /// ```
+    pub fn rate_limit_layers(&self) -> (Option<&RateLimitLayer>, Option<&RateLimitLayer>) {
+        (self.rate_pre.as_ref(), self.rate_post.as_ref())
+    }
+
+    /// The verification layer `[verify]` describes, `None` without the section: to verify
+    /// something outside this stack the way it does (a stack of your own, a test).
+    ///
+    /// ```
+    /// let policy = guard_core::Policy::from_toml_str("[verify.cidr]\nallow = [\"10.0.0.0/8\"]").unwrap();
+    /// let guard = guard_core::Guard::from_policy(&policy).unwrap();
+    /// assert!(guard.verify_layer().is_some());
+    /// ```
+    pub fn verify_layer(&self) -> Option<&VerifyLayer> {
+        self.verify.as_ref()
     }
 
     /// An HTTP server for this perimeter: the refusals it makes itself (408 / 413 / 431) are

@@ -14,40 +14,33 @@
 //! This module is the only one that reads a [`Policy`](crate::Policy): one file per stage turns
 //! its section into that stage's layer, through the layer's own typed API.
 
-#[cfg(feature = "audit")]
-mod audit;
-#[cfg(feature = "authz")]
-mod authz;
-#[cfg(all(
-    feature = "audit",
-    feature = "authz",
-    feature = "ingress",
-    feature = "validate",
-    feature = "verify",
-    feature = "secrets",
-    feature = "rate-limit"
-))]
-mod guard;
-#[cfg(feature = "ingress")]
-mod ingress;
-#[cfg(feature = "rate-limit")]
-mod rate_limit;
-#[cfg(feature = "secrets")]
-mod secrets;
-#[cfg(feature = "validate")]
-mod validate;
-#[cfg(feature = "verify")]
-mod verify;
+/// Items that need every layer (the [`Guard`] and the stages it assembles).
+macro_rules! with_every_layer {
+    ($($item:item)*) => {
+        $(
+            #[cfg(all(
+                feature = "audit",
+                feature = "authz",
+                feature = "ingress",
+                feature = "validate",
+                feature = "verify",
+                feature = "secrets",
+                feature = "rate-limit"
+            ))]
+            $item
+        )*
+    };
+}
 
-#[cfg(all(
-    feature = "audit",
-    feature = "authz",
-    feature = "ingress",
-    feature = "validate",
-    feature = "verify",
-    feature = "secrets",
-    feature = "rate-limit"
-))]
-pub use guard::{Guard, GuardBuilder, GuardDeps, GuardService};
-#[cfg(feature = "verify")]
-pub use verify::VerifyDeps;
+with_every_layer! {
+    mod audit;
+    mod authz;
+    mod guard;
+    mod ingress;
+    mod rate_limit;
+    mod secrets;
+    mod validate;
+    mod verify;
+    pub use guard::{Guard, GuardBuilder, GuardDeps, GuardService};
+    pub use verify::VerifyDeps;
+}

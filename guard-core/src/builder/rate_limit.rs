@@ -5,123 +5,94 @@ use std::sync::Arc;
 
 use crate::Policy;
 use crate::policy::{
-    BackendChoice, MessageRateLimit, PolicyError, PolicyProblem, RateLimitKey, RateLimitPolicy,
+    self, BackendChoice, MessageRateLimit, PolicyError, PolicyProblem, RateLimitKey,
+    RateLimitPolicy,
 };
 use crate::rate_limit::key::{self, RateKey};
-use crate::rate_limit::{
-    Backend, MemoryBackend, MemoryOptions, Rate, RateLimitLayer, RateLimitLayers,
-};
+use crate::rate_limit::{Backend, MemoryBackend, MemoryOptions, Rate, RateLimitLayer};
 
-impl RateLimitLayer {
-    /// The layers the `[rate_limit]` section asks for, to be placed as the canonical stack does:
-    /// `pre_auth` between ingress and verification (by peer by default), `post_auth` between
-    /// verification and validation (by principal by default). No section: no layers.
-    ///
-    /// With a Redis backend both placements share one connection and use the key prefixes
-    /// `<key_prefix>:pre:` and `<key_prefix>:post:` (`key_prefix` defaults to
-    /// `guard:rl:<function name>`). Nothing connects before the first request.
-    pub fn from_policy(policy: &Policy) -> Result<RateLimitLayers, PolicyError> {
-        match &policy.rate_limit {
-            None => Ok(RateLimitLayers::default()),
-            Some(section) => Self::from_section(section, policy.function.name.as_deref()),
-        }
-    }
+/// The layers `[rate_limit]` asks for, for the builder to place.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RateLimitLayers {
+    /// Between ingress and verification.
+    pub(crate) pre_auth: Option<RateLimitLayer>,
+    /// Between verification and validation.
+    pub(crate) post_auth: Option<RateLimitLayer>,
+    /// With a Redis backend: the replay store on the same connection (keys
+    /// `<key_prefix>:replay:`, `replay_min_replicas` applied), which the [`Guard`](crate::Guard)
+    /// gives `[verify.hmac] replay` unless the caller passed a store of its own.
+    #[cfg(feature = "redis")]
+    pub(crate) replay: Option<crate::rate_limit::RedisReplayStore>,
+}
 
-    /// Like [`from_policy`](Self::from_policy), with the secret store that holds
-    /// `[rate_limit] password_secret` (a policy naming one is refused without a store).
-    #[cfg(feature = "secrets")]
-    pub fn from_policy_with_secrets(
-        policy: &Policy,
-        #[cfg_attr(not(feature = "redis"), allow(unused_variables))] secrets: Option<
-            &crate::secrets::SecretStore,
-        >,
-    ) -> Result<RateLimitLayers, PolicyError> {
-        match &policy.rate_limit {
-            None => Ok(RateLimitLayers::default()),
-            Some(section) => Self::build_section(
-                section,
-                policy.function.name.as_deref(),
-                #[cfg(feature = "redis")]
-                secrets,
-            ),
-        }
-    }
-
-    /// Like [`from_policy`](Self::from_policy), from the section alone; `function` names the
-    /// default Redis key prefix.
-    ///
-    /// ```
-    /// use guard_core::policy::RateLimitPolicy;
-    /// use guard_core::rate_limit::RateLimitLayer;
-    /// let err = RateLimitLayer::from_section(&RateLimitPolicy::default(), None).unwrap_err();
-    /// assert_eq!(err.problems()[0].path, "rate_limit.per_second");
-    /// ```
-    pub fn from_section(
-        section: &RateLimitPolicy,
-        function: Option<&str>,
-    ) -> Result<RateLimitLayers, PolicyError> {
-        Self::build_section(
-            section,
-            function,
-            #[cfg(feature = "redis")]
-            None,
-        )
-    }
-
-    fn build_section(
-        section: &RateLimitPolicy,
-        function: Option<&str>,
-        #[cfg(feature = "redis")] secrets: Option<&crate::secrets::SecretStore>,
-    ) -> Result<RateLimitLayers, PolicyError> {
-        let mut problems = Vec::new();
-        section.check("rate_limit", &mut problems);
-        let count = section
-            .per_second
-            .or(section.per_minute)
-            .and_then(NonZeroU32::new);
-        let (Some(count), true) = (count, problems.is_empty()) else {
-            if problems.is_empty() {
-                problems.push(PolicyProblem::new(
-                    "rate_limit.per_second",
-                    "must be at least 1",
-                ));
-            }
-            return Err(PolicyError::new(problems));
+/// The layers the `[rate_limit]` section asks for, to be placed as the canonical stack does:
+/// `pre_auth` between ingress and verification (by peer by default), `post_auth` between
+/// verification and validation (by principal by default). No section: no layers. `secrets` is
+/// the store that holds `[rate_limit] password_secret` (a policy naming one is refused without a
+/// store).
+///
+/// With a Redis backend both placements share one connection and use the key prefixes
+/// `<key_prefix>:pre:` and `<key_prefix>:post:` (`key_prefix` defaults to
+/// `guard:rl:<function name>`). Nothing connects before the first request. The section was
+/// checked when the policy was loaded.
+pub(crate) fn rate_limit_layers(
+    policy: &Policy,
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))] secrets: Option<
+        &crate::secrets::SecretStore,
+    >,
+) -> Result<RateLimitLayers, PolicyError> {
+    let Some(section) = &policy.rate_limit else {
+        return Ok(RateLimitLayers::default());
+    };
+    let rate = rate(section)?;
+    let backends = BackendRecipe::new(
+        section,
+        policy.function.name.as_deref(),
+        #[cfg(feature = "redis")]
+        secrets,
+    )?;
+    let build = |choice: RateLimitKey, placement: &'static str| {
+        let key: Arc<dyn RateKey> = match choice {
+            RateLimitKey::Off => return None,
+            RateLimitKey::Global => messages(section.messages, key::Global),
+            RateLimitKey::Peer => messages(section.messages, key::Peer),
+            RateLimitKey::Principal => messages(section.messages, key::Principal),
         };
-        let mut rate = if section.per_second.is_some() {
-            Rate::per_second(count)
-        } else {
-            Rate::per_minute(count)
-        };
-        if let Some(burst) = section.burst.and_then(NonZeroU32::new) {
-            rate = rate.with_burst(burst);
-        }
-        let backends = BackendRecipe::new(
-            section,
-            function,
-            #[cfg(feature = "redis")]
-            secrets,
-        )?;
-        let build = |choice: RateLimitKey, placement: &'static str| {
-            let key: Arc<dyn RateKey> = match choice {
-                RateLimitKey::Off => return None,
-                RateLimitKey::Global => messages(section.messages, key::Global),
-                RateLimitKey::Peer => messages(section.messages, key::Peer),
-                RateLimitKey::Principal => messages(section.messages, key::Principal),
-            };
-            Some(RateLimitLayer::from_parts(
-                backends.build(rate, placement),
-                key,
-                placement,
-            ))
-        };
-        Ok(RateLimitLayers {
-            pre_auth: build(section.pre_auth, "pre_auth"),
-            post_auth: build(section.post_auth, "post_auth"),
-            #[cfg(feature = "redis")]
-            replay: backends.replay_store(section),
-        })
-    }
+        Some(RateLimitLayer::from_parts(
+            backends.build(rate, placement),
+            key,
+            placement,
+        ))
+    };
+    Ok(RateLimitLayers {
+        pre_auth: build(section.pre_auth, "pre_auth"),
+        post_auth: build(section.post_auth, "post_auth"),
+        #[cfg(feature = "redis")]
+        replay: backends.replay_store(section),
+    })
+}
+
+/// The section's rate: `per_second` or `per_minute`, with `burst` when given.
+fn rate(section: &RateLimitPolicy) -> Result<Rate, PolicyError> {
+    let count = section
+        .per_second
+        .or(section.per_minute)
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| {
+            PolicyError::new(vec![PolicyProblem::new(
+                "rate_limit.per_second",
+                "must be at least 1",
+            )])
+        })?;
+    let rate = if section.per_second.is_some() {
+        Rate::per_second(count)
+    } else {
+        Rate::per_minute(count)
+    };
+    Ok(match section.burst.and_then(NonZeroU32::new) {
+        Some(burst) => rate.with_burst(burst),
+        None => rate,
+    })
 }
 
 /// What the policy's backend choice builds per placement.
@@ -193,7 +164,10 @@ impl BackendRecipe {
                 Ok(BackendRecipe::Redis {
                     conn,
                     prefix,
-                    failure_mode: section.failure_mode,
+                    failure_mode: match section.failure_mode {
+                        policy::FailureMode::Open => crate::rate_limit::FailureMode::Open,
+                        policy::FailureMode::Closed => crate::rate_limit::FailureMode::Closed,
+                    },
                 })
             }
             #[cfg(not(feature = "redis"))]
@@ -260,32 +234,28 @@ fn messages<K: RateKey>(rule: MessageRateLimit, inner: K) -> Arc<dyn RateKey> {
 
 #[cfg(test)]
 mod tests {
+    use super::rate_limit_layers;
     use crate::Policy;
-    use crate::rate_limit::RateLimitLayer;
 
     #[test]
     fn a_section_makes_a_pre_auth_and_a_post_auth_layer() {
         let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5\nburst = 10").unwrap();
-        let layers = RateLimitLayer::from_policy(&policy).unwrap();
+        let layers = rate_limit_layers(&policy, None).unwrap();
         assert_eq!(layers.pre_auth.unwrap().label(), "pre_auth");
         assert_eq!(layers.post_auth.unwrap().label(), "post_auth");
         assert!(
-            RateLimitLayer::from_policy(&Policy::default())
+            rate_limit_layers(&Policy::default(), None)
                 .unwrap()
                 .pre_auth
                 .is_none()
         );
     }
 
-    #[cfg(feature = "secrets")]
     #[test]
-    fn a_memory_section_needs_no_secret_store() {
-        let policy = Policy::from_toml_str("[rate_limit]\nper_second = 5").unwrap();
-        assert!(
-            RateLimitLayer::from_policy_with_secrets(&policy, None)
-                .unwrap()
-                .pre_auth
-                .is_some()
-        );
+    fn a_section_without_a_rate_is_refused_with_its_key_path() {
+        let mut policy = Policy::default();
+        policy.rate_limit = Some(Default::default());
+        let err = rate_limit_layers(&policy, None).unwrap_err();
+        assert_eq!(err.problems()[0].path, "rate_limit.per_second");
     }
 }

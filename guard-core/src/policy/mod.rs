@@ -14,14 +14,14 @@
 //!     max_body_bytes = 65536
 //!     methods = ["POST"]
 //! "#).unwrap();
-//! assert_eq!(policy.ingress.max_body_bytes, 65536);
+//! assert_eq!(policy.max_body_bytes(), 65536);
 //!
 //! let err = Policy::from_toml_str("[ingress]\nmax_body_bytez = 1\n[nope]\n").unwrap_err();
 //! assert_eq!(err.problems().len(), 2);
 //! ```
 
 mod authz;
-pub mod env;
+mod env;
 mod rate_limit;
 mod secrets;
 mod verify;
@@ -32,27 +32,39 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-#[cfg(feature = "authz")]
+pub use secrets::SecretsProvider;
+
+/// The sections, for the builder (which needs every layer) to translate.
 #[cfg_attr(
     not(all(
         feature = "audit",
+        feature = "authz",
         feature = "ingress",
         feature = "validate",
         feature = "verify",
         feature = "secrets",
         feature = "rate-limit"
     )),
-    allow(unused_imports) // the builder, which needs every layer, translates the rules
+    allow(unused_imports)
 )]
-pub(crate) use authz::to_rule as authz_rule;
-pub use authz::{AuthzPolicy, AuthzRulePolicy};
-pub use rate_limit::RateLimitPolicy;
-pub use rate_limit::{BackendChoice, FailureMode, MessageRateLimit, RateLimitKey};
-pub use secrets::{SecretsPolicy, SecretsProvider};
-pub use verify::{
-    AwsAuthorizerPolicy, CidrPolicy, ClaimRule, EasyAuthPolicy, GcpPushPolicy, HmacEncoding,
-    HmacPolicy, HmacPreset, JwtPolicy, SnsPolicy, VerifyMode, VerifyPolicy,
+pub(crate) use self::{
+    authz::AuthzPolicy,
+    rate_limit::{BackendChoice, FailureMode, MessageRateLimit, RateLimitKey, RateLimitPolicy},
+    secrets::SecretsPolicy,
+    verify::{
+        ClaimRule, HmacEncoding, HmacPolicy, HmacPreset, JwtPolicy, VerifyMode, VerifyPolicy,
+    },
 };
+#[cfg(all(
+    feature = "audit",
+    feature = "authz",
+    feature = "ingress",
+    feature = "validate",
+    feature = "verify",
+    feature = "secrets",
+    feature = "rate-limit"
+))]
+pub(crate) use authz::to_rule as authz_rule;
 
 /// One problem in a policy, with the dotted key path it concerns (`ingress.max_body_bytes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +142,7 @@ impl fmt::Display for PolicyError {
 /// What to do when the function name breaks the naming convention.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum NamingEnforcement {
+pub(crate) enum NamingEnforcement {
     /// Do not check.
     Off,
     /// Report a warning (in [`Policy::warnings`] and the log).
@@ -144,15 +156,15 @@ pub enum NamingEnforcement {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct FunctionPolicy {
+pub(crate) struct FunctionPolicy {
     /// The function's name, e.g. `shop-orders-prod-intake`.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Whether the name must follow `{team}-{service}-{env}-{function}`.
-    pub naming: NamingEnforcement,
+    pub(crate) naming: NamingEnforcement,
     /// The allowed `{env}` segments.
-    pub environments: Vec<String>,
+    pub(crate) environments: Vec<String>,
     /// Zero trust: without a `[verify]` section the stack refuses to build unless this is true.
-    pub allow_unverified: bool,
+    pub(crate) allow_unverified: bool,
     /// How many proxies append to `X-Forwarded-For` before a request reaches the function,
     /// counting the platform's own front end; the [`Peer`](crate::request::Peer) is then the
     /// `trusted_proxies`-th entry from the right (see
@@ -164,7 +176,7 @@ pub struct FunctionPolicy {
     /// entry they appended (as `1`); [`guard_core::server`](crate#features) on its own the
     /// socket's address. Set it to 2 when one proxy of yours (a CDN, an API gateway) sits in front
     /// of that front end.
-    pub trusted_proxies: u32,
+    pub(crate) trusted_proxies: u32,
 }
 
 impl Default for FunctionPolicy {
@@ -185,15 +197,7 @@ impl FunctionPolicy {
     /// The proxies to trust on a platform whose front end appends `platform_default` entries to
     /// `X-Forwarded-For` (ALB, Cloud Run and Azure front ends: 1; a bare socket: 0);
     /// `None` = use the platform's own peer (the socket address, `sourceIp`).
-    ///
-    /// ```
-    /// use guard_core::Policy;
-    /// let p = Policy::from_toml_str("[function]\ntrusted_proxies = 2").unwrap();
-    /// assert_eq!(p.function.resolve_trusted_proxies(1).unwrap().hops(), 2);
-    /// assert_eq!(Policy::default().function.resolve_trusted_proxies(1).unwrap().hops(), 1);
-    /// assert!(Policy::default().function.resolve_trusted_proxies(0).is_none());
-    /// ```
-    pub fn resolve_trusted_proxies(
+    pub(crate) fn resolve_trusted_proxies(
         &self,
         platform_default: usize,
     ) -> Option<crate::request::TrustedProxies> {
@@ -205,13 +209,7 @@ impl FunctionPolicy {
 
     /// Checks `name` against `{team}-{service}-{env}-{function}`: at least four `-`-separated
     /// segments of lower-case ASCII letters and digits, the third one an allowed environment.
-    ///
-    /// ```
-    /// let f = guard_core::policy::FunctionPolicy::default();
-    /// assert!(f.check_name("shop-orders-prod-intake").is_ok());
-    /// assert!(f.check_name("ShopOrders").is_err());
-    /// ```
-    pub fn check_name(&self, name: &str) -> Result<(), String> {
+    pub(crate) fn check_name(&self, name: &str) -> Result<(), String> {
         let segments: Vec<&str> = name.split('-').collect();
         let well_formed = |s: &&str| {
             !s.is_empty()
@@ -238,15 +236,15 @@ impl FunctionPolicy {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct IngressPolicy {
+pub(crate) struct IngressPolicy {
     /// Largest body accepted, in bytes (413 above).
-    pub max_body_bytes: u64,
+    pub(crate) max_body_bytes: u64,
     /// Deepest JSON nesting accepted (400 above).
-    pub max_depth: u32,
+    pub(crate) max_depth: u32,
     /// Accepted media types (`type/subtype`, parameters ignored). Empty = any.
-    pub content_types: Vec<String>,
+    pub(crate) content_types: Vec<String>,
     /// Accepted methods. Empty = any.
-    pub methods: Vec<String>,
+    pub(crate) methods: Vec<String>,
 }
 
 impl Default for IngressPolicy {
@@ -264,41 +262,45 @@ impl Default for IngressPolicy {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct ValidatePolicy {
+pub(crate) struct ValidatePolicy {
     /// Path of the JSON Schema, relative to the policy file.
-    pub schema: Option<PathBuf>,
+    pub(crate) schema: Option<PathBuf>,
     /// Include `[{pointer, keyword}]` in 400 bodies.
-    pub expose_details: bool,
+    pub(crate) expose_details: bool,
     /// Status for typed (semantic) validation failures: 400 (default) or 422; applied by
     /// `Guard::typed_validation`.
-    pub typed_status: Option<u16>,
+    pub(crate) typed_status: Option<u16>,
     /// The schema document, read from [`schema`](Self::schema) when the policy is loaded from a file.
     #[serde(skip)]
-    pub schema_document: Option<serde_json::Value>,
+    pub(crate) schema_document: Option<serde_json::Value>,
+    /// The document compiled when the policy was checked (the builder's layer uses it as is).
+    #[cfg(feature = "validate")]
+    #[serde(skip)]
+    pub(crate) compiled: Option<crate::validate::CompiledSchema>,
 }
 
 /// The `[audit]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct AuditPolicy {
+pub(crate) struct AuditPolicy {
     /// Events buffered before new ones are dropped (and counted).
-    pub buffer: usize,
+    pub(crate) buffer: usize,
     /// Longest user-controlled string written into an event, in bytes.
-    pub max_field_len: usize,
+    pub(crate) max_field_len: usize,
     /// Share of *allowed* decisions recorded, 0.0 to 1.0 (default 1.0, all); denials are always
     /// recorded.
-    pub allow_sample_rate: f64,
+    pub(crate) allow_sample_rate: f64,
     /// How each event is written: `guard` (the event's own fields, default) or `ocsf` (OCSF 1.x
     /// API Activity, guard-core feature `ocsf`).
-    pub format: AuditFormat,
+    pub(crate) format: AuditFormat,
 }
 
 /// `[audit] format`: the shape of each security event line.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
-pub enum AuditFormat {
+pub(crate) enum AuditFormat {
     /// Guard's own field set (`guard.decision`).
     #[default]
     Guard,
@@ -322,21 +324,21 @@ impl Default for AuditPolicy {
 #[non_exhaustive]
 pub struct Policy {
     /// `[function]`.
-    pub function: FunctionPolicy,
+    pub(crate) function: FunctionPolicy,
     /// `[ingress]`.
-    pub ingress: IngressPolicy,
+    pub(crate) ingress: IngressPolicy,
     /// `[verify]`; absent = nothing is verified (every request passes this stage).
-    pub verify: Option<VerifyPolicy>,
+    pub(crate) verify: Option<VerifyPolicy>,
     /// `[authz]`; absent = every verified principal reaches the handler.
-    pub authz: Option<AuthzPolicy>,
+    pub(crate) authz: Option<AuthzPolicy>,
     /// `[rate_limit]`; absent = no limit.
-    pub rate_limit: Option<RateLimitPolicy>,
+    pub(crate) rate_limit: Option<RateLimitPolicy>,
     /// `[validate]`; absent = no schema.
-    pub validate: Option<ValidatePolicy>,
+    pub(crate) validate: Option<ValidatePolicy>,
     /// `[secrets]`; absent = no secrets layer.
-    pub secrets: Option<SecretsPolicy>,
+    pub(crate) secrets: Option<SecretsPolicy>,
     /// `[audit]`.
-    pub audit: AuditPolicy,
+    pub(crate) audit: AuditPolicy,
     warnings: Vec<PolicyProblem>,
 }
 
@@ -357,7 +359,7 @@ impl Policy {
     ///
     /// ```
     /// let p = guard_core::Policy::from_toml_str("").unwrap();
-    /// assert!(p.verify.is_none());
+    /// assert!(p.warnings().is_empty());
     /// ```
     pub fn from_toml_str(text: &str) -> Result<Self, PolicyError> {
         Self::parse(text, SchemaFrom::None)
@@ -391,6 +393,119 @@ impl Policy {
     /// ```
     pub fn warnings(&self) -> &[PolicyProblem] {
         &self.warnings
+    }
+
+    /// `[function] name`, when the policy gives one.
+    ///
+    /// ```
+    /// let p = guard_core::Policy::from_toml_str("[function]\nname = \"shop-orders-prod-intake\"").unwrap();
+    /// assert_eq!(p.function_name(), Some("shop-orders-prod-intake"));
+    /// ```
+    pub fn function_name(&self) -> Option<&str> {
+        self.function.name.as_deref()
+    }
+
+    /// The proxies to trust in front of the function (`[function] trusted_proxies`) on a platform
+    /// whose front end appends `platform_default` entries to `X-Forwarded-For` (ALB, Cloud Run
+    /// and Azure front ends: 1; a bare socket: 0). `trusted_proxies = 0` (the default) keeps the
+    /// platform's count; `None` = use the platform's own peer (the socket address, `sourceIp`).
+    ///
+    /// ```
+    /// use guard_core::Policy;
+    /// let p = Policy::from_toml_str("[function]\ntrusted_proxies = 2").unwrap();
+    /// assert_eq!(p.trusted_proxies(1).unwrap().hops(), 2);
+    /// assert_eq!(Policy::default().trusted_proxies(1).unwrap().hops(), 1);
+    /// assert!(Policy::default().trusted_proxies(0).is_none());
+    /// ```
+    pub fn trusted_proxies(
+        &self,
+        platform_default: usize,
+    ) -> Option<crate::request::TrustedProxies> {
+        self.function.resolve_trusted_proxies(platform_default)
+    }
+
+    /// `[ingress] max_body_bytes`: the largest body the stack accepts (default 1 MiB).
+    ///
+    /// ```
+    /// let p = guard_core::Policy::from_toml_str("[ingress]\nmax_body_bytes = 4096").unwrap();
+    /// assert_eq!(p.max_body_bytes(), 4096);
+    /// assert_eq!(guard_core::Policy::default().max_body_bytes(), 1024 * 1024);
+    /// ```
+    pub fn max_body_bytes(&self) -> u64 {
+        self.ingress.max_body_bytes
+    }
+
+    /// `[secrets] provider`; `None` without a `[secrets]` section. Adapters build the secret
+    /// source of their cloud's provider and hand it to the builder.
+    ///
+    /// ```
+    /// use guard_core::{Policy, policy::SecretsProvider};
+    /// let p = Policy::from_toml_str("[secrets]\nprovider = \"aws\"").unwrap();
+    /// assert_eq!(p.secrets_provider(), Some(SecretsProvider::Aws));
+    /// assert_eq!(Policy::default().secrets_provider(), None);
+    /// ```
+    pub fn secrets_provider(&self) -> Option<SecretsProvider> {
+        self.secrets.as_ref().map(|s| s.provider)
+    }
+
+    /// `[verify.sns]`: the topic ARNs allowed to publish and the oldest message accepted, for
+    /// the adapter that verifies SNS signatures; `None` without the section.
+    ///
+    /// ```
+    /// let p = guard_core::Policy::from_toml_str(r#"
+    ///     [verify.sources]
+    ///     sns = ["arn:aws:sns:eu-west-1:123456789012:orders"]
+    ///     [verify.sns]
+    ///     topics = ["arn:aws:sns:eu-west-1:123456789012:orders"]
+    /// "#).unwrap();
+    /// let (topics, max_age) = p.sns_topics().unwrap();
+    /// assert_eq!(topics.len(), 1);
+    /// assert_eq!(max_age, std::time::Duration::from_secs(3600));
+    /// ```
+    pub fn sns_topics(&self) -> Option<(&[String], std::time::Duration)> {
+        let sns = self.verify.as_ref()?.sns.as_ref()?;
+        Some((
+            &sns.topics,
+            std::time::Duration::from_secs(sns.max_age_secs),
+        ))
+    }
+
+    /// Whether `[verify.azure_easy_auth]` is set: the Azure adapter then keeps the Easy Auth
+    /// headers for its verifier (and strips them otherwise).
+    ///
+    /// ```
+    /// let p = guard_core::Policy::from_toml_str("[verify.azure_easy_auth]").unwrap();
+    /// assert!(p.trusts_azure_easy_auth());
+    /// assert!(!guard_core::Policy::default().trusts_azure_easy_auth());
+    /// ```
+    pub fn trusts_azure_easy_auth(&self) -> bool {
+        self.verify
+            .as_ref()
+            .is_some_and(|v| v.azure_easy_auth.is_some())
+    }
+
+    /// Replaces `[verify.gcp_push] jwks_url` (a local JWKS server in tests, an override from the
+    /// environment); returns whether the policy has that section (without it nothing changes).
+    ///
+    /// ```
+    /// let mut p = guard_core::Policy::from_toml_str(r#"
+    ///     [verify.sources]
+    ///     pubsub = ["projects/shop-prod/subscriptions/orders-push"]
+    ///     [verify.gcp_push]
+    ///     audience = "https://orders.example.com/pubsub"
+    ///     service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
+    /// "#).unwrap();
+    /// assert!(p.set_gcp_push_jwks_url("http://127.0.0.1:9/jwks"));
+    /// assert!(!guard_core::Policy::default().set_gcp_push_jwks_url("http://127.0.0.1:9/jwks"));
+    /// ```
+    pub fn set_gcp_push_jwks_url(&mut self, url: impl Into<String>) -> bool {
+        match self.verify.as_mut().and_then(|v| v.gcp_push.as_mut()) {
+            Some(push) => {
+                push.jwks_url = url.into();
+                true
+            }
+            None => false,
+        }
     }
 
     fn parse(text: &str, schema_from: SchemaFrom<'_>) -> Result<Self, PolicyError> {
@@ -489,13 +604,13 @@ impl Policy {
             ));
         }
         #[cfg(feature = "validate")]
-        if let Some(doc) = self
-            .validate
-            .as_ref()
-            .and_then(|v| v.schema_document.as_ref())
-            && let Err(e) = crate::validate::compile_schema(doc)
+        if let Some(v) = self.validate.as_mut()
+            && let Some(doc) = &v.schema_document
         {
-            problems.push(PolicyProblem::new("validate.schema", e.to_string()));
+            match crate::validate::CompiledSchema::new(doc) {
+                Ok(compiled) => v.compiled = Some(compiled),
+                Err(e) => problems.push(PolicyProblem::new("validate.schema", e.to_string())),
+            }
         }
         if self.audit.buffer == 0 {
             problems.push(PolicyProblem::new("audit.buffer", "must be at least 1"));
@@ -661,6 +776,12 @@ mod tests {
                 .check_name("shop-orders-qa-intake")
                 .is_err()
         );
+        assert!(
+            FunctionPolicy::default()
+                .check_name("shop-orders-prod-intake")
+                .is_ok()
+        );
+        assert!(FunctionPolicy::default().check_name("ShopOrders").is_err());
     }
 
     #[test]

@@ -53,7 +53,7 @@ use super::PolicyProblem;
 /// What to do when the shared (Redis) backend cannot answer.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
-pub enum FailureMode {
+pub(crate) enum FailureMode {
     /// Admit the request, count it and log a warning (availability first; the default).
     #[default]
     Open,
@@ -64,7 +64,7 @@ pub enum FailureMode {
 /// What one placement of the rate limiter counts by.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
-pub enum RateLimitKey {
+pub(crate) enum RateLimitKey {
     /// No limiter at this placement.
     Off,
     /// One bucket for the whole function instance (memory) or for every instance (Redis).
@@ -81,7 +81,7 @@ pub enum RateLimitKey {
 /// dead-lettered by the platform, so messages are never counted as one anonymous caller.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
-pub enum MessageRateLimit {
+pub(crate) enum MessageRateLimit {
     /// Not rate-limited (the default): the platform's batch size and concurrency pace delivery,
     /// and a valid message from the allowed source is never dead-lettered by the limiter.
     #[default]
@@ -96,48 +96,48 @@ pub enum MessageRateLimit {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct RateLimitPolicy {
+pub(crate) struct RateLimitPolicy {
     /// Sustained rate, requests per second (exactly one of `per_second` / `per_minute`).
-    pub per_second: Option<u32>,
+    pub(crate) per_second: Option<u32>,
     /// Sustained rate, requests per minute.
-    pub per_minute: Option<u32>,
+    pub(crate) per_minute: Option<u32>,
     /// Requests admitted at once from a full bucket; default: the rate's count.
-    pub burst: Option<u32>,
+    pub(crate) burst: Option<u32>,
     /// Key of the limiter placed before verification (`peer` by default).
-    pub pre_auth: RateLimitKey,
+    pub(crate) pre_auth: RateLimitKey,
     /// Key of the limiter placed after verification (`principal` by default).
-    pub post_auth: RateLimitKey,
+    pub(crate) post_auth: RateLimitKey,
     /// How both limiters count messages (`exempt` by default).
-    pub messages: MessageRateLimit,
+    pub(crate) messages: MessageRateLimit,
     /// `memory` (default) or a `redis://` URL shared by every instance.
-    pub backend: String,
+    pub(crate) backend: String,
     /// Redis unreachable: admit (`open`, default) or refuse with 503 (`closed`).
-    pub failure_mode: FailureMode,
+    pub(crate) failure_mode: FailureMode,
     /// Redis: the most one check may take, in milliseconds (connection included).
-    pub timeout_ms: u64,
+    pub(crate) timeout_ms: u64,
     /// Redis: the most one connection attempt may take, in milliseconds.
-    pub connect_timeout_ms: u64,
+    pub(crate) connect_timeout_ms: u64,
     /// Memory: the most buckets kept per placement (idle ones are evicted first).
-    pub max_keys: u64,
+    pub(crate) max_keys: u64,
     /// Redis: prefix of every key; default `guard:rl:<function name>`.
-    pub key_prefix: Option<String>,
+    pub(crate) key_prefix: Option<String>,
     /// Redis: the URL is one seed node of a Redis Cluster (the other nodes are discovered).
-    pub cluster: bool,
+    pub(crate) cluster: bool,
     /// Redis: the ACL user to authenticate as (with [`password_secret`](Self::password_secret)).
-    pub username: Option<String>,
+    pub(crate) username: Option<String>,
     /// Redis: name of the password in the secret store (`AUTH`), read when connecting.
-    pub password_secret: Option<String>,
+    pub(crate) password_secret: Option<String>,
     /// `rediss://`: a PEM file with the CA(s) to trust instead of the platform's roots.
-    pub tls_ca_file: Option<String>,
+    pub(crate) tls_ca_file: Option<String>,
     /// `rediss://`: accept any certificate and host name. Self-signed test setups only: anyone on
     /// the path could then read and forge every decision. Warned about when the layer is built.
-    pub tls_insecure_skip_verify_for_tests: bool,
+    pub(crate) tls_insecure_skip_verify_for_tests: bool,
     /// Redis replay store: replicas that must acknowledge each new record (`WAIT`) before the
     /// request is admitted (default 0: none, replication stays asynchronous).
-    pub replay_min_replicas: u32,
+    pub(crate) replay_min_replicas: u32,
     /// Redis replay store: how long to wait for those acknowledgements, in milliseconds (less
     /// than `timeout_ms`, which bounds the whole check).
-    pub replay_replica_timeout_ms: u64,
+    pub(crate) replay_replica_timeout_ms: u64,
 }
 
 impl Default for RateLimitPolicy {
@@ -168,7 +168,7 @@ impl Default for RateLimitPolicy {
 
 /// The backend a [`RateLimitPolicy`] names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendChoice<'a> {
+pub(crate) enum BackendChoice<'a> {
     /// In-process memory.
     Memory,
     /// A Redis URL.
@@ -176,13 +176,8 @@ pub enum BackendChoice<'a> {
 }
 
 impl RateLimitPolicy {
-    /// The configured backend: `memory`, or the Redis URL.
-    ///
-    /// ```
-    /// use guard_core::policy::{BackendChoice, RateLimitPolicy};
-    /// assert_eq!(RateLimitPolicy::default().backend_choice(), BackendChoice::Memory);
-    /// ```
-    pub fn backend_choice(&self) -> BackendChoice<'_> {
+    /// The configured backend: `memory` (the default), or the Redis URL.
+    pub(crate) fn backend_choice(&self) -> BackendChoice<'_> {
         if self.backend.eq_ignore_ascii_case("memory") {
             BackendChoice::Memory
         } else {

@@ -11,9 +11,7 @@
 //!     required = ["orders-api-key", "db#password"]
 //!     ttl_secs = 120
 //! "#).unwrap();
-//! let s = p.secrets.unwrap();
-//! assert_eq!(s.provider, SecretsProvider::File);
-//! assert_eq!(s.refresh_ahead_secs, 30);
+//! assert_eq!(p.secrets_provider(), Some(SecretsProvider::File));
 //!
 //! let err = Policy::from_toml_str("[secrets]\nprovider = \"file\"\nrequired = [\"\"]\nttl_secs = 0").unwrap_err();
 //! let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
@@ -49,36 +47,36 @@ pub enum SecretsProvider {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct SecretsPolicy {
+pub(crate) struct SecretsPolicy {
     /// The provider (default `env`).
-    pub provider: SecretsProvider,
+    pub(crate) provider: SecretsProvider,
     /// The mounted directory, for `provider = "file"` (and only then).
-    pub directory: Option<PathBuf>,
+    pub(crate) directory: Option<PathBuf>,
     /// For `provider = "file"`: drop one trailing newline from each file.
-    pub trim_trailing_newline: bool,
+    pub(crate) trim_trailing_newline: bool,
     /// Secrets the handler cannot do without (`name` or `name#json_field`): 503 when unavailable.
-    pub required: Vec<String>,
+    pub(crate) required: Vec<String>,
     /// Secrets handed to the handler when available.
-    pub optional: Vec<String>,
+    pub(crate) optional: Vec<String>,
     /// Fetch every listed secret at start-up (default true).
-    pub prefetch: bool,
+    pub(crate) prefetch: bool,
     /// Freshness of a fetched value (default 300).
-    pub ttl_secs: u64,
+    pub(crate) ttl_secs: u64,
     /// Background refresh this long before expiry (default 30; 0 = off; must be < `ttl_secs`).
-    pub refresh_ahead_secs: u64,
+    pub(crate) refresh_ahead_secs: u64,
     /// Serve an expired value for up to this long while the source fails transiently (default 900).
-    pub max_staleness_secs: u64,
+    pub(crate) max_staleness_secs: u64,
     /// Do not ask the source again for this long after a failure (default 1).
-    pub retry_after_error_secs: u64,
+    pub(crate) retry_after_error_secs: u64,
     /// A fetch taking longer is a transient failure, in milliseconds (default 5000; the store built
     /// from the policy needs a Tokio runtime with timers, as every `#[tokio::main]` has).
-    pub fetch_timeout_ms: u64,
+    pub(crate) fetch_timeout_ms: u64,
     /// Most secret names cached (default 1024).
-    pub max_entries: usize,
+    pub(crate) max_entries: usize,
     /// Forced refreshes (after a signature failure) at most once per name per this long (default 10).
-    pub force_refresh_interval_secs: u64,
+    pub(crate) force_refresh_interval_secs: u64,
     /// How long a replaced value stays acceptable as the previous version (default 3600).
-    pub previous_grace_secs: u64,
+    pub(crate) previous_grace_secs: u64,
 }
 
 impl Default for SecretsPolicy {
@@ -195,6 +193,7 @@ mod tests {
         let p = Policy::from_toml_str("[secrets]").unwrap().secrets.unwrap();
         assert_eq!(p, SecretsPolicy::default());
         assert_eq!(p.ttl_secs, 300);
+        assert_eq!(p.refresh_ahead_secs, 30);
         assert!(p.prefetch);
     }
 

@@ -33,9 +33,7 @@
 //!     tolerance_secs = 300
 //!     replay = true
 //! "#).unwrap();
-//! let verify = policy.verify.unwrap();
-//! assert_eq!(verify.hmac.unwrap().secret, "orders-webhook-hmac");
-//! assert_eq!(verify.sources["azure-queue"], ["orders"]);
+//! assert!(policy.warnings().is_empty());
 //! ```
 
 use std::collections::BTreeMap;
@@ -47,7 +45,7 @@ use super::PolicyProblem;
 /// How the request checks combine.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum VerifyMode {
+pub(crate) enum VerifyMode {
     /// One passing check is enough (e.g. allow-listed address **or** valid signature).
     #[default]
     Any,
@@ -59,18 +57,18 @@ pub enum VerifyMode {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct CidrPolicy {
+pub(crate) struct CidrPolicy {
     /// Networks, IPv4 or IPv6 (`203.0.113.0/24`, `2001:db8::/32`).
-    pub allow: Vec<String>,
+    pub(crate) allow: Vec<String>,
     /// 0 (default): use the address the platform observed. N ≥ 1: you run N proxies that append
     /// to `X-Forwarded-For`; the client is the N-th entry from the right (at most 32).
-    pub trusted_proxy_hops: u32,
+    pub(crate) trusted_proxy_hops: u32,
 }
 
 /// The HMAC signature formats.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum HmacPreset {
+pub(crate) enum HmacPreset {
     /// `X-Hub-Signature-256: sha256=<hex>` over the body.
     GitHub,
     /// `t=<unix>,v1=<hex>` over `"<t>.<body>"` (`Stripe-Signature`, or `header`).
@@ -85,7 +83,7 @@ pub enum HmacPreset {
 /// How a generic signature is encoded.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum HmacEncoding {
+pub(crate) enum HmacEncoding {
     /// Hex.
     #[default]
     Hex,
@@ -97,23 +95,23 @@ pub enum HmacEncoding {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct HmacPolicy {
+pub(crate) struct HmacPolicy {
     /// The format (default `stripe`).
-    pub preset: HmacPreset,
+    pub(crate) preset: HmacPreset,
     /// Name of the secret holding the key (current and previous versions are accepted).
-    pub secret: String,
+    pub(crate) secret: String,
     /// The signature header (`stripe` and `generic` only; `stripe` defaults to `Stripe-Signature`).
-    pub header: Option<String>,
+    pub(crate) header: Option<String>,
     /// Text before the signature (`generic` only).
-    pub prefix: Option<String>,
+    pub(crate) prefix: Option<String>,
     /// Signature encoding (`generic` only).
-    pub encoding: Option<HmacEncoding>,
+    pub(crate) encoding: Option<HmacEncoding>,
     /// Header holding the Unix timestamp (`generic` only).
-    pub timestamp_header: Option<String>,
+    pub(crate) timestamp_header: Option<String>,
     /// Timestamp tolerance in both directions, seconds (default 300, 1..=86400).
-    pub tolerance_secs: u64,
+    pub(crate) tolerance_secs: u64,
     /// Accept each signed message only once (default true).
-    pub replay: bool,
+    pub(crate) replay: bool,
 }
 
 impl Default for HmacPolicy {
@@ -135,15 +133,15 @@ impl Default for HmacPolicy {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct ClaimRule {
+pub(crate) struct ClaimRule {
     /// The claim name.
-    pub claim: String,
+    pub(crate) claim: String,
     /// The claim must equal this value.
-    pub equals: Option<serde_json::Value>,
+    pub(crate) equals: Option<serde_json::Value>,
     /// The claim (array or space-separated string) must contain this.
-    pub contains: Option<String>,
+    pub(crate) contains: Option<String>,
     /// The claim must be present (`true`).
-    pub exists: Option<bool>,
+    pub(crate) exists: Option<bool>,
 }
 
 /// `[verify.jwt]`: an OIDC / JWT bearer token from one trusted issuer. Several issuers are
@@ -177,31 +175,31 @@ pub struct ClaimRule {
 ///     issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
 ///     audiences = ["1example23456789"]
 /// "#).unwrap();
-/// assert_eq!(policy.verify.unwrap().jwt.len(), 2);
+/// # let _ = policy;
 /// ```
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct JwtPolicy {
+pub(crate) struct JwtPolicy {
     /// The OpenID Provider's issuer: tokens must carry exactly this `iss`, and, without
     /// `jwks_url`, the keys are found by discovery. https (plain http only to a loopback host).
-    pub issuer: String,
+    pub(crate) issuer: String,
     /// Where the signing keys are (never taken from the token). Optional with `issuer`.
-    pub jwks_url: String,
+    pub(crate) jwks_url: String,
     /// Accepted issuers sharing `jwks_url` (without `issuer`).
-    pub issuers: Vec<String>,
+    pub(crate) issuers: Vec<String>,
     /// Accepted audiences (at least one).
-    pub audiences: Vec<String>,
+    pub(crate) audiences: Vec<String>,
     /// Accepted algorithms (default `["RS256"]`; no `none`, no HS*).
-    pub algorithms: Vec<String>,
+    pub(crate) algorithms: Vec<String>,
     /// Clock-skew allowance for `exp` / `nbf`, seconds (default 60, at most 300).
-    pub leeway_secs: u64,
+    pub(crate) leeway_secs: u64,
     /// Conditions on the claims (403 when one fails).
-    pub claims: Vec<ClaimRule>,
+    pub(crate) claims: Vec<ClaimRule>,
     /// Least time between two JWKS fetches, seconds (default 10, at least 1).
-    pub jwks_cooldown_secs: u64,
+    pub(crate) jwks_cooldown_secs: u64,
     /// How long fetched keys are used before a refresh, seconds (default 3600).
-    pub jwks_ttl_secs: u64,
+    pub(crate) jwks_ttl_secs: u64,
 }
 
 impl Default for JwtPolicy {
@@ -232,18 +230,18 @@ impl Default for JwtPolicy {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct GcpPushPolicy {
+pub(crate) struct GcpPushPolicy {
     /// The token audience configured on the push subscription.
-    pub audience: String,
+    pub(crate) audience: String,
     /// The service account the subscription pushes as (`email` claim).
-    pub service_account: String,
+    pub(crate) service_account: String,
     /// Google's JWKS (overridable for tests).
-    pub jwks_url: String,
+    pub(crate) jwks_url: String,
     /// Message kinds that carry the token (default `["pubsub"]`).
-    pub kinds: Vec<String>,
+    pub(crate) kinds: Vec<String>,
     /// Per-kind audiences: a kind listed here expects this `aud` instead of `audience` (an
     /// Eventarc trigger usually pushes to another URL than the Pub/Sub subscription).
-    pub audiences: BTreeMap<String, String>,
+    pub(crate) audiences: BTreeMap<String, String>,
 }
 
 impl Default for GcpPushPolicy {
@@ -270,11 +268,11 @@ impl Default for GcpPushPolicy {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct SnsPolicy {
+pub(crate) struct SnsPolicy {
     /// Topic ARN patterns whose signed messages are accepted.
-    pub topics: Vec<String>,
+    pub(crate) topics: Vec<String>,
     /// How old (by its `Timestamp`) a message may be, in seconds (default 3600, at most 7 days).
-    pub max_age_secs: u64,
+    pub(crate) max_age_secs: u64,
 }
 
 impl Default for SnsPolicy {
@@ -290,47 +288,47 @@ impl Default for SnsPolicy {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct EasyAuthPolicy {
+pub(crate) struct EasyAuthPolicy {
     /// Accepted identity providers (`aad`, ...); empty = any.
-    pub auth_types: Vec<String>,
+    pub(crate) auth_types: Vec<String>,
     /// Conditions on the claims.
-    pub claims: Vec<ClaimRule>,
+    pub(crate) claims: Vec<ClaimRule>,
 }
 
 /// `[verify.aws_authorizer]`: accept what an API Gateway authorizer verified.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct AwsAuthorizerPolicy {
+pub(crate) struct AwsAuthorizerPolicy {
     /// Conditions on the authorizer's claims.
-    pub claims: Vec<ClaimRule>,
+    pub(crate) claims: Vec<ClaimRule>,
 }
 
 /// The `[verify]` section.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
-pub struct VerifyPolicy {
+pub(crate) struct VerifyPolicy {
     /// How the request checks combine (default `any`).
-    pub mode: VerifyMode,
+    pub(crate) mode: VerifyMode,
     /// Event sources messages may come from, by trigger kind: `kind = [ARN / topic / subscription
     /// patterns]` (`*` = one segment). A message is admitted only by an entry of its own kind.
-    pub sources: BTreeMap<String, Vec<String>>,
+    pub(crate) sources: BTreeMap<String, Vec<String>>,
     /// Address allow-list.
-    pub cidr: Option<CidrPolicy>,
+    pub(crate) cidr: Option<CidrPolicy>,
     /// Webhook signature.
-    pub hmac: Option<HmacPolicy>,
+    pub(crate) hmac: Option<HmacPolicy>,
     /// Bearer tokens: one `[verify.jwt]` table or several `[[verify.jwt]]` (one per issuer).
     #[serde(deserialize_with = "one_or_many")]
-    pub jwt: Vec<JwtPolicy>,
+    pub(crate) jwt: Vec<JwtPolicy>,
     /// Google push token on messages.
-    pub gcp_push: Option<GcpPushPolicy>,
+    pub(crate) gcp_push: Option<GcpPushPolicy>,
     /// SNS signatures on messages of kind `sns` (verified by guard-aws).
-    pub sns: Option<SnsPolicy>,
+    pub(crate) sns: Option<SnsPolicy>,
     /// Azure Easy Auth principal.
-    pub azure_easy_auth: Option<EasyAuthPolicy>,
+    pub(crate) azure_easy_auth: Option<EasyAuthPolicy>,
     /// AWS API Gateway authorizer.
-    pub aws_authorizer: Option<AwsAuthorizerPolicy>,
+    pub(crate) aws_authorizer: Option<AwsAuthorizerPolicy>,
 }
 
 fn url_ok(url: &str) -> bool {
@@ -381,7 +379,7 @@ pub(super) fn check_claims(rules: &[ClaimRule], path: &str, problems: &mut Vec<P
 
 impl VerifyPolicy {
     /// Whether any request check is configured.
-    pub fn has_request_checks(&self) -> bool {
+    pub(crate) fn has_request_checks(&self) -> bool {
         self.cidr.is_some()
             || self.hmac.is_some()
             || !self.jwt.is_empty()
@@ -736,4 +734,42 @@ where
         }
     }
     d.deserialize_any(V)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Policy;
+
+    #[test]
+    fn the_orders_section_reads_every_check() {
+        let policy = Policy::from_toml_str(
+            r#"
+            [verify.sources]
+            azure-queue = ["orders"]
+            [verify.hmac]
+            preset = "stripe"
+            secret = "orders-webhook-hmac"
+            "#,
+        )
+        .unwrap();
+        let verify = policy.verify.unwrap();
+        assert_eq!(verify.hmac.unwrap().secret, "orders-webhook-hmac");
+        assert_eq!(verify.sources["azure-queue"], ["orders"]);
+    }
+
+    #[test]
+    fn several_jwt_tables_are_several_issuers() {
+        let policy = Policy::from_toml_str(
+            r#"
+            [[verify.jwt]]
+            issuer = "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"
+            audiences = ["api://orders"]
+            [[verify.jwt]]
+            issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+            audiences = ["1example23456789"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(policy.verify.unwrap().jwt.len(), 2);
+    }
 }

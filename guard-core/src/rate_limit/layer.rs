@@ -153,21 +153,6 @@ impl RateLimitLayer {
     }
 }
 
-/// The layers built from a policy, for the builder to place (`RateLimitLayer::from_policy`).
-#[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct RateLimitLayers {
-    /// Between ingress and verification.
-    pub pre_auth: Option<RateLimitLayer>,
-    /// Between verification and validation.
-    pub post_auth: Option<RateLimitLayer>,
-    /// With a Redis backend: the replay store on the same connection (keys
-    /// `<key_prefix>:replay:`, `replay_min_replicas` applied), which the [`Guard`](crate::Guard)
-    /// gives `[verify.hmac] replay` unless the caller passed a store of its own.
-    #[cfg(feature = "redis")]
-    pub replay: Option<super::RedisReplayStore>,
-}
-
 impl<S> Layer<S> for RateLimitLayer {
     type Service = RateLimit<S>;
 

@@ -20,10 +20,11 @@
 //! ```
 //! use std::num::NonZeroU32;
 //! use std::time::Duration;
-//! use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate};
+//! use guard_core::clock::FakeWallClock;
+//! use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate};
 //! use guard_core::rate_limit::key::BucketKey;
 //!
-//! let clock = FakeClock::default();
+//! let clock = FakeWallClock::default();
 //! let rate = Rate::per_second(NonZeroU32::new(1).unwrap()).with_burst(NonZeroU32::new(2).unwrap());
 //! let mem = MemoryBackend::with_clock(rate, MemoryOptions::default(), clock.clone());
 //! let k = BucketKey::named("k");
@@ -44,7 +45,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use governor::RateLimiter;
-use governor::clock::{Clock, FakeRelativeClock, QuantaClock, Reference};
+use governor::clock::{Clock, QuantaClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
@@ -52,22 +53,23 @@ use governor::state::keyed::ShrinkableKeyedStateStore;
 
 use super::key::BucketKey;
 use super::{Decision, Rate};
+use crate::clock::{FakeWallClock, WallClock};
 
-/// A monotonic clock for [`MemoryBackend::with_clock`] that only moves when told to: tests
-/// advance it by hand instead of sleeping. Clones share one reading.
-///
-/// ```
-/// use std::time::Duration;
-/// let clock = guard_core::rate_limit::FakeClock::default();
-/// clock.advance(Duration::from_secs(1));
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct FakeClock(FakeRelativeClock);
+/// [`FakeWallClock`] as governor's clock: its reading since the Unix epoch, which only moves when
+/// a test advances it.
+#[derive(Debug, Clone)]
+struct FakeMonotonic(FakeWallClock);
 
-impl FakeClock {
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: Duration) {
-        self.0.advance(by);
+impl Clock for FakeMonotonic {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(
+            self.0
+                .now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -157,17 +159,19 @@ impl MemoryBackend {
         Self::on_clock(rate, options, QuantaClock::default())
     }
 
-    /// Buckets for `rate` on a [`FakeClock`] that the caller advances by hand (tests).
+    /// Buckets for `rate` on a [`FakeWallClock`] that the caller advances by hand (tests): the
+    /// buckets refill only as the clock moves.
     ///
     /// ```
     /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate};
+    /// use guard_core::clock::FakeWallClock;
+    /// use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate};
     /// let mem = MemoryBackend::with_clock(Rate::per_second(NonZeroU32::new(5).unwrap()),
-    ///     MemoryOptions::default(), FakeClock::default());
+    ///     MemoryOptions::default(), FakeWallClock::default());
     /// assert_eq!(mem.len(), 0);
     /// ```
-    pub fn with_clock(rate: Rate, options: MemoryOptions, clock: FakeClock) -> Self {
-        Self::on_clock(rate, options, clock.0)
+    pub fn with_clock(rate: Rate, options: MemoryOptions, clock: FakeWallClock) -> Self {
+        Self::on_clock(rate, options, FakeMonotonic(clock))
     }
 
     fn on_clock<C>(rate: Rate, options: MemoryOptions, clock: C) -> Self
@@ -234,8 +238,9 @@ impl MemoryBackend {
     /// ```
     /// use std::num::NonZeroU32;
     /// use std::time::Duration;
-    /// use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate, key::BucketKey};
-    /// let clock = FakeClock::default();
+    /// use guard_core::clock::FakeWallClock;
+    /// use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate, key::BucketKey};
+    /// let clock = FakeWallClock::default();
     /// let mem = MemoryBackend::with_clock(Rate::per_second(NonZeroU32::new(1).unwrap()),
     ///     MemoryOptions::default(), clock.clone());
     /// mem.check(&BucketKey::named("a"));
@@ -476,7 +481,7 @@ impl Store {
 mod tests {
     use std::num::NonZeroU32;
 
-    use super::FakeClock;
+    use crate::clock::FakeWallClock;
 
     use super::*;
 
@@ -484,8 +489,8 @@ mod tests {
         NonZeroU32::new(n).unwrap()
     }
 
-    fn backend(rate: Rate, opts: MemoryOptions) -> (MemoryBackend, FakeClock) {
-        let clock = FakeClock::default();
+    fn backend(rate: Rate, opts: MemoryOptions) -> (MemoryBackend, FakeWallClock) {
+        let clock = FakeWallClock::default();
         (MemoryBackend::with_clock(rate, opts, clock.clone()), clock)
     }
 

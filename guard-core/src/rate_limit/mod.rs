@@ -3,8 +3,8 @@
 //! A limit is a [`Rate`] — `per_second` or `per_minute` plus a `burst`, all `NonZeroU32` — counted
 //! per [`key`]: [`Global`](key::Global), [`Peer`](key::Peer) (IPv4 by address, IPv6 by /64, from
 //! the platform-observed `Peer` extension only), [`Principal`](key::Principal) (after verification)
-//! or any closure. The canonical stack places the layer twice (see
-//! [`RateLimitLayer::from_policy`]): before verification by peer, so unauthenticated floods are cut
+//! or any closure. The canonical stack places the layer twice (`[rate_limit]`
+//! in the policy, see [`Guard`](crate::Guard)): before verification by peer, so unauthenticated floods are cut
 //! before any signature or token work, and after it by principal.
 //!
 //! ## Answers
@@ -23,7 +23,7 @@
 //!
 //! | backend | shared by | clock | on failure |
 //! |---|---|---|---|
-//! | [`MemoryBackend`] (default) | one function instance | injectable ([`FakeClock`] in tests) | cannot fail |
+//! | [`MemoryBackend`] (default) | one function instance | injectable ([`FakeWallClock`](crate::clock::FakeWallClock) in tests) | cannot fail |
 //! | `RedisBackend` (feature `redis`) | every instance using the same Redis and key prefix | the Redis server's | [`FailureMode::Open`] (default: admit, count, log) or [`FailureMode::Closed`] (503 `guard.rate.backend_unavailable`) |
 //!
 //! In serverless every instance has its own memory: with the memory backend the effective limit
@@ -68,9 +68,18 @@ mod replay_redis;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-pub use crate::policy::FailureMode;
-pub use layer::{RateLimit, RateLimitLayer, RateLimitLayers, ResponseFuture};
-pub use memory::{FakeClock, MemoryBackend, MemoryOptions};
+/// What to do when the shared (Redis) backend cannot answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum FailureMode {
+    /// Admit the request, count it and log a warning (availability first; the default).
+    #[default]
+    Open,
+    /// Refuse with 503 `guard.rate.backend_unavailable`.
+    Closed,
+}
+
+pub use layer::RateLimitLayer;
+pub use memory::{MemoryBackend, MemoryOptions};
 #[cfg(feature = "redis")]
 pub use redis::{
     AdmittedOnBackendError, RedisBackend, RedisBackendError, RedisConnection,

@@ -4,7 +4,7 @@
 //! Every HTTP adapter whose platform reports the caller only in `X-Forwarded-For` (ALB, the Azure
 //! and Cloud Run front ends, anything behind your own load balancer) resolves its [`Peer`] here.
 //! The number of proxies comes from the policy's `[function] trusted_proxies`
-//! ([`FunctionPolicy::trusted_proxies`](crate::policy::FunctionPolicy::trusted_proxies)).
+//! ([`Policy::trusted_proxies`](crate::Policy::trusted_proxies)).
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -37,7 +37,7 @@ pub use error::SecretsError;
 #[allow(unused_imports)] // the builder's `provider = "file"`
 pub(crate) use file::FileSource;
 #[cfg(feature = "secrets")]
-pub use layer::{ResponseFuture, SecretHandles, Secrets, SecretsLayer};
+pub use layer::{SecretHandles, SecretsLayer};
 pub use source::{FetchFuture, SecretSource, SecretVersion};
 #[cfg(feature = "secrets")]
 pub use store::SecretStore;

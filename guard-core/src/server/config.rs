@@ -27,9 +27,9 @@ const MIN_HEADER_BYTES: usize = 8 * 1024;
 ///
 /// let policy = guard_core::Policy::from_toml_str("[ingress]\nmax_body_bytes = 65536").unwrap();
 /// let config = ServerConfig::default()
-///     .max_body_bytes(policy.ingress.max_body_bytes)
+///     .max_body_bytes(policy.max_body_bytes())
 ///     // Behind the Cloud Run or Azure front end: one hop unless the policy says more.
-///     .trusted_proxies(policy.function.resolve_trusted_proxies(1))
+///     .trusted_proxies(policy.trusted_proxies(1))
 ///     .header_read_timeout(Duration::from_secs(5));
 /// assert_eq!(config.limits().0, 65536);
 /// ```

@@ -17,7 +17,7 @@ mod typed;
 
 pub use body::JsonBody;
 pub use compile::SchemaError;
-pub(crate) use compile::compile_schema;
 pub use json::{JsonError, parse_strict};
-pub use schema::{ResponseFuture, Validate, ValidateLayer};
-pub use typed::{TypedValidate, TypedValidateLayer, Validated};
+pub(crate) use schema::CompiledSchema;
+pub use schema::ValidateLayer;
+pub use typed::{TypedValidateLayer, Validated};

@@ -29,17 +29,43 @@ struct Config {
 }
 
 impl Config {
-    fn new(schema: Option<(&Value, Validator)>, expose_details: bool) -> Self {
+    fn new(schema: Option<CompiledSchema>, expose_details: bool) -> Self {
         let (schema, plan) = match schema {
-            Some((doc, validator)) => (Some(validator), Plan::compile(doc)),
-            None => (None, Some(Plan::any())),
+            Some(compiled) => (Some(compiled.validator), compiled.plan),
+            None => (None, Some(Arc::new(Plan::any()))),
         };
         Config {
             schema,
-            plan: plan.map(Arc::new),
+            plan,
             single_pass: true,
             expose_details,
         }
+    }
+}
+
+/// A schema compiled once: the `jsonschema` validator and, for a schema within the single-pass
+/// subset, the plan. The policy compiles its schema when it is loaded and the builder hands this
+/// to the layer.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledSchema {
+    validator: Validator,
+    plan: Option<Arc<Plan>>,
+}
+
+impl CompiledSchema {
+    /// Compiles `schema` (see [`compile_schema`]) and its single-pass plan.
+    pub(crate) fn new(schema: &Value) -> Result<Self, SchemaError> {
+        Ok(Self {
+            validator: compile_schema(schema)?,
+            plan: Plan::compile(schema).map(Arc::new),
+        })
+    }
+}
+
+/// Compiled schemas compare equal: a [`Policy`](crate::Policy) compares its schema document.
+impl PartialEq for CompiledSchema {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
 
@@ -110,14 +136,14 @@ impl ValidateLayer {
     /// assert!(layer.is_ok());
     /// ```
     pub fn with_schema(schema: &Value) -> Result<Self, SchemaError> {
-        let validator = compile_schema(schema)?;
-        Ok(Self {
-            config: Arc::new(Config::new(Some((schema, validator)), false)),
-        })
+        Ok(Self::from_compiled(
+            Some(CompiledSchema::new(schema)?),
+            false,
+        ))
     }
 
-    /// The layer for a schema the builder compiled (`None`: JSON parsing only).
-    pub(crate) fn from_compiled(schema: Option<(&Value, Validator)>, expose_details: bool) -> Self {
+    /// The layer for a schema compiled when the policy was loaded (`None`: JSON parsing only).
+    pub(crate) fn from_compiled(schema: Option<CompiledSchema>, expose_details: bool) -> Self {
         Self {
             config: Arc::new(Config::new(schema, expose_details)),
         }

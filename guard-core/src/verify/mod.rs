@@ -21,7 +21,8 @@
 //!
 //! ## From the policy
 //!
-//! [`VerifyLayer::from_policy`] builds the layer from `[verify]`. The orders example
+//! The builder ([`Guard::from_policy`](crate::Guard::from_policy)) makes the layer from
+//! `[verify]`, and [`Guard::verify_layer`](crate::Guard::verify_layer) hands it out. The orders example
 //! (`examples/orders`) — callers from `203.0.113.0/24` or `198.51.100.0/24`, **or** signed with
 //! `X-Guard-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` using the secret
 //! `orders-webhook-hmac`, at most 300 s old, each signature accepted once (a signature presented
@@ -56,8 +57,7 @@
 //! use bytes::Bytes;
 //! use guard_core::request::Peer;
 //! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-//! use guard_core::VerifyDeps;
-//! use guard_core::verify::VerifyLayer;
+//! use guard_core::{GuardBuilder, GuardDeps};
 //! use tower::{Layer, Service, ServiceExt};
 //!
 //! let policy = guard_core::Policy::from_toml_str(r#"
@@ -74,7 +74,8 @@
 //!     ("orders-webhook-hmac", SecretVersion::Current) => Ok(SecretValue::from("k")),
 //!     _ => Err(SecretsError::not_found(name)),
 //! });
-//! let layer = VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &VerifyDeps::new(store)).unwrap();
+//! let guard = GuardBuilder::from_policy_with(&policy, GuardDeps::with_secrets(store)).unwrap().build();
+//! let layer = guard.verify_layer().unwrap().clone();
 //! let handler = tower::service_fn(|_req: http::Request<Bytes>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"ok")))
 //! });

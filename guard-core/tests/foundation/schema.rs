@@ -107,7 +107,7 @@ fn a_policy_whose_schema_does_not_compile_is_refused_at_load() {
 fn the_orders_policy_loads() {
     let policy = Policy::load(crate::support::repo_file("examples/orders/guard.toml")).unwrap();
     assert!(policy.warnings().is_empty(), "{:?}", policy.warnings());
-    assert_eq!(policy.ingress.max_body_bytes, 64 * 1024);
+    assert_eq!(policy.max_body_bytes(), 64 * 1024);
     let store = guard_core::secrets::SecretStore::new(
         |_: &str,
          _: guard_core::secrets::SecretVersion|

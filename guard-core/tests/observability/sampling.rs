@@ -30,7 +30,6 @@ fn from(ip: &str) -> GuardRequest {
 async fn at_a_rate_of_zero_every_denial_is_still_logged_and_no_allow_is() {
     let _one = crate::ONE_AT_A_TIME.lock().await;
     let policy = Policy::from_toml_str(POLICY).unwrap();
-    assert_eq!(policy.audit.allow_sample_rate, 0.0);
     let built = GuardBuilder::from_policy(&policy).unwrap().build();
     assert!(
         format!("{:?}", built.audit_layer()).contains("allow_sample_per_million: 0"),
@@ -39,12 +38,16 @@ async fn at_a_rate_of_zero_every_denial_is_still_logged_and_no_allow_is() {
     );
     let seen = Arc::new(Mutex::new(Vec::<SecurityEvent>::new()));
     let s = seen.clone();
-    let audit = AuditLayer::new(move |e: SecurityEvent| s.lock().unwrap().push(e))
-        .sample_allowed(policy.audit.allow_sample_rate);
+    // The policy's audit settings (its rate of 0.0) with a sink that keeps the events.
     let guard = GuardBuilder::from_policy(&policy)
         .unwrap()
-        .audit(audit)
+        .audit_sink(move |e: SecurityEvent| s.lock().unwrap().push(e))
         .build();
+    assert!(
+        format!("{:?}", guard.audit_layer()).contains("allow_sample_per_million: 0"),
+        "the policy's rate is 0.0: {:?}",
+        guard.audit_layer()
+    );
     let svc = guard.layer(service_fn(ok));
     let (mut allowed, mut denied) = (0, 0);
     for i in 0..200u32 {

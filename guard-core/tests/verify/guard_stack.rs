@@ -10,7 +10,7 @@ use bytes::Bytes;
 use guard_core::VerifyDeps;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::FakeWallClock;
-use guard_core::rate_limit::{FakeClock, MemoryBackend, MemoryOptions, Rate, RateLimitLayer, key};
+use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate, RateLimitLayer, key};
 use guard_core::replay::{ReplayFuture, ReplayStore};
 use guard_core::request::{GuardRequest, GuardResponse, Peer, Trigger};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
@@ -47,7 +47,7 @@ struct Orders {
     >,
     handler: Handler,
     events: Arc<Mutex<Vec<SecurityEvent>>>,
-    rate_clock: FakeClock,
+    rate_clock: FakeWallClock,
 }
 
 struct Options {
@@ -85,7 +85,7 @@ fn orders(opts: Options) -> Orders {
         .audit(AuditLayer::new(move |e: SecurityEvent| {
             sink.lock().unwrap().push(e)
         }));
-    let rate_clock = FakeClock::default();
+    let rate_clock = FakeWallClock::default();
     if let Some(burst) = opts.principal_burst {
         let rate = Rate::per_second(NonZeroU32::new(1).unwrap())
             .with_burst(NonZeroU32::new(burst).unwrap());

@@ -1,4 +1,4 @@
-//! The orders scenario of examples/orders, built from `[verify]` with `VerifyLayer::from_policy`.
+//! The orders scenario of examples/orders: the verification layer the builder makes from `[verify]`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,10 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use guard_core::Policy;
 use guard_core::RejectionKind;
-use guard_core::VerifyDeps;
 use guard_core::clock::FakeWallClock;
 use guard_core::request::{GuardRequest, MessageTrigger, Peer, PrincipalKind, Trigger};
-use guard_core::verify::VerifyLayer;
+use guard_core::{GuardBuilder, GuardDeps, VerifyDeps};
 use serde_json::json;
 
 use crate::support::{JwksServer, Keys, Stack, T0, clock, data, hmac_hex, rs256};
@@ -44,7 +43,12 @@ fn orders_stack(policy: &str) -> (Stack, FakeWallClock) {
     let clock = clock();
     let deps =
         VerifyDeps::new(Keys::new(KEY).store("orders-webhook-hmac")).clock(Arc::new(clock.clone()));
-    let layer = VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &deps).unwrap();
+    let mut guard_deps = GuardDeps::default();
+    guard_deps.verify = Some(deps);
+    let guard = GuardBuilder::from_policy_with(&policy, guard_deps)
+        .unwrap()
+        .build();
+    let layer = guard.verify_layer().unwrap().clone();
     (Stack::new(layer), clock)
 }
 

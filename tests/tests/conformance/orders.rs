@@ -152,9 +152,7 @@ pub(crate) fn policy_with(
     // The schema is compiled at load: the files are no longer needed.
     let _ = std::fs::remove_dir_all(&dir);
     let mut policy = loaded.unwrap();
-    if let Some(push) = policy.verify.as_mut().and_then(|v| v.gcp_push.as_mut()) {
-        push.jwks_url = jwks_url().to_owned();
-    }
+    policy.set_gcp_push_jwks_url(jwks_url());
     policy
 }
 

@@ -50,8 +50,15 @@ fn stack(
     > + Clone,
     JsonLinesSink,
 ) {
-    let mut policy = Policy::load(repo_root().join("examples/orders/guard.toml")).unwrap();
-    policy.audit.format = guard_core::policy::AuditFormat::Ocsf;
+    let orders = repo_root().join("examples/orders");
+    let text = std::fs::read_to_string(orders.join("guard.toml")).unwrap();
+    assert!(
+        text.contains("[audit]\n"),
+        "the orders policy has an [audit] section"
+    );
+    let text = text.replacen("[audit]\n", "[audit]\nformat = \"ocsf\"\n", 1);
+    let schema = std::fs::read_to_string(orders.join("order.schema.json")).unwrap();
+    let policy = Policy::from_toml_str_with_schema(&text, &schema).unwrap();
     let source = move |name: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
         match name {
             "orders-webhook-hmac" => Ok(SecretValue::from(WEBHOOK_KEY)),

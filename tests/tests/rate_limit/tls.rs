@@ -222,7 +222,7 @@ fn policy_with_tls_ca_file_and_password_secret_shares_a_limit_over_tls() {
     let redis = RedisServer::start_tls_with_password(&files, "s3cret-pw");
     let policy = |ca_file: &Path| {
         Policy::from_toml_str(&format!(
-            "[function]\nname = \"tls-policy\"\n[rate_limit]\nper_minute = 2\npre_auth = \"global\"\npost_auth = \"off\"\nfailure_mode = \"closed\"\ntimeout_ms = 500\nbackend = \"rediss://127.0.0.1:{}\"\npassword_secret = \"redis-password\"\ntls_ca_file = \"{}\"\nkey_prefix = \"{}\"",
+            "[function]\nname = \"tls-policy\"\nallow_unverified = true\n[rate_limit]\nper_minute = 2\npre_auth = \"global\"\npost_auth = \"off\"\nfailure_mode = \"closed\"\ntimeout_ms = 500\nbackend = \"rediss://127.0.0.1:{}\"\npassword_secret = \"redis-password\"\ntls_ca_file = \"{}\"\nkey_prefix = \"{}\"",
             redis.port(),
             ca_file.display(),
             prefix("tls-policy"),
@@ -231,16 +231,15 @@ fn policy_with_tls_ca_file_and_password_secret_shares_a_limit_over_tls() {
     };
     let p = policy(&files.ca);
     // Without a store the password cannot be had: refused at build, naming the key, not the value.
-    let err = RateLimitLayer::from_policy(&p).unwrap_err();
+    let err = guard_core::GuardBuilder::from_policy(&p).unwrap_err();
     assert_eq!(err.problems()[0].path, "rate_limit.password_secret");
     runtime().block_on(async {
         let handler = Counting::default();
         let mut instances: Vec<_> = (0..2)
             .map(|_| {
-                let layers =
-                    RateLimitLayer::from_policy_with_secrets(&p, Some(&store_with("s3cret-pw")))
-                        .unwrap();
-                layers.pre_auth.unwrap().layer(handler.service())
+                pre_auth(&p, store_with("s3cret-pw"))
+                    .unwrap()
+                    .layer(handler.service())
             })
             .collect();
         let mut statuses = Vec::new();
@@ -259,9 +258,9 @@ fn policy_with_tls_ca_file_and_password_secret_shares_a_limit_over_tls() {
         );
 
         // A wrong password: refused by Redis, fail-closed answers 503.
-        let layers =
-            RateLimitLayer::from_policy_with_secrets(&p, Some(&store_with("wrong"))).unwrap();
-        let mut wrong = layers.pre_auth.unwrap().layer(handler.service());
+        let mut wrong = pre_auth(&p, store_with("wrong"))
+            .unwrap()
+            .layer(handler.service());
         assert_eq!(send(&mut wrong, from("203.0.113.7")).await.status(), 503);
     });
     // Through the Guard builder: the policy's store holds the password.
@@ -295,13 +294,26 @@ fn policy_with_tls_ca_file_and_password_secret_shares_a_limit_over_tls() {
         );
     });
     // A CA file that is not there is a policy problem at build.
-    let err = RateLimitLayer::from_policy_with_secrets(
-        &policy(&dir.join("missing.pem")),
-        Some(&store_with("s3cret-pw")),
-    )
-    .unwrap_err();
+    let err = pre_auth(&policy(&dir.join("missing.pem")), store_with("s3cret-pw")).unwrap_err();
     assert_eq!(err.problems()[0].path, "rate_limit.tls_ca_file");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The pre-auth limiter the builder makes from `policy`, with `store` holding the password.
+fn pre_auth(
+    policy: &Policy,
+    store: SecretStore,
+) -> Result<RateLimitLayer, guard_core::policy::PolicyError> {
+    let guard = guard_core::GuardBuilder::from_policy_with(
+        policy,
+        guard_core::GuardDeps::with_secrets(store),
+    )?
+    .build();
+    Ok(guard
+        .rate_limit_layers()
+        .0
+        .expect("a pre-auth limiter")
+        .clone())
 }
 
 #[test]
