@@ -137,8 +137,12 @@ fn benches(c: &mut Criterion) {
     });
 
     // ---- ingress --------------------------------------------------------------------------------
-    let mut ingress = IngressLayer::from_policy(&policy.ingress)
-        .unwrap()
+    // The orders policy's `[ingress]` section, as typed configuration.
+    let mut ingress = IngressLayer::new()
+        .methods([http::Method::POST])
+        .content_types(&policy.ingress.content_types)
+        .max_body_bytes(policy.ingress.max_body_bytes)
+        .max_depth(policy.ingress.max_depth)
         .layer(service_fn(handler));
     expect(&mut ingress, request(&body), 201, "ingress");
     g.bench_function("ingress", |b| b.iter(|| run(&mut ingress, request(&body))));

@@ -7,7 +7,7 @@ use crate::policy::{IngressPolicy, PolicyError, PolicyProblem};
 
 impl IngressLayer {
     /// Builds the layer from the `[ingress]` policy section, reporting every problem.
-    pub fn from_policy(policy: &IngressPolicy) -> Result<Self, PolicyError> {
+    pub(crate) fn from_policy(policy: &IngressPolicy) -> Result<Self, PolicyError> {
         let mut problems = Vec::new();
         let mut methods = Vec::new();
         for (i, m) in policy.methods.iter().enumerate() {

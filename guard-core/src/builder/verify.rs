@@ -13,10 +13,10 @@ use crate::replay::ReplayStore;
 use crate::request::{GuardRequest, Principal, TrustedProxies};
 use crate::secrets::SecretStore;
 use crate::verify::{
-    AwsAuthorizerVerifier, BoxVerifier, CidrVerifier, ClaimPredicate, EasyAuthVerifier, HmacScheme,
-    HmacVerifier, JwksCache, JwtVerifier, MemoryReplayStore, MessageChecks, SignatureEncoding,
-    SourceVerifier, Verifier, VerifierExt, VerifyLayer, all, any, by_trigger, header_name,
-    parse_algorithm,
+    BoxVerifier, CidrVerifier, ClaimPredicate, EasyAuthVerifier, HmacScheme, HmacVerifier,
+    JwksCache, JwtVerifier, MemoryReplayStore, MessageChecks, PlatformIdentityVerifier,
+    SignatureEncoding, SourceVerifier, Verifier, VerifierExt, VerifyLayer, all, any, by_trigger,
+    header_name, parse_algorithm,
 };
 
 /// What a policy-built verifier needs from the rest of the stack.
@@ -85,7 +85,8 @@ impl VerifyDeps {
     /// with the source in its `source` claim.
     ///
     /// ```
-    /// use guard_core::request::{GuardRequest, Principal, PrincipalKind};
+    /// use guard_core::GuardRequest;
+    /// use guard_core::request::{Principal, PrincipalKind};
     /// use guard_core::secrets::SecretStore;
     /// use guard_core::VerifyDeps;
     /// use guard_core::{Rejection, RejectionKind};
@@ -117,6 +118,25 @@ impl VerifyDeps {
     pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
         self.replay = Some(store);
         self
+    }
+
+    /// The [`VerifyLayer`] the `[verify]` section describes, built with these dependencies:
+    /// `by_trigger(requests, messages)` where `requests` is `any`/`all` of the configured request
+    /// checks in the order cidr, hmac, jwt, azure_easy_auth, aws_authorizer, and `messages` the
+    /// source allow-list scoped by trigger kind (plus the GCP push token and the adapter's message
+    /// checks). Reports every problem with its key path. [`GuardBuilder`](crate::GuardBuilder)
+    /// calls this for the whole stack; call it to run the verification stage alone.
+    ///
+    /// ```
+    /// use guard_core::secrets::{SecretStore, SecretsError};
+    /// use guard_core::{Policy, VerifyDeps};
+    /// let policy = Policy::from_toml_str("[verify.cidr]\nallow = [\"203.0.113.0/24\"]").unwrap();
+    /// let store = SecretStore::new(|n: &str, _| Err(SecretsError::not_found(n)));
+    /// let layer = VerifyDeps::new(store).verify_layer(policy.verify.as_ref().unwrap());
+    /// assert!(layer.is_ok());
+    /// ```
+    pub fn verify_layer(&self, policy: &VerifyPolicy) -> Result<VerifyLayer, PolicyError> {
+        VerifyLayer::from_policy(policy, self)
     }
 
     /// `store` unless a replay store was given already (the builder's Redis default).
@@ -263,19 +283,22 @@ fn jwt_verifier(
 const GCP_PUSH_JWKS_TTL: Duration = Duration::from_secs(3600);
 const GCP_PUSH_JWKS_COOLDOWN: Duration = Duration::from_secs(10);
 
+/// The providers of the identities guard-aws reads from API Gateway authorizers, which
+/// `[verify.aws_authorizer]` accepts.
+const AWS_AUTHORIZERS: [&str; 4] = ["aws-iam", "aws-cognito", "aws-jwt", "aws-lambda-authorizer"];
+
 fn no_request_checks(_: &GuardRequest) -> Result<Principal, Rejection> {
     Err(Rejection::new(RejectionKind::MissingCredentials)
         .with_reason("policy has no request checks; only messages are accepted"))
 }
 
 impl VerifyLayer {
-    /// Builds the verifier the `[verify]` section describes (see [`crate::policy::VerifyPolicy`]):
-    /// `by_trigger(requests, messages)` where `requests` is `any`/`all` of the configured request
-    /// checks in the order cidr, hmac, jwt, azure_easy_auth, aws_authorizer (presented credentials
-    /// are checked, and a valid signature used up, even when the address already passed), and
-    /// `messages` is the source allow-list scoped by trigger kind (plus the GCP push token for its
-    /// kinds). Reports every problem with its key path.
-    pub fn from_policy(policy: &VerifyPolicy, deps: &VerifyDeps) -> Result<Self, PolicyError> {
+    /// See [`VerifyDeps::verify_layer`]. Presented credentials are checked, and a valid signature
+    /// used up, even when the address already passed.
+    pub(crate) fn from_policy(
+        policy: &VerifyPolicy,
+        deps: &VerifyDeps,
+    ) -> Result<Self, PolicyError> {
         let mut problems = Vec::new();
         policy.check("verify", &mut problems);
         if policy.sns.is_some() && !deps.has_message_verifier("sns") {
@@ -352,9 +375,14 @@ fn request_checks(
         checks.push(v.boxed());
     }
     if let Some(a) = &policy.aws_authorizer {
+        let v = AWS_AUTHORIZERS[1..]
+            .iter()
+            .fold(PlatformIdentityVerifier::new(AWS_AUTHORIZERS[0]), |v, p| {
+                v.or_provider(*p)
+            });
         let v = predicates(&a.claims)
             .into_iter()
-            .fold(AwsAuthorizerVerifier::new(), AwsAuthorizerVerifier::require);
+            .fold(v, PlatformIdentityVerifier::require);
         checks.push(v.boxed());
     }
     (checks, discovered)

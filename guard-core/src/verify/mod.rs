@@ -7,7 +7,7 @@
 //! | `[verify.sources]` | a message from an ARN / topic / subscription listed for its trigger kind (`*` = one segment) | 403 `forbidden_source` |
 //! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](crate::secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
 //! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] (a JWKS URL, or the issuer's OpenID configuration: [`JwksCache::discover`]) | 401 `missing_credentials` / `bad_token`, 403 `forbidden`, 503 `unavailable` |
-//! | [`AwsAuthorizerVerifier`], [`EasyAuthVerifier`], [`PlatformIdentityVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
+//! | [`PlatformIdentityVerifier`] (AWS API Gateway authorizers, ...), [`EasyAuthVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
 //! | closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` | anything you decide | your rejection |
 //!
 //! Combine them with [`any`] and [`all`]. A verifier that could not decide because a dependency is down answers 503
@@ -21,7 +21,7 @@
 //!
 //! ## From the policy
 //!
-//! [`VerifyLayer::from_policy`] builds the layer from `[verify]`. The orders example
+//! [`GuardBuilder`](crate::GuardBuilder) builds this layer from `[verify]`. The orders example
 //! (`examples/orders`) — callers from `203.0.113.0/24` or `198.51.100.0/24`, **or** signed with
 //! `X-Guard-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">` using the secret
 //! `orders-webhook-hmac`, at most 300 s old, each signature accepted once (a signature presented
@@ -52,29 +52,24 @@
 //! service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
 //! ```
 //!
+//! The request checks of that policy, built by hand:
+//!
 //! ```
+//! use std::sync::Arc;
 //! use bytes::Bytes;
 //! use guard_core::request::Peer;
 //! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
-//! use guard_core::VerifyDeps;
-//! use guard_core::verify::VerifyLayer;
+//! use guard_core::verify::{any, CidrVerifier, HmacScheme, HmacVerifier, Verifier, VerifyLayer};
 //! use tower::{Layer, Service, ServiceExt};
 //!
-//! let policy = guard_core::Policy::from_toml_str(r#"
-//!     [verify]
-//!     [verify.sources]
-//!     sqs = ["arn:aws:sqs:us-east-1:123456789012:orders"]
-//!     [verify.cidr]
-//!     allow = ["203.0.113.0/24", "198.51.100.0/24"]
-//!     [verify.hmac]
-//!     header = "X-Guard-Signature"
-//!     secret = "orders-webhook-hmac"
-//! "#).unwrap();
 //! let store = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {
 //!     ("orders-webhook-hmac", SecretVersion::Current) => Ok(SecretValue::from("k")),
 //!     _ => Err(SecretsError::not_found(name)),
 //! });
-//! let layer = VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &VerifyDeps::new(store)).unwrap();
+//! let cidr = CidrVerifier::new(["203.0.113.0/24".parse().unwrap(), "198.51.100.0/24".parse().unwrap()]);
+//! let scheme = HmacScheme::stripe_style("X-Guard-Signature").unwrap();
+//! let hmac = HmacVerifier::builder(scheme, store, "orders-webhook-hmac").build().unwrap();
+//! let layer = VerifyLayer::new(any([Arc::new(cidr) as Arc<dyn Verifier>, Arc::new(hmac)]));
 //! let handler = tower::service_fn(|_req: http::Request<Bytes>| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"ok")))
 //! });
@@ -126,14 +121,11 @@ pub use jwks::HttpJwksFetcher;
 pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
 pub(crate) use jwt::parse_algorithm;
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
-pub use layer::{All, Any, ResponseFuture, Verifier, Verify, VerifyFuture, VerifyLayer, all, any};
 pub(crate) use layer::{BoxVerifier, VerifierExt, by_trigger};
+pub use layer::{ResponseFuture, Verifier, Verify, VerifyFuture, VerifyLayer, all, any};
 pub(crate) use messages::MessageChecks;
 #[cfg(feature = "jwks-http")]
 pub(crate) use oidc::{IssuerRouter, check_issuer};
-pub use platform::{
-    AwsAuthorizer, AwsAuthorizerVerifier, EasyAuthVerifier, PlatformIdentity,
-    PlatformIdentityVerifier,
-};
+pub use platform::{EasyAuthVerifier, PlatformIdentity, PlatformIdentityVerifier};
 pub use replay::MemoryReplayStore;
 pub(crate) use source::{SourcePattern, SourceVerifier};

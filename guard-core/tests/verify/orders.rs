@@ -1,15 +1,15 @@
-//! The orders scenario of examples/orders, built from `[verify]` with `VerifyLayer::from_policy`.
+//! The orders scenario of examples/orders, built from `[verify]` with `VerifyDeps::verify_layer`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use guard_core::GuardRequest;
 use guard_core::Policy;
 use guard_core::RejectionKind;
 use guard_core::VerifyDeps;
 use guard_core::clock::FakeWallClock;
-use guard_core::request::{GuardRequest, MessageTrigger, Peer, PrincipalKind, Trigger};
-use guard_core::verify::VerifyLayer;
+use guard_core::request::{MessageTrigger, Peer, PrincipalKind, Trigger};
 use serde_json::json;
 
 use crate::support::{JwksServer, Keys, Stack, T0, clock, data, hmac_hex, rs256};
@@ -44,7 +44,7 @@ fn orders_stack(policy: &str) -> (Stack, FakeWallClock) {
     let clock = clock();
     let deps =
         VerifyDeps::new(Keys::new(KEY).store("orders-webhook-hmac")).clock(Arc::new(clock.clone()));
-    let layer = VerifyLayer::from_policy(policy.verify.as_ref().unwrap(), &deps).unwrap();
+    let layer = deps.verify_layer(policy.verify.as_ref().unwrap()).unwrap();
     (Stack::new(layer), clock)
 }
 

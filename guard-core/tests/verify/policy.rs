@@ -3,7 +3,6 @@
 use guard_core::Policy;
 use guard_core::VerifyDeps;
 use guard_core::secrets::SecretStore;
-use guard_core::verify::VerifyLayer;
 
 use crate::support::Keys;
 
@@ -130,6 +129,6 @@ fn from_policy_refuses_an_unchecked_policy() {
     let mut policy = guard_core::policy::VerifyPolicy::default();
     policy.sources = [("sqs".to_string(), vec!["a:*x".to_string()])].into();
     let store: SecretStore = Keys::new(b"k").store("k");
-    let err = VerifyLayer::from_policy(&policy, &VerifyDeps::new(store)).unwrap_err();
+    let err = VerifyDeps::new(store).verify_layer(&policy).unwrap_err();
     assert_eq!(err.problems()[0].path, "verify.sources.sqs[0]");
 }
