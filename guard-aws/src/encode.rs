@@ -23,8 +23,8 @@
 //! assert_eq!(b, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-4"}]}));
 //! ```
 
+use guard_core::GuardResponse;
 use guard_core::message::failure_code;
-use guard_core::request::GuardResponse;
 use guard_core::request::body;
 use http::HeaderMap;
 use lambda_runtime::Diagnostic;

@@ -4,8 +4,9 @@
 //! `http::Request<Bytes>` ([`decode`]), runs each request through a Guard stack, and encodes the
 //! answer into what the trigger expects ([`encode`]): API Gateway / ALB / Function URL responses,
 //! partial batch failures for SQS, Kinesis and DynamoDB Streams, structured errors for direct
-//! invocations. It also verifies SNS message signatures ([`sns`]). API Gateway identities are
-//! handed to `guard_core::verify::AwsAuthorizerVerifier` as an `AwsAuthorizer` extension.
+//! invocations. It also verifies SNS message signatures ([`sns`]). API Gateway authorizer results are
+//! handed to guard-core as a `guard_core::verify::PlatformIdentity` extension (provider `aws-iam`,
+//! `aws-cognito`, `aws-jwt` or `aws-lambda-authorizer`), which `[verify.aws_authorizer]` accepts.
 //!
 //! ```no_run
 //! use guard_core::{GuardRequest, GuardResponse};

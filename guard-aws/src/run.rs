@@ -56,7 +56,7 @@ use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use guard_core::message::{BatchOrder, MessageOutcome, MessageResult, run_batch, unnamed_failure};
-use guard_core::request::{GuardRequest, GuardResponse};
+use guard_core::{GuardRequest, GuardResponse};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 use tower::ServiceExt;

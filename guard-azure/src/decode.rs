@@ -13,11 +13,12 @@
 //! layer refuses with one security event ([`decode_or_refuse`]).
 
 use bytes::Bytes;
+use guard_core::GuardRequest;
 use guard_core::RejectionKind;
 use guard_core::request::body::sniff_media_type;
 use guard_core::request::{
-    AdapterRefusal, Cloud, GuardRequest, HeaderLimits, HeadersTooLarge, Invocation, MessageTrigger,
-    TraceContext, Trigger, TrustedProxies,
+    AdapterRefusal, Cloud, HeaderLimits, Invocation, MessageTrigger, TraceContext, Trigger,
+    TrustedProxies,
 };
 use guard_core::verify::EasyAuthVerifier;
 use http::{HeaderMap, HeaderValue, Method};
@@ -127,7 +128,7 @@ pub fn strip_easy_auth(headers: &mut HeaderMap) {
 pub(crate) fn check_proxied_headers(
     headers: &HeaderMap,
     options: &DecodeOptions,
-) -> Result<(), HeadersTooLarge> {
+) -> Result<(), AdapterRefusal> {
     let limits = options.header_limits;
     if !options.keep_easy_auth {
         return limits.check(headers);

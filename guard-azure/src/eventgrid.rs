@@ -49,9 +49,10 @@
 //! past the request checks (address, signature) of an open function.
 
 use bytes::Bytes;
+use guard_core::GuardRequest;
 use guard_core::message::{MessageOutcome, MessageResult, MessageVerdict};
 use guard_core::request::body::{decode_base64, sniff_media_type};
-use guard_core::request::{AdapterRefusal, GuardRequest, Invocation, MessageTrigger, Trigger};
+use guard_core::request::{AdapterRefusal, Invocation, MessageTrigger, Trigger};
 use guard_core::{GuardResponse, RejectionKind};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{Map, Value, json};

@@ -46,7 +46,7 @@ mod future;
 mod macros;
 pub mod message;
 pub mod policy;
-pub mod rejection;
+mod rejection;
 pub mod replay;
 pub mod request;
 pub mod secrets;
@@ -86,4 +86,8 @@ mod builder;
 pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService, VerifyDeps};
 pub use policy::Policy;
 pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};
-pub use request::{GuardRequest, GuardResponse};
+
+/// The request Guard sees: an HTTP request with the raw body bytes.
+pub type GuardRequest = http::Request<bytes::Bytes>;
+/// The response Guard returns: the handler's, or a rendered [`Rejection`].
+pub type GuardResponse = http::Response<bytes::Bytes>;

@@ -22,7 +22,8 @@
 //! use std::num::NonZeroUsize;
 //! use bytes::Bytes;
 //! use guard_core::message::{BatchOrder, MessageVerdict, run_batch};
-//! use guard_core::request::{GuardRequest, GuardResponse, MessageTrigger, Trigger};
+//! use guard_core::{GuardRequest, GuardResponse};
+//! use guard_core::request::{MessageTrigger, Trigger};
 //! use guard_core::{Rejection, RejectionKind};
 //! use tower::service_fn;
 //!

@@ -1,15 +1,15 @@
 //! HTTP envelopes: API Gateway REST (v1) and WebSocket, HTTP API (v2) and Function URLs, ALB.
 
-use guard_core::request::{GuardRequest, Peer, Trigger};
-use guard_core::verify::AwsAuthorizer;
+use guard_core::GuardRequest;
+use guard_core::request::{Peer, Trigger};
 use http::{HeaderMap, HeaderValue, Method};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::util::{
     BodyField, base64_flag, body, body_from, encode_path, headers_v1, parse_ip, path,
     query_from_params, sanitize_raw_query, str_at, uri,
 };
-use super::{DecodeError, DecodeOptions, Refused, Unit};
+use super::{DecodeError, DecodeOptions, Refused, Unit, authorizer};
 use crate::event::EventShape;
 
 /// One HTTP envelope; a malformed one is refused with the address the platform reported.
@@ -88,8 +88,8 @@ fn rest_v1(
         body(payload, shape, options.max_body_bytes)?,
         platform_peer(payload, shape),
     );
-    if let Some(a) = authorizer_v1(ctx) {
-        req.extensions_mut().insert(a);
+    if let Some(identity) = authorizer::rest_api(ctx) {
+        req.extensions_mut().insert(identity);
     }
     Ok(req)
 }
@@ -190,8 +190,8 @@ fn http_v2_request(
         body_from(parts.body, parts.is_base64, shape, options.max_body_bytes)?,
         peer,
     );
-    if let Some(a) = authorizer_v2(parts.authorizer) {
-        req.extensions_mut().insert(a);
+    if let Some(identity) = authorizer::http_api(parts.authorizer) {
+        req.extensions_mut().insert(identity);
     }
     Ok(req)
 }
@@ -213,75 +213,4 @@ fn alb(
         body(payload, shape, options.max_body_bytes)?,
         peer,
     ))
-}
-
-fn object(v: Option<&Value>) -> Map<String, Value> {
-    v.and_then(Value::as_object).cloned().unwrap_or_default()
-}
-
-fn non_empty(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-}
-
-/// REST API: a Cognito user pool authorizer (`authorizer.claims`), a Lambda authorizer
-/// (`authorizer.principalId` + context), or IAM (`identity.userArn`), in that order.
-fn authorizer_v1(ctx: &Value) -> Option<AwsAuthorizer> {
-    let authorizer = ctx.get("authorizer");
-    if let Some(claims) = authorizer
-        .and_then(|a| a.get("claims"))
-        .filter(|c| c.is_object())
-    {
-        return Some(AwsAuthorizer::Cognito {
-            claims: object(Some(claims)),
-        });
-    }
-    if let Some(principal_id) = non_empty(authorizer.and_then(|a| a.get("principalId"))) {
-        let mut context = object(authorizer);
-        context.remove("principalId");
-        return Some(AwsAuthorizer::Lambda {
-            principal_id: Some(principal_id),
-            context,
-        });
-    }
-    iam(ctx.get("identity"))
-}
-
-/// HTTP API: `authorizer.jwt` (claims + scopes), `authorizer.iam`, or `authorizer.lambda`.
-fn authorizer_v2(authorizer: Option<&Value>) -> Option<AwsAuthorizer> {
-    let authorizer = authorizer?;
-    if let Some(jwt) = authorizer.get("jwt").filter(|j| j.is_object()) {
-        let scopes = jwt
-            .get("scopes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect();
-        return Some(AwsAuthorizer::Jwt {
-            claims: object(jwt.get("claims")),
-            scopes,
-        });
-    }
-    if let Some(iam) = iam(authorizer.get("iam")) {
-        return Some(iam);
-    }
-    let lambda = authorizer.get("lambda").filter(|l| l.is_object())?;
-    let context = object(Some(lambda));
-    Some(AwsAuthorizer::Lambda {
-        principal_id: non_empty(context.get("principalId")),
-        context,
-    })
-}
-
-/// IAM: the caller's ARN, caller id and account (never the access key).
-fn iam(identity: Option<&Value>) -> Option<AwsAuthorizer> {
-    let identity = identity?;
-    Some(AwsAuthorizer::Iam {
-        user_arn: non_empty(identity.get("userArn"))?,
-        caller: non_empty(identity.get("caller")).or_else(|| non_empty(identity.get("callerId"))),
-        account_id: non_empty(identity.get("accountId")),
-    })
 }

@@ -12,8 +12,8 @@
 //! - `Invocation` — request id, function ARN, name, region, account, deadline, X-Ray trace id and
 //!   parent span (from the context, through `guard_core::request::TraceContext`);
 //! - [`EventShape`], and when API Gateway authenticated the caller its
-//!   [`AwsAuthorizer`](guard_core::verify::AwsAuthorizer) (IAM, Cognito, JWT or Lambda authorizer),
-//!   which `guard_core::verify::AwsAuthorizerVerifier` turns into the verified `Principal`;
+//!   [`PlatformIdentity`](guard_core::verify::PlatformIdentity) (IAM, Cognito, JWT or Lambda
+//!   authorizer), which `[verify.aws_authorizer]` turns into the verified `Principal`;
 //!   SNS envelopes (direct or inside SQS) as [`SnsMessage`](crate::sns::SnsMessage), and
 //!   [`RecordMeta`](crate::event::RecordMeta) for records.
 //!
@@ -47,6 +47,7 @@
 //! assert_eq!(req.extensions().get::<Peer>().unwrap().ip().to_string(), "203.0.113.9");
 //! ```
 
+mod authorizer;
 mod fast;
 mod http_events;
 mod records;
@@ -56,11 +57,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use std::net::IpAddr;
 
+use guard_core::GuardRequest;
 use guard_core::RejectionKind;
 use guard_core::request::TrustedProxies;
 use guard_core::request::{
-    AdapterRefusal, Cloud, GuardRequest, HeaderLimits, HeadersTooLarge, Invocation, MessageTrigger,
-    Peer, TraceContext, Trigger,
+    AdapterRefusal, Cloud, HeaderLimits, Invocation, MessageTrigger, Peer, TraceContext, Trigger,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
@@ -171,7 +172,7 @@ impl DecodeError {
         }
     }
 
-    pub(crate) fn headers(shape: EventShape, e: HeadersTooLarge) -> Self {
+    pub(crate) fn headers(shape: EventShape, e: AdapterRefusal) -> Self {
         Self::with_kind(shape, RejectionKind::HeadersTooLarge, e.reason())
     }
 }

@@ -9,8 +9,9 @@
 //! batch's, is refused on its own: the others still run.
 
 use bytes::Bytes;
+use guard_core::GuardRequest;
 use guard_core::request::body::sniff_media_type;
-use guard_core::request::{GuardRequest, MessageTrigger, Trigger};
+use guard_core::request::{MessageTrigger, Trigger};
 use http::HeaderValue;
 use serde_json::Value;
 

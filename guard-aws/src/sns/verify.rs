@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use guard_core::GuardRequest;
 use guard_core::clock::{SystemWallClock, WallClock};
-use guard_core::request::{GuardRequest, Principal, PrincipalKind};
+use guard_core::request::{Principal, PrincipalKind};
 use guard_core::verify::{Verifier, VerifyFuture};
 use guard_core::{Rejection, RejectionKind};
 use rsa::RsaPublicKey;
@@ -226,7 +227,7 @@ impl SnsVerifier {
     }
 
     /// Verifies one message envelope; on success the principal is the topic
-    /// (`PrincipalKind::SnsSignature`, issuer `sns.<region>.amazonaws.com`).
+    /// (`PrincipalKind::Custom("sns")`, issuer `sns.<region>.amazonaws.com`).
     pub async fn verify_message(&self, msg: &SnsMessage) -> Result<Principal, Rejection> {
         let inner = &self.inner;
         let to_sign = string_to_sign(msg).ok_or(reject(
@@ -306,7 +307,7 @@ impl SnsVerifier {
                 "SNS signature does not verify",
             ));
         }
-        let mut principal = Principal::new(PrincipalKind::SnsSignature, &msg.topic_arn)
+        let mut principal = Principal::new(PrincipalKind::Custom("sns".into()), &msg.topic_arn)
             .with_issuer(format!("sns.{}.amazonaws.com", url.region()));
         principal.claims.insert(
             "message_id".into(),

@@ -149,7 +149,7 @@ async fn verifies_v1_and_v2_signatures() {
             .verify_message(&msg(sign(notification(), version)))
             .await
             .unwrap();
-        assert_eq!(p.kind, PrincipalKind::SnsSignature);
+        assert_eq!(p.kind, PrincipalKind::Custom("sns".into()));
         assert_eq!(p.subject, TOPIC);
         assert_eq!(p.issuer.as_deref(), Some("sns.us-east-1.amazonaws.com"));
     }

@@ -147,7 +147,8 @@ impl GuardDeps {
     /// platform check, such as guard-aws's SNS signature verifier for `[verify.sns]`.
     ///
     /// ```
-    /// use guard_core::request::{GuardRequest, Principal};
+    /// use guard_core::GuardRequest;
+    /// use guard_core::request::Principal;
     /// use guard_core::{Rejection, RejectionKind};
     /// let deps = guard_core::GuardDeps::default().message_verifier("sns", |_: &GuardRequest| -> Result<Principal, Rejection> {
     ///     Err(Rejection::new(RejectionKind::BadSignature))

@@ -13,10 +13,10 @@ use crate::replay::ReplayStore;
 use crate::request::{GuardRequest, Principal, TrustedProxies};
 use crate::secrets::SecretStore;
 use crate::verify::{
-    AwsAuthorizerVerifier, BoxVerifier, CidrVerifier, ClaimPredicate, EasyAuthVerifier, HmacScheme,
-    HmacVerifier, JwksCache, JwtVerifier, MemoryReplayStore, MessageChecks, SignatureEncoding,
-    SourceVerifier, Verifier, VerifierExt, VerifyLayer, all, any, by_trigger, header_name,
-    parse_algorithm,
+    BoxVerifier, CidrVerifier, ClaimPredicate, EasyAuthVerifier, HmacScheme, HmacVerifier,
+    JwksCache, JwtVerifier, MemoryReplayStore, MessageChecks, PlatformIdentityVerifier,
+    SignatureEncoding, SourceVerifier, Verifier, VerifierExt, VerifyLayer, all, any, by_trigger,
+    header_name, parse_algorithm,
 };
 
 /// What a policy-built verifier needs from the rest of the stack.
@@ -85,7 +85,8 @@ impl VerifyDeps {
     /// with the source in its `source` claim.
     ///
     /// ```
-    /// use guard_core::request::{GuardRequest, Principal, PrincipalKind};
+    /// use guard_core::GuardRequest;
+    /// use guard_core::request::{Principal, PrincipalKind};
     /// use guard_core::secrets::SecretStore;
     /// use guard_core::VerifyDeps;
     /// use guard_core::{Rejection, RejectionKind};
@@ -263,6 +264,10 @@ fn jwt_verifier(
 const GCP_PUSH_JWKS_TTL: Duration = Duration::from_secs(3600);
 const GCP_PUSH_JWKS_COOLDOWN: Duration = Duration::from_secs(10);
 
+/// The providers of the identities guard-aws reads from API Gateway authorizers, which
+/// `[verify.aws_authorizer]` accepts.
+const AWS_AUTHORIZERS: [&str; 4] = ["aws-iam", "aws-cognito", "aws-jwt", "aws-lambda-authorizer"];
+
 fn no_request_checks(_: &GuardRequest) -> Result<Principal, Rejection> {
     Err(Rejection::new(RejectionKind::MissingCredentials)
         .with_reason("policy has no request checks; only messages are accepted"))
@@ -352,9 +357,14 @@ fn request_checks(
         checks.push(v.boxed());
     }
     if let Some(a) = &policy.aws_authorizer {
+        let v = AWS_AUTHORIZERS[1..]
+            .iter()
+            .fold(PlatformIdentityVerifier::new(AWS_AUTHORIZERS[0]), |v, p| {
+                v.or_provider(*p)
+            });
         let v = predicates(&a.claims)
             .into_iter()
-            .fold(AwsAuthorizerVerifier::new(), AwsAuthorizerVerifier::require);
+            .fold(v, PlatformIdentityVerifier::require);
         checks.push(v.boxed());
     }
     (checks, discovered)

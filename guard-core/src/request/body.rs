@@ -21,7 +21,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
 use http::HeaderValue;
 
-use crate::{Rejection, RejectionKind};
+use super::AdapterRefusal;
+use crate::RejectionKind;
 
 /// Standard alphabet, padding optional (platforms send both), no trailing garbage bits.
 const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
@@ -29,79 +30,39 @@ const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// Why a base64 body was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Base64Error {
-    /// It would decode to more than the bound (found from its length, before decoding).
-    #[error("base64 body larger than the limit")]
-    TooLarge,
-    /// It is not standard base64.
-    #[error("body is not valid base64")]
-    Invalid,
-}
-
-impl Base64Error {
-    /// The kind of refusal: [`RejectionKind::TooLarge`] (413) or
-    /// [`RejectionKind::MalformedEvent`] (400).
-    ///
-    /// ```
-    /// use guard_core::{RejectionKind, request::body::Base64Error};
-    /// assert_eq!(Base64Error::TooLarge.kind(), RejectionKind::TooLarge);
-    /// ```
-    pub fn kind(self) -> RejectionKind {
-        match self {
-            Base64Error::TooLarge => RejectionKind::TooLarge,
-            Base64Error::Invalid => RejectionKind::MalformedEvent,
-        }
-    }
-
-    /// What was wrong, for the security event.
-    ///
-    /// ```
-    /// use guard_core::request::body::Base64Error;
-    /// assert_eq!(Base64Error::Invalid.reason(), "body is not valid base64");
-    /// ```
-    pub fn reason(self) -> &'static str {
-        match self {
-            Base64Error::TooLarge => "base64 body larger than the limit",
-            Base64Error::Invalid => "body is not valid base64",
-        }
-    }
-
-    /// The refusal: 413 `guard.ingress.too_large`, or 400 `guard.adapter.malformed_event`.
-    ///
-    /// ```
-    /// use guard_core::request::body::Base64Error;
-    /// assert_eq!(Base64Error::TooLarge.rejection().status(), 413);
-    /// assert_eq!(Base64Error::Invalid.rejection().code(), "guard.adapter.malformed_event");
-    /// ```
-    pub fn rejection(self) -> Rejection {
-        Rejection::new(self.kind()).with_reason(self.reason())
-    }
-}
+/// Base64 that would decode to more than the bound (found from its length, before decoding).
+const BASE64_TOO_LARGE: AdapterRefusal =
+    AdapterRefusal::new(RejectionKind::TooLarge, "base64 body larger than the limit");
+/// Text that is not standard base64.
+const BASE64_INVALID: AdapterRefusal = AdapterRefusal::malformed("body is not valid base64");
 
 /// Decodes standard base64 (padded or not, surrounding whitespace ignored), refusing input that
-/// would decode to more than `max_decoded` bytes before allocating anything for it.
+/// would decode to more than `max_decoded` bytes before allocating anything for it: 413
+/// `guard.ingress.too_large`; text that is not base64 is 400 `guard.adapter.malformed_event`.
 ///
 /// ```
-/// use guard_core::request::body::{Base64Error, decode_base64};
+/// use guard_core::RejectionKind;
+/// use guard_core::request::body::decode_base64;
 /// assert_eq!(decode_base64("aGk", 2).unwrap().as_ref(), b"hi");
-/// assert_eq!(decode_base64("aGk=", 1), Err(Base64Error::TooLarge));
-/// assert_eq!(decode_base64("%%%", 10), Err(Base64Error::Invalid));
+/// let too_large = decode_base64("aGk=", 1).unwrap_err();
+/// assert_eq!(too_large.kind(), RejectionKind::TooLarge);
+/// assert_eq!(too_large.rejection().status(), 413);
+/// let invalid = decode_base64("%%%", 10).unwrap_err();
+/// assert_eq!(invalid.reason(), "body is not valid base64");
+/// assert_eq!(invalid.rejection().code(), "guard.adapter.malformed_event");
 /// ```
-pub fn decode_base64(text: &str, max_decoded: usize) -> Result<Bytes, Base64Error> {
+pub fn decode_base64(text: &str, max_decoded: usize) -> Result<Bytes, AdapterRefusal> {
     let text = text.trim();
     let unpadded = text.trim_end_matches('=');
     // Every 4 characters carry 3 bytes; a valid tail of 2 or 3 carries 1 or 2.
     let decoded_len = unpadded.len() / 4 * 3 + (unpadded.len() % 4) * 3 / 4;
     if decoded_len > max_decoded {
-        return Err(Base64Error::TooLarge);
+        return Err(BASE64_TOO_LARGE);
     }
     STANDARD_ANY_PAD
         .decode(text)
         .map(Bytes::from)
-        .map_err(|_| Base64Error::Invalid)
+        .map_err(|_| BASE64_INVALID)
 }
 
 /// A reply body as an envelope carries it: the text itself when the content type is textual (or
@@ -185,7 +146,7 @@ mod tests {
             for text in [&padded, &bare] {
                 assert_eq!(decode_base64(text, len).unwrap().len(), len, "{text}");
                 if len > 0 {
-                    assert_eq!(decode_base64(text, len - 1), Err(Base64Error::TooLarge));
+                    assert_eq!(decode_base64(text, len - 1), Err(BASE64_TOO_LARGE));
                 }
             }
         }
@@ -195,9 +156,9 @@ mod tests {
     fn a_huge_input_is_refused_without_decoding() {
         // 8 MiB of text that is not even base64: refused for its size, not after decoding it.
         let huge = "!".repeat(8 << 20);
-        assert_eq!(decode_base64(&huge, 1 << 20), Err(Base64Error::TooLarge));
+        assert_eq!(decode_base64(&huge, 1 << 20), Err(BASE64_TOO_LARGE));
         assert_eq!(decode_base64(" aGk= \n", 2).unwrap().as_ref(), b"hi");
-        assert_eq!(decode_base64("aGk==", 10), Err(Base64Error::Invalid));
+        assert_eq!(decode_base64("aGk==", 10), Err(BASE64_INVALID));
     }
 }
 

@@ -19,7 +19,8 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::{Rejection, RejectionKind};
+use super::AdapterRefusal;
+use crate::RejectionKind;
 
 /// Bounds on the header fields of one request. The defaults follow common servers: 100 fields
 /// (hyper's and Apache's default), 64 KiB of names and values together (the ALB's limit; nginx
@@ -76,7 +77,8 @@ impl HeaderLimits {
         }
     }
 
-    /// Checks a header map built elsewhere (a server's parser).
+    /// Checks a header map built elsewhere (a server's parser). Headers over the limits are
+    /// refused with [`RejectionKind::HeadersTooLarge`] (431, `guard.ingress.headers_too_large`).
     ///
     /// ```
     /// use guard_core::request::HeaderLimits;
@@ -85,16 +87,16 @@ impl HeaderLimits {
     /// assert!(HeaderLimits::new(1, 64).check(&h).is_ok());
     /// assert!(HeaderLimits::new(0, 64).check(&h).is_err());
     /// ```
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), HeadersTooLarge> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), AdapterRefusal> {
         if headers.len() > self.max_fields {
-            return Err(HeadersTooLarge::FIELDS);
+            return Err(TOO_MANY_FIELDS);
         }
         let bytes = headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len())
             .fold(0usize, usize::saturating_add);
         if bytes > self.max_bytes {
-            return Err(HeadersTooLarge::BYTES);
+            return Err(TOO_MANY_BYTES);
         }
         Ok(())
     }
@@ -112,15 +114,20 @@ pub struct HeaderBuilder {
 impl HeaderBuilder {
     /// Adds `name: value`. A pair that cannot be an HTTP header is dropped (every check fails
     /// closed on a missing header, so dropping never widens access) but still counts against the
-    /// limits. Fails once the fields or bytes offered exceed the limits.
+    /// limits. Fails once the fields or bytes offered exceed the limits (431
+    /// `guard.ingress.headers_too_large`).
     ///
     /// ```
     /// let mut h = guard_core::request::HeaderLimits::default().builder();
     /// h.append("Content-Type", "text/plain").unwrap();
     /// h.append("bad name", "dropped").unwrap();
     /// assert_eq!(h.finish()["content-type"], "text/plain");
+    ///
+    /// let e = guard_core::request::HeaderLimits::new(0, 0).builder().append("a", "b").unwrap_err();
+    /// assert_eq!(e.reason(), "too many header fields");
+    /// assert_eq!(e.rejection().code(), "guard.ingress.headers_too_large");
     /// ```
-    pub fn append(&mut self, name: &str, value: &str) -> Result<(), HeadersTooLarge> {
+    pub fn append(&mut self, name: &str, value: &str) -> Result<(), AdapterRefusal> {
         self.count(name.len() + value.len())?;
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
@@ -132,7 +139,7 @@ impl HeaderBuilder {
         self.headers
             .try_append(name, value)
             .map(drop)
-            .map_err(|_| HeadersTooLarge::FIELDS)
+            .map_err(|_| TOO_MANY_FIELDS)
     }
 
     /// Sets `name` to `value`, replacing what it had (what it had still counted).
@@ -142,12 +149,12 @@ impl HeaderBuilder {
     /// h.insert(http::header::COOKIE, http::HeaderValue::from_static("a=1")).unwrap();
     /// assert_eq!(h.finish()["cookie"], "a=1");
     /// ```
-    pub fn insert(&mut self, name: HeaderName, value: HeaderValue) -> Result<(), HeadersTooLarge> {
+    pub fn insert(&mut self, name: HeaderName, value: HeaderValue) -> Result<(), AdapterRefusal> {
         self.count(name.as_str().len() + value.len())?;
         self.headers
             .try_insert(name, value)
             .map(drop)
-            .map_err(|_| HeadersTooLarge::FIELDS)
+            .map_err(|_| TOO_MANY_FIELDS)
     }
 
     /// Whether nothing was kept yet.
@@ -169,49 +176,25 @@ impl HeaderBuilder {
         self.headers
     }
 
-    fn count(&mut self, bytes: usize) -> Result<(), HeadersTooLarge> {
+    fn count(&mut self, bytes: usize) -> Result<(), AdapterRefusal> {
         self.fields += 1;
         self.bytes = self.bytes.saturating_add(bytes);
         if self.fields > self.limits.max_fields {
-            return Err(HeadersTooLarge::FIELDS);
+            return Err(TOO_MANY_FIELDS);
         }
         if self.bytes > self.limits.max_bytes {
-            return Err(HeadersTooLarge::BYTES);
+            return Err(TOO_MANY_BYTES);
         }
         Ok(())
     }
 }
 
-/// Headers over [`HeaderLimits`]: answered with [`RejectionKind::HeadersTooLarge`] (431,
-/// `guard.ingress.headers_too_large`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HeadersTooLarge(&'static str);
-
-impl HeadersTooLarge {
-    const FIELDS: Self = HeadersTooLarge("too many header fields");
-    const BYTES: Self = HeadersTooLarge("header fields too large");
-
-    /// Which limit was passed, for the security event.
-    ///
-    /// ```
-    /// let e = guard_core::request::HeaderLimits::new(0, 0).builder().append("a", "b").unwrap_err();
-    /// assert_eq!(e.reason(), "too many header fields");
-    /// ```
-    pub fn reason(&self) -> &'static str {
-        self.0
-    }
-
-    /// The refusal.
-    ///
-    /// ```
-    /// let e = guard_core::request::HeaderLimits::new(0, 0).builder().append("a", "b").unwrap_err();
-    /// assert_eq!(e.rejection().code(), "guard.ingress.headers_too_large");
-    /// ```
-    pub fn rejection(&self) -> Rejection {
-        Rejection::new(RejectionKind::HeadersTooLarge).with_reason(self.0)
-    }
-}
+/// Too many header fields: 431 `guard.ingress.headers_too_large`.
+const TOO_MANY_FIELDS: AdapterRefusal =
+    AdapterRefusal::new(RejectionKind::HeadersTooLarge, "too many header fields");
+/// Header fields too large together: 431 `guard.ingress.headers_too_large`.
+const TOO_MANY_BYTES: AdapterRefusal =
+    AdapterRefusal::new(RejectionKind::HeadersTooLarge, "header fields too large");
 
 #[cfg(test)]
 mod tests {
@@ -259,14 +242,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-a", HeaderValue::from_static("1"));
         h.append("x-a", HeaderValue::from_static("2"));
-        assert_eq!(
-            HeaderLimits::new(1, 100).check(&h),
-            Err(HeadersTooLarge::FIELDS)
-        );
-        assert_eq!(
-            HeaderLimits::new(2, 7).check(&h),
-            Err(HeadersTooLarge::BYTES)
-        );
+        assert_eq!(HeaderLimits::new(1, 100).check(&h), Err(TOO_MANY_FIELDS));
+        assert_eq!(HeaderLimits::new(2, 7).check(&h), Err(TOO_MANY_BYTES));
         assert_eq!(HeaderLimits::new(2, 8).check(&h), Ok(()));
     }
 }

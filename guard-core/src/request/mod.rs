@@ -22,7 +22,7 @@ mod refusal;
 mod trace;
 
 pub use grants::Grants;
-pub use headers::{HeaderBuilder, HeaderLimits, HeadersTooLarge};
+pub use headers::{HeaderBuilder, HeaderLimits};
 pub use refusal::AdapterRefusal;
 pub use trace::TraceContext;
 
@@ -36,10 +36,7 @@ use std::time::SystemTime;
 mod peer;
 pub use peer::{ForwardedError, TrustedProxies};
 
-/// The request Guard sees: an HTTP request with the raw body bytes.
-pub type GuardRequest = http::Request<bytes::Bytes>;
-/// The response Guard returns: the handler's, or a rendered [`crate::Rejection`].
-pub type GuardResponse = http::Response<bytes::Bytes>;
+pub(crate) use crate::{GuardRequest, GuardResponse};
 
 /// What kind of event reached the function.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -232,9 +229,7 @@ pub enum PrincipalKind {
     Platform(Cow<'static, str>),
     /// A message source on the allow-list.
     Source,
-    /// An SNS message signature.
-    SnsSignature,
-    /// A custom verifier.
+    /// A custom verifier, or an adapter's own check (guard-aws: `sns`, an SNS message signature).
     Custom(Cow<'static, str>),
 }
 
@@ -253,7 +248,6 @@ impl PrincipalKind {
             PrincipalKind::Network => "network",
             PrincipalKind::Platform(p) => p,
             PrincipalKind::Source => "source",
-            PrincipalKind::SnsSignature => "sns",
             PrincipalKind::Custom(c) => c,
         }
     }

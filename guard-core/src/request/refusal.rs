@@ -40,7 +40,7 @@ impl AdapterRefusal {
     /// let r = AdapterRefusal::new(RejectionKind::HeadersTooLarge, "too many header fields");
     /// assert_eq!(r.rejection().status(), 431);
     /// ```
-    pub fn new(kind: RejectionKind, reason: &'static str) -> Self {
+    pub const fn new(kind: RejectionKind, reason: &'static str) -> Self {
         Self { kind, reason }
     }
 
@@ -51,7 +51,7 @@ impl AdapterRefusal {
     /// let r = guard_core::request::AdapterRefusal::malformed("record without messageId");
     /// assert_eq!(r.rejection().code(), "guard.adapter.malformed_event");
     /// ```
-    pub fn malformed(reason: &'static str) -> Self {
+    pub const fn malformed(reason: &'static str) -> Self {
         Self::new(RejectionKind::MalformedEvent, reason)
     }
 

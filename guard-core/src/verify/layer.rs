@@ -32,7 +32,8 @@ pub(crate) type BoxVerifier = Arc<dyn Verifier>;
 /// Synchronous closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` are verifiers:
 ///
 /// ```
-/// use guard_core::request::{GuardRequest, Principal, PrincipalKind};
+/// use guard_core::GuardRequest;
+/// use guard_core::request::{Principal, PrincipalKind};
 /// use guard_core::verify::Verifier;
 /// use guard_core::{Rejection, RejectionKind};
 ///
@@ -117,13 +118,13 @@ fn rank(kind: RejectionKind) -> u8 {
 
 /// Accepts when **any** inner verifier accepts. See [`any`].
 #[derive(Clone)]
-pub struct Any {
+struct Any {
     verifiers: Arc<[BoxVerifier]>,
 }
 
 /// Accepts when **all** inner verifiers accept. See [`all`].
 #[derive(Clone)]
-pub struct All {
+struct All {
     verifiers: Arc<[BoxVerifier]>,
 }
 
@@ -170,7 +171,9 @@ impl std::fmt::Debug for All {
 /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// assert!(rt.block_on(nets.verify(&req)).is_ok());
 /// ```
-pub fn any(verifiers: impl IntoIterator<Item = BoxVerifier>) -> Any {
+pub fn any(
+    verifiers: impl IntoIterator<Item = BoxVerifier>,
+) -> impl Verifier + Clone + std::fmt::Debug {
     Any {
         verifiers: verifiers.into_iter().collect(),
     }
@@ -195,7 +198,9 @@ pub fn any(verifiers: impl IntoIterator<Item = BoxVerifier>) -> Any {
 /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 /// assert_eq!(rt.block_on(both.verify(&req)).unwrap_err().status(), 403);
 /// ```
-pub fn all(verifiers: impl IntoIterator<Item = BoxVerifier>) -> All {
+pub fn all(
+    verifiers: impl IntoIterator<Item = BoxVerifier>,
+) -> impl Verifier + Clone + std::fmt::Debug {
     All {
         verifiers: verifiers.into_iter().collect(),
     }
@@ -582,15 +587,15 @@ mod tests {
     #[test]
     fn pure_combinators_decide_at_once_with_the_verdict_verify_gives() {
         let cases = [
-            any([
+            any(vec![
                 Now(Err(K::MissingCredentials)).boxed(),
                 Now(Err(K::ForbiddenAddress)).boxed(),
             ]),
-            any([
+            any(vec![
                 Now(Err(K::ForbiddenAddress)).boxed(),
                 Now(Ok((PrincipalKind::Network, "10.0.0.1"))).boxed(),
             ]),
-            any([]),
+            any(Vec::new()),
         ];
         for v in cases {
             let at_once = now(&v).expect("every verifier is pure");

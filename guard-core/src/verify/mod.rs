@@ -7,7 +7,7 @@
 //! | `[verify.sources]` | a message from an ARN / topic / subscription listed for its trigger kind (`*` = one segment) | 403 `forbidden_source` |
 //! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](crate::secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
 //! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] (a JWKS URL, or the issuer's OpenID configuration: [`JwksCache::discover`]) | 401 `missing_credentials` / `bad_token`, 403 `forbidden`, 503 `unavailable` |
-//! | [`AwsAuthorizerVerifier`], [`EasyAuthVerifier`], [`PlatformIdentityVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
+//! | [`PlatformIdentityVerifier`] (AWS API Gateway authorizers, ...), [`EasyAuthVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
 //! | closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` | anything you decide | your rejection |
 //!
 //! Combine them with [`any`] and [`all`]. A verifier that could not decide because a dependency is down answers 503
@@ -53,23 +53,16 @@
 //! service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
 //! ```
 //!
+//! The request checks of that policy, built by hand:
+//!
 //! ```
+//! use std::sync::Arc;
 //! use bytes::Bytes;
 //! use guard_core::request::Peer;
 //! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 //! use guard_core::{GuardBuilder, GuardDeps};
 //! use tower::{Layer, Service, ServiceExt};
 //!
-//! let policy = guard_core::Policy::from_toml_str(r#"
-//!     [verify]
-//!     [verify.sources]
-//!     sqs = ["arn:aws:sqs:us-east-1:123456789012:orders"]
-//!     [verify.cidr]
-//!     allow = ["203.0.113.0/24", "198.51.100.0/24"]
-//!     [verify.hmac]
-//!     header = "X-Guard-Signature"
-//!     secret = "orders-webhook-hmac"
-//! "#).unwrap();
 //! let store = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {
 //!     ("orders-webhook-hmac", SecretVersion::Current) => Ok(SecretValue::from("k")),
 //!     _ => Err(SecretsError::not_found(name)),
@@ -127,14 +120,11 @@ pub use jwks::HttpJwksFetcher;
 pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
 pub(crate) use jwt::parse_algorithm;
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
-pub use layer::{All, Any, ResponseFuture, Verifier, Verify, VerifyFuture, VerifyLayer, all, any};
 pub(crate) use layer::{BoxVerifier, VerifierExt, by_trigger};
+pub use layer::{ResponseFuture, Verifier, Verify, VerifyFuture, VerifyLayer, all, any};
 pub(crate) use messages::MessageChecks;
 #[cfg(feature = "jwks-http")]
 pub(crate) use oidc::{IssuerRouter, check_issuer};
-pub use platform::{
-    AwsAuthorizer, AwsAuthorizerVerifier, EasyAuthVerifier, PlatformIdentity,
-    PlatformIdentityVerifier,
-};
+pub use platform::{EasyAuthVerifier, PlatformIdentity, PlatformIdentityVerifier};
 pub use replay::MemoryReplayStore;
 pub(crate) use source::{SourcePattern, SourceVerifier};

@@ -1,5 +1,6 @@
-//! Platform principals: identities the cloud already verified, handed over by the adapter in typed
-//! extensions (AWS API Gateway authorizers, generic [`PlatformIdentity`]) or in a header only the
+//! Platform principals: identities the cloud already verified, handed over by the adapter in a
+//! typed extension ([`PlatformIdentity`]: AWS API Gateway authorizers, the Azure Functions host) or
+//! in a header only the
 //! platform can set (Azure App Service Authentication / "Easy Auth"). GCP push identity is a JWT
 //! preset: [`JwtVerifier::google_push`](super::JwtVerifier::google_push).
 
@@ -12,102 +13,15 @@ use super::layer::{Verifier, VerifyFuture};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{Cloud, GuardRequest, Invocation, Principal, PrincipalKind};
 
-/// What an AWS API Gateway authorizer vouched for. Inserted by `guard-aws` from
-/// `requestContext` (REST v1 `identity` / `authorizer`, HTTP v2 `authorizer.{jwt,iam,lambda}`) —
-/// never built from anything the client sent.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum AwsAuthorizer {
-    /// IAM (SigV4) authorization: `identity.userArn` / `authorizer.iam.userArn`.
-    Iam {
-        /// The caller's ARN.
-        user_arn: String,
-        /// `caller` / `userId`, if reported.
-        caller: Option<String>,
-        /// The caller's account.
-        account_id: Option<String>,
-    },
-    /// A Cognito user-pool authorizer (REST v1 `authorizer.claims`).
-    Cognito {
-        /// The verified token claims.
-        claims: Map<String, Value>,
-    },
-    /// An HTTP API JWT authorizer (`authorizer.jwt.claims` / `scopes`).
-    Jwt {
-        /// The verified token claims.
-        claims: Map<String, Value>,
-        /// The token scopes.
-        scopes: Vec<String>,
-    },
-    /// A Lambda authorizer (`authorizer.principalId` and its context).
-    Lambda {
-        /// The principal id the authorizer returned, if any.
-        principal_id: Option<String>,
-        /// The authorizer's context values.
-        context: Map<String, Value>,
-    },
-}
-
-impl AwsAuthorizer {
-    fn kind_name(&self) -> &'static str {
-        match self {
-            AwsAuthorizer::Iam { .. } => "aws-iam",
-            AwsAuthorizer::Cognito { .. } => "aws-cognito",
-            AwsAuthorizer::Jwt { .. } => "aws-jwt",
-            AwsAuthorizer::Lambda { .. } => "aws-lambda-authorizer",
-        }
-    }
-
-    /// The claims predicates are evaluated against (IAM: `user_arn`, `caller`, `account_id`;
-    /// JWT: the claims plus `scope` joined from `scopes` when the claims have none).
-    fn claims(&self) -> Map<String, Value> {
-        match self {
-            AwsAuthorizer::Iam {
-                user_arn,
-                caller,
-                account_id,
-            } => {
-                let mut m = Map::new();
-                m.insert("user_arn".into(), user_arn.clone().into());
-                if let Some(c) = caller {
-                    m.insert("caller".into(), c.clone().into());
-                }
-                if let Some(a) = account_id {
-                    m.insert("account_id".into(), a.clone().into());
-                }
-                m
-            }
-            AwsAuthorizer::Cognito { claims } => claims.clone(),
-            AwsAuthorizer::Jwt { claims, scopes } => {
-                let mut m = claims.clone();
-                if !scopes.is_empty() && !m.contains_key("scope") {
-                    m.insert("scope".into(), scopes.join(" ").into());
-                }
-                m
-            }
-            AwsAuthorizer::Lambda { context, .. } => context.clone(),
-        }
-    }
-
-    fn subject(&self, claims: &Map<String, Value>) -> Option<String> {
-        let claim = |k: &str| claims.get(k).and_then(Value::as_str).map(String::from);
-        match self {
-            AwsAuthorizer::Iam { user_arn, .. } => Some(user_arn.clone()),
-            AwsAuthorizer::Cognito { .. } => claim("sub").or_else(|| claim("cognito:username")),
-            AwsAuthorizer::Jwt { .. } => claim("sub"),
-            AwsAuthorizer::Lambda { principal_id, .. } => principal_id.clone(),
-        }
-    }
-}
-
-/// An identity some other platform mechanism verified (e.g. the Azure Functions host's
-/// `Identities` in custom-handler mode), inserted by the adapter.
+/// An identity a platform mechanism verified, inserted by the adapter: an AWS API Gateway
+/// authorizer's result (guard-aws; provider `aws-iam`, `aws-cognito`, `aws-jwt` or
+/// `aws-lambda-authorizer`), the Azure Functions host's `Identities` in custom-handler mode, ...
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PlatformIdentity {
     /// Who verified it (`azure-functions-host`, ...).
     pub provider: String,
-    /// The identity.
+    /// The identity (empty: the platform vouched for nobody, which no verifier accepts).
     pub subject: String,
     /// The identity provider, if known.
     pub issuer: Option<String>,
@@ -142,73 +56,30 @@ fn missing(why: &'static str) -> Rejection {
     Rejection::new(RejectionKind::MissingCredentials).with_reason(why)
 }
 
-/// Accepts requests an AWS API Gateway authorizer already verified ([`AwsAuthorizer`] extension).
-/// No extension → 401 `guard.verify.missing_credentials`; predicates failing → 403
-/// `guard.verify.forbidden`. The principal kind is `Platform("aws-iam" | "aws-cognito" |
-/// "aws-jwt" | "aws-lambda-authorizer")`.
+/// Accepts a [`PlatformIdentity`] from one of its providers. No (matching) identity → 401
+/// `guard.verify.missing_credentials`; predicates failing → 403 `guard.verify.forbidden`; an
+/// identity with an empty subject (the platform vouched for nobody) → 401. The
+/// principal kind is `Platform(<provider>)`, its issuer and claims the identity's.
 ///
 /// ```
-/// use guard_core::verify::{AwsAuthorizer, AwsAuthorizerVerifier, ClaimPredicate, Verifier};
+/// use guard_core::request::PrincipalKind;
+/// use guard_core::verify::{ClaimPredicate, PlatformIdentity, PlatformIdentityVerifier, Verifier};
 ///
-/// let v = AwsAuthorizerVerifier::new()
+/// let v = PlatformIdentityVerifier::new("aws-iam")
+///     .or_provider("aws-cognito")
 ///     .require(ClaimPredicate::equals("account_id", "123456789012"));
+/// let mut id = PlatformIdentity::new("aws-iam", "arn:aws:iam::123456789012:user/ci");
+/// id.claims.insert("account_id".into(), "123456789012".into());
 /// let mut req = http::Request::new(bytes::Bytes::new());
-/// req.extensions_mut().insert(AwsAuthorizer::Iam {
-///     user_arn: "arn:aws:iam::123456789012:user/ci".into(),
-///     caller: None,
-///     account_id: Some("123456789012".into()),
-/// });
+/// req.extensions_mut().insert(id);
 /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// assert_eq!(rt.block_on(v.verify(&req)).unwrap().subject, "arn:aws:iam::123456789012:user/ci");
+/// let p = rt.block_on(v.verify(&req)).unwrap();
+/// assert_eq!(p.kind, PrincipalKind::Platform("aws-iam".into()));
+/// assert_eq!(p.subject, "arn:aws:iam::123456789012:user/ci");
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct AwsAuthorizerVerifier {
-    predicates: Vec<ClaimPredicate>,
-}
-
-impl AwsAuthorizerVerifier {
-    /// Accepts any authorizer result.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a predicate over the authorizer's claims.
-    pub fn require(mut self, predicate: ClaimPredicate) -> Self {
-        self.predicates.push(predicate);
-        self
-    }
-
-    fn check(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
-        let auth = req
-            .extensions()
-            .get::<AwsAuthorizer>()
-            .ok_or_else(|| missing("no API Gateway authorizer context"))?;
-        let claims = auth.claims();
-        forbidden_unless(&self.predicates, &claims)?;
-        let subject = auth
-            .subject(&claims)
-            .ok_or_else(|| missing("authorizer context without a principal"))?;
-        let mut p = Principal::new(PrincipalKind::Platform(auth.kind_name().into()), subject);
-        if let Some(iss) = claims.get("iss").and_then(Value::as_str) {
-            p = p.with_issuer(iss);
-        }
-        p.claims = claims.into_iter().collect();
-        Ok(p)
-    }
-}
-
-impl Verifier for AwsAuthorizerVerifier {
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
-        let r = self.check(req);
-        Box::pin(async move { r })
-    }
-}
-
-/// Accepts a [`PlatformIdentity`] from `provider`. No (matching) identity → 401
-/// `guard.verify.missing_credentials`.
 #[derive(Debug, Clone)]
 pub struct PlatformIdentityVerifier {
-    provider: String,
+    providers: Vec<String>,
     predicates: Vec<ClaimPredicate>,
 }
 
@@ -216,9 +87,15 @@ impl PlatformIdentityVerifier {
     /// Accepts identities from `provider`.
     pub fn new(provider: impl Into<String>) -> Self {
         Self {
-            provider: provider.into(),
+            providers: vec![provider.into()],
             predicates: Vec::new(),
         }
+    }
+
+    /// Accepts identities from `provider` too.
+    pub fn or_provider(mut self, provider: impl Into<String>) -> Self {
+        self.providers.push(provider.into());
+        self
     }
 
     /// Adds a predicate over the identity's claims.
@@ -231,9 +108,12 @@ impl PlatformIdentityVerifier {
         let id = req
             .extensions()
             .get::<PlatformIdentity>()
-            .filter(|i| i.provider == self.provider)
+            .filter(|i| self.providers.contains(&i.provider))
             .ok_or_else(|| missing("no platform identity"))?;
         forbidden_unless(&self.predicates, &id.claims)?;
+        if id.subject.is_empty() {
+            return Err(missing("platform identity without a principal"));
+        }
         let mut p = Principal::new(
             PrincipalKind::Platform(id.provider.clone().into()),
             id.subject.clone(),
@@ -463,17 +343,16 @@ mod tests {
     }
 
     #[test]
-    fn aws_authorizer_predicates_forbid() {
-        let v =
-            AwsAuthorizerVerifier::new().require(ClaimPredicate::contains("scope", "orders:write"));
+    fn platform_identity_predicates_forbid() {
+        let v = PlatformIdentityVerifier::new("aws-jwt")
+            .require(ClaimPredicate::contains("scope", "orders:write"));
+        let mut id = PlatformIdentity::new("aws-jwt", "u1");
+        id.claims = serde_json::json!({"sub": "u1", "scope": "orders:read"})
+            .as_object()
+            .unwrap()
+            .clone();
         let mut req = http::Request::new(bytes::Bytes::new());
-        req.extensions_mut().insert(AwsAuthorizer::Jwt {
-            claims: serde_json::json!({"sub": "u1", "iss": "https://idp"})
-                .as_object()
-                .unwrap()
-                .clone(),
-            scopes: vec!["orders:read".into()],
-        });
+        req.extensions_mut().insert(id);
         assert_eq!(v.check(&req).unwrap_err().kind(), RejectionKind::Forbidden);
         let missing = http::Request::new(bytes::Bytes::new());
         assert_eq!(

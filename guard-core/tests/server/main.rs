@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use guard_core::GuardRequest;
 use guard_core::audit::{AuditLayer, JsonLinesSink, Outcome, SecurityEvent};
-use guard_core::request::{GuardRequest, TrustedProxies};
+use guard_core::request::TrustedProxies;
 use guard_core::server::{Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::Layer;

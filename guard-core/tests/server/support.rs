@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, SecurityEvent};
-use guard_core::request::{GuardRequest, GuardResponse, Peer};
+use guard_core::request::Peer;
 use guard_core::server::{Server, ServerConfig};
+use guard_core::{GuardRequest, GuardResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;

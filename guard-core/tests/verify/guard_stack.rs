@@ -12,10 +12,11 @@ use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::FakeWallClock;
 use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate, RateLimitLayer, key};
 use guard_core::replay::{ReplayFuture, ReplayStore};
-use guard_core::request::{GuardRequest, GuardResponse, Peer, Trigger};
+use guard_core::request::{Peer, Trigger};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::MemoryReplayStore;
 use guard_core::{GuardBuilder, GuardDeps, Policy};
+use guard_core::{GuardRequest, GuardResponse};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::support::{Handler, T0, hmac_hex};

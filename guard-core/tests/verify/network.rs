@@ -1,9 +1,10 @@
 //! CIDR allow-lists and X-Forwarded-For.
 
 use bytes::Bytes;
+use guard_core::GuardRequest;
 use guard_core::RejectionKind;
 use guard_core::request::TrustedProxies;
-use guard_core::request::{GuardRequest, Peer, PrincipalKind};
+use guard_core::request::{Peer, PrincipalKind};
 use guard_core::verify::CidrVerifier;
 
 use crate::support::Stack;

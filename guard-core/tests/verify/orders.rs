@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use guard_core::GuardRequest;
 use guard_core::Policy;
 use guard_core::RejectionKind;
 use guard_core::clock::FakeWallClock;
-use guard_core::request::{GuardRequest, MessageTrigger, Peer, PrincipalKind, Trigger};
+use guard_core::request::{MessageTrigger, Peer, PrincipalKind, Trigger};
 use guard_core::{GuardBuilder, GuardDeps, VerifyDeps};
 use serde_json::json;
 

@@ -2,11 +2,11 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
+use guard_core::GuardRequest;
 use guard_core::RejectionKind;
-use guard_core::request::{Cloud, GuardRequest, Invocation, PrincipalKind};
+use guard_core::request::{Cloud, Invocation, PrincipalKind};
 use guard_core::verify::{
-    AwsAuthorizer, AwsAuthorizerVerifier, ClaimPredicate, EasyAuthVerifier, PlatformIdentity,
-    PlatformIdentityVerifier,
+    ClaimPredicate, EasyAuthVerifier, PlatformIdentity, PlatformIdentityVerifier,
 };
 
 use crate::support::Stack;
@@ -75,14 +75,18 @@ async fn easy_auth_other_provider_is_403() {
 
 #[tokio::test]
 async fn aws_authorizer_contexts_become_principals() {
-    let s = Stack::of(AwsAuthorizerVerifier::new());
+    // What guard-aws hands over for a Cognito authorizer, through the verifier
+    // `[verify.aws_authorizer]` makes.
+    let s = Stack::of(
+        PlatformIdentityVerifier::new("aws-iam")
+            .or_provider("aws-cognito")
+            .or_provider("aws-jwt")
+            .or_provider("aws-lambda-authorizer"),
+    );
     let mut req = http::Request::new(Bytes::new());
-    req.extensions_mut().insert(AwsAuthorizer::Cognito {
-        claims: serde_json::json!({"sub": "c-1", "iss": "https://cognito-idp.us-east-1.amazonaws.com/pool"})
-            .as_object()
-            .unwrap()
-            .clone(),
-    });
+    let mut cognito = PlatformIdentity::new("aws-cognito", "c-1");
+    cognito.issuer = Some("https://cognito-idp.us-east-1.amazonaws.com/pool".into());
+    req.extensions_mut().insert(cognito);
     let p = s.allowed(req).await;
     assert_eq!(p.kind, PrincipalKind::Platform("aws-cognito".into()));
     assert_eq!(p.subject, "c-1");

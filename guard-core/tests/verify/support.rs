@@ -12,10 +12,11 @@ use base64::Engine as _;
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, Outcome, SecurityEvent};
 use guard_core::clock::FakeWallClock;
-use guard_core::request::{GuardRequest, GuardResponse, Principal};
+use guard_core::request::Principal;
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::{Verifier, VerifyLayer};
 use guard_core::{Denial, RejectionKind};
+use guard_core::{GuardRequest, GuardResponse};
 use tower::{Layer, Service, ServiceExt};
 
 /// 2023-11-14T22:13:20Z: every test runs at this (fake) time.
