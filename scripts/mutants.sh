@@ -17,7 +17,8 @@
 # one incremental build of its crate's library and the group's test targets, then their tests.
 #
 # Environment: MUTANTS_TIMEOUT (seconds per test run, default 120), MUTANTS_TARGET_DIR (where the
-# copy builds; default target/mutants), MUTANTS_BASELINE (`run` or `skip`; default `run`: the
+# copy builds; default target/mutants), MUTANTS_TREE (the copy; default target/mutants-tree),
+# MUTANTS_BASELINE (`run` or `skip`; default `run`: the
 # unmutated tests first), MUTANTS_QUICK_CAP (seconds, default 240), MUTANTS_RE (only mutants whose
 # name matches this regex, e.g. 'is_region|poll_ready'), MUTANTS_NO_FILTER=1 (every test of the
 # group's targets, not only those named by its filters), MUTANTS_BASE (with --quick: the diff is
@@ -89,7 +90,7 @@ fi
 
 TREE="$PWD"
 if ! $list; then
-  TREE="$PWD/target/mutants-tree"
+  TREE="${MUTANTS_TREE:-$PWD/target/mutants-tree}"
   mkdir -p "$TREE"
   git ls-files -z --cached --others --exclude-standard | sort -z >"$OUT/files"
   tar --null -T "$OUT/files" -cf - | tar -xf - -C "$TREE"

@@ -863,4 +863,32 @@ mod tests {
             "JwksCache { ttl: 60s, cooldown: 5s, .. }"
         );
     }
+
+    /// A fetcher that yields before it answers, so concurrent lookups meet its flight.
+    struct Yielding(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl JwksFetcher for Yielding {
+        fn fetch(&self) -> JwksFuture<'_> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(format!(r#"{{"keys":[{{{RSA},"kid":"a"}}]}}"#).into_bytes())
+            })
+        }
+    }
+
+    /// Even without a cooldown, lookups that waited for a refresh in flight use its outcome
+    /// instead of fetching again.
+    #[tokio::test]
+    async fn waiters_share_the_refresh_in_flight_even_without_a_cooldown() {
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let cache = JwksCache::builder(Yielding(fetches.clone()))
+            .cooldown(Duration::ZERO)
+            .build();
+        let lookups = (0..5).map(|_| cache.find(Some("unknown"), Algorithm::RS256));
+        for r in futures_util::future::join_all(lookups).await {
+            assert_eq!(r.err(), Some(Lookup::Unknown));
+        }
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }
