@@ -19,6 +19,7 @@
 //! let err = Policy::from_toml_str("[ingress]\nmax_body_bytez = 1\n[nope]\n").unwrap_err();
 //! assert_eq!(err.problems().len(), 2);
 //! ```
+#![doc = include_str!("reference.md")]
 
 pub(crate) mod authz;
 mod env;
@@ -766,6 +767,46 @@ pub(crate) mod tests {
             "{err}"
         );
         assert!(paths.contains(&"ingres"), "{err}");
+    }
+
+    /// Every key a section accepts is in the reference (`reference.md`, in the module docs).
+    #[test]
+    fn the_reference_lists_every_key() {
+        let reference = include_str!("reference.md");
+        let sections = [
+            "[function]",
+            "[ingress]",
+            "[verify]",
+            "[verify.cidr]",
+            "[verify.hmac]",
+            "[verify.jwt]",
+            "[verify.gcp_push]",
+            "[verify.sns]",
+            "[verify.azure_easy_auth]",
+            "[verify.aws_authorizer]",
+            "[[authz.rules]]",
+            "[rate_limit]",
+            "[validate]",
+            "[secrets]",
+            "[audit]",
+        ];
+        for section in sections {
+            let err = Policy::from_toml_str(&format!("{section}\nnot_a_key = 1")).unwrap_err();
+            let message = &err.problems()[0].message;
+            // serde: "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, ...".
+            let expected = message
+                .split_once("expected ")
+                .unwrap_or_else(|| panic!("{section}: {message}"))
+                .1;
+            let expected = expected.trim_start_matches("one of ").replace(" or ", ", ");
+            for key in expected.split(", ") {
+                let row = format!("| {key} |");
+                assert!(
+                    reference.contains(&row),
+                    "{section} {key} is not in reference.md"
+                );
+            }
+        }
     }
 
     #[test]
