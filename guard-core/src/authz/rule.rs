@@ -296,40 +296,12 @@ impl AuthzRule {
 
     /// Checks and compiles the rule; the message names what is wrong.
     pub(crate) fn compile(mut self) -> Result<Self, String> {
-        let at = |m: &str| format!("rule `{}`: {m}", self.name);
+        let name = self.name.clone();
+        let at = |m: &str| format!("rule `{name}`: {m}");
         if !name_ok(&self.name) {
             return Err(at("a rule name is 1 to 64 of `A-Z a-z 0-9 _ . : -`"));
         }
-        match &mut self.target {
-            Target::Requests { methods, paths } => {
-                for m in &self.raw_methods {
-                    let method = Method::from_bytes(m.as_bytes())
-                        .ok()
-                        .filter(|_| m.bytes().all(|b| b.is_ascii_uppercase()))
-                        .ok_or_else(|| at("a method is an upper-case HTTP method name"))?;
-                    methods.push(method);
-                }
-                if paths.is_empty() {
-                    paths.push(("/**".into(), vec![Seg::Rest]));
-                }
-                for (raw, segs) in paths.iter_mut() {
-                    *segs = parse_path(raw).map_err(at)?;
-                }
-            }
-            Target::Messages { sources } => {
-                if !self.raw_methods.is_empty() {
-                    return Err(at("a message rule has no methods"));
-                }
-                if sources.is_empty() {
-                    return Err(at("a message rule lists its sources"));
-                }
-                for (kind, pattern) in sources.iter() {
-                    if !kind_ok(kind) || pattern.is_empty() {
-                        return Err(at("a source is `kind:pattern` (`sqs:arn:aws:sqs:...`)"));
-                    }
-                }
-            }
-        }
+        self.compile_target().map_err(at)?;
         for r in self.roles.iter().chain(&self.scopes) {
             if !grant_ok(r) {
                 return Err(at(
@@ -342,27 +314,7 @@ impl AuthzRule {
                 return Err(at("a claim name is not empty"));
             }
         }
-        for p in &self.principals {
-            let (kind, subject) = p
-                .split_once(':')
-                .filter(|(k, s)| kind_ok(k) && !s.is_empty())
-                .ok_or_else(|| at("a principal is `kind:subject` (`hmac:orders-webhook-hmac`)"))?;
-            let network = if kind == "network" && subject != "*" {
-                Some(
-                    subject
-                        .parse::<ipnet::IpNet>()
-                        .or_else(|_| subject.parse::<IpAddr>().map(ipnet::IpNet::from))
-                        .map_err(|_| at("a network principal is an address or a CIDR"))?,
-                )
-            } else {
-                None
-            };
-            self.parsed_principals.push(PrincipalPattern {
-                kind: kind.to_string(),
-                subject: subject.to_string(),
-                network,
-            });
-        }
+        self.compile_principals().map_err(at)?;
         let requires = !(self.roles.is_empty()
             && self.scopes.is_empty()
             && self.claims.is_empty()
@@ -376,6 +328,67 @@ impl AuthzRule {
             )),
             _ => Ok(self),
         }
+    }
+
+    /// The methods and paths of a request rule, or the sources of a message rule.
+    fn compile_target(&mut self) -> Result<(), &'static str> {
+        match &mut self.target {
+            Target::Requests { methods, paths } => {
+                for m in &self.raw_methods {
+                    let method = Method::from_bytes(m.as_bytes())
+                        .ok()
+                        .filter(|_| m.bytes().all(|b| b.is_ascii_uppercase()))
+                        .ok_or("a method is an upper-case HTTP method name")?;
+                    methods.push(method);
+                }
+                if paths.is_empty() {
+                    paths.push(("/**".into(), vec![Seg::Rest]));
+                }
+                for (raw, segs) in paths.iter_mut() {
+                    *segs = parse_path(raw)?;
+                }
+            }
+            Target::Messages { sources } => {
+                if !self.raw_methods.is_empty() {
+                    return Err("a message rule has no methods");
+                }
+                if sources.is_empty() {
+                    return Err("a message rule lists its sources");
+                }
+                for (kind, pattern) in sources.iter() {
+                    if !kind_ok(kind) || pattern.is_empty() {
+                        return Err("a source is `kind:pattern` (`sqs:arn:aws:sqs:...`)");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `kind:subject` principals (a `network` subject parsed as an address or a CIDR).
+    fn compile_principals(&mut self) -> Result<(), &'static str> {
+        for p in &self.principals {
+            let (kind, subject) = p
+                .split_once(':')
+                .filter(|(k, s)| kind_ok(k) && !s.is_empty())
+                .ok_or("a principal is `kind:subject` (`hmac:orders-webhook-hmac`)")?;
+            let network = if kind == "network" && subject != "*" {
+                Some(
+                    subject
+                        .parse::<ipnet::IpNet>()
+                        .or_else(|_| subject.parse::<IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| "a network principal is an address or a CIDR")?,
+                )
+            } else {
+                None
+            };
+            self.parsed_principals.push(PrincipalPattern {
+                kind: kind.to_string(),
+                subject: subject.to_string(),
+                network,
+            });
+        }
+        Ok(())
     }
 
     /// Whether this rule decides `req` (its method and path, or its message source).

@@ -60,6 +60,17 @@ struct TypedSettings {
     expose_details: bool,
 }
 
+impl From<Option<&crate::policy::ValidatePolicy>> for TypedSettings {
+    fn from(section: Option<&crate::policy::ValidatePolicy>) -> Self {
+        section
+            .map(|v| TypedSettings {
+                unprocessable: v.typed_status == Some(422),
+                expose_details: v.expose_details,
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// Builds a [`Guard`] from layers; unset stages are skipped (audit and ingress get defaults).
 #[derive(Debug, Default)]
 pub struct GuardBuilder {
@@ -208,15 +219,7 @@ impl GuardBuilder {
         let rate = problems
             .take(rate_limit::rate_limit_layers(policy, store.as_ref()))
             .unwrap_or_default();
-        // With a Redis rate-limit backend, signatures are recorded in the same Redis, so every
-        // instance refuses a replay.
-        #[cfg(feature = "redis")]
-        let shared_replay = rate
-            .replay
-            .clone()
-            .map(|redis| Arc::new(redis) as Arc<dyn crate::replay::ReplayStore>);
-        #[cfg(not(feature = "redis"))]
-        let shared_replay = None;
+        let shared_replay = shared_replay(&rate);
         let verify = problems
             .take(verify_layer(
                 policy,
@@ -247,14 +250,7 @@ impl GuardBuilder {
             validate,
             secrets,
             prefetch: policy.secrets.as_ref().is_some_and(|s| s.prefetch),
-            typed: policy
-                .validate
-                .as_ref()
-                .map(|v| TypedSettings {
-                    unprocessable: v.typed_status == Some(422),
-                    expose_details: v.expose_details,
-                })
-                .unwrap_or_default(),
+            typed: TypedSettings::from(policy.validate.as_ref()),
         })
     }
 
@@ -646,6 +642,19 @@ fn secret_store(
 /// The verification layer, `None` when the policy has no `[verify]` and says
 /// `function.allow_unverified = true` (zero trust: otherwise a missing section is a problem).
 /// `shared_replay`: the rate limiter's Redis replay store, used unless the caller passed one.
+/// With a Redis rate-limit backend, signatures are recorded in the same Redis, so every
+/// instance refuses a replay.
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+fn shared_replay(rate: &rate_limit::RateLimitLayers) -> Option<Arc<dyn crate::replay::ReplayStore>> {
+    #[cfg(feature = "redis")]
+    return rate
+        .replay
+        .clone()
+        .map(|redis| Arc::new(redis) as Arc<dyn crate::replay::ReplayStore>);
+    #[cfg(not(feature = "redis"))]
+    None
+}
+
 fn verify_layer(
     policy: &Policy,
     deps: Option<VerifyDeps>,

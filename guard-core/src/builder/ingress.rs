@@ -6,7 +6,8 @@ use crate::ingress::IngressLayer;
 use crate::policy::{IngressPolicy, PolicyError, PolicyProblem};
 
 impl IngressLayer {
-    /// Builds the layer from the `[ingress]` policy section, reporting every problem.
+    /// Builds the layer from the `[ingress]` policy section (checked when the policy was loaded;
+    /// a method that does not convert is still reported rather than dropped).
     pub(crate) fn from_policy(policy: &IngressPolicy) -> Result<Self, PolicyError> {
         let mut problems = Vec::new();
         let mut methods = Vec::new();
@@ -18,18 +19,6 @@ impl IngressLayer {
                     "not an HTTP method",
                 )),
             }
-        }
-        if policy.max_body_bytes == 0 {
-            problems.push(PolicyProblem::new(
-                "ingress.max_body_bytes",
-                "must be at least 1",
-            ));
-        }
-        if policy.max_depth == 0 {
-            problems.push(PolicyProblem::new(
-                "ingress.max_depth",
-                "must be at least 1",
-            ));
         }
         if !problems.is_empty() {
             return Err(PolicyError::new(problems));

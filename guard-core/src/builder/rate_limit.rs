@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::Policy;
 use crate::policy::{
-    self, BackendChoice, MessageRateLimit, PolicyError, PolicyProblem, RateLimitKey,
+    BackendChoice, MessageRateLimit, PolicyError, PolicyProblem, RateLimitKey,
     RateLimitPolicy,
 };
 use crate::rate_limit::key::{self, RateKey};
@@ -122,54 +122,7 @@ impl BackendRecipe {
                 Ok(BackendRecipe::Memory(opts))
             }
             #[cfg(feature = "redis")]
-            BackendChoice::Redis(url) => {
-                let problem = |path: &str, msg: String| {
-                    PolicyError::new(vec![PolicyProblem::new(format!("rate_limit.{path}"), msg)])
-                };
-                let mut builder = crate::rate_limit::RedisConnection::builder(url)
-                    .timeout(std::time::Duration::from_millis(section.timeout_ms))
-                    .connect_timeout(std::time::Duration::from_millis(section.connect_timeout_ms))
-                    .cluster(section.cluster);
-                if let Some(user) = &section.username {
-                    builder = builder.username(user);
-                }
-                if let Some(name) = &section.password_secret {
-                    let store = secrets.ok_or_else(|| {
-                        problem(
-                            "password_secret",
-                            "the password comes from the secret store: configure [secrets] or pass a store".into(),
-                        )
-                    })?;
-                    builder = builder.password_secret(store.clone(), name);
-                }
-                if let Some(file) = &section.tls_ca_file {
-                    let pem = std::fs::read(file).map_err(|e| {
-                        problem(
-                            "tls_ca_file",
-                            format!("cannot read the CA file: {}", e.kind()),
-                        )
-                    })?;
-                    builder = builder.tls_ca_pem(pem);
-                }
-                if section.tls_insecure_skip_verify_for_tests {
-                    builder = builder.dangerous_skip_tls_verification_for_tests();
-                }
-                let conn = builder
-                    .build()
-                    .map_err(|e| problem("backend", e.to_string()))?;
-                let prefix = section
-                    .key_prefix
-                    .clone()
-                    .unwrap_or_else(|| format!("guard:rl:{}", function.unwrap_or("default")));
-                Ok(BackendRecipe::Redis {
-                    conn,
-                    prefix,
-                    failure_mode: match section.failure_mode {
-                        policy::FailureMode::Open => crate::rate_limit::FailureMode::Open,
-                        policy::FailureMode::Closed => crate::rate_limit::FailureMode::Closed,
-                    },
-                })
-            }
+            BackendChoice::Redis(url) => Self::redis(url, section, function, secrets),
             #[cfg(not(feature = "redis"))]
             BackendChoice::Redis(_) => {
                 let _ = function;
@@ -179,6 +132,63 @@ impl BackendRecipe {
                 )]))
             }
         }
+    }
+
+    /// `backend = "redis://…"`: one connection for both placements, with the password from the
+    /// secret store and the CA file read now; nothing connects before the first request.
+    #[cfg(feature = "redis")]
+    fn redis(
+        url: &str,
+        section: &RateLimitPolicy,
+        function: Option<&str>,
+        secrets: Option<&crate::secrets::SecretStore>,
+    ) -> Result<Self, PolicyError> {
+        let problem = |path: &str, msg: String| {
+            PolicyError::new(vec![PolicyProblem::new(format!("rate_limit.{path}"), msg)])
+        };
+        let mut builder = crate::rate_limit::RedisConnection::builder(url)
+            .timeout(std::time::Duration::from_millis(section.timeout_ms))
+            .connect_timeout(std::time::Duration::from_millis(section.connect_timeout_ms))
+            .cluster(section.cluster);
+        if let Some(user) = &section.username {
+            builder = builder.username(user);
+        }
+        if let Some(name) = &section.password_secret {
+            let store = secrets.ok_or_else(|| {
+                problem(
+                    "password_secret",
+                    "the password comes from the secret store: configure [secrets] or pass a store".into(),
+                )
+            })?;
+            builder = builder.password_secret(store.clone(), name);
+        }
+        if let Some(file) = &section.tls_ca_file {
+            let pem = std::fs::read(file).map_err(|e| {
+                problem(
+                    "tls_ca_file",
+                    format!("cannot read the CA file: {}", e.kind()),
+                )
+            })?;
+            builder = builder.tls_ca_pem(pem);
+        }
+        if section.tls_insecure_skip_verify_for_tests {
+            builder = builder.dangerous_skip_tls_verification_for_tests();
+        }
+        let conn = builder
+            .build()
+            .map_err(|e| problem("backend", e.to_string()))?;
+        let prefix = section
+            .key_prefix
+            .clone()
+            .unwrap_or_else(|| format!("guard:rl:{}", function.unwrap_or("default")));
+        Ok(BackendRecipe::Redis {
+            conn,
+            prefix,
+            failure_mode: match section.failure_mode {
+                crate::policy::FailureMode::Open => crate::rate_limit::FailureMode::Open,
+                crate::policy::FailureMode::Closed => crate::rate_limit::FailureMode::Closed,
+            },
+        })
     }
 
     /// The Redis replay store on the limiters' connection: keys `<prefix>:replay:`, with the

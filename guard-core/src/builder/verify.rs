@@ -143,6 +143,25 @@ fn predicates(rules: &[ClaimRule]) -> Vec<ClaimPredicate> {
         .collect()
 }
 
+/// A cache with the refresh times and the clock, or the problem (at `at`) that made it.
+#[cfg(feature = "jwks-http")]
+fn finish_cache(
+    builder: Result<crate::verify::JwksCacheBuilder, crate::verify::VerifyError>,
+    ttl: Duration,
+    cooldown: Duration,
+    deps: &VerifyDeps,
+    at: &str,
+) -> Result<JwksCache, PolicyProblem> {
+    builder
+        .map(|b| {
+            b.ttl(ttl)
+                .cooldown(cooldown)
+                .clock(deps.clock.clone())
+                .build()
+        })
+        .map_err(|e| PolicyProblem::new(at, e.to_string()))
+}
+
 fn jwks_cache(
     url: &str,
     ttl: Duration,
@@ -157,14 +176,7 @@ fn jwks_cache(
                 .map(JwksCache::builder),
             None => JwksCache::from_url(url),
         };
-        builder
-            .map(|b| {
-                b.ttl(ttl)
-                    .cooldown(cooldown)
-                    .clock(deps.clock.clone())
-                    .build()
-            })
-            .map_err(|e| PolicyProblem::new(at, e.to_string()))
+        finish_cache(builder, ttl, cooldown, deps, at)
     }
     #[cfg(not(feature = "jwks-http"))]
     {
@@ -192,14 +204,7 @@ fn discovered_cache(
                 .build()
                 .map_err(|e| PolicyProblem::new(at, e.to_string()))?,
         };
-        JwksCache::discover(issuer, client)
-            .map(|b| {
-                b.ttl(ttl)
-                    .cooldown(cooldown)
-                    .clock(deps.clock.clone())
-                    .build()
-            })
-            .map_err(|e| PolicyProblem::new(at, e.to_string()))
+        finish_cache(JwksCache::discover(issuer, client), ttl, cooldown, deps, at)
     }
     #[cfg(not(feature = "jwks-http"))]
     {

@@ -96,47 +96,83 @@ impl AuthzPolicy {
     }
 }
 
+/// Every rule on its own, then the order of the rules (an earlier rule that decides part or all
+/// of what a later one matches).
 #[cfg(feature = "authz")]
 fn lint(rules: &[AuthzRulePolicy], path: &str, problems: &mut Vec<PolicyProblem>) {
-    use crate::authz::{covers, glob, grant_ok, parse_path};
-    let at = |i: usize| format!("{path}.rules[{i}]");
     for (i, r) in rules.iter().enumerate() {
-        let at = at(i);
+        let at = format!("{path}.rules[{i}]");
         if rules[..i].iter().any(|e| e.name == r.name) {
             problems.push(PolicyProblem::new(
                 format!("{at}.name"),
                 "another rule has this name",
             ));
         }
-        for (k, list) in [("roles", &r.roles), ("scopes", &r.scopes)] {
-            for (n, g) in list.iter().enumerate() {
-                if !grant_ok(g) {
-                    problems.push(PolicyProblem::new(
-                        format!("{at}.{k}[{n}]"),
-                        "not a role or scope name: 1 to 256 visible ASCII characters without spaces, `\"` or `\\` (RFC 6749 scope-token)",
-                    ));
-                }
+        lint_rule(r, &at, problems);
+    }
+    for (j, later) in rules.iter().enumerate() {
+        for earlier in &rules[..j] {
+            let (full, some) = overlap(earlier, later);
+            if full {
+                problems.push(PolicyProblem::new(
+                    format!("{path}.rules[{j}]"),
+                    format!(
+                        "unreachable: rule `{}` before it decides every request this rule matches (the first matching rule decides)",
+                        earlier.name
+                    ),
+                ));
+                break;
+            } else if some {
+                problems.push(PolicyProblem::new(
+                    format!("{path}.rules[{j}]"),
+                    format!(
+                        "overlaps rule `{}` before it, which decides part of what this rule matches: narrow or reorder them",
+                        earlier.name
+                    ),
+                ));
             }
-        }
-        super::verify::check_claims(&r.claims, &format!("{at}.claims"), problems);
-        if !r.sources.is_empty() && (!r.methods.is_empty() || !r.paths.is_empty()) {
-            problems.push(PolicyProblem::new(
-                at.clone(),
-                "a rule is for messages (`sources`) or for requests (`methods`, `paths`), not both",
-            ));
-        }
-        for (n, p) in r.paths.iter().enumerate() {
-            if let Err(e) = parse_path(p) {
-                problems.push(PolicyProblem::new(format!("{at}.paths[{n}]"), e));
-            }
-        }
-        // Everything else (names, methods, sources, principals, requirements) as the layer
-        // checks it.
-        if let Err(e) = to_rule(r).compile() {
-            problems.push(PolicyProblem::new(at.clone(), e));
         }
     }
-    // First match decides: find later rules an earlier one shadows.
+}
+
+/// The problems of one rule, at `at`.
+#[cfg(feature = "authz")]
+fn lint_rule(r: &AuthzRulePolicy, at: &str, problems: &mut Vec<PolicyProblem>) {
+    use crate::authz::{grant_ok, parse_path};
+    for (k, list) in [("roles", &r.roles), ("scopes", &r.scopes)] {
+        for (n, g) in list.iter().enumerate() {
+            if !grant_ok(g) {
+                problems.push(PolicyProblem::new(
+                    format!("{at}.{k}[{n}]"),
+                    "not a role or scope name: 1 to 256 visible ASCII characters without spaces, `\"` or `\\` (RFC 6749 scope-token)",
+                ));
+            }
+        }
+    }
+    super::verify::check_claims(&r.claims, &format!("{at}.claims"), problems);
+    if !r.sources.is_empty() && (!r.methods.is_empty() || !r.paths.is_empty()) {
+        problems.push(PolicyProblem::new(
+            at,
+            "a rule is for messages (`sources`) or for requests (`methods`, `paths`), not both",
+        ));
+    }
+    for (n, p) in r.paths.iter().enumerate() {
+        if let Err(e) = parse_path(p) {
+            problems.push(PolicyProblem::new(format!("{at}.paths[{n}]"), e));
+        }
+    }
+    // Everything else (names, methods, sources, principals, requirements) as the layer
+    // checks it.
+    if let Err(e) = to_rule(r).compile() {
+        problems.push(PolicyProblem::new(at, e));
+    }
+}
+
+/// Whether `earlier` decides every request `later` matches, and whether it decides some of them
+/// (the first matching rule decides).
+#[cfg(feature = "authz")]
+fn overlap(earlier: &AuthzRulePolicy, later: &AuthzRulePolicy) -> (bool, bool) {
+    use crate::authz::{covers, glob, parse_path};
     let paths = |r: &AuthzRulePolicy| -> Option<Vec<_>> {
         if r.paths.is_empty() {
             Some(vec![parse_path("/**").ok()?])
@@ -150,49 +186,28 @@ fn lint(rules: &[AuthzRulePolicy], path: &str, problems: &mut Vec<PolicyProblem>
     let methods_meet = |a: &[String], b: &[String]| {
         a.is_empty() || b.is_empty() || b.iter().any(|m| a.contains(m))
     };
-    for (j, later) in rules.iter().enumerate() {
-        for earlier in &rules[..j] {
-            let (full, some) = if later.sources.is_empty() && earlier.sources.is_empty() {
-                let (Some(pe), Some(pl)) = (paths(earlier), paths(later)) else {
-                    continue;
-                };
-                let covered = |l: &Vec<_>| pe.iter().any(|e| covers(e, l));
-                (
-                    methods_cover(&earlier.methods, &later.methods) && pl.iter().all(covered),
-                    methods_meet(&earlier.methods, &later.methods) && pl.iter().any(covered),
-                )
-            } else if !later.sources.is_empty() && !earlier.sources.is_empty() {
-                let covered = |l: &String| {
-                    earlier.sources.iter().any(|e| {
-                        e == l || (e.split(':').next() == l.split(':').next() && glob(e, l))
-                    })
-                };
-                (
-                    later.sources.iter().all(covered),
-                    later.sources.iter().any(covered),
-                )
-            } else {
-                (false, false)
-            };
-            if full {
-                problems.push(PolicyProblem::new(
-                    at(j),
-                    format!(
-                        "unreachable: rule `{}` before it decides every request this rule matches (the first matching rule decides)",
-                        earlier.name
-                    ),
-                ));
-                break;
-            } else if some {
-                problems.push(PolicyProblem::new(
-                    at(j),
-                    format!(
-                        "overlaps rule `{}` before it, which decides part of what this rule matches: narrow or reorder them",
-                        earlier.name
-                    ),
-                ));
-            }
-        }
+    if later.sources.is_empty() && earlier.sources.is_empty() {
+        let (Some(pe), Some(pl)) = (paths(earlier), paths(later)) else {
+            return (false, false);
+        };
+        let covered = |l: &Vec<_>| pe.iter().any(|e| covers(e, l));
+        (
+            methods_cover(&earlier.methods, &later.methods) && pl.iter().all(covered),
+            methods_meet(&earlier.methods, &later.methods) && pl.iter().any(covered),
+        )
+    } else if !later.sources.is_empty() && !earlier.sources.is_empty() {
+        let covered = |l: &String| {
+            earlier
+                .sources
+                .iter()
+                .any(|e| e == l || (e.split(':').next() == l.split(':').next() && glob(e, l)))
+        };
+        (
+            later.sources.iter().all(covered),
+            later.sources.iter().any(covered),
+        )
+    } else {
+        (false, false)
     }
 }
 

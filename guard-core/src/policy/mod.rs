@@ -19,8 +19,9 @@
 //! let err = Policy::from_toml_str("[ingress]\nmax_body_bytez = 1\n[nope]\n").unwrap_err();
 //! assert_eq!(err.problems().len(), 2);
 //! ```
+#![doc = include_str!("reference.md")]
 
-mod authz;
+pub(crate) mod authz;
 mod env;
 mod rate_limit;
 mod secrets;
@@ -34,19 +35,9 @@ use serde::de::DeserializeOwned;
 
 pub use secrets::SecretsProvider;
 
-/// The sections, for the builder (which needs every layer) to translate.
-#[cfg_attr(
-    not(all(
-        feature = "audit",
-        feature = "authz",
-        feature = "ingress",
-        feature = "validate",
-        feature = "verify",
-        feature = "secrets",
-        feature = "rate-limit"
-    )),
-    allow(unused_imports)
-)]
+/// The sections, for the builder to translate (it needs every layer: with fewer features
+/// some are not read).
+#[allow(unused_imports)]
 pub(crate) use self::{
     authz::AuthzPolicy,
     rate_limit::{BackendChoice, FailureMode, MessageRateLimit, RateLimitKey, RateLimitPolicy},
@@ -55,16 +46,6 @@ pub(crate) use self::{
         ClaimRule, HmacEncoding, HmacPolicy, HmacPreset, JwtPolicy, VerifyMode, VerifyPolicy,
     },
 };
-#[cfg(all(
-    feature = "audit",
-    feature = "authz",
-    feature = "ingress",
-    feature = "validate",
-    feature = "verify",
-    feature = "secrets",
-    feature = "rate-limit"
-))]
-pub(crate) use authz::to_rule as authz_rule;
 
 /// One problem in a policy, with the dotted key path it concerns (`ingress.max_body_bytes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,6 +289,33 @@ pub(crate) enum AuditFormat {
     Ocsf,
 }
 
+impl AuditPolicy {
+    /// Adds the problems of `[audit]` to `problems`.
+    fn check(&self, problems: &mut Vec<PolicyProblem>) {
+        if self.buffer == 0 {
+            problems.push(PolicyProblem::new("audit.buffer", "must be at least 1"));
+        }
+        if self.max_field_len < 16 {
+            problems.push(PolicyProblem::new(
+                "audit.max_field_len",
+                "must be at least 16",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.allow_sample_rate) {
+            problems.push(PolicyProblem::new(
+                "audit.allow_sample_rate",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        if self.format == AuditFormat::Ocsf && !cfg!(feature = "ocsf") {
+            problems.push(PolicyProblem::new(
+                "audit.format",
+                "\"ocsf\" needs guard-core's `ocsf` feature",
+            ));
+        }
+    }
+}
+
 impl Default for AuditPolicy {
     fn default() -> Self {
         Self {
@@ -535,7 +543,21 @@ impl Policy {
                 )),
             }
         }
-        match (schema_from, policy.validate.as_mut()) {
+        policy.read_schema(schema_from, &mut problems);
+        policy.check(&mut problems);
+        if problems.is_empty() {
+            for w in &policy.warnings {
+                tracing::warn!(target: "guard::policy", path = %w.path, "{}", w.message);
+            }
+            Ok(policy)
+        } else {
+            Err(PolicyError::new(problems))
+        }
+    }
+
+    /// Reads the `[validate]` schema document from where `schema_from` says.
+    fn read_schema(&mut self, schema_from: SchemaFrom<'_>, problems: &mut Vec<PolicyProblem>) {
+        match (schema_from, self.validate.as_mut()) {
             (SchemaFrom::Dir(base), Some(validate)) => {
                 if let Some(schema) = &validate.schema {
                     let file = base.join(schema);
@@ -564,75 +586,14 @@ impl Policy {
             )),
             (SchemaFrom::Dir(_) | SchemaFrom::None, _) => {}
         }
-        policy.check(&mut problems);
-        if problems.is_empty() {
-            for w in &policy.warnings {
-                tracing::warn!(target: "guard::policy", path = %w.path, "{}", w.message);
-            }
-            Ok(policy)
-        } else {
-            Err(PolicyError::new(problems))
-        }
     }
 
     /// Runs every semantic check, adding problems (errors) and keeping warnings.
     fn check(&mut self, problems: &mut Vec<PolicyProblem>) {
-        if let Some(name) = &self.function.name {
-            match (self.function.check_name(name), self.function.naming) {
-                (Ok(()), _) | (Err(_), NamingEnforcement::Off) => {}
-                (Err(m), NamingEnforcement::Warn) => {
-                    self.warnings.push(PolicyProblem::new("function.name", m))
-                }
-                (Err(m), NamingEnforcement::Error) => {
-                    problems.push(PolicyProblem::new("function.name", m))
-                }
-            }
-        }
-        if self.function.trusted_proxies as usize > crate::request::TrustedProxies::MAX_HOPS {
-            problems.push(PolicyProblem::new(
-                "function.trusted_proxies",
-                "must be at most 32",
-            ));
-        }
+        self.check_function(problems);
         self.ingress.check(problems);
-        if let Some(v) = &self.validate
-            && v.typed_status.is_some_and(|s| s != 400 && s != 422)
-        {
-            problems.push(PolicyProblem::new(
-                "validate.typed_status",
-                "must be 400 or 422",
-            ));
-        }
-        #[cfg(feature = "validate")]
-        if let Some(v) = self.validate.as_mut()
-            && let Some(doc) = &v.schema_document
-        {
-            match crate::validate::CompiledSchema::new(doc) {
-                Ok(compiled) => v.compiled = Some(compiled),
-                Err(e) => problems.push(PolicyProblem::new("validate.schema", e.to_string())),
-            }
-        }
-        if self.audit.buffer == 0 {
-            problems.push(PolicyProblem::new("audit.buffer", "must be at least 1"));
-        }
-        if self.audit.max_field_len < 16 {
-            problems.push(PolicyProblem::new(
-                "audit.max_field_len",
-                "must be at least 16",
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.audit.allow_sample_rate) {
-            problems.push(PolicyProblem::new(
-                "audit.allow_sample_rate",
-                "must be between 0.0 and 1.0",
-            ));
-        }
-        if self.audit.format == AuditFormat::Ocsf && !cfg!(feature = "ocsf") {
-            problems.push(PolicyProblem::new(
-                "audit.format",
-                "\"ocsf\" needs guard-core's `ocsf` feature",
-            ));
-        }
+        self.check_validate(problems);
+        self.audit.check(problems);
         if let Some(v) = &self.verify {
             v.check("verify", problems);
         }
@@ -650,6 +611,49 @@ impl Policy {
         }
         if let Some(s) = &self.secrets {
             s.check("secrets", problems);
+        }
+    }
+
+    /// `[function]`: the name against the convention (a warning or a problem, as configured) and
+    /// the number of trusted proxies.
+    fn check_function(&mut self, problems: &mut Vec<PolicyProblem>) {
+        if let Some(name) = &self.function.name {
+            match (self.function.check_name(name), self.function.naming) {
+                (Ok(()), _) | (Err(_), NamingEnforcement::Off) => {}
+                (Err(m), NamingEnforcement::Warn) => {
+                    self.warnings.push(PolicyProblem::new("function.name", m))
+                }
+                (Err(m), NamingEnforcement::Error) => {
+                    problems.push(PolicyProblem::new("function.name", m))
+                }
+            }
+        }
+        if self.function.trusted_proxies as usize > crate::request::TrustedProxies::MAX_HOPS {
+            problems.push(PolicyProblem::new(
+                "function.trusted_proxies",
+                "must be at most 32",
+            ));
+        }
+    }
+
+    /// `[validate]`: the typed status, and the schema, compiled here once for the builder.
+    fn check_validate(&mut self, problems: &mut Vec<PolicyProblem>) {
+        if let Some(v) = &self.validate
+            && v.typed_status.is_some_and(|s| s != 400 && s != 422)
+        {
+            problems.push(PolicyProblem::new(
+                "validate.typed_status",
+                "must be 400 or 422",
+            ));
+        }
+        #[cfg(feature = "validate")]
+        if let Some(v) = self.validate.as_mut()
+            && let Some(doc) = &v.schema_document
+        {
+            match crate::validate::CompiledSchema::new(doc) {
+                Ok(compiled) => v.compiled = Some(compiled),
+                Err(e) => problems.push(PolicyProblem::new("validate.schema", e.to_string())),
+            }
         }
     }
 }
@@ -727,8 +731,18 @@ fn section<T: DeserializeOwned>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The key paths of every problem in `toml` (which must not load).
+    pub(crate) fn problem_paths(toml: &str) -> Vec<String> {
+        Policy::from_toml_str(toml)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| p.path.clone())
+            .collect()
+    }
 
     #[test]
     fn reports_every_mistake_with_its_key_path() {
@@ -753,6 +767,46 @@ mod tests {
             "{err}"
         );
         assert!(paths.contains(&"ingres"), "{err}");
+    }
+
+    /// Every key a section accepts is in the reference (`reference.md`, in the module docs).
+    #[test]
+    fn the_reference_lists_every_key() {
+        let reference = include_str!("reference.md");
+        let sections = [
+            "[function]",
+            "[ingress]",
+            "[verify]",
+            "[verify.cidr]",
+            "[verify.hmac]",
+            "[verify.jwt]",
+            "[verify.gcp_push]",
+            "[verify.sns]",
+            "[verify.azure_easy_auth]",
+            "[verify.aws_authorizer]",
+            "[[authz.rules]]",
+            "[rate_limit]",
+            "[validate]",
+            "[secrets]",
+            "[audit]",
+        ];
+        for section in sections {
+            let err = Policy::from_toml_str(&format!("{section}\nnot_a_key = 1")).unwrap_err();
+            let message = &err.problems()[0].message;
+            // serde: "expected `a`", "expected `a` or `b`", "expected one of `a`, `b`, ...".
+            let expected = message
+                .split_once("expected ")
+                .unwrap_or_else(|| panic!("{section}: {message}"))
+                .1;
+            let expected = expected.trim_start_matches("one of ").replace(" or ", ", ");
+            for key in expected.split(", ") {
+                let row = format!("| {key} |");
+                assert!(
+                    reference.contains(&row),
+                    "{section} {key} is not in reference.md"
+                );
+            }
+        }
     }
 
     #[test]

@@ -269,6 +269,12 @@ impl RateLimitPolicy {
                 false
             }
         };
+        self.check_redis_credentials(problem);
+        self.check_redis_tls(tls, problem);
+    }
+
+    /// The Redis user, the password's secret name, and the replica acknowledgements of replay.
+    fn check_redis_credentials(&self, problem: &mut impl FnMut(&str, &str)) {
         if let Some(user) = &self.username
             && (user.is_empty() || user.len() > 128 || user.chars().any(char::is_control))
         {
@@ -298,6 +304,10 @@ impl RateLimitPolicy {
                 );
             }
         }
+    }
+
+    /// The TLS settings, which only a `rediss://` backend (`tls`) uses.
+    fn check_redis_tls(&self, tls: bool, problem: &mut impl FnMut(&str, &str)) {
         if let Some(file) = &self.tls_ca_file {
             if !tls {
                 problem("tls_ca_file", "only for a `rediss://` backend");
@@ -364,14 +374,7 @@ fn parse_redis_url(_url: &str) -> Result<(), String> {
 mod tests {
     use crate::Policy;
 
-    fn paths(toml: &str) -> Vec<String> {
-        Policy::from_toml_str(toml)
-            .unwrap_err()
-            .problems()
-            .iter()
-            .map(|p| p.path.clone())
-            .collect()
-    }
+    use crate::policy::tests::problem_paths as paths;
 
     #[test]
     fn orders_section_loads_with_defaults() {

@@ -179,14 +179,7 @@ mod tests {
     use super::*;
     use crate::Policy;
 
-    fn paths(toml: &str) -> Vec<String> {
-        Policy::from_toml_str(toml)
-            .unwrap_err()
-            .problems()
-            .iter()
-            .map(|p| p.path.clone())
-            .collect()
-    }
+    use crate::policy::tests::problem_paths as paths;
 
     #[test]
     fn defaults_are_the_documented_ones() {

@@ -410,6 +410,28 @@ impl VerifyPolicy {
         if let Some(h) = &self.hmac {
             check_hmac(h, path, problems);
         }
+        self.check_jwts(path, problems);
+        if let Some(g) = &self.gcp_push {
+            check_gcp_push(g, path, problems);
+        }
+        if let Some(e) = &self.azure_easy_auth {
+            check_claims(
+                &e.claims,
+                &format!("{path}.azure_easy_auth.claims"),
+                problems,
+            );
+        }
+        if let Some(a) = &self.aws_authorizer {
+            check_claims(
+                &a.claims,
+                &format!("{path}.aws_authorizer.claims"),
+                problems,
+            );
+        }
+    }
+
+    /// Each `[[verify.jwt]]` table, and no issuer trusted by two of them.
+    fn check_jwts(&self, path: &str, problems: &mut Vec<PolicyProblem>) {
         let several = self.jwt.len() > 1;
         let mut seen_issuers: Vec<&str> = Vec::new();
         for (n, j) in self.jwt.iter().enumerate() {
@@ -434,23 +456,6 @@ impl VerifyPolicy {
                 }
                 seen_issuers.push(iss);
             }
-        }
-        if let Some(g) = &self.gcp_push {
-            check_gcp_push(g, path, problems);
-        }
-        if let Some(e) = &self.azure_easy_auth {
-            check_claims(
-                &e.claims,
-                &format!("{path}.azure_easy_auth.claims"),
-                problems,
-            );
-        }
-        if let Some(a) = &self.aws_authorizer {
-            check_claims(
-                &a.claims,
-                &format!("{path}.aws_authorizer.claims"),
-                problems,
-            );
         }
     }
 
@@ -641,8 +646,9 @@ fn check_gcp_push(g: &GcpPushPolicy, path: &str, problems: &mut Vec<PolicyProble
     }
 }
 
-/// The problems of one `[verify.jwt]` table, under `base`.
-fn check_jwt(j: &JwtPolicy, base: &str, problems: &mut Vec<PolicyProblem>) {
+/// Where a `[verify.jwt]` table's keys come from: `issuer` (OIDC discovery, `jwks_url`
+/// optional) or `jwks_url` with `issuers`.
+fn check_jwt_issuer(j: &JwtPolicy, base: &str, problems: &mut Vec<PolicyProblem>) {
     let at = |k: &str| format!("{base}.{k}");
     if j.issuer.is_empty() {
         if !url_ok(&j.jwks_url) {
@@ -675,6 +681,12 @@ fn check_jwt(j: &JwtPolicy, base: &str, problems: &mut Vec<PolicyProblem>) {
             push(problems, at("jwks_url"), "must be an http(s) URL");
         }
     }
+}
+
+/// The problems of one `[verify.jwt]` table, under `base`.
+fn check_jwt(j: &JwtPolicy, base: &str, problems: &mut Vec<PolicyProblem>) {
+    let at = |k: &str| format!("{base}.{k}");
+    check_jwt_issuer(j, base, problems);
     if j.audiences.is_empty() || j.audiences.iter().any(|a| a.is_empty()) {
         push(
             problems,

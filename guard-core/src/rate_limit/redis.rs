@@ -377,8 +377,33 @@ impl RedisConnectionBuilder {
     /// Checks the URL and the TLS settings; connects on first use. Zero durations are raised to
     /// 1 ms. Checks must run on a Tokio runtime with timers enabled.
     pub fn build(self) -> Result<RedisConnection, RedisBackendError> {
-        use redis::IntoConnectionInfo;
         let floor = Duration::from_millis(1);
+        let (info, addr) = self.connection_info()?;
+        let timeout = self.timeout.max(floor);
+        Ok(RedisConnection {
+            inner: Arc::new(ConnInner {
+                setup: Arc::new(Setup {
+                    info,
+                    cluster: self.cluster,
+                    tls_ca_pem: self.tls_ca_pem,
+                    username: self.username,
+                    password: self.password,
+                    timeout,
+                    connect_timeout: self.connect_timeout.max(floor),
+                }),
+                state: std::sync::Mutex::new(ConnState::default()),
+                timeout,
+                addr,
+            }),
+        })
+    }
+}
+
+impl RedisConnectionBuilder {
+    /// The client's connection settings from the URL and the TLS options (a CA parsed now, so a
+    /// bad file is a configuration error), and the `host:port` for logs.
+    fn connection_info(&self) -> Result<(redis::ConnectionInfo, String), RedisBackendError> {
+        use redis::IntoConnectionInfo;
         let info = self
             .url
             .as_str()
@@ -419,7 +444,6 @@ impl RedisConnectionBuilder {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         if let Some(pem) = &self.tls_ca_pem {
-            // Parsed now so that a bad file is a configuration error, not a failure per check.
             redis::Client::build_with_tls(
                 info.clone(),
                 redis::TlsCertificates {
@@ -429,23 +453,7 @@ impl RedisConnectionBuilder {
             )
             .map_err(|_| RedisBackendError::Config("the TLS CA is not valid PEM certificates"))?;
         }
-        let timeout = self.timeout.max(floor);
-        Ok(RedisConnection {
-            inner: Arc::new(ConnInner {
-                setup: Arc::new(Setup {
-                    info,
-                    cluster: self.cluster,
-                    tls_ca_pem: self.tls_ca_pem,
-                    username: self.username,
-                    password: self.password,
-                    timeout,
-                    connect_timeout: self.connect_timeout.max(floor),
-                }),
-                state: std::sync::Mutex::new(ConnState::default()),
-                timeout,
-                addr,
-            }),
-        })
+        Ok((info, addr))
     }
 }
 

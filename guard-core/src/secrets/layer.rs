@@ -328,6 +328,13 @@ impl SecretsLayer {
                 }
             }
         }
+        self.ask_cache_optional(values)
+    }
+
+    /// The optional secrets, once every required one (in `values`) was had: absent ones are
+    /// left out; the first one not cached makes the rest wait for the awaiting path.
+    fn ask_cache_optional(&self, mut values: FetchedSecretsBuilder) -> CacheVerdict {
+        let store = &self.store;
         let mut optional: Option<(usize, CacheAnswers)> = None;
         for (i, name) in self.optional.iter().enumerate() {
             let answer = store.get_now(name);

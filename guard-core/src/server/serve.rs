@@ -112,12 +112,7 @@ impl Server {
         let audit = audit.unwrap_or_else(|| {
             AuditLayer::new(JsonLinesSink::stdout(JsonLinesSink::DEFAULT_BUFFER))
         });
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            .max_headers(config.max_headers)
-            .max_buf_size(config.max_header_bytes)
-            .keep_alive(config.keep_alive);
+        let http = http1_builder(&config);
         let shared = Arc::new(ServerWide { config, audit });
         let mut stop = std::pin::pin!(shutdown_signal(shared.config.sigterm, shutdown));
         let graceful = GracefulShutdown::new();
@@ -159,22 +154,41 @@ impl Server {
         // Closing the listener makes the kernel refuse new connections from here on.
         drop(listener);
         tracing::info!(target: "guard::server", %local, "shutting down");
-        let drain = shared.config.drain_timeout;
-        let drained = tokio::time::timeout(drain, async {
-            graceful.shutdown().await;
-            // The tasks may still be recording a connection's last refusal.
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(target: "guard::server", ?drain, "drain timeout: dropping connections");
-            // Each request cut off here is recorded as cancelled by the stack's audit layer.
-            connections.shutdown().await;
-        }
+        drain(graceful, connections, shared.config.drain_timeout).await;
         if let Some(hook) = on_shutdown {
             hook();
         }
         Ok(())
+    }
+}
+
+/// hyper's HTTP/1.1 connection settings from `config`.
+fn http1_builder(config: &ServerConfig) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_headers(config.max_headers)
+        .max_buf_size(config.max_header_bytes)
+        .keep_alive(config.keep_alive);
+    http
+}
+
+/// Lets in-flight requests finish within `timeout`, then drops the connections still open.
+async fn drain(
+    graceful: GracefulShutdown,
+    mut connections: tokio::task::JoinSet<()>,
+    timeout: Duration,
+) {
+    let drained = tokio::time::timeout(timeout, async {
+        graceful.shutdown().await;
+        // The tasks may still be recording a connection's last refusal.
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(target: "guard::server", drain = ?timeout, "drain timeout: dropping connections");
+        // Each request cut off here is recorded as cancelled by the stack's audit layer.
+        connections.shutdown().await;
     }
 }
 

@@ -273,6 +273,18 @@ impl Compiler {
                 _ => return None,
             }
         }
+        self.finish(node, properties, required, leaf)
+    }
+
+    /// Adds `properties` and `required` to the node's keys, and compiles its scalar keywords
+    /// (`leaf`) under the root's draft.
+    fn finish(
+        &self,
+        mut node: Node,
+        properties: Option<&Map<String, Value>>,
+        required: &[Value],
+        mut leaf: Map<String, Value>,
+    ) -> Option<Node> {
         if let Some(props) = properties {
             for (name, sub) in props {
                 node.keys.push(Key {
