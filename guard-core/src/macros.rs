@@ -95,3 +95,72 @@ macro_rules! poll_ready_from_inner {
 
 #[allow(unused_imports)]
 pub(crate) use poll_ready_from_inner;
+
+/// A layer's service and the [`Layer`](tower_layer::Layer) impl that makes it: the service struct
+/// holds `inner` and a clone of each listed field of the layer, and gets the
+/// [`inner_service_accessors!`] methods.
+///
+/// ```ignore
+/// layer_service! {
+///     /// The service produced by [`IngressLayer`].
+///     #[derive(Debug, Clone)]
+///     pub struct Ingress<S> from IngressLayer { config: Arc<Config> }
+/// }
+/// ```
+macro_rules! layer_service {
+    (
+        $(#[$meta:meta])*
+        pub struct $service:ident<S> from $layer:ident { $($field:ident: $ty:ty),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        pub struct $service<S> {
+            inner: S,
+            $($field: $ty,)*
+        }
+
+        impl<S> tower_layer::Layer<S> for $layer {
+            type Service = $service<S>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                $service {
+                    inner,
+                    $($field: self.$field.clone(),)*
+                }
+            }
+        }
+
+        $crate::macros::inner_service_accessors!($service);
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use layer_service;
+
+/// `Service<GuardRequest>` for a layer's service whose future may own a clone of the inner
+/// service (`S: Clone + Send + 'static`, its future and error `Send`): the bounds, `Response` /
+/// `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation gives the
+/// `Future` type and `call`.
+macro_rules! owning_service {
+    (impl for $service:ident<S> { type Future = $future:ty; $($call:tt)* }) => {
+        impl<S> tower_service::Service<$crate::GuardRequest> for $service<S>
+        where
+            S: tower_service::Service<$crate::GuardRequest, Response = $crate::GuardResponse>
+                + Clone
+                + Send
+                + 'static,
+            S::Future: Send + 'static,
+            S::Error: Send + 'static,
+        {
+            type Response = $crate::GuardResponse;
+            type Error = S::Error;
+            type Future = $future;
+
+            $crate::macros::poll_ready_from_inner!();
+
+            $($call)*
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use owning_service;
