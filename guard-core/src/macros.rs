@@ -33,6 +33,7 @@ pub(crate) use inner_service_accessors;
 /// struct whose only field, the shared future from `crate::future` that does the work, is
 /// private, with a `pub(crate)` constructor. Users can name the type; they cannot build one or see
 /// its state, so the shared futures stay free to change.
+#[allow(unused_macros)] // not every feature set has a layer that uses it
 macro_rules! opaque_future {
     ($(#[$meta:meta])* pub type $name:ident<F> = $actual:ty;) => {
         $crate::macros::opaque_future!(@define $(#[$meta])* $name [F] [F, E] $actual);
@@ -82,6 +83,7 @@ pub(crate) use opaque_future;
 
 /// A service's `poll_ready` that is its inner service's: the layers never hold requests back
 /// themselves (a refusal is a response, not back-pressure).
+#[allow(unused_macros)] // not every feature set has a layer that uses it
 macro_rules! poll_ready_from_inner {
     () => {
         fn poll_ready(
@@ -100,13 +102,14 @@ pub(crate) use poll_ready_from_inner;
 /// holds `inner` and a clone of each listed field of the layer, and gets the
 /// [`inner_service_accessors!`] methods.
 ///
-/// ```ignore
+/// ```text
 /// layer_service! {
 ///     /// The service produced by [`IngressLayer`].
 ///     #[derive(Debug, Clone)]
 ///     pub struct Ingress<S> from IngressLayer { config: Arc<Config> }
 /// }
 /// ```
+#[allow(unused_macros)] // not every feature set has a layer that uses it
 macro_rules! layer_service {
     (
         $(#[$meta:meta])*
@@ -140,6 +143,7 @@ pub(crate) use layer_service;
 /// service (`S: Clone + Send + 'static`, its future and error `Send`): the bounds, `Response` /
 /// `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation gives the
 /// `Future` type and `call`.
+#[allow(unused_macros)] // not every feature set has a layer that uses it
 macro_rules! owning_service {
     (impl for $service:ident<S> { type Future = $future:ty; $($call:tt)* }) => {
         impl<S> tower_service::Service<$crate::GuardRequest> for $service<S>

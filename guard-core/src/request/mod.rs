@@ -34,6 +34,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 mod peer;
+#[cfg(feature = "verify")]
 pub(crate) use peer::ForwardedError;
 pub use peer::TrustedProxies;
 
