@@ -168,3 +168,42 @@ macro_rules! owning_service {
 
 #[allow(unused_imports)]
 pub(crate) use owning_service;
+
+/// [`Verifier`](crate::verify::Verifier) for a type whose synchronous
+/// `check(&self, &GuardRequest) -> Result<Principal, Rejection>` decides. With `pure` (a check
+/// without side effects: no I/O, no replay store, no counters) `verify_now` answers with it too.
+#[allow(unused_macros)] // not every feature set has a verifier
+macro_rules! verifier_from_check {
+    ($type:ty) => {
+        impl $crate::verify::Verifier for $type {
+            fn verify<'a>(
+                &'a self,
+                req: &'a $crate::GuardRequest,
+            ) -> $crate::verify::VerifyFuture<'a> {
+                let verdict = self.check(req);
+                Box::pin(async move { verdict })
+            }
+        }
+    };
+    ($type:ty, pure) => {
+        impl $crate::verify::Verifier for $type {
+            fn verify<'a>(
+                &'a self,
+                req: &'a $crate::GuardRequest,
+            ) -> $crate::verify::VerifyFuture<'a> {
+                let verdict = self.check(req);
+                Box::pin(async move { verdict })
+            }
+
+            fn verify_now(
+                &self,
+                req: &$crate::GuardRequest,
+            ) -> Option<Result<$crate::request::Principal, $crate::Rejection>> {
+                Some(self.check(req))
+            }
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use verifier_from_check;

@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::jwt::ClaimPredicate;
-use super::layer::{Verifier, VerifyFuture};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{Cloud, GuardRequest, Invocation, Principal, PrincipalKind};
 
@@ -124,12 +123,7 @@ impl PlatformIdentityVerifier {
     }
 }
 
-impl Verifier for PlatformIdentityVerifier {
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
-        let r = self.check(req);
-        Box::pin(async move { r })
-    }
-}
+crate::macros::verifier_from_check!(PlatformIdentityVerifier);
 
 /// The Easy Auth principal header.
 pub(crate) const EASY_AUTH_HEADER: &str = "x-ms-client-principal";
@@ -282,12 +276,7 @@ impl EasyAuthPrincipal {
     }
 }
 
-impl Verifier for EasyAuthVerifier {
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
-        let r = self.check(req);
-        Box::pin(async move { r })
-    }
-}
+crate::macros::verifier_from_check!(EasyAuthVerifier);
 
 #[cfg(test)]
 mod tests {
