@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Some(proxies) = TrustedProxies::new(usize::from(hops % 40)) else {
         return;
     };
-    if let Ok(ip) = proxies.client_ip(&headers) {
+    if let Some(ip) = proxies.peer(&headers).map(|p| p.ip()) {
         let text: String = headers
             .get_all("x-forwarded-for")
             .iter()

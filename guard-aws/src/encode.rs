@@ -23,9 +23,8 @@
 //! assert_eq!(b, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "m-2"}, {"itemIdentifier": "m-4"}]}));
 //! ```
 
-use guard_core::GuardResponse;
-use guard_core::message::failure_code;
 use guard_core::request::body;
+use guard_core::{Denial, GuardResponse};
 use http::HeaderMap;
 use lambda_runtime::Diagnostic;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -266,7 +265,7 @@ pub fn direct_result(response: GuardResponse) -> Result<Value, Diagnostic> {
 /// never carries them).
 pub(crate) fn diagnostic(response: &GuardResponse) -> Diagnostic {
     Diagnostic {
-        error_type: failure_code(response).into_owned(),
+        error_type: Denial::failure_code(response).into_owned(),
         error_message: String::from_utf8_lossy(response.body()).into_owned(),
     }
 }

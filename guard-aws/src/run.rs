@@ -55,7 +55,7 @@ use std::num::NonZeroUsize;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use guard_core::message::{BatchOrder, MessageOutcome, MessageResult, run_batch, unnamed_failure};
+use guard_core::message::{BatchOrder, MessageOutcome, MessageResult, run_batch};
 use guard_core::{GuardRequest, GuardResponse};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -281,7 +281,7 @@ where
         // A failed record without an identifier cannot be named in `batchItemFailures` (an empty
         // identifier fails the whole batch anyway): fail the invocation, so the platform
         // redelivers the batch rather than deleting a record that was refused.
-        if let Some(i) = unnamed_failure(&results) {
+        if let Some(i) = results.iter().position(MessageResult::is_unnamed_failure) {
             return Err(record_error(results.swap_remove(i)));
         }
         let failed = results

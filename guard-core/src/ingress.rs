@@ -25,7 +25,6 @@ use std::sync::Arc;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method};
-use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::future::CheckFuture;
@@ -125,25 +124,11 @@ impl IngressLayer {
     }
 }
 
-impl<S> Layer<S> for IngressLayer {
-    type Service = Ingress<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Ingress {
-            inner,
-            config: self.config.clone(),
-        }
-    }
+crate::macros::layer_service! {
+    /// The service produced by [`IngressLayer`].
+    #[derive(Debug, Clone)]
+    pub struct Ingress<S> from IngressLayer { config: Arc<Config> }
 }
-
-/// The service produced by [`IngressLayer`].
-#[derive(Debug, Clone)]
-pub struct Ingress<S> {
-    inner: S,
-    config: Arc<Config>,
-}
-
-crate::macros::inner_service_accessors!(Ingress);
 
 impl<S, E> Service<GuardRequest> for Ingress<S>
 where

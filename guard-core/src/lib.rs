@@ -30,7 +30,7 @@
 //! | `audit` | yes | [`audit`] |
 //! | `verify` | yes | [`verify`] |
 //! | `authz` | yes | [`authz`]: authorization rules over the verified principal |
-//! | `jwks-http` | yes | fetching a JWKS ([`verify::HttpJwksFetcher`]) with the outbound client |
+//! | `jwks-http` | yes | fetching a JWKS ([`verify::JwksCache::from_url`]) with the outbound client |
 //! | `http-client` | with `jwks-http` | `http_client`: the one outbound HTTP client (hyper, rustls on *ring*) |
 //! | `rate-limit` | yes | [`rate_limit`] (`governor`) |
 //! | `redis` | no | the Redis rate-limit backend and replay store |

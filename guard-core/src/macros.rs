@@ -33,6 +33,7 @@ pub(crate) use inner_service_accessors;
 /// struct whose only field, the shared future from `crate::future` that does the work, is
 /// private, with a `pub(crate)` constructor. Users can name the type; they cannot build one or see
 /// its state, so the shared futures stay free to change.
+#[allow(unused_macros)] // not every feature set has a layer that uses it
 macro_rules! opaque_future {
     ($(#[$meta:meta])* pub type $name:ident<F> = $actual:ty;) => {
         $crate::macros::opaque_future!(@define $(#[$meta])* $name [F] [F, E] $actual);
@@ -82,6 +83,7 @@ pub(crate) use opaque_future;
 
 /// A service's `poll_ready` that is its inner service's: the layers never hold requests back
 /// themselves (a refusal is a response, not back-pressure).
+#[allow(unused_macros)] // not every feature set has a layer that uses it
 macro_rules! poll_ready_from_inner {
     () => {
         fn poll_ready(
@@ -95,3 +97,113 @@ macro_rules! poll_ready_from_inner {
 
 #[allow(unused_imports)]
 pub(crate) use poll_ready_from_inner;
+
+/// A layer's service and the [`Layer`](tower_layer::Layer) impl that makes it: the service struct
+/// holds `inner` and a clone of each listed field of the layer, and gets the
+/// [`inner_service_accessors!`] methods.
+///
+/// ```text
+/// layer_service! {
+///     /// The service produced by [`IngressLayer`].
+///     #[derive(Debug, Clone)]
+///     pub struct Ingress<S> from IngressLayer { config: Arc<Config> }
+/// }
+/// ```
+#[allow(unused_macros)] // not every feature set has a layer that uses it
+macro_rules! layer_service {
+    (
+        $(#[$meta:meta])*
+        pub struct $service:ident<S> from $layer:ident { $($field:ident: $ty:ty),* $(,)? }
+    ) => {
+        $(#[$meta])*
+        pub struct $service<S> {
+            inner: S,
+            $($field: $ty,)*
+        }
+
+        impl<S> tower_layer::Layer<S> for $layer {
+            type Service = $service<S>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                $service {
+                    inner,
+                    $($field: self.$field.clone(),)*
+                }
+            }
+        }
+
+        $crate::macros::inner_service_accessors!($service);
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use layer_service;
+
+/// `Service<GuardRequest>` for a layer's service whose future may own a clone of the inner
+/// service (`S: Clone + Send + 'static`, its future and error `Send`): the bounds, `Response` /
+/// `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation gives the
+/// `Future` type and `call`.
+#[allow(unused_macros)] // not every feature set has a layer that uses it
+macro_rules! owning_service {
+    (impl for $service:ident<S> { type Future = $future:ty; $($call:tt)* }) => {
+        impl<S> tower_service::Service<$crate::GuardRequest> for $service<S>
+        where
+            S: tower_service::Service<$crate::GuardRequest, Response = $crate::GuardResponse>
+                + Clone
+                + Send
+                + 'static,
+            S::Future: Send + 'static,
+            S::Error: Send + 'static,
+        {
+            type Response = $crate::GuardResponse;
+            type Error = S::Error;
+            type Future = $future;
+
+            $crate::macros::poll_ready_from_inner!();
+
+            $($call)*
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use owning_service;
+
+/// [`Verifier`](crate::verify::Verifier) for a type whose synchronous
+/// `check(&self, &GuardRequest) -> Result<Principal, Rejection>` decides. With `pure` (a check
+/// without side effects: no I/O, no replay store, no counters) `verify_now` answers with it too.
+#[allow(unused_macros)] // not every feature set has a verifier
+macro_rules! verifier_from_check {
+    ($type:ty) => {
+        impl $crate::verify::Verifier for $type {
+            fn verify<'a>(
+                &'a self,
+                req: &'a $crate::GuardRequest,
+            ) -> $crate::verify::VerifyFuture<'a> {
+                let verdict = self.check(req);
+                Box::pin(async move { verdict })
+            }
+        }
+    };
+    ($type:ty, pure) => {
+        impl $crate::verify::Verifier for $type {
+            fn verify<'a>(
+                &'a self,
+                req: &'a $crate::GuardRequest,
+            ) -> $crate::verify::VerifyFuture<'a> {
+                let verdict = self.check(req);
+                Box::pin(async move { verdict })
+            }
+
+            fn verify_now(
+                &self,
+                req: &$crate::GuardRequest,
+            ) -> Option<Result<$crate::request::Principal, $crate::Rejection>> {
+                Some(self.check(req))
+            }
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use verifier_from_check;

@@ -128,25 +128,6 @@ impl MessageVerdict {
     }
 }
 
-/// The stable code of a failed answer: the rejection code when Guard refused
-/// (`guard.verify.forbidden_source`), else `guard.handler.<status>` (the handler itself said no).
-///
-/// ```
-/// use guard_core::{GuardResponse, Rejection, RejectionKind};
-/// use guard_core::message::failure_code;
-/// let refused = Rejection::new(RejectionKind::ForbiddenSource).into_response();
-/// assert_eq!(failure_code(&refused), "guard.verify.forbidden_source");
-/// let mut conflict = GuardResponse::new(bytes::Bytes::new());
-/// *conflict.status_mut() = http::StatusCode::CONFLICT;
-/// assert_eq!(failure_code(&conflict), "guard.handler.409");
-/// ```
-pub fn failure_code(response: &GuardResponse) -> Cow<'static, str> {
-    match response.extensions().get::<Denial>() {
-        Some(d) => Cow::Borrowed(d.kind.code()),
-        None => Cow::Owned(format!("guard.handler.{}", response.status().as_u16())),
-    }
-}
-
 /// How to run a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -193,7 +174,7 @@ pub struct MessageResult<E> {
 }
 
 impl<E> MessageResult<E> {
-    /// The stable code of the failure ([`failure_code`] of the answer; `guard.message.errored`
+    /// The stable code of the failure ([`Denial::failure_code`] of the answer; `guard.message.errored`
     /// for an inner error, `guard.message.not_run` for a message an ordered batch did not run),
     /// `None` when the message was acknowledged (see the [module example](self)).
     pub fn failure_code(&self) -> Option<Cow<'static, str>> {
@@ -201,10 +182,28 @@ impl<E> MessageResult<E> {
             return None;
         }
         Some(match &self.outcome {
-            MessageOutcome::Answered(r) => failure_code(r),
+            MessageOutcome::Answered(r) => Denial::failure_code(r),
             MessageOutcome::Errored(_) => Cow::Borrowed("guard.message.errored"),
             MessageOutcome::NotRun => Cow::Borrowed("guard.message.not_run"),
         })
+    }
+
+    /// Whether the message failed and has no id: a partial batch failure cannot name it, so the
+    /// adapter must fail the whole delivery instead (or lose the message).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use guard_core::message::{BatchOrder, MessageResult, run_batch};
+    /// use guard_core::{GuardRequest, Rejection, RejectionKind};
+    /// let refuse = tower::service_fn(|_: GuardRequest| async {
+    ///     Ok::<_, std::convert::Infallible>(Rejection::new(RejectionKind::ForbiddenSource).into_response())
+    /// });
+    /// let results = run_batch(refuse, vec![GuardRequest::new(Default::default())], BatchOrder::Ordered).await;
+    /// assert_eq!(results.iter().position(MessageResult::is_unnamed_failure), Some(0));
+    /// # });
+    /// ```
+    pub fn is_unnamed_failure(&self) -> bool {
+        !self.verdict.is_ack() && self.message_id.is_none()
     }
 }
 
@@ -248,20 +247,6 @@ where
                 .await
         }
     }
-}
-
-/// Where the first failed message without an id is, if any: a partial batch failure cannot name
-/// it, so the adapter must fail the whole delivery instead (or lose the message).
-///
-/// ```
-/// use guard_core::message::{MessageResult, unnamed_failure};
-/// let none: Vec<MessageResult<()>> = Vec::new();
-/// assert_eq!(unnamed_failure(&none), None);
-/// ```
-pub fn unnamed_failure<E>(results: &[MessageResult<E>]) -> Option<usize> {
-    results
-        .iter()
-        .position(|r| !r.verdict.is_ack() && r.message_id.is_none())
 }
 
 fn message_id(req: &GuardRequest) -> Option<String> {
@@ -468,7 +453,10 @@ mod tests {
             .insert(Trigger::Message(MessageTrigger::new("sqs", "arn:q", "")));
         let batch = vec![message("m0", "bad"), anonymous, message("m2", "ok")];
         let results = run_batch(svc, batch, BatchOrder::Concurrent(NonZeroUsize::MIN)).await;
-        let unnamed = &results[unnamed_failure(&results).expect("the record without an id")];
+        let unnamed = &results[results
+            .iter()
+            .position(MessageResult::is_unnamed_failure)
+            .expect("the record without an id")];
         assert_eq!(unnamed.message_id, None);
         assert_eq!(unnamed.verdict, MessageVerdict::RetryPermanent);
     }

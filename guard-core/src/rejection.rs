@@ -465,6 +465,27 @@ pub struct Denial {
     pub reason: Option<Cow<'static, str>>,
 }
 
+impl Denial {
+    /// The stable code of a failed answer: the rejection code when Guard refused
+    /// (`guard.verify.forbidden_source`), else `guard.handler.<status>` (the handler itself said
+    /// no). What an adapter reports for a failed message or invocation.
+    ///
+    /// ```
+    /// use guard_core::{Denial, GuardResponse, Rejection, RejectionKind};
+    /// let refused = Rejection::new(RejectionKind::ForbiddenSource).into_response();
+    /// assert_eq!(Denial::failure_code(&refused), "guard.verify.forbidden_source");
+    /// let mut conflict = GuardResponse::new(bytes::Bytes::new());
+    /// *conflict.status_mut() = http::StatusCode::CONFLICT;
+    /// assert_eq!(Denial::failure_code(&conflict), "guard.handler.409");
+    /// ```
+    pub fn failure_code(response: &GuardResponse) -> Cow<'static, str> {
+        match response.extensions().get::<Denial>() {
+            Some(d) => Cow::Borrowed(d.kind.code()),
+            None => Cow::Owned(format!("guard.handler.{}", response.status().as_u16())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -205,7 +205,7 @@ fn alb(
     let method = method(str_at(payload, "httpMethod"), shape)?;
     let raw_path = str_at(payload, "path").unwrap_or("/");
     let headers = headers_v1(payload, shape, options.header_limits)?;
-    let peer = options.alb_proxies.client_ip(&headers).ok();
+    let peer = options.alb_proxies.peer(&headers).map(|p| p.ip());
     Ok(build(
         method,
         uri(&encode_path(raw_path), &query_from_params(payload, true)),

@@ -172,8 +172,7 @@ fn jwks_cache(
     #[cfg(feature = "jwks-http")]
     {
         let builder = match &deps.http_client {
-            Some(client) => crate::verify::HttpJwksFetcher::with_client(url, client.clone())
-                .map(JwksCache::builder),
+            Some(client) => JwksCache::from_url_with_client(url, client.clone()),
             None => JwksCache::from_url(url),
         };
         finish_cache(builder, ttl, cooldown, deps, at)

@@ -34,7 +34,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 mod peer;
-pub use peer::{ForwardedError, TrustedProxies};
+#[cfg(feature = "verify")]
+pub(crate) use peer::ForwardedError;
+pub use peer::TrustedProxies;
 
 pub(crate) use crate::{GuardRequest, GuardResponse};
 

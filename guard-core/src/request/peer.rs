@@ -32,7 +32,7 @@ use super::Peer;
 /// let mut h = http::HeaderMap::new();
 /// h.append("x-forwarded-for", "10.0.0.5, 1.2.3.4".parse().unwrap());
 /// let one = TrustedProxies::new(1).unwrap();
-/// assert_eq!(one.client_ip(&h).unwrap().to_string(), "1.2.3.4"); // never the spoofable 10.0.0.5
+/// assert_eq!(one.peer(&h).unwrap().ip().to_string(), "1.2.3.4"); // never the spoofable 10.0.0.5
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrustedProxies {
@@ -41,8 +41,7 @@ pub struct TrustedProxies {
 
 /// Why no client address could be derived from `X-Forwarded-For`. Carries no header values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ForwardedError {
+pub(crate) enum ForwardedError {
     /// No `X-Forwarded-For` header.
     #[error("no x-forwarded-for header")]
     Missing,
@@ -74,8 +73,9 @@ impl TrustedProxies {
         self.hops
     }
 
-    /// The client address according to the trusted proxies (see the type docs).
-    pub fn client_ip(&self, headers: &HeaderMap) -> Result<IpAddr, ForwardedError> {
+    /// The client address according to the trusted proxies (see the type docs), or why there is
+    /// none.
+    pub(crate) fn client_ip(&self, headers: &HeaderMap) -> Result<IpAddr, ForwardedError> {
         let mut seen_header = false;
         let mut taken = 0usize;
         // Header lines in reverse order, entries in each line from the right: the joined list,

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::layer::{Verifier, VerifyFuture};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{
     ForwardedError, GuardRequest, Peer, Principal, PrincipalKind, TrustedProxies,
@@ -87,21 +86,13 @@ impl CidrVerifier {
     }
 }
 
-impl Verifier for CidrVerifier {
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
-        let r = self.check(req);
-        Box::pin(async move { r })
-    }
-
-    /// Pure and immediate: the allow-list needs nothing but the request.
-    fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
-        Some(self.check(req))
-    }
-}
+// Pure and immediate: the allow-list needs nothing but the request.
+crate::macros::verifier_from_check!(CidrVerifier, pure);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::Verifier;
 
     #[test]
     fn host_bits_in_a_network_are_ignored() {

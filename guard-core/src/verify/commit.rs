@@ -2,12 +2,9 @@
 
 use std::mem;
 
-use tower_layer::Layer;
-use tower_service::Service;
-
 use crate::future::MaybeBoxFuture;
 use crate::replay::PendingReplays;
-use crate::request::{GuardRequest, GuardResponse};
+use crate::request::GuardRequest;
 
 /// Records the [`PendingReplays`] a [`VerifyLayer`](super::VerifyLayer) left on the request, each
 /// with insert-if-absent, before the inner service runs. Of two concurrent copies of one signed
@@ -21,38 +18,20 @@ use crate::request::{GuardRequest, GuardResponse};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayCommitLayer;
 
-impl<S> Layer<S> for ReplayCommitLayer {
-    type Service = ReplayCommit<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ReplayCommit { inner }
-    }
+crate::macros::layer_service! {
+    /// The service built by [`ReplayCommitLayer`].
+    #[derive(Debug, Clone)]
+    pub struct ReplayCommit<S> from ReplayCommitLayer {}
 }
-
-/// The service built by [`ReplayCommitLayer`].
-#[derive(Debug, Clone)]
-pub struct ReplayCommit<S> {
-    inner: S,
-}
-
-crate::macros::inner_service_accessors!(ReplayCommit);
 
 crate::macros::opaque_future! {
     /// The response future of [`ReplayCommit`].
     pub type CommitFuture<F, E> = MaybeBoxFuture<F, E>;
 }
 
-impl<S> Service<GuardRequest> for ReplayCommit<S>
-where
-    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = GuardResponse;
-    type Error = S::Error;
+crate::macros::owning_service! {
+impl for ReplayCommit<S> {
     type Future = CommitFuture<S::Future, S::Error>;
-
-    crate::macros::poll_ready_from_inner!();
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         let pending = match req.extensions_mut().remove::<PendingReplays>() {
@@ -69,6 +48,7 @@ where
             }
         })))
     }
+}
 }
 
 #[cfg(test)]

@@ -304,28 +304,43 @@ pub(crate) fn signature_headers(
             prefix,
             encoding,
             timestamp_header,
-        } => {
-            let signed_prefix = match timestamp_header {
-                Some(_) => format!("{t}."),
-                None => String::new(),
-            };
-            let sig = mac(signed_prefix.as_bytes());
-            let sig = match encoding {
-                SignatureEncoding::Hex => hex::encode(sig),
-                SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(sig),
-            };
-            let mut headers = Vec::with_capacity(2);
-            // A prefix that is not a valid header value cannot be sent: the request goes unsigned
-            // in that part and the peer refuses it, as it would any bad signature.
-            if let Ok(v) = http::HeaderValue::try_from(format!("{prefix}{sig}")) {
-                headers.push((header.clone(), v));
-            }
-            if let Some(h) = timestamp_header {
-                headers.push((h.clone(), value(t.to_string())));
-            }
-            headers
-        }
+        } => generic_signature_headers(
+            (header, prefix, encoding),
+            timestamp_header.as_ref(),
+            mac,
+            t,
+        ),
     }
+}
+
+/// The generic scheme's headers: `header: <prefix><signature>` (hex or base64) and, when the
+/// scheme signs a timestamp, `timestamp_header: <t>`. `mac` signs `<signed prefix><body>`.
+fn generic_signature_headers(
+    (header, prefix, encoding): (&HeaderName, &str, &SignatureEncoding),
+    timestamp_header: Option<&HeaderName>,
+    mac: impl Fn(&[u8]) -> ::hmac::digest::Output<HmacSha256>,
+    t: u64,
+) -> Vec<(HeaderName, http::HeaderValue)> {
+    let signed_prefix = match timestamp_header {
+        Some(_) => format!("{t}."),
+        None => String::new(),
+    };
+    let sig = mac(signed_prefix.as_bytes());
+    let sig = match encoding {
+        SignatureEncoding::Hex => hex::encode(sig),
+        SignatureEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(sig),
+    };
+    let mut headers = Vec::with_capacity(2);
+    // A prefix that is not a valid header value cannot be sent: the request goes unsigned
+    // in that part and the peer refuses it, as it would any bad signature.
+    if let Ok(v) = http::HeaderValue::try_from(format!("{prefix}{sig}")) {
+        headers.push((header.clone(), v));
+    }
+    if let Some(h) = timestamp_header {
+        let t = http::HeaderValue::try_from(t.to_string()).expect("digits");
+        headers.push((h.clone(), t));
+    }
+    headers
 }
 
 /// Builds an [`HmacVerifier`]. See [`HmacVerifier::builder`].

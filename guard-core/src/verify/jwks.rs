@@ -67,7 +67,7 @@ where
 /// [`JwksCache::MAX_DOCUMENT_BYTES`], status 200 only.
 #[cfg(feature = "jwks-http")]
 #[derive(Debug, Clone)]
-pub struct HttpJwksFetcher {
+pub(crate) struct HttpJwksFetcher {
     client: crate::http_client::HttpClient,
     uri: http::Uri,
 }
@@ -75,14 +75,7 @@ pub struct HttpJwksFetcher {
 #[cfg(feature = "jwks-http")]
 impl HttpJwksFetcher {
     /// A fetcher for `url` with a client of default limits (body capped at [`JwksCache::MAX_DOCUMENT_BYTES`]).
-    ///
-    /// ```
-    /// use guard_core::verify::HttpJwksFetcher;
-    /// assert!(HttpJwksFetcher::new("file:///etc/keys").is_err());
-    /// assert!(HttpJwksFetcher::new("http://idp.example/keys").is_err());
-    /// assert!(HttpJwksFetcher::new("https://idp.example/keys").is_ok());
-    /// ```
-    pub fn new(url: &str) -> Result<Self, VerifyError> {
+    pub(crate) fn new(url: &str) -> Result<Self, VerifyError> {
         let client = crate::http_client::HttpClient::builder()
             .max_response_bytes(MAX_JWKS_BYTES)
             .build()
@@ -92,7 +85,7 @@ impl HttpJwksFetcher {
 
     /// A fetcher for `url` over `client` (its timeouts; bodies over [`JwksCache::MAX_DOCUMENT_BYTES`] are
     /// refused whatever its cap).
-    pub fn with_client(
+    pub(crate) fn with_client(
         url: &str,
         client: crate::http_client::HttpClient,
     ) -> Result<Self, VerifyError> {
@@ -360,10 +353,38 @@ impl JwksCache {
         }
     }
 
-    /// A cache over [`HttpJwksFetcher`] for `url`.
+    /// A cache of the JWKS at `url`, fetched with the outbound
+    /// [`HttpClient`](crate::http_client::HttpClient): `https://` (plain `http://` only to a
+    /// loopback or link-local address, for local identity providers and tests), no redirects,
+    /// the client's timeouts (5 s by default), body capped at [`JwksCache::MAX_DOCUMENT_BYTES`],
+    /// status 200 only.
+    ///
+    /// ```
+    /// use guard_core::verify::JwksCache;
+    /// assert!(JwksCache::from_url("file:///etc/keys").is_err());
+    /// assert!(JwksCache::from_url("http://idp.example/keys").is_err());
+    /// assert!(JwksCache::from_url("https://idp.example/keys").is_ok());
+    /// ```
     #[cfg(feature = "jwks-http")]
     pub fn from_url(url: &str) -> Result<JwksCacheBuilder, VerifyError> {
         Ok(Self::builder(HttpJwksFetcher::new(url)?))
+    }
+
+    /// Like [`from_url`](Self::from_url), over `client` (its roots and timeouts; documents over
+    /// [`JwksCache::MAX_DOCUMENT_BYTES`] are refused whatever its cap).
+    ///
+    /// ```
+    /// use guard_core::http_client::HttpClient;
+    /// use guard_core::verify::JwksCache;
+    /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
+    /// assert!(JwksCache::from_url_with_client("https://idp.example/keys", client).is_ok());
+    /// ```
+    #[cfg(feature = "jwks-http")]
+    pub fn from_url_with_client(
+        url: &str,
+        client: crate::http_client::HttpClient,
+    ) -> Result<JwksCacheBuilder, VerifyError> {
+        Ok(Self::builder(HttpJwksFetcher::with_client(url, client)?))
     }
 
     /// A cache of the keys of the OpenID Provider `issuer`, found by OIDC discovery over

@@ -301,39 +301,14 @@ impl JwtVerifier {
 
     async fn check(&self, req: &GuardRequest) -> Result<Principal, Rejection> {
         let cfg = &self.inner;
-        let bad = |why: &'static str| Rejection::new(RejectionKind::BadToken).with_reason(why);
         let token = bearer(req.headers())?;
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(bad("token too long"));
-        }
-        let well_formed = token.split('.').count() == 3
-            && token.split('.').all(|s| {
-                !s.is_empty()
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !well_formed {
-            return Err(bad("not a three-segment compact JWS"));
-        }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("unreadable header"))?;
-        if header.crit.is_some() {
-            return Err(bad("critical header extension"));
-        }
-        if !cfg.algorithms.contains(&header.alg) {
-            return Err(bad("algorithm not allowed"));
-        }
-        // A token of another issuer never reaches the keys (nor makes the cache fetch).
-        if !cfg.issuers.is_empty()
-            && !peek_issuer(token).is_some_and(|iss| cfg.issuers.contains(&iss))
-        {
-            return Err(bad("issuer missing or not accepted"));
-        }
+        let header = self.screen(token)?;
         let key = cfg
             .jwks
             .find(header.kid.as_deref(), header.alg)
             .await
             .map_err(|l| match l {
-                Lookup::Unknown => bad("no key for kid and alg"),
+                Lookup::Unknown => bad_token("no key for kid and alg"),
                 Lookup::Unavailable => Rejection::new(RejectionKind::VerifyUnavailable)
                     .with_reason("no JWKS keys available"),
             })?;
@@ -345,11 +320,50 @@ impl JwtVerifier {
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
-            .map_err(|_| bad("signature or encoding invalid"))?;
-        let claims = data.claims;
-        self.check_claims(&claims)?;
+            .map_err(|_| bad_token("signature or encoding invalid"))?;
+        self.check_claims(&data.claims)?;
+        self.principal(data.claims)
+    }
+
+    /// What can be refused before any key is looked up: length, shape, header (`crit`,
+    /// algorithm) and, when issuers are configured, the issuer.
+    fn screen(&self, token: &str) -> Result<jsonwebtoken::Header, Rejection> {
+        let cfg = &self.inner;
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(bad_token("token too long"));
+        }
+        let well_formed = token.split('.').count() == 3
+            && token.split('.').all(|s| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !well_formed {
+            return Err(bad_token("not a three-segment compact JWS"));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| bad_token("unreadable header"))?;
+        if header.crit.is_some() {
+            return Err(bad_token("critical header extension"));
+        }
+        if !cfg.algorithms.contains(&header.alg) {
+            return Err(bad_token("algorithm not allowed"));
+        }
+        // A token of another issuer never reaches the keys (nor makes the cache fetch).
+        if !cfg.issuers.is_empty()
+            && !peek_issuer(token).is_some_and(|iss| cfg.issuers.contains(&iss))
+        {
+            return Err(bad_token("issuer missing or not accepted"));
+        }
+        Ok(header)
+    }
+
+    /// The principal of verified, current claims: the expected caller (`identify`), allowed
+    /// (`require`), with a string `sub`.
+    fn principal(&self, claims: Map<String, Value>) -> Result<Principal, Rejection> {
+        let cfg = &self.inner;
         if !cfg.identity.iter().all(|p| p.holds(&claims)) {
-            return Err(bad("token is not for the expected caller"));
+            return Err(bad_token("token is not for the expected caller"));
         }
         if !cfg.predicates.iter().all(|p| p.holds(&claims)) {
             return Err(
@@ -358,7 +372,7 @@ impl JwtVerifier {
         }
         let sub = match claims.get("sub") {
             Some(Value::String(s)) => s.clone(),
-            _ => return Err(bad("sub missing or not a string")),
+            _ => return Err(bad_token("sub missing or not a string")),
         };
         let mut p = Principal::new(cfg.kind.clone(), sub);
         if let Some(Value::String(iss)) = claims.get("iss") {
@@ -370,7 +384,7 @@ impl JwtVerifier {
 
     fn check_claims(&self, claims: &Map<String, Value>) -> Result<(), Rejection> {
         let cfg = &self.inner;
-        let bad = |why: &'static str| Rejection::new(RejectionKind::BadToken).with_reason(why);
+        let bad = bad_token;
         let now = cfg.clock.unix_seconds() as f64;
         let leeway = cfg.leeway.as_secs_f64();
         let number = |name: &str| -> Result<Option<f64>, Rejection> {
@@ -471,6 +485,11 @@ impl Verifier for JwtVerifier {
     fn verify_now(&self, req: &GuardRequest) -> Option<Result<Principal, Rejection>> {
         bearer(req.headers()).err().map(Err)
     }
+}
+
+/// 401 `guard.verify.bad_token`, with why for the security event.
+fn bad_token(why: &'static str) -> Rejection {
+    Rejection::new(RejectionKind::BadToken).with_reason(why)
 }
 
 #[cfg(test)]

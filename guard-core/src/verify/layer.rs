@@ -6,15 +6,10 @@ use std::mem;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tower_layer::Layer;
-use tower_service::Service;
-
 use crate::future::MaybeBoxFuture;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::PendingReplays;
-use crate::request::{
-    GuardRequest, GuardResponse, Principal, PrincipalKind, Trigger, VerifiedSlot,
-};
+use crate::request::{GuardRequest, Principal, PrincipalKind, Trigger, VerifiedSlot};
 
 /// The boxed future a [`Verifier`] returns: the verified [`Principal`], or the [`Rejection`] to send.
 pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, Rejection>> + Send + 'a>>;
@@ -438,24 +433,10 @@ impl VerifyLayer {
     }
 }
 
-impl<S> Layer<S> for VerifyLayer {
-    type Service = Verify<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Verify {
-            inner,
-            verifier: self.verifier.clone(),
-            commit_here: self.commit_here,
-        }
-    }
-}
-
-/// The service built by [`VerifyLayer`].
-#[derive(Clone)]
-pub struct Verify<S> {
-    inner: S,
-    verifier: BoxVerifier,
-    commit_here: bool,
+crate::macros::layer_service! {
+    /// The service built by [`VerifyLayer`].
+    #[derive(Clone)]
+    pub struct Verify<S> from VerifyLayer { verifier: BoxVerifier, commit_here: bool }
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Verify<S> {
@@ -465,8 +446,6 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Verify<S> {
             .finish_non_exhaustive()
     }
 }
-
-crate::macros::inner_service_accessors!(Verify);
 
 impl<S> Verify<S> {
     /// Wraps `inner` with `verifier`.
@@ -493,17 +472,9 @@ fn hand_over_principal(req: &mut GuardRequest, principal: Principal) {
     req.extensions_mut().insert(principal);
 }
 
-impl<S> Service<GuardRequest> for Verify<S>
-where
-    S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = GuardResponse;
-    type Error = S::Error;
+crate::macros::owning_service! {
+impl for Verify<S> {
     type Future = ResponseFuture<S::Future, S::Error>;
-
-    crate::macros::poll_ready_from_inner!();
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {
         // A verdict reached at once (an address allow-list): no future to box, no clone of inner.
@@ -543,6 +514,7 @@ where
         });
         ResponseFuture::new(MaybeBoxFuture::boxed(future))
     }
+}
 }
 
 #[cfg(test)]

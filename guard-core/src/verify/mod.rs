@@ -115,8 +115,6 @@ pub(crate) use hmac::header_name;
 #[cfg(feature = "outbound")]
 pub(crate) use hmac::signature_headers as hmac_signature_headers;
 pub use hmac::{HmacScheme, HmacVerifier, HmacVerifierBuilder, SignatureEncoding};
-#[cfg(feature = "jwks-http")]
-pub use jwks::HttpJwksFetcher;
 pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
 pub(crate) use jwt::parse_algorithm;
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};

@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::jwt::ClaimPredicate;
-use super::layer::{Verifier, VerifyFuture};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{Cloud, GuardRequest, Invocation, Principal, PrincipalKind};
 
@@ -124,12 +123,7 @@ impl PlatformIdentityVerifier {
     }
 }
 
-impl Verifier for PlatformIdentityVerifier {
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
-        let r = self.check(req);
-        Box::pin(async move { r })
-    }
-}
+crate::macros::verifier_from_check!(PlatformIdentityVerifier);
 
 /// The Easy Auth principal header.
 pub(crate) const EASY_AUTH_HEADER: &str = "x-ms-client-principal";
@@ -238,14 +232,32 @@ impl EasyAuthVerifier {
         if principal.claims.len() > MAX_EASY_AUTH_CLAIMS {
             return Err(bad("Easy Auth principal has too many claims"));
         }
+        let (auth_typ, claims, subject) = principal.into_parts();
+        let subject = subject.ok_or_else(|| bad("Easy Auth principal without a name claim"))?;
+        if !self.auth_types.is_empty() && !self.auth_types.contains(&auth_typ) {
+            return Err(Rejection::new(RejectionKind::Forbidden)
+                .with_reason("identity provider not allowed"));
+        }
+        forbidden_unless(&self.predicates, &claims)?;
+        let mut p = Principal::new(PrincipalKind::Platform("azure-easy-auth".into()), subject)
+            .with_issuer(auth_typ);
+        p.claims = claims.into_iter().collect();
+        Ok(p)
+    }
+}
+
+impl EasyAuthPrincipal {
+    /// Its identity provider (`auth_typ`), its claims by type (a repeated type becomes an array,
+    /// `roles` collects the role claims) and its first name claim, the subject.
+    fn into_parts(self) -> (String, Map<String, Value>, Option<String>) {
         let mut claims = Map::new();
         let mut roles = Vec::new();
         let mut subject = None;
-        for c in principal.claims {
-            if c.typ == principal.name_typ && subject.is_none() {
+        for c in self.claims {
+            if c.typ == self.name_typ && subject.is_none() {
                 subject = Some(c.val.clone());
             }
-            if c.typ == principal.role_typ {
+            if c.typ == self.role_typ {
                 roles.push(Value::String(c.val.clone()));
             }
             match claims.get_mut(&c.typ) {
@@ -260,25 +272,11 @@ impl EasyAuthVerifier {
             }
         }
         claims.insert("roles".into(), Value::Array(roles));
-        let subject = subject.ok_or_else(|| bad("Easy Auth principal without a name claim"))?;
-        if !self.auth_types.is_empty() && !self.auth_types.contains(&principal.auth_typ) {
-            return Err(Rejection::new(RejectionKind::Forbidden)
-                .with_reason("identity provider not allowed"));
-        }
-        forbidden_unless(&self.predicates, &claims)?;
-        let mut p = Principal::new(PrincipalKind::Platform("azure-easy-auth".into()), subject)
-            .with_issuer(principal.auth_typ);
-        p.claims = claims.into_iter().collect();
-        Ok(p)
+        (self.auth_typ, claims, subject)
     }
 }
 
-impl Verifier for EasyAuthVerifier {
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
-        let r = self.check(req);
-        Box::pin(async move { r })
-    }
-}
+crate::macros::verifier_from_check!(EasyAuthVerifier);
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use super::VerifyError;
-use super::layer::{Verifier, VerifyFuture};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal, PrincipalKind, Trigger};
 
@@ -172,12 +171,7 @@ impl SourceVerifier {
     }
 }
 
-impl Verifier for SourceVerifier {
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
-        let r = self.check(req);
-        Box::pin(async move { r })
-    }
-}
+crate::macros::verifier_from_check!(SourceVerifier);
 
 #[cfg(test)]
 mod tests {

@@ -7,17 +7,18 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use guard_core::http_client::HttpClient;
-use guard_core::verify::{
-    HttpJwksFetcher, JwksCache, JwksError, JwksFetcher, JwtVerifier, VerifyLayer,
-};
+use guard_core::verify::{JwksCache, JwksError, JwtVerifier, VerifyLayer};
 use guard_core::{GuardRequest, GuardResponse};
 use guard_tests::http::{Reply, StubServer, response};
 use guard_tests::server::within;
 use tower::{Layer, ServiceExt, service_fn};
 
-fn fetcher(url: &str, timeout: Duration) -> HttpJwksFetcher {
+/// A cache of the JWKS at `url` over a client with `timeout`: its `refresh` is one fetch.
+fn fetcher(url: &str, timeout: Duration) -> JwksCache {
     let client = HttpClient::builder().timeout(timeout).build().unwrap();
-    HttpJwksFetcher::with_client(url, client).unwrap()
+    JwksCache::from_url_with_client(url, client)
+        .unwrap()
+        .build()
 }
 
 #[tokio::test]
@@ -30,7 +31,7 @@ async fn a_redirecting_jwks_endpoint_is_not_followed() {
     })
     .await;
     let err = fetcher(&endpoint.url("/jwks.json"), Duration::from_secs(2))
-        .fetch()
+        .refresh()
         .await
         .unwrap_err();
     assert_eq!(err, JwksError::new("status 302"));
@@ -51,11 +52,11 @@ async fn a_jwks_document_over_the_cap_is_refused_even_by_a_roomier_client() {
         .build()
         .unwrap();
     for f in [
-        HttpJwksFetcher::new(&endpoint.url("/jwks.json")).unwrap(),
-        HttpJwksFetcher::with_client(&endpoint.url("/jwks.json"), roomy).unwrap(),
+        JwksCache::from_url(&endpoint.url("/jwks.json")).unwrap(),
+        JwksCache::from_url_with_client(&endpoint.url("/jwks.json"), roomy).unwrap(),
     ] {
         assert_eq!(
-            f.fetch().await.unwrap_err(),
+            f.build().refresh().await.unwrap_err(),
             JwksError::new("document too large")
         );
     }
@@ -64,7 +65,7 @@ async fn a_jwks_document_over_the_cap_is_refused_even_by_a_roomier_client() {
 #[tokio::test]
 async fn plain_http_to_a_public_host_is_refused_at_build() {
     for url in ["http://idp.example/jwks.json", "http://10.1.2.3/jwks.json"] {
-        assert!(HttpJwksFetcher::new(url).is_err(), "{url}");
+        assert!(JwksCache::from_url(url).is_err(), "{url}");
     }
 }
 
@@ -83,7 +84,7 @@ fn unverifiable_token() -> String {
 async fn a_stalled_jwks_endpoint_ends_within_the_budget_as_503_unavailable() {
     let stalled = StubServer::stalling().await;
     let budget = Duration::from_millis(400);
-    let jwks = JwksCache::builder(fetcher(&stalled.url("/jwks.json"), budget)).build();
+    let jwks = fetcher(&stalled.url("/jwks.json"), budget);
     let verifier = JwtVerifier::builder(jwks.clone())
         .issuers(["https://issuer.example"])
         .audiences(["orders"])
