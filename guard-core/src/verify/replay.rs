@@ -287,6 +287,33 @@ mod tests {
         assert!(queued <= 1, "{queued} entries queued for one key");
     }
 
+    /// The full sweep drops from the queue exactly the entries whose key it dropped from the map:
+    /// a live key keeps its queue entry, so the front-of-queue purge still forgets it once it
+    /// expires (instead of leaving it to the next full sweep).
+    #[test]
+    fn a_full_sweep_keeps_the_queue_in_step_with_the_live_keys() {
+        let (s, clock) = store(2);
+        assert_eq!(s.record(b"long", Duration::from_secs(100)), Ok(true));
+        assert_eq!(s.record(b"short", Duration::from_secs(1)), Ok(true));
+        clock.advance(Duration::from_secs(2));
+        // Full: the sweep drops `short` (expired, behind the live `long`) from map and queue.
+        assert_eq!(s.record(b"new", Duration::from_secs(200)), Ok(true));
+        let queued: Vec<Vec<u8>> = s
+            .inner
+            .lock()
+            .unwrap()
+            .order
+            .iter()
+            .map(|(_, k)| k.to_vec())
+            .collect();
+        assert_eq!(queued, vec![b"long".to_vec(), b"new".to_vec()]);
+        // `long` expires; the next record forgets it from the front without a full sweep.
+        clock.advance(Duration::from_secs(100));
+        assert_eq!(s.record(b"k", TTL), Ok(true));
+        assert_eq!(s.contains(b"long"), Ok(false));
+        assert_eq!(s.len(), 2, "new and k");
+    }
+
     #[test]
     fn debug_shows_capacity_and_length() {
         let (s, _) = store(2);
