@@ -17,7 +17,10 @@
 # one incremental build of its crate's library and the group's test targets, then their tests.
 #
 # Environment: MUTANTS_TIMEOUT (seconds per test run, default 120), MUTANTS_TARGET_DIR (where the
-# copy builds; default target/mutants), MUTANTS_TREE (the copy; default target/mutants-tree),
+# copy builds; default target/mutants), MUTANTS_TREE (the copy; default target/mutants-tree; a
+# second runner at the same time needs its own MUTANTS_TREE *and* MUTANTS_TARGET_DIR: two copies
+# of the workspace in one target directory build the same artifact names, so each run would test
+# the other's mutant),
 # MUTANTS_BASELINE (`run` or `skip`; default `run`: the
 # unmutated tests first), MUTANTS_QUICK_CAP (seconds, default 240), MUTANTS_RE (only mutants whose
 # name matches this regex, e.g. 'is_region|poll_ready'), MUTANTS_NO_FILTER=1 (every test of the
