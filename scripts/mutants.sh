@@ -26,7 +26,8 @@
 # name matches this regex, e.g. 'is_region|poll_ready'), MUTANTS_NO_FILTER=1 (every test of the
 # group's targets, not only those named by its filters), MUTANTS_BASE (with --quick: the diff is
 # `git diff $MUTANTS_BASE HEAD`, default HEAD~1), MUTANTS_OUT (results, default target/mutants-out).
-# Results: $MUTANTS_OUT/<group>/mutants.out/{caught,missed,unviable,timeout}.txt and
+# Results: $MUTANTS_OUT/<group>/mutants.out/{caught,missed,unviable,timeout}.txt (--quick:
+# $MUTANTS_OUT/quick/<group>/mutants.out/) and
 # outcomes.json (per-mutant build and test times). Exit status is cargo-mutants' (0 all caught,
 # 2 some missed, 3 timeouts) of the last group that failed.
 set -euo pipefail
@@ -143,7 +144,14 @@ while IFS='|' read -r group package files tests filters; do
     "$MUTANTS" "${args[@]}" --list
     continue
   fi
-  args+=(--in-place --baseline "$BASELINE" --output "$OUT/$group")
+  # A quick run writes apart ($OUT/quick/<group>), so it neither replaces a full run's results
+  # nor, when the diff holds no mutant, reports them as its own.
+  out_group="$OUT/$group"
+  if $quick; then
+    out_group="$OUT/quick/$group"
+    rm -rf "$out_group/mutants.out"
+  fi
+  args+=(--in-place --baseline "$BASELINE" --output "$out_group")
   echo "== $group ($files; tests: $tests${filters:+ -- $filters})"
   rc=0
   if $quick; then
@@ -158,7 +166,7 @@ while IFS='|' read -r group package files tests filters; do
   else
     "$MUTANTS" "${args[@]}" || rc=$?
   fi
-  dir="$OUT/$group/mutants.out"
+  dir="$out_group/mutants.out"
   for kind in caught missed unviable timeout; do
     printf '   %-9s %s\n' "$kind" "$(cat "$dir/$kind.txt" 2>/dev/null | wc -l)"
   done
