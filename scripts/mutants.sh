@@ -150,6 +150,7 @@ while IFS='|' read -r group package files tests filters; do
   if $quick; then
     out_group="$OUT/quick/$group"
     rm -rf "$out_group/mutants.out"
+    mkdir -p "$out_group"
   fi
   args+=(--in-place --baseline "$BASELINE" --output "$out_group")
   echo "== $group ($files; tests: $tests${filters:+ -- $filters})"
