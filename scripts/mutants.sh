@@ -17,13 +17,17 @@
 # one incremental build of its crate's library and the group's test targets, then their tests.
 #
 # Environment: MUTANTS_TIMEOUT (seconds per test run, default 120), MUTANTS_TARGET_DIR (where the
-# copy builds; default target/mutants), MUTANTS_TREE (the copy; default target/mutants-tree),
+# copy builds; default target/mutants), MUTANTS_TREE (the copy; default target/mutants-tree; a
+# second runner at the same time needs its own MUTANTS_TREE *and* MUTANTS_TARGET_DIR: two copies
+# of the workspace in one target directory build the same artifact names, so each run would test
+# the other's mutant),
 # MUTANTS_BASELINE (`run` or `skip`; default `run`: the
 # unmutated tests first), MUTANTS_QUICK_CAP (seconds, default 240), MUTANTS_RE (only mutants whose
 # name matches this regex, e.g. 'is_region|poll_ready'), MUTANTS_NO_FILTER=1 (every test of the
 # group's targets, not only those named by its filters), MUTANTS_BASE (with --quick: the diff is
 # `git diff $MUTANTS_BASE HEAD`, default HEAD~1), MUTANTS_OUT (results, default target/mutants-out).
-# Results: $MUTANTS_OUT/<group>/mutants.out/{caught,missed,unviable,timeout}.txt and
+# Results: $MUTANTS_OUT/<group>/mutants.out/{caught,missed,unviable,timeout}.txt (--quick:
+# $MUTANTS_OUT/quick/<group>/mutants.out/) and
 # outcomes.json (per-mutant build and test times). Exit status is cargo-mutants' (0 all caught,
 # 2 some missed, 3 timeouts) of the last group that failed.
 set -euo pipefail
@@ -140,7 +144,15 @@ while IFS='|' read -r group package files tests filters; do
     "$MUTANTS" "${args[@]}" --list
     continue
   fi
-  args+=(--in-place --baseline "$BASELINE" --output "$OUT/$group")
+  # A quick run writes apart ($OUT/quick/<group>), so it neither replaces a full run's results
+  # nor, when the diff holds no mutant, reports them as its own.
+  out_group="$OUT/$group"
+  if $quick; then
+    out_group="$OUT/quick/$group"
+    rm -rf "$out_group/mutants.out"
+    mkdir -p "$out_group"
+  fi
+  args+=(--in-place --baseline "$BASELINE" --output "$out_group")
   echo "== $group ($files; tests: $tests${filters:+ -- $filters})"
   rc=0
   if $quick; then
@@ -155,7 +167,7 @@ while IFS='|' read -r group package files tests filters; do
   else
     "$MUTANTS" "${args[@]}" || rc=$?
   fi
-  dir="$OUT/$group/mutants.out"
+  dir="$out_group/mutants.out"
   for kind in caught missed unviable timeout; do
     printf '   %-9s %s\n' "$kind" "$(cat "$dir/$kind.txt" 2>/dev/null | wc -l)"
   done

@@ -274,6 +274,26 @@ mod tests {
         assert!(!s.is_empty());
     }
 
+    /// A key recorded again while its expired entry still waits in the queue (behind a live
+    /// one): when the purge reaches that old entry it must leave the new record alone, or the
+    /// signature could be replayed inside its new window.
+    #[test]
+    fn purging_an_old_entry_behind_a_live_one_keeps_the_new_record() {
+        let (s, clock) = store(10);
+        assert_eq!(s.record(b"a", Duration::from_secs(100)), Ok(true));
+        assert_eq!(s.record(b"k", Duration::from_secs(1)), Ok(true));
+        clock.advance(Duration::from_secs(2));
+        // `k` expired; its entry stays queued behind `a`, which is still live.
+        assert_eq!(s.record(b"k", Duration::from_secs(200)), Ok(true));
+        clock.advance(Duration::from_secs(98));
+        // `a` expires now: this purge pops `a` and then `k`'s old entry.
+        assert_eq!(s.record(b"x", TTL), Ok(true));
+        assert_eq!(s.contains(b"a"), Ok(false));
+        assert_eq!(s.contains(b"k"), Ok(true), "k's new record is kept");
+        assert_eq!(s.record(b"k", TTL), Ok(false), "k cannot be replayed");
+        assert_eq!(s.len(), 2, "k and x; a was forgotten");
+    }
+
     /// The same key recorded again and again (each time after it expired) keeps the queue of
     /// expiry times as short as the live keys, not one entry per recording.
     #[test]
@@ -285,6 +305,33 @@ mod tests {
         }
         let queued = s.inner.lock().unwrap().order.len();
         assert!(queued <= 1, "{queued} entries queued for one key");
+    }
+
+    /// The full sweep drops from the queue exactly the entries whose key it dropped from the map:
+    /// a live key keeps its queue entry, so the front-of-queue purge still forgets it once it
+    /// expires (instead of leaving it to the next full sweep).
+    #[test]
+    fn a_full_sweep_keeps_the_queue_in_step_with_the_live_keys() {
+        let (s, clock) = store(2);
+        assert_eq!(s.record(b"long", Duration::from_secs(100)), Ok(true));
+        assert_eq!(s.record(b"short", Duration::from_secs(1)), Ok(true));
+        clock.advance(Duration::from_secs(2));
+        // Full: the sweep drops `short` (expired, behind the live `long`) from map and queue.
+        assert_eq!(s.record(b"new", Duration::from_secs(200)), Ok(true));
+        let queued: Vec<Vec<u8>> = s
+            .inner
+            .lock()
+            .unwrap()
+            .order
+            .iter()
+            .map(|(_, k)| k.to_vec())
+            .collect();
+        assert_eq!(queued, vec![b"long".to_vec(), b"new".to_vec()]);
+        // `long` expires; the next record forgets it from the front without a full sweep.
+        clock.advance(Duration::from_secs(100));
+        assert_eq!(s.record(b"k", TTL), Ok(true));
+        assert_eq!(s.contains(b"long"), Ok(false));
+        assert_eq!(s.len(), 2, "new and k");
     }
 
     #[test]
