@@ -139,6 +139,83 @@ macro_rules! layer_service {
 #[allow(unused_imports)]
 pub(crate) use layer_service;
 
+/// A layer whose service runs a synchronous check before the inner service: `Ok(())` passes the
+/// request on, `Err(rejection)` answers with it. The service (holding `inner` and a clone of the
+/// layer) and its future are defined in a private module `service`, so they are reachable only
+/// as `<Layer as tower::Layer<S>>::Service`, never named.
+///
+/// ```text
+/// check_service! {
+///     /// The service made by [`AuthzLayer`].
+///     Authz for AuthzLayer, |layer, req| layer.decide(req)
+/// }
+/// ```
+#[allow(unused_macros)] // not every feature set has a layer that uses it
+macro_rules! check_service {
+    ($(#[$meta:meta])* $service:ident for $layer:ident, |$this:ident, $req:ident| $check:expr) => {
+        mod service {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::future::CheckFuture;
+            use $crate::request::{GuardRequest, GuardResponse};
+
+            $(#[$meta])*
+            #[derive(Debug, Clone)]
+            pub struct $service<S> {
+                inner: S,
+                layer: $layer,
+            }
+
+            impl<S> $service<S> {
+                pub(super) fn new(inner: S, layer: $layer) -> Self {
+                    Self { inner, layer }
+                }
+            }
+
+            $crate::macros::inner_service_accessors!($service);
+
+            $crate::macros::opaque_future! {
+                /// The response future of the service.
+                pub type ResponseFuture<F> = CheckFuture<F>;
+            }
+
+            impl<S> tower_service::Service<GuardRequest> for $service<S>
+            where
+                S: tower_service::Service<GuardRequest, Response = GuardResponse>,
+            {
+                type Response = GuardResponse;
+                type Error = S::Error;
+                type Future = ResponseFuture<S::Future>;
+
+                $crate::macros::poll_ready_from_inner!();
+
+                fn call(&mut self, req: GuardRequest) -> Self::Future {
+                    let verdict = {
+                        let $this = &self.layer;
+                        let $req = &req;
+                        $check
+                    };
+                    match verdict {
+                        Ok(()) => ResponseFuture::new(CheckFuture::inner(self.inner.call(req))),
+                        Err(r) => ResponseFuture::new(CheckFuture::rejected(r.into_response())),
+                    }
+                }
+            }
+        }
+
+        impl<S> tower_layer::Layer<S> for $layer {
+            type Service = service::$service<S>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                service::$service::new(inner, self.clone())
+            }
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use check_service;
+
 /// `Service<GuardRequest>` for a layer's service whose future may own a clone of the inner
 /// service (`S: Clone + Send + 'static`, its future and error `Send`): the bounds, `Response` /
 /// `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation gives the

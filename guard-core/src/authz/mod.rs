@@ -66,7 +66,6 @@ mod rule;
 
 use std::sync::Arc;
 
-use tower_layer::Layer;
 
 pub use rule::AuthzRule;
 pub(crate) use rule::{covers, glob, grant_ok, parse_path};
@@ -135,61 +134,7 @@ impl AuthzLayer {
     }
 }
 
-/// The service and its future: reachable as `<AuthzLayer as Layer<S>>::Service`, not named.
-mod service {
-    use std::task::{Context, Poll};
-
-    use tower_service::Service;
-
-    use super::AuthzLayer;
-    use crate::future::CheckFuture;
-    use crate::request::{GuardRequest, GuardResponse};
-
+crate::macros::check_service! {
     /// The service made by [`AuthzLayer`].
-    #[derive(Debug, Clone)]
-    pub struct Authz<S> {
-        inner: S,
-        layer: AuthzLayer,
-    }
-
-    impl<S> Authz<S> {
-        pub(super) fn new(inner: S, layer: AuthzLayer) -> Self {
-            Self { inner, layer }
-        }
-    }
-
-    crate::macros::inner_service_accessors!(Authz);
-
-    crate::macros::opaque_future! {
-        /// The response future of [`Authz`].
-        pub type ResponseFuture<F> = CheckFuture<F>;
-    }
-
-    impl<S> Service<GuardRequest> for Authz<S>
-    where
-        S: Service<GuardRequest, Response = GuardResponse>,
-    {
-        type Response = GuardResponse;
-        type Error = S::Error;
-        type Future = ResponseFuture<S::Future>;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            self.inner.poll_ready(cx)
-        }
-
-        fn call(&mut self, req: GuardRequest) -> Self::Future {
-            match self.layer.decide(&req) {
-                Ok(()) => ResponseFuture::new(CheckFuture::inner(self.inner.call(req))),
-                Err(r) => ResponseFuture::new(CheckFuture::rejected(r.into_response())),
-            }
-        }
-    }
-}
-
-impl<S> Layer<S> for AuthzLayer {
-    type Service = service::Authz<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        service::Authz::new(inner, self.clone())
-    }
+    Authz for AuthzLayer, |layer, req| layer.decide(req)
 }

@@ -46,7 +46,7 @@ pub trait Verifier: Send + Sync + 'static {
 
     /// The verdict [`verify`](Self::verify) would give, when it can be had at once **and without
     /// side effects** (no I/O, no replay store, no counters): an address allow-list, for example.
-    /// `None` (the default) means "ask `verify`". [`Verify`] calls this first and, on `Some`, skips
+    /// `None` (the default) means "ask `verify`". The verify layer's service calls this first and, on `Some`, skips
     /// boxing a future on the request path; its answer may be discarded, so it must be pure.
     ///
     /// ```

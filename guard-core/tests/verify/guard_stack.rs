@@ -10,7 +10,7 @@ use bytes::Bytes;
 use guard_core::VerifyDeps;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::FakeWallClock;
-use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate, RateLimitLayer, key};
+use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key};
 use guard_core::replay::{ReplayFuture, ReplayStore};
 use guard_core::request::{Peer, Trigger};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
@@ -90,7 +90,7 @@ fn orders(opts: Options) -> Orders {
     if let Some(burst) = opts.principal_burst {
         let rate = Rate::per_second(NonZeroU32::new(1).unwrap())
             .with_burst(NonZeroU32::new(burst).unwrap());
-        let mem = MemoryBackend::with_clock(rate, MemoryOptions::default(), rate_clock.clone());
+        let mem = MemoryBackend::with_clock(rate, rate_clock.clone());
         b = b.rate_limit_post_auth(RateLimitLayer::new(mem, key::Principal));
     }
     let handler = Handler::default();
