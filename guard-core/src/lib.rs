@@ -42,6 +42,7 @@
 //! | `server` | no | [`server`]: serves a stack over HTTP/1.1 (hyper) with streaming body limits, timeouts and graceful SIGTERM |
 
 pub mod clock;
+mod error;
 mod future;
 mod macros;
 pub mod message;
@@ -84,6 +85,7 @@ mod builder;
     feature = "rate-limit"
 ))]
 pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService, VerifyDeps};
+pub use error::ConfigError;
 pub use policy::Policy;
 pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};
 

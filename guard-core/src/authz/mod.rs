@@ -70,13 +70,9 @@ use std::sync::Arc;
 pub use rule::AuthzRule;
 pub(crate) use rule::{covers, glob, grant_ok, parse_path};
 
+use crate::ConfigError;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal, Trigger};
-
-/// A rule set that cannot work. The message names the rule and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("authorization rules: {0}")]
-pub struct AuthzError(String);
 
 /// Applies authorization rules (see the [module docs](self)). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -87,17 +83,17 @@ pub struct AuthzLayer {
 impl AuthzLayer {
     /// A layer applying `rules` in order. Fails on a malformed rule, a duplicate name, or no
     /// rule at all (everything would be refused).
-    pub fn new(rules: impl IntoIterator<Item = AuthzRule>) -> Result<Self, AuthzError> {
+    pub fn new(rules: impl IntoIterator<Item = AuthzRule>) -> Result<Self, ConfigError> {
         let rules = rules
             .into_iter()
-            .map(|r| r.compile().map_err(AuthzError))
+            .map(|r| r.compile().map_err(ConfigError::Authz))
             .collect::<Result<Vec<_>, _>>()?;
         if rules.is_empty() {
-            return Err(AuthzError("no rule: every request would be refused".into()));
+            return Err(ConfigError::Authz("no rule: every request would be refused".into()));
         }
         for (i, r) in rules.iter().enumerate() {
             if rules[..i].iter().any(|e| e.name == r.name) {
-                return Err(AuthzError(format!("rule `{}` is named twice", r.name)));
+                return Err(ConfigError::Authz(format!("rule `{}` is named twice", r.name)));
             }
         }
         Ok(Self {

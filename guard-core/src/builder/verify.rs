@@ -146,7 +146,7 @@ fn predicates(rules: &[ClaimRule]) -> Vec<ClaimPredicate> {
 /// A cache with the refresh times and the clock, or the problem (at `at`) that made it.
 #[cfg(feature = "jwks-http")]
 fn finish_cache(
-    builder: Result<crate::verify::JwksCacheBuilder, crate::verify::VerifyError>,
+    builder: Result<crate::verify::JwksCacheBuilder, crate::ConfigError>,
     ttl: Duration,
     cooldown: Duration,
     deps: &VerifyDeps,

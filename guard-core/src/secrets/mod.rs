@@ -42,7 +42,7 @@ pub use source::{FetchFuture, SecretSource, SecretVersion};
 #[cfg(feature = "secrets")]
 pub use store::SecretStore;
 #[cfg(feature = "secrets")]
-pub use store_builder::{SecretStoreBuilder, SecretStoreConfigError};
+pub use store_builder::SecretStoreBuilder;
 #[cfg(feature = "secrets")]
 pub use store_stats::{SecretStoreStats, SecretVersions};
 pub use value::SecretValue;

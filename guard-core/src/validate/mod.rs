@@ -16,7 +16,6 @@ mod schema;
 mod typed;
 
 pub use body::JsonBody;
-pub use compile::SchemaError;
 pub use json::{JsonError, parse_strict};
 pub(crate) use schema::CompiledSchema;
 pub use schema::ValidateLayer;

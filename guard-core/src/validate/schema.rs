@@ -8,7 +8,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::body::JsonBody;
-use super::compile::{SchemaError, compile_schema};
+use super::compile::compile_schema;
+use crate::ConfigError;
 use super::json::{JsonError, parse_strict};
 use super::plan::Plan;
 use crate::future::CheckFuture;
@@ -54,7 +55,7 @@ pub(crate) struct CompiledSchema {
 
 impl CompiledSchema {
     /// Compiles `schema` (see [`compile_schema`]) and its single-pass plan.
-    pub(crate) fn new(schema: &Value) -> Result<Self, SchemaError> {
+    pub(crate) fn new(schema: &Value) -> Result<Self, ConfigError> {
         Ok(Self {
             validator: compile_schema(schema)?,
             plan: Plan::compile(schema).map(Arc::new),
@@ -135,7 +136,7 @@ impl ValidateLayer {
     /// let layer = guard_core::validate::ValidateLayer::with_schema(&serde_json::json!({}));
     /// assert!(layer.is_ok());
     /// ```
-    pub fn with_schema(schema: &Value) -> Result<Self, SchemaError> {
+    pub fn with_schema(schema: &Value) -> Result<Self, ConfigError> {
         Ok(Self::from_compiled(
             Some(CompiledSchema::new(schema)?),
             false,

@@ -95,7 +95,6 @@
 
 mod cidr;
 mod commit;
-mod error;
 mod hmac;
 mod jwks;
 mod jwt;
@@ -110,7 +109,6 @@ mod source;
 pub use cidr::CidrVerifier;
 #[allow(unused_imports)] // only the Guard builder (every layer on) places it
 pub(crate) use commit::ReplayCommitLayer;
-pub use error::VerifyError;
 pub(crate) use hmac::header_name;
 #[cfg(feature = "outbound")]
 pub(crate) use hmac::signature_headers as hmac_signature_headers;

@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use super::VerifyError;
+use crate::ConfigError;
 use super::jwks::{JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES};
 use super::jwt::{JwtVerifier, bearer, peek_issuer};
 use super::layer::{Verifier, VerifyFuture};
@@ -79,8 +79,8 @@ pub(crate) struct DiscoveryFetcher {
 }
 
 impl DiscoveryFetcher {
-    pub(crate) fn new(issuer: &str, client: HttpClient) -> Result<Self, VerifyError> {
-        let bad = || VerifyError::Url(issuer.chars().take(128).collect());
+    pub(crate) fn new(issuer: &str, client: HttpClient) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::Url(issuer.chars().take(128).collect());
         let local = check_issuer(issuer).map_err(|_| bad())?;
         let configuration = format!("{}{WELL_KNOWN}", issuer.trim_end_matches('/'))
             .parse()
