@@ -16,7 +16,7 @@ mod schema;
 mod typed;
 
 pub use body::JsonBody;
-pub use json::{JsonError, parse_strict};
+pub use json::JsonError;
 pub(crate) use schema::CompiledSchema;
 pub use schema::ValidateLayer;
 pub use typed::{TypedValidateLayer, Validated};
