@@ -84,7 +84,7 @@ mod builder;
     feature = "secrets",
     feature = "rate-limit"
 ))]
-pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService, VerifyDeps};
+pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService};
 pub use error::ConfigError;
 pub use policy::Policy;
 pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};

@@ -14,7 +14,9 @@ use crate::policy::{Policy, PolicyError, PolicyProblem};
 use crate::rate_limit::RateLimitLayer;
 use crate::secrets::{SecretSource, SecretStore, SecretsError, SecretsLayer};
 use crate::validate::ValidateLayer;
-use crate::verify::{ReplayCommitLayer, Verifier, VerifyLayer};
+use crate::clock::WallClock;
+use crate::replay::ReplayStore;
+use crate::verify::{ReplayCommitLayer, VerifyLayer};
 
 /// The assembled perimeter: a `tower` layer. Cheap to clone; build it once at start-up.
 ///
@@ -102,11 +104,18 @@ pub struct GuardDeps {
     /// makes the store from it with `[secrets]`' cache settings. Ignored when
     /// [`secrets`](Self::secrets) is set.
     pub secret_source: Option<std::sync::Arc<dyn crate::secrets::SecretSource>>,
-    /// Overrides for the verification layer (clock, shared replay store). Defaults are built from
-    /// [`secrets`](Self::secrets) when unset.
-    pub verify: Option<VerifyDeps>,
     /// Checks an adapter adds for messages of one kind (see [`GuardDeps::message_verifier`]).
     pub message_verifiers: Vec<(String, std::sync::Arc<dyn crate::verify::Verifier>)>,
+    /// The wall clock of signature windows, token lifetimes and JWKS refreshes (default: the
+    /// system clock); see [`GuardDeps::clock`].
+    pub clock: Option<Arc<dyn WallClock>>,
+    /// A shared replay store (e.g. Redis) instead of the in-memory one; see
+    /// [`GuardDeps::replay_store`].
+    pub replay_store: Option<Arc<dyn ReplayStore>>,
+    /// The client `[verify.jwt]` fetches keys and OpenID configurations with; see
+    /// [`GuardDeps::http_client`].
+    #[cfg(feature = "jwks-http")]
+    pub http_client: Option<crate::http_client::HttpClient>,
 }
 
 impl std::fmt::Debug for GuardDeps {
@@ -114,9 +123,10 @@ impl std::fmt::Debug for GuardDeps {
         f.debug_struct("GuardDeps")
             .field("secrets", &self.secrets)
             .field("secret_source", &self.secret_source.is_some())
-            .field("verify", &self.verify)
             .field("message_verifiers", &kinds(&self.message_verifiers))
-            .finish()
+            .field("clock", &self.clock.is_some())
+            .field("replay_store", &self.replay_store.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,6 +185,69 @@ impl GuardDeps {
             .push((kind.into(), std::sync::Arc::new(verifier)));
         self
     }
+
+    /// The wall clock for signature windows, token lifetimes and JWKS refreshes (a fake clock
+    /// in tests).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use guard_core::clock::FakeWallClock;
+    /// let deps = guard_core::GuardDeps::default().clock(Arc::new(FakeWallClock::at_unix(1_700_000_000)));
+    /// assert!(deps.clock.is_some());
+    /// ```
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// A shared replay store (e.g. Redis) for `[verify.hmac] replay = true`, instead of the
+    /// in-memory one.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use guard_core::verify::MemoryReplayStore;
+    /// let deps = guard_core::GuardDeps::default().replay_store(Arc::new(MemoryReplayStore::new(1000)));
+    /// assert!(deps.replay_store.is_some());
+    /// ```
+    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay_store = Some(store);
+        self
+    }
+
+    /// The HTTP client `[verify.jwt]` fetches keys and OpenID configurations with (its roots,
+    /// timeouts; bodies stay capped by the JWKS rules). Default: a client trusting the
+    /// platform's root certificates.
+    ///
+    /// ```
+    /// use guard_core::http_client::HttpClient;
+    /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
+    /// let deps = guard_core::GuardDeps::default().http_client(client);
+    /// assert!(deps.http_client.is_some());
+    /// ```
+    #[cfg(feature = "jwks-http")]
+    pub fn http_client(mut self, client: crate::http_client::HttpClient) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The verifier's dependencies: `base` (its secret store) with these overrides and checks.
+    fn verify_deps(self, base: VerifyDeps) -> VerifyDeps {
+        let mut deps = self
+            .message_verifiers
+            .into_iter()
+            .fold(base, |d, (kind, check)| d.message_verifier(kind, check));
+        if let Some(clock) = self.clock {
+            deps = deps.clock(clock);
+        }
+        if let Some(store) = self.replay_store {
+            deps = deps.replay_store(store);
+        }
+        #[cfg(feature = "jwks-http")]
+        if let Some(client) = self.http_client {
+            deps = deps.http_client(client);
+        }
+        deps
+    }
 }
 
 impl GuardBuilder {
@@ -208,7 +281,11 @@ impl GuardBuilder {
         let mut problems = Problems::default();
         let ingress = problems.take(IngressLayer::from_policy(&policy.ingress));
         let store = problems
-            .take(secret_store(policy, deps.secrets, deps.secret_source))
+            .take(secret_store(
+                policy,
+                deps.secrets.clone(),
+                deps.secret_source.clone(),
+            ))
             .flatten();
         let secrets = policy
             .secrets
@@ -221,13 +298,7 @@ impl GuardBuilder {
             .unwrap_or_default();
         let shared_replay = shared_replay(&rate);
         let verify = problems
-            .take(verify_layer(
-                policy,
-                deps.verify,
-                deps.message_verifiers,
-                store.as_ref(),
-                shared_replay,
-            ))
+            .take(verify_layer(policy, deps, store.as_ref(), shared_replay))
             .flatten();
         let authz = match &policy.authz {
             Some(section) => problems.take(authz::authz_layer(section)),
@@ -657,8 +728,7 @@ fn shared_replay(rate: &rate_limit::RateLimitLayers) -> Option<Arc<dyn crate::re
 
 fn verify_layer(
     policy: &Policy,
-    deps: Option<VerifyDeps>,
-    message_verifiers: Vec<(String, Arc<dyn Verifier>)>,
+    deps: GuardDeps,
     store: Option<&SecretStore>,
     shared_replay: Option<Arc<dyn crate::replay::ReplayStore>>,
 ) -> Result<Option<VerifyLayer>, PolicyError> {
@@ -672,20 +742,17 @@ fn verify_layer(
             ))
         };
     };
-    let deps = match (deps, store) {
-        (Some(d), _) => d,
-        (None, Some(store)) => VerifyDeps::new(store.clone()),
-        (None, None) if section.hmac.is_some() => {
+    let base = match store {
+        Some(store) => VerifyDeps::new(store.clone()),
+        None if section.hmac.is_some() => {
             return Err(problem(
                 "verify.hmac.secret",
                 "HMAC keys come from the secret store: configure [secrets] or pass a store",
             ));
         }
-        (None, None) => VerifyDeps::new(no_secrets()),
+        None => VerifyDeps::new(no_secrets()),
     };
-    let deps = message_verifiers
-        .into_iter()
-        .fold(deps, |d, (kind, check)| d.message_verifier(kind, check));
+    let deps = deps.verify_deps(base);
     let deps = match shared_replay {
         Some(replay) => deps.replay_store_or(replay),
         None => deps,

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use guard_core::VerifyDeps;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::FakeWallClock;
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key};
@@ -71,14 +70,11 @@ impl Default for Options {
 fn orders(opts: Options) -> Orders {
     let wall = Arc::new(FakeWallClock::at_unix(T0));
     let store = secrets(opts.api_key);
-    let mut verify = VerifyDeps::new(store.clone()).clock(wall.clone());
-    verify =
-        verify
-            .replay_store(opts.replay.unwrap_or_else(|| {
-                Arc::new(MemoryReplayStore::new(1000).with_clock(wall.clone()))
-            }));
-    let mut deps = GuardDeps::with_secrets(store);
-    deps.verify = Some(verify);
+    let deps = GuardDeps::with_secrets(store)
+        .clock(wall.clone())
+        .replay_store(opts.replay.unwrap_or_else(|| {
+            Arc::new(MemoryReplayStore::new(1000).with_clock(wall.clone()))
+        }));
     let events: Arc<Mutex<Vec<SecurityEvent>>> = Arc::default();
     let sink = events.clone();
     let mut b = GuardBuilder::from_policy_with(&orders_policy(), deps)
