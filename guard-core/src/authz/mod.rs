@@ -7,7 +7,8 @@
 //! decides is refused: with rules, the default is deny. A refusal is 403 `guard.authz.forbidden`;
 //! its security event names the rule that decided (or says none did), never a claim's value.
 //!
-//! Requirements read the principal's [`Grants`](crate::request::Grants) (roles from `roles`,
+//! Requirements read the principal's roles and scopes
+//! ([`Principal::has_role`](crate::request::Principal::has_role): roles from `roles`,
 //! `groups`, `cognito:groups`; scopes from `scope`, `scp`), its claims, and its `kind:subject`,
 //! so one rule covers a JWT from any issuer, an API Gateway authorizer, Azure Easy Auth, a GCP
 //! push identity, an HMAC key name (`hmac:<secret name>`) or an address (`network:<CIDR>`).
