@@ -38,7 +38,8 @@ pub use error::SecretsError;
 pub(crate) use file::FileSource;
 #[cfg(feature = "secrets")]
 pub use layer::{SecretHandles, SecretsLayer};
-pub use source::{FetchFuture, SecretSource, SecretVersion};
+pub(crate) use source::FetchFuture;
+pub use source::{SecretSource, SecretVersion};
 #[cfg(feature = "secrets")]
 pub use store::SecretStore;
 #[cfg(feature = "secrets")]

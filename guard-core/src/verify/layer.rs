@@ -1,18 +1,17 @@
 //! The [`Verifier`] trait, the [`all`] / [`any`] / [`by_trigger`] combinators and the
 //! [`VerifyLayer`] that runs one verifier in front of the handler.
 
-use std::future::Future;
 use std::mem;
-use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::BoxFuture;
 use crate::future::MaybeBoxFuture;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::PendingReplays;
 use crate::request::{GuardRequest, Principal, PrincipalKind, Trigger, VerifiedSlot};
 
 /// The boxed future a [`Verifier`] returns: the verified [`Principal`], or the [`Rejection`] to send.
-pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, Rejection>> + Send + 'a>>;
+pub(crate) type VerifyFuture<'a> = BoxFuture<'a, Result<Principal, Rejection>>;
 
 /// A shared, type-erased verifier (what the combinators hold).
 pub(crate) type BoxVerifier = Arc<dyn Verifier>;
@@ -42,7 +41,7 @@ pub(crate) type BoxVerifier = Arc<dyn Verifier>;
 /// ```
 pub trait Verifier: Send + Sync + 'static {
     /// Verifies `req`.
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a>;
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> BoxFuture<'a, Result<Principal, Rejection>>;
 
     /// The verdict [`verify`](Self::verify) would give, when it can be had at once **and without
     /// side effects** (no I/O, no replay store, no counters): an address allow-list, for example.

@@ -117,7 +117,8 @@ pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
 pub(crate) use jwt::parse_algorithm;
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
 pub(crate) use layer::{BoxVerifier, VerifierExt, by_trigger};
-pub use layer::{Verifier, VerifyFuture, VerifyLayer, all, any};
+pub(crate) use layer::VerifyFuture;
+pub use layer::{Verifier, VerifyLayer, all, any};
 pub(crate) use messages::MessageChecks;
 #[cfg(feature = "jwks-http")]
 pub(crate) use oidc::{IssuerRouter, check_issuer};

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::FakeWallClock;
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key};
-use guard_core::replay::{ReplayFuture, ReplayStore};
+use guard_core::BoxFuture;
+use guard_core::replay::{ReplayError, ReplayStore};
 use guard_core::request::{Peer, Trigger};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::MemoryReplayStore;
@@ -268,11 +269,11 @@ struct BothSeeFirst {
 }
 
 impl ReplayStore for BothSeeFirst {
-    fn first_use<'a>(&'a self, key: &'a [u8], ttl: Duration) -> ReplayFuture<'a> {
+    fn first_use<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<bool, ReplayError>> {
         self.inner.first_use(key, ttl)
     }
 
-    fn seen<'a>(&'a self, key: &'a [u8]) -> ReplayFuture<'a> {
+    fn seen<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, ReplayError>> {
         Box::pin(async move {
             let seen = self.inner.seen(key).await;
             self.barrier.wait().await;
