@@ -251,18 +251,15 @@ pub(crate) use owning_service;
 /// without side effects: no I/O, no replay store, no counters) `verify_now` answers with it too.
 #[allow(unused_macros)] // not every feature set has a verifier
 macro_rules! verifier_from_check {
-    ($type:ty) => {
-        impl $crate::verify::Verifier for $type {
-            fn verify<'a>(
-                &'a self,
-                req: &'a $crate::GuardRequest,
-            ) -> $crate::verify::VerifyFuture<'a> {
-                let verdict = self.check(req);
-                Box::pin(async move { verdict })
-            }
+    (@now pure) => {
+        fn verify_now(
+            &self,
+            req: &$crate::GuardRequest,
+        ) -> Option<Result<$crate::request::Principal, $crate::Rejection>> {
+            Some(self.check(req))
         }
     };
-    ($type:ty, pure) => {
+    ($type:ty $(, $pure:ident)?) => {
         impl $crate::verify::Verifier for $type {
             fn verify<'a>(
                 &'a self,
@@ -272,12 +269,7 @@ macro_rules! verifier_from_check {
                 Box::pin(async move { verdict })
             }
 
-            fn verify_now(
-                &self,
-                req: &$crate::GuardRequest,
-            ) -> Option<Result<$crate::request::Principal, $crate::Rejection>> {
-                Some(self.check(req))
-            }
+            $($crate::macros::verifier_from_check!(@now $pure);)?
         }
     };
 }
