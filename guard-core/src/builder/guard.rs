@@ -250,6 +250,17 @@ impl GuardDeps {
     }
 }
 
+/// A builder method replacing one stage with `layer`.
+macro_rules! stage_setter {
+    ($(#[$doc:meta])* $name:ident($layer:ty) => $field:ident) => {
+        $(#[$doc])*
+        pub fn $name(mut self, layer: $layer) -> Self {
+            self.$field = Some(layer);
+            self
+        }
+    };
+}
+
 impl GuardBuilder {
     /// A builder holding every layer the policy describes, so single stages can still be replaced
     /// (e.g. the audit sink) before [`build`](Self::build). All problems are reported at once.
@@ -325,16 +336,15 @@ impl GuardBuilder {
         })
     }
 
-    /// The audit layer (default: JSON lines on stdout). A layer without a
-    /// [function name](AuditLayer::function_name) gets the policy's `[function] name`.
-    ///
-    /// ```
-    /// let b = guard_core::Guard::builder().audit(guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink));
-    /// # let _ = b;
-    /// ```
-    pub fn audit(mut self, layer: AuditLayer) -> Self {
-        self.audit = Some(layer);
-        self
+    stage_setter! {
+        /// The audit layer (default: JSON lines on stdout). A layer without a
+        /// [function name](AuditLayer::function_name) gets the policy's `[function] name`.
+        ///
+        /// ```
+        /// let b = guard_core::Guard::builder().audit(guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink));
+        /// # let _ = b;
+        /// ```
+        audit(AuditLayer) => audit
     }
 
     /// An audit layer writing to `sink`, with the policy's `[audit]` field cap and share of
@@ -355,94 +365,87 @@ impl GuardBuilder {
         self
     }
 
-    /// The ingress limits (default: [`IngressLayer::new`]).
-    ///
-    /// ```
-    /// let b = guard_core::Guard::builder().ingress(guard_core::ingress::IngressLayer::new().max_depth(8));
-    /// # let _ = b;
-    /// ```
-    pub fn ingress(mut self, layer: IngressLayer) -> Self {
-        self.ingress = Some(layer);
-        self
+    stage_setter! {
+        /// The ingress limits (default: [`IngressLayer::new`]).
+        ///
+        /// ```
+        /// let b = guard_core::Guard::builder().ingress(guard_core::ingress::IngressLayer::new().max_depth(8));
+        /// # let _ = b;
+        /// ```
+        ingress(IngressLayer) => ingress
     }
 
-    /// The rate limit placed before verification (usually keyed by peer).
-    ///
-    /// ```
-    /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{Rate, RateLimitLayer};
-    /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
-    /// let b = guard_core::Guard::builder().rate_limit_pre_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Peer));
-    /// # let _ = b;
-    /// ```
-    pub fn rate_limit_pre_auth(mut self, layer: RateLimitLayer) -> Self {
-        self.rate_pre = Some(layer);
-        self
+    stage_setter! {
+        /// The rate limit placed before verification (usually keyed by peer).
+        ///
+        /// ```
+        /// use std::num::NonZeroU32;
+        /// use guard_core::rate_limit::{Rate, RateLimitLayer};
+        /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
+        /// let b = guard_core::Guard::builder().rate_limit_pre_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Peer));
+        /// # let _ = b;
+        /// ```
+        rate_limit_pre_auth(RateLimitLayer) => rate_pre
     }
 
-    /// The rate limit placed after verification (usually keyed by principal).
-    ///
-    /// ```
-    /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{Rate, RateLimitLayer};
-    /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
-    /// let b = guard_core::Guard::builder().rate_limit_post_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Principal));
-    /// # let _ = b;
-    /// ```
-    pub fn rate_limit_post_auth(mut self, layer: RateLimitLayer) -> Self {
-        self.rate_post = Some(layer);
-        self
+    stage_setter! {
+        /// The rate limit placed after verification (usually keyed by principal).
+        ///
+        /// ```
+        /// use std::num::NonZeroU32;
+        /// use guard_core::rate_limit::{Rate, RateLimitLayer};
+        /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
+        /// let b = guard_core::Guard::builder().rate_limit_post_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Principal));
+        /// # let _ = b;
+        /// ```
+        rate_limit_post_auth(RateLimitLayer) => rate_post
     }
 
-    /// Source verification (zero trust).
-    ///
-    /// ```
-    /// use guard_core::verify::{CidrVerifier, VerifyLayer};
-    /// let v = VerifyLayer::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]));
-    /// let b = guard_core::Guard::builder().verify(v);
-    /// # let _ = b;
-    /// ```
-    pub fn verify(mut self, layer: VerifyLayer) -> Self {
-        self.verify = Some(layer);
-        self
+    stage_setter! {
+        /// Source verification (zero trust).
+        ///
+        /// ```
+        /// use guard_core::verify::{CidrVerifier, VerifyLayer};
+        /// let v = VerifyLayer::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]));
+        /// let b = guard_core::Guard::builder().verify(v);
+        /// # let _ = b;
+        /// ```
+        verify(VerifyLayer) => verify
     }
 
-    /// Authorization rules, after verification and the per-principal limit, before validation.
-    ///
-    /// ```
-    /// use guard_core::authz::{AuthzLayer, AuthzRule};
-    /// let rules = AuthzLayer::new([AuthzRule::requests("all").any_verified()]).unwrap();
-    /// let b = guard_core::Guard::builder().authz(rules);
-    /// # let _ = b;
-    /// ```
-    pub fn authz(mut self, layer: AuthzLayer) -> Self {
-        self.authz = Some(layer);
-        self
+    stage_setter! {
+        /// Authorization rules, after verification and the per-principal limit, before validation.
+        ///
+        /// ```
+        /// use guard_core::authz::{AuthzLayer, AuthzRule};
+        /// let rules = AuthzLayer::new([AuthzRule::requests("all").any_verified()]).unwrap();
+        /// let b = guard_core::Guard::builder().authz(rules);
+        /// # let _ = b;
+        /// ```
+        authz(AuthzLayer) => authz
     }
 
-    /// Named secrets for the handler (innermost layer).
-    ///
-    /// ```
-    /// use guard_core::secrets::{SecretStore, SecretsError, SecretsLayer};
-    /// let store = SecretStore::new(|n: &str, _| Err(SecretsError::not_found(n)));
-    /// let layer = SecretsLayer::new(store).require("orders-api-key");
-    /// let b = guard_core::Guard::builder().secrets(layer);
-    /// # let _ = b;
-    /// ```
-    pub fn secrets(mut self, layer: SecretsLayer) -> Self {
-        self.secrets = Some(layer);
-        self
+    stage_setter! {
+        /// Named secrets for the handler (innermost layer).
+        ///
+        /// ```
+        /// use guard_core::secrets::{SecretStore, SecretsError, SecretsLayer};
+        /// let store = SecretStore::new(|n: &str, _| Err(SecretsError::not_found(n)));
+        /// let layer = SecretsLayer::new(store).require("orders-api-key");
+        /// let b = guard_core::Guard::builder().secrets(layer);
+        /// # let _ = b;
+        /// ```
+        secrets(SecretsLayer) => secrets
     }
 
-    /// JSON parsing and schema validation.
-    ///
-    /// ```
-    /// let b = guard_core::Guard::builder().validate(guard_core::validate::ValidateLayer::json_only());
-    /// # let _ = b;
-    /// ```
-    pub fn validate(mut self, layer: ValidateLayer) -> Self {
-        self.validate = Some(layer);
-        self
+    stage_setter! {
+        /// JSON parsing and schema validation.
+        ///
+        /// ```
+        /// let b = guard_core::Guard::builder().validate(guard_core::validate::ValidateLayer::json_only());
+        /// # let _ = b;
+        /// ```
+        validate(ValidateLayer) => validate
     }
 
     /// The perimeter.
