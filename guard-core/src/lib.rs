@@ -98,8 +98,7 @@ pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};
 /// let answer: BoxFuture<'static, u32> = Box::pin(async { 42 });
 /// # let _ = answer;
 /// ```
-pub type BoxFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// The request Guard sees: an HTTP request with the raw body bytes.
 pub type GuardRequest = http::Request<bytes::Bytes>;

@@ -216,6 +216,30 @@ macro_rules! check_service {
 #[allow(unused_imports)]
 pub(crate) use check_service;
 
+/// `Service<GuardRequest>` for a layer's service that forwards to its inner service: the bounds,
+/// `Response` / `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation
+/// gives the `Future` type and `call`.
+#[allow(unused_macros)] // not every feature set has a layer that uses it
+macro_rules! forwarding_service {
+    (impl for $service:ident<S> { type Future = $future:ty; $($call:tt)* }) => {
+        impl<S> tower_service::Service<$crate::GuardRequest> for $service<S>
+        where
+            S: tower_service::Service<$crate::GuardRequest, Response = $crate::GuardResponse>,
+        {
+            type Response = $crate::GuardResponse;
+            type Error = S::Error;
+            type Future = $future;
+
+            $crate::macros::poll_ready_from_inner!();
+
+            $($call)*
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use forwarding_service;
+
 /// `Service<GuardRequest>` for a layer's service whose future may own a clone of the inner
 /// service (`S: Clone + Send + 'static`, its future and error `Send`): the bounds, `Response` /
 /// `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation gives the

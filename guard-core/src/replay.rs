@@ -26,8 +26,11 @@ pub trait ReplayStore: Send + Sync + 'static {
     /// Records `key` for `ttl` if it is absent (atomically: of two concurrent calls with one key,
     /// exactly one resolves to `true`). Resolves to `true` the first time a key is seen inside its
     /// TTL and `false` on every later call (a replay).
-    fn first_use<'a>(&'a self, key: &'a [u8], ttl: Duration)
-    -> BoxFuture<'a, Result<bool, ReplayError>>;
+    fn first_use<'a>(
+        &'a self,
+        key: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, ReplayError>>;
 
     /// Whether `key` is currently recorded, without recording it. The verifier asks this first so
     /// a replay is refused at once; the request is recorded with [`first_use`](Self::first_use)

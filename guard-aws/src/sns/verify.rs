@@ -5,10 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use guard_core::BoxFuture;
 use guard_core::GuardRequest;
 use guard_core::clock::{SystemWallClock, WallClock};
 use guard_core::request::{Principal, PrincipalKind};
-use guard_core::BoxFuture;
 use guard_core::verify::Verifier;
 use guard_core::{Rejection, RejectionKind};
 use rsa::RsaPublicKey;

@@ -67,7 +67,6 @@ mod rule;
 
 use std::sync::Arc;
 
-
 pub use rule::AuthzRule;
 pub(crate) use rule::{covers, glob, grant_ok, parse_path};
 
@@ -90,11 +89,16 @@ impl AuthzLayer {
             .map(|r| r.compile().map_err(ConfigError::Authz))
             .collect::<Result<Vec<_>, _>>()?;
         if rules.is_empty() {
-            return Err(ConfigError::Authz("no rule: every request would be refused".into()));
+            return Err(ConfigError::Authz(
+                "no rule: every request would be refused".into(),
+            ));
         }
         for (i, r) in rules.iter().enumerate() {
             if rules[..i].iter().any(|e| e.name == r.name) {
-                return Err(ConfigError::Authz(format!("rule `{}` is named twice", r.name)));
+                return Err(ConfigError::Authz(format!(
+                    "rule `{}` is named twice",
+                    r.name
+                )));
             }
         }
         Ok(Self {

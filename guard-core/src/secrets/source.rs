@@ -1,6 +1,5 @@
 //! [`SecretSource`]: where secrets come from.
 
-
 use super::{SecretValue, SecretsError};
 use crate::BoxFuture;
 

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use jsonschema::Validator;
 use serde_json::Value;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use super::body::JsonBody;
 use super::compile::compile_schema;
-use crate::ConfigError;
 use super::json::{JsonError, parse_strict};
 use super::plan::Plan;
+use crate::ConfigError;
 use crate::future::CheckFuture;
 use crate::request::{GuardRequest, GuardResponse};
 use crate::{Rejection, RejectionKind, ValidationDetail};
@@ -220,29 +219,24 @@ crate::macros::opaque_future! {
     pub type ResponseFuture<F> = CheckFuture<F>;
 }
 
-impl<S, E> Service<GuardRequest> for Validate<S>
-where
-    S: Service<GuardRequest, Response = GuardResponse, Error = E>,
-{
-    type Response = GuardResponse;
-    type Error = E;
-    type Future = ResponseFuture<S::Future>;
+crate::macros::forwarding_service! {
+    impl for Validate<S> {
+        type Future = ResponseFuture<S::Future>;
 
-    crate::macros::poll_ready_from_inner!();
-
-    fn call(&mut self, mut req: GuardRequest) -> Self::Future {
-        let config = &*self.config;
-        let body = match &config.plan {
-            Some(plan) if config.single_pass && plan.accepts(req.body()) => {
-                JsonBody::checked(req.body().clone())
-            }
-            _ => match full_path(config, req.body()) {
-                Ok(value) => JsonBody::with_value(req.body().clone(), value),
-                Err(rejection) => return ResponseFuture::new(CheckFuture::rejected(*rejection)),
-            },
-        };
-        req.extensions_mut().insert(body);
-        ResponseFuture::new(CheckFuture::inner(self.inner.call(req)))
+        fn call(&mut self, mut req: GuardRequest) -> Self::Future {
+            let config = &*self.config;
+            let body = match &config.plan {
+                Some(plan) if config.single_pass && plan.accepts(req.body()) => {
+                    JsonBody::checked(req.body().clone())
+                }
+                _ => match full_path(config, req.body()) {
+                    Ok(value) => JsonBody::with_value(req.body().clone(), value),
+                    Err(rejection) => return ResponseFuture::new(CheckFuture::rejected(*rejection)),
+                },
+            };
+            req.extensions_mut().insert(body);
+            ResponseFuture::new(CheckFuture::inner(self.inner.call(req)))
+        }
     }
 }
 

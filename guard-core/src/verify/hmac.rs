@@ -9,8 +9,8 @@ use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::ConfigError;
 use super::layer::{Verifier, VerifyFuture};
+use crate::ConfigError;
 use crate::clock::{SystemWallClock, WallClock};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::{PendingReplay, PendingReplays, ReplayStore};

@@ -7,9 +7,9 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use crate::ConfigError;
 use super::jwks::{JwksCache, Lookup};
 use super::layer::{Verifier, VerifyFuture};
+use crate::ConfigError;
 use crate::clock::{SystemWallClock, WallClock};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal, PrincipalKind};

@@ -116,8 +116,8 @@ pub use hmac::{HmacScheme, HmacVerifier, HmacVerifierBuilder, SignatureEncoding}
 pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
 pub(crate) use jwt::parse_algorithm;
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
-pub(crate) use layer::{BoxVerifier, VerifierExt, by_trigger};
 pub(crate) use layer::VerifyFuture;
+pub(crate) use layer::{BoxVerifier, VerifierExt, by_trigger};
 pub use layer::{Verifier, VerifyLayer, all, any};
 pub(crate) use messages::MessageChecks;
 #[cfg(feature = "jwks-http")]

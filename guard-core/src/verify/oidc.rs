@@ -8,10 +8,10 @@
 
 use std::sync::Mutex;
 
-use crate::ConfigError;
 use super::jwks::{JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES};
 use super::jwt::{JwtVerifier, bearer, peek_issuer};
 use super::layer::{Verifier, VerifyFuture};
+use crate::ConfigError;
 use crate::http_client::{HttpClient, HttpError, Schemes};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal};

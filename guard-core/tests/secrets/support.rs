@@ -71,7 +71,11 @@ impl FakeSource {
 }
 
 impl SecretSource for FakeSource {
-    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> BoxFuture<'a, Result<SecretValue, SecretsError>> {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a str,
+        version: SecretVersion,
+    ) -> BoxFuture<'a, Result<SecretValue, SecretsError>> {
         Box::pin(async move {
             self.state.fetches.fetch_add(1, Ordering::SeqCst);
             let delay = *self.state.delay.lock().unwrap();

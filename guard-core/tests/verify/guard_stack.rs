@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use guard_core::BoxFuture;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::FakeWallClock;
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key};
-use guard_core::BoxFuture;
 use guard_core::replay::{ReplayError, ReplayStore};
 use guard_core::request::{Peer, Trigger};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
@@ -73,9 +73,10 @@ fn orders(opts: Options) -> Orders {
     let store = secrets(opts.api_key);
     let deps = GuardDeps::with_secrets(store)
         .clock(wall.clone())
-        .replay_store(opts.replay.unwrap_or_else(|| {
-            Arc::new(MemoryReplayStore::new(1000).with_clock(wall.clone()))
-        }));
+        .replay_store(
+            opts.replay
+                .unwrap_or_else(|| Arc::new(MemoryReplayStore::new(1000).with_clock(wall.clone()))),
+        );
     let events: Arc<Mutex<Vec<SecurityEvent>>> = Arc::default();
     let sink = events.clone();
     let mut b = GuardBuilder::from_policy_with(&orders_policy(), deps)
@@ -269,7 +270,11 @@ struct BothSeeFirst {
 }
 
 impl ReplayStore for BothSeeFirst {
-    fn first_use<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<bool, ReplayError>> {
+    fn first_use<'a>(
+        &'a self,
+        key: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, ReplayError>> {
         self.inner.first_use(key, ttl)
     }
 

@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use guard_core::ConfigError;
 use guard_core::GuardRequest;
 use guard_core::RejectionKind;
 use guard_core::request::PrincipalKind;
-use guard_core::ConfigError;
 use guard_core::verify::{HmacScheme, HmacVerifier, MemoryReplayStore};
 
 use crate::support::{Keys, Stack, T0, clock, down_store, hmac_hex};
