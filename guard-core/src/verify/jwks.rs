@@ -107,28 +107,16 @@ impl HttpJwksFetcher {
 #[cfg(feature = "jwks-http")]
 impl JwksFetcher for HttpJwksFetcher {
     fn fetch(&self) -> JwksFuture<'_> {
-        use crate::http_client::{HttpError, Schemes};
         Box::pin(async move {
-            let mut headers = http::HeaderMap::new();
-            headers.insert(
-                http::header::ACCEPT,
-                http::HeaderValue::from_static("application/json"),
-            );
-            let resp = self
-                .client
-                .get(self.uri.clone(), headers, Schemes::HttpsOrLocalHttp)
+            self.client
+                .get_json(
+                    self.uri.clone(),
+                    crate::http_client::Schemes::HttpsOrLocalHttp,
+                    MAX_JWKS_BYTES,
+                )
                 .await
-                .map_err(|e| match e {
-                    HttpError::TooLarge(_) => JwksError::new("document too large"),
-                    e => JwksError::new(format!("request failed: {e}")),
-                })?;
-            if !resp.status().is_success() {
-                return Err(JwksError::new(format!("status {}", resp.status().as_u16())));
-            }
-            if resp.body().len() > MAX_JWKS_BYTES {
-                return Err(JwksError::new("document too large"));
-            }
-            Ok(resp.into_body().to_vec())
+                .map(|body| body.to_vec())
+                .map_err(JwksError::new)
         })
     }
 }

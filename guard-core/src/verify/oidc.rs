@@ -12,7 +12,7 @@ use super::jwks::{JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES};
 use super::jwt::{JwtVerifier, bearer, peek_issuer};
 use super::layer::{Verifier, VerifyFuture};
 use crate::ConfigError;
-use crate::http_client::{HttpClient, HttpError, Schemes};
+use crate::http_client::{HttpClient, Schemes};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal};
 
@@ -99,26 +99,7 @@ impl DiscoveryFetcher {
     }
 
     async fn get(&self, uri: http::Uri, cap: usize) -> Result<bytes::Bytes, String> {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::ACCEPT,
-            http::HeaderValue::from_static("application/json"),
-        );
-        let resp = self
-            .client
-            .get(uri, headers, self.schemes)
-            .await
-            .map_err(|e| match e {
-                HttpError::TooLarge(_) => "document too large".to_string(),
-                e => format!("request failed: {e}"),
-            })?;
-        if resp.status() != http::StatusCode::OK {
-            return Err(format!("status {}", resp.status().as_u16()));
-        }
-        if resp.body().len() > cap {
-            return Err("document too large".into());
-        }
-        Ok(resp.into_body())
+        self.client.get_json(uri, self.schemes, cap).await
     }
 
     /// The configuration's `jwks_uri`, after checking the document names this issuer.
