@@ -218,13 +218,25 @@ pub(crate) use check_service;
 
 /// `Service<GuardRequest>` for a layer's service that forwards to its inner service: the bounds,
 /// `Response` / `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation
-/// gives the `Future` type and `call`.
+/// gives the `Future` type and `call`. `impl owning for` adds the bounds of a future that may own
+/// a clone of the inner service (`S: Clone + Send + 'static`, its future and error `Send`).
 #[allow(unused_macros)] // not every feature set has a layer that uses it
 macro_rules! forwarding_service {
-    (impl for $service:ident<S> { type Future = $future:ty; $($call:tt)* }) => {
+    (impl for $service:ident<S> { $($body:tt)* }) => {
+        $crate::macros::forwarding_service!(@impl $service [] $($body)*);
+    };
+    (impl owning for $service:ident<S> { $($body:tt)* }) => {
+        $crate::macros::forwarding_service!(
+            @impl $service
+            [+ Clone + Send + 'static, S::Future: Send + 'static, S::Error: Send + 'static]
+            $($body)*
+        );
+    };
+    (@impl $service:ident [$($bounds:tt)*] type Future = $future:ty; $($call:tt)*) => {
         impl<S> tower_service::Service<$crate::GuardRequest> for $service<S>
         where
-            S: tower_service::Service<$crate::GuardRequest, Response = $crate::GuardResponse>,
+            S: tower_service::Service<$crate::GuardRequest, Response = $crate::GuardResponse>
+                $($bounds)*
         {
             type Response = $crate::GuardResponse;
             type Error = S::Error;
@@ -239,36 +251,6 @@ macro_rules! forwarding_service {
 
 #[allow(unused_imports)]
 pub(crate) use forwarding_service;
-
-/// `Service<GuardRequest>` for a layer's service whose future may own a clone of the inner
-/// service (`S: Clone + Send + 'static`, its future and error `Send`): the bounds, `Response` /
-/// `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation gives the
-/// `Future` type and `call`.
-#[allow(unused_macros)] // not every feature set has a layer that uses it
-macro_rules! owning_service {
-    (impl for $service:ident<S> { type Future = $future:ty; $($call:tt)* }) => {
-        impl<S> tower_service::Service<$crate::GuardRequest> for $service<S>
-        where
-            S: tower_service::Service<$crate::GuardRequest, Response = $crate::GuardResponse>
-                + Clone
-                + Send
-                + 'static,
-            S::Future: Send + 'static,
-            S::Error: Send + 'static,
-        {
-            type Response = $crate::GuardResponse;
-            type Error = S::Error;
-            type Future = $future;
-
-            $crate::macros::poll_ready_from_inner!();
-
-            $($call)*
-        }
-    };
-}
-
-#[allow(unused_imports)]
-pub(crate) use owning_service;
 
 /// [`Verifier`](crate::verify::Verifier) for a type whose synchronous
 /// `check(&self, &GuardRequest) -> Result<Principal, Rejection>` decides. With `pure` (a check

@@ -10,7 +10,8 @@
 //!   as sent: set it before the layer sees the request.
 //!
 //! ```
-//! //! use guard_core::outbound::OutboundLayer;
+//! use bytes::Bytes;
+//! use guard_core::outbound::OutboundLayer;
 //! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 //! use guard_core::verify::HmacScheme;
 //! use tower::{Layer, ServiceExt, service_fn};

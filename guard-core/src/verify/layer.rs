@@ -471,8 +471,8 @@ fn hand_over_principal(req: &mut GuardRequest, principal: Principal) {
     req.extensions_mut().insert(principal);
 }
 
-crate::macros::owning_service! {
-impl for Verify<S> {
+crate::macros::forwarding_service! {
+impl owning for Verify<S> {
     type Future = ResponseFuture<S::Future, S::Error>;
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {

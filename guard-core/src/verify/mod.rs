@@ -62,6 +62,25 @@
 //! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 //! use guard_core::{GuardBuilder, GuardDeps};
 //! use tower::{Layer, Service, ServiceExt};
+//! # let policy = guard_core::Policy::from_toml_str(r#"
+//! #     [verify]
+//! #     mode = "any"
+//! #     [verify.sources]
+//! #     sqs = ["arn:aws:sqs:us-east-1:123456789012:orders"]
+//! #     azure-queue = ["orders"]
+//! #     pubsub = ["projects/shop-prod/subscriptions/orders-push"]
+//! #     [verify.cidr]
+//! #     allow = ["203.0.113.0/24", "198.51.100.0/24"]
+//! #     [verify.hmac]
+//! #     preset = "stripe"
+//! #     header = "X-Guard-Signature"
+//! #     secret = "orders-webhook-hmac"
+//! #     tolerance_secs = 300
+//! #     replay = true
+//! #     [verify.gcp_push]
+//! #     audience = "https://orders.example.com/pubsub"
+//! #     service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
+//! # "#).unwrap();
 //!
 //! let store = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {
 //!     ("orders-webhook-hmac", SecretVersion::Current) => Ok(SecretValue::from("k")),
