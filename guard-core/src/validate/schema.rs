@@ -75,7 +75,7 @@ impl PartialEq for CompiledSchema {
 ///
 /// **Single pass.** When the schema only uses the keywords listed below, the layer compiles it
 /// (once, here) into a plan that checks the body while `serde_json` tokenizes it — duplicate
-/// keys, out-of-range numbers and trailing data refused as by [`parse_strict`] — without
+/// keys, out-of-range numbers and trailing data refused as by [`JsonBody::parse_value`] — without
 /// building a [`Value`] or allocating on the accept path. The plan only ever *accepts*: a body it
 /// is not sure of goes through the full path (`parse_strict`, then `jsonschema`), which decides
 /// and words every rejection. Scalar keywords are checked by `jsonschema` itself
