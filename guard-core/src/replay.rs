@@ -18,7 +18,8 @@ pub struct ReplayError {
     pub reason: String,
 }
 
-/// The future returned by [`ReplayStore::first_use`].
+/// The future returned by [`ReplayStore::first_use`] (for the stores of `verify` and `redis`).
+#[cfg_attr(not(any(feature = "verify", feature = "redis")), allow(dead_code))]
 pub(crate) type ReplayFuture<'a> = BoxFuture<'a, Result<bool, ReplayError>>;
 
 /// Remembers keys (signature digests) for a while.

@@ -78,9 +78,13 @@ pub enum FailureMode {
     Closed,
 }
 
+/// For the builder (it needs every layer: with fewer features it is not read).
+#[allow(unused_imports)]
 pub(crate) use layer::Backend;
 pub use layer::RateLimitLayer;
 pub use memory::MemoryBackend;
+/// For the builder (it needs every layer: with fewer features it is not read).
+#[allow(unused_imports)]
 pub(crate) use memory::MemoryOptions;
 #[cfg(feature = "redis")]
 pub use redis::{
