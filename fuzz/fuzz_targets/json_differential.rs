@@ -1,11 +1,11 @@
 //! Differential: the single-pass validation plan and the full path (strict parse + JSON Schema)
 //! give the same status and problem body for any body, against the orders schema and with no
-//! schema; and `JsonBody::parse` agrees with `parse_strict`.
+//! schema; and `JsonBody::parse` agrees with `JsonBody::parse_value`.
 #![no_main]
 
 use std::sync::OnceLock;
 
-use guard_core::validate::{JsonBody, ValidateLayer, parse_strict};
+use guard_core::validate::{JsonBody, ValidateLayer};
 use libfuzzer_sys::fuzz_target;
 use tower::{Layer, ServiceExt};
 
@@ -31,8 +31,8 @@ fuzz_target!(|data: &[u8]| {
     let body = bytes::Bytes::copy_from_slice(data);
     assert_eq!(
         JsonBody::parse(body.clone()).is_ok(),
-        parse_strict(data).is_ok(),
-        "JsonBody::parse and parse_strict disagree"
+        JsonBody::parse_value(data).is_ok(),
+        "JsonBody::parse and JsonBody::parse_value disagree"
     );
     let (rt, pairs) = layers();
     for (fast, full) in pairs {

@@ -47,8 +47,9 @@ use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, S
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::timeout::TimeoutConfig;
+use guard_core::BoxFuture;
 use guard_core::http_client::HttpClient;
-use guard_core::secrets::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 
 use crate::http::SdkHttpClient;
 
@@ -166,7 +167,11 @@ impl SecretsManagerSource {
 }
 
 impl SecretSource for SecretsManagerSource {
-    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a> {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a str,
+        version: SecretVersion,
+    ) -> BoxFuture<'a, Result<SecretValue, SecretsError>> {
         Box::pin(self.get(name, version))
     }
 }

@@ -37,8 +37,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use guard_core::BoxFuture;
 use guard_core::http_client::{HttpClient, HttpError, Schemes};
-use guard_core::secrets::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -323,7 +324,11 @@ impl KeyVaultSource {
 }
 
 impl SecretSource for KeyVaultSource {
-    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a> {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a str,
+        version: SecretVersion,
+    ) -> BoxFuture<'a, Result<SecretValue, SecretsError>> {
         Box::pin(self.read(name, version))
     }
 }

@@ -18,7 +18,7 @@ use guard_core::clock::{FakeWallClock, WallClock};
 use guard_core::ingress::IngressLayer;
 use guard_core::rate_limit::{Rate, RateLimitLayer, key};
 use guard_core::secrets::SecretsLayer;
-use guard_core::validate::{TypedValidateLayer, ValidateLayer, parse_strict};
+use guard_core::validate::{JsonBody, TypedValidateLayer, ValidateLayer};
 use guard_core::verify::{
     CidrVerifier, HmacScheme, HmacVerifier, JwksCache, JwksError, JwtVerifier, MemoryReplayStore,
     VerifyLayer,
@@ -229,7 +229,7 @@ fn benches(c: &mut Criterion) {
 
     // ---- validation -----------------------------------------------------------------------------
     g.bench_function("parse_strict", |b| {
-        b.iter(|| parse_strict(black_box(&body)).unwrap())
+        b.iter(|| JsonBody::parse_value(black_box(&body)).unwrap())
     });
     g.bench_function("serde_json_from_slice", |b| {
         b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).unwrap())
@@ -246,7 +246,7 @@ fn benches(c: &mut Criterion) {
         .should_validate_formats(true)
         .build(&schema)
         .unwrap();
-    let value = parse_strict(&body).unwrap();
+    let value = JsonBody::parse_value(&body).unwrap();
     g.bench_function("jsonschema_is_valid", |b| {
         b.iter(|| validator.is_valid(black_box(&value)))
     });

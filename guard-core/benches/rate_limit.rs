@@ -76,7 +76,7 @@ mod redis_bench {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use guard_core::rate_limit::{RedisBackend, RedisConnection, RedisOptions};
+    use guard_core::rate_limit::{RedisBackend, RedisConnection};
 
     /// A redis-server child, killed by PID on drop.
     struct Server(Child, u16);
@@ -129,7 +129,7 @@ mod redis_bench {
             Duration::from_secs(1),
         )
         .unwrap();
-        let backend = RedisBackend::new(conn, unlimited(), RedisOptions::default());
+        let backend = RedisBackend::new(conn, unlimited());
         let k = BucketKey::peer("203.0.113.7".parse().unwrap());
         assert!(rt.block_on(backend.check(&k)).unwrap().allowed);
 

@@ -313,6 +313,34 @@ impl HttpClient {
         self.send(req, schemes).await
     }
 
+    /// GETs a JSON document (JWKS, OpenID configuration): `Accept: application/json`, only a 200
+    /// answer, at most `cap` bytes. The error is a short reason for the caller's own error type
+    /// (no URL, no body).
+    #[cfg(feature = "jwks-http")]
+    pub(crate) async fn get_json(
+        &self,
+        uri: Uri,
+        schemes: Schemes,
+        cap: usize,
+    ) -> Result<Bytes, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/json"),
+        );
+        let resp = self.get(uri, headers, schemes).await.map_err(|e| match e {
+            HttpError::TooLarge(_) => "document too large".to_string(),
+            e => format!("request failed: {e}"),
+        })?;
+        if resp.status() != http::StatusCode::OK {
+            return Err(format!("status {}", resp.status().as_u16()));
+        }
+        if resp.body().len() > cap {
+            return Err("document too large".into());
+        }
+        Ok(resp.into_body())
+    }
+
     /// Sends `req` and reads the whole response within the limits. Redirects are returned, not
     /// followed.
     pub async fn send(

@@ -25,16 +25,9 @@ use std::sync::Arc;
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method};
-use tower_service::Service;
 
-use crate::future::CheckFuture;
-use crate::request::{AdapterRefusal, GuardRequest, GuardResponse, Trigger};
+use crate::request::{AdapterRefusal, GuardRequest, Trigger};
 use crate::{Rejection, RejectionKind};
-
-crate::macros::opaque_future! {
-    /// The response future of [`Ingress`].
-    pub type ResponseFuture<F> = CheckFuture<F>;
-}
 
 #[derive(Debug, Clone)]
 struct Config {
@@ -124,28 +117,9 @@ impl IngressLayer {
     }
 }
 
-crate::macros::layer_service! {
-    /// The service produced by [`IngressLayer`].
-    #[derive(Debug, Clone)]
-    pub struct Ingress<S> from IngressLayer { config: Arc<Config> }
-}
-
-impl<S, E> Service<GuardRequest> for Ingress<S>
-where
-    S: Service<GuardRequest, Response = GuardResponse, Error = E>,
-{
-    type Response = GuardResponse;
-    type Error = E;
-    type Future = ResponseFuture<S::Future>;
-
-    crate::macros::poll_ready_from_inner!();
-
-    fn call(&mut self, req: GuardRequest) -> Self::Future {
-        match check(&self.config, &req) {
-            Ok(()) => ResponseFuture::new(CheckFuture::inner(self.inner.call(req))),
-            Err(r) => ResponseFuture::new(CheckFuture::rejected(r.into_response())),
-        }
-    }
+crate::macros::check_service! {
+    /// The service made by [`IngressLayer`].
+    Ingress for IngressLayer, |layer, req| check(&layer.config, req)
 }
 
 fn check(config: &Config, req: &GuardRequest) -> Result<(), Rejection> {

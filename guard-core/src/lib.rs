@@ -42,6 +42,7 @@
 //! | `server` | no | [`server`]: serves a stack over HTTP/1.1 (hyper) with streaming body limits, timeouts and graceful SIGTERM |
 
 pub mod clock;
+mod error;
 mod future;
 mod macros;
 pub mod message;
@@ -83,9 +84,21 @@ mod builder;
     feature = "secrets",
     feature = "rate-limit"
 ))]
-pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService, VerifyDeps};
+pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService};
+pub use error::ConfigError;
 pub use policy::Policy;
 pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};
+
+/// The boxed future the extension traits return ([`SecretSource::fetch`](secrets::SecretSource::fetch),
+/// [`ReplayStore::first_use`](replay::ReplayStore::first_use), `verify::Verifier::verify`):
+/// `Send`, borrowing for `'a`, resolving to `T` (the same type as `futures::future::BoxFuture`).
+///
+/// ```
+/// use guard_core::BoxFuture;
+/// let answer: BoxFuture<'static, u32> = Box::pin(async { 42 });
+/// # let _ = answer;
+/// ```
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// The request Guard sees: an HTTP request with the raw body bytes.
 pub type GuardRequest = http::Request<bytes::Bytes>;

@@ -139,21 +139,104 @@ macro_rules! layer_service {
 #[allow(unused_imports)]
 pub(crate) use layer_service;
 
-/// `Service<GuardRequest>` for a layer's service whose future may own a clone of the inner
-/// service (`S: Clone + Send + 'static`, its future and error `Send`): the bounds, `Response` /
-/// `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation gives the
-/// `Future` type and `call`.
+/// A layer whose service runs a synchronous check before the inner service: `Ok(())` passes the
+/// request on, `Err(rejection)` answers with it. The service (holding `inner` and a clone of the
+/// layer) and its future are defined in a private module `service`, so they are reachable only
+/// as `<Layer as tower::Layer<S>>::Service`, never named.
+///
+/// ```text
+/// check_service! {
+///     /// The service made by [`AuthzLayer`].
+///     Authz for AuthzLayer, |layer, req| layer.decide(req)
+/// }
+/// ```
 #[allow(unused_macros)] // not every feature set has a layer that uses it
-macro_rules! owning_service {
-    (impl for $service:ident<S> { type Future = $future:ty; $($call:tt)* }) => {
+macro_rules! check_service {
+    ($(#[$meta:meta])* $service:ident for $layer:ident, |$this:ident, $req:ident| $check:expr) => {
+        mod service {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::future::CheckFuture;
+            use $crate::request::{GuardRequest, GuardResponse};
+
+            $(#[$meta])*
+            #[derive(Debug, Clone)]
+            pub struct $service<S> {
+                inner: S,
+                layer: $layer,
+            }
+
+            impl<S> $service<S> {
+                pub(super) fn new(inner: S, layer: $layer) -> Self {
+                    Self { inner, layer }
+                }
+            }
+
+            $crate::macros::inner_service_accessors!($service);
+
+            $crate::macros::opaque_future! {
+                /// The response future of the service.
+                pub type ResponseFuture<F> = CheckFuture<F>;
+            }
+
+            impl<S> tower_service::Service<GuardRequest> for $service<S>
+            where
+                S: tower_service::Service<GuardRequest, Response = GuardResponse>,
+            {
+                type Response = GuardResponse;
+                type Error = S::Error;
+                type Future = ResponseFuture<S::Future>;
+
+                $crate::macros::poll_ready_from_inner!();
+
+                fn call(&mut self, req: GuardRequest) -> Self::Future {
+                    let verdict = {
+                        let $this = &self.layer;
+                        let $req = &req;
+                        $check
+                    };
+                    match verdict {
+                        Ok(()) => ResponseFuture::new(CheckFuture::inner(self.inner.call(req))),
+                        Err(r) => ResponseFuture::new(CheckFuture::rejected(r.into_response())),
+                    }
+                }
+            }
+        }
+
+        impl<S> tower_layer::Layer<S> for $layer {
+            type Service = service::$service<S>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                service::$service::new(inner, self.clone())
+            }
+        }
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use check_service;
+
+/// `Service<GuardRequest>` for a layer's service that forwards to its inner service: the bounds,
+/// `Response` / `Error` (the inner service's) and [`poll_ready_from_inner!`]; the invocation
+/// gives the `Future` type and `call`. `impl owning for` adds the bounds of a future that may own
+/// a clone of the inner service (`S: Clone + Send + 'static`, its future and error `Send`).
+#[allow(unused_macros)] // not every feature set has a layer that uses it
+macro_rules! forwarding_service {
+    (impl for $service:ident<S> { $($body:tt)* }) => {
+        $crate::macros::forwarding_service!(@impl $service [] $($body)*);
+    };
+    (impl owning for $service:ident<S> { $($body:tt)* }) => {
+        $crate::macros::forwarding_service!(
+            @impl $service
+            [+ Clone + Send + 'static, S::Future: Send + 'static, S::Error: Send + 'static]
+            $($body)*
+        );
+    };
+    (@impl $service:ident [$($bounds:tt)*] type Future = $future:ty; $($call:tt)*) => {
         impl<S> tower_service::Service<$crate::GuardRequest> for $service<S>
         where
             S: tower_service::Service<$crate::GuardRequest, Response = $crate::GuardResponse>
-                + Clone
-                + Send
-                + 'static,
-            S::Future: Send + 'static,
-            S::Error: Send + 'static,
+                $($bounds)*
         {
             type Response = $crate::GuardResponse;
             type Error = S::Error;
@@ -167,25 +250,22 @@ macro_rules! owning_service {
 }
 
 #[allow(unused_imports)]
-pub(crate) use owning_service;
+pub(crate) use forwarding_service;
 
 /// [`Verifier`](crate::verify::Verifier) for a type whose synchronous
 /// `check(&self, &GuardRequest) -> Result<Principal, Rejection>` decides. With `pure` (a check
 /// without side effects: no I/O, no replay store, no counters) `verify_now` answers with it too.
 #[allow(unused_macros)] // not every feature set has a verifier
 macro_rules! verifier_from_check {
-    ($type:ty) => {
-        impl $crate::verify::Verifier for $type {
-            fn verify<'a>(
-                &'a self,
-                req: &'a $crate::GuardRequest,
-            ) -> $crate::verify::VerifyFuture<'a> {
-                let verdict = self.check(req);
-                Box::pin(async move { verdict })
-            }
+    (@now pure) => {
+        fn verify_now(
+            &self,
+            req: &$crate::GuardRequest,
+        ) -> Option<Result<$crate::request::Principal, $crate::Rejection>> {
+            Some(self.check(req))
         }
     };
-    ($type:ty, pure) => {
+    ($type:ty $(, $pure:ident)?) => {
         impl $crate::verify::Verifier for $type {
             fn verify<'a>(
                 &'a self,
@@ -195,12 +275,7 @@ macro_rules! verifier_from_check {
                 Box::pin(async move { verdict })
             }
 
-            fn verify_now(
-                &self,
-                req: &$crate::GuardRequest,
-            ) -> Option<Result<$crate::request::Principal, $crate::Rejection>> {
-                Some(self.check(req))
-            }
+            $($crate::macros::verifier_from_check!(@now $pure);)?
         }
     };
 }

@@ -24,10 +24,26 @@ use serde::Serialize;
 
 use crate::request::GuardResponse;
 
-/// Every reason Guard can refuse a request. Each has a stable [`code`](Self::code) and status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RejectionKind {
+/// Declares [`RejectionKind`] and, for the tests, the list of every kind (so a new kind cannot be
+/// left out of the uniqueness check).
+macro_rules! rejection_kinds {
+    ($($(#[$doc:meta])* $kind:ident,)*) => {
+        /// Every reason Guard can refuse a request. Each has a stable [`code`](Self::code) and status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum RejectionKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        #[cfg(test)]
+        impl RejectionKind {
+            /// Every kind, in declaration order.
+            const ALL: &[RejectionKind] = &[$(RejectionKind::$kind),*];
+        }
+    };
+}
+
+rejection_kinds! {
     /// Body larger than the limit (413).
     TooLarge,
     /// Request header section larger than the limit, or too many header fields (431): refused by
@@ -522,33 +538,7 @@ mod tests {
 
     #[test]
     fn every_code_is_unique_and_namespaced() {
-        use RejectionKind::*;
-        let all = [
-            TooLarge,
-            HeadersTooLarge,
-            RequestTimeout,
-            TooDeep,
-            MalformedJson,
-            UnsupportedMediaType,
-            MethodNotAllowed,
-            SchemaViolation,
-            InvalidInput,
-            MissingCredentials,
-            BadSignature,
-            StaleSignature,
-            Replayed,
-            BadToken,
-            Forbidden,
-            ForbiddenAddress,
-            ForbiddenSource,
-            AuthzForbidden,
-            RateLimited,
-            RateBackendUnavailable,
-            SecretsUnavailable,
-            VerifyUnavailable,
-            Internal,
-            MalformedEvent,
-        ];
+        let all = RejectionKind::ALL;
         let codes: std::collections::HashSet<_> = all.iter().map(|k| k.code()).collect();
         assert_eq!(codes.len(), all.len());
         assert!(codes.iter().all(|c| c.starts_with("guard.")));

@@ -3,11 +3,10 @@
 //! The in-memory store lives in [`crate::verify`]; a Redis store shared by every instance comes
 //! with the `redis` feature.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::BoxFuture;
 use crate::clock::WallClock;
 use crate::rejection::{Rejection, RejectionKind};
 
@@ -19,21 +18,26 @@ pub struct ReplayError {
     pub reason: String,
 }
 
-/// A boxed future returned by [`ReplayStore::first_use`].
-pub type ReplayFuture<'a> = Pin<Box<dyn Future<Output = Result<bool, ReplayError>> + Send + 'a>>;
+/// The future returned by [`ReplayStore::first_use`] (for the stores of `verify` and `redis`).
+#[cfg_attr(not(any(feature = "verify", feature = "redis")), allow(dead_code))]
+pub(crate) type ReplayFuture<'a> = BoxFuture<'a, Result<bool, ReplayError>>;
 
 /// Remembers keys (signature digests) for a while.
 pub trait ReplayStore: Send + Sync + 'static {
     /// Records `key` for `ttl` if it is absent (atomically: of two concurrent calls with one key,
     /// exactly one resolves to `true`). Resolves to `true` the first time a key is seen inside its
     /// TTL and `false` on every later call (a replay).
-    fn first_use<'a>(&'a self, key: &'a [u8], ttl: Duration) -> ReplayFuture<'a>;
+    fn first_use<'a>(
+        &'a self,
+        key: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, ReplayError>>;
 
     /// Whether `key` is currently recorded, without recording it. The verifier asks this first so
     /// a replay is refused at once; the request is recorded with [`first_use`](Self::first_use)
     /// only once it is admitted (past the per-principal rate limit), which stays the authority.
     /// The default answers "not seen", leaving the decision to `first_use`.
-    fn seen<'a>(&'a self, key: &'a [u8]) -> ReplayFuture<'a> {
+    fn seen<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, ReplayError>> {
         let _ = key;
         Box::pin(async { Ok(false) })
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use guard_core::clock::FakeWallClock;
 use guard_core::rate_limit::key::{self, BucketKey};
-use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate, RateLimitLayer};
+use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer};
 use guard_core::request::{MessageTrigger, Peer, Principal, PrincipalKind, Trigger};
 use guard_core::{Denial, GuardRequest, GuardResponse, Policy};
 use tower::util::BoxCloneService;
@@ -53,7 +53,7 @@ where
 
 fn limiter(rate: Rate, k: impl key::RateKey) -> (RateLimitLayer, FakeWallClock) {
     let clock = FakeWallClock::default();
-    let mem = MemoryBackend::with_clock(rate, MemoryOptions::default(), clock.clone());
+    let mem = MemoryBackend::with_clock(rate, clock.clone());
     (RateLimitLayer::new(mem, k), clock)
 }
 

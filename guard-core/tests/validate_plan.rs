@@ -1,4 +1,4 @@
-//! The single-pass check of `ValidateLayer` against the full path (`parse_strict` + `jsonschema`):
+//! The single-pass check of `ValidateLayer` against the full path (`JsonBody::parse_value` + `jsonschema`):
 //! for a corpus of schemas and bodies, the layer answers exactly the same (status and the whole
 //! problem body, details exposed) with the single pass on and off, the handler runs in the same
 //! cases and sees the same value, and the single pass really decides the bodies it should.
@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use guard_core::validate::{JsonBody, ValidateLayer, parse_strict};
+use guard_core::validate::{JsonBody, ValidateLayer};
 use guard_core::{GuardRequest, GuardResponse};
 use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -104,10 +104,10 @@ async fn differential(name: &str, schema: &Value, expect: Expect, bodies: &[Vec<
             totals.accepted += 1;
             // The full path always hands over the value it built.
             assert_eq!(full_parsed, Some(true), "{name}: body {shown}");
-            // The handler sees exactly what `parse_strict` makes of the bytes.
+            // The handler sees exactly what `JsonBody::parse_value` makes of the bytes.
             assert_eq!(
                 with_plan.handler_saw,
-                parse_strict(body).ok(),
+                JsonBody::parse_value(body).ok(),
                 "{name}: {shown}"
             );
             if plan_parsed == Some(false) {
@@ -253,7 +253,7 @@ async fn json_only_single_pass_agrees_with_parse_strict() {
         let (a, parsed) = verdict(&fast, &body).await;
         let (b, _) = verdict(&full, &body).await;
         assert_eq!(a, b, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(a.status == 200, parse_strict(&body).is_ok());
+        assert_eq!(a.status == 200, JsonBody::parse_value(&body).is_ok());
         if a.status == 200 {
             assert_eq!(parsed, Some(false), "the single pass decided it");
         }

@@ -23,9 +23,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use guard_core::BoxFuture;
 use guard_core::http_client::{HttpClient, HttpError, Schemes};
 use guard_core::request::body::decode_base64;
-use guard_core::secrets::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -253,7 +254,11 @@ impl SecretManagerSource {
 }
 
 impl SecretSource for SecretManagerSource {
-    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a> {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a str,
+        version: SecretVersion,
+    ) -> BoxFuture<'a, Result<SecretValue, SecretsError>> {
         Box::pin(async move {
             match version {
                 SecretVersion::Current => self.access(name).await,

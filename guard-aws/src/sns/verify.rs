@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use guard_core::BoxFuture;
 use guard_core::GuardRequest;
 use guard_core::clock::{SystemWallClock, WallClock};
 use guard_core::request::{Principal, PrincipalKind};
-use guard_core::verify::{Verifier, VerifyFuture};
+use guard_core::verify::Verifier;
 use guard_core::{Rejection, RejectionKind};
 use rsa::RsaPublicKey;
 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -375,7 +376,7 @@ impl SnsVerifier {
 /// As a `guard_core` verifier (in `VerifyLayer`, or combined with `any` / `all`): verifies the
 /// request's SNS envelope, see [`SnsVerifier::verify_request`].
 impl Verifier for SnsVerifier {
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a> {
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> BoxFuture<'a, Result<Principal, Rejection>> {
         Box::pin(self.verify_request(req))
     }
 }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use guard_core::VerifyDeps;
 use guard_core::audit::JsonLinesSink;
 use guard_core::clock::FakeWallClock;
 use guard_core::request::Peer;
@@ -141,8 +140,7 @@ pub(crate) fn guard(policy: &Policy, sink: &JsonLinesSink) -> Guard {
 
 /// Like [`guard`], with the wall clock of signature windows and the replay store set to `clock`.
 pub(crate) fn guard_at(policy: &Policy, sink: &JsonLinesSink, clock: &FakeWallClock) -> Guard {
-    let mut deps = GuardDeps::with_secrets(store());
-    deps.verify = Some(VerifyDeps::new(store()).clock(Arc::new(clock.clone())));
+    let deps = GuardDeps::with_secrets(store()).clock(Arc::new(clock.clone()));
     guard_with(policy, sink, deps)
 }
 

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use super::record::Record;
 use super::sink::{JsonLinesSink, SecuritySink};
@@ -389,30 +388,25 @@ where
     }
 }
 
-impl<S, E> Service<GuardRequest> for Audit<S>
-where
-    S: Service<GuardRequest, Response = GuardResponse, Error = E>,
-{
-    type Response = GuardResponse;
-    type Error = E;
-    type Future = ResponseFuture<S::Future>;
+crate::macros::forwarding_service! {
+    impl for Audit<S> {
+        type Future = ResponseFuture<S::Future>;
 
-    crate::macros::poll_ready_from_inner!();
-
-    fn call(&mut self, mut req: GuardRequest) -> Self::Future {
-        let pending = Pending::capture(&self.layer, &mut req);
-        #[cfg(feature = "otel")]
-        let span = pending.span.clone();
-        #[cfg(feature = "otel")]
-        let _entered = span.enter();
-        // A stand-in for an event the adapter refused: answered and recorded here, never passed on.
-        let inner = match req.extensions().get::<AdapterRefusal>() {
-            Some(refusal) => CheckFuture::rejected(refusal.rejection().into_response()),
-            None => CheckFuture::inner(self.inner.call(req)),
-        };
-        ResponseFuture {
-            inner,
-            emit: Emit(Some(pending)),
+        fn call(&mut self, mut req: GuardRequest) -> Self::Future {
+            let pending = Pending::capture(&self.layer, &mut req);
+            #[cfg(feature = "otel")]
+            let span = pending.span.clone();
+            #[cfg(feature = "otel")]
+            let _entered = span.enter();
+            // A stand-in for an event the adapter refused: answered and recorded here, never passed on.
+            let inner = match req.extensions().get::<AdapterRefusal>() {
+                Some(refusal) => CheckFuture::rejected(refusal.rejection().into_response()),
+                None => CheckFuture::inner(self.inner.call(req)),
+            };
+            ResponseFuture {
+                inner,
+                emit: Emit(Some(pending)),
+            }
         }
     }
 }

@@ -7,7 +7,8 @@
 //! decides is refused: with rules, the default is deny. A refusal is 403 `guard.authz.forbidden`;
 //! its security event names the rule that decided (or says none did), never a claim's value.
 //!
-//! Requirements read the principal's [`Grants`](crate::request::Grants) (roles from `roles`,
+//! Requirements read the principal's roles and scopes
+//! ([`Principal::has_role`](crate::request::Principal::has_role): roles from `roles`,
 //! `groups`, `cognito:groups`; scopes from `scope`, `scp`), its claims, and its `kind:subject`,
 //! so one rule covers a JWT from any issuer, an API Gateway authorizer, Azure Easy Auth, a GCP
 //! push identity, an HMAC key name (`hmac:<secret name>`) or an address (`network:<CIDR>`).
@@ -66,18 +67,12 @@ mod rule;
 
 use std::sync::Arc;
 
-use tower_layer::Layer;
-
 pub use rule::AuthzRule;
 pub(crate) use rule::{covers, glob, grant_ok, parse_path};
 
+use crate::ConfigError;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal, Trigger};
-
-/// A rule set that cannot work. The message names the rule and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("authorization rules: {0}")]
-pub struct AuthzError(String);
 
 /// Applies authorization rules (see the [module docs](self)). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -88,17 +83,22 @@ pub struct AuthzLayer {
 impl AuthzLayer {
     /// A layer applying `rules` in order. Fails on a malformed rule, a duplicate name, or no
     /// rule at all (everything would be refused).
-    pub fn new(rules: impl IntoIterator<Item = AuthzRule>) -> Result<Self, AuthzError> {
+    pub fn new(rules: impl IntoIterator<Item = AuthzRule>) -> Result<Self, ConfigError> {
         let rules = rules
             .into_iter()
-            .map(|r| r.compile().map_err(AuthzError))
+            .map(|r| r.compile().map_err(ConfigError::Authz))
             .collect::<Result<Vec<_>, _>>()?;
         if rules.is_empty() {
-            return Err(AuthzError("no rule: every request would be refused".into()));
+            return Err(ConfigError::Authz(
+                "no rule: every request would be refused".into(),
+            ));
         }
         for (i, r) in rules.iter().enumerate() {
             if rules[..i].iter().any(|e| e.name == r.name) {
-                return Err(AuthzError(format!("rule `{}` is named twice", r.name)));
+                return Err(ConfigError::Authz(format!(
+                    "rule `{}` is named twice",
+                    r.name
+                )));
             }
         }
         Ok(Self {
@@ -135,61 +135,7 @@ impl AuthzLayer {
     }
 }
 
-/// The service and its future: reachable as `<AuthzLayer as Layer<S>>::Service`, not named.
-mod service {
-    use std::task::{Context, Poll};
-
-    use tower_service::Service;
-
-    use super::AuthzLayer;
-    use crate::future::CheckFuture;
-    use crate::request::{GuardRequest, GuardResponse};
-
+crate::macros::check_service! {
     /// The service made by [`AuthzLayer`].
-    #[derive(Debug, Clone)]
-    pub struct Authz<S> {
-        inner: S,
-        layer: AuthzLayer,
-    }
-
-    impl<S> Authz<S> {
-        pub(super) fn new(inner: S, layer: AuthzLayer) -> Self {
-            Self { inner, layer }
-        }
-    }
-
-    crate::macros::inner_service_accessors!(Authz);
-
-    crate::macros::opaque_future! {
-        /// The response future of [`Authz`].
-        pub type ResponseFuture<F> = CheckFuture<F>;
-    }
-
-    impl<S> Service<GuardRequest> for Authz<S>
-    where
-        S: Service<GuardRequest, Response = GuardResponse>,
-    {
-        type Response = GuardResponse;
-        type Error = S::Error;
-        type Future = ResponseFuture<S::Future>;
-
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            self.inner.poll_ready(cx)
-        }
-
-        fn call(&mut self, req: GuardRequest) -> Self::Future {
-            match self.layer.decide(&req) {
-                Ok(()) => ResponseFuture::new(CheckFuture::inner(self.inner.call(req))),
-                Err(r) => ResponseFuture::new(CheckFuture::rejected(r.into_response())),
-            }
-        }
-    }
-}
-
-impl<S> Layer<S> for AuthzLayer {
-    type Service = service::Authz<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        service::Authz::new(inner, self.clone())
-    }
+    Authz for AuthzLayer, |layer, req| layer.decide(req)
 }

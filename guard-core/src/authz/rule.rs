@@ -248,7 +248,8 @@ impl AuthzRule {
         self
     }
 
-    /// The principal must hold every one of these roles (see [`Grants`](crate::request::Grants)).
+    /// The principal must hold every one of these roles (see
+    /// [`Principal::has_role`](crate::request::Principal::has_role)).
     pub fn roles<I: IntoIterator<Item = S>, S: Into<String>>(mut self, roles: I) -> Self {
         self.roles.extend(roles.into_iter().map(Into::into));
         self

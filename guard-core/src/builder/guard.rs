@@ -14,7 +14,9 @@ use crate::policy::{Policy, PolicyError, PolicyProblem};
 use crate::rate_limit::RateLimitLayer;
 use crate::secrets::{SecretSource, SecretStore, SecretsError, SecretsLayer};
 use crate::validate::ValidateLayer;
-use crate::verify::{ReplayCommitLayer, Verifier, VerifyLayer};
+use crate::clock::WallClock;
+use crate::replay::ReplayStore;
+use crate::verify::{ReplayCommitLayer, VerifyLayer};
 
 /// The assembled perimeter: a `tower` layer. Cheap to clone; build it once at start-up.
 ///
@@ -102,11 +104,18 @@ pub struct GuardDeps {
     /// makes the store from it with `[secrets]`' cache settings. Ignored when
     /// [`secrets`](Self::secrets) is set.
     pub secret_source: Option<std::sync::Arc<dyn crate::secrets::SecretSource>>,
-    /// Overrides for the verification layer (clock, shared replay store). Defaults are built from
-    /// [`secrets`](Self::secrets) when unset.
-    pub verify: Option<VerifyDeps>,
     /// Checks an adapter adds for messages of one kind (see [`GuardDeps::message_verifier`]).
     pub message_verifiers: Vec<(String, std::sync::Arc<dyn crate::verify::Verifier>)>,
+    /// The wall clock of signature windows, token lifetimes and JWKS refreshes (default: the
+    /// system clock); see [`GuardDeps::clock`].
+    pub clock: Option<Arc<dyn WallClock>>,
+    /// A shared replay store (e.g. Redis) instead of the in-memory one; see
+    /// [`GuardDeps::replay_store`].
+    pub replay_store: Option<Arc<dyn ReplayStore>>,
+    /// The client `[verify.jwt]` fetches keys and OpenID configurations with; see
+    /// [`GuardDeps::http_client`].
+    #[cfg(feature = "jwks-http")]
+    pub http_client: Option<crate::http_client::HttpClient>,
 }
 
 impl std::fmt::Debug for GuardDeps {
@@ -114,9 +123,10 @@ impl std::fmt::Debug for GuardDeps {
         f.debug_struct("GuardDeps")
             .field("secrets", &self.secrets)
             .field("secret_source", &self.secret_source.is_some())
-            .field("verify", &self.verify)
             .field("message_verifiers", &kinds(&self.message_verifiers))
-            .finish()
+            .field("clock", &self.clock.is_some())
+            .field("replay_store", &self.replay_store.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,6 +185,80 @@ impl GuardDeps {
             .push((kind.into(), std::sync::Arc::new(verifier)));
         self
     }
+
+    /// The wall clock for signature windows, token lifetimes and JWKS refreshes (a fake clock
+    /// in tests).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use guard_core::clock::FakeWallClock;
+    /// let deps = guard_core::GuardDeps::default().clock(Arc::new(FakeWallClock::at_unix(1_700_000_000)));
+    /// assert!(deps.clock.is_some());
+    /// ```
+    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// A shared replay store (e.g. Redis) for `[verify.hmac] replay = true`, instead of the
+    /// in-memory one.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use guard_core::verify::MemoryReplayStore;
+    /// let deps = guard_core::GuardDeps::default().replay_store(Arc::new(MemoryReplayStore::new(1000)));
+    /// assert!(deps.replay_store.is_some());
+    /// ```
+    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay_store = Some(store);
+        self
+    }
+
+    /// The HTTP client `[verify.jwt]` fetches keys and OpenID configurations with (its roots,
+    /// timeouts; bodies stay capped by the JWKS rules). Default: a client trusting the
+    /// platform's root certificates.
+    ///
+    /// ```
+    /// use guard_core::http_client::HttpClient;
+    /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
+    /// let deps = guard_core::GuardDeps::default().http_client(client);
+    /// assert!(deps.http_client.is_some());
+    /// ```
+    #[cfg(feature = "jwks-http")]
+    pub fn http_client(mut self, client: crate::http_client::HttpClient) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// The verifier's dependencies: `base` (its secret store) with these overrides and checks.
+    fn verify_deps(self, base: VerifyDeps) -> VerifyDeps {
+        let mut deps = self
+            .message_verifiers
+            .into_iter()
+            .fold(base, |d, (kind, check)| d.message_verifier(kind, check));
+        if let Some(clock) = self.clock {
+            deps = deps.clock(clock);
+        }
+        if let Some(store) = self.replay_store {
+            deps = deps.replay_store(store);
+        }
+        #[cfg(feature = "jwks-http")]
+        if let Some(client) = self.http_client {
+            deps = deps.http_client(client);
+        }
+        deps
+    }
+}
+
+/// A builder method replacing one stage with `layer`.
+macro_rules! stage_setter {
+    ($(#[$doc:meta])* $name:ident($layer:ty) => $field:ident) => {
+        $(#[$doc])*
+        pub fn $name(mut self, layer: $layer) -> Self {
+            self.$field = Some(layer);
+            self
+        }
+    };
 }
 
 impl GuardBuilder {
@@ -208,7 +292,11 @@ impl GuardBuilder {
         let mut problems = Problems::default();
         let ingress = problems.take(IngressLayer::from_policy(&policy.ingress));
         let store = problems
-            .take(secret_store(policy, deps.secrets, deps.secret_source))
+            .take(secret_store(
+                policy,
+                deps.secrets.clone(),
+                deps.secret_source.clone(),
+            ))
             .flatten();
         let secrets = policy
             .secrets
@@ -221,13 +309,7 @@ impl GuardBuilder {
             .unwrap_or_default();
         let shared_replay = shared_replay(&rate);
         let verify = problems
-            .take(verify_layer(
-                policy,
-                deps.verify,
-                deps.message_verifiers,
-                store.as_ref(),
-                shared_replay,
-            ))
+            .take(verify_layer(policy, deps, store.as_ref(), shared_replay))
             .flatten();
         let authz = match &policy.authz {
             Some(section) => problems.take(authz::authz_layer(section)),
@@ -254,16 +336,15 @@ impl GuardBuilder {
         })
     }
 
-    /// The audit layer (default: JSON lines on stdout). A layer without a
-    /// [function name](AuditLayer::function_name) gets the policy's `[function] name`.
-    ///
-    /// ```
-    /// let b = guard_core::Guard::builder().audit(guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink));
-    /// # let _ = b;
-    /// ```
-    pub fn audit(mut self, layer: AuditLayer) -> Self {
-        self.audit = Some(layer);
-        self
+    stage_setter! {
+        /// The audit layer (default: JSON lines on stdout). A layer without a
+        /// [function name](AuditLayer::function_name) gets the policy's `[function] name`.
+        ///
+        /// ```
+        /// let b = guard_core::Guard::builder().audit(guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink));
+        /// # let _ = b;
+        /// ```
+        audit(AuditLayer) => audit
     }
 
     /// An audit layer writing to `sink`, with the policy's `[audit]` field cap and share of
@@ -284,94 +365,87 @@ impl GuardBuilder {
         self
     }
 
-    /// The ingress limits (default: [`IngressLayer::new`]).
-    ///
-    /// ```
-    /// let b = guard_core::Guard::builder().ingress(guard_core::ingress::IngressLayer::new().max_depth(8));
-    /// # let _ = b;
-    /// ```
-    pub fn ingress(mut self, layer: IngressLayer) -> Self {
-        self.ingress = Some(layer);
-        self
+    stage_setter! {
+        /// The ingress limits (default: [`IngressLayer::new`]).
+        ///
+        /// ```
+        /// let b = guard_core::Guard::builder().ingress(guard_core::ingress::IngressLayer::new().max_depth(8));
+        /// # let _ = b;
+        /// ```
+        ingress(IngressLayer) => ingress
     }
 
-    /// The rate limit placed before verification (usually keyed by peer).
-    ///
-    /// ```
-    /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{Rate, RateLimitLayer};
-    /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
-    /// let b = guard_core::Guard::builder().rate_limit_pre_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Peer));
-    /// # let _ = b;
-    /// ```
-    pub fn rate_limit_pre_auth(mut self, layer: RateLimitLayer) -> Self {
-        self.rate_pre = Some(layer);
-        self
+    stage_setter! {
+        /// The rate limit placed before verification (usually keyed by peer).
+        ///
+        /// ```
+        /// use std::num::NonZeroU32;
+        /// use guard_core::rate_limit::{Rate, RateLimitLayer};
+        /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
+        /// let b = guard_core::Guard::builder().rate_limit_pre_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Peer));
+        /// # let _ = b;
+        /// ```
+        rate_limit_pre_auth(RateLimitLayer) => rate_pre
     }
 
-    /// The rate limit placed after verification (usually keyed by principal).
-    ///
-    /// ```
-    /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{Rate, RateLimitLayer};
-    /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
-    /// let b = guard_core::Guard::builder().rate_limit_post_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Principal));
-    /// # let _ = b;
-    /// ```
-    pub fn rate_limit_post_auth(mut self, layer: RateLimitLayer) -> Self {
-        self.rate_post = Some(layer);
-        self
+    stage_setter! {
+        /// The rate limit placed after verification (usually keyed by principal).
+        ///
+        /// ```
+        /// use std::num::NonZeroU32;
+        /// use guard_core::rate_limit::{Rate, RateLimitLayer};
+        /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
+        /// let b = guard_core::Guard::builder().rate_limit_post_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Principal));
+        /// # let _ = b;
+        /// ```
+        rate_limit_post_auth(RateLimitLayer) => rate_post
     }
 
-    /// Source verification (zero trust).
-    ///
-    /// ```
-    /// use guard_core::verify::{CidrVerifier, VerifyLayer};
-    /// let v = VerifyLayer::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]));
-    /// let b = guard_core::Guard::builder().verify(v);
-    /// # let _ = b;
-    /// ```
-    pub fn verify(mut self, layer: VerifyLayer) -> Self {
-        self.verify = Some(layer);
-        self
+    stage_setter! {
+        /// Source verification (zero trust).
+        ///
+        /// ```
+        /// use guard_core::verify::{CidrVerifier, VerifyLayer};
+        /// let v = VerifyLayer::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()]));
+        /// let b = guard_core::Guard::builder().verify(v);
+        /// # let _ = b;
+        /// ```
+        verify(VerifyLayer) => verify
     }
 
-    /// Authorization rules, after verification and the per-principal limit, before validation.
-    ///
-    /// ```
-    /// use guard_core::authz::{AuthzLayer, AuthzRule};
-    /// let rules = AuthzLayer::new([AuthzRule::requests("all").any_verified()]).unwrap();
-    /// let b = guard_core::Guard::builder().authz(rules);
-    /// # let _ = b;
-    /// ```
-    pub fn authz(mut self, layer: AuthzLayer) -> Self {
-        self.authz = Some(layer);
-        self
+    stage_setter! {
+        /// Authorization rules, after verification and the per-principal limit, before validation.
+        ///
+        /// ```
+        /// use guard_core::authz::{AuthzLayer, AuthzRule};
+        /// let rules = AuthzLayer::new([AuthzRule::requests("all").any_verified()]).unwrap();
+        /// let b = guard_core::Guard::builder().authz(rules);
+        /// # let _ = b;
+        /// ```
+        authz(AuthzLayer) => authz
     }
 
-    /// Named secrets for the handler (innermost layer).
-    ///
-    /// ```
-    /// use guard_core::secrets::{SecretStore, SecretsError, SecretsLayer};
-    /// let store = SecretStore::new(|n: &str, _| Err(SecretsError::not_found(n)));
-    /// let layer = SecretsLayer::new(store).require("orders-api-key");
-    /// let b = guard_core::Guard::builder().secrets(layer);
-    /// # let _ = b;
-    /// ```
-    pub fn secrets(mut self, layer: SecretsLayer) -> Self {
-        self.secrets = Some(layer);
-        self
+    stage_setter! {
+        /// Named secrets for the handler (innermost layer).
+        ///
+        /// ```
+        /// use guard_core::secrets::{SecretStore, SecretsError, SecretsLayer};
+        /// let store = SecretStore::new(|n: &str, _| Err(SecretsError::not_found(n)));
+        /// let layer = SecretsLayer::new(store).require("orders-api-key");
+        /// let b = guard_core::Guard::builder().secrets(layer);
+        /// # let _ = b;
+        /// ```
+        secrets(SecretsLayer) => secrets
     }
 
-    /// JSON parsing and schema validation.
-    ///
-    /// ```
-    /// let b = guard_core::Guard::builder().validate(guard_core::validate::ValidateLayer::json_only());
-    /// # let _ = b;
-    /// ```
-    pub fn validate(mut self, layer: ValidateLayer) -> Self {
-        self.validate = Some(layer);
-        self
+    stage_setter! {
+        /// JSON parsing and schema validation.
+        ///
+        /// ```
+        /// let b = guard_core::Guard::builder().validate(guard_core::validate::ValidateLayer::json_only());
+        /// # let _ = b;
+        /// ```
+        validate(ValidateLayer) => validate
     }
 
     /// The perimeter.
@@ -657,8 +731,7 @@ fn shared_replay(rate: &rate_limit::RateLimitLayers) -> Option<Arc<dyn crate::re
 
 fn verify_layer(
     policy: &Policy,
-    deps: Option<VerifyDeps>,
-    message_verifiers: Vec<(String, Arc<dyn Verifier>)>,
+    deps: GuardDeps,
     store: Option<&SecretStore>,
     shared_replay: Option<Arc<dyn crate::replay::ReplayStore>>,
 ) -> Result<Option<VerifyLayer>, PolicyError> {
@@ -672,20 +745,17 @@ fn verify_layer(
             ))
         };
     };
-    let deps = match (deps, store) {
-        (Some(d), _) => d,
-        (None, Some(store)) => VerifyDeps::new(store.clone()),
-        (None, None) if section.hmac.is_some() => {
+    let base = match store {
+        Some(store) => VerifyDeps::new(store.clone()),
+        None if section.hmac.is_some() => {
             return Err(problem(
                 "verify.hmac.secret",
                 "HMAC keys come from the secret store: configure [secrets] or pass a store",
             ));
         }
-        (None, None) => VerifyDeps::new(no_secrets()),
+        None => VerifyDeps::new(no_secrets()),
     };
-    let deps = message_verifiers
-        .into_iter()
-        .fold(deps, |d, (kind, check)| d.message_verifier(kind, check));
+    let deps = deps.verify_deps(base);
     let deps = match shared_replay {
         Some(replay) => deps.replay_store_or(replay),
         None => deps,

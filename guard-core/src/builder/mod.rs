@@ -42,5 +42,5 @@ with_every_layer! {
     mod validate;
     mod verify;
     pub use guard::{Guard, GuardBuilder, GuardDeps, GuardService};
-    pub use verify::VerifyDeps;
+    use verify::VerifyDeps;
 }

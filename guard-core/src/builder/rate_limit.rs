@@ -225,10 +225,10 @@ impl BackendRecipe {
                 } else {
                     "post"
                 };
-                let options = crate::rate_limit::RedisOptions::default()
+                crate::rate_limit::RedisBackend::new(conn.clone(), rate)
                     .with_key_prefix(format!("{prefix}:{short}:"))
-                    .with_failure_mode(*failure_mode);
-                crate::rate_limit::RedisBackend::new(conn.clone(), rate, options).into()
+                    .with_failure_mode(*failure_mode)
+                    .into()
             }
         }
     }

@@ -1,4 +1,5 @@
-//! `[verify]` → the [`VerifyLayer`], and [`VerifyDeps`], what it needs from the rest of the stack.
+//! `[verify]` → the [`VerifyLayer`], and `VerifyDeps`, what it needs from the rest of the stack
+//! (set through [`GuardDeps`](crate::GuardDeps)).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +20,10 @@ use crate::verify::{
     header_name, parse_algorithm,
 };
 
-/// What a policy-built verifier needs from the rest of the stack.
+/// What a policy-built verifier needs from the rest of the stack: made by the builder from
+/// [`GuardDeps`](crate::GuardDeps).
 #[derive(Clone)]
-pub struct VerifyDeps {
+pub(crate) struct VerifyDeps {
     secrets: SecretStore,
     clock: Arc<dyn WallClock>,
     replay: Option<Arc<dyn ReplayStore>>,
@@ -49,7 +51,7 @@ pub(super) fn kinds(checks: &[(String, impl Sized)]) -> Vec<&str> {
 impl VerifyDeps {
     /// HMAC keys from `secrets`, the system clock, and (when `[verify.hmac] replay = true`) a
     /// [`MemoryReplayStore`] on that clock.
-    pub fn new(secrets: SecretStore) -> Self {
+    pub(crate) fn new(secrets: SecretStore) -> Self {
         Self {
             secrets,
             clock: Arc::new(SystemWallClock),
@@ -60,62 +62,33 @@ impl VerifyDeps {
         }
     }
 
-    /// The HTTP client `[verify.jwt]` fetches keys and OpenID configurations with (its roots,
-    /// timeouts; bodies stay capped by the JWKS rules). Default: a client trusting the
-    /// platform's root certificates.
-    ///
-    /// ```
-    /// use guard_core::http_client::HttpClient;
-    /// use guard_core::secrets::SecretStore;
-    /// use guard_core::VerifyDeps;
-    /// let store = SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
-    /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
-    /// let deps = VerifyDeps::new(store).http_client(client);
-    /// # let _ = deps;
-    /// ```
+    /// The HTTP client for JWKS and OpenID configurations.
     #[cfg(feature = "jwks-http")]
-    pub fn http_client(mut self, client: crate::http_client::HttpClient) -> Self {
+    pub(crate) fn http_client(mut self, client: crate::http_client::HttpClient) -> Self {
         self.http_client = Some(client);
         self
     }
 
-    /// Messages of `kind` (`Trigger::Message` kind, e.g. `sns`) must also pass `verifier`, after
-    /// the source allow-list: how an adapter adds its platform's own message checks (guard-aws:
-    /// SNS signatures for `[verify.sns]`). The verifier's principal is the message's principal,
-    /// with the source in its `source` claim.
-    ///
-    /// ```
-    /// use guard_core::GuardRequest;
-    /// use guard_core::request::{Principal, PrincipalKind};
-    /// use guard_core::secrets::SecretStore;
-    /// use guard_core::VerifyDeps;
-    /// use guard_core::{Rejection, RejectionKind};
-    /// let store = SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
-    /// let signed = |_: &GuardRequest| -> Result<Principal, Rejection> {
-    ///     Err(Rejection::new(RejectionKind::BadSignature))
-    /// };
-    /// let deps = VerifyDeps::new(store).message_verifier("sns", signed);
-    /// # let _ = deps;
-    /// ```
-    pub fn message_verifier(mut self, kind: impl Into<String>, verifier: impl Verifier) -> Self {
+    /// Messages of `kind` must also pass `verifier`, after the source allow-list.
+    pub(crate) fn message_verifier(mut self, kind: impl Into<String>, verifier: impl Verifier) -> Self {
         self.message_verifiers
             .push((kind.into(), Arc::new(verifier)));
         self
     }
 
     /// Whether an adapter added a check for messages of `kind`.
-    pub fn has_message_verifier(&self, kind: &str) -> bool {
+    pub(crate) fn has_message_verifier(&self, kind: &str) -> bool {
         self.message_verifiers.iter().any(|(k, _)| k == kind)
     }
 
     /// The wall clock for signature windows, token lifetimes and JWKS refreshes.
-    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+    pub(crate) fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
         self.clock = clock;
         self
     }
 
     /// A shared replay store (e.g. Redis) instead of the in-memory one.
-    pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+    pub(crate) fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
         self.replay = Some(store);
         self
     }
@@ -146,7 +119,7 @@ fn predicates(rules: &[ClaimRule]) -> Vec<ClaimPredicate> {
 /// A cache with the refresh times and the clock, or the problem (at `at`) that made it.
 #[cfg(feature = "jwks-http")]
 fn finish_cache(
-    builder: Result<crate::verify::JwksCacheBuilder, crate::verify::VerifyError>,
+    builder: Result<crate::verify::JwksCacheBuilder, crate::ConfigError>,
     ttl: Duration,
     cooldown: Duration,
     deps: &VerifyDeps,
@@ -490,7 +463,7 @@ mod tests {
     #[test]
     fn a_cidr_section_makes_a_layer() {
         use crate::Policy;
-        use crate::VerifyDeps;
+        use super::VerifyDeps;
         use crate::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
         use crate::verify::VerifyLayer;
 
@@ -514,7 +487,7 @@ mod tests {
 
     #[test]
     fn from_policy_refuses_an_unchecked_policy() {
-        use crate::VerifyDeps;
+        use super::VerifyDeps;
         use crate::policy::VerifyPolicy;
         use crate::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
         use crate::verify::VerifyLayer;

@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::key::RateKey;
-use super::{Backend, Decision, MemoryBackend, Rate, ceil_secs};
+use super::{Decision, MemoryBackend, Rate, ceil_secs};
 use crate::future::{BoxResponseFuture, MaybeBoxFuture};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse};
@@ -21,6 +21,31 @@ use crate::request::{GuardRequest, GuardResponse};
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// Where the buckets live: what [`RateLimitLayer::new`] takes, built from a [`MemoryBackend`]
+/// or (feature `redis`) a `RedisBackend` (public but not exported: users pass either backend).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Buckets in this process.
+    Memory(MemoryBackend),
+    /// Buckets in Redis, shared by every instance.
+    #[cfg(feature = "redis")]
+    Redis(super::RedisBackend),
+}
+
+impl From<MemoryBackend> for Backend {
+    fn from(m: MemoryBackend) -> Self {
+        Backend::Memory(m)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<super::RedisBackend> for Backend {
+    fn from(r: super::RedisBackend) -> Self {
+        Backend::Redis(r)
+    }
+}
 
 /// Applies a GCRA limit per key. Cheap to clone; clones share the buckets.
 ///
@@ -126,18 +151,6 @@ impl RateLimitLayer {
     /// ```
     pub fn label(&self) -> &str {
         &self.shared.label
-    }
-
-    /// The backend (e.g. to read a Redis backend's allowed-on-error count).
-    ///
-    /// ```
-    /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{Backend, Rate, RateLimitLayer, key};
-    /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), key::Peer);
-    /// assert!(matches!(layer.backend(), Backend::Memory(_)));
-    /// ```
-    pub fn backend(&self) -> &Backend {
-        &self.shared.backend
     }
 
     /// A limiter the builder assembled: `key` already shared, `label` its placement.

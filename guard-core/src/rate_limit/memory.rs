@@ -9,7 +9,7 @@
 //!
 //! A bucket whose tokens are all back is equivalent to no bucket, so idle buckets are dropped
 //! (`retain_recent`) every [`MemoryOptions::sweep_interval`] of the limiter's clock, and before any
-//! check that finds the store full ([`MemoryOptions::max_keys`]). If it is still full after that (a
+//! check that finds the store full (`max_keys` of [`MemoryBackend::with_limits`]). If it is still full after that (a
 //! flood of distinct, recently seen keys), the buckets closest to full — those whose clients lose
 //! the least by being forgotten — are evicted until 90 % of the bound is left; checks arriving
 //! meanwhile wait for that sweep. The store therefore never holds more than `max_keys` buckets plus
@@ -21,12 +21,12 @@
 //! use std::num::NonZeroU32;
 //! use std::time::Duration;
 //! use guard_core::clock::FakeWallClock;
-//! use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate};
+//! use guard_core::rate_limit::{MemoryBackend, Rate};
 //! use guard_core::rate_limit::key::BucketKey;
 //!
 //! let clock = FakeWallClock::default();
 //! let rate = Rate::per_second(NonZeroU32::new(1).unwrap()).with_burst(NonZeroU32::new(2).unwrap());
-//! let mem = MemoryBackend::with_clock(rate, MemoryOptions::default(), clock.clone());
+//! let mem = MemoryBackend::with_clock(rate, clock.clone());
 //! let k = BucketKey::named("k");
 //! assert!(mem.check(&k).allowed);
 //! assert!(mem.check(&k).allowed);
@@ -73,10 +73,9 @@ impl Clock for FakeMonotonic {
     }
 }
 
-/// Tuning of the memory backend.
+/// Tuning of the memory backend (public through [`MemoryBackend::with_limits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MemoryOptions {
+pub(crate) struct MemoryOptions {
     /// The most buckets kept (see the module docs for the exact bound). Default 100 000.
     pub max_keys: NonZeroUsize,
     /// How often (by the limiter's clock) idle buckets are dropped. Default 60 s.
@@ -94,25 +93,13 @@ impl Default for MemoryOptions {
 
 impl MemoryOptions {
     /// The same options with another key bound.
-    ///
-    /// ```
-    /// use std::num::NonZeroUsize;
-    /// let o = guard_core::rate_limit::MemoryOptions::default().with_max_keys(NonZeroUsize::new(10).unwrap());
-    /// assert_eq!(o.max_keys.get(), 10);
-    /// ```
-    pub fn with_max_keys(mut self, max_keys: NonZeroUsize) -> Self {
+    pub(crate) fn with_max_keys(mut self, max_keys: NonZeroUsize) -> Self {
         self.max_keys = max_keys;
         self
     }
 
     /// The same options with another sweep interval.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let o = guard_core::rate_limit::MemoryOptions::default().with_sweep_interval(Duration::from_secs(5));
-    /// assert_eq!(o.sweep_interval, Duration::from_secs(5));
-    /// ```
-    pub fn with_sweep_interval(mut self, every: Duration) -> Self {
+    pub(crate) fn with_sweep_interval(mut self, every: Duration) -> Self {
         self.sweep_interval = every;
         self
     }
@@ -147,15 +134,28 @@ impl MemoryBackend {
         Self::with_options(rate, MemoryOptions::default())
     }
 
-    /// Buckets for `rate` on the monotonic system clock.
+    /// Buckets for `rate` on the monotonic system clock, at most `max_keys` of them (see the
+    /// module docs for the exact bound; default 100 000), idle ones dropped every
+    /// `sweep_interval` (default 60 s).
     ///
     /// ```
-    /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate};
-    /// let mem = MemoryBackend::with_options(Rate::per_second(NonZeroU32::new(5).unwrap()), MemoryOptions::default());
+    /// use std::{num::{NonZeroU32, NonZeroUsize}, time::Duration};
+    /// use guard_core::rate_limit::{MemoryBackend, Rate};
+    /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
+    /// let mem = MemoryBackend::with_limits(rate, NonZeroUsize::new(10).unwrap(), Duration::from_secs(5));
     /// assert!(mem.is_empty());
     /// ```
-    pub fn with_options(rate: Rate, options: MemoryOptions) -> Self {
+    pub fn with_limits(rate: Rate, max_keys: NonZeroUsize, sweep_interval: Duration) -> Self {
+        Self::with_options(
+            rate,
+            MemoryOptions::default()
+                .with_max_keys(max_keys)
+                .with_sweep_interval(sweep_interval),
+        )
+    }
+
+    /// Buckets for `rate` on the monotonic system clock, tuned by `options`.
+    pub(crate) fn with_options(rate: Rate, options: MemoryOptions) -> Self {
         Self::on_clock(rate, options, QuantaClock::default())
     }
 
@@ -165,12 +165,18 @@ impl MemoryBackend {
     /// ```
     /// use std::num::NonZeroU32;
     /// use guard_core::clock::FakeWallClock;
-    /// use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate};
+    /// use guard_core::rate_limit::{MemoryBackend, Rate};
     /// let mem = MemoryBackend::with_clock(Rate::per_second(NonZeroU32::new(5).unwrap()),
-    ///     MemoryOptions::default(), FakeWallClock::default());
+    ///     FakeWallClock::default());
     /// assert_eq!(mem.len(), 0);
     /// ```
-    pub fn with_clock(rate: Rate, options: MemoryOptions, clock: FakeWallClock) -> Self {
+    pub fn with_clock(rate: Rate, clock: FakeWallClock) -> Self {
+        Self::on_clock(rate, MemoryOptions::default(), FakeMonotonic(clock))
+    }
+
+    /// [`with_clock`](Self::with_clock) tuned by `options` (unit tests of the bound and sweep).
+    #[cfg(test)]
+    fn with_clock_and_options(rate: Rate, options: MemoryOptions, clock: FakeWallClock) -> Self {
         Self::on_clock(rate, options, FakeMonotonic(clock))
     }
 
@@ -239,10 +245,10 @@ impl MemoryBackend {
     /// use std::num::NonZeroU32;
     /// use std::time::Duration;
     /// use guard_core::clock::FakeWallClock;
-    /// use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate, key::BucketKey};
+    /// use guard_core::rate_limit::{MemoryBackend, Rate, key::BucketKey};
     /// let clock = FakeWallClock::default();
     /// let mem = MemoryBackend::with_clock(Rate::per_second(NonZeroU32::new(1).unwrap()),
-    ///     MemoryOptions::default(), clock.clone());
+    ///     clock.clone());
     /// mem.check(&BucketKey::named("a"));
     /// clock.advance(Duration::from_secs(2));
     /// mem.sweep();
@@ -491,7 +497,10 @@ mod tests {
 
     fn backend(rate: Rate, opts: MemoryOptions) -> (MemoryBackend, FakeWallClock) {
         let clock = FakeWallClock::default();
-        (MemoryBackend::with_clock(rate, opts, clock.clone()), clock)
+        (
+            MemoryBackend::with_clock_and_options(rate, opts, clock.clone()),
+            clock,
+        )
     }
 
     #[test]

@@ -78,12 +78,18 @@ pub enum FailureMode {
     Closed,
 }
 
+/// For the builder (it needs every layer: with fewer features it is not read).
+#[allow(unused_imports)]
+pub(crate) use layer::Backend;
 pub use layer::RateLimitLayer;
-pub use memory::{MemoryBackend, MemoryOptions};
+pub use memory::MemoryBackend;
+/// For the builder (it needs every layer: with fewer features it is not read).
+#[allow(unused_imports)]
+pub(crate) use memory::MemoryOptions;
 #[cfg(feature = "redis")]
 pub use redis::{
     AdmittedOnBackendError, RedisBackend, RedisBackendError, RedisConnection,
-    RedisConnectionBuilder, RedisOptions,
+    RedisConnectionBuilder,
 };
 #[cfg(feature = "redis")]
 pub use replay_redis::RedisReplayStore;
@@ -216,30 +222,6 @@ pub struct Decision {
 /// Whole seconds, rounded up.
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
-/// Where the buckets live. Build it from a [`MemoryBackend`] or (feature `redis`) a `RedisBackend`.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Backend {
-    /// Buckets in this process.
-    Memory(MemoryBackend),
-    /// Buckets in Redis, shared by every instance.
-    #[cfg(feature = "redis")]
-    Redis(RedisBackend),
-}
-
-impl From<MemoryBackend> for Backend {
-    fn from(m: MemoryBackend) -> Self {
-        Backend::Memory(m)
-    }
-}
-
-#[cfg(feature = "redis")]
-impl From<RedisBackend> for Backend {
-    fn from(r: RedisBackend) -> Self {
-        Backend::Redis(r)
-    }
 }
 
 #[cfg(test)]

@@ -41,15 +41,15 @@
 //! use std::num::NonZeroU32;
 //! use std::time::Duration;
 //! use guard_core::rate_limit::{FailureMode, Rate, RateLimitLayer, RedisBackend, RedisConnection,
-//!     RedisOptions, key};
+//!     key};
 //!
 //! let conn = RedisConnection::open("redis://cache.internal:6379", Duration::from_millis(50),
 //!     Duration::from_secs(1))?;
 //! let rate = Rate::per_second(NonZeroU32::new(5).unwrap()).with_burst(NonZeroU32::new(10).unwrap());
-//! let options = RedisOptions::default()
+//! let backend = RedisBackend::new(conn, rate)
 //!     .with_key_prefix("guard:rl:orders:peer:")
 //!     .with_failure_mode(FailureMode::Closed);
-//! let layer = RateLimitLayer::new(RedisBackend::new(conn, rate, options), key::Peer);
+//! let layer = RateLimitLayer::new(backend, key::Peer);
 //! # let _ = layer;
 //! # Ok::<(), guard_core::rate_limit::RedisBackendError>(())
 //! ```
@@ -659,14 +659,13 @@ impl RedisConnection {
     }
 }
 
-/// Options of a [`RedisBackend`].
+/// Options of a [`RedisBackend`] (set through its `with_*` methods).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RedisOptions {
+pub(crate) struct RedisOptions {
     /// Prepended to every bucket key. Give each limit its own (default `guard:rl:`).
-    pub key_prefix: String,
+    key_prefix: String,
     /// What to do when Redis cannot answer (default [`FailureMode::Open`]).
-    pub failure_mode: FailureMode,
+    failure_mode: FailureMode,
 }
 
 impl Default for RedisOptions {
@@ -675,31 +674,6 @@ impl Default for RedisOptions {
             key_prefix: "guard:rl:".into(),
             failure_mode: FailureMode::Open,
         }
-    }
-}
-
-impl RedisOptions {
-    /// The same options with another key prefix.
-    ///
-    /// ```
-    /// let o = guard_core::rate_limit::RedisOptions::default().with_key_prefix("app:rl:");
-    /// assert_eq!(o.key_prefix, "app:rl:");
-    /// ```
-    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.key_prefix = prefix.into();
-        self
-    }
-
-    /// The same options with another failure mode.
-    ///
-    /// ```
-    /// use guard_core::rate_limit::{FailureMode, RedisOptions};
-    /// let o = RedisOptions::default().with_failure_mode(FailureMode::Closed);
-    /// assert_eq!(o.failure_mode, FailureMode::Closed);
-    /// ```
-    pub fn with_failure_mode(mut self, mode: FailureMode) -> Self {
-        self.failure_mode = mode;
-        self
     }
 }
 
@@ -741,16 +715,55 @@ pub(crate) enum Verdict {
 }
 
 impl RedisBackend {
-    /// A limit of `rate` on `conn`. The interval is kept in whole microseconds (at least 1).
+    /// A limit of `rate` on `conn`, keys prefixed `guard:rl:`, failing open. The interval is kept
+    /// in whole microseconds (at least 1).
     ///
     /// ```
     /// use std::{num::NonZeroU32, time::Duration};
-    /// use guard_core::rate_limit::{Rate, RedisBackend, RedisConnection, RedisOptions};
+    /// use guard_core::rate_limit::{Rate, RedisBackend, RedisConnection};
     /// let conn = RedisConnection::open("redis://127.0.0.1:6379", Duration::from_millis(50), Duration::from_secs(1)).unwrap();
-    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap()), RedisOptions::default());
+    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap()));
     /// assert_eq!(b.allowed_on_error(), 0);
     /// ```
-    pub fn new(conn: RedisConnection, rate: Rate, options: RedisOptions) -> Self {
+    pub fn new(conn: RedisConnection, rate: Rate) -> Self {
+        Self::with_options(conn, rate, RedisOptions::default())
+    }
+
+    /// The same limit with every bucket key prefixed by `prefix` (give each limit its own; default
+    /// `guard:rl:`). Set it before the backend is used: the allowed-on-error count starts again.
+    ///
+    /// ```
+    /// use std::{num::NonZeroU32, time::Duration};
+    /// use guard_core::rate_limit::{Rate, RedisBackend, RedisConnection};
+    /// let conn = RedisConnection::open("redis://127.0.0.1:6379", Duration::from_millis(50), Duration::from_secs(1)).unwrap();
+    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap())).with_key_prefix("app:rl:");
+    /// assert!(format!("{b:?}").contains("app:rl:"));
+    /// ```
+    pub fn with_key_prefix(self, prefix: impl Into<String>) -> Self {
+        let mut options = self.inner.options.clone();
+        options.key_prefix = prefix.into();
+        Self::with_options(self.inner.conn.clone(), self.inner.rate, options)
+    }
+
+    /// The same limit with another answer for when Redis cannot answer (default
+    /// [`FailureMode::Open`]). Set it before the backend is used: the allowed-on-error count
+    /// starts again.
+    ///
+    /// ```
+    /// use std::{num::NonZeroU32, time::Duration};
+    /// use guard_core::rate_limit::{FailureMode, Rate, RedisBackend, RedisConnection};
+    /// let conn = RedisConnection::open("redis://127.0.0.1:6379", Duration::from_millis(50), Duration::from_secs(1)).unwrap();
+    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap()))
+    ///     .with_failure_mode(FailureMode::Closed);
+    /// assert_eq!(b.failure_mode(), FailureMode::Closed);
+    /// ```
+    pub fn with_failure_mode(self, mode: FailureMode) -> Self {
+        let mut options = self.inner.options.clone();
+        options.failure_mode = mode;
+        Self::with_options(self.inner.conn.clone(), self.inner.rate, options)
+    }
+
+    fn with_options(conn: RedisConnection, rate: Rate, options: RedisOptions) -> Self {
         let t_us = u64::try_from(rate.emission_interval().as_micros())
             .unwrap_or(u64::MAX / 2)
             .max(1);
@@ -834,9 +847,9 @@ impl RedisBackend {
     ///
     /// ```
     /// use std::{num::NonZeroU32, time::Duration};
-    /// use guard_core::rate_limit::{Rate, RedisBackend, RedisConnection, RedisOptions};
+    /// use guard_core::rate_limit::{Rate, RedisBackend, RedisConnection};
     /// let conn = RedisConnection::open("redis://127.0.0.1:6379", Duration::from_millis(50), Duration::from_secs(1)).unwrap();
-    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap()), RedisOptions::default());
+    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap()));
     /// assert_eq!(b.allowed_on_error(), 0);
     /// ```
     pub fn allowed_on_error(&self) -> u64 {
@@ -847,9 +860,9 @@ impl RedisBackend {
     ///
     /// ```
     /// use std::{num::NonZeroU32, time::Duration};
-    /// use guard_core::rate_limit::{FailureMode, Rate, RedisBackend, RedisConnection, RedisOptions};
+    /// use guard_core::rate_limit::{FailureMode, Rate, RedisBackend, RedisConnection};
     /// let conn = RedisConnection::open("redis://127.0.0.1:6379", Duration::from_millis(50), Duration::from_secs(1)).unwrap();
-    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap()), RedisOptions::default());
+    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap()));
     /// assert_eq!(b.failure_mode(), FailureMode::Open);
     /// ```
     pub fn failure_mode(&self) -> FailureMode {
@@ -860,10 +873,10 @@ impl RedisBackend {
     ///
     /// ```
     /// use std::{num::NonZeroU32, time::Duration};
-    /// use guard_core::rate_limit::{Rate, RedisBackend, RedisConnection, RedisOptions};
+    /// use guard_core::rate_limit::{Rate, RedisBackend, RedisConnection};
     /// let conn = RedisConnection::open("redis://127.0.0.1:6379", Duration::from_millis(50), Duration::from_secs(1)).unwrap();
     /// let r = Rate::per_second(NonZeroU32::new(5).unwrap());
-    /// assert_eq!(RedisBackend::new(conn, r, RedisOptions::default()).rate(), r);
+    /// assert_eq!(RedisBackend::new(conn, r).rate(), r);
     /// ```
     pub fn rate(&self) -> Rate {
         self.inner.rate
@@ -873,9 +886,9 @@ impl RedisBackend {
     ///
     /// ```
     /// use std::{num::NonZeroU32, time::Duration};
-    /// use guard_core::rate_limit::{Rate, RedisBackend, RedisConnection, RedisOptions};
+    /// use guard_core::rate_limit::{Rate, RedisBackend, RedisConnection};
     /// let conn = RedisConnection::open("redis://127.0.0.1:6379", Duration::from_millis(50), Duration::from_secs(1)).unwrap();
-    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap()), RedisOptions::default());
+    /// let b = RedisBackend::new(conn, Rate::per_second(NonZeroU32::new(5).unwrap()));
     /// assert_eq!(b.connection().timeout(), Duration::from_millis(50));
     /// ```
     pub fn connection(&self) -> &RedisConnection {
@@ -915,7 +928,7 @@ mod tests {
         .unwrap();
         let rate = Rate::per_second(std::num::NonZeroU32::new(5).unwrap())
             .with_burst(std::num::NonZeroU32::new(10).unwrap());
-        let b = RedisBackend::new(conn, rate, RedisOptions::default());
+        let b = RedisBackend::new(conn, rate);
         assert_eq!(b.inner.t_us, 200_000);
         assert_eq!(b.inner.tau_us, 1_800_000);
     }
@@ -936,7 +949,6 @@ mod tests {
         let b = RedisBackend::new(
             conn,
             Rate::per_second(std::num::NonZeroU32::new(5).unwrap()),
-            RedisOptions::default(),
         );
         let started = std::time::Instant::now();
         let err = b.check(&BucketKey::global()).await.unwrap_err();

@@ -1,4 +1,5 @@
-//! [`Grants`]: the roles and scopes of a [`Principal`], read the same way whatever verified it.
+//! `Grants`: the roles and scopes of a [`Principal`], read the same way whatever verified it
+//! (public as [`Principal::has_role`] and [`Principal::has_scope`]).
 
 use serde_json::Value;
 
@@ -19,40 +20,32 @@ const SCOPE_CLAIMS: [&str; 2] = ["scope", "scp"];
 /// a GCP push token: every kind reads the same. Principals without claims (an HMAC key name, a
 /// network address, a message source) hold none.
 ///
-/// ```
-/// use guard_core::request::{Principal, PrincipalKind};
-/// let mut p = Principal::new(PrincipalKind::Jwt, "u1");
-/// p.claims.insert("scp".into(), "orders:read orders:write".into());
-/// p.claims.insert("roles".into(), serde_json::json!(["Orders.Admin"]));
-/// let grants = p.grants();
-/// assert!(grants.has_scope("orders:write"));
-/// assert!(grants.has_role("Orders.Admin"));
-/// assert!(!grants.has_role("orders:write"));
-/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grants<'a> {
+pub(crate) struct Grants<'a> {
     roles: Vec<&'a str>,
     scopes: Vec<&'a str>,
 }
 
 impl<'a> Grants<'a> {
     /// Every role, in claim order.
-    pub fn roles(&self) -> &[&'a str] {
+    #[cfg(test)]
+    pub(crate) fn roles(&self) -> &[&'a str] {
         &self.roles
     }
 
     /// Every scope, in claim order.
-    pub fn scopes(&self) -> &[&'a str] {
+    #[cfg(test)]
+    pub(crate) fn scopes(&self) -> &[&'a str] {
         &self.scopes
     }
 
     /// Whether `role` is held (exact, case-sensitive).
-    pub fn has_role(&self, role: &str) -> bool {
+    pub(crate) fn has_role(&self, role: &str) -> bool {
         self.roles.contains(&role)
     }
 
     /// Whether `scope` is held (exact, case-sensitive).
-    pub fn has_scope(&self, scope: &str) -> bool {
+    pub(crate) fn has_scope(&self, scope: &str) -> bool {
         self.scopes.contains(&scope)
     }
 }
@@ -80,9 +73,42 @@ fn names<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
 }
 
 impl Principal {
-    /// The roles and scopes this principal holds (see [`Grants`]): what authorization rules
-    /// check, and what a handler reads whatever the cloud.
-    pub fn grants(&self) -> Grants<'_> {
+    /// Whether this principal holds `role` (exact, case-sensitive), from its verified claims:
+    /// `roles`, `groups`, `cognito:groups` — JSON arrays, or strings of names separated by
+    /// spaces or commas (API Gateway hands Cognito groups over as `"[admin writers]"`). What
+    /// authorization rules check, and what a handler reads whatever the cloud: a JWT's claims,
+    /// an API Gateway authorizer's, Azure Easy Auth roles, a GCP push token read the same.
+    /// Principals without claims (an HMAC key name, a network address, a message source) hold
+    /// none.
+    ///
+    /// ```
+    /// use guard_core::request::{Principal, PrincipalKind};
+    /// let mut p = Principal::new(PrincipalKind::Jwt, "u1");
+    /// p.claims.insert("roles".into(), serde_json::json!(["Orders.Admin"]));
+    /// p.claims.insert("scp".into(), "orders:read orders:write".into());
+    /// assert!(p.has_role("Orders.Admin"));
+    /// assert!(!p.has_role("orders:write"));
+    /// ```
+    pub fn has_role(&self, role: &str) -> bool {
+        self.grants().has_role(role)
+    }
+
+    /// Whether this principal holds `scope` (exact, case-sensitive), from its `scope` and `scp`
+    /// claims (space-separated strings or arrays); see [`has_role`](Self::has_role).
+    ///
+    /// ```
+    /// use guard_core::request::{Principal, PrincipalKind};
+    /// let mut p = Principal::new(PrincipalKind::Jwt, "u1");
+    /// p.claims.insert("scp".into(), "orders:read orders:write".into());
+    /// assert!(p.has_scope("orders:write"));
+    /// assert!(!p.has_scope("orders"));
+    /// ```
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.grants().has_scope(scope)
+    }
+
+    /// The roles and scopes this principal holds: what authorization rules check.
+    pub(crate) fn grants(&self) -> Grants<'_> {
         let mut g = Grants::default();
         for c in ROLE_CLAIMS {
             if let Some(v) = self.claims.get(c) {

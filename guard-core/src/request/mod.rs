@@ -21,7 +21,6 @@ mod headers;
 mod refusal;
 mod trace;
 
-pub use grants::Grants;
 pub use headers::{HeaderBuilder, HeaderLimits};
 pub use refusal::AdapterRefusal;
 pub use trace::TraceContext;

@@ -38,11 +38,12 @@ pub use error::SecretsError;
 pub(crate) use file::FileSource;
 #[cfg(feature = "secrets")]
 pub use layer::{SecretHandles, SecretsLayer};
-pub use source::{FetchFuture, SecretSource, SecretVersion};
+pub(crate) use source::FetchFuture;
+pub use source::{SecretSource, SecretVersion};
 #[cfg(feature = "secrets")]
 pub use store::SecretStore;
 #[cfg(feature = "secrets")]
-pub use store_builder::{SecretStoreBuilder, SecretStoreConfigError};
+pub use store_builder::SecretStoreBuilder;
 #[cfg(feature = "secrets")]
 pub use store_stats::{SecretStoreStats, SecretVersions};
 pub use value::SecretValue;

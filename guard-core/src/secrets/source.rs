@@ -1,9 +1,7 @@
 //! [`SecretSource`]: where secrets come from.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use super::{SecretValue, SecretsError};
+use crate::BoxFuture;
 
 /// Which version of a secret to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,9 +15,8 @@ pub enum SecretVersion {
     Pending,
 }
 
-/// A boxed future returned by [`SecretSource::fetch`].
-pub type FetchFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<SecretValue, SecretsError>> + Send + 'a>>;
+/// The future returned by [`SecretSource::fetch`].
+pub(crate) type FetchFuture<'a> = BoxFuture<'a, Result<SecretValue, SecretsError>>;
 
 /// A provider of secret values (environment, files, AWS Secrets Manager, Key Vault, Secret Manager).
 ///

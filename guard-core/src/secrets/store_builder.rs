@@ -7,15 +7,8 @@ use std::time::Duration;
 
 use super::SecretSource;
 use super::store::{Config, SecretStore};
+use crate::ConfigError;
 use crate::clock::{SystemWallClock, WallClock};
-
-/// Settings of a [`SecretStore`] that do not hold up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid secret store settings: {}", .problems.join("; "))]
-pub struct SecretStoreConfigError {
-    /// Every problem found.
-    pub problems: Vec<String>,
-}
 
 /// Builds a [`SecretStore`]; see [`SecretStore`] for what each setting does.
 ///
@@ -29,7 +22,7 @@ pub struct SecretStoreConfigError {
 ///     .fetch_timeout(Duration::ZERO)
 ///     .build()
 ///     .unwrap_err();
-/// assert_eq!(err.problems.len(), 2);
+/// assert!(matches!(err, guard_core::ConfigError::SecretStore(ref problems) if problems.len() == 2));
 /// ```
 pub struct SecretStoreBuilder {
     source: Arc<dyn SecretSource>,
@@ -116,7 +109,7 @@ impl SecretStoreBuilder {
     }
 
     /// Checks the settings (reporting every problem) and builds the store.
-    pub fn build(self) -> Result<SecretStore, SecretStoreConfigError> {
+    pub fn build(self) -> Result<SecretStore, ConfigError> {
         let c = &self.config;
         let mut problems = Vec::new();
         if c.ttl.is_zero() {
@@ -132,7 +125,7 @@ impl SecretStoreBuilder {
             problems.push("force_refresh_interval must be greater than zero".to_string());
         }
         if !problems.is_empty() {
-            return Err(SecretStoreConfigError { problems });
+            return Err(ConfigError::SecretStore(problems));
         }
         Ok(SecretStore::from_parts(
             self.source,

@@ -41,7 +41,22 @@ pub struct JsonBody {
 }
 
 impl JsonBody {
-    /// Checks `bytes` with the same strictness as [`parse_strict`] (without building a tree) and
+    /// Parses `bytes` into a [`Value`], refusing duplicate keys, non-finite numbers and trailing
+    /// data: the strict parse the layer falls back to when its single pass is not sure.
+    ///
+    /// ```
+    /// use guard_core::validate::{JsonBody, JsonError};
+    /// assert!(JsonBody::parse_value(br#"{"a":1}"#).is_ok());
+    /// assert_eq!(JsonBody::parse_value(br#"{"a":1,"a":2}"#), Err(JsonError::DuplicateKey));
+    /// assert_eq!(JsonBody::parse_value(b"1e400"), Err(JsonError::NumberOutOfRange));
+    /// assert_eq!(JsonBody::parse_value(b"18446744073709551617"), Err(JsonError::NumberOutOfRange));
+    /// assert!(JsonBody::parse_value(b"1.8446744073709552e19").is_ok());
+    /// ```
+    pub fn parse_value(bytes: &[u8]) -> Result<Value, JsonError> {
+        parse_strict(bytes)
+    }
+
+    /// Checks `bytes` with the same strictness as [`parse_value`](Self::parse_value) (without building a tree) and
     /// wraps them. The layer does this itself; this is for handler tests and hand-built requests.
     ///
     /// ```

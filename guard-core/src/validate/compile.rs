@@ -7,20 +7,17 @@ use jsonschema::json::Json;
 use jsonschema::{PatternOptions, Retrieve, ValidationOptions, Validator};
 use serde_json::Value;
 
+use crate::ConfigError;
+
 /// Size limit for one compiled `pattern` (bounds memory; the engine is linear-time).
 const PATTERN_SIZE_LIMIT: usize = 1 << 20;
 
-/// A schema could not be compiled. The message names the problem, never request data.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("schema does not compile: {0}")]
-pub struct SchemaError(String);
-
 /// Compiles `schema` once: linear-time `regex` pattern engine (with a size limit), `format`
 /// asserted, and no remote or file `$ref` resolution — a schema that needs a fetch fails here.
-pub(crate) fn compile_schema(schema: &Value) -> Result<Validator, SchemaError> {
+pub(crate) fn compile_schema(schema: &Value) -> Result<Validator, ConfigError> {
     options_for()
         .build(schema)
-        .map_err(|e| SchemaError(e.to_string()))
+        .map_err(|e| ConfigError::Schema(e.to_string()))
 }
 
 /// The options of [`compile_schema`], for any JSON representation (the single-pass plan compiles

@@ -38,17 +38,9 @@ pub enum JsonError {
     },
 }
 
-/// Parses `bytes` into a [`Value`], refusing duplicate keys, non-finite numbers and trailing data.
-///
-/// ```
-/// use guard_core::validate::{parse_strict, JsonError};
-/// assert!(parse_strict(br#"{"a":1}"#).is_ok());
-/// assert_eq!(parse_strict(br#"{"a":1,"a":2}"#), Err(JsonError::DuplicateKey));
-/// assert_eq!(parse_strict(b"1e400"), Err(JsonError::NumberOutOfRange));
-/// assert_eq!(parse_strict(b"18446744073709551617"), Err(JsonError::NumberOutOfRange));
-/// assert!(parse_strict(b"1.8446744073709552e19").is_ok());
-/// ```
-pub fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
+/// Parses `bytes` into a [`Value`], refusing duplicate keys, non-finite numbers and trailing data
+/// (public as [`JsonBody::parse_value`](super::JsonBody::parse_value)).
+pub(crate) fn parse_strict(bytes: &[u8]) -> Result<Value, JsonError> {
     let first = parse_with(
         bytes,
         StrictValue {

@@ -18,7 +18,7 @@ use serde_json::{Number, Value};
 /// The representation: a scalar node, never an object or an array.
 pub(crate) struct Leaf;
 
-/// One scalar, exactly as [`parse_strict`](super::parse_strict) would have stored it (same
+/// One scalar, exactly as [`parse_strict`](super::json::parse_strict) would have stored it (same
 /// `Number` from the same `visit_*` call), but with the string borrowed.
 #[derive(Clone, Debug)]
 pub(crate) enum LeafNode<'a> {

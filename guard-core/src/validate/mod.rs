@@ -16,8 +16,7 @@ mod schema;
 mod typed;
 
 pub use body::JsonBody;
-pub use compile::SchemaError;
-pub use json::{JsonError, parse_strict};
+pub use json::JsonError;
 pub(crate) use schema::CompiledSchema;
 pub use schema::ValidateLayer;
 pub use typed::{TypedValidateLayer, Validated};

@@ -1,5 +1,5 @@
 //! The single-pass check: a JSON Schema compiled into a plan that a `serde` visitor runs while
-//! `serde_json` tokenizes the body, with the strictness of [`parse_strict`](super::parse_strict)
+//! `serde_json` tokenizes the body, with the strictness of [`JsonBody::parse_value`](super::JsonBody::parse_value)
 //! (duplicate keys, out-of-range numbers, trailing data) and no `serde_json::Value` built.
 //!
 //! **It is an accept filter.** [`Plan::accepts`] returning `true` means the body is strict JSON
@@ -85,7 +85,7 @@ impl Plan {
     }
 }
 
-/// `true` when `bytes` is strict JSON as [`parse_strict`](super::parse_strict) defines it;
+/// `true` when `bytes` is strict JSON as [`JsonBody::parse_value`](super::JsonBody::parse_value) defines it;
 /// `false` when not, or not sure (then ask `parse_strict`).
 pub(crate) fn is_strict_json(bytes: &[u8]) -> bool {
     run(&ANY, bytes)

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use jsonschema::Validator;
 use serde_json::Value;
 use tower_layer::Layer;
-use tower_service::Service;
 
 use super::body::JsonBody;
-use super::compile::{SchemaError, compile_schema};
+use super::compile::compile_schema;
 use super::json::{JsonError, parse_strict};
 use super::plan::Plan;
+use crate::ConfigError;
 use crate::future::CheckFuture;
 use crate::request::{GuardRequest, GuardResponse};
 use crate::{Rejection, RejectionKind, ValidationDetail};
@@ -54,7 +54,7 @@ pub(crate) struct CompiledSchema {
 
 impl CompiledSchema {
     /// Compiles `schema` (see [`compile_schema`]) and its single-pass plan.
-    pub(crate) fn new(schema: &Value) -> Result<Self, SchemaError> {
+    pub(crate) fn new(schema: &Value) -> Result<Self, ConfigError> {
         Ok(Self {
             validator: compile_schema(schema)?,
             plan: Plan::compile(schema).map(Arc::new),
@@ -75,7 +75,7 @@ impl PartialEq for CompiledSchema {
 ///
 /// **Single pass.** When the schema only uses the keywords listed below, the layer compiles it
 /// (once, here) into a plan that checks the body while `serde_json` tokenizes it — duplicate
-/// keys, out-of-range numbers and trailing data refused as by [`parse_strict`] — without
+/// keys, out-of-range numbers and trailing data refused as by [`JsonBody::parse_value`] — without
 /// building a [`Value`] or allocating on the accept path. The plan only ever *accepts*: a body it
 /// is not sure of goes through the full path (`parse_strict`, then `jsonschema`), which decides
 /// and words every rejection. Scalar keywords are checked by `jsonschema` itself
@@ -135,7 +135,7 @@ impl ValidateLayer {
     /// let layer = guard_core::validate::ValidateLayer::with_schema(&serde_json::json!({}));
     /// assert!(layer.is_ok());
     /// ```
-    pub fn with_schema(schema: &Value) -> Result<Self, SchemaError> {
+    pub fn with_schema(schema: &Value) -> Result<Self, ConfigError> {
         Ok(Self::from_compiled(
             Some(CompiledSchema::new(schema)?),
             false,
@@ -219,29 +219,24 @@ crate::macros::opaque_future! {
     pub type ResponseFuture<F> = CheckFuture<F>;
 }
 
-impl<S, E> Service<GuardRequest> for Validate<S>
-where
-    S: Service<GuardRequest, Response = GuardResponse, Error = E>,
-{
-    type Response = GuardResponse;
-    type Error = E;
-    type Future = ResponseFuture<S::Future>;
+crate::macros::forwarding_service! {
+    impl for Validate<S> {
+        type Future = ResponseFuture<S::Future>;
 
-    crate::macros::poll_ready_from_inner!();
-
-    fn call(&mut self, mut req: GuardRequest) -> Self::Future {
-        let config = &*self.config;
-        let body = match &config.plan {
-            Some(plan) if config.single_pass && plan.accepts(req.body()) => {
-                JsonBody::checked(req.body().clone())
-            }
-            _ => match full_path(config, req.body()) {
-                Ok(value) => JsonBody::with_value(req.body().clone(), value),
-                Err(rejection) => return ResponseFuture::new(CheckFuture::rejected(*rejection)),
-            },
-        };
-        req.extensions_mut().insert(body);
-        ResponseFuture::new(CheckFuture::inner(self.inner.call(req)))
+        fn call(&mut self, mut req: GuardRequest) -> Self::Future {
+            let config = &*self.config;
+            let body = match &config.plan {
+                Some(plan) if config.single_pass && plan.accepts(req.body()) => {
+                    JsonBody::checked(req.body().clone())
+                }
+                _ => match full_path(config, req.body()) {
+                    Ok(value) => JsonBody::with_value(req.body().clone(), value),
+                    Err(rejection) => return ResponseFuture::new(CheckFuture::rejected(*rejection)),
+                },
+            };
+            req.extensions_mut().insert(body);
+            ResponseFuture::new(CheckFuture::inner(self.inner.call(req)))
+        }
     }
 }
 

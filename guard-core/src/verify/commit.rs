@@ -29,8 +29,8 @@ crate::macros::opaque_future! {
     pub type CommitFuture<F, E> = MaybeBoxFuture<F, E>;
 }
 
-crate::macros::owning_service! {
-impl for ReplayCommit<S> {
+crate::macros::forwarding_service! {
+impl owning for ReplayCommit<S> {
     type Future = CommitFuture<S::Future, S::Error>;
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {

@@ -9,8 +9,8 @@ use http::{HeaderMap, HeaderName};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::VerifyError;
 use super::layer::{Verifier, VerifyFuture};
+use crate::ConfigError;
 use crate::clock::{SystemWallClock, WallClock};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::{PendingReplay, PendingReplays, ReplayStore};
@@ -81,7 +81,7 @@ impl HmacScheme {
     }
 
     /// The Stripe format under another header name (e.g. `X-Guard-Signature`).
-    pub fn stripe_style(header: &str) -> Result<Self, VerifyError> {
+    pub fn stripe_style(header: &str) -> Result<Self, ConfigError> {
         Ok(HmacScheme::Stripe {
             header: header_name(header)?,
         })
@@ -103,9 +103,9 @@ impl HmacScheme {
     }
 }
 
-pub(crate) fn header_name(s: &str) -> Result<HeaderName, VerifyError> {
+pub(crate) fn header_name(s: &str) -> Result<HeaderName, ConfigError> {
     HeaderName::from_bytes(s.as_bytes())
-        .map_err(|_| VerifyError::HeaderName(s.chars().take(64).collect()))
+        .map_err(|_| ConfigError::HeaderName(s.chars().take(64).collect()))
 }
 
 /// What the request claims: the signatures, the timestamp, and the bytes signed before the body.
@@ -382,13 +382,13 @@ impl HmacVerifierBuilder {
     }
 
     /// Checks the configuration.
-    pub fn build(self) -> Result<HmacVerifier, VerifyError> {
+    pub fn build(self) -> Result<HmacVerifier, ConfigError> {
         if self.secret.trim().is_empty() {
-            return Err(VerifyError::EmptySecretName);
+            return Err(ConfigError::EmptySecretName);
         }
         let secs = self.tolerance.as_secs();
         if !(1..=86_400).contains(&secs) {
-            return Err(VerifyError::OutOfRange {
+            return Err(ConfigError::OutOfRange {
                 what: "HMAC tolerance",
                 min: 1,
                 max: 86_400,

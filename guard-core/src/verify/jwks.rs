@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 #[cfg(feature = "jwks-http")]
-use super::VerifyError;
+use crate::ConfigError;
 use crate::clock::{SystemWallClock, WallClock};
 
 /// Largest JWKS document accepted, in bytes.
@@ -75,11 +75,11 @@ pub(crate) struct HttpJwksFetcher {
 #[cfg(feature = "jwks-http")]
 impl HttpJwksFetcher {
     /// A fetcher for `url` with a client of default limits (body capped at [`JwksCache::MAX_DOCUMENT_BYTES`]).
-    pub(crate) fn new(url: &str) -> Result<Self, VerifyError> {
+    pub(crate) fn new(url: &str) -> Result<Self, ConfigError> {
         let client = crate::http_client::HttpClient::builder()
             .max_response_bytes(MAX_JWKS_BYTES)
             .build()
-            .map_err(|e| VerifyError::HttpClient(e.to_string()))?;
+            .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
         Self::with_client(url, client)
     }
 
@@ -88,8 +88,8 @@ impl HttpJwksFetcher {
     pub(crate) fn with_client(
         url: &str,
         client: crate::http_client::HttpClient,
-    ) -> Result<Self, VerifyError> {
-        let bad = || VerifyError::Url(url.chars().take(128).collect());
+    ) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::Url(url.chars().take(128).collect());
         let uri: http::Uri = url.parse().map_err(|_| bad())?;
         let local = crate::http_client::Schemes::HttpsOrLocalHttp;
         let allowed = match (uri.scheme_str(), uri.host()) {
@@ -107,28 +107,16 @@ impl HttpJwksFetcher {
 #[cfg(feature = "jwks-http")]
 impl JwksFetcher for HttpJwksFetcher {
     fn fetch(&self) -> JwksFuture<'_> {
-        use crate::http_client::{HttpError, Schemes};
         Box::pin(async move {
-            let mut headers = http::HeaderMap::new();
-            headers.insert(
-                http::header::ACCEPT,
-                http::HeaderValue::from_static("application/json"),
-            );
-            let resp = self
-                .client
-                .get(self.uri.clone(), headers, Schemes::HttpsOrLocalHttp)
+            self.client
+                .get_json(
+                    self.uri.clone(),
+                    crate::http_client::Schemes::HttpsOrLocalHttp,
+                    MAX_JWKS_BYTES,
+                )
                 .await
-                .map_err(|e| match e {
-                    HttpError::TooLarge(_) => JwksError::new("document too large"),
-                    e => JwksError::new(format!("request failed: {e}")),
-                })?;
-            if !resp.status().is_success() {
-                return Err(JwksError::new(format!("status {}", resp.status().as_u16())));
-            }
-            if resp.body().len() > MAX_JWKS_BYTES {
-                return Err(JwksError::new("document too large"));
-            }
-            Ok(resp.into_body().to_vec())
+                .map(|body| body.to_vec())
+                .map_err(JwksError::new)
         })
     }
 }
@@ -366,7 +354,7 @@ impl JwksCache {
     /// assert!(JwksCache::from_url("https://idp.example/keys").is_ok());
     /// ```
     #[cfg(feature = "jwks-http")]
-    pub fn from_url(url: &str) -> Result<JwksCacheBuilder, VerifyError> {
+    pub fn from_url(url: &str) -> Result<JwksCacheBuilder, ConfigError> {
         Ok(Self::builder(HttpJwksFetcher::new(url)?))
     }
 
@@ -383,7 +371,7 @@ impl JwksCache {
     pub fn from_url_with_client(
         url: &str,
         client: crate::http_client::HttpClient,
-    ) -> Result<JwksCacheBuilder, VerifyError> {
+    ) -> Result<JwksCacheBuilder, ConfigError> {
         Ok(Self::builder(HttpJwksFetcher::with_client(url, client)?))
     }
 
@@ -407,7 +395,7 @@ impl JwksCache {
     pub fn discover(
         issuer: &str,
         client: crate::http_client::HttpClient,
-    ) -> Result<JwksCacheBuilder, VerifyError> {
+    ) -> Result<JwksCacheBuilder, ConfigError> {
         Ok(Self::builder(super::oidc::DiscoveryFetcher::new(
             issuer, client,
         )?))

@@ -7,9 +7,9 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
-use super::VerifyError;
 use super::jwks::{JwksCache, Lookup};
 use super::layer::{Verifier, VerifyFuture};
+use crate::ConfigError;
 use crate::clock::{SystemWallClock, WallClock};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal, PrincipalKind};
@@ -105,7 +105,7 @@ impl ClaimPredicate {
 /// Parses an algorithm name for a JWT verifier: RS256/384/512, PS256/384/512, ES256, ES384, EdDSA.
 /// `none` and the HMAC algorithms are refused (an asymmetric JWKS never holds HMAC keys, and
 /// allowing them is how "RS256 public key used as HS256 secret" attacks start).
-pub(crate) fn parse_algorithm(name: &str) -> Result<Algorithm, VerifyError> {
+pub(crate) fn parse_algorithm(name: &str) -> Result<Algorithm, ConfigError> {
     let alg = match name {
         "RS256" => Algorithm::RS256,
         "RS384" => Algorithm::RS384,
@@ -116,7 +116,7 @@ pub(crate) fn parse_algorithm(name: &str) -> Result<Algorithm, VerifyError> {
         "ES256" => Algorithm::ES256,
         "ES384" => Algorithm::ES384,
         "EdDSA" => Algorithm::EdDSA,
-        other => return Err(VerifyError::Algorithm(other.chars().take(32).collect())),
+        other => return Err(ConfigError::Algorithm(other.chars().take(32).collect())),
     };
     Ok(alg)
 }
@@ -202,17 +202,17 @@ impl JwtVerifierBuilder {
     }
 
     /// Checks the configuration.
-    pub fn build(self) -> Result<JwtVerifier, VerifyError> {
+    pub fn build(self) -> Result<JwtVerifier, ConfigError> {
         if self.algorithms.is_empty() {
-            return Err(VerifyError::NoAlgorithm);
+            return Err(ConfigError::NoAlgorithm);
         }
         for a in &self.algorithms {
             if matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
-                return Err(VerifyError::Algorithm(format!("{a:?}")));
+                return Err(ConfigError::Algorithm(format!("{a:?}")));
             }
         }
         if self.leeway > Duration::from_secs(300) {
-            return Err(VerifyError::OutOfRange {
+            return Err(ConfigError::OutOfRange {
                 what: "JWT leeway",
                 min: 0,
                 max: 300,
@@ -224,7 +224,7 @@ impl JwtVerifierBuilder {
             | ClaimPredicate::Exists(claim) = p
                 && claim.is_empty()
             {
-                return Err(VerifyError::ClaimRule(String::new()));
+                return Err(ConfigError::ClaimRule(String::new()));
             }
         }
         Ok(JwtVerifier {

@@ -1,18 +1,17 @@
 //! The [`Verifier`] trait, the [`all`] / [`any`] / [`by_trigger`] combinators and the
 //! [`VerifyLayer`] that runs one verifier in front of the handler.
 
-use std::future::Future;
 use std::mem;
-use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::BoxFuture;
 use crate::future::MaybeBoxFuture;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::PendingReplays;
 use crate::request::{GuardRequest, Principal, PrincipalKind, Trigger, VerifiedSlot};
 
 /// The boxed future a [`Verifier`] returns: the verified [`Principal`], or the [`Rejection`] to send.
-pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, Rejection>> + Send + 'a>>;
+pub(crate) type VerifyFuture<'a> = BoxFuture<'a, Result<Principal, Rejection>>;
 
 /// A shared, type-erased verifier (what the combinators hold).
 pub(crate) type BoxVerifier = Arc<dyn Verifier>;
@@ -42,11 +41,11 @@ pub(crate) type BoxVerifier = Arc<dyn Verifier>;
 /// ```
 pub trait Verifier: Send + Sync + 'static {
     /// Verifies `req`.
-    fn verify<'a>(&'a self, req: &'a GuardRequest) -> VerifyFuture<'a>;
+    fn verify<'a>(&'a self, req: &'a GuardRequest) -> BoxFuture<'a, Result<Principal, Rejection>>;
 
     /// The verdict [`verify`](Self::verify) would give, when it can be had at once **and without
     /// side effects** (no I/O, no replay store, no counters): an address allow-list, for example.
-    /// `None` (the default) means "ask `verify`". [`Verify`] calls this first and, on `Some`, skips
+    /// `None` (the default) means "ask `verify`". The verify layer's service calls this first and, on `Some`, skips
     /// boxing a future on the request path; its answer may be discarded, so it must be pure.
     ///
     /// ```
@@ -472,8 +471,8 @@ fn hand_over_principal(req: &mut GuardRequest, principal: Principal) {
     req.extensions_mut().insert(principal);
 }
 
-crate::macros::owning_service! {
-impl for Verify<S> {
+crate::macros::forwarding_service! {
+impl owning for Verify<S> {
     type Future = ResponseFuture<S::Future, S::Error>;
 
     fn call(&mut self, mut req: GuardRequest) -> Self::Future {

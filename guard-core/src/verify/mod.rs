@@ -61,6 +61,25 @@
 //! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 //! use guard_core::{GuardBuilder, GuardDeps};
 //! use tower::{Layer, Service, ServiceExt};
+//! # let policy = guard_core::Policy::from_toml_str(r#"
+//! #     [verify]
+//! #     mode = "any"
+//! #     [verify.sources]
+//! #     sqs = ["arn:aws:sqs:us-east-1:123456789012:orders"]
+//! #     azure-queue = ["orders"]
+//! #     pubsub = ["projects/shop-prod/subscriptions/orders-push"]
+//! #     [verify.cidr]
+//! #     allow = ["203.0.113.0/24", "198.51.100.0/24"]
+//! #     [verify.hmac]
+//! #     preset = "stripe"
+//! #     header = "X-Guard-Signature"
+//! #     secret = "orders-webhook-hmac"
+//! #     tolerance_secs = 300
+//! #     replay = true
+//! #     [verify.gcp_push]
+//! #     audience = "https://orders.example.com/pubsub"
+//! #     service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
+//! # "#).unwrap();
 //!
 //! let policy = guard_core::Policy::from_toml_str(r#"
 //!     [verify]
@@ -104,7 +123,6 @@
 
 mod cidr;
 mod commit;
-mod error;
 mod hmac;
 mod jwks;
 mod jwt;
@@ -119,7 +137,6 @@ mod source;
 pub use cidr::CidrVerifier;
 #[allow(unused_imports)] // only the Guard builder (every layer on) places it
 pub(crate) use commit::ReplayCommitLayer;
-pub use error::VerifyError;
 pub(crate) use hmac::header_name;
 #[cfg(feature = "outbound")]
 pub(crate) use hmac::signature_headers as hmac_signature_headers;
@@ -127,8 +144,9 @@ pub use hmac::{HmacScheme, HmacVerifier, HmacVerifierBuilder, SignatureEncoding}
 pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
 pub(crate) use jwt::parse_algorithm;
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
+pub(crate) use layer::VerifyFuture;
 pub(crate) use layer::{BoxVerifier, VerifierExt, by_trigger};
-pub use layer::{ResponseFuture, Verifier, Verify, VerifyFuture, VerifyLayer, all, any};
+pub use layer::{Verifier, VerifyLayer, all, any};
 pub(crate) use messages::MessageChecks;
 #[cfg(feature = "jwks-http")]
 pub(crate) use oidc::{IssuerRouter, check_issuer};

@@ -8,11 +8,11 @@
 
 use std::sync::Mutex;
 
-use super::VerifyError;
 use super::jwks::{JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES};
 use super::jwt::{JwtVerifier, bearer, peek_issuer};
 use super::layer::{Verifier, VerifyFuture};
-use crate::http_client::{HttpClient, HttpError, Schemes};
+use crate::ConfigError;
+use crate::http_client::{HttpClient, Schemes};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal};
 
@@ -79,8 +79,8 @@ pub(crate) struct DiscoveryFetcher {
 }
 
 impl DiscoveryFetcher {
-    pub(crate) fn new(issuer: &str, client: HttpClient) -> Result<Self, VerifyError> {
-        let bad = || VerifyError::Url(issuer.chars().take(128).collect());
+    pub(crate) fn new(issuer: &str, client: HttpClient) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::Url(issuer.chars().take(128).collect());
         let local = check_issuer(issuer).map_err(|_| bad())?;
         let configuration = format!("{}{WELL_KNOWN}", issuer.trim_end_matches('/'))
             .parse()
@@ -99,26 +99,7 @@ impl DiscoveryFetcher {
     }
 
     async fn get(&self, uri: http::Uri, cap: usize) -> Result<bytes::Bytes, String> {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::ACCEPT,
-            http::HeaderValue::from_static("application/json"),
-        );
-        let resp = self
-            .client
-            .get(uri, headers, self.schemes)
-            .await
-            .map_err(|e| match e {
-                HttpError::TooLarge(_) => "document too large".to_string(),
-                e => format!("request failed: {e}"),
-            })?;
-        if resp.status() != http::StatusCode::OK {
-            return Err(format!("status {}", resp.status().as_u16()));
-        }
-        if resp.body().len() > cap {
-            return Err("document too large".into());
-        }
-        Ok(resp.into_body())
+        self.client.get_json(uri, self.schemes, cap).await
     }
 
     /// The configuration's `jwks_uri`, after checking the document names this issuer.

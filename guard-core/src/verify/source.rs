@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::VerifyError;
+use crate::ConfigError;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal, PrincipalKind, Trigger};
 
@@ -19,16 +19,16 @@ pub(crate) struct SourcePattern {
 impl SourcePattern {
     /// Parses a pattern. A `*` inside a segment (`orders-*`) and `**` are refused: the wildcard is
     /// a whole segment or nothing, so what it can match stays obvious.
-    pub(crate) fn parse(text: &str) -> Result<Self, VerifyError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ConfigError> {
         if text.is_empty() || text.len() > MAX_LEN {
-            return Err(VerifyError::InvalidSourcePattern {
+            return Err(ConfigError::InvalidSourcePattern {
                 pattern: text.chars().take(64).collect(),
                 reason: "must be 1 to 2048 characters",
             });
         }
         for seg in text.split([':', '/']) {
             if seg.contains('*') && seg != "*" {
-                return Err(VerifyError::InvalidSourcePattern {
+                return Err(ConfigError::InvalidSourcePattern {
                     pattern: text.chars().take(64).collect(),
                     reason: "`*` must be a whole segment between `:` or `/`",
                 });
@@ -127,7 +127,7 @@ fn kind_ok(kind: &str) -> bool {
 impl SourceVerifier {
     /// Allows messages of each `(kind, pattern)` pair's kind from sources matching its pattern;
     /// every bad kind or pattern is an error.
-    pub(crate) fn new<I, K, P>(entries: I) -> Result<Self, VerifyError>
+    pub(crate) fn new<I, K, P>(entries: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = (K, P)>,
         K: AsRef<str>,
@@ -138,7 +138,7 @@ impl SourceVerifier {
             .map(|(k, p)| {
                 let kind = k.as_ref();
                 if !kind_ok(kind) {
-                    return Err(VerifyError::InvalidSourceKind(
+                    return Err(ConfigError::InvalidSourceKind(
                         kind.chars().take(64).collect(),
                     ));
                 }

@@ -376,7 +376,10 @@ fn builder_reports_every_bad_setting() {
         .force_refresh_interval(Duration::ZERO)
         .build()
         .unwrap_err();
-    assert_eq!(err.problems.len(), 3, "{err}");
+    let guard_core::ConfigError::SecretStore(problems) = &err else {
+        panic!("not a secret store error: {err}");
+    };
+    assert_eq!(problems.len(), 3, "{err}");
 }
 
 // ---- the layer ----

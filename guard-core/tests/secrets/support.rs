@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use guard_core::secrets::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_core::BoxFuture;
+use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 
 /// A source whose answers the test sets, counting every fetch.
 #[derive(Clone, Default)]
@@ -70,7 +71,11 @@ impl FakeSource {
 }
 
 impl SecretSource for FakeSource {
-    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a> {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a str,
+        version: SecretVersion,
+    ) -> BoxFuture<'a, Result<SecretValue, SecretsError>> {
         Box::pin(async move {
             self.state.fetches.fetch_add(1, Ordering::SeqCst);
             let delay = *self.state.delay.lock().unwrap();

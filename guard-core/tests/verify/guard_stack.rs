@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use guard_core::VerifyDeps;
+use guard_core::BoxFuture;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::FakeWallClock;
-use guard_core::rate_limit::{MemoryBackend, MemoryOptions, Rate, RateLimitLayer, key};
-use guard_core::replay::{ReplayFuture, ReplayStore};
+use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key};
+use guard_core::replay::{ReplayError, ReplayStore};
 use guard_core::request::{Peer, Trigger};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::MemoryReplayStore;
@@ -71,14 +71,12 @@ impl Default for Options {
 fn orders(opts: Options) -> Orders {
     let wall = Arc::new(FakeWallClock::at_unix(T0));
     let store = secrets(opts.api_key);
-    let mut verify = VerifyDeps::new(store.clone()).clock(wall.clone());
-    verify =
-        verify
-            .replay_store(opts.replay.unwrap_or_else(|| {
-                Arc::new(MemoryReplayStore::new(1000).with_clock(wall.clone()))
-            }));
-    let mut deps = GuardDeps::with_secrets(store);
-    deps.verify = Some(verify);
+    let deps = GuardDeps::with_secrets(store)
+        .clock(wall.clone())
+        .replay_store(
+            opts.replay
+                .unwrap_or_else(|| Arc::new(MemoryReplayStore::new(1000).with_clock(wall.clone()))),
+        );
     let events: Arc<Mutex<Vec<SecurityEvent>>> = Arc::default();
     let sink = events.clone();
     let mut b = GuardBuilder::from_policy_with(&orders_policy(), deps)
@@ -90,7 +88,7 @@ fn orders(opts: Options) -> Orders {
     if let Some(burst) = opts.principal_burst {
         let rate = Rate::per_second(NonZeroU32::new(1).unwrap())
             .with_burst(NonZeroU32::new(burst).unwrap());
-        let mem = MemoryBackend::with_clock(rate, MemoryOptions::default(), rate_clock.clone());
+        let mem = MemoryBackend::with_clock(rate, rate_clock.clone());
         b = b.rate_limit_post_auth(RateLimitLayer::new(mem, key::Principal));
     }
     let handler = Handler::default();
@@ -272,11 +270,15 @@ struct BothSeeFirst {
 }
 
 impl ReplayStore for BothSeeFirst {
-    fn first_use<'a>(&'a self, key: &'a [u8], ttl: Duration) -> ReplayFuture<'a> {
+    fn first_use<'a>(
+        &'a self,
+        key: &'a [u8],
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, ReplayError>> {
         self.inner.first_use(key, ttl)
     }
 
-    fn seen<'a>(&'a self, key: &'a [u8]) -> ReplayFuture<'a> {
+    fn seen<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, ReplayError>> {
         Box::pin(async move {
             let seen = self.inner.seen(key).await;
             self.barrier.wait().await;

@@ -9,7 +9,7 @@ use guard_core::Policy;
 use guard_core::RejectionKind;
 use guard_core::clock::FakeWallClock;
 use guard_core::request::{MessageTrigger, Peer, PrincipalKind, Trigger};
-use guard_core::{GuardBuilder, GuardDeps, VerifyDeps};
+use guard_core::{GuardBuilder, GuardDeps};
 use serde_json::json;
 
 use crate::support::{JwksServer, Keys, Stack, T0, clock, data, hmac_hex, rs256};
@@ -42,10 +42,8 @@ const BODY: &[u8] = br#"{"order_id":"ord_ABCDEFGH","items":[{"sku":"a","qty":1}]
 fn orders_stack(policy: &str) -> (Stack, FakeWallClock) {
     let policy = Policy::from_toml_str(policy).unwrap();
     let clock = clock();
-    let deps =
-        VerifyDeps::new(Keys::new(KEY).store("orders-webhook-hmac")).clock(Arc::new(clock.clone()));
-    let mut guard_deps = GuardDeps::default();
-    guard_deps.verify = Some(deps);
+    let guard_deps = GuardDeps::with_secrets(Keys::new(KEY).store("orders-webhook-hmac"))
+        .clock(Arc::new(clock.clone()));
     let guard = GuardBuilder::from_policy_with(&policy, guard_deps)
         .unwrap()
         .build();

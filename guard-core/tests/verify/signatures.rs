@@ -5,10 +5,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use guard_core::ConfigError;
 use guard_core::GuardRequest;
 use guard_core::RejectionKind;
 use guard_core::request::PrincipalKind;
-use guard_core::verify::{HmacScheme, HmacVerifier, MemoryReplayStore, VerifyError};
+use guard_core::verify::{HmacScheme, HmacVerifier, MemoryReplayStore};
 
 use crate::support::{Keys, Stack, T0, clock, down_store, hmac_hex};
 
@@ -426,12 +427,12 @@ fn empty_secret_name_and_silly_tolerance_are_build_errors() {
     let e = HmacVerifier::builder(HmacScheme::github(), store.clone(), " ")
         .build()
         .unwrap_err();
-    assert_eq!(e, VerifyError::EmptySecretName);
+    assert_eq!(e, ConfigError::EmptySecretName);
     let e = HmacVerifier::builder(HmacScheme::github(), store, "k")
         .tolerance(Duration::ZERO)
         .build()
         .unwrap_err();
-    assert!(matches!(e, VerifyError::OutOfRange { .. }));
+    assert!(matches!(e, ConfigError::OutOfRange { .. }));
 }
 
 #[test]

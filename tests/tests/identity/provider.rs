@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use guard_core::VerifyDeps;
 use guard_core::http_client::{HttpClient, Schemes};
 use guard_core::secrets::SecretStore;
 use guard_core::{Guard, GuardBuilder, GuardDeps, Policy};
@@ -185,8 +184,7 @@ impl OpenIdProvider {
         .unwrap();
         let store =
             SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
-        let mut deps = GuardDeps::default();
-        deps.verify = Some(VerifyDeps::new(store).http_client(self.client.clone()));
+        let deps = GuardDeps::with_secrets(store).http_client(self.client.clone());
         GuardBuilder::from_policy_with(&policy, deps)
             .unwrap()
             .audit(events.audit())

@@ -3,7 +3,7 @@
 
 use std::num::NonZeroU32;
 
-use guard_core::rate_limit::{Backend, FailureMode, MemoryBackend, Rate, RateLimitLayer, key};
+use guard_core::rate_limit::{FailureMode, MemoryBackend, Rate, RateLimitLayer, key};
 use guard_tests::redis::RedisServer;
 use tower::Layer;
 
@@ -13,19 +13,20 @@ fn rate() -> Rate {
     Rate::per_minute(NonZeroU32::new(3).unwrap())
 }
 
-fn backends(redis: &RedisServer, test: &str) -> Vec<(&'static str, Backend)> {
+/// A limiter by peer on each backend.
+fn limiters(redis: &RedisServer, test: &str) -> Vec<(&'static str, RateLimitLayer)> {
+    let redis = redis_backend(
+        &connection(&redis.url()),
+        rate(),
+        &prefix(test),
+        FailureMode::Closed,
+    );
     vec![
-        ("memory", MemoryBackend::new(rate()).into()),
         (
-            "redis",
-            redis_backend(
-                &connection(&redis.url()),
-                rate(),
-                &prefix(test),
-                FailureMode::Closed,
-            )
-            .into(),
+            "memory",
+            RateLimitLayer::new(MemoryBackend::new(rate()), key::Peer),
         ),
+        ("redis", RateLimitLayer::new(redis, key::Peer)),
     ]
 }
 
@@ -33,9 +34,9 @@ fn backends(redis: &RedisServer, test: &str) -> Vec<(&'static str, Backend)> {
 fn changing_x_forwarded_for_does_not_change_the_key() {
     let redis = RedisServer::start();
     runtime().block_on(async {
-        for (name, backend) in backends(&redis, "xff") {
+        for (name, limiter) in limiters(&redis, "xff") {
             let handler = Counting::default();
-            let mut svc = RateLimitLayer::new(backend, key::Peer).layer(handler.service());
+            let mut svc = limiter.layer(handler.service());
             let mut statuses = Vec::new();
             for i in 0..6 {
                 let mut req = from("198.51.100.20");
@@ -63,9 +64,9 @@ fn changing_x_forwarded_for_does_not_change_the_key() {
 fn rotating_ipv6_inside_one_slash_64_shares_a_bucket() {
     let redis = RedisServer::start();
     runtime().block_on(async {
-        for (name, backend) in backends(&redis, "ipv6") {
+        for (name, limiter) in limiters(&redis, "ipv6") {
             let handler = Counting::default();
-            let mut svc = RateLimitLayer::new(backend, key::Peer).layer(handler.service());
+            let mut svc = limiter.layer(handler.service());
             let mut admitted = 0;
             for i in 0..12u32 {
                 let ip = format!("2001:db8:77:1:{:x}:{:x}:{:x}:1", i, i * 31, i * 977);

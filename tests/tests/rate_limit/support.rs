@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use guard_core::rate_limit::{FailureMode, Rate, RedisBackend, RedisConnection, RedisOptions};
+use guard_core::rate_limit::{FailureMode, Rate, RedisBackend, RedisConnection};
 use guard_core::request::Peer;
 use guard_core::{GuardRequest, GuardResponse};
 use tower::util::BoxCloneService;
@@ -86,10 +86,9 @@ pub(crate) fn redis_backend(
     prefix: &str,
     mode: FailureMode,
 ) -> RedisBackend {
-    let options = RedisOptions::default()
+    RedisBackend::new(conn.clone(), rate)
         .with_key_prefix(prefix)
-        .with_failure_mode(mode);
-    RedisBackend::new(conn.clone(), rate, options)
+        .with_failure_mode(mode)
 }
 
 /// Makes `conn` connect (one `EXISTS` on a key no test uses), so a measurement starts connected.

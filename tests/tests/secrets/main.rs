@@ -14,9 +14,7 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use bytes::Bytes;
 use guard_aws::secrets::{SecretsManagerSource, https_client};
 use guard_core::clock::FakeWallClock;
-use guard_core::secrets::{
-    FetchFuture, SecretHandles, SecretSource, SecretStore, SecretVersion, SecretsLayer,
-};
+use guard_core::secrets::{SecretHandles, SecretSource, SecretStore, SecretVersion, SecretsLayer};
 use guard_core::{GuardRequest, GuardResponse};
 use guard_tests::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use hmac::{Hmac, Mac};
@@ -96,7 +94,14 @@ struct Counting {
 }
 
 impl SecretSource for Counting {
-    fn fetch<'a>(&'a self, name: &'a str, version: SecretVersion) -> FetchFuture<'a> {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a str,
+        version: SecretVersion,
+    ) -> guard_core::BoxFuture<
+        'a,
+        Result<guard_core::secrets::SecretValue, guard_core::secrets::SecretsError>,
+    > {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch(name, version)
     }

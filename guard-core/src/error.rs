@@ -1,9 +1,10 @@
-//! [`VerifyError`]: why a verifier could not be built.
+//! [`ConfigError`]: why a layer, a verifier or the secret store could not be built.
 
-/// A verifier configuration that cannot work. Never contains a secret or key material.
+/// A configuration that cannot work: a verifier's, authorization rules, a JSON Schema or the
+/// secret store's settings. Never contains a secret or key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum VerifyError {
+pub enum ConfigError {
     /// An event-source pattern that is empty, too long or uses `*` inside a segment.
     #[error("invalid source pattern `{pattern}`: {reason}")]
     InvalidSourcePattern {
@@ -51,4 +52,14 @@ pub enum VerifyError {
     /// The HTTP client for JWKS could not be built.
     #[error("cannot build the JWKS HTTP client: {0}")]
     HttpClient(String),
+    /// Authorization rules that cannot work (a malformed rule, a duplicate name, no rule at
+    /// all); the message names the rule and what is wrong.
+    #[error("authorization rules: {0}")]
+    Authz(String),
+    /// A JSON Schema that does not compile; the message names the problem, never request data.
+    #[error("schema does not compile: {0}")]
+    Schema(String),
+    /// Secret store settings that do not hold up: every problem found.
+    #[error("invalid secret store settings: {}", .0.join("; "))]
+    SecretStore(Vec<String>),
 }
