@@ -80,17 +80,6 @@
 //! #     audience = "https://orders.example.com/pubsub"
 //! #     service_account = "orders-push@shop-prod.iam.gserviceaccount.com"
 //! # "#).unwrap();
-//!
-//! let policy = guard_core::Policy::from_toml_str(r#"
-//!     [verify]
-//!     [verify.sources]
-//!     sqs = ["arn:aws:sqs:us-east-1:123456789012:orders"]
-//!     [verify.cidr]
-//!     allow = ["203.0.113.0/24", "198.51.100.0/24"]
-//!     [verify.hmac]
-//!     header = "X-Guard-Signature"
-//!     secret = "orders-webhook-hmac"
-//! "#).unwrap();
 //! let store = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {
 //!     ("orders-webhook-hmac", SecretVersion::Current) => Ok(SecretValue::from("k")),
 //!     _ => Err(SecretsError::not_found(name)),
