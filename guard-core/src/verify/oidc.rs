@@ -8,7 +8,9 @@
 
 use std::sync::Mutex;
 
-use super::jwks::{JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES};
+use super::jwks::{
+    JwksCache, JwksCacheBuilder, JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES,
+};
 use super::jwt::{JwtVerifier, bearer, peek_issuer};
 use super::layer::{Verifier, VerifyFuture};
 use crate::ConfigError;
@@ -130,6 +132,32 @@ impl DiscoveryFetcher {
              until keys are had) and it is tried again after the JWKS cooldown"
         );
         JwksError::new(format!("OIDC discovery: {error}"))
+    }
+}
+
+#[cfg(feature = "jwks-http")]
+impl JwksCache {
+    /// A cache of the keys of the OpenID Provider `issuer`, found by OIDC discovery over
+    /// `client`: `{issuer}/.well-known/openid-configuration` (the issuer's terminating `/`
+    /// removed) is fetched — and nothing else but the `jwks_uri` it names — its `issuer` must
+    /// equal `issuer` exactly and its `jwks_uri` must be https, else no key is had (tokens get
+    /// 503 `guard.verify.unavailable`) and an error is logged on the `guard::verify` target. The
+    /// configuration is fetched within the cache's refresh (single-flight, cooldown, keys kept on
+    /// failure) and again only after a JWKS fetch failed. `issuer` must be https (plain http only
+    /// to a loopback host, for a local provider).
+    ///
+    /// ```
+    /// use guard_core::http_client::HttpClient;
+    /// use guard_core::verify::JwksCache;
+    /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
+    /// assert!(JwksCache::discover("https://login.microsoftonline.com/tenant/v2.0", client.clone()).is_ok());
+    /// assert!(JwksCache::discover("http://idp.example", client).is_err());
+    /// ```
+    pub fn discover(
+        issuer: &str,
+        client: crate::http_client::HttpClient,
+    ) -> Result<JwksCacheBuilder, ConfigError> {
+        Ok(JwksCache::builder(DiscoveryFetcher::new(issuer, client)?))
     }
 }
 
