@@ -457,7 +457,7 @@ impl GuardBuilder {
     pub fn build(self) -> Guard {
         let audit = self
             .audit
-            .unwrap_or_else(|| AuditLayer::new(JsonLinesSink::stdout(4096)));
+            .unwrap_or_else(|| AuditLayer::new(JsonLinesSink::stdout(JsonLinesSink::DEFAULT_BUFFER)));
         let audit = match self.function {
             Some(name) if audit.function().is_none() => audit.function_name(name),
             _ => audit,
