@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# A full run with full debuginfo and incremental caches wrote about 25 GB of target/ and once ran
+# a CI disk full. Line tables keep file:line in panics and backtraces; one clean build needs no
+# incremental cache. Both can be overridden from the environment.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 step() { printf '\n== %s ==\n' "$*"; }
 
 step "tools"
@@ -29,6 +34,8 @@ step "each guard-core feature on its own (build + unit tests)"
 for f in ingress validate audit authz verify jwks-http rate-limit http-client redis secrets server otel outbound otlp ocsf; do
   echo "-- $f"
   cargo test -q -p guard-core --no-default-features --features "$f" --lib
+  # Each feature set links its own test binary; the ones already run are not needed again.
+  find "${CARGO_TARGET_DIR:-target}/debug/deps" -maxdepth 1 -name 'guard_core-*' -type f -delete
 done
 
 step "docs"
