@@ -21,7 +21,7 @@ use std::sync::mpsc;
 
 use guard_core::audit::{AuditLayer, JsonLinesSink};
 use guard_core::ingress::IngressLayer;
-use guard_core::rate_limit::key::{self, BucketKey, RateKey};
+use guard_core::rate_limit::key::{self, BucketKey};
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer};
 use guard_core::request::Peer;
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError, SecretsLayer};
@@ -203,8 +203,8 @@ fn main() {
         black_box(cidr.allows(black_box(ip)));
     });
     let req = request();
-    per_call("check: key::Peer.key(&req)", || {
-        black_box(key::Peer.key(black_box(&req)));
+    per_call("check: key::RateKey::peer().key(&req)", || {
+        black_box(key::RateKey::peer().key(black_box(&req)));
     });
     let mem = MemoryBackend::new(unlimited());
     let k = BucketKey::peer(ip);
@@ -215,12 +215,12 @@ fn main() {
     let principal = cidr.verify_now(&verified).unwrap().unwrap();
     verified.extensions_mut().insert(principal);
     per_call(
-        "check: key::Principal.key(&req) (network principal)",
+        "check: key::RateKey::principal().key(&req) (network principal)",
         || {
-            black_box(key::Principal.key(black_box(&verified)));
+            black_box(key::RateKey::principal().key(black_box(&verified)));
         },
     );
-    let pk = key::Principal.key(&verified).unwrap();
+    let pk = key::RateKey::principal().key(&verified).unwrap();
     let mem = MemoryBackend::new(unlimited());
     per_call(
         "check: MemoryBackend::check (network principal key)",
@@ -236,12 +236,12 @@ fn main() {
     service_per_call(
         "layer: RateLimit(memory, peer)",
         bare,
-        RateLimitLayer::memory(unlimited(), key::Peer).layer(service_fn(handler)),
+        RateLimitLayer::memory(unlimited(), key::RateKey::peer()).layer(service_fn(handler)),
     );
     service_per_call(
         "layer: RateLimit(memory, peer), no headers on allow",
         bare,
-        RateLimitLayer::memory(unlimited(), key::Peer)
+        RateLimitLayer::memory(unlimited(), key::RateKey::peer())
             .headers_on_allow(false)
             .layer(service_fn(handler)),
     );
@@ -288,7 +288,7 @@ fn main() {
         "stack: RateLimit(peer) > Verify(CIDR)",
         bare,
         ServiceBuilder::new()
-            .layer(RateLimitLayer::memory(unlimited(), key::Peer))
+            .layer(RateLimitLayer::memory(unlimited(), key::RateKey::peer()))
             .layer(VerifyLayer::new(cidr.clone()))
             .service_fn(handler),
     );
@@ -296,9 +296,12 @@ fn main() {
         "stack: RateLimit(peer) > Verify(CIDR) > RateLimit(principal)",
         bare,
         ServiceBuilder::new()
-            .layer(RateLimitLayer::memory(unlimited(), key::Peer))
+            .layer(RateLimitLayer::memory(unlimited(), key::RateKey::peer()))
             .layer(VerifyLayer::new(cidr.clone()))
-            .layer(RateLimitLayer::memory(unlimited(), key::Principal))
+            .layer(RateLimitLayer::memory(
+                unlimited(),
+                key::RateKey::principal(),
+            ))
             .service_fn(handler),
     );
     // The whole orders stack (audit to a null sink, ingress, both limiters, CIDR-or-HMAC, strict

@@ -221,7 +221,8 @@ fn benches(c: &mut Criterion) {
     // Never exhausted by the loop, with header counts of a real policy's size (burst 100).
     let unlimited = Rate::per_second(NonZeroU32::new(1_000_000_000).unwrap())
         .with_burst(NonZeroU32::new(100).unwrap());
-    let mut rate = RateLimitLayer::memory(unlimited, key::Peer).layer(service_fn(handler));
+    let mut rate =
+        RateLimitLayer::memory(unlimited, key::RateKey::peer()).layer(service_fn(handler));
     expect(&mut rate, request(&body), 201, "rate limit");
     g.bench_function("rate_limit_memory_peer", |b| {
         b.iter(|| run(&mut rate, request(&body)))

@@ -58,7 +58,7 @@ fn memory(c: &mut Criterion) {
         })
     });
 
-    let mut svc = RateLimitLayer::memory(unlimited(), key::Peer).layer(handler());
+    let mut svc = RateLimitLayer::memory(unlimited(), key::RateKey::peer()).layer(handler());
     let ip = "203.0.113.7".parse().unwrap();
     c.bench_function("memory/layer call (peer key, headers on)", |b| {
         b.iter(|| {
@@ -146,7 +146,7 @@ mod redis_bench {
             })
         });
 
-        let mut svc = RateLimitLayer::new(backend.clone(), key::Peer).layer(handler());
+        let mut svc = RateLimitLayer::new(backend.clone(), key::RateKey::peer()).layer(handler());
         let ip = "203.0.113.7".parse().unwrap();
         c.bench_function("redis/layer call (peer key, headers on)", |b| {
             b.iter(|| black_box(rt.block_on(svc.call(request(ip))).unwrap()))

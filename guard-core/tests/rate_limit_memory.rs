@@ -51,7 +51,7 @@ where
     svc.ready().await.unwrap().call(req).await.unwrap()
 }
 
-fn limiter(rate: Rate, k: impl key::RateKey) -> (RateLimitLayer, FakeWallClock) {
+fn limiter(rate: Rate, k: key::RateKey) -> (RateLimitLayer, FakeWallClock) {
     let clock = FakeWallClock::default();
     let mem = MemoryBackend::with_clock(rate, clock.clone());
     (RateLimitLayer::new(mem, k), clock)
@@ -60,7 +60,10 @@ fn limiter(rate: Rate, k: impl key::RateKey) -> (RateLimitLayer, FakeWallClock) 
 #[tokio::test]
 async fn refuses_past_the_burst_with_retry_after_and_ratelimit_headers() {
     let handler = Counting::default();
-    let (layer, _clock) = limiter(Rate::per_second(nz(5)).with_burst(nz(10)), key::Peer);
+    let (layer, _clock) = limiter(
+        Rate::per_second(nz(5)).with_burst(nz(10)),
+        key::RateKey::peer(),
+    );
     let mut svc = layer.layer(handler.service());
     for _ in 0..10 {
         assert_eq!(send(&mut svc, from("203.0.113.7")).await.status(), 200);
@@ -90,7 +93,10 @@ async fn refuses_past_the_burst_with_retry_after_and_ratelimit_headers() {
 #[tokio::test]
 async fn retry_after_rounds_up_to_whole_seconds() {
     let handler = Counting::default();
-    let (layer, clock) = limiter(Rate::per_minute(nz(2)).with_burst(nz(1)), key::Global);
+    let (layer, clock) = limiter(
+        Rate::per_minute(nz(2)).with_burst(nz(1)),
+        key::RateKey::global(),
+    );
     let mut svc = layer.layer(handler.service());
     assert_eq!(send(&mut svc, from("192.0.2.1")).await.status(), 200);
     clock.advance(Duration::from_millis(10_500));
@@ -104,7 +110,10 @@ async fn retry_after_rounds_up_to_whole_seconds() {
 #[tokio::test]
 async fn tokens_come_back_at_the_configured_rate() {
     let handler = Counting::default();
-    let (layer, clock) = limiter(Rate::per_second(nz(5)).with_burst(nz(10)), key::Peer);
+    let (layer, clock) = limiter(
+        Rate::per_second(nz(5)).with_burst(nz(10)),
+        key::RateKey::peer(),
+    );
     let mut svc = layer.layer(handler.service());
     for _ in 0..10 {
         send(&mut svc, from("203.0.113.7")).await;
@@ -124,7 +133,10 @@ async fn tokens_come_back_at_the_configured_rate() {
 #[tokio::test]
 async fn admitted_responses_carry_ratelimit_headers_unless_turned_off() {
     let handler = Counting::default();
-    let (layer, _clock) = limiter(Rate::per_second(nz(5)).with_burst(nz(3)), key::Peer);
+    let (layer, _clock) = limiter(
+        Rate::per_second(nz(5)).with_burst(nz(3)),
+        key::RateKey::peer(),
+    );
     let mut svc = layer.clone().layer(handler.service());
     let ok = send(&mut svc, from("203.0.113.7")).await;
     assert_eq!(ok.status(), 200);
@@ -141,8 +153,11 @@ async fn admitted_responses_carry_ratelimit_headers_unless_turned_off() {
 #[tokio::test]
 async fn stacked_limiters_report_the_one_closest_to_exhaustion() {
     let handler = Counting::default();
-    let (outer, _c1) = limiter(Rate::per_second(nz(100)), key::Peer);
-    let (inner, _c2) = limiter(Rate::per_second(nz(5)).with_burst(nz(2)), key::Principal);
+    let (outer, _c1) = limiter(Rate::per_second(nz(100)), key::RateKey::peer());
+    let (inner, _c2) = limiter(
+        Rate::per_second(nz(5)).with_burst(nz(2)),
+        key::RateKey::principal(),
+    );
     let mut svc = outer.layer(inner.layer(handler.service()));
     let ok = send(&mut svc, from("203.0.113.7")).await;
     assert_eq!(ok.headers()["ratelimit-limit"], "2");
@@ -152,7 +167,7 @@ async fn stacked_limiters_report_the_one_closest_to_exhaustion() {
 #[tokio::test]
 async fn forwarded_headers_do_not_change_the_bucket() {
     let handler = Counting::default();
-    let (layer, _clock) = limiter(Rate::per_minute(nz(3)), key::Peer);
+    let (layer, _clock) = limiter(Rate::per_minute(nz(3)), key::RateKey::peer());
     let mut svc = layer.layer(handler.service());
     for i in 0..10 {
         let mut req = from("203.0.113.7");
@@ -170,7 +185,7 @@ async fn forwarded_headers_do_not_change_the_bucket() {
 #[tokio::test]
 async fn rotating_ipv6_inside_one_slash_64_shares_a_bucket() {
     let handler = Counting::default();
-    let (layer, _clock) = limiter(Rate::per_minute(nz(4)), key::Peer);
+    let (layer, _clock) = limiter(Rate::per_minute(nz(4)), key::RateKey::peer());
     let mut svc = layer.layer(handler.service());
     for i in 0..20u16 {
         send(
@@ -186,7 +201,7 @@ async fn rotating_ipv6_inside_one_slash_64_shares_a_bucket() {
 #[tokio::test]
 async fn principal_key_counts_per_principal_and_falls_back_to_peer() {
     let handler = Counting::default();
-    let (layer, _clock) = limiter(Rate::per_minute(nz(1)), key::Principal);
+    let (layer, _clock) = limiter(Rate::per_minute(nz(1)), key::RateKey::principal());
     let mut svc = layer.layer(handler.service());
     let signed = |who: &str| {
         let mut req = from("203.0.113.7");
@@ -206,7 +221,7 @@ async fn principal_key_counts_per_principal_and_falls_back_to_peer() {
 #[tokio::test]
 async fn messages_without_a_peer_share_one_bucket_and_get_a_retryable_429() {
     let handler = Counting::default();
-    let (layer, _clock) = limiter(Rate::per_minute(nz(2)), key::Peer);
+    let (layer, _clock) = limiter(Rate::per_minute(nz(2)), key::RateKey::peer());
     let mut svc = layer.layer(handler.service());
     let mut statuses = Vec::new();
     for i in 0..3 {
@@ -227,12 +242,12 @@ async fn messages_without_a_peer_share_one_bucket_and_get_a_retryable_429() {
 #[tokio::test]
 async fn a_closure_key_returning_none_exempts_the_request() {
     let handler = Counting::default();
-    let by_tenant = |req: &GuardRequest| {
+    let by_tenant = key::RateKey::custom(|req: &GuardRequest| {
         req.headers()
             .get("x-tenant")
             .and_then(|v| v.to_str().ok())
             .map(BucketKey::named)
-    };
+    });
     let (layer, _clock) = limiter(Rate::per_minute(nz(1)), by_tenant);
     let mut svc = layer.layer(handler.service());
     let tenant = |t: &str| {
@@ -252,7 +267,7 @@ async fn a_closure_key_returning_none_exempts_the_request() {
 #[tokio::test]
 async fn readiness_never_waits_for_tokens() {
     let handler = Counting::default();
-    let (layer, _clock) = limiter(Rate::per_minute(nz(1)), key::Global);
+    let (layer, _clock) = limiter(Rate::per_minute(nz(1)), key::RateKey::global());
     let mut svc = layer.layer(handler.service());
     send(&mut svc, from("203.0.113.7")).await;
     // Exhausted, yet the service is ready at once and answers 429 at once.
@@ -270,8 +285,8 @@ async fn readiness_never_waits_for_tokens() {
 async fn two_memory_instances_each_admit_their_own_burst() {
     let handler = Counting::default();
     let rate = Rate::per_minute(nz(3));
-    let mut one = RateLimitLayer::memory(rate, key::Global).layer(handler.service());
-    let mut two = RateLimitLayer::memory(rate, key::Global).layer(handler.service());
+    let mut one = RateLimitLayer::memory(rate, key::RateKey::global()).layer(handler.service());
+    let mut two = RateLimitLayer::memory(rate, key::RateKey::global()).layer(handler.service());
     for _ in 0..5 {
         send(&mut one, from("203.0.113.7")).await;
         send(&mut two, from("203.0.113.7")).await;

@@ -382,7 +382,7 @@ impl GuardBuilder {
         /// use std::num::NonZeroU32;
         /// use guard_core::rate_limit::{Rate, RateLimitLayer};
         /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
-        /// let b = guard_core::Guard::builder().rate_limit_pre_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Peer));
+        /// let b = guard_core::Guard::builder().rate_limit_pre_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::RateKey::peer()));
         /// # let _ = b;
         /// ```
         rate_limit_pre_auth(RateLimitLayer) => rate_pre
@@ -395,7 +395,7 @@ impl GuardBuilder {
         /// use std::num::NonZeroU32;
         /// use guard_core::rate_limit::{Rate, RateLimitLayer};
         /// let rate = Rate::per_second(NonZeroU32::new(5).unwrap());
-        /// let b = guard_core::Guard::builder().rate_limit_post_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::Principal));
+        /// let b = guard_core::Guard::builder().rate_limit_post_auth(RateLimitLayer::memory(rate, guard_core::rate_limit::key::RateKey::principal()));
         /// # let _ = b;
         /// ```
         rate_limit_post_auth(RateLimitLayer) => rate_post

@@ -1,14 +1,13 @@
 //! `[rate_limit]` → the pre-auth and post-auth [`RateLimitLayer`]s.
 
 use std::num::{NonZeroU32, NonZeroUsize};
-use std::sync::Arc;
 
 use crate::Policy;
 use crate::policy::{
     BackendChoice, MessageRateLimit, PolicyError, PolicyProblem, RateLimitKey,
     RateLimitPolicy,
 };
-use crate::rate_limit::key::{self, RateKey};
+use crate::rate_limit::key::RateKey;
 use crate::rate_limit::{Backend, MemoryBackend, MemoryOptions, Rate, RateLimitLayer};
 
 /// The layers `[rate_limit]` asks for, for the builder to place.
@@ -52,11 +51,15 @@ pub(crate) fn rate_limit_layers(
         secrets,
     )?;
     let build = |choice: RateLimitKey, placement: &'static str| {
-        let key: Arc<dyn RateKey> = match choice {
+        let key = match choice {
             RateLimitKey::Off => return None,
-            RateLimitKey::Global => messages(section.messages, key::Global),
-            RateLimitKey::Peer => messages(section.messages, key::Peer),
-            RateLimitKey::Principal => messages(section.messages, key::Principal),
+            RateLimitKey::Global => RateKey::global(),
+            RateLimitKey::Peer => RateKey::peer(),
+            RateLimitKey::Principal => RateKey::principal(),
+        };
+        let key = match section.messages {
+            MessageRateLimit::Exempt => key.exempt_messages(),
+            MessageRateLimit::Source => key.messages_by_source(),
         };
         Some(RateLimitLayer::from_parts(
             backends.build(rate, placement),
@@ -231,14 +234,6 @@ impl BackendRecipe {
                     .into()
             }
         }
-    }
-}
-
-/// `inner` with the policy's rule for messages around it.
-fn messages<K: RateKey>(rule: MessageRateLimit, inner: K) -> Arc<dyn RateKey> {
-    match rule {
-        MessageRateLimit::Exempt => Arc::new(key::Messages::exempt(inner)),
-        MessageRateLimit::Source => Arc::new(key::Messages::by_source(inner)),
     }
 }
 

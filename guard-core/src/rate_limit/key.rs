@@ -2,39 +2,37 @@
 //!
 //! The built-in keys read only what the *platform* or the verification layer vouched for:
 //!
-//! - [`Global`]: one bucket for everything.
-//! - [`Peer`]: the [`Peer`](crate::request::Peer) extension set by the adapter — never a header, so a
-//!   client that rewrites `X-Forwarded-For` stays in its bucket. IPv4 addresses (and IPv4-mapped IPv6
-//!   ones) count one by one; IPv6 addresses are grouped by their /64, the block one subscriber or host
-//!   usually gets, so rotating addresses inside it does not buy a fresh bucket. A request without a
-//!   `Peer` (messages, direct invocations) counts in one shared `no-peer` bucket: it is never unlimited.
-//! - [`Principal`]: the [`Principal`](crate::request::Principal) inserted by verification, by kind,
-//!   issuer and subject. **Without a principal** (no verification configured, or a verifier that
-//!   inserts none) the key falls back to [`Peer`], with the same `no-peer` bucket behind it: the
+//! - [`RateKey::global`]: one bucket for everything.
+//! - [`RateKey::peer`]: the [`Peer`](crate::request::Peer) extension set by the adapter — never a
+//!   header, so a client that rewrites `X-Forwarded-For` stays in its bucket. IPv4 addresses (and
+//!   IPv4-mapped IPv6 ones) count one by one; IPv6 addresses are grouped by their /64, the block one
+//!   subscriber or host usually gets, so rotating addresses inside it does not buy a fresh bucket. A
+//!   request without a `Peer` (messages, direct invocations) counts in one shared `no-peer` bucket:
+//!   it is never unlimited.
+//! - [`RateKey::principal`]: the [`Principal`](crate::request::Principal) inserted by verification,
+//!   by kind, issuer and subject. **Without a principal** (no verification configured, or a verifier
+//!   that inserts none) the key falls back to the peer, with the same `no-peer` bucket behind it: the
 //!   post-auth limiter never lets an anonymous request through uncounted.
-//! - Any closure `Fn(&GuardRequest) -> Option<BucketKey>`; `None` exempts the request from this
-//!   limiter (the built-in keys never return `None`).
-//! - [`Messages`]: wraps another key and decides for messages (queue, topic, stream and bus
-//!   deliveries) apart: exempt, or one bucket per platform-reported source. A message has no
-//!   address, so under [`Peer`] every message would share the `no-peer` bucket and a burst of valid
-//!   queue records would be refused, redelivered and finally dead-lettered. The policy builder
-//!   always wraps its keys in it (`[rate_limit] messages`, default `exempt`).
+//! - [`RateKey::custom`]: any function `Fn(&GuardRequest) -> Option<BucketKey>`; `None` exempts the
+//!   request from this limiter (the built-in keys never return `None`).
+//!
+//! Messages (queue, topic, stream and bus deliveries) can be decided apart: exempt
+//! ([`RateKey::exempt_messages`]) or one bucket per platform-reported source
+//! ([`RateKey::messages_by_source`]). A message has no address, so under the peer key every message
+//! would share the `no-peer` bucket and a burst of valid queue records would be refused, redelivered
+//! and finally dead-lettered. The policy builder always sets one of the two (`[rate_limit]
+//! messages`, default `exempt`).
 //!
 //! ```
-//! use guard_core::rate_limit::key::{BucketKey, Peer, RateKey};
-//! use guard_core::request::Peer as PeerAddr;
+//! use guard_core::rate_limit::key::RateKey;
+//! use guard_core::request::Peer;
 //!
 //! let mut a = http::Request::new(bytes::Bytes::new());
-//! a.extensions_mut().insert(PeerAddr::new("2001:db8:1:2::1".parse().unwrap()));
+//! a.extensions_mut().insert(Peer::new("2001:db8:1:2::1".parse().unwrap()));
 //! let mut b = http::Request::new(bytes::Bytes::new());
-//! b.extensions_mut().insert(PeerAddr::new("2001:db8:1:2:ffff::9".parse().unwrap()));
+//! b.extensions_mut().insert(Peer::new("2001:db8:1:2:ffff::9".parse().unwrap()));
 //! b.headers_mut().insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
-//! assert_eq!(Peer.key(&a), Peer.key(&b));
-//!
-//! let by_tenant = |req: &guard_core::GuardRequest| {
-//!     req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).map(BucketKey::named)
-//! };
-//! assert_eq!(by_tenant.key(&a), None);
+//! assert_eq!(RateKey::peer().key(&a), RateKey::peer().key(&b));
 //! ```
 
 use std::fmt;
@@ -164,148 +162,191 @@ impl fmt::Debug for BucketKey {
     }
 }
 
-/// Turns a request into the bucket it counts against. Closures implement it.
-pub trait RateKey: Send + Sync + 'static {
-    /// The bucket of `req`, or `None` to exempt it from this limiter.
-    fn key(&self, req: &GuardRequest) -> Option<BucketKey>;
-}
-
-impl<F> RateKey for F
-where
-    F: Fn(&GuardRequest) -> Option<BucketKey> + Send + Sync + 'static,
-{
-    fn key(&self, req: &GuardRequest) -> Option<BucketKey> {
-        self(req)
-    }
-}
-
-/// One bucket for every request.
+/// How a limiter turns a request into the bucket it counts against: [`global`](Self::global),
+/// [`peer`](Self::peer), [`principal`](Self::principal) or [`custom`](Self::custom), and what it
+/// does with messages ([`exempt_messages`](Self::exempt_messages),
+/// [`messages_by_source`](Self::messages_by_source)).
 ///
 /// ```
-/// use guard_core::rate_limit::key::{BucketKey, Global, RateKey};
-/// assert_eq!(Global.key(&http::Request::new(bytes::Bytes::new())), Some(BucketKey::global()));
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Global;
-
-impl RateKey for Global {
-    fn key(&self, _req: &GuardRequest) -> Option<BucketKey> {
-        Some(BucketKey::global())
-    }
-}
-
-/// The platform-observed client address (the `Peer` extension; never a header). IPv6 by /64.
-///
-/// ```
-/// use guard_core::rate_limit::key::{BucketKey, Peer, RateKey};
+/// use guard_core::rate_limit::key::{BucketKey, RateKey};
 /// let req = http::Request::new(bytes::Bytes::new());
-/// assert_eq!(Peer.key(&req), Some(BucketKey::no_peer()));
+/// assert_eq!(RateKey::global().key(&req), Some(BucketKey::global()));
+/// assert_eq!(RateKey::peer().key(&req), Some(BucketKey::no_peer()));
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Peer;
-
-impl RateKey for Peer {
-    fn key(&self, req: &GuardRequest) -> Option<BucketKey> {
-        Some(match req.extensions().get::<crate::request::Peer>() {
-            Some(p) => BucketKey::peer(p.ip()),
-            None => BucketKey::no_peer(),
-        })
-    }
+#[derive(Clone)]
+pub struct RateKey {
+    by: By,
+    messages: MessageRule,
 }
 
-/// The verified principal (kind, issuer, subject); without one, the [`Peer`] key.
-///
-/// Principals of different kinds or issuers never share a bucket. A network principal (the CIDR
-/// verifier's) is keyed by its address without any allocation; other principals by a name built
-/// from the length-prefixed kind, issuer and subject (one allocation).
-///
-/// ```
-/// use guard_core::rate_limit::key::{Principal, RateKey};
-/// use guard_core::request::{Principal as Who, PrincipalKind};
-/// let mut a = http::Request::new(bytes::Bytes::new());
-/// a.extensions_mut().insert(Who::new(PrincipalKind::Jwt, "alice"));
-/// let mut b = http::Request::new(bytes::Bytes::new());
-/// b.extensions_mut().insert(Who::new(PrincipalKind::Hmac, "alice"));
-/// assert_ne!(Principal.key(&a), Principal.key(&b));
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Principal;
+#[derive(Clone)]
+enum By {
+    Global,
+    Peer,
+    Principal,
+    Custom(Arc<dyn Fn(&GuardRequest) -> Option<BucketKey> + Send + Sync>),
+}
 
-impl RateKey for Principal {
-    fn key(&self, req: &GuardRequest) -> Option<BucketKey> {
-        let Some(p) = req.extensions().get::<crate::request::Principal>() else {
-            return Peer.key(req);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MessageRule {
+    /// Messages are keyed like any other request.
+    AsRequests,
+    Exempt,
+    BySource,
+}
+
+impl fmt::Debug for RateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let by = match self.by {
+            By::Global => "global",
+            By::Peer => "peer",
+            By::Principal => "principal",
+            By::Custom(_) => "custom",
         };
-        if p.kind == PrincipalKind::Network
-            && p.issuer.is_none()
-            && let Some(ip) = p.subject.ip()
+        f.debug_struct("RateKey")
+            .field("by", &by)
+            .field("messages", &self.messages)
+            .finish()
+    }
+}
+
+impl RateKey {
+    const fn by(by: By) -> Self {
+        Self {
+            by,
+            messages: MessageRule::AsRequests,
+        }
+    }
+
+    /// One bucket for every request.
+    pub fn global() -> Self {
+        Self::by(By::Global)
+    }
+
+    /// The platform-observed client address (the `Peer` extension; never a header). IPv6 by /64.
+    pub fn peer() -> Self {
+        Self::by(By::Peer)
+    }
+
+    /// The verified principal (kind, issuer, subject); without one, the [`peer`](Self::peer) key.
+    ///
+    /// Principals of different kinds or issuers never share a bucket. A network principal (the
+    /// CIDR verifier's) is keyed by its address without any allocation; other principals by a name
+    /// built from the length-prefixed kind, issuer and subject (one allocation).
+    ///
+    /// ```
+    /// use guard_core::rate_limit::key::RateKey;
+    /// use guard_core::request::{Principal, PrincipalKind};
+    /// let mut a = http::Request::new(bytes::Bytes::new());
+    /// a.extensions_mut().insert(Principal::new(PrincipalKind::Jwt, "alice"));
+    /// let mut b = http::Request::new(bytes::Bytes::new());
+    /// b.extensions_mut().insert(Principal::new(PrincipalKind::Hmac, "alice"));
+    /// assert_ne!(RateKey::principal().key(&a), RateKey::principal().key(&b));
+    /// ```
+    pub fn principal() -> Self {
+        Self::by(By::Principal)
+    }
+
+    /// A key computed by the application; `None` exempts the request from this limiter.
+    ///
+    /// ```
+    /// use guard_core::rate_limit::key::{BucketKey, RateKey};
+    /// let by_tenant = RateKey::custom(|req| {
+    ///     req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).map(BucketKey::named)
+    /// });
+    /// assert_eq!(by_tenant.key(&http::Request::new(bytes::Bytes::new())), None);
+    /// ```
+    pub fn custom(
+        key: impl Fn(&GuardRequest) -> Option<BucketKey> + Send + Sync + 'static,
+    ) -> Self {
+        Self::by(By::Custom(Arc::new(key)))
+    }
+
+    /// Messages (a [`Trigger::Message`]) are not counted by this limiter; other requests by this
+    /// key.
+    ///
+    /// Exempt is the safe choice for queues: a refused message is redelivered and, after the
+    /// platform's redelivery limit, dead-lettered, so a limiter in front of a valid queue loses
+    /// orders under load. Who may deliver messages is decided by the platform's permissions and
+    /// the source allow-list; how fast they arrive by the platform's own batch size and
+    /// concurrency.
+    ///
+    /// ```
+    /// use guard_core::rate_limit::key::RateKey;
+    /// use guard_core::request::{MessageTrigger, Trigger};
+    /// let mut msg = http::Request::new(bytes::Bytes::new());
+    /// msg.extensions_mut().insert(Trigger::Message(MessageTrigger::new("sqs", "arn:aws:sqs:us-east-1:1:q", "m-1")));
+    /// assert_eq!(RateKey::peer().exempt_messages().key(&msg), None);
+    /// let http = http::Request::new(bytes::Bytes::new());
+    /// assert_eq!(RateKey::peer().exempt_messages().key(&http), RateKey::peer().key(&http));
+    /// ```
+    pub fn exempt_messages(mut self) -> Self {
+        self.messages = MessageRule::Exempt;
+        self
+    }
+
+    /// Messages count in one bucket per kind and platform-reported source; other requests by this
+    /// key. Use it only when a downstream needs the cap, with a rate sized for the queue.
+    ///
+    /// ```
+    /// use guard_core::rate_limit::key::RateKey;
+    /// use guard_core::request::{MessageTrigger, Trigger};
+    /// let mut msg = http::Request::new(bytes::Bytes::new());
+    /// msg.extensions_mut().insert(Trigger::Message(MessageTrigger::new("sqs", "arn:aws:sqs:us-east-1:1:q", "m-1")));
+    /// assert!(RateKey::peer().messages_by_source().key(&msg).is_some());
+    /// ```
+    pub fn messages_by_source(mut self) -> Self {
+        self.messages = MessageRule::BySource;
+        self
+    }
+
+    /// The bucket of `req`, or `None` when it is exempt from this limiter.
+    pub fn key(&self, req: &GuardRequest) -> Option<BucketKey> {
+        if self.messages != MessageRule::AsRequests
+            && let Some(Trigger::Message(m)) = req.extensions().get::<Trigger>()
         {
-            return Some(BucketKey(Repr::NetworkPrincipal(ip)));
+            return (self.messages == MessageRule::BySource).then(|| {
+                BucketKey(Repr::MessageSource(Arc::from(format!(
+                    "{}:{}{}",
+                    m.kind.len(),
+                    m.kind,
+                    m.source_id
+                ))))
+            });
         }
-        // Length-prefixed parts, so that no choice of subject can collide with another principal.
-        let kind = p.kind.as_str();
-        let issuer = p.issuer.as_deref().unwrap_or("");
-        Some(BucketKey(Repr::Named(
-            p.subject
-                .with_text(|subject| principal_name(kind, issuer, subject)),
-        )))
-    }
-}
-
-/// Messages apart from HTTP requests: `inner` counts requests; a message (a
-/// [`Trigger::Message`]) is exempt, or counted in one bucket per
-/// kind and platform-reported source.
-///
-/// Exempt is the safe choice for queues: a refused message is redelivered and, after the
-/// platform's redelivery limit, dead-lettered, so a limiter in front of a valid queue loses
-/// orders under load. Who may deliver messages is decided by the platform's permissions and the
-/// source allow-list; how fast they arrive by the platform's own batch size and concurrency.
-/// Count by source only when a downstream needs the cap, with a rate sized for the queue.
-///
-/// ```
-/// use guard_core::rate_limit::key::{Messages, Peer, RateKey};
-/// use guard_core::request::{MessageTrigger, Trigger};
-/// let mut msg = http::Request::new(bytes::Bytes::new());
-/// msg.extensions_mut().insert(Trigger::Message(MessageTrigger::new("sqs", "arn:aws:sqs:us-east-1:1:q", "m-1")));
-/// assert_eq!(Messages::exempt(Peer).key(&msg), None);
-/// assert!(Messages::by_source(Peer).key(&msg).is_some());
-/// let http = http::Request::new(bytes::Bytes::new());
-/// assert_eq!(Messages::exempt(Peer).key(&http), Peer.key(&http));
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Messages<K> {
-    inner: K,
-    by_source: bool,
-}
-
-impl<K: RateKey> Messages<K> {
-    /// Messages are not counted by this limiter; other requests by `inner`.
-    pub fn exempt(inner: K) -> Self {
-        Self {
-            inner,
-            by_source: false,
-        }
-    }
-
-    /// Messages count in one bucket per kind and source; other requests by `inner`.
-    pub fn by_source(inner: K) -> Self {
-        Self {
-            inner,
-            by_source: true,
+        match &self.by {
+            By::Global => Some(BucketKey::global()),
+            By::Peer => Some(peer_key(req)),
+            By::Principal => Some(principal_key(req)),
+            By::Custom(key) => key(req),
         }
     }
 }
 
-impl<K: RateKey> RateKey for Messages<K> {
-    fn key(&self, req: &GuardRequest) -> Option<BucketKey> {
-        match req.extensions().get::<Trigger>() {
-            Some(Trigger::Message(m)) if self.by_source => Some(BucketKey(Repr::MessageSource(
-                Arc::from(format!("{}:{}{}", m.kind.len(), m.kind, m.source_id)),
-            ))),
-            Some(Trigger::Message(_)) => None,
-            _ => self.inner.key(req),
-        }
+fn peer_key(req: &GuardRequest) -> BucketKey {
+    match req.extensions().get::<crate::request::Peer>() {
+        Some(p) => BucketKey::peer(p.ip()),
+        None => BucketKey::no_peer(),
     }
+}
+
+fn principal_key(req: &GuardRequest) -> BucketKey {
+    let Some(p) = req.extensions().get::<crate::request::Principal>() else {
+        return peer_key(req);
+    };
+    if p.kind == PrincipalKind::Network
+        && p.issuer.is_none()
+        && let Some(ip) = p.subject.ip()
+    {
+        return BucketKey(Repr::NetworkPrincipal(ip));
+    }
+    // Length-prefixed parts, so that no choice of subject can collide with another principal.
+    let kind = p.kind.as_str();
+    let issuer = p.issuer.as_deref().unwrap_or("");
+    BucketKey(Repr::Named(
+        p.subject
+            .with_text(|subject| principal_name(kind, issuer, subject)),
+    ))
 }
 
 /// `p:<len>:<kind><len>:<issuer><subject>` as one allocation: written on the stack first when it
@@ -353,15 +394,21 @@ mod tests {
             .insert("x-forwarded-for", "1.2.3.4, 5.6.7.8".parse().unwrap());
         b.headers_mut()
             .insert("forwarded", "for=9.9.9.9".parse().unwrap());
-        assert_eq!(Peer.key(&a), Peer.key(&b));
-        assert_ne!(Peer.key(&a), Peer.key(&req_from("203.0.113.8")));
+        assert_eq!(RateKey::peer().key(&a), RateKey::peer().key(&b));
+        assert_ne!(
+            RateKey::peer().key(&a),
+            RateKey::peer().key(&req_from("203.0.113.8"))
+        );
     }
 
     #[test]
     fn ipv6_is_grouped_by_slash_64() {
-        let base = Peer.key(&req_from("2001:db8:aa:bb::1"));
-        assert_eq!(base, Peer.key(&req_from("2001:db8:aa:bb:1:2:3:4")));
-        assert_ne!(base, Peer.key(&req_from("2001:db8:aa:bc::1")));
+        let base = RateKey::peer().key(&req_from("2001:db8:aa:bb::1"));
+        assert_eq!(
+            base,
+            RateKey::peer().key(&req_from("2001:db8:aa:bb:1:2:3:4"))
+        );
+        assert_ne!(base, RateKey::peer().key(&req_from("2001:db8:aa:bc::1")));
         let mut s = String::new();
         base.unwrap().write_redis_suffix(&mut s);
         assert_eq!(s, "6:2001:db8:aa:bb::/64");
@@ -381,12 +428,15 @@ mod tests {
     #[test]
     fn principal_key_falls_back_to_peer_without_a_principal() {
         let anon = req_from("203.0.113.7");
-        assert_eq!(Principal.key(&anon), Peer.key(&anon));
+        assert_eq!(RateKey::principal().key(&anon), RateKey::peer().key(&anon));
         let mut signed = req_from("203.0.113.7");
         signed
             .extensions_mut()
             .insert(Who::new(PrincipalKind::Hmac, "orders-webhook-hmac"));
-        assert_ne!(Principal.key(&signed), Peer.key(&signed));
+        assert_ne!(
+            RateKey::principal().key(&signed),
+            RateKey::peer().key(&signed)
+        );
     }
 
     #[test]
@@ -397,7 +447,7 @@ mod tests {
         let mut b = req_from("203.0.113.7");
         b.extensions_mut()
             .insert(Who::new(PrincipalKind::Jwt, ":b").with_issuer("a"));
-        assert_ne!(Principal.key(&a), Principal.key(&b));
+        assert_ne!(RateKey::principal().key(&a), RateKey::principal().key(&b));
     }
 
     fn message(kind: &str, source: &str) -> GuardRequest {
@@ -412,9 +462,17 @@ mod tests {
     #[test]
     fn messages_are_exempt_or_keyed_by_kind_and_source_never_by_the_no_peer_bucket() {
         let q = "arn:aws:sqs:us-east-1:1:orders";
-        assert_eq!(Messages::exempt(Peer).key(&message("sqs", q)), None);
-        assert_eq!(Messages::exempt(Principal).key(&message("sqs", q)), None);
-        let by_source = Messages::by_source(Peer);
+        assert_eq!(
+            RateKey::peer().exempt_messages().key(&message("sqs", q)),
+            None
+        );
+        assert_eq!(
+            RateKey::principal()
+                .exempt_messages()
+                .key(&message("sqs", q)),
+            None
+        );
+        let by_source = RateKey::peer().messages_by_source();
         let a = by_source.key(&message("sqs", q)).unwrap();
         assert_eq!(a, by_source.key(&message("sqs", q)).unwrap());
         assert_ne!(a, BucketKey::no_peer());
@@ -428,7 +486,7 @@ mod tests {
         assert_eq!(redis_text(&a), format!("m:3:sqs{q}"));
         // HTTP requests are counted by the inner key.
         let http = req_from("203.0.113.7");
-        assert_eq!(by_source.key(&http), Peer.key(&http));
+        assert_eq!(by_source.key(&http), RateKey::peer().key(&http));
     }
 
     #[test]
@@ -461,16 +519,28 @@ mod tests {
 
     #[test]
     fn network_principals_are_keyed_by_address_apart_from_peers_and_other_kinds() {
-        let a = Principal.key(&network_principal("203.0.113.7")).unwrap();
-        assert_eq!(a, Principal.key(&network_principal("203.0.113.7")).unwrap());
-        assert_ne!(a, Principal.key(&network_principal("203.0.113.8")).unwrap());
+        let a = RateKey::principal()
+            .key(&network_principal("203.0.113.7"))
+            .unwrap();
+        assert_eq!(
+            a,
+            RateKey::principal()
+                .key(&network_principal("203.0.113.7"))
+                .unwrap()
+        );
+        assert_ne!(
+            a,
+            RateKey::principal()
+                .key(&network_principal("203.0.113.8"))
+                .unwrap()
+        );
         // Not the pre-auth limiter's peer bucket of the same address...
         assert_ne!(a, BucketKey::peer("203.0.113.7".parse().unwrap()));
         // ...nor a principal of another kind whose subject is the same text.
         for kind in [PrincipalKind::Hmac, PrincipalKind::Custom("network".into())] {
             let mut other = req_from("203.0.113.7");
             other.extensions_mut().insert(Who::new(kind, "203.0.113.7"));
-            assert_ne!(a, Principal.key(&other).unwrap());
+            assert_ne!(a, RateKey::principal().key(&other).unwrap());
         }
         // An issuer keeps it apart too (it goes into the named key).
         let mut issued = req_from("203.0.113.7");
@@ -478,21 +548,25 @@ mod tests {
         issued
             .extensions_mut()
             .insert(Who::new(PrincipalKind::Network, addr).with_issuer("edge"));
-        let issued = Principal.key(&issued).unwrap();
+        let issued = RateKey::principal().key(&issued).unwrap();
         assert_ne!(a, issued);
         assert_eq!(redis_text(&issued), "n:p:7:network4:edge203.0.113.7");
         // IPv6 network principals count by address, not by /64 as peers do.
-        let v6 = Principal.key(&network_principal("2001:db8::1")).unwrap();
+        let v6 = RateKey::principal()
+            .key(&network_principal("2001:db8::1"))
+            .unwrap();
         assert_ne!(
             v6,
-            Principal.key(&network_principal("2001:db8::2")).unwrap()
+            RateKey::principal()
+                .key(&network_principal("2001:db8::2"))
+                .unwrap()
         );
     }
 
     #[test]
     fn network_principal_keys_keep_the_redis_text_of_the_named_key_they_replaced() {
         for ip in ["203.0.113.7", "2001:db8::1"] {
-            let k = Principal.key(&network_principal(ip)).unwrap();
+            let k = RateKey::principal().key(&network_principal(ip)).unwrap();
             let before = format!("n:{}", &*principal_name("network", "", ip));
             assert_eq!(redis_text(&k), before);
             assert_eq!(redis_text(&k), format!("n:p:7:network0:{ip}"));
@@ -509,6 +583,9 @@ mod tests {
         named
             .extensions_mut()
             .insert(Who::new(PrincipalKind::Source, "2001:db8::7"));
-        assert_eq!(Principal.key(&r), Principal.key(&named));
+        assert_eq!(
+            RateKey::principal().key(&r),
+            RateKey::principal().key(&named)
+        );
     }
 }

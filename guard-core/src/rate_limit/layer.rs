@@ -51,7 +51,7 @@ impl From<super::RedisBackend> for Backend {
 ///
 /// ```
 /// use std::num::NonZeroU32;
-/// use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key};
+/// use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key::RateKey};
 /// let rate = Rate::per_minute(NonZeroU32::new(60).unwrap());
 /// let layer = RateLimitLayer::new(MemoryBackend::new(rate), key::Global).with_label("global");
 /// assert_eq!(layer.label(), "global");
@@ -64,7 +64,7 @@ pub struct RateLimitLayer {
 #[derive(Clone)]
 struct Shared {
     backend: Backend,
-    key: Arc<dyn RateKey>,
+    key: RateKey,
     headers_on_allow: bool,
     label: Cow<'static, str>,
 }
@@ -84,18 +84,18 @@ impl RateLimitLayer {
     ///
     /// ```
     /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key::BucketKey};
+    /// use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key::{BucketKey, RateKey}};
     /// let rate = Rate::per_second(NonZeroU32::new(10).unwrap());
-    /// let by_tenant = |req: &guard_core::GuardRequest| {
+    /// let by_tenant = RateKey::custom(|req| {
     ///     req.headers().get("x-tenant").and_then(|v| v.to_str().ok()).map(BucketKey::named)
-    /// };
+    /// });
     /// let _layer = RateLimitLayer::new(MemoryBackend::new(rate), by_tenant);
     /// ```
-    pub fn new(backend: impl Into<Backend>, key: impl RateKey) -> Self {
+    pub fn new(backend: impl Into<Backend>, key: RateKey) -> Self {
         RateLimitLayer {
             shared: Arc::new(Shared {
                 backend: backend.into(),
-                key: Arc::new(key),
+                key,
                 headers_on_allow: true,
                 label: Cow::Borrowed("rate_limit"),
             }),
@@ -106,10 +106,10 @@ impl RateLimitLayer {
     ///
     /// ```
     /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{Rate, RateLimitLayer, key};
+    /// use guard_core::rate_limit::{Rate, RateLimitLayer, key::RateKey};
     /// let _layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), key::Peer);
     /// ```
-    pub fn memory(rate: Rate, key: impl RateKey) -> Self {
+    pub fn memory(rate: Rate, key: RateKey) -> Self {
         Self::new(MemoryBackend::new(rate), key)
     }
 
@@ -117,7 +117,7 @@ impl RateLimitLayer {
     ///
     /// ```
     /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{Rate, RateLimitLayer, key};
+    /// use guard_core::rate_limit::{Rate, RateLimitLayer, key::RateKey};
     /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), key::Peer)
     ///     .headers_on_allow(false);
     /// # let _ = layer;
@@ -131,7 +131,7 @@ impl RateLimitLayer {
     ///
     /// ```
     /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{Rate, RateLimitLayer, key};
+    /// use guard_core::rate_limit::{Rate, RateLimitLayer, key::RateKey};
     /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), key::Peer)
     ///     .with_label("pre_auth");
     /// assert_eq!(layer.label(), "pre_auth");
@@ -145,7 +145,7 @@ impl RateLimitLayer {
     ///
     /// ```
     /// use std::num::NonZeroU32;
-    /// use guard_core::rate_limit::{Rate, RateLimitLayer, key};
+    /// use guard_core::rate_limit::{Rate, RateLimitLayer, key::RateKey};
     /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), key::Peer);
     /// assert_eq!(layer.label(), "rate_limit");
     /// ```
@@ -153,8 +153,8 @@ impl RateLimitLayer {
         &self.shared.label
     }
 
-    /// A limiter the builder assembled: `key` already shared, `label` its placement.
-    pub(crate) fn from_parts(backend: Backend, key: Arc<dyn RateKey>, label: &'static str) -> Self {
+    /// A limiter the builder assembled, `label` its placement.
+    pub(crate) fn from_parts(backend: Backend, key: RateKey, label: &'static str) -> Self {
         RateLimitLayer {
             shared: Arc::new(Shared {
                 backend,

@@ -1,9 +1,9 @@
 //! Rate limiting: [`RateLimitLayer`], GCRA buckets in memory or shared through Redis.
 //!
 //! A limit is a [`Rate`] — `per_second` or `per_minute` plus a `burst`, all `NonZeroU32` — counted
-//! per [`key`]: [`Global`](key::Global), [`Peer`](key::Peer) (IPv4 by address, IPv6 by /64, from
-//! the platform-observed `Peer` extension only), [`Principal`](key::Principal) (after verification)
-//! or any closure. The canonical stack places the layer twice (`[rate_limit]`
+//! per [`RateKey`](key::RateKey): [`global`](key::RateKey::global), [`peer`](key::RateKey::peer)
+//! (IPv4 by address, IPv6 by /64, from the platform-observed `Peer` extension only),
+//! [`principal`](key::RateKey::principal) (after verification) or [`custom`](key::RateKey::custom). The canonical stack places the layer twice (`[rate_limit]`
 //! in the policy, see [`Guard`](crate::Guard)): before verification by peer, so unauthenticated floods are cut
 //! before any signature or token work, and after it by principal.
 //!
@@ -40,7 +40,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let rate = Rate::per_second(NonZeroU32::new(5).unwrap()).with_burst(NonZeroU32::new(2).unwrap());
-//! let mut svc = RateLimitLayer::memory(rate, key::Peer).layer(tower::service_fn(|_req| async {
+//! let mut svc = RateLimitLayer::memory(rate, key::RateKey::peer()).layer(tower::service_fn(|_req| async {
 //!     Ok::<_, std::convert::Infallible>(http::Response::new(Bytes::from_static(b"ok")))
 //! }));
 //! let request = || {

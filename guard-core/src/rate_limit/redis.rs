@@ -49,7 +49,7 @@
 //! let backend = RedisBackend::new(conn, rate)
 //!     .with_key_prefix("guard:rl:orders:peer:")
 //!     .with_failure_mode(FailureMode::Closed);
-//! let layer = RateLimitLayer::new(backend, key::Peer);
+//! let layer = RateLimitLayer::new(backend, key::RateKey::peer());
 //! # let _ = layer;
 //! # Ok::<(), guard_core::rate_limit::RedisBackendError>(())
 //! ```

@@ -89,7 +89,7 @@ fn orders(opts: Options) -> Orders {
         let rate = Rate::per_second(NonZeroU32::new(1).unwrap())
             .with_burst(NonZeroU32::new(burst).unwrap());
         let mem = MemoryBackend::with_clock(rate, rate_clock.clone());
-        b = b.rate_limit_post_auth(RateLimitLayer::new(mem, key::Principal));
+        b = b.rate_limit_post_auth(RateLimitLayer::new(mem, key::RateKey::principal()));
     }
     let handler = Handler::default();
     let svc = b

@@ -71,7 +71,7 @@ fn a_cluster_shared_by_two_instances_enforces_one_limit_with_keys_on_every_slot(
             .iter()
             .map(|conn| {
                 let backend = redis_backend(conn, rate(), &shared_prefix, FailureMode::Closed);
-                RateLimitLayer::new(backend, key::Global).layer(handler.service())
+                RateLimitLayer::new(backend, key::RateKey::global()).layer(handler.service())
             })
             .collect();
         let (loads, elapsed) = hammer(instances, TASKS / 2, WINDOW).await;
@@ -100,9 +100,9 @@ fn killing_the_primary_of_a_key_fails_closed_until_a_replica_is_promoted_then_li
         let open = redis_backend(&a, rate3, &format!("{tag}:open:"), FailureMode::Open);
         let (closed_handler, open_handler) = (Counting::default(), Counting::default());
         let mut closed_svc =
-            RateLimitLayer::new(closed.clone(), key::Global).layer(closed_handler.service());
+            RateLimitLayer::new(closed.clone(), key::RateKey::global()).layer(closed_handler.service());
         let mut open_svc =
-            RateLimitLayer::new(open.clone(), key::Global).layer(open_handler.service());
+            RateLimitLayer::new(open.clone(), key::RateKey::global()).layer(open_handler.service());
         let store = RedisReplayStore::new(b.clone(), format!("{tag}:replay:"));
 
         // Before: limits hold, a signature is recorded (and has reached the replica).
@@ -164,12 +164,12 @@ fn killing_the_primary_of_a_key_fails_closed_until_a_replica_is_promoted_then_li
         let handler = Counting::default();
         let mut one = RateLimitLayer::new(
             redis_backend(&a, rate3, &format!("{tag}:{after}"), FailureMode::Closed),
-            key::Global,
+            key::RateKey::global(),
         )
         .layer(handler.service());
         let mut two = RateLimitLayer::new(
             redis_backend(&b, rate3, &format!("{tag}:{after}"), FailureMode::Closed),
-            key::Global,
+            key::RateKey::global(),
         )
         .layer(handler.service());
         let mut statuses = Vec::new();
@@ -236,7 +236,7 @@ fn a_tls_cluster_shared_by_two_instances_enforces_one_limit_and_refuses_an_unkno
             .iter()
             .map(|conn| {
                 let backend = redis_backend(conn, rate(), &shared_prefix, FailureMode::Closed);
-                RateLimitLayer::new(backend, key::Global).layer(handler.service())
+                RateLimitLayer::new(backend, key::RateKey::global()).layer(handler.service())
             })
             .collect();
         let (loads, elapsed) = hammer(instances, TASKS / 2, WINDOW).await;

@@ -37,7 +37,7 @@ pub(crate) fn assert_exact(what: &str, admitted: usize, elapsed: Duration) {
 fn memory_backend_is_exact_under_contention() {
     runtime().block_on(async {
         let handler = Counting::default();
-        let svc = RateLimitLayer::memory(rate(), key::Global).layer(handler.service());
+        let svc = RateLimitLayer::memory(rate(), key::RateKey::global()).layer(handler.service());
         let (loads, elapsed) = hammer(vec![svc], TASKS, WINDOW).await;
         assert!(
             loads[0].refused > loads[0].admitted,
@@ -59,7 +59,8 @@ fn redis_backend_is_exact_under_contention() {
             &prefix("exact"),
             FailureMode::Closed,
         );
-        let svc = RateLimitLayer::new(backend.clone(), key::Global).layer(handler.service());
+        let svc =
+            RateLimitLayer::new(backend.clone(), key::RateKey::global()).layer(handler.service());
         let (loads, elapsed) = hammer(vec![svc], TASKS, WINDOW).await;
         assert!(
             loads[0].refused > loads[0].admitted,
@@ -86,7 +87,7 @@ fn two_instances_sharing_redis_enforce_one_combined_limit() {
                     &shared_prefix,
                     FailureMode::Closed,
                 );
-                RateLimitLayer::new(backend, key::Global).layer(handler.service())
+                RateLimitLayer::new(backend, key::RateKey::global()).layer(handler.service())
             })
             .collect();
         let (loads, elapsed) = hammer(instances, TASKS / 2, WINDOW).await;
@@ -102,7 +103,9 @@ fn two_memory_instances_each_admit_their_own_limit() {
     runtime().block_on(async {
         let handler = Counting::default();
         let instances: Vec<_> = (0..2)
-            .map(|_| RateLimitLayer::memory(rate(), key::Global).layer(handler.service()))
+            .map(|_| {
+                RateLimitLayer::memory(rate(), key::RateKey::global()).layer(handler.service())
+            })
             .collect();
         let (loads, elapsed) = hammer(instances, TASKS / 2, WINDOW).await;
         for (i, load) in loads.iter().enumerate() {

@@ -71,10 +71,10 @@ async fn a_silent_redis_ends_each_check_within_the_budget_then_applies_the_failu
     let open_backend = redis_backend(&conn, rate, &prefix("hung-open"), FailureMode::Open);
     let closed_backend = redis_backend(&conn, rate, &prefix("hung-closed"), FailureMode::Closed);
     let (open_handler, closed_handler) = (Counting::default(), Counting::default());
-    let mut open = RateLimitLayer::new(open_backend.clone(), key::Global)
+    let mut open = RateLimitLayer::new(open_backend.clone(), key::RateKey::global())
         .with_label("hung_open")
         .layer(open_handler.service());
-    let mut closed = RateLimitLayer::new(closed_backend.clone(), key::Global)
+    let mut closed = RateLimitLayer::new(closed_backend.clone(), key::RateKey::global())
         .with_label("hung_closed")
         .layer(closed_handler.service());
 

@@ -24,9 +24,9 @@ fn limiters(redis: &RedisServer, test: &str) -> Vec<(&'static str, RateLimitLaye
     vec![
         (
             "memory",
-            RateLimitLayer::new(MemoryBackend::new(rate()), key::Peer),
+            RateLimitLayer::new(MemoryBackend::new(rate()), key::RateKey::peer()),
         ),
-        ("redis", RateLimitLayer::new(redis, key::Peer)),
+        ("redis", RateLimitLayer::new(redis, key::RateKey::peer())),
     ]
 }
 

@@ -19,9 +19,9 @@ fn redis_outage_fail_open_admits_and_counts_fail_closed_refuses_and_both_recover
         let open_backend = redis_backend(&conn, rate, &prefix("open"), FailureMode::Open);
         let closed_backend = redis_backend(&conn, rate, &prefix("closed"), FailureMode::Closed);
         let (open_handler, closed_handler) = (Counting::default(), Counting::default());
-        let mut open =
-            RateLimitLayer::new(open_backend.clone(), key::Global).layer(open_handler.service());
-        let mut closed = RateLimitLayer::new(closed_backend.clone(), key::Global)
+        let mut open = RateLimitLayer::new(open_backend.clone(), key::RateKey::global())
+            .layer(open_handler.service());
+        let mut closed = RateLimitLayer::new(closed_backend.clone(), key::RateKey::global())
             .layer(closed_handler.service());
 
         // Redis up: the limit holds on both.

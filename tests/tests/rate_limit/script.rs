@@ -75,7 +75,7 @@ fn the_redis_layer_sends_retry_after_and_ratelimit_headers() {
             FailureMode::Closed,
         );
         let handler = Counting::default();
-        let mut svc = RateLimitLayer::new(b, key::Peer).layer(handler.service());
+        let mut svc = RateLimitLayer::new(b, key::RateKey::peer()).layer(handler.service());
         let ok = send(&mut svc, from("203.0.113.9")).await;
         assert_eq!(ok.headers()["ratelimit-limit"], "2");
         assert_eq!(ok.headers()["ratelimit-remaining"], "1");

@@ -96,7 +96,7 @@ fn two_instances_over_tls_enforce_one_combined_limit() {
             .iter()
             .map(|conn| {
                 let backend = redis_backend(conn, rate(), &shared_prefix, FailureMode::Closed);
-                RateLimitLayer::new(backend, key::Global).layer(handler.service())
+                RateLimitLayer::new(backend, key::RateKey::global()).layer(handler.service())
             })
             .collect();
         let (loads, elapsed) = hammer(instances, TASKS / 2, WINDOW).await;
@@ -118,8 +118,10 @@ async fn assert_refused_to_connect(conn: RedisConnection, what: &str) {
     let closed = redis_backend(&conn, rate, &prefix("bad-tls-closed"), FailureMode::Closed);
     let open = redis_backend(&conn, rate, &prefix("bad-tls-open"), FailureMode::Open);
     let handler = Counting::default();
-    let mut closed_svc = RateLimitLayer::new(closed, key::Global).layer(handler.service());
-    let mut open_svc = RateLimitLayer::new(open.clone(), key::Global).layer(handler.service());
+    let mut closed_svc =
+        RateLimitLayer::new(closed, key::RateKey::global()).layer(handler.service());
+    let mut open_svc =
+        RateLimitLayer::new(open.clone(), key::RateKey::global()).layer(handler.service());
     for n in 1..=3 {
         let resp = send(&mut closed_svc, from("203.0.113.7")).await;
         assert_eq!(resp.status(), 503, "{what}: fail-closed");
@@ -170,7 +172,8 @@ fn wrong_ca_wrong_host_name_or_plaintext_refuse_to_connect_and_the_failure_mode_
             &prefix("tls-ok"),
             FailureMode::Closed,
         );
-        let mut ok_svc = RateLimitLayer::new(ok, key::Global).layer(Counting::default().service());
+        let mut ok_svc =
+            RateLimitLayer::new(ok, key::RateKey::global()).layer(Counting::default().service());
         assert_eq!(send(&mut ok_svc, from("203.0.113.7")).await.status(), 200);
 
         assert_refused_to_connect(build(tls_url(&good), Some(other_ca.pem())), "wrong CA").await;
@@ -201,7 +204,8 @@ fn wrong_ca_wrong_host_name_or_plaintext_refuse_to_connect_and_the_failure_mode_
             &prefix("tls-insecure"),
             FailureMode::Closed,
         );
-        let mut svc = RateLimitLayer::new(b, key::Global).layer(Counting::default().service());
+        let mut svc =
+            RateLimitLayer::new(b, key::RateKey::global()).layer(Counting::default().service());
         assert_eq!(send(&mut svc, from("203.0.113.7")).await.status(), 200);
     });
     let _ = std::fs::remove_dir_all(dir);
@@ -336,8 +340,8 @@ fn a_rotated_password_is_read_again_from_the_secret_store_after_redis_refuses_th
         let rate =
             guard_core::rate_limit::Rate::per_minute(std::num::NonZeroU32::new(100).unwrap());
         let backend = redis_backend(&conn, rate, &prefix("rotate"), FailureMode::Closed);
-        let mut svc =
-            RateLimitLayer::new(backend, key::Global).layer(Counting::default().service());
+        let mut svc = RateLimitLayer::new(backend, key::RateKey::global())
+            .layer(Counting::default().service());
         assert_eq!(send(&mut svc, from("203.0.113.7")).await.status(), 200);
 
         // Rotation: Redis takes the new password, the store serves it, connections are cut.
