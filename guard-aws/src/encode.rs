@@ -24,7 +24,7 @@
 //! ```
 
 use guard_core::request::body;
-use guard_core::{Denial, GuardResponse};
+use guard_core::{GuardResponse, Rejection};
 use http::HeaderMap;
 use lambda_runtime::Diagnostic;
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -265,7 +265,7 @@ pub fn direct_result(response: GuardResponse) -> Result<Value, Diagnostic> {
 /// never carries them).
 pub(crate) fn diagnostic(response: &GuardResponse) -> Diagnostic {
     Diagnostic {
-        error_type: Denial::failure_code(response).into_owned(),
+        error_type: Rejection::failure_code(response).into_owned(),
         error_message: String::from_utf8_lossy(response.body()).into_owned(),
     }
 }
@@ -315,7 +315,7 @@ fn encode_body(headers: &HeaderMap, body: &[u8]) -> (String, bool) {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("application/octet-stream"));
-    let (text, is_base64) = body::encode_body(content_type, body);
+    let (text, is_base64) = body::BodyCodec::encode(content_type, body);
     (text.into_owned(), is_base64)
 }
 

@@ -15,7 +15,7 @@
 use bytes::Bytes;
 use guard_core::GuardRequest;
 use guard_core::RejectionKind;
-use guard_core::request::body::sniff_media_type;
+use guard_core::request::body::BodyCodec;
 use guard_core::request::{
     AdapterRefusal, Cloud, HeaderLimits, Invocation, MessageTrigger, TraceContext, Trigger,
     TrustedProxies,
@@ -312,7 +312,7 @@ fn message_binding(env: &Map<String, Value>, binding: &str, kind: &str, source: 
         .and_then(|n| u32::try_from(n).ok());
     let mut req = http::Request::new(body);
     *req.method_mut() = Method::POST;
-    let content_type = sniff_media_type(req.body());
+    let content_type = BodyCodec::sniff_media_type(req.body());
     req.headers_mut()
         .insert(http::header::CONTENT_TYPE, content_type);
     req.extensions_mut().insert(Trigger::Message(trigger));

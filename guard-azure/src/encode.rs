@@ -11,7 +11,7 @@
 use bytes::Bytes;
 use guard_core::GuardResponse;
 use guard_core::message::MessageVerdict;
-use guard_core::request::body::encode_body;
+use guard_core::request::body::BodyCodec;
 use http::{HeaderValue, StatusCode};
 use serde_json::{Map, Value, json};
 
@@ -34,7 +34,7 @@ pub fn http_output(resp: &GuardResponse) -> Value {
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let (body, _base64) = encode_body(content_type, resp.body());
+    let (body, _base64) = BodyCodec::encode(content_type, resp.body());
     json!({
         "statusCode": resp.status().as_u16(),
         "headers": headers,

@@ -51,7 +51,7 @@
 use bytes::Bytes;
 use guard_core::GuardRequest;
 use guard_core::message::{MessageOutcome, MessageResult, MessageVerdict};
-use guard_core::request::body::{decode_base64, sniff_media_type};
+use guard_core::request::body::BodyCodec;
 use guard_core::request::{AdapterRefusal, Invocation, MessageTrigger, Trigger};
 use guard_core::{GuardResponse, RejectionKind};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -357,7 +357,7 @@ pub(crate) fn event_request(event: &Value, attempt: Option<u32>, max_data: usize
         (Some(_), Some(_)) => {
             return refuse("event with both data and data_base64", source, id);
         }
-        (None, Some(b64)) => match b64.as_str().map(|b| decode_base64(b, max_data)) {
+        (None, Some(b64)) => match b64.as_str().map(|b| BodyCodec::decode_base64(b, max_data)) {
             Some(Ok(bytes)) => bytes,
             _ => return refuse("event data_base64 is not valid base64", source, id),
         },
@@ -373,7 +373,7 @@ pub(crate) fn event_request(event: &Value, attempt: Option<u32>, max_data: usize
         (None | Some(Value::Null), None) => Bytes::new(),
         (Some(value), None) => Bytes::from(value.to_string()),
     };
-    let content_type = declared.unwrap_or_else(|| sniff_media_type(&data));
+    let content_type = declared.unwrap_or_else(|| BodyCodec::sniff_media_type(&data));
     let mut req = http::Request::new(data);
     *req.method_mut() = Method::POST;
     req.headers_mut()

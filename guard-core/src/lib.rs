@@ -87,7 +87,7 @@ mod builder;
 pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService};
 pub use error::ConfigError;
 pub use policy::Policy;
-pub use rejection::{Denial, Rejection, RejectionKind, ValidationDetail};
+pub use rejection::{Rejection, RejectionKind, ValidationDetail};
 
 /// The boxed future the extension traits return ([`SecretSource::fetch`](secrets::SecretSource::fetch),
 /// [`ReplayStore::first_use`](replay::ReplayStore::first_use), `verify::Verifier::verify`):

@@ -60,7 +60,7 @@ use futures_util::{StreamExt, stream};
 use tower::ServiceExt;
 use tower_service::Service;
 
-use crate::Denial;
+use crate::Rejection;
 use crate::request::{GuardRequest, GuardResponse, Trigger};
 
 /// What the platform must do with one message, decided from the stack's answer.
@@ -78,7 +78,7 @@ pub enum MessageVerdict {
 }
 
 impl MessageVerdict {
-    /// The verdict for an answer: the rejection's kind when Guard refused (a [`Denial`] on the
+    /// The verdict for an answer: the rejection's kind when Guard refused (a [`Rejection`] on the
     /// response), else the status.
     ///
     /// ```
@@ -94,8 +94,8 @@ impl MessageVerdict {
         if status.is_success() {
             return MessageVerdict::Ack;
         }
-        let transient = match response.extensions().get::<Denial>() {
-            Some(d) => d.kind.is_transient(),
+        let transient = match response.extensions().get::<Rejection>() {
+            Some(d) => d.kind().is_transient(),
             None => status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS,
         };
         if transient {
@@ -174,7 +174,7 @@ pub struct MessageResult<E> {
 }
 
 impl<E> MessageResult<E> {
-    /// The stable code of the failure ([`Denial::failure_code`] of the answer; `guard.message.errored`
+    /// The stable code of the failure ([`Rejection::failure_code`] of the answer; `guard.message.errored`
     /// for an inner error, `guard.message.not_run` for a message an ordered batch did not run),
     /// `None` when the message was acknowledged (see the [module example](self)).
     pub fn failure_code(&self) -> Option<Cow<'static, str>> {
@@ -182,7 +182,7 @@ impl<E> MessageResult<E> {
             return None;
         }
         Some(match &self.outcome {
-            MessageOutcome::Answered(r) => Denial::failure_code(r),
+            MessageOutcome::Answered(r) => Rejection::failure_code(r),
             MessageOutcome::Errored(_) => Cow::Borrowed("guard.message.errored"),
             MessageOutcome::NotRun => Cow::Borrowed("guard.message.not_run"),
         })

@@ -3,7 +3,8 @@
 //! A refusal is a response, not an error: layers return `Ok(rejection.into_response())`, so the inner
 //! service's error type never changes. The body is RFC 9457 `application/problem+json` with
 //! `{type, title, status, code}` and never carries the rejected value, secrets or internals. The full
-//! story goes to the security event through the [`Denial`] response extension.
+//! story goes to the security event through the rendered response, which carries the `Rejection`
+//! itself as an extension (no headers or details).
 //!
 //! ```
 //! use guard_core::{Rejection, RejectionKind};
@@ -418,6 +419,25 @@ impl Rejection {
         self.render(false)
     }
 
+    /// The stable code of a failed answer: the rejection code when Guard refused
+    /// (`guard.verify.forbidden_source`), else `guard.handler.<status>` (the handler itself said
+    /// no). What an adapter reports for a failed message or invocation.
+    ///
+    /// ```
+    /// use guard_core::{GuardResponse, Rejection, RejectionKind};
+    /// let refused = Rejection::new(RejectionKind::ForbiddenSource).into_response();
+    /// assert_eq!(Rejection::failure_code(&refused), "guard.verify.forbidden_source");
+    /// let mut conflict = GuardResponse::new(bytes::Bytes::new());
+    /// *conflict.status_mut() = http::StatusCode::CONFLICT;
+    /// assert_eq!(Rejection::failure_code(&conflict), "guard.handler.409");
+    /// ```
+    pub fn failure_code(response: &GuardResponse) -> Cow<'static, str> {
+        match response.extensions().get::<Rejection>() {
+            Some(d) => Cow::Borrowed(d.kind.code()),
+            None => Cow::Owned(format!("guard.handler.{}", response.status().as_u16())),
+        }
+    }
+
     /// Renders the problem document, with validation details when `expose_details` is true.
     ///
     /// ```
@@ -463,42 +483,13 @@ impl Rejection {
         for (name, value) in self.headers {
             headers.append(name, value);
         }
-        resp.extensions_mut().insert(Denial {
-            kind: self.kind,
-            reason: self.reason,
+        // What refused, for the audit layer and the adapters; never sent to the client.
+        resp.extensions_mut().insert(Rejection {
+            details: Vec::new(),
+            headers: Vec::new(),
+            ..self
         });
         resp
-    }
-}
-
-/// Response extension left by a rendered [`Rejection`] so the audit layer can report which check
-/// said no. Never sent to the client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
-    /// What refused the request.
-    pub kind: RejectionKind,
-    /// The internal reason, if the layer gave one.
-    pub reason: Option<Cow<'static, str>>,
-}
-
-impl Denial {
-    /// The stable code of a failed answer: the rejection code when Guard refused
-    /// (`guard.verify.forbidden_source`), else `guard.handler.<status>` (the handler itself said
-    /// no). What an adapter reports for a failed message or invocation.
-    ///
-    /// ```
-    /// use guard_core::{Denial, GuardResponse, Rejection, RejectionKind};
-    /// let refused = Rejection::new(RejectionKind::ForbiddenSource).into_response();
-    /// assert_eq!(Denial::failure_code(&refused), "guard.verify.forbidden_source");
-    /// let mut conflict = GuardResponse::new(bytes::Bytes::new());
-    /// *conflict.status_mut() = http::StatusCode::CONFLICT;
-    /// assert_eq!(Denial::failure_code(&conflict), "guard.handler.409");
-    /// ```
-    pub fn failure_code(response: &GuardResponse) -> Cow<'static, str> {
-        match response.extensions().get::<Denial>() {
-            Some(d) => Cow::Borrowed(d.kind.code()),
-            None => Cow::Owned(format!("guard.handler.{}", response.status().as_u16())),
-        }
     }
 }
 
@@ -518,7 +509,7 @@ mod tests {
         assert_eq!(keys, ["code", "status", "title", "type"]);
         assert!(!String::from_utf8_lossy(resp.body()).contains("hmac mismatch"));
         assert_eq!(
-            resp.extensions().get::<Denial>().unwrap().kind,
+            resp.extensions().get::<Rejection>().unwrap().kind(),
             RejectionKind::BadSignature
         );
     }

@@ -12,7 +12,7 @@ use guard_core::clock::FakeWallClock;
 use guard_core::rate_limit::key::{self, BucketKey};
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer};
 use guard_core::request::{MessageTrigger, Peer, Principal, PrincipalKind, Trigger};
-use guard_core::{Denial, GuardRequest, GuardResponse, Policy};
+use guard_core::{GuardRequest, GuardResponse, Policy, Rejection};
 use tower::util::BoxCloneService;
 use tower::{Layer, Service, ServiceExt};
 
@@ -85,9 +85,9 @@ async fn refuses_past_the_burst_with_retry_after_and_ratelimit_headers() {
     assert_eq!(body["code"], "guard.rate.limited");
     let denial = refused
         .extensions()
-        .get::<Denial>()
+        .get::<Rejection>()
         .expect("denial for the audit layer");
-    assert_eq!(denial.kind, guard_core::RejectionKind::RateLimited);
+    assert_eq!(denial.kind(), guard_core::RejectionKind::RateLimited);
 }
 
 #[tokio::test]

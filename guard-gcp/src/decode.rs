@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use guard_core::GuardRequest;
-use guard_core::request::body::{decode_base64, sniff_media_type};
+use guard_core::request::body::BodyCodec;
 use guard_core::request::{
     AdapterRefusal, Cloud, Invocation, MessageTrigger, Peer, TraceContext, Trigger,
 };
@@ -187,7 +187,11 @@ pub fn pubsub(req: GuardRequest, max_data: usize) -> GuardRequest {
             Trigger::Message(trigger),
         );
     }
-    let data = match message.data.as_deref().map(|d| decode_base64(d, max_data)) {
+    let data = match message
+        .data
+        .as_deref()
+        .map(|d| BodyCodec::decode_base64(d, max_data))
+    {
         None => Bytes::new(),
         Some(Ok(data)) => data,
         Some(Err(e)) => {
@@ -204,7 +208,7 @@ pub fn pubsub(req: GuardRequest, max_data: usize) -> GuardRequest {
         ordering_key: message.ordering_key,
     };
     let mut req = GuardRequest::from_parts(parts, Bytes::new());
-    let content_type = sniff_media_type(&data);
+    let content_type = BodyCodec::sniff_media_type(&data);
     set_body(&mut req, data, content_type);
     req.extensions_mut().insert(Trigger::Message(trigger));
     req.extensions_mut().insert(meta);
@@ -253,7 +257,7 @@ pub fn cloud_event(req: GuardRequest, max_data: usize) -> GuardRequest {
     let (data, content_type) = if event.ty == PUBSUB_PUBLISHED_TYPE {
         match published_message(&data, max_data) {
             Ok(inner) => {
-                let ct = sniff_media_type(&inner);
+                let ct = BodyCodec::sniff_media_type(&inner);
                 (inner, ct)
             }
             Err(refusal) => {
@@ -308,7 +312,7 @@ fn binary_event(
     let content_type = headers
         .get(CONTENT_TYPE)
         .cloned()
-        .unwrap_or_else(|| sniff_media_type(&body));
+        .unwrap_or_else(|| BodyCodec::sniff_media_type(&body));
     let event = CloudEvent {
         id,
         source,
@@ -356,7 +360,7 @@ fn structured_event(
                 trigger(),
             ));
         }
-        (None, Some(b64)) => decode_base64(&b64, max_data)
+        (None, Some(b64)) => BodyCodec::decode_base64(&b64, max_data)
             .map_err(|e| (AdapterRefusal::new(e.kind(), e.reason()), trigger()))?,
         // A JSON string is the data itself when the declared type is not JSON.
         (Some(Value::String(text)), None)
@@ -370,7 +374,7 @@ fn structured_event(
         (Some(value), None) => Bytes::from(value.to_string()),
         (None, None) => Bytes::new(),
     };
-    let content_type = declared.unwrap_or_else(|| sniff_media_type(&data));
+    let content_type = declared.unwrap_or_else(|| BodyCodec::sniff_media_type(&data));
     Ok((event, data, content_type))
 }
 
@@ -389,9 +393,8 @@ fn published_message(data: &[u8], max_data: usize) -> Result<Bytes, AdapterRefus
         .map_err(|_| AdapterRefusal::malformed("messagePublished event without a message"))?;
     match published.message.data {
         None => Ok(Bytes::new()),
-        Some(b64) => {
-            decode_base64(&b64, max_data).map_err(|e| AdapterRefusal::new(e.kind(), e.reason()))
-        }
+        Some(b64) => BodyCodec::decode_base64(&b64, max_data)
+            .map_err(|e| AdapterRefusal::new(e.kind(), e.reason())),
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use guard_core::BoxFuture;
 use guard_core::http_client::{HttpClient, HttpError, Schemes};
-use guard_core::request::body::decode_base64;
+use guard_core::request::body::BodyCodec;
 use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use serde::Deserialize;
@@ -285,7 +285,7 @@ fn parse_access(name: &str, body: &[u8]) -> Result<SecretValue, SecretsError> {
     let parsed: AccessResponse = serde_json::from_slice(body)
         .map_err(|_| SecretsError::permanent(name, "Secret Manager answer is not valid"))?;
     let text = Zeroizing::new(parsed.payload.data);
-    let data = decode_base64(&text, MAX_PAYLOAD)
+    let data = BodyCodec::decode_base64(&text, MAX_PAYLOAD)
         .map_err(|_| SecretsError::permanent(name, "Secret Manager payload is not valid base64"))?;
     let Some(expected) = parsed.payload.data_crc32c else {
         return Err(SecretsError::permanent(

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 use guard_core::GuardRequest;
-use guard_core::request::body::sniff_media_type;
+use guard_core::request::body::BodyCodec;
 use guard_core::request::{MessageTrigger, Trigger};
 use http::HeaderValue;
 use serde_json::Value;
@@ -161,7 +161,7 @@ pub(super) fn sqs(payload: &Value, shape: EventShape) -> Vec<Unit> {
             Some(sns) => Bytes::copy_from_slice(sns.message.as_bytes()),
             None => Bytes::copy_from_slice(raw.as_bytes()),
         };
-        let content_type = declared.unwrap_or_else(|| sniff_media_type(&body));
+        let content_type = declared.unwrap_or_else(|| BodyCodec::sniff_media_type(&body));
         let mut req = message_request(body, content_type, trigger, meta);
         if let Some(sns) = envelope {
             req.extensions_mut().insert(sns);
@@ -194,7 +194,7 @@ pub(super) fn sns(payload: &Value) -> Vec<Unit> {
             region: msg.topic_arn.split(':').nth(3).and_then(|s| owned(Some(s))),
             ..RecordMeta::default()
         };
-        let content_type = sniff_media_type(&body);
+        let content_type = BodyCodec::sniff_media_type(&body);
         let mut req = message_request(body, content_type, trigger, meta);
         req.extensions_mut().insert(msg);
         Ok(req)
@@ -282,7 +282,7 @@ pub(super) fn kinesis(payload: &Value, max_body: usize) -> Vec<Unit> {
             partition_key: owned(str_at(k, "partitionKey")),
             ..RecordMeta::default()
         };
-        let content_type = sniff_media_type(&body);
+        let content_type = BodyCodec::sniff_media_type(&body);
         Ok(message_request(body, content_type, trigger, meta))
     })
 }

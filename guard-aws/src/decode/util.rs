@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use guard_core::request::body::decode_base64;
+use guard_core::request::body::BodyCodec;
 use guard_core::request::{HeaderBuilder, HeaderLimits};
 use http::header::HeaderMap;
 use serde_json::{Map, Value};
@@ -142,7 +142,8 @@ pub(super) fn base64_body(
     max_body: usize,
     shape: EventShape,
 ) -> Result<Bytes, DecodeError> {
-    decode_base64(text, max_body).map_err(|e| DecodeError::with_kind(shape, e.kind(), e.reason()))
+    BodyCodec::decode_base64(text, max_body)
+        .map_err(|e| DecodeError::with_kind(shape, e.kind(), e.reason()))
 }
 
 /// Percent-encodes what may not appear in a URI path (keeps `/` and existing `%XX`).

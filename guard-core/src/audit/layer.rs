@@ -18,7 +18,7 @@ use crate::request::{
     AdapterRefusal, GuardRequest, GuardResponse, Invocation, Peer, TraceContext, Trigger,
     VerifiedSlot,
 };
-use crate::{Denial, RejectionKind};
+use crate::{Rejection, RejectionKind};
 
 /// Longest user-controlled string kept in an event unless [`AuditLayer::max_field_len`] says
 /// otherwise (`[audit] max_field_len` has the same default).
@@ -292,7 +292,7 @@ impl Pending {
 
     /// Hands the event to the sink. `verified`: whether the request reached an answer (the
     /// principal is recorded then, not for errors and cancellations).
-    fn finish(self, status: u16, denial: Option<&Denial>, verified: bool) {
+    fn finish(self, status: u16, denial: Option<&Rejection>, verified: bool) {
         #[cfg(feature = "otel")]
         crate::otel::record_decision(&self.span, status, denial);
         let mut record = self.record;
@@ -335,10 +335,8 @@ struct Emit(Option<Pending>);
 impl Drop for Emit {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
-            let denial = Denial {
-                kind: RejectionKind::Internal,
-                reason: Some("request cancelled before a response".into()),
-            };
+            let denial = Rejection::new(RejectionKind::Internal)
+                .with_reason("request cancelled before a response");
             p.finish(499, Some(&denial), false);
         }
     }
@@ -371,15 +369,14 @@ where
             match &out {
                 Ok(resp) => p.finish(
                     resp.status().as_u16(),
-                    resp.extensions().get::<Denial>(),
+                    resp.extensions().get::<Rejection>(),
                     true,
                 ),
                 Err(_) => p.finish(
                     500,
-                    Some(&Denial {
-                        kind: RejectionKind::Internal,
-                        reason: Some("inner service error".into()),
-                    }),
+                    Some(
+                        &Rejection::new(RejectionKind::Internal).with_reason("inner service error"),
+                    ),
                     false,
                 ),
             }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::event::{ALLOW_CODE, DECISION_EVENT, Outcome, SecurityEvent, sanitize};
-use crate::Denial;
+use crate::Rejection;
 use crate::request::{Cloud, PrincipalKind, Subject};
 
 /// The raw material of one [`SecurityEvent`]: copied from the request without formatting or
@@ -25,7 +25,7 @@ pub(super) struct Record {
     #[cfg_attr(not(feature = "ocsf"), allow(dead_code))]
     pub(super) method: Option<http::Method>,
     pub(super) status: u16,
-    pub(super) denial: Option<Denial>,
+    pub(super) denial: Option<Rejection>,
     pub(super) principal: Option<(PrincipalKind, Subject)>,
     pub(super) latency_us: u64,
 }
@@ -38,9 +38,9 @@ impl Record {
         let (outcome, code, layer, reason) = match &self.denial {
             Some(d) => (
                 Outcome::Deny,
-                d.kind.code().to_string(),
-                d.kind.layer().to_string(),
-                d.reason.as_deref().map(cap),
+                d.kind().code().to_string(),
+                d.kind().layer().to_string(),
+                d.reason().map(cap),
             ),
             None => (
                 Outcome::Allow,

@@ -51,7 +51,7 @@ use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::request::{Cloud, GuardRequest, Invocation, TraceContext, Trigger};
-use crate::{Denial, RejectionKind};
+use crate::{Rejection, RejectionKind};
 
 /// Opens the invocation's server span (disabled, and nothing computed, when no subscriber wants
 /// it), its parent the caller's or the platform's trace.
@@ -91,7 +91,7 @@ pub(crate) fn invocation_span(req: &GuardRequest, function: Option<&str>) -> tra
 }
 
 /// Records the decision on the span: status, outcome, code, layer; 5xx marks the span an error.
-pub(crate) fn record_decision(span: &tracing::Span, status: u16, denial: Option<&Denial>) {
+pub(crate) fn record_decision(span: &tracing::Span, status: u16, denial: Option<&Rejection>) {
     if span.is_disabled() {
         return;
     }
@@ -99,8 +99,8 @@ pub(crate) fn record_decision(span: &tracing::Span, status: u16, denial: Option<
     match denial {
         Some(d) => {
             span.record("guard.outcome", "deny");
-            span.record("guard.code", d.kind.code());
-            span.record("guard.layer", d.kind.layer());
+            span.record("guard.code", d.kind().code());
+            span.record("guard.layer", d.kind().layer());
         }
         None => {
             span.record("guard.outcome", "allow");
@@ -108,7 +108,7 @@ pub(crate) fn record_decision(span: &tracing::Span, status: u16, denial: Option<
             span.record("guard.layer", "handler");
         }
     }
-    let internal = denial.is_some_and(|d| d.kind == RejectionKind::Internal);
+    let internal = denial.is_some_and(|d| d.kind() == RejectionKind::Internal);
     if status >= 500 || internal {
         span.record("otel.status_code", "error");
     }

@@ -179,12 +179,15 @@ pub struct RateKey {
     messages: MessageRule,
 }
 
+/// An application's key function.
+type KeyFn = dyn Fn(&GuardRequest) -> Option<BucketKey> + Send + Sync;
+
 #[derive(Clone)]
 enum By {
     Global,
     Peer,
     Principal,
-    Custom(Arc<dyn Fn(&GuardRequest) -> Option<BucketKey> + Send + Sync>),
+    Custom(Arc<KeyFn>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,7 +53,7 @@ impl From<super::RedisBackend> for Backend {
 /// use std::num::NonZeroU32;
 /// use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key::RateKey};
 /// let rate = Rate::per_minute(NonZeroU32::new(60).unwrap());
-/// let layer = RateLimitLayer::new(MemoryBackend::new(rate), key::Global).with_label("global");
+/// let layer = RateLimitLayer::new(MemoryBackend::new(rate), RateKey::global()).with_label("global");
 /// assert_eq!(layer.label(), "global");
 /// ```
 #[derive(Clone)]
@@ -107,7 +107,7 @@ impl RateLimitLayer {
     /// ```
     /// use std::num::NonZeroU32;
     /// use guard_core::rate_limit::{Rate, RateLimitLayer, key::RateKey};
-    /// let _layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), key::Peer);
+    /// let _layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), RateKey::peer());
     /// ```
     pub fn memory(rate: Rate, key: RateKey) -> Self {
         Self::new(MemoryBackend::new(rate), key)
@@ -118,7 +118,7 @@ impl RateLimitLayer {
     /// ```
     /// use std::num::NonZeroU32;
     /// use guard_core::rate_limit::{Rate, RateLimitLayer, key::RateKey};
-    /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), key::Peer)
+    /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), RateKey::peer())
     ///     .headers_on_allow(false);
     /// # let _ = layer;
     /// ```
@@ -132,7 +132,7 @@ impl RateLimitLayer {
     /// ```
     /// use std::num::NonZeroU32;
     /// use guard_core::rate_limit::{Rate, RateLimitLayer, key::RateKey};
-    /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), key::Peer)
+    /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), RateKey::peer())
     ///     .with_label("pre_auth");
     /// assert_eq!(layer.label(), "pre_auth");
     /// ```
@@ -146,7 +146,7 @@ impl RateLimitLayer {
     /// ```
     /// use std::num::NonZeroU32;
     /// use guard_core::rate_limit::{Rate, RateLimitLayer, key::RateKey};
-    /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), key::Peer);
+    /// let layer = RateLimitLayer::memory(Rate::per_second(NonZeroU32::new(5).unwrap()), RateKey::peer());
     /// assert_eq!(layer.label(), "rate_limit");
     /// ```
     pub fn label(&self) -> &str {

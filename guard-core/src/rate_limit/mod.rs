@@ -3,9 +3,10 @@
 //! A limit is a [`Rate`] — `per_second` or `per_minute` plus a `burst`, all `NonZeroU32` — counted
 //! per [`RateKey`](key::RateKey): [`global`](key::RateKey::global), [`peer`](key::RateKey::peer)
 //! (IPv4 by address, IPv6 by /64, from the platform-observed `Peer` extension only),
-//! [`principal`](key::RateKey::principal) (after verification) or [`custom`](key::RateKey::custom). The canonical stack places the layer twice (`[rate_limit]`
-//! in the policy, see [`Guard`](crate::Guard)): before verification by peer, so unauthenticated floods are cut
-//! before any signature or token work, and after it by principal.
+//! [`principal`](key::RateKey::principal) (after verification) or
+//! [`custom`](key::RateKey::custom). The canonical stack places the layer twice (`[rate_limit]` in
+//! the policy, see [`Guard`](crate::Guard)): before verification by peer, so unauthenticated floods
+//! are cut before any signature or token work, and after it by principal.
 //!
 //! ## Answers
 //!

@@ -15,8 +15,8 @@ use guard_core::clock::FakeWallClock;
 use guard_core::request::Principal;
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::{Verifier, VerifyLayer};
-use guard_core::{Denial, RejectionKind};
 use guard_core::{GuardRequest, GuardResponse};
+use guard_core::{Rejection, RejectionKind};
 use tower::{Layer, Service, ServiceExt};
 
 /// 2023-11-14T22:13:20Z: every test runs at this (fake) time.
@@ -102,7 +102,7 @@ impl Stack {
         events.pop().unwrap()
     }
 
-    /// Calls and asserts a denial: status, stable code in the body and the `Denial` extension,
+    /// Calls and asserts a denial: status, stable code in the body and the `Rejection` extension,
     /// and that the handler was not reached by this call.
     pub(crate) async fn denied(&self, req: GuardRequest, kind: RejectionKind) -> GuardResponse {
         let before = self.handler.calls();
@@ -111,7 +111,7 @@ impl Stack {
         let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
         assert_eq!(body["code"], kind.code());
         assert_eq!(
-            resp.extensions().get::<Denial>().map(|d| d.kind),
+            resp.extensions().get::<Rejection>().map(|d| d.kind()),
             Some(kind)
         );
         assert!(resp.extensions().get::<Principal>().is_none());
