@@ -108,7 +108,7 @@ pub struct GuardDeps {
     pub message_verifiers: Vec<(String, std::sync::Arc<dyn crate::verify::Verifier>)>,
     /// The wall clock of signature windows, token lifetimes and JWKS refreshes (default: the
     /// system clock); see [`GuardDeps::clock`].
-    pub clock: Option<Arc<dyn WallClock>>,
+    pub clock: Option<WallClock>,
     /// A shared replay store (e.g. Redis) instead of the in-memory one; see
     /// [`GuardDeps::replay_store`].
     pub replay_store: Option<Arc<dyn ReplayStore>>,
@@ -191,11 +191,11 @@ impl GuardDeps {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use guard_core::clock::FakeWallClock;
-    /// let deps = guard_core::GuardDeps::default().clock(Arc::new(FakeWallClock::at_unix(1_700_000_000)));
+    /// use guard_core::clock::WallClock;
+    /// let deps = guard_core::GuardDeps::default().clock(WallClock::fake_at_unix(1_700_000_000));
     /// assert!(deps.clock.is_some());
     /// ```
-    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+    pub fn clock(mut self, clock: WallClock) -> Self {
         self.clock = Some(clock);
         self
     }
