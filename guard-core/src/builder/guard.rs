@@ -595,25 +595,27 @@ impl Guard {
         self.verify.as_ref()
     }
 
-    /// An HTTP server for this perimeter: the refusals it makes itself (408 / 413 / 431) are
-    /// recorded by this guard's audit layer, and on shutdown, once in-flight requests are done,
-    /// the remaining security events are written (up to `flush_budget`). What the Azure custom
-    /// handler and Cloud Run adapters serve on.
+    /// `server` (with its limits) serving this perimeter: the refusals it makes itself
+    /// (408 / 413 / 431) are recorded by this guard's audit layer, and on shutdown, once
+    /// in-flight requests are done, the remaining security events are written (up to
+    /// `flush_budget`). This sets the server's [`audit`](crate::server::Server::audit) layer and
+    /// replaces its [`on_shutdown`](crate::server::Server::on_shutdown) hook. What the Azure
+    /// custom handler and Cloud Run adapters serve on.
     ///
     /// ```
     /// use std::time::Duration;
     /// let guard = guard_core::Guard::builder().build();
-    /// let server = guard.server(guard_core::server::ServerConfig::default(), Duration::from_secs(1));
+    /// let server = guard.server(guard_core::server::Server::new(), Duration::from_secs(1));
     /// # let _ = server;
     /// ```
     #[cfg(feature = "server")]
     pub fn server(
         &self,
-        config: crate::server::ServerConfig,
+        server: crate::server::Server,
         flush_budget: std::time::Duration,
     ) -> crate::server::Server {
         let flush = self.audit.clone();
-        crate::server::Server::new(config)
+        server
             .audit(self.audit.clone())
             .on_shutdown(move || {
                 flush.flush(flush_budget);
