@@ -116,7 +116,9 @@ where
                 Ok(events) => events,
                 Err(refusal) => return inner.oneshot(stand_in(refusal, req)).await,
             };
-            let results = BatchOrder::Concurrent(EVENTS_AT_ONCE).run(inner, events).await;
+            let results = BatchOrder::Concurrent(EVENTS_AT_ONCE)
+                .run(inner, events)
+                .await;
             delivery_answer(results)
         }
         Handshake::Refused(kind, reason) => {

@@ -120,10 +120,7 @@ mod tests {
         let read = WallClock::system().now();
         assert!(read >= before);
         assert!(read <= SystemTime::now());
-        assert_eq!(
-            format!("{:?}", WallClock::default()),
-            "WallClock::System"
-        );
+        assert_eq!(format!("{:?}", WallClock::default()), "WallClock::System");
     }
 
     #[test]

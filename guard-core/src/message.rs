@@ -221,7 +221,11 @@ impl BatchOrder {
     ///
     /// A failed message is logged (target `guard::message`, its id, status and verdict; never its
     /// body): the decision itself is the stack's security event.
-    pub async fn run<S>(self, service: S, requests: Vec<GuardRequest>) -> Vec<MessageResult<S::Error>>
+    pub async fn run<S>(
+        self,
+        service: S,
+        requests: Vec<GuardRequest>,
+    ) -> Vec<MessageResult<S::Error>>
     where
         S: Service<GuardRequest, Response = GuardResponse> + Clone,
     {
@@ -462,7 +466,9 @@ mod tests {
             Ok(r)
         });
         let batch = vec![message("m0", "boom"), message("m1", "x")];
-        let errored = BatchOrder::Concurrent(NonZeroUsize::MIN).run(svc, batch).await;
+        let errored = BatchOrder::Concurrent(NonZeroUsize::MIN)
+            .run(svc, batch)
+            .await;
         let batch = vec![message("m0", "x"), message("m1", "x")];
         let ordered = BatchOrder::Ordered.run(svc, batch).await;
         let shown = format!("{errored:?} {ordered:?}");
@@ -483,7 +489,9 @@ mod tests {
             .extensions_mut()
             .insert(Trigger::Message(MessageTrigger::new("sqs", "arn:q", "")));
         let batch = vec![message("m0", "bad"), anonymous, message("m2", "ok")];
-        let results = BatchOrder::Concurrent(NonZeroUsize::MIN).run(svc, batch).await;
+        let results = BatchOrder::Concurrent(NonZeroUsize::MIN)
+            .run(svc, batch)
+            .await;
         let unnamed = &results[results
             .iter()
             .position(MessageResult::is_unnamed_failure)

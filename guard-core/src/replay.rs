@@ -188,8 +188,7 @@ mod tests {
         let clock = WallClock::fake_at_unix(1_000);
         let store = Arc::new(MemoryReplayStore::new(10).with_clock(clock.clone()));
         let expires = clock.now() + Duration::from_secs(60);
-        let pending =
-            |key: &[u8]| PendingReplay::new(store.clone(), key, expires, clock.clone());
+        let pending = |key: &[u8]| PendingReplay::new(store.clone(), key, expires, clock.clone());
         let collector = PendingReplays::default();
         assert!(collector.is_empty());
         collector.push(pending(b"a"));

@@ -7,7 +7,6 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;

@@ -22,8 +22,8 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::config::Settings;
 use super::body::{BodyRefusal, CountingIo, read_bounded};
+use super::config::Settings;
 use crate::audit::{AuditLayer, JsonLinesSink};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse, Peer, Trigger};
@@ -169,7 +169,10 @@ impl Server {
 
 /// The next connection, or `None` once `stop` has completed (checked first). A failed `accept`
 /// (e.g. out of file descriptors) is logged and retried after [`ACCEPT_BACKOFF`].
-async fn accept_until<F>(listener: &TcpListener, mut stop: Pin<&mut F>) -> Option<(TcpStream, SocketAddr)>
+async fn accept_until<F>(
+    listener: &TcpListener,
+    mut stop: Pin<&mut F>,
+) -> Option<(TcpStream, SocketAddr)>
 where
     F: Future<Output = ()>,
 {

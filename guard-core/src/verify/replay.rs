@@ -172,10 +172,7 @@ mod tests {
 
     fn store(cap: usize) -> (MemoryReplayStore, WallClock) {
         let clock = WallClock::fake_at_unix(1_000);
-        (
-            MemoryReplayStore::new(cap).with_clock(clock.clone()),
-            clock,
-        )
+        (MemoryReplayStore::new(cap).with_clock(clock.clone()), clock)
     }
 
     const TTL: Duration = Duration::from_secs(10);

@@ -283,17 +283,14 @@ async fn sigterm_drains_in_flight_requests_refuses_new_ones_and_flushes_the_audi
     let hook_saw = Arc::new(Mutex::new(None));
     let listener = support::small_buffer_listener();
     let addr = listener.local_addr().unwrap();
-    let server = Server::new()
-        .audit(audit.clone())
-        .on_shutdown({
-            let (hook_saw, finished, lines) = (hook_saw.clone(), finished.clone(), lines.clone());
-            move || {
-                let flushed = sink.flush(Duration::from_secs(2));
-                let written = lines.0.lock().unwrap().split(|b| *b == b'\n').count() - 1;
-                *hook_saw.lock().unwrap() =
-                    Some((flushed, finished.load(Ordering::SeqCst), written));
-            }
-        });
+    let server = Server::new().audit(audit.clone()).on_shutdown({
+        let (hook_saw, finished, lines) = (hook_saw.clone(), finished.clone(), lines.clone());
+        move || {
+            let flushed = sink.flush(Duration::from_secs(2));
+            let written = lines.0.lock().unwrap().split(|b| *b == b'\n').count() - 1;
+            *hook_saw.lock().unwrap() = Some((flushed, finished.load(Ordering::SeqCst), written));
+        }
+    });
     let running = tokio::spawn(server.serve(listener, audit.layer(handler)));
 
     let clients: Vec<_> = (0..IN_FLIGHT)
@@ -385,18 +382,18 @@ async fn requests_still_running_at_the_drain_timeout_are_cut_off_and_recorded() 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let hook_ran = Arc::new(AtomicUsize::new(0));
     let server = Server::new()
-            .drain_timeout(Duration::from_millis(300))
-            .shutdown_on_sigterm(false)
-    .audit(events.layer())
-    .with_shutdown(async {
-        let _ = stopped.await;
-    })
-    .on_shutdown({
-        let hook_ran = hook_ran.clone();
-        move || {
-            hook_ran.fetch_add(1, Ordering::SeqCst);
-        }
-    });
+        .drain_timeout(Duration::from_millis(300))
+        .shutdown_on_sigterm(false)
+        .audit(events.layer())
+        .with_shutdown(async {
+            let _ = stopped.await;
+        })
+        .on_shutdown({
+            let hook_ran = hook_ran.clone();
+            move || {
+                hook_ran.fetch_add(1, Ordering::SeqCst);
+            }
+        });
     let running = tokio::spawn(server.serve(listener, events.layer().layer(stuck)));
     let client = tokio::spawn(exchange(addr, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
     tokio::time::sleep(Duration::from_millis(200)).await;

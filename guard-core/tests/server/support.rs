@@ -119,11 +119,9 @@ pub(crate) async fn start_on(listener: TcpListener, server: Server) -> Running {
     let stack = events.layer().layer(handler.service());
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = server
-        .audit(events.layer())
-        .with_shutdown(async {
-            let _ = stopped.await;
-        });
+    let server = server.audit(events.layer()).with_shutdown(async {
+        let _ = stopped.await;
+    });
     let task = tokio::spawn(server.serve(listener, stack));
     Running {
         addr,

@@ -1,6 +1,5 @@
 //! The orders scenario of examples/orders: the verification layer the builder makes from `[verify]`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,8 +41,8 @@ const BODY: &[u8] = br#"{"order_id":"ord_ABCDEFGH","items":[{"sku":"a","qty":1}]
 fn orders_stack(policy: &str) -> (Stack, WallClock) {
     let policy = Policy::from_toml_str(policy).unwrap();
     let clock = clock();
-    let guard_deps = GuardDeps::with_secrets(Keys::new(KEY).store("orders-webhook-hmac"))
-        .clock(clock.clone());
+    let guard_deps =
+        GuardDeps::with_secrets(Keys::new(KEY).store("orders-webhook-hmac")).clock(clock.clone());
     let guard = GuardBuilder::from_policy_with(&policy, guard_deps)
         .unwrap()
         .build();

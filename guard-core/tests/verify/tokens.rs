@@ -1,6 +1,5 @@
 //! OIDC / JWT bearer tokens against a local JWKS server.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use guard_core::RejectionKind;
