@@ -55,7 +55,7 @@ use std::num::NonZeroUsize;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use guard_core::message::{BatchOrder, MessageOutcome, MessageResult, run_batch};
+use guard_core::message::{BatchOrder, MessageResult};
 use guard_core::{GuardRequest, GuardResponse};
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -276,7 +276,7 @@ where
     };
     // Errors become diagnostics at once: the results cross await points, `S::Error` need not be
     // `Send`.
-    let mut results = run_batch(inner.map_err(inner_error), requests, order).await;
+    let mut results = order.run(inner.map_err(inner_error), requests).await;
     if shape.reports_batch_failures() {
         // A failed record without an identifier cannot be named in `batchItemFailures` (an empty
         // identifier fails the whole batch anyway): fail the invocation, so the platform
@@ -301,9 +301,9 @@ where
 /// The invocation error for a failed record: the refusal's code and problem document.
 fn record_error(result: MessageResult<Diagnostic>) -> Diagnostic {
     match result.outcome {
-        MessageOutcome::Answered(resp) => encode::diagnostic(&resp),
-        MessageOutcome::Errored(e) => e,
-        _ => Diagnostic {
+        Some(Ok(resp)) => encode::diagnostic(&resp),
+        Some(Err(e)) => e,
+        None => Diagnostic {
             error_type: result
                 .failure_code()
                 .unwrap_or(std::borrow::Cow::Borrowed("guard.aws.record_failed"))

@@ -50,7 +50,7 @@
 
 use bytes::Bytes;
 use guard_core::GuardRequest;
-use guard_core::message::{MessageOutcome, MessageResult, MessageVerdict};
+use guard_core::message::{MessageResult, MessageVerdict};
 use guard_core::request::body::BodyCodec;
 use guard_core::request::{AdapterRefusal, Invocation, MessageTrigger, Trigger};
 use guard_core::{GuardResponse, RejectionKind};
@@ -395,7 +395,7 @@ pub(crate) fn event_request(event: &Value, attempt: Option<u32>, max_data: usize
 /// returned as the error), else the first permanent failure's. Never a 2xx when an event failed.
 ///
 /// ```
-/// use guard_core::message::{BatchOrder, run_batch};
+/// use guard_core::message::BatchOrder;
 /// use guard_core::{GuardRequest, GuardResponse, Rejection, RejectionKind};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let stack = tower::service_fn(|req: GuardRequest| async move {
@@ -405,7 +405,7 @@ pub(crate) fn event_request(event: &Value, attempt: Option<u32>, max_data: usize
 ///     })
 /// });
 /// let events = vec![GuardRequest::new("1".into()), GuardRequest::new("2".into())];
-/// let results = run_batch(stack, events, BatchOrder::Ordered).await;
+/// let results = BatchOrder::Ordered.run(stack, events).await;
 /// let answer = guard_azure::eventgrid::delivery_answer(results).unwrap();
 /// assert_eq!(answer.status(), 403);
 /// # });
@@ -416,15 +416,15 @@ pub fn delivery_answer<E>(results: Vec<MessageResult<E>>) -> Result<GuardRespons
     for result in results {
         match (result.verdict, result.outcome) {
             (MessageVerdict::Ack, _) => {}
-            (_, MessageOutcome::Errored(e)) => return Err(e),
-            (MessageVerdict::RetryTransient, MessageOutcome::Answered(resp)) => {
+            (_, Some(Err(e))) => return Err(e),
+            (MessageVerdict::RetryTransient, Some(Ok(resp))) => {
                 transient.get_or_insert(resp);
             }
-            (_, MessageOutcome::Answered(resp)) => {
+            (_, Some(Ok(resp))) => {
                 permanent.get_or_insert(resp);
             }
             // Not run (an ordered batch stopped): a retry may run it.
-            (_, _) => {
+            (_, None) => {
                 transient.get_or_insert_with(|| {
                     guard_core::Rejection::new(RejectionKind::Internal).into_response()
                 });
@@ -623,7 +623,7 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_is_acked_only_when_every_event_was_accepted() {
         use guard_core::Rejection;
-        use guard_core::message::{BatchOrder, run_batch};
+        use guard_core::message::BatchOrder;
         // Each event's body names the answer the stack gives it.
         let stack = tower::service_fn(|req: GuardRequest| async move {
             let kind = match req.body().as_ref() {
@@ -646,7 +646,7 @@ mod tests {
             let events = split_delivery(&delivery("s", json!(body).to_string())).unwrap();
             async move {
                 let at_once = std::num::NonZeroUsize::new(4).unwrap();
-                let results = run_batch(stack, events, BatchOrder::Concurrent(at_once)).await;
+                let results = BatchOrder::Concurrent(at_once).run(stack, events).await;
                 delivery_answer(results).unwrap().status().as_u16()
             }
         };

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use guard_core::policy::{PolicyError, PolicyProblem, SecretsProvider};
 use guard_core::request::HeaderLimits;
-use guard_core::server::ServerConfig;
+use guard_core::server::Server;
 use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use tower_service::Service;
 
@@ -80,7 +80,7 @@ fn key_vault() -> Result<GuardDeps, PolicyError> {
 /// refused there with 401 `guard.verify.bad_token` instead of a transport-level 431 / 413.
 const EASY_AUTH_ROOM: usize = 2 * 1024 * 1024;
 
-/// The server limits for this policy: the host's envelope carries the body as a JSON string
+/// The core server, with the limits for this policy: the host's envelope carries the body as a JSON string
 /// (up to 6 bytes per byte when escaped) next to the headers, so the envelope may be larger than
 /// `[ingress] max_body_bytes`, which the stack checks on the decoded body. Request heads may be
 /// as large as invocation mode allows headers ([`HeaderLimits::DEFAULT_MAX_BYTES`], 64 KiB), so
@@ -104,14 +104,14 @@ const EASY_AUTH_ROOM: usize = 2 * 1024 * 1024;
 /// let (_, _, head) = guard_azure::server_config(&easy_auth).limits();
 /// assert_eq!(head, 64 * 1024 + 2 * 1024 * 1024);
 /// ```
-pub fn server_config(policy: &Policy) -> ServerConfig {
+pub fn server_config(policy: &Policy) -> Server {
     let room = if DecodeOptions::from_policy(policy).keep_easy_auth {
         EASY_AUTH_ROOM
     } else {
         0
     };
     let body = policy.max_body_bytes();
-    ServerConfig::default()
+    Server::new()
         .max_body_bytes(
             body.saturating_mul(6)
                 .saturating_add(128 * 1024)

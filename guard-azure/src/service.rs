@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use guard_core::audit::AuditLayer;
-use guard_core::message::{BatchOrder, run_batch};
+use guard_core::message::BatchOrder;
 use guard_core::request::AdapterRefusal;
 use guard_core::{GuardRequest, GuardResponse, RejectionKind};
 use tower::{Layer, ServiceExt};
@@ -116,7 +116,9 @@ where
                 Ok(events) => events,
                 Err(refusal) => return inner.oneshot(stand_in(refusal, req)).await,
             };
-            let results = run_batch(inner, events, BatchOrder::Concurrent(EVENTS_AT_ONCE)).await;
+            let results = BatchOrder::Concurrent(EVENTS_AT_ONCE)
+                .run(inner, events)
+                .await;
             delivery_answer(results)
         }
         Handshake::Refused(kind, reason) => {

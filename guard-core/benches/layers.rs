@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use guard_core::audit::AuditLayer;
-use guard_core::clock::{FakeWallClock, WallClock};
+use guard_core::clock::WallClock;
 use guard_core::ingress::IngressLayer;
 use guard_core::rate_limit::{Rate, RateLimitLayer, key};
 use guard_core::secrets::SecretsLayer;
@@ -106,13 +106,13 @@ fn token(alg: Algorithm) -> String {
 fn jwt_layer(alg: Algorithm) -> VerifyLayer {
     let jwks = test_data("jwks.json");
     let cache = JwksCache::builder(move || -> Result<Vec<u8>, JwksError> { Ok(jwks.clone()) })
-        .clock(Arc::new(FakeWallClock::at_unix(T0)))
+        .clock(WallClock::fake_at_unix(T0))
         .build();
     let v = JwtVerifier::builder(cache)
         .issuers(["https://issuer.example"])
         .audiences(["orders"])
         .algorithms([alg])
-        .clock(Arc::new(FakeWallClock::at_unix(T0)))
+        .clock(WallClock::fake_at_unix(T0))
         .build()
         .unwrap();
     VerifyLayer::new(v)
@@ -152,17 +152,17 @@ fn benches(c: &mut Criterion) {
     // The replay store remembers each signature for twice the tolerance (600 s) and refuses new
     // ones when full: a fake clock moving 10 ms per call lets old entries expire, as real traffic
     // would, instead of filling the store within the benchmark.
-    let clock = FakeWallClock::at_unix(T0);
+    let clock = WallClock::fake_at_unix(T0);
     let hmac_verifier = |replay: bool| {
         let b = HmacVerifier::builder(
             HmacScheme::stripe_style("x-guard-signature").unwrap(),
             store(),
             "orders-webhook-hmac",
         )
-        .clock(Arc::new(clock.clone()));
+        .clock(clock.clone());
         let b = if replay {
             b.replay_store(Arc::new(
-                MemoryReplayStore::default().with_clock(Arc::new(clock.clone())),
+                MemoryReplayStore::default().with_clock(clock.clone()),
             ))
         } else {
             b

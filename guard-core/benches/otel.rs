@@ -9,7 +9,7 @@ mod support;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
@@ -31,7 +31,7 @@ impl SpanExporter for DropExporter {
 fn benches(c: &mut Criterion) {
     let body: Bytes = order();
     let sink = null_sink();
-    let clock = FakeWallClock::at_unix(unix_now());
+    let clock = WallClock::fake_at_unix(unix_now());
     let open = guard_at(&policy_unlimited(), &sink, &clock);
     let mut full = open.wrap(service_fn(handler));
     expect(&mut full, request(&body), 201, "allow (address)");

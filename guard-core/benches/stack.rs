@@ -12,7 +12,7 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use guard_core::clock::{FakeWallClock, WallClock};
+use guard_core::clock::WallClock;
 use guard_core::{GuardBuilder, GuardDeps};
 use support::*;
 use tower::service_fn;
@@ -47,7 +47,7 @@ fn benches(c: &mut Criterion) {
 
     // Signatures are remembered for 600 s and the replay store refuses new ones when full: a fake
     // wall clock moving 10 ms per signed call lets old entries expire as real traffic would.
-    let clock = FakeWallClock::at_unix(unix_now());
+    let clock = WallClock::fake_at_unix(unix_now());
     let open = guard_at(&policy_unlimited(), &sink, &clock);
     let mut full = open.wrap(service_fn(handler));
     expect(&mut full, request(&body), 201, "allow (address)");

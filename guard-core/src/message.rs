@@ -2,7 +2,7 @@
 //!
 //! Queues, streams and topics hand a function several messages at once (SQS, Kinesis, DynamoDB
 //! Streams) or one at a time (Pub/Sub push, Azure queues). The adapter decodes each message into
-//! its own [`GuardRequest`] with a `Trigger::Message`; [`run_batch`] runs them through a ready
+//! its own [`GuardRequest`] with a `Trigger::Message`; [`BatchOrder::run`] runs them through a ready
 //! stack and [`MessageVerdict`] turns each answer into what the platform must do with the
 //! message:
 //!
@@ -21,7 +21,7 @@
 //! ```
 //! use std::num::NonZeroUsize;
 //! use bytes::Bytes;
-//! use guard_core::message::{BatchOrder, MessageVerdict, run_batch};
+//! use guard_core::message::{BatchOrder, MessageVerdict};
 //! use guard_core::{GuardRequest, GuardResponse};
 //! use guard_core::request::{MessageTrigger, Trigger};
 //! use guard_core::{Rejection, RejectionKind};
@@ -41,7 +41,7 @@
 //!     req
 //! };
 //! let batch = vec![message("a", "ok"), message("b", "bad"), message("c", "ok")];
-//! let results = run_batch(stack, batch, BatchOrder::Ordered).await;
+//! let results = BatchOrder::Ordered.run(stack, batch).await;
 //! let verdicts: Vec<_> = results.iter().map(|r| r.verdict).collect();
 //! assert_eq!(
 //!     verdicts,
@@ -139,29 +139,9 @@ pub enum BatchOrder {
     Concurrent(NonZeroUsize),
 }
 
-/// What the stack did with one message.
-#[non_exhaustive]
-pub enum MessageOutcome<E> {
-    /// The stack answered (the handler's response or a rendered rejection).
-    Answered(GuardResponse),
-    /// The stack failed with an error (not a refusal).
-    Errored(E),
-    /// Not run: an earlier message of an ordered batch failed.
-    NotRun,
-}
-
-impl<E> fmt::Debug for MessageOutcome<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MessageOutcome::Answered(r) => write!(f, "Answered({})", r.status().as_u16()),
-            MessageOutcome::Errored(_) => f.write_str("Errored"),
-            MessageOutcome::NotRun => f.write_str("NotRun"),
-        }
-    }
-}
-
 /// One message's result, in the batch's delivery order.
-#[derive(Debug)]
+///
+/// Its `Debug` shows the answer's status only (never a body) and no error.
 #[non_exhaustive]
 pub struct MessageResult<E> {
     /// The platform's message id (`Trigger::Message`'s `message_id`), when the request had a
@@ -169,8 +149,36 @@ pub struct MessageResult<E> {
     pub message_id: Option<String>,
     /// What the platform must do with the message.
     pub verdict: MessageVerdict,
-    /// What the stack did.
-    pub outcome: MessageOutcome<E>,
+    /// What the stack did: `Some(Ok(answer))` when it answered (the handler's response or a
+    /// rendered rejection), `Some(Err(error))` when it failed with an error (not a refusal),
+    /// `None` when the message was not run (an earlier message of an ordered batch failed).
+    pub outcome: Option<Result<GuardResponse, E>>,
+}
+
+impl<E> fmt::Debug for MessageResult<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// What the stack did, without the answer's body or the error.
+        struct Outcome(Option<u16>, bool);
+        impl fmt::Debug for Outcome {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    Outcome(Some(status), _) => write!(f, "Answered({status})"),
+                    Outcome(None, true) => f.write_str("Errored"),
+                    Outcome(None, false) => f.write_str("NotRun"),
+                }
+            }
+        }
+        let outcome = match &self.outcome {
+            Some(Ok(r)) => Outcome(Some(r.status().as_u16()), false),
+            Some(Err(_)) => Outcome(None, true),
+            None => Outcome(None, false),
+        };
+        f.debug_struct("MessageResult")
+            .field("message_id", &self.message_id)
+            .field("verdict", &self.verdict)
+            .field("outcome", &outcome)
+            .finish()
+    }
 }
 
 impl<E> MessageResult<E> {
@@ -182,9 +190,9 @@ impl<E> MessageResult<E> {
             return None;
         }
         Some(match &self.outcome {
-            MessageOutcome::Answered(r) => Rejection::failure_code(r),
-            MessageOutcome::Errored(_) => Cow::Borrowed("guard.message.errored"),
-            MessageOutcome::NotRun => Cow::Borrowed("guard.message.not_run"),
+            Some(Ok(r)) => Rejection::failure_code(r),
+            Some(Err(_)) => Cow::Borrowed("guard.message.errored"),
+            None => Cow::Borrowed("guard.message.not_run"),
         })
     }
 
@@ -193,12 +201,12 @@ impl<E> MessageResult<E> {
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// use guard_core::message::{BatchOrder, MessageResult, run_batch};
+    /// use guard_core::message::{BatchOrder, MessageResult};
     /// use guard_core::{GuardRequest, Rejection, RejectionKind};
     /// let refuse = tower::service_fn(|_: GuardRequest| async {
     ///     Ok::<_, std::convert::Infallible>(Rejection::new(RejectionKind::ForbiddenSource).into_response())
     /// });
-    /// let results = run_batch(refuse, vec![GuardRequest::new(Default::default())], BatchOrder::Ordered).await;
+    /// let results = BatchOrder::Ordered.run(refuse, vec![GuardRequest::new(Default::default())]).await;
     /// assert_eq!(results.iter().position(MessageResult::is_unnamed_failure), Some(0));
     /// # });
     /// ```
@@ -207,44 +215,46 @@ impl<E> MessageResult<E> {
     }
 }
 
-/// Runs `requests` through `service` (each on its own clone of the stack, after its own
-/// readiness) and returns one result per request, in delivery order.
-///
-/// A failed message is logged (target `guard::message`, its id, status and verdict; never its
-/// body): the decision itself is the stack's security event.
-pub async fn run_batch<S>(
-    service: S,
-    requests: Vec<GuardRequest>,
-    order: BatchOrder,
-) -> Vec<MessageResult<S::Error>>
-where
-    S: Service<GuardRequest, Response = GuardResponse> + Clone,
-{
-    match order {
-        BatchOrder::Ordered => {
-            let mut results = Vec::with_capacity(requests.len());
-            let mut failed = false;
-            for req in requests {
-                let result = if failed {
-                    MessageResult {
-                        message_id: message_id(&req),
-                        verdict: MessageVerdict::RetryTransient,
-                        outcome: MessageOutcome::NotRun,
-                    }
-                } else {
-                    run_one(service.clone(), req).await
-                };
-                failed |= !result.verdict.is_ack();
-                results.push(result);
+impl BatchOrder {
+    /// Runs `requests` through `service` in this order (each on its own clone of the stack,
+    /// after its own readiness) and returns one result per request, in delivery order.
+    ///
+    /// A failed message is logged (target `guard::message`, its id, status and verdict; never its
+    /// body): the decision itself is the stack's security event.
+    pub async fn run<S>(
+        self,
+        service: S,
+        requests: Vec<GuardRequest>,
+    ) -> Vec<MessageResult<S::Error>>
+    where
+        S: Service<GuardRequest, Response = GuardResponse> + Clone,
+    {
+        match self {
+            BatchOrder::Ordered => {
+                let mut results = Vec::with_capacity(requests.len());
+                let mut failed = false;
+                for req in requests {
+                    let result = if failed {
+                        MessageResult {
+                            message_id: message_id(&req),
+                            verdict: MessageVerdict::RetryTransient,
+                            outcome: None,
+                        }
+                    } else {
+                        run_one(service.clone(), req).await
+                    };
+                    failed |= !result.verdict.is_ack();
+                    results.push(result);
+                }
+                results
             }
-            results
-        }
-        BatchOrder::Concurrent(n) => {
-            stream::iter(requests)
-                .map(move |req| run_one(service.clone(), req))
-                .buffered(n.get())
-                .collect()
-                .await
+            BatchOrder::Concurrent(n) => {
+                stream::iter(requests)
+                    .map(move |req| run_one(service.clone(), req))
+                    .buffered(n.get())
+                    .collect()
+                    .await
+            }
         }
     }
 }
@@ -261,14 +271,15 @@ where
     S: Service<GuardRequest, Response = GuardResponse>,
 {
     let message_id = message_id(&req);
-    let (verdict, outcome) = match service.oneshot(req).await {
-        Ok(resp) => (MessageVerdict::of(&resp), MessageOutcome::Answered(resp)),
-        Err(e) => (MessageVerdict::RetryTransient, MessageOutcome::Errored(e)),
+    let outcome = service.oneshot(req).await;
+    let verdict = match &outcome {
+        Ok(resp) => MessageVerdict::of(resp),
+        Err(_) => MessageVerdict::RetryTransient,
     };
     if !verdict.is_ack() {
         let status = match &outcome {
-            MessageOutcome::Answered(r) => r.status().as_u16(),
-            _ => 500,
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 500,
         };
         tracing::info!(
             target: "guard::message",
@@ -282,7 +293,7 @@ where
     MessageResult {
         message_id,
         verdict,
-        outcome,
+        outcome: Some(outcome),
     }
 }
 
@@ -374,7 +385,7 @@ mod tests {
             message("m2", "ok"),
             message("m3", "ok"),
         ];
-        let results = run_batch(svc, batch, BatchOrder::Ordered).await;
+        let results = BatchOrder::Ordered.run(svc, batch).await;
         assert_eq!(
             verdicts(&results),
             [
@@ -390,7 +401,7 @@ mod tests {
             "nothing after the failure ran"
         );
         assert_eq!(peak.load(Ordering::SeqCst), 1);
-        assert!(matches!(results[3].outcome, MessageOutcome::NotRun));
+        assert!(results[3].outcome.is_none());
         assert_eq!(
             results[3].failure_code().as_deref(),
             Some("guard.message.not_run")
@@ -410,7 +421,7 @@ mod tests {
             .map(|(i, b)| message(&format!("m{i}"), b))
             .collect();
         let bound = NonZeroUsize::new(3).unwrap();
-        let results = run_batch(svc, batch, BatchOrder::Concurrent(bound)).await;
+        let results = BatchOrder::Concurrent(bound).run(svc, batch).await;
         assert_eq!(calls.load(Ordering::SeqCst), bodies.len());
         assert!(peak.load(Ordering::SeqCst) <= 3, "{peak:?}");
         assert!(peak.load(Ordering::SeqCst) > 1, "ran concurrently");
@@ -445,6 +456,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_result_debug_shows_the_status_never_the_body_or_the_error() {
+        let svc = tower::service_fn(|req: GuardRequest| async move {
+            if req.body().as_ref() == b"boom" {
+                return Err("secret-error");
+            }
+            let mut r = GuardResponse::new(Bytes::from_static(b"secret-body"));
+            *r.status_mut() = http::StatusCode::BAD_REQUEST;
+            Ok(r)
+        });
+        let batch = vec![message("m0", "boom"), message("m1", "x")];
+        let errored = BatchOrder::Concurrent(NonZeroUsize::MIN)
+            .run(svc, batch)
+            .await;
+        let batch = vec![message("m0", "x"), message("m1", "x")];
+        let ordered = BatchOrder::Ordered.run(svc, batch).await;
+        let shown = format!("{errored:?} {ordered:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert_eq!(
+            format!("{:?}", ordered[0]),
+            "MessageResult { message_id: Some(\"m0\"), verdict: RetryPermanent, outcome: Answered(400) }"
+        );
+        assert!(format!("{:?}", errored[0]).ends_with("outcome: Errored }"));
+        assert!(format!("{:?}", ordered[1]).ends_with("outcome: NotRun }"));
+    }
+
+    #[tokio::test]
     async fn a_failure_without_a_message_id_is_found() {
         let (_, _, svc) = stack();
         let mut anonymous = GuardRequest::new(Bytes::from_static(b"bad"));
@@ -452,7 +489,9 @@ mod tests {
             .extensions_mut()
             .insert(Trigger::Message(MessageTrigger::new("sqs", "arn:q", "")));
         let batch = vec![message("m0", "bad"), anonymous, message("m2", "ok")];
-        let results = run_batch(svc, batch, BatchOrder::Concurrent(NonZeroUsize::MIN)).await;
+        let results = BatchOrder::Concurrent(NonZeroUsize::MIN)
+            .run(svc, batch)
+            .await;
         let unnamed = &results[results
             .iter()
             .position(MessageResult::is_unnamed_failure)

@@ -39,7 +39,7 @@ use opentelemetry::trace::TraceContextExt as _;
 use tower_layer::Layer;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::clock::{SystemWallClock, WallClock};
+use crate::clock::WallClock;
 use crate::secrets::SecretStore;
 use crate::verify::HmacScheme;
 
@@ -57,7 +57,7 @@ struct Signer {
     store: SecretStore,
     secret: String,
     scheme: HmacScheme,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
 }
 
 impl std::fmt::Debug for OutboundLayer {
@@ -96,7 +96,7 @@ impl OutboundLayer {
             store,
             secret: secret.into(),
             scheme,
-            clock: Arc::new(SystemWallClock),
+            clock: WallClock::system(),
         }));
         self
     }

@@ -53,7 +53,7 @@ pub(crate) struct PendingReplay {
     store: Arc<dyn ReplayStore>,
     key: Box<[u8]>,
     expires: SystemTime,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
 }
 
 impl std::fmt::Debug for PendingReplay {
@@ -70,7 +70,7 @@ impl PendingReplay {
         store: Arc<dyn ReplayStore>,
         key: &[u8],
         expires: SystemTime,
-        clock: Arc<dyn WallClock>,
+        clock: WallClock,
     ) -> Self {
         Self {
             store,
@@ -154,7 +154,7 @@ impl PendingReplays {
 mod pending_replay_records_once_example {
     #[test]
     fn pending_replay_records_once() {
-        use crate::clock::SystemWallClock;
+        use crate::clock::WallClock;
         use crate::replay::PendingReplay;
         use crate::verify::MemoryReplayStore;
         use std::sync::Arc;
@@ -162,7 +162,7 @@ mod pending_replay_records_once_example {
 
         let store = Arc::new(MemoryReplayStore::new(10));
         let expires = SystemTime::now() + Duration::from_secs(60);
-        let p = PendingReplay::new(store, b"digest", expires, Arc::new(SystemWallClock));
+        let p = PendingReplay::new(store, b"digest", expires, WallClock::system());
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -180,16 +180,15 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::clock::FakeWallClock;
+    use crate::clock::WallClock;
     use crate::verify::MemoryReplayStore;
 
     #[tokio::test]
     async fn collected_signatures_are_recorded_once_each_on_commit() {
-        let clock = FakeWallClock::at_unix(1_000);
-        let store = Arc::new(MemoryReplayStore::new(10).with_clock(Arc::new(clock.clone())));
+        let clock = WallClock::fake_at_unix(1_000);
+        let store = Arc::new(MemoryReplayStore::new(10).with_clock(clock.clone()));
         let expires = clock.now() + Duration::from_secs(60);
-        let pending =
-            |key: &[u8]| PendingReplay::new(store.clone(), key, expires, Arc::new(clock.clone()));
+        let pending = |key: &[u8]| PendingReplay::new(store.clone(), key, expires, clock.clone());
         let collector = PendingReplays::default();
         assert!(collector.is_empty());
         collector.push(pending(b"a"));
@@ -210,10 +209,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_record_lasts_from_the_commit_until_the_expiry_time() {
-        let clock = FakeWallClock::at_unix(1_000);
-        let store = Arc::new(MemoryReplayStore::new(10).with_clock(Arc::new(clock.clone())));
+        let clock = WallClock::fake_at_unix(1_000);
+        let store = Arc::new(MemoryReplayStore::new(10).with_clock(clock.clone()));
         let expires = clock.now() + Duration::from_secs(60);
-        let p = PendingReplay::new(store.clone(), b"k", expires, Arc::new(clock.clone()));
+        let p = PendingReplay::new(store.clone(), b"k", expires, clock.clone());
         clock.advance(Duration::from_secs(20));
         p.commit().await.unwrap();
         clock.advance(Duration::from_millis(39_999));

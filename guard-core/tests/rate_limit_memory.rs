@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::rate_limit::key::{self, BucketKey};
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer};
 use guard_core::request::{MessageTrigger, Peer, Principal, PrincipalKind, Trigger};
@@ -51,8 +51,8 @@ where
     svc.ready().await.unwrap().call(req).await.unwrap()
 }
 
-fn limiter(rate: Rate, k: key::RateKey) -> (RateLimitLayer, FakeWallClock) {
-    let clock = FakeWallClock::default();
+fn limiter(rate: Rate, k: key::RateKey) -> (RateLimitLayer, WallClock) {
+    let clock = WallClock::fake_at_unix(0);
     let mem = MemoryBackend::with_clock(rate, clock.clone());
     (RateLimitLayer::new(mem, k), clock)
 }

@@ -4,7 +4,7 @@
 //! Google's front end).
 
 use guard_core::policy::{PolicyError, PolicyProblem, SecretsProvider};
-use guard_core::server::ServerConfig;
+use guard_core::server::Server;
 use guard_core::{GuardBuilder, GuardDeps, Policy};
 
 /// Google's front end appends the caller's address to `X-Forwarded-For`: one trusted hop.
@@ -27,18 +27,18 @@ pub fn apply_env(policy: &mut Policy) {
     }
 }
 
-/// The core server's settings for this policy on Cloud Run: bodies up to a push envelope around
+/// The core server, configured for this policy on Cloud Run: bodies up to a push envelope around
 /// `[ingress] max_body_bytes` of data (the ingress layer still bounds the decoded body), the peer
 /// through `[function] trusted_proxies` (default 1, Google's front end).
 ///
 /// ```
 /// let policy = guard_core::Policy::from_toml_str("[ingress]\nmax_body_bytes = 65536").unwrap();
-/// let config = guard_gcp::server_config(&policy);
-/// assert!(config.limits().0 > 65536);
+/// let server = guard_gcp::server_config(&policy);
+/// assert!(server.limits().0 > 65536);
 /// ```
-pub fn server_config(policy: &Policy) -> ServerConfig {
+pub fn server_config(policy: &Policy) -> Server {
     let data = policy.max_body_bytes();
-    ServerConfig::default()
+    Server::new()
         .max_body_bytes(data.saturating_mul(4) / 3 + ENVELOPE_OVERHEAD)
         .trusted_proxies(policy.trusted_proxies(FRONT_END_HOPS))
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use guard_core::BoxFuture;
 use guard_core::GuardRequest;
-use guard_core::clock::{SystemWallClock, WallClock};
+use guard_core::clock::WallClock;
 use guard_core::request::{Principal, PrincipalKind};
 use guard_core::verify::Verifier;
 use guard_core::{Rejection, RejectionKind};
@@ -36,7 +36,7 @@ pub struct SnsVerifierBuilder {
     topics: Vec<String>,
     max_age: Duration,
     future_skew: Duration,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     cache_capacity: usize,
 }
 
@@ -70,9 +70,9 @@ impl SnsVerifierBuilder {
         self
     }
 
-    /// The wall clock (tests use `FakeWallClock`).
-    pub fn clock(mut self, clock: impl WallClock) -> Self {
-        self.clock = Arc::new(clock);
+    /// The wall clock (default the system clock; tests use `WallClock::fake_at_unix`).
+    pub fn clock(mut self, clock: WallClock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -172,7 +172,7 @@ struct Inner {
     topics: Vec<String>,
     max_age: Duration,
     future_skew: Duration,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     cache_capacity: usize,
     fetcher: Box<dyn CertFetcher>,
     keys: Mutex<HashMap<CertUrl, Arc<OnceCell<Arc<SigningCert>>>>>,
@@ -203,7 +203,7 @@ impl SnsVerifier {
             topics: Vec::new(),
             max_age: Duration::from_secs(3600),
             future_skew: Duration::from_secs(300),
-            clock: Arc::new(SystemWallClock),
+            clock: WallClock::system(),
             cache_capacity: 32,
         }
     }
@@ -735,10 +735,10 @@ mod tests {
         capacity: usize,
     ) -> (
         SnsVerifier,
-        guard_core::clock::FakeWallClock,
+        guard_core::clock::WallClock,
         Arc<std::sync::atomic::AtomicUsize>,
     ) {
-        let clock = guard_core::clock::FakeWallClock::at_unix(NOW as u64);
+        let clock = guard_core::clock::WallClock::fake_at_unix(NOW as u64);
         let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = fetches.clone();
         let v = SnsVerifier::builder()

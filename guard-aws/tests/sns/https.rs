@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use guard_aws::sns::{CertFetchError, CertFetcher, CertUrl, HttpsCertFetcher, MAX_CERT_BYTES};
 use guard_core::RejectionKind;
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::http_client::HttpClient;
 use rsa::pkcs8::DecodePrivateKey;
 use serde_json::{Value, json};
@@ -95,7 +95,7 @@ fn verifier(f: HttpsCertFetcher) -> guard_aws::sns::SnsVerifier {
     guard_aws::sns::SnsVerifier::builder()
         .allow_topic(TOPIC)
         .max_age(Duration::from_secs(600))
-        .clock(FakeWallClock::at_unix(NOW))
+        .clock(WallClock::fake_at_unix(NOW))
         .build(f)
         .unwrap()
 }

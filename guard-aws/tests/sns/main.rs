@@ -13,7 +13,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use guard_aws::sns::{CertFetchError, CertUrl, SnsMessage, SnsVerifier};
 use guard_core::RejectionKind;
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::request::PrincipalKind;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
@@ -64,7 +64,7 @@ fn local_fetcher() -> (
     })
 }
 
-fn verifier_with(fetcher: impl guard_aws::sns::CertFetcher, clock: FakeWallClock) -> SnsVerifier {
+fn verifier_with(fetcher: impl guard_aws::sns::CertFetcher, clock: WallClock) -> SnsVerifier {
     SnsVerifier::builder()
         .allow_topic(TOPIC)
         .max_age(Duration::from_secs(600))
@@ -143,7 +143,7 @@ fn msg(v: Value) -> SnsMessage {
 #[tokio::test]
 async fn verifies_v1_and_v2_signatures() {
     let (fetches, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     for version in ["1", "2"] {
         let p = v
             .verify_message(&msg(sign(notification(), version)))
@@ -163,7 +163,7 @@ async fn verifies_v1_and_v2_signatures() {
 #[tokio::test]
 async fn verifies_a_notification_without_subject_and_a_confirmation() {
     let (_, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     let mut n = notification();
     n.as_object_mut().unwrap().remove("Subject");
     v.verify_message(&msg(sign(n, "2"))).await.unwrap();
@@ -187,7 +187,7 @@ async fn verifies_a_notification_without_subject_and_a_confirmation() {
 #[tokio::test]
 async fn rejects_every_certificate_url_bypass_before_any_fetch() {
     let (fetches, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     let bypasses = [
         "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-0123456789abcdef0123456789abcdef.pem",
         "https://sns.us-east-1.amazonaws.com.evil.com/SimpleNotificationService-0123456789abcdef.pem",
@@ -216,7 +216,7 @@ async fn rejects_every_certificate_url_bypass_before_any_fetch() {
 #[tokio::test]
 async fn rejects_unknown_signature_versions_before_any_fetch() {
     let (fetches, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     for version in ["3", "", "0", "2 ", "v2"] {
         let mut m = sign(notification(), "2");
         m["SignatureVersion"] = json!(version);
@@ -229,7 +229,7 @@ async fn rejects_unknown_signature_versions_before_any_fetch() {
 #[tokio::test]
 async fn rejects_tampered_fields_and_downgraded_versions() {
     let (_, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     for (field, value) in [
         ("Message", "{\"order_id\":\"ord_evil0000\"}"),
         ("MessageId", "other"),
@@ -259,7 +259,7 @@ async fn rejects_tampered_fields_and_downgraded_versions() {
 #[tokio::test]
 async fn rejects_stale_and_future_timestamps() {
     let (_, fetcher) = local_fetcher();
-    let clock = FakeWallClock::at_unix(NOW);
+    let clock = WallClock::fake_at_unix(NOW);
     let v = verifier_with(fetcher, clock.clone());
     let signed = msg(sign(notification(), "2"));
     v.verify_message(&signed).await.unwrap();
@@ -278,7 +278,7 @@ async fn rejects_stale_and_future_timestamps() {
 #[tokio::test]
 async fn rejects_topics_off_the_allow_list_before_any_fetch() {
     let (fetches, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     let mut m = notification();
     m["TopicArn"] = json!("arn:aws:sns:us-east-1:123456789012:other");
     let refused = v.verify_message(&msg(sign(m, "2"))).await.unwrap_err();
@@ -296,7 +296,7 @@ async fn unreachable_certificate_is_a_503_and_not_refetched_at_once() {
             c.fetch_add(1, Ordering::SeqCst);
             async { Err::<Bytes, _>(CertFetchError("connection refused".into())) }
         },
-        FakeWallClock::at_unix(NOW),
+        WallClock::fake_at_unix(NOW),
     );
     let m = msg(sign(notification(), "2"));
     for _ in 0..3 {
@@ -310,7 +310,7 @@ async fn unreachable_certificate_is_a_503_and_not_refetched_at_once() {
 #[tokio::test]
 async fn concurrent_first_verifications_fetch_once() {
     let (fetches, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     let m = msg(sign(notification(), "2"));
     let all = futures_util::future::join_all((0..20).map(|_| v.verify_message(&m))).await;
     assert!(all.iter().all(Result::is_ok));
@@ -323,7 +323,7 @@ async fn verifies_lambda_records_and_sns_inside_sqs_through_the_decoder() {
     use lambda_runtime::{Context, LambdaEvent};
 
     let (_, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     let mut signed = sign(notification(), "2");
     // Lambda records spell the URL fields `SigningCertUrl` / `UnsubscribeUrl`.
     let url = signed
@@ -361,7 +361,7 @@ async fn verifies_lambda_records_and_sns_inside_sqs_through_the_decoder() {
 #[tokio::test]
 async fn verifies_http_subscription_deliveries_and_refuses_plain_bodies() {
     let (_, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     let body = sign(notification(), "2").to_string();
     let mut req = http::Request::new(Bytes::from(body));
     req.headers_mut()
@@ -388,7 +388,7 @@ async fn works_as_a_guard_core_verifier_and_the_handler_never_sees_a_refused_mes
     use tower::{Layer, ServiceExt};
 
     let (_, fetcher) = local_fetcher();
-    let v = verifier_with(fetcher, FakeWallClock::at_unix(NOW));
+    let v = verifier_with(fetcher, WallClock::fake_at_unix(NOW));
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     let handler = tower::service_fn(move |_req: guard_core::GuardRequest| {

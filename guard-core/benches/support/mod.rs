@@ -7,12 +7,11 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use guard_core::audit::JsonLinesSink;
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::request::Peer;
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::validate::JsonBody;
@@ -139,8 +138,8 @@ pub(crate) fn guard(policy: &Policy, sink: &JsonLinesSink) -> Guard {
 }
 
 /// Like [`guard`], with the wall clock of signature windows and the replay store set to `clock`.
-pub(crate) fn guard_at(policy: &Policy, sink: &JsonLinesSink, clock: &FakeWallClock) -> Guard {
-    let deps = GuardDeps::with_secrets(store()).clock(Arc::new(clock.clone()));
+pub(crate) fn guard_at(policy: &Policy, sink: &JsonLinesSink, clock: &WallClock) -> Guard {
+    let deps = GuardDeps::with_secrets(store()).clock(clock.clone());
     guard_with(policy, sink, deps)
 }
 

@@ -108,7 +108,7 @@ pub struct GuardDeps {
     pub message_verifiers: Vec<(String, std::sync::Arc<dyn crate::verify::Verifier>)>,
     /// The wall clock of signature windows, token lifetimes and JWKS refreshes (default: the
     /// system clock); see [`GuardDeps::clock`].
-    pub clock: Option<Arc<dyn WallClock>>,
+    pub clock: Option<WallClock>,
     /// A shared replay store (e.g. Redis) instead of the in-memory one; see
     /// [`GuardDeps::replay_store`].
     pub replay_store: Option<Arc<dyn ReplayStore>>,
@@ -191,11 +191,11 @@ impl GuardDeps {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use guard_core::clock::FakeWallClock;
-    /// let deps = guard_core::GuardDeps::default().clock(Arc::new(FakeWallClock::at_unix(1_700_000_000)));
+    /// use guard_core::clock::WallClock;
+    /// let deps = guard_core::GuardDeps::default().clock(WallClock::fake_at_unix(1_700_000_000));
     /// assert!(deps.clock.is_some());
     /// ```
-    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+    pub fn clock(mut self, clock: WallClock) -> Self {
         self.clock = Some(clock);
         self
     }
@@ -595,25 +595,27 @@ impl Guard {
         self.verify.as_ref()
     }
 
-    /// An HTTP server for this perimeter: the refusals it makes itself (408 / 413 / 431) are
-    /// recorded by this guard's audit layer, and on shutdown, once in-flight requests are done,
-    /// the remaining security events are written (up to `flush_budget`). What the Azure custom
-    /// handler and Cloud Run adapters serve on.
+    /// `server` (with its limits) serving this perimeter: the refusals it makes itself
+    /// (408 / 413 / 431) are recorded by this guard's audit layer, and on shutdown, once
+    /// in-flight requests are done, the remaining security events are written (up to
+    /// `flush_budget`). This sets the server's [`audit`](crate::server::Server::audit) layer and
+    /// replaces its [`on_shutdown`](crate::server::Server::on_shutdown) hook. What the Azure
+    /// custom handler and Cloud Run adapters serve on.
     ///
     /// ```
     /// use std::time::Duration;
     /// let guard = guard_core::Guard::builder().build();
-    /// let server = guard.server(guard_core::server::ServerConfig::default(), Duration::from_secs(1));
+    /// let server = guard.server(guard_core::server::Server::new(), Duration::from_secs(1));
     /// # let _ = server;
     /// ```
     #[cfg(feature = "server")]
     pub fn server(
         &self,
-        config: crate::server::ServerConfig,
+        server: crate::server::Server,
         flush_budget: std::time::Duration,
     ) -> crate::server::Server {
         let flush = self.audit.clone();
-        crate::server::Server::new(config)
+        server
             .audit(self.audit.clone())
             .on_shutdown(move || {
                 flush.flush(flush_budget);

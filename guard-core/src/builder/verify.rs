@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use crate::clock::{SystemWallClock, WallClock};
+use crate::clock::WallClock;
 use crate::policy::{ClaimRule, HmacEncoding, HmacPolicy, HmacPreset, JwtPolicy};
 use crate::policy::{PolicyError, PolicyProblem, VerifyMode, VerifyPolicy};
 use crate::rejection::{Rejection, RejectionKind};
@@ -25,7 +25,7 @@ use crate::verify::{
 #[derive(Clone)]
 pub(crate) struct VerifyDeps {
     secrets: SecretStore,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     replay: Option<Arc<dyn ReplayStore>>,
     /// Platform checks an adapter adds for messages of one kind (SNS signatures, ...).
     message_verifiers: Vec<(String, BoxVerifier)>,
@@ -54,7 +54,7 @@ impl VerifyDeps {
     pub(crate) fn new(secrets: SecretStore) -> Self {
         Self {
             secrets,
-            clock: Arc::new(SystemWallClock),
+            clock: WallClock::system(),
             replay: None,
             message_verifiers: Vec::new(),
             #[cfg(feature = "jwks-http")]
@@ -82,7 +82,7 @@ impl VerifyDeps {
     }
 
     /// The wall clock for signature windows, token lifetimes and JWKS refreshes.
-    pub(crate) fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+    pub(crate) fn clock(mut self, clock: WallClock) -> Self {
         self.clock = clock;
         self
     }

@@ -20,11 +20,11 @@
 //! ```
 //! use std::num::NonZeroU32;
 //! use std::time::Duration;
-//! use guard_core::clock::FakeWallClock;
+//! use guard_core::clock::WallClock;
 //! use guard_core::rate_limit::{MemoryBackend, Rate};
 //! use guard_core::rate_limit::key::BucketKey;
 //!
-//! let clock = FakeWallClock::default();
+//! let clock = WallClock::fake_at_unix(0);
 //! let rate = Rate::per_second(NonZeroU32::new(1).unwrap()).with_burst(NonZeroU32::new(2).unwrap());
 //! let mem = MemoryBackend::with_clock(rate, clock.clone());
 //! let k = BucketKey::named("k");
@@ -53,12 +53,12 @@ use governor::state::keyed::ShrinkableKeyedStateStore;
 
 use super::key::BucketKey;
 use super::{Decision, Rate};
-use crate::clock::{FakeWallClock, WallClock};
+use crate::clock::WallClock;
 
-/// [`FakeWallClock`] as governor's clock: its reading since the Unix epoch, which only moves when
-/// a test advances it.
+/// A [`WallClock`] as governor's clock: its reading since the Unix epoch, which (for a fake
+/// clock) only moves when a test advances it.
 #[derive(Debug, Clone)]
-struct FakeMonotonic(FakeWallClock);
+struct FakeMonotonic(WallClock);
 
 impl Clock for FakeMonotonic {
     type Instant = Nanos;
@@ -159,24 +159,25 @@ impl MemoryBackend {
         Self::on_clock(rate, options, QuantaClock::default())
     }
 
-    /// Buckets for `rate` on a [`FakeWallClock`] that the caller advances by hand (tests): the
-    /// buckets refill only as the clock moves.
+    /// Buckets for `rate` on a fake [`WallClock`] that the caller advances by hand (tests): the
+    /// buckets refill only as the clock moves. (The system wall clock works too, but unlike
+    /// [`new`](Self::new)'s clock it is not monotonic.)
     ///
     /// ```
     /// use std::num::NonZeroU32;
-    /// use guard_core::clock::FakeWallClock;
+    /// use guard_core::clock::WallClock;
     /// use guard_core::rate_limit::{MemoryBackend, Rate};
     /// let mem = MemoryBackend::with_clock(Rate::per_second(NonZeroU32::new(5).unwrap()),
-    ///     FakeWallClock::default());
+    ///     WallClock::fake_at_unix(0));
     /// assert_eq!(mem.len(), 0);
     /// ```
-    pub fn with_clock(rate: Rate, clock: FakeWallClock) -> Self {
+    pub fn with_clock(rate: Rate, clock: WallClock) -> Self {
         Self::on_clock(rate, MemoryOptions::default(), FakeMonotonic(clock))
     }
 
     /// [`with_clock`](Self::with_clock) tuned by `options` (unit tests of the bound and sweep).
     #[cfg(test)]
-    fn with_clock_and_options(rate: Rate, options: MemoryOptions, clock: FakeWallClock) -> Self {
+    fn with_clock_and_options(rate: Rate, options: MemoryOptions, clock: WallClock) -> Self {
         Self::on_clock(rate, options, FakeMonotonic(clock))
     }
 
@@ -244,9 +245,9 @@ impl MemoryBackend {
     /// ```
     /// use std::num::NonZeroU32;
     /// use std::time::Duration;
-    /// use guard_core::clock::FakeWallClock;
+    /// use guard_core::clock::WallClock;
     /// use guard_core::rate_limit::{MemoryBackend, Rate, key::BucketKey};
-    /// let clock = FakeWallClock::default();
+    /// let clock = WallClock::fake_at_unix(0);
     /// let mem = MemoryBackend::with_clock(Rate::per_second(NonZeroU32::new(1).unwrap()),
     ///     clock.clone());
     /// mem.check(&BucketKey::named("a"));
@@ -487,7 +488,7 @@ impl Store {
 mod tests {
     use std::num::NonZeroU32;
 
-    use crate::clock::FakeWallClock;
+    use crate::clock::WallClock;
 
     use super::*;
 
@@ -495,8 +496,8 @@ mod tests {
         NonZeroU32::new(n).unwrap()
     }
 
-    fn backend(rate: Rate, opts: MemoryOptions) -> (MemoryBackend, FakeWallClock) {
-        let clock = FakeWallClock::default();
+    fn backend(rate: Rate, opts: MemoryOptions) -> (MemoryBackend, WallClock) {
+        let clock = WallClock::fake_at_unix(0);
         (
             MemoryBackend::with_clock_and_options(rate, opts, clock.clone()),
             clock,

@@ -24,7 +24,7 @@
 //!
 //! | backend | shared by | clock | on failure |
 //! |---|---|---|---|
-//! | [`MemoryBackend`] (default) | one function instance | injectable ([`FakeWallClock`](crate::clock::FakeWallClock) in tests) | cannot fail |
+//! | [`MemoryBackend`] (default) | one function instance | injectable ([`WallClock::fake_at_unix`](crate::clock::WallClock::fake_at_unix) in tests) | cannot fail |
 //! | `RedisBackend` (feature `redis`) | every instance using the same Redis and key prefix | the Redis server's | [`FailureMode::Open`] (default: admit, count, log) or [`FailureMode::Closed`] (503 `guard.rate.backend_unavailable`) |
 //!
 //! In serverless every instance has its own memory: with the memory backend the effective limit

@@ -73,7 +73,7 @@ impl Default for Config {
 /// - **JSON fields**: `get("db#password")` fetches `db` once, and selects the scalar field
 ///   `password` of the JSON object (strings as their UTF-8 bytes, numbers and booleans as their JSON
 ///   text). The parse never copies other fields' values.
-/// - Time comes from an injected [`WallClock`] (tests use [`FakeWallClock`](crate::clock::FakeWallClock)).
+/// - Time comes from an injected [`WallClock`] (tests use [`WallClock::fake_at_unix`]).
 ///   Refresh-ahead spawns on the current Tokio runtime (without one it is skipped and values are
 ///   refreshed when they expire); a [`fetch_timeout`](super::SecretStoreBuilder::fetch_timeout) needs
 ///   the runtime's timers (`enable_time`, on in `#[tokio::main]` and the Lambda runtime).
@@ -102,7 +102,7 @@ pub struct SecretStore {
 
 struct Inner {
     source: Arc<dyn SecretSource>,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     config: Config,
     names: RwLock<HashMap<Box<str>, Arc<NameEntry>>>,
     counters: Counters,
@@ -147,7 +147,7 @@ impl SecretStore {
     /// The store a [`SecretStoreBuilder`](super::SecretStoreBuilder) checked the settings of.
     pub(super) fn from_parts(
         source: Arc<dyn SecretSource>,
-        clock: Arc<dyn WallClock>,
+        clock: WallClock,
         config: Config,
     ) -> Self {
         SecretStore {

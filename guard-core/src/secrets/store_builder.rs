@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::SecretSource;
 use super::store::{Config, SecretStore};
 use crate::ConfigError;
-use crate::clock::{SystemWallClock, WallClock};
+use crate::clock::WallClock;
 
 /// Builds a [`SecretStore`]; see [`SecretStore`] for what each setting does.
 ///
@@ -26,7 +26,7 @@ use crate::clock::{SystemWallClock, WallClock};
 /// ```
 pub struct SecretStoreBuilder {
     source: Arc<dyn SecretSource>,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     config: Config,
 }
 
@@ -43,7 +43,7 @@ impl SecretStoreBuilder {
     pub(super) fn new(source: Arc<dyn SecretSource>) -> Self {
         Self {
             source,
-            clock: Arc::new(SystemWallClock),
+            clock: WallClock::system(),
             config: Config::default(),
         }
     }
@@ -102,9 +102,9 @@ impl SecretStoreBuilder {
         self
     }
 
-    /// The clock (default [`SystemWallClock`]).
-    pub fn clock(mut self, clock: impl WallClock) -> Self {
-        self.clock = Arc::new(clock);
+    /// The clock (default [`WallClock::system`]).
+    pub fn clock(mut self, clock: WallClock) -> Self {
+        self.clock = clock;
         self
     }
 

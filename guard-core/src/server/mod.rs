@@ -26,14 +26,14 @@
 //! **Shutdown.** On SIGTERM (Cloud Run gives 10 s before SIGKILL) or the future passed to
 //! [`Server::with_shutdown`], the listener is closed (new connections are refused), idle
 //! keep-alive connections are closed, in-flight requests finish within
-//! [`ServerConfig::drain_timeout`], and then the [`Server::on_shutdown`] hook runs — flush the
+//! [`Server::drain_timeout`], and then the [`Server::on_shutdown`] hook runs — flush the
 //! audit sink there so that no event is lost when the instance stops.
 //!
 //! ```
 //! use std::convert::Infallible;
 //! use bytes::Bytes;
 //! use guard_core::audit::{AuditLayer, JsonLinesSink};
-//! use guard_core::server::{Server, ServerConfig};
+//! use guard_core::server::Server;
 //! use guard_core::{GuardRequest, GuardResponse};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //! use tower::Layer;
@@ -49,7 +49,9 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let addr = listener.local_addr()?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let server = Server::new(ServerConfig::default().max_body_bytes(16).shutdown_on_sigterm(false))
+//! let server = Server::new()
+//!     .max_body_bytes(16)
+//!     .shutdown_on_sigterm(false)
 //!     .audit(audit)
 //!     .with_shutdown(async { stopped.await.ok(); })
 //!     .on_shutdown(move || { sink.flush(std::time::Duration::from_secs(1)); });
@@ -70,5 +72,4 @@ mod body;
 mod config;
 mod serve;
 
-pub use config::ServerConfig;
 pub use serve::Server;

@@ -16,14 +16,14 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::ServerConfig;
 use super::body::{BodyRefusal, CountingIo, read_bounded};
+use super::config::Settings;
 use crate::audit::{AuditLayer, JsonLinesSink};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse, Peer, Trigger};
@@ -35,9 +35,35 @@ type ShutdownHook = Box<dyn FnOnce() + Send>;
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves a Guard stack over HTTP/1.1 on a [`TcpListener`] (see the [module docs](super)).
+/// Serves a Guard stack over HTTP/1.1 on a [`TcpListener`] (see the [module docs](super)), within
+/// these limits (each set by the method of the same name):
+///
+/// | setting | default | when exceeded |
+/// |---|---|---|
+/// | [`max_body_bytes`](Self::max_body_bytes) | 1 MiB (the policy's `[ingress]` default) | 413 `guard.ingress.too_large`, connection closed |
+/// | [`max_headers`](Self::max_headers) | 100 fields | 431 `guard.ingress.headers_too_large` |
+/// | [`max_header_bytes`](Self::max_header_bytes) | 16 KiB (at least 8 KiB) for the request line and headers | 431 |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 10 s for the whole request head (also idle keep-alive) | connection closed, event with 408 |
+/// | [`body_read_timeout`](Self::body_read_timeout) | 30 s for the whole body | 408 `guard.ingress.timeout`, connection closed |
+/// | [`drain_timeout`](Self::drain_timeout) | 9 s (Cloud Run allows 10 s after SIGTERM) | remaining connections dropped |
+///
+/// Keep-alive is on; the [`Peer`] is the socket address unless
+/// [`trusted_proxies`](Self::trusted_proxies) are set.
+///
+/// ```
+/// use std::time::Duration;
+/// use guard_core::server::Server;
+///
+/// let policy = guard_core::Policy::from_toml_str("[ingress]\nmax_body_bytes = 65536").unwrap();
+/// let server = Server::new()
+///     .max_body_bytes(policy.max_body_bytes())
+///     // Behind the Cloud Run or Azure front end: one hop unless the policy says more.
+///     .trusted_proxies(policy.trusted_proxies(1))
+///     .header_read_timeout(Duration::from_secs(5));
+/// assert_eq!(server.limits().0, 65536);
+/// ```
 pub struct Server {
-    config: ServerConfig,
+    pub(super) settings: Settings,
     audit: Option<AuditLayer>,
     shutdown: Option<ShutdownSignal>,
     on_shutdown: Option<ShutdownHook>,
@@ -46,18 +72,24 @@ pub struct Server {
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("config", &self.config)
+            .field("settings", &self.settings)
             .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
 }
 
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Server {
-    /// A server with these limits. Refusals it makes itself are recorded as JSON lines on stdout
-    /// until [`audit`](Self::audit) says otherwise.
-    pub fn new(config: ServerConfig) -> Self {
+    /// A server with the default limits (the table above). Refusals it makes itself are
+    /// recorded as JSON lines on stdout until [`audit`](Self::audit) says otherwise.
+    pub fn new() -> Self {
         Self {
-            config,
+            settings: Settings::default(),
             audit: None,
             shutdown: None,
             on_shutdown: None,
@@ -73,7 +105,7 @@ impl Server {
     }
 
     /// Starts the graceful shutdown when `signal` completes (in addition to SIGTERM, unless
-    /// [`ServerConfig::shutdown_on_sigterm`] turned that off).
+    /// [`shutdown_on_sigterm`](Self::shutdown_on_sigterm) turned that off).
     pub fn with_shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
         self.shutdown = Some(Box::pin(signal));
         self
@@ -104,7 +136,7 @@ impl Server {
     {
         let local = listener.local_addr()?;
         let Server {
-            config,
+            settings,
             audit,
             shutdown,
             on_shutdown,
@@ -112,49 +144,22 @@ impl Server {
         let audit = audit.unwrap_or_else(|| {
             AuditLayer::new(JsonLinesSink::stdout(JsonLinesSink::DEFAULT_BUFFER))
         });
-        let http = http1_builder(&config);
-        let shared = Arc::new(ServerWide { config, audit });
-        let mut stop = std::pin::pin!(shutdown_signal(shared.config.sigterm, shutdown));
+        let http = http1_builder(&settings);
+        let shared = Arc::new(ServerWide { settings, audit });
+        let mut stop = std::pin::pin!(shutdown_signal(shared.settings.sigterm, shutdown));
         let graceful = GracefulShutdown::new();
         let mut connections = tokio::task::JoinSet::new();
         tracing::info!(target: "guard::server", %local, "listening");
-        loop {
-            let (stream, remote) = tokio::select! {
-                biased;
-                () = &mut stop => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(target: "guard::server", error = %e, "accept failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
-                    }
-                },
-            };
-            let conn = Connection {
-                shared: shared.clone(),
-                remote,
-                read: Arc::new(AtomicU64::new(0)),
-                read_when_answered: Arc::new(AtomicU64::new(0)),
-            };
-            let io = TokioIo::new(CountingIo::new(stream, conn.read.clone()));
-            let (svc_conn, svc_stack) = (conn.clone(), stack.clone());
-            let service = hyper::service::service_fn(move |req| {
-                svc_conn.clone().handle(svc_stack.clone(), req)
-            });
-            let serving = graceful.watch(http.serve_connection(io, service));
-            connections.spawn(async move {
-                if let Err(e) = serving.await {
-                    conn.connection_failed(&e).await;
-                }
-            });
+        while let Some((stream, remote)) = accept_until(&listener, stop.as_mut()).await {
+            let conn = Connection::new(shared.clone(), remote);
+            connections.spawn(conn.serve(stream, &http, &graceful, stack.clone()));
             // Forget finished connections as we go.
             while connections.try_join_next().is_some() {}
         }
         // Closing the listener makes the kernel refuse new connections from here on.
         drop(listener);
         tracing::info!(target: "guard::server", %local, "shutting down");
-        drain(graceful, connections, shared.config.drain_timeout).await;
+        drain(graceful, connections, shared.settings.drain_timeout).await;
         if let Some(hook) = on_shutdown {
             hook();
         }
@@ -162,8 +167,32 @@ impl Server {
     }
 }
 
+/// The next connection, or `None` once `stop` has completed (checked first). A failed `accept`
+/// (e.g. out of file descriptors) is logged and retried after [`ACCEPT_BACKOFF`].
+async fn accept_until<F>(
+    listener: &TcpListener,
+    mut stop: Pin<&mut F>,
+) -> Option<(TcpStream, SocketAddr)>
+where
+    F: Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    tracing::warn!(target: "guard::server", error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
+
 /// hyper's HTTP/1.1 connection settings from `config`.
-fn http1_builder(config: &ServerConfig) -> http1::Builder {
+fn http1_builder(config: &Settings) -> http1::Builder {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout)
@@ -236,7 +265,7 @@ async fn terminate() {
 
 /// What every connection shares.
 struct ServerWide {
-    config: ServerConfig,
+    settings: Settings,
     audit: AuditLayer,
 }
 
@@ -252,6 +281,43 @@ struct Connection {
 }
 
 impl Connection {
+    fn new(shared: Arc<ServerWide>, remote: SocketAddr) -> Self {
+        Self {
+            shared,
+            remote,
+            read: Arc::new(AtomicU64::new(0)),
+            read_when_answered: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Serves this connection's requests with clones of `stack` until it closes (or the graceful
+    /// shutdown closes it); a refusal hyper made on it is recorded by
+    /// [`connection_failed`](Self::connection_failed). The connection is watched by `graceful`
+    /// from this call on, before the returned future first runs.
+    fn serve<S>(
+        self,
+        stream: TcpStream,
+        http: &http1::Builder,
+        graceful: &GracefulShutdown,
+        stack: S,
+    ) -> impl Future<Output = ()> + Send + use<S>
+    where
+        S: Service<GuardRequest, Response = GuardResponse> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+    {
+        let io = TokioIo::new(CountingIo::new(stream, self.read.clone()));
+        let svc_conn = self.clone();
+        let service =
+            hyper::service::service_fn(move |req| svc_conn.clone().handle(stack.clone(), req));
+        let serving = graceful.watch(http.serve_connection(io, service));
+        async move {
+            if let Err(e) = serving.await {
+                self.connection_failed(&e).await;
+            }
+        }
+    }
+
     async fn handle<S>(
         self,
         stack: S,
@@ -262,7 +328,7 @@ impl Connection {
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
     {
-        let config = &self.shared.config;
+        let config = &self.shared.settings;
         let deadline = Instant::now() + config.body_read_timeout;
         let (mut parts, body) = req.into_parts();
         let peer = match config.trusted_proxies {

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::layer::{Verifier, VerifyFuture};
 use crate::ConfigError;
-use crate::clock::{SystemWallClock, WallClock};
+use crate::clock::WallClock;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::{PendingReplay, PendingReplays, ReplayStore};
 use crate::request::{GuardRequest, Principal, PrincipalKind};
@@ -350,7 +350,7 @@ pub struct HmacVerifierBuilder {
     secret: String,
     tolerance: Duration,
     replay: Option<Arc<dyn ReplayStore>>,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
 }
 
 impl std::fmt::Debug for HmacVerifierBuilder {
@@ -376,7 +376,7 @@ impl HmacVerifierBuilder {
     }
 
     /// The wall clock for the timestamp window (default: the system clock).
-    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+    pub fn clock(mut self, clock: WallClock) -> Self {
         self.clock = clock;
         self
     }
@@ -471,7 +471,7 @@ impl HmacVerifier {
             secret: secret.into(),
             tolerance: DEFAULT_TOLERANCE,
             replay: None,
-            clock: Arc::new(SystemWallClock),
+            clock: WallClock::system(),
         }
     }
 

@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 
 #[cfg(feature = "jwks-http")]
 use crate::ConfigError;
-use crate::clock::{SystemWallClock, WallClock};
+use crate::clock::WallClock;
 
 /// Largest JWKS document accepted, in bytes.
 pub(crate) const MAX_JWKS_BYTES: usize = 256 * 1024;
@@ -243,7 +243,7 @@ struct State {
 
 struct Inner {
     fetcher: Box<dyn JwksFetcher>,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     ttl: Duration,
     cooldown: Duration,
     state: Mutex<State>,
@@ -282,7 +282,7 @@ impl std::fmt::Debug for JwksCache {
 /// Builds a [`JwksCache`].
 pub struct JwksCacheBuilder {
     fetcher: Box<dyn JwksFetcher>,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     ttl: Duration,
     cooldown: Duration,
 }
@@ -307,7 +307,7 @@ impl JwksCacheBuilder {
     }
 
     /// The clock for TTL and cooldown (default: the system clock).
-    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+    pub fn clock(mut self, clock: WallClock) -> Self {
         self.clock = clock;
         self
     }
@@ -335,7 +335,7 @@ impl JwksCache {
     pub fn builder(fetcher: impl JwksFetcher) -> JwksCacheBuilder {
         JwksCacheBuilder {
             fetcher: Box::new(fetcher),
-            clock: Arc::new(SystemWallClock),
+            clock: WallClock::system(),
             ttl: Duration::from_secs(3600),
             cooldown: Duration::from_secs(10),
         }
@@ -653,12 +653,12 @@ mod tests {
     /// A cache over a document that can be swapped or made to fail, with a fake clock.
     struct Fixture {
         cache: JwksCache,
-        clock: crate::clock::FakeWallClock,
+        clock: crate::clock::WallClock,
         doc: Arc<Mutex<Option<String>>>,
     }
 
     fn fixture(kids: &[&str]) -> Fixture {
-        let clock = crate::clock::FakeWallClock::at_unix(1_000_000);
+        let clock = crate::clock::WallClock::fake_at_unix(1_000_000);
         let doc = Arc::new(Mutex::new(None));
         let served = doc.clone();
         let cache = JwksCache::builder(move || {
@@ -671,7 +671,7 @@ mod tests {
         })
         .ttl(Duration::from_secs(100))
         .cooldown(Duration::from_secs(10))
-        .clock(Arc::new(clock.clone()))
+        .clock(clock.clone())
         .build();
         let f = Fixture { cache, clock, doc };
         f.serve(kids);

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::jwks::{JwksCache, Lookup};
 use super::layer::{Verifier, VerifyFuture};
 use crate::ConfigError;
-use crate::clock::{SystemWallClock, WallClock};
+use crate::clock::WallClock;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal, PrincipalKind};
 
@@ -131,7 +131,7 @@ pub struct JwtVerifierBuilder {
     predicates: Vec<ClaimPredicate>,
     /// Claims that say *who* the token is for (a push service account): a miss is 401.
     identity: Vec<ClaimPredicate>,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     kind: PrincipalKind,
 }
 
@@ -189,7 +189,7 @@ impl JwtVerifierBuilder {
     }
 
     /// The clock for `exp` / `nbf` (default: the system clock).
-    pub fn clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+    pub fn clock(mut self, clock: WallClock) -> Self {
         self.clock = clock;
         self
     }
@@ -276,7 +276,7 @@ impl JwtVerifier {
             leeway: DEFAULT_LEEWAY,
             predicates: Vec::new(),
             identity: Vec::new(),
-            clock: Arc::new(SystemWallClock),
+            clock: WallClock::system(),
             kind: PrincipalKind::Jwt,
         }
     }
@@ -555,7 +555,7 @@ mod tests {
         let v = JwtVerifier::builder(jwks.clone())
             .issuers(issuers.iter().copied())
             .audiences(audiences.iter().copied())
-            .clock(Arc::new(crate::clock::FakeWallClock::at_unix(T)))
+            .clock(WallClock::fake_at_unix(T))
             .build()
             .unwrap();
         (v, jwks)

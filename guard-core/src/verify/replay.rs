@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::clock::{SystemWallClock, WallClock};
+use crate::clock::WallClock;
 use crate::replay::{ReplayError, ReplayFuture, ReplayStore};
 
 /// Default number of keys remembered.
@@ -34,7 +34,7 @@ const MAX_KEY_LEN: usize = 64;
 #[derive(Clone)]
 pub struct MemoryReplayStore {
     inner: Arc<Mutex<State>>,
-    clock: Arc<dyn WallClock>,
+    clock: WallClock,
     capacity: usize,
 }
 
@@ -74,13 +74,13 @@ impl MemoryReplayStore {
     pub fn new(capacity: usize) -> Self {
         Self {
             inner: Arc::default(),
-            clock: Arc::new(SystemWallClock),
+            clock: WallClock::system(),
             capacity: capacity.max(1),
         }
     }
 
-    /// The same store on another clock (tests use [`crate::clock::FakeWallClock`]).
-    pub fn with_clock(mut self, clock: Arc<dyn WallClock>) -> Self {
+    /// The same store on another clock (tests use [`WallClock::fake_at_unix`]).
+    pub fn with_clock(mut self, clock: WallClock) -> Self {
         self.clock = clock;
         self
     }
@@ -168,14 +168,11 @@ impl ReplayStore for MemoryReplayStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FakeWallClock;
+    use crate::clock::WallClock;
 
-    fn store(cap: usize) -> (MemoryReplayStore, FakeWallClock) {
-        let clock = FakeWallClock::at_unix(1_000);
-        (
-            MemoryReplayStore::new(cap).with_clock(Arc::new(clock.clone())),
-            clock,
-        )
+    fn store(cap: usize) -> (MemoryReplayStore, WallClock) {
+        let clock = WallClock::fake_at_unix(1_000);
+        (MemoryReplayStore::new(cap).with_clock(clock.clone()), clock)
     }
 
     const TTL: Duration = Duration::from_secs(10);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::secrets::{
     SecretHandles, SecretStore, SecretStoreBuilder, SecretVersion, SecretsError, SecretsLayer,
 };
@@ -25,7 +25,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn builder(src: &FakeSource, clock: &FakeWallClock) -> SecretStoreBuilder {
+fn builder(src: &FakeSource, clock: &WallClock) -> SecretStoreBuilder {
     SecretStore::builder(src.clone())
         .clock(clock.clone())
         .ttl(secs(100))
@@ -80,7 +80,7 @@ async fn concurrent_cold_requests_share_one_failed_fetch() {
 
 #[tokio::test]
 async fn serves_from_cache_until_ttl_then_fetches_again() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     let store = builder(&src, &clock).build().unwrap();
     assert!(is(&store.get("k").await.unwrap(), V1));
@@ -97,7 +97,7 @@ async fn serves_from_cache_until_ttl_then_fetches_again() {
 
 #[tokio::test]
 async fn refreshes_ahead_of_expiry_in_the_background() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     let store = builder(&src, &clock)
         .refresh_ahead(secs(20))
@@ -125,7 +125,7 @@ async fn refreshes_ahead_of_expiry_in_the_background() {
 #[tokio::test(flavor = "current_thread")]
 async fn serves_stale_on_transient_errors_counted_and_logged_once() {
     let (logs, _guard) = capture_logs();
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     let store = builder(&src, &clock).build().unwrap();
     store.get("k").await.unwrap();
@@ -162,7 +162,7 @@ async fn serves_stale_on_transient_errors_counted_and_logged_once() {
 
 #[tokio::test]
 async fn stops_serving_stale_after_max_staleness() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     let store = builder(&src, &clock).build().unwrap();
     store.get("k").await.unwrap();
@@ -175,7 +175,7 @@ async fn stops_serving_stale_after_max_staleness() {
 
 #[tokio::test]
 async fn after_a_failure_the_source_is_not_asked_again_until_retry_after_error() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.fail_with(SecretsError::transient("k", "down"));
     let store = builder(&src, &clock).build().unwrap();
     for _ in 0..10 {
@@ -194,7 +194,7 @@ async fn after_a_failure_the_source_is_not_asked_again_until_retry_after_error()
 
 #[tokio::test]
 async fn permanent_errors_drop_the_cached_value() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     let store = builder(&src, &clock).build().unwrap();
     store.get("k").await.unwrap();
@@ -215,7 +215,7 @@ async fn permanent_errors_drop_the_cached_value() {
 
 #[tokio::test]
 async fn a_deleted_secret_is_not_served_from_the_cache() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     let store = builder(&src, &clock).build().unwrap();
     store.get("k").await.unwrap();
@@ -229,7 +229,7 @@ async fn a_deleted_secret_is_not_served_from_the_cache() {
 
 #[tokio::test]
 async fn rotation_keeps_the_source_previous_version() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("hmac", V1);
     let store = builder(&src, &clock).build().unwrap();
     let before = store.versions("hmac").await.unwrap();
@@ -249,7 +249,7 @@ async fn rotation_keeps_the_source_previous_version() {
 
 #[tokio::test]
 async fn rotation_remembers_the_replaced_value_for_the_grace_period() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("hmac", V1);
     let store = builder(&src, &clock)
         .previous_grace(secs(300))
@@ -268,7 +268,7 @@ async fn rotation_remembers_the_replaced_value_for_the_grace_period() {
 
 #[tokio::test]
 async fn force_refresh_is_rate_limited_per_name() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("a", V1);
     src.set_current("b", V1);
     let store = builder(&src, &clock)
@@ -292,7 +292,7 @@ async fn force_refresh_is_rate_limited_per_name() {
 
 #[tokio::test]
 async fn a_failed_force_refresh_keeps_serving_the_cached_value() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     let store = builder(&src, &clock).build().unwrap();
     store.get("k").await.unwrap();
@@ -303,7 +303,7 @@ async fn a_failed_force_refresh_keeps_serving_the_cached_value() {
 
 #[tokio::test]
 async fn size_is_bounded_by_evicting_the_least_recently_used() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     for n in ["a", "b", "c"] {
         src.set_current(n, V1);
     }
@@ -329,7 +329,7 @@ async fn size_is_bounded_by_evicting_the_least_recently_used() {
 
 #[tokio::test]
 async fn json_fields_come_from_one_fetch() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("db", r#"{"user":"app","password":"s3cr3t-pw","port":5432}"#);
     let store = builder(&src, &clock).build().unwrap();
     assert!(is(&store.get("db#user").await.unwrap(), "app"));
@@ -342,7 +342,7 @@ async fn json_fields_come_from_one_fetch() {
 
 #[tokio::test]
 async fn prefetch_fills_the_cache_and_reports_every_error() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("a", V1);
     src.set_current("b", V2);
     let store = builder(&src, &clock).build().unwrap();
@@ -455,7 +455,7 @@ async fn missing_optional_secret_is_absent_not_an_error() {
 #[tokio::test(flavor = "current_thread")]
 async fn secret_values_never_appear_in_debug_errors_or_logs() {
     let (logs, _guard) = capture_logs();
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     src.set_current("j", &format!(r#"{{"password":"{V2}"}}"#));
     let store = builder(&src, &clock).build().unwrap();
@@ -514,7 +514,7 @@ fn listing_handler()
 
 #[tokio::test]
 async fn get_now_answers_only_what_get_would_answer_without_fetching() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     let store = builder(&src, &clock).build().unwrap();
     assert!(
@@ -546,7 +546,7 @@ async fn get_now_answers_only_what_get_would_answer_without_fetching() {
 
 #[tokio::test]
 async fn a_secret_near_expiry_is_refreshed_ahead_through_the_synchronous_path() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("api-key", V1);
     let store = builder(&src, &clock)
         .refresh_ahead(secs(20))
@@ -581,7 +581,7 @@ async fn a_secret_near_expiry_is_refreshed_ahead_through_the_synchronous_path() 
 
 #[tokio::test]
 async fn a_cached_failure_of_a_required_secret_is_503_at_once() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     let store = builder(&src, &clock).build().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = SecretsLayer::new(store)
@@ -602,7 +602,7 @@ async fn a_cached_failure_of_a_required_secret_is_503_at_once() {
 
 #[tokio::test]
 async fn each_secret_is_asked_once_per_request_whichever_path_answers() {
-    let (src, clock) = (FakeSource::new(), FakeWallClock::at_unix(1_000));
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     for (name, value) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
         src.set_current(name, value);
     }

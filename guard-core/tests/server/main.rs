@@ -14,7 +14,7 @@ use bytes::Bytes;
 use guard_core::GuardRequest;
 use guard_core::audit::{AuditLayer, JsonLinesSink, Outcome, SecurityEvent};
 use guard_core::request::TrustedProxies;
-use guard_core::server::{Server, ServerConfig};
+use guard_core::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::Layer;
 
@@ -33,7 +33,7 @@ fn assert_one_refusal(events: &[SecurityEvent], code: &str, status: u16) {
 
 #[tokio::test]
 async fn declared_oversized_body_is_refused_from_the_headers_alone() {
-    let srv = start(ServerConfig::default().max_body_bytes(64 * 1024)).await;
+    let srv = start(Server::new().max_body_bytes(64 * 1024)).await;
     // Only the head is sent: an answer proves the server did not wait for a single body byte.
     let answer = exchange(
         srv.addr,
@@ -59,7 +59,7 @@ async fn chunked_oversized_body_is_cut_off_at_the_limit() {
     const LIMIT: usize = 64 * 1024;
     const SLACK: usize = 64 * 1024;
     const BODY: usize = 10_000_000;
-    let srv = start(ServerConfig::default().max_body_bytes(LIMIT as u64)).await;
+    let srv = start(Server::new().max_body_bytes(LIMIT as u64)).await;
     let (mut rd, mut wr) = connect(srv.addr).await.into_split();
     let reader = tokio::spawn(async move {
         let mut out = Vec::new();
@@ -103,7 +103,7 @@ async fn chunked_oversized_body_is_cut_off_at_the_limit() {
 
 #[tokio::test]
 async fn body_within_the_limit_reaches_the_handler_chunked_or_not() {
-    let srv = start(ServerConfig::default().max_body_bytes(10)).await;
+    let srv = start(Server::new().max_body_bytes(10)).await;
     let answer = exchange(
         srv.addr,
         b"POST / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n",
@@ -124,7 +124,7 @@ async fn body_within_the_limit_reaches_the_handler_chunked_or_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_trickling_headers_is_disconnected_within_the_timeout() {
     const TIMEOUT: Duration = Duration::from_secs(2);
-    let srv = start(ServerConfig::default().header_read_timeout(TIMEOUT)).await;
+    let srv = start(Server::new().header_read_timeout(TIMEOUT)).await;
     let (mut rd, mut wr) = connect(srv.addr).await.into_split();
     let t0 = Instant::now();
     let closed = tokio::spawn(async move {
@@ -168,7 +168,7 @@ async fn client_trickling_headers_is_disconnected_within_the_timeout() {
 
 #[tokio::test]
 async fn client_trickling_its_body_gets_408() {
-    let srv = start(ServerConfig::default().body_read_timeout(Duration::from_millis(500))).await;
+    let srv = start(Server::new().body_read_timeout(Duration::from_millis(500))).await;
     let mut s = connect(srv.addr).await;
     s.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nab")
         .await
@@ -185,7 +185,7 @@ async fn client_trickling_its_body_gets_408() {
 
 #[tokio::test]
 async fn too_many_headers_get_431_and_one_event() {
-    let srv = start(ServerConfig::default().max_headers(20)).await;
+    let srv = start(Server::new().max_headers(20)).await;
     let mut req = b"GET / HTTP/1.1\r\nhost: x\r\n".to_vec();
     for i in 0..30 {
         req.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
@@ -204,7 +204,7 @@ async fn too_many_headers_get_431_and_one_event() {
 
 #[tokio::test]
 async fn oversized_header_section_gets_431() {
-    let srv = start(ServerConfig::default().max_header_bytes(8 * 1024)).await;
+    let srv = start(Server::new().max_header_bytes(8 * 1024)).await;
     let req = format!(
         "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
         "a".repeat(20 * 1024)
@@ -217,14 +217,14 @@ async fn oversized_header_section_gets_431() {
 
 #[tokio::test]
 async fn peer_is_the_socket_or_the_right_most_untrusted_forwarded_entry() {
-    let direct = start(ServerConfig::default()).await;
+    let direct = start(Server::new()).await;
     let req =
         b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-forwarded-for: 203.0.113.9\r\n\r\n";
     let answer = exchange(direct.addr, req).await;
     assert!(answer.ends_with("127.0.0.1 0"), "{answer}");
     direct.stop().await;
 
-    let proxied = start(ServerConfig::default().trusted_proxies(TrustedProxies::new(1))).await;
+    let proxied = start(Server::new().trusted_proxies(TrustedProxies::new(1))).await;
     let spoofed = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-forwarded-for: 10.0.0.1, 203.0.113.9\r\n\r\n";
     assert!(
         exchange(proxied.addr, spoofed)
@@ -240,7 +240,7 @@ async fn peer_is_the_socket_or_the_right_most_untrusted_forwarded_entry() {
 
 #[tokio::test]
 async fn keep_alive_serves_several_requests_on_one_connection() {
-    let srv = start(ServerConfig::default()).await;
+    let srv = start(Server::new()).await;
     let mut s = connect(srv.addr).await;
     let mut buf = vec![0u8; 4096];
     for _ in 0..3 {
@@ -283,17 +283,14 @@ async fn sigterm_drains_in_flight_requests_refuses_new_ones_and_flushes_the_audi
     let hook_saw = Arc::new(Mutex::new(None));
     let listener = support::small_buffer_listener();
     let addr = listener.local_addr().unwrap();
-    let server = Server::new(ServerConfig::default())
-        .audit(audit.clone())
-        .on_shutdown({
-            let (hook_saw, finished, lines) = (hook_saw.clone(), finished.clone(), lines.clone());
-            move || {
-                let flushed = sink.flush(Duration::from_secs(2));
-                let written = lines.0.lock().unwrap().split(|b| *b == b'\n').count() - 1;
-                *hook_saw.lock().unwrap() =
-                    Some((flushed, finished.load(Ordering::SeqCst), written));
-            }
-        });
+    let server = Server::new().audit(audit.clone()).on_shutdown({
+        let (hook_saw, finished, lines) = (hook_saw.clone(), finished.clone(), lines.clone());
+        move || {
+            let flushed = sink.flush(Duration::from_secs(2));
+            let written = lines.0.lock().unwrap().split(|b| *b == b'\n').count() - 1;
+            *hook_saw.lock().unwrap() = Some((flushed, finished.load(Ordering::SeqCst), written));
+        }
+    });
     let running = tokio::spawn(server.serve(listener, audit.layer(handler)));
 
     let clients: Vec<_> = (0..IN_FLIGHT)
@@ -384,21 +381,19 @@ async fn requests_still_running_at_the_drain_timeout_are_cut_off_and_recorded() 
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let hook_ran = Arc::new(AtomicUsize::new(0));
-    let server = Server::new(
-        ServerConfig::default()
-            .drain_timeout(Duration::from_millis(300))
-            .shutdown_on_sigterm(false),
-    )
-    .audit(events.layer())
-    .with_shutdown(async {
-        let _ = stopped.await;
-    })
-    .on_shutdown({
-        let hook_ran = hook_ran.clone();
-        move || {
-            hook_ran.fetch_add(1, Ordering::SeqCst);
-        }
-    });
+    let server = Server::new()
+        .drain_timeout(Duration::from_millis(300))
+        .shutdown_on_sigterm(false)
+        .audit(events.layer())
+        .with_shutdown(async {
+            let _ = stopped.await;
+        })
+        .on_shutdown({
+            let hook_ran = hook_ran.clone();
+            move || {
+                hook_ran.fetch_add(1, Ordering::SeqCst);
+            }
+        });
     let running = tokio::spawn(server.serve(listener, events.layer().layer(stuck)));
     let client = tokio::spawn(exchange(addr, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
     tokio::time::sleep(Duration::from_millis(200)).await;

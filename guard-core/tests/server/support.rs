@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::request::Peer;
-use guard_core::server::{Server, ServerConfig};
+use guard_core::server::Server;
 use guard_core::{GuardRequest, GuardResponse};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -108,22 +108,20 @@ pub(crate) fn small_buffer_listener() -> TcpListener {
 }
 
 /// Serves the counting handler (behind the capturing audit layer, as in a Guard stack) with
-/// `config` (SIGTERM off: only the SIGTERM test listens for it).
-pub(crate) async fn start(config: ServerConfig) -> Running {
-    start_on(small_buffer_listener(), config.shutdown_on_sigterm(false)).await
+/// `server` (SIGTERM off: only the SIGTERM test listens for it).
+pub(crate) async fn start(server: Server) -> Running {
+    start_on(small_buffer_listener(), server.shutdown_on_sigterm(false)).await
 }
 
-pub(crate) async fn start_on(listener: TcpListener, config: ServerConfig) -> Running {
+pub(crate) async fn start_on(listener: TcpListener, server: Server) -> Running {
     let handler = Handler::default();
     let events = Events::default();
     let stack = events.layer().layer(handler.service());
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = Server::new(config)
-        .audit(events.layer())
-        .with_shutdown(async {
-            let _ = stopped.await;
-        });
+    let server = server.audit(events.layer()).with_shutdown(async {
+        let _ = stopped.await;
+    });
     let task = tokio::spawn(server.serve(listener, stack));
     Running {
         addr,

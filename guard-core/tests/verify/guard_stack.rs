@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use guard_core::BoxFuture;
 use guard_core::audit::{AuditLayer, SecurityEvent};
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key};
 use guard_core::replay::{ReplayError, ReplayStore};
 use guard_core::request::{Peer, Trigger};
@@ -48,7 +48,7 @@ struct Orders {
     >,
     handler: Handler,
     events: Arc<Mutex<Vec<SecurityEvent>>>,
-    rate_clock: FakeWallClock,
+    rate_clock: WallClock,
 }
 
 struct Options {
@@ -69,7 +69,7 @@ impl Default for Options {
 }
 
 fn orders(opts: Options) -> Orders {
-    let wall = Arc::new(FakeWallClock::at_unix(T0));
+    let wall = WallClock::fake_at_unix(T0);
     let store = secrets(opts.api_key);
     let deps = GuardDeps::with_secrets(store)
         .clock(wall.clone())
@@ -84,7 +84,7 @@ fn orders(opts: Options) -> Orders {
         .audit(AuditLayer::new(move |e: SecurityEvent| {
             sink.lock().unwrap().push(e)
         }));
-    let rate_clock = FakeWallClock::default();
+    let rate_clock = WallClock::fake_at_unix(0);
     if let Some(burst) = opts.principal_burst {
         let rate = Rate::per_second(NonZeroU32::new(1).unwrap())
             .with_burst(NonZeroU32::new(burst).unwrap());
@@ -290,7 +290,7 @@ impl ReplayStore for BothSeeFirst {
 #[tokio::test]
 async fn of_two_concurrent_copies_exactly_one_reaches_the_handler() {
     let store = Arc::new(BothSeeFirst {
-        inner: MemoryReplayStore::new(100).with_clock(Arc::new(FakeWallClock::at_unix(T0))),
+        inner: MemoryReplayStore::new(100).with_clock(WallClock::fake_at_unix(T0)),
         barrier: tokio::sync::Barrier::new(2),
     });
     let o = orders(Options {
@@ -314,7 +314,7 @@ async fn of_two_concurrent_copies_exactly_one_reaches_the_handler() {
 #[tokio::test]
 async fn a_request_refused_for_an_unavailable_secret_can_be_retried_with_its_signature() {
     let replay: Arc<dyn ReplayStore> =
-        Arc::new(MemoryReplayStore::new(100).with_clock(Arc::new(FakeWallClock::at_unix(T0))));
+        Arc::new(MemoryReplayStore::new(100).with_clock(WallClock::fake_at_unix(T0)));
     // The handler's secret cannot be read: 503, a transient refusal the sender retries.
     let down = orders(Options {
         api_key: false,

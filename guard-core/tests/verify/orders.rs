@@ -1,13 +1,12 @@
 //! The orders scenario of examples/orders: the verification layer the builder makes from `[verify]`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use guard_core::GuardRequest;
 use guard_core::Policy;
 use guard_core::RejectionKind;
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::request::{MessageTrigger, Peer, PrincipalKind, Trigger};
 use guard_core::{GuardBuilder, GuardDeps};
 use serde_json::json;
@@ -39,11 +38,11 @@ replay = true
 const KEY: &[u8] = b"orders-webhook-key";
 const BODY: &[u8] = br#"{"order_id":"ord_ABCDEFGH","items":[{"sku":"a","qty":1}]}"#;
 
-fn orders_stack(policy: &str) -> (Stack, FakeWallClock) {
+fn orders_stack(policy: &str) -> (Stack, WallClock) {
     let policy = Policy::from_toml_str(policy).unwrap();
     let clock = clock();
-    let guard_deps = GuardDeps::with_secrets(Keys::new(KEY).store("orders-webhook-hmac"))
-        .clock(Arc::new(clock.clone()));
+    let guard_deps =
+        GuardDeps::with_secrets(Keys::new(KEY).store("orders-webhook-hmac")).clock(clock.clone());
     let guard = GuardBuilder::from_policy_with(&policy, guard_deps)
         .unwrap()
         .build();

@@ -116,7 +116,7 @@ async fn downgraded_truncated_and_non_hex_signatures_fail_without_panic() {
     s.denied(req, RejectionKind::MissingCredentials).await;
 }
 
-fn stripe_stack(keys: &Keys, replay: bool) -> (Stack, guard_core::clock::FakeWallClock) {
+fn stripe_stack(keys: &Keys, replay: bool) -> (Stack, guard_core::clock::WallClock) {
     let (s, clock, _) = stripe_stack_with_capacity(keys, replay.then_some(100));
     (s, clock)
 }
@@ -128,7 +128,7 @@ fn stripe_stack_with_capacity(
     capacity: Option<usize>,
 ) -> (
     Stack,
-    guard_core::clock::FakeWallClock,
+    guard_core::clock::WallClock,
     Option<MemoryReplayStore>,
 ) {
     let clock = clock();
@@ -137,8 +137,8 @@ fn stripe_stack_with_capacity(
         keys.store("orders-webhook-hmac"),
         "orders-webhook-hmac",
     )
-    .clock(Arc::new(clock.clone()));
-    let store = capacity.map(|c| MemoryReplayStore::new(c).with_clock(Arc::new(clock.clone())));
+    .clock(clock.clone());
+    let store = capacity.map(|c| MemoryReplayStore::new(c).with_clock(clock.clone()));
     if let Some(store) = &store {
         b = b.replay_store(Arc::new(store.clone()));
     }
@@ -235,10 +235,10 @@ async fn the_replay_record_lives_exactly_until_the_window_closes() {
 #[tokio::test]
 async fn a_signature_without_a_timestamp_is_remembered_for_the_tolerance() {
     let clock = clock();
-    let store = MemoryReplayStore::new(10).with_clock(Arc::new(clock.clone()));
+    let store = MemoryReplayStore::new(10).with_clock(clock.clone());
     let v = HmacVerifier::builder(HmacScheme::github(), Keys::new(GH_SECRET).store("gh"), "gh")
         .tolerance(Duration::from_secs(60))
-        .clock(Arc::new(clock.clone()))
+        .clock(clock.clone())
         .replay_store(Arc::new(store))
         .build()
         .unwrap();
@@ -375,7 +375,7 @@ async fn missing_signature_is_401_missing_credentials() {
 #[tokio::test]
 async fn unreadable_or_empty_key_fails_closed_with_503() {
     let v = HmacVerifier::builder(HmacScheme::stripe(), down_store(), "k")
-        .clock(Arc::new(clock()))
+        .clock(clock())
         .build()
         .unwrap();
     let s = Stack::of(v);
@@ -389,7 +389,7 @@ async fn unreadable_or_empty_key_fails_closed_with_503() {
     s.denied(req(), RejectionKind::SecretsUnavailable).await;
     let empty = Keys::new(b"");
     let v = HmacVerifier::builder(HmacScheme::stripe(), empty.store("k"), "k")
-        .clock(Arc::new(clock()))
+        .clock(clock())
         .build()
         .unwrap();
     Stack::of(v)
@@ -401,7 +401,7 @@ async fn unreadable_or_empty_key_fails_closed_with_503() {
 async fn slack_signatures_verify_with_their_timestamp_header() {
     let keys = Keys::new(b"slack-key");
     let v = HmacVerifier::builder(HmacScheme::slack(), keys.store("slack"), "slack")
-        .clock(Arc::new(clock()))
+        .clock(clock())
         .build()
         .unwrap();
     let s = Stack::of(v);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, Outcome, SecurityEvent};
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::request::Principal;
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::{Verifier, VerifyLayer};
@@ -22,8 +22,8 @@ use tower::{Layer, Service, ServiceExt};
 /// 2023-11-14T22:13:20Z: every test runs at this (fake) time.
 pub(crate) const T0: u64 = 1_700_000_000;
 
-pub(crate) fn clock() -> FakeWallClock {
-    FakeWallClock::at_unix(T0)
+pub(crate) fn clock() -> WallClock {
+    WallClock::fake_at_unix(T0)
 }
 
 pub(crate) fn data(name: &str) -> Vec<u8> {

@@ -1,10 +1,9 @@
 //! OIDC / JWT bearer tokens against a local JWKS server.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use guard_core::RejectionKind;
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::request::PrincipalKind;
 use guard_core::verify::{ClaimPredicate, JwksCache, JwtVerifier};
 use jsonwebtoken::Algorithm;
@@ -31,7 +30,7 @@ fn without(mut c: Value, key: &str) -> Value {
 
 struct Fixture {
     server: JwksServer,
-    clock: FakeWallClock,
+    clock: WallClock,
     stack: Stack,
 }
 
@@ -46,13 +45,13 @@ fn fixture_with(
         .unwrap()
         .cooldown(Duration::from_secs(30))
         .ttl(Duration::from_secs(600))
-        .clock(Arc::new(clock.clone()))
+        .clock(clock.clone())
         .build();
     let b = JwtVerifier::builder(jwks)
         .issuers([ISS])
         .audiences([AUD])
         .algorithms([Algorithm::RS256, Algorithm::ES256])
-        .clock(Arc::new(clock.clone()));
+        .clock(clock.clone());
     let stack = Stack::of(configure(b).build().unwrap());
     Fixture {
         server,
@@ -290,7 +289,7 @@ fn stack_over(doc: Vec<u8>) -> Stack {
         .issuers([ISS])
         .audiences([AUD])
         .algorithms([Algorithm::RS256, Algorithm::ES256])
-        .clock(Arc::new(clock()))
+        .clock(clock())
         .build()
         .unwrap();
     Stack::of(v)
@@ -377,12 +376,12 @@ async fn no_keys_ever_fetched_is_503_unavailable() {
     };
     let jwks = JwksCache::from_url(&format!("http://127.0.0.1:{port}/jwks.json"))
         .unwrap()
-        .clock(Arc::new(clock()))
+        .clock(clock())
         .build();
     let v = JwtVerifier::builder(jwks)
         .issuers([ISS])
         .audiences([AUD])
-        .clock(Arc::new(clock()))
+        .clock(clock())
         .build()
         .unwrap();
     let s = Stack::of(v);

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use guard_core::Policy;
-use guard_core::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::Layer;
 
@@ -37,11 +36,11 @@ enum Served {
 async fn over_http(which: Served, policy: &Policy, f: &Fixture, request: Vec<u8>) -> Seen {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (config, name) = match which {
+    let (server, name) = match which {
         Served::AzureProxy => (guard_azure::server_config(policy), "azure-proxy (served)"),
         Served::CloudRun => (guard_gcp::server_config(policy), "gcp-http (served)"),
     };
-    let server = Server::new(config.shutdown_on_sigterm(false)).audit(f.audit.clone());
+    let server = server.shutdown_on_sigterm(false).audit(f.audit.clone());
     let running = match which {
         Served::AzureProxy => {
             let service = guard_azure::AzureService::new(

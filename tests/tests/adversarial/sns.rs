@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use guard_aws::sns::{CertFetchError, CertUrl, HttpsCertFetcher, SnsVerifier};
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::{GuardDeps, Policy};
 use guard_tests::http::{Reply, StubServer, response};
 use lambda_runtime::LambdaEvent;
@@ -152,7 +152,7 @@ fn production_verifier() -> SnsVerifier {
     SnsVerifier::builder()
         .allow_topic(TOPIC)
         .max_age(Duration::from_secs(3600))
-        .clock(FakeWallClock::at_unix(NOW))
+        .clock(WallClock::fake_at_unix(NOW))
         .build(HttpsCertFetcher::new().unwrap())
         .unwrap()
 }
@@ -172,7 +172,7 @@ fn local_verifier(fetches: Arc<AtomicUsize>) -> SnsVerifier {
     SnsVerifier::builder()
         .allow_topic(TOPIC)
         .max_age(Duration::from_secs(3600))
-        .clock(FakeWallClock::at_unix(NOW))
+        .clock(WallClock::fake_at_unix(NOW))
         .build(fetcher)
         .unwrap()
 }

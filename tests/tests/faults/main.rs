@@ -21,7 +21,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::request::{Peer, Trigger};
-use guard_core::server::Server;
 use guard_core::{GuardDeps, GuardRequest, GuardResponse, Policy};
 use guard_tests::http::{Reply, StubServer, response};
 use serde_json::json;
@@ -271,8 +270,9 @@ async fn sigterm_mid_batch_acknowledges_only_messages_the_handler_finished() {
     );
     let azure_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let azure_addr = azure_listener.local_addr().unwrap();
-    let azure_server =
-        Server::new(guard_azure::server_config(&policy).drain_timeout(DRAIN)).audit(azure_audit);
+    let azure_server = guard_azure::server_config(&policy)
+        .drain_timeout(DRAIN)
+        .audit(azure_audit);
     let azure_running = tokio::spawn(azure_server.serve(azure_listener, azure_service));
 
     // GCP: the Cloud Run service, Pub/Sub push on /pubsub.
@@ -286,8 +286,9 @@ async fn sigterm_mid_batch_acknowledges_only_messages_the_handler_finished() {
         guard_gcp::GcpLayer::from_policy(&policy).layer(gcp_guard.layer(gcp.service()));
     let gcp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gcp_addr = gcp_listener.local_addr().unwrap();
-    let gcp_server =
-        Server::new(guard_gcp::server_config(&policy).drain_timeout(DRAIN)).audit(gcp_audit);
+    let gcp_server = guard_gcp::server_config(&policy)
+        .drain_timeout(DRAIN)
+        .audit(gcp_audit);
     let gcp_running = tokio::spawn(gcp_server.serve(gcp_listener, gcp_service));
 
     // A batch of deliveries to each, all in the handler before the signal.

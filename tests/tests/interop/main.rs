@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use guard_core::audit::{AuditLayer, Outcome, SecurityEvent};
 use guard_core::http_client::{HttpClient, Schemes};
-use guard_core::server::{Server, ServerConfig};
+use guard_core::server::Server;
 use guard_core::{GuardBuilder, GuardRequest, GuardResponse, Policy};
 use http::StatusCode;
 use lambda_runtime::{Context, LambdaEvent};
@@ -231,7 +231,8 @@ async fn axum_router_inside_guard_on_the_http_server() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = Server::new(ServerConfig::default().shutdown_on_sigterm(false))
+    let server = Server::new()
+        .shutdown_on_sigterm(false)
         // Refusals the server makes itself (413 / 431 / 408) would be recorded here; none occur.
         .audit(AuditLayer::new(|_: SecurityEvent| {}))
         .with_shutdown(async {

@@ -13,7 +13,7 @@ use aws_sdk_secretsmanager::config::Credentials;
 use aws_sdk_secretsmanager::primitives::Blob;
 use bytes::Bytes;
 use guard_aws::secrets::{SecretsManagerSource, https_client};
-use guard_core::clock::FakeWallClock;
+use guard_core::clock::WallClock;
 use guard_core::secrets::{SecretHandles, SecretSource, SecretStore, SecretVersion, SecretsLayer};
 use guard_core::{GuardRequest, GuardResponse};
 use guard_tests::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
@@ -281,7 +281,7 @@ async fn outage_serves_cached_fails_cold_and_recovers_without_rebuilding() {
         .await
         .unwrap();
 
-    let clock = FakeWallClock::at_unix(1_700_000_000);
+    let clock = WallClock::fake_at_unix(1_700_000_000);
     let store = SecretStore::builder(SecretsManagerSource::from_conf(&config))
         .clock(clock.clone())
         .ttl(Duration::from_secs(60))
