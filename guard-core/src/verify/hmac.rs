@@ -223,10 +223,11 @@ fn extract_stripe(value: &str) -> Result<Claimed, Extract> {
             .split_once('=')
             .ok_or(Extract::Malformed("signature item without `=`"))?;
         match k.trim() {
-            "t" if t.replace(parse_timestamp(val.trim())?).is_some() => {
-                return Err(Extract::Malformed("timestamp repeated"));
+            "t" => {
+                if t.replace(parse_timestamp(val.trim())?).is_some() {
+                    return Err(Extract::Malformed("timestamp repeated"));
+                }
             }
-            "t" => {}
             "v1" => {
                 if sigs.len() == MAX_SIGNATURES {
                     return Err(Extract::Malformed("too many signatures"));
