@@ -224,7 +224,8 @@ fn extract_stripe(value: &str) -> Result<Claimed, Extract> {
             .ok_or(Extract::Malformed("signature item without `=`"))?;
         match k.trim() {
             "t" => {
-                if t.replace(parse_timestamp(val.trim())?).is_some() {
+                let earlier = t.replace(parse_timestamp(val.trim())?);
+                if earlier.is_some() {
                     return Err(Extract::Malformed("timestamp repeated"));
                 }
             }
