@@ -115,6 +115,10 @@ while IFS='|' read -r group package files tests filters; do
         --colors never --no-times --caught --unviable)
   touched=false
   for f in $files; do
+    # The last run's final mutant was built after this file's (restored) text was last written,
+    # so cargo would take its artifacts as fresh and the baseline would test that mutant. A new
+    # time on the mutated files makes every run start from a build of the real source.
+    $list || touch "$TREE/$f"
     args+=(--file "$f")
     if $quick && grep -qxF "+++ b/$f" "$diff_file"; then touched=true; fi
   done
