@@ -493,6 +493,27 @@ mod tests {
     }
 
     #[test]
+    fn rate_key_debug_names_the_key_and_the_message_rule_not_a_function() {
+        let shown = |k: RateKey| format!("{k:?}");
+        assert_eq!(
+            shown(RateKey::peer().exempt_messages()),
+            r#"RateKey { by: "peer", messages: Exempt }"#
+        );
+        assert_eq!(
+            shown(RateKey::custom(|_| None).messages_by_source()),
+            r#"RateKey { by: "custom", messages: BySource }"#
+        );
+        assert_eq!(
+            shown(RateKey::principal()),
+            r#"RateKey { by: "principal", messages: AsRequests }"#
+        );
+        assert_eq!(
+            shown(RateKey::global()),
+            r#"RateKey { by: "global", messages: AsRequests }"#
+        );
+    }
+
+    #[test]
     fn debug_does_not_print_names() {
         let k = BucketKey::named("tenant-secret-ish");
         assert!(!format!("{k:?}").contains("tenant"));

@@ -38,6 +38,23 @@ fn is(v: &guard_core::secrets::SecretValue, expected: &str) -> bool {
     v.expose_bytes() == expected.as_bytes()
 }
 
+#[tokio::test]
+async fn len_is_empty_and_debug_describe_the_cache_without_its_values() {
+    let src = FakeSource::new();
+    src.set_current("api-key", V1);
+    let clock = WallClock::fake_at_unix(1_000);
+    let store = builder(&src, &clock).build().unwrap();
+    assert!(store.is_empty());
+    assert_eq!(store.len(), 0);
+    store.get("api-key").await.unwrap();
+    assert!(!store.is_empty());
+    assert_eq!(store.len(), 1);
+    let shown = format!("{store:?}");
+    assert!(shown.starts_with("SecretStore {"), "{shown}");
+    assert!(shown.contains("names: 1"), "{shown}");
+    assert!(!shown.contains(V1), "a secret value leaked");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundred_concurrent_cold_requests_make_one_fetch() {
     let src = FakeSource::new();
