@@ -38,6 +38,39 @@ fn is(v: &guard_core::secrets::SecretValue, expected: &str) -> bool {
     v.expose_bytes() == expected.as_bytes()
 }
 
+/// The least recently used name goes, whatever order the name map holds the names in (each new
+/// store hashes them differently, so sixteen stores cover both orders).
+#[tokio::test]
+async fn eviction_follows_last_use_not_the_map_order() {
+    for round in 0..16 {
+        let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
+        let old = format!("old-{round}");
+        let recent = format!("recent-{round}");
+        let new = format!("new-{round}");
+        for n in [&old, &recent, &new] {
+            src.set_current(n.as_str(), V1);
+        }
+        let store = builder(&src, &clock)
+            .max_entries(NonZeroUsize::new(2).unwrap())
+            .build()
+            .unwrap();
+        store.get(&recent).await.unwrap();
+        clock.advance(secs(1));
+        store.get(&old).await.unwrap();
+        clock.advance(secs(1));
+        store.get(&recent).await.unwrap(); // `old` is now the least recently used
+        clock.advance(secs(1));
+        store.get(&new).await.unwrap();
+        let fetches = src.fetches();
+        store.get(&recent).await.unwrap();
+        assert_eq!(
+            src.fetches(),
+            fetches,
+            "round {round}: a recently used name was evicted"
+        );
+    }
+}
+
 #[tokio::test]
 async fn len_is_empty_and_debug_describe_the_cache_without_its_values() {
     let src = FakeSource::new();
