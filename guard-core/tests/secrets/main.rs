@@ -38,6 +38,27 @@ fn is(v: &guard_core::secrets::SecretValue, expected: &str) -> bool {
     v.expose_bytes() == expected.as_bytes()
 }
 
+/// A secret without a previous version is normal, not a failure: the absence is cached like a
+/// value (no error counted, no new fetch inside the TTL).
+#[tokio::test]
+async fn a_missing_previous_version_is_cached_as_absent_not_counted_as_an_error() {
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
+    src.set_current("hmac", V1);
+    let store = builder(&src, &clock).build().unwrap();
+    let first = store.versions("hmac").await.unwrap();
+    assert!(is(&first.current, V1) && first.previous.is_none());
+    assert_eq!(
+        store.stats().fetch_errors,
+        0,
+        "an absent previous version is not an error"
+    );
+    let fetches = src.fetches();
+    clock.advance(secs(10));
+    let again = store.versions("hmac").await.unwrap();
+    assert!(again.previous.is_none());
+    assert_eq!(src.fetches(), fetches, "the absence is cached for the TTL");
+}
+
 /// The least recently used name goes, whatever order the name map holds the names in (each new
 /// store hashes them differently, so sixteen stores cover both orders).
 #[tokio::test]
