@@ -38,6 +38,29 @@ fn is(v: &guard_core::secrets::SecretValue, expected: &str) -> bool {
     v.expose_bytes() == expected.as_bytes()
 }
 
+/// The refresh window opens exactly `refresh_ahead` before expiry: not a millisecond earlier,
+/// and at that very instant.
+#[tokio::test]
+async fn the_refresh_ahead_window_opens_exactly_at_ttl_minus_refresh_ahead() {
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
+    src.set_current("k", V1);
+    let store = builder(&src, &clock)
+        .refresh_ahead(secs(20))
+        .build()
+        .unwrap();
+    store.get("k").await.unwrap();
+    clock.advance(secs(80) - Duration::from_millis(1));
+    store.get("k").await.unwrap();
+    assert_eq!(store.stats().refreshed_ahead, 0, "before the window");
+    clock.advance(Duration::from_millis(1));
+    store.get("k").await.unwrap();
+    assert_eq!(
+        store.stats().refreshed_ahead,
+        1,
+        "at the window's first instant"
+    );
+}
+
 /// A secret without a previous version is normal, not a failure: the absence is cached like a
 /// value (no error counted, no new fetch inside the TTL).
 #[tokio::test]
