@@ -38,16 +38,22 @@ fn is(v: &guard_core::secrets::SecretValue, expected: &str) -> bool {
     v.expose_bytes() == expected.as_bytes()
 }
 
-/// The refresh window opens exactly `refresh_ahead` before expiry: not a millisecond earlier,
-/// and at that very instant.
-#[tokio::test]
-async fn the_refresh_ahead_window_opens_exactly_at_ttl_minus_refresh_ahead() {
+/// A store holding `k` = V1 (TTL 100 s) that refreshes in the last 20 s before expiry.
+fn refreshing_ahead_store() -> (FakeSource, WallClock, SecretStore) {
     let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
     src.set_current("k", V1);
     let store = builder(&src, &clock)
         .refresh_ahead(secs(20))
         .build()
         .unwrap();
+    (src, clock, store)
+}
+
+/// The refresh window opens exactly `refresh_ahead` before expiry: not a millisecond earlier,
+/// and at that very instant.
+#[tokio::test]
+async fn the_refresh_ahead_window_opens_exactly_at_ttl_minus_refresh_ahead() {
+    let (_src, clock, store) = refreshing_ahead_store();
     store.get("k").await.unwrap();
     clock.advance(secs(80) - Duration::from_millis(1));
     store.get("k").await.unwrap();
@@ -191,12 +197,7 @@ async fn serves_from_cache_until_ttl_then_fetches_again() {
 
 #[tokio::test]
 async fn refreshes_ahead_of_expiry_in_the_background() {
-    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
-    src.set_current("k", V1);
-    let store = builder(&src, &clock)
-        .refresh_ahead(secs(20))
-        .build()
-        .unwrap();
+    let (src, clock, store) = refreshing_ahead_store();
     store.get("k").await.unwrap();
     src.set_current("k", V2);
     src.delay(Duration::from_millis(20));
