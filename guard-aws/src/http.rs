@@ -11,7 +11,7 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
-use guard_core::http_client::{HttpClient, HttpError, Schemes};
+use guard_core::http_client::{HttpClient, HttpError};
 use http_body_util::Full;
 
 /// The SDK's view of the core client. `Err` holds why the client could not be built (no root
@@ -50,7 +50,8 @@ impl HttpConnector for SdkHttpClient {
         HttpConnectorFuture::new(async move {
             // The endpoint comes from the configuration (a local emulator may be plain HTTP).
             let response = client
-                .send(request, Schemes::HttpsOrLocalHttp)
+                .allowing_local_http()
+                .send(request)
                 .await
                 .map_err(connector_error)?;
             // A streaming body, not an in-memory one: the SDK logs responses at trace level and

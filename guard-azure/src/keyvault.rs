@@ -19,7 +19,7 @@
 //! | anything else, unreadable answers | `Permanent` |
 //!
 //! Requests go through guard-core's one outbound client with
-//! [`Schemes::HttpsOrLocalHttp`]: `https`, or plain HTTP to a loopback or link-local address (the
+//! [`HttpClient::allowing_local_http`]: `https`, or plain HTTP to a loopback or link-local address (the
 //! identity endpoint is `http://localhost:<port>/...` on App Service; tests point the vault at a
 //! local server). No token or secret value appears in an error, a log or `Debug`.
 //!
@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use guard_core::BoxFuture;
-use guard_core::http_client::{HttpClient, HttpError, Schemes};
+use guard_core::http_client::{HttpClient, HttpError};
 use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use serde::Deserialize;
@@ -247,7 +247,8 @@ impl KeyVaultSource {
         let resp = self
             .inner
             .client
-            .get(uri, headers, Schemes::HttpsOrLocalHttp)
+            .allowing_local_http()
+            .get(uri, headers)
             .await
             .map_err(|e| SecretsError::from_http(name, &e))?;
         match resp.status() {
@@ -289,7 +290,8 @@ impl KeyVaultSource {
         let resp = self
             .inner
             .client
-            .get(uri, headers, Schemes::HttpsOrLocalHttp)
+            .allowing_local_http()
+            .get(uri, headers)
             .await
             .map_err(|e| SecretsError::from_http(name, &e))?;
         let status = resp.status();

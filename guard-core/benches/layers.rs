@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use guard_core::Unavailable;
 use guard_core::audit::AuditLayer;
 use guard_core::clock::WallClock;
 use guard_core::ingress::IngressLayer;
@@ -20,8 +21,7 @@ use guard_core::rate_limit::{Rate, RateLimitLayer, key};
 use guard_core::secrets::SecretsLayer;
 use guard_core::validate::{JsonBody, TypedValidateLayer, ValidateLayer};
 use guard_core::verify::{
-    CidrVerifier, HmacScheme, HmacVerifier, JwksCache, JwksError, JwtVerifier, MemoryReplayStore,
-    VerifyLayer,
+    CidrVerifier, HmacScheme, HmacVerifier, JwksCache, JwtVerifier, MemoryReplayStore, VerifyLayer,
 };
 use jsonwebtoken::Algorithm;
 use support::*;
@@ -105,7 +105,7 @@ fn token(alg: Algorithm) -> String {
 /// A JWT verifier over the test JWKS, served by a closure (no network).
 fn jwt_layer(alg: Algorithm) -> VerifyLayer {
     let jwks = test_data("jwks.json");
-    let cache = JwksCache::builder(move || -> Result<Vec<u8>, JwksError> { Ok(jwks.clone()) })
+    let cache = JwksCache::builder(move || -> Result<Vec<u8>, Unavailable> { Ok(jwks.clone()) })
         .clock(WallClock::fake_at_unix(T0))
         .build();
     let v = JwtVerifier::builder(cache)

@@ -1,4 +1,5 @@
-//! [`ConfigError`]: why a layer, a verifier or the secret store could not be built.
+//! [`ConfigError`]: why a layer, a verifier or the secret store could not be built; [`Unavailable`]:
+//! why a pluggable dependency could not answer at request time.
 
 /// A configuration that cannot work: a verifier's, authorization rules, a JSON Schema or the
 /// secret store's settings. Never contains a secret or key material.
@@ -62,4 +63,29 @@ pub enum ConfigError {
     /// Secret store settings that do not hold up: every problem found.
     #[error("invalid secret store settings: {}", .0.join("; "))]
     SecretStore(Vec<String>),
+}
+
+/// A pluggable dependency could not answer: a [`ReplayStore`](crate::replay::ReplayStore) whose
+/// backend is down, a [`JwksFetcher`](crate::verify::JwksFetcher) whose endpoint failed. The guard
+/// fails closed on it (503 `guard.verify.unavailable`). Carries no request value and no key
+/// material.
+///
+/// ```
+/// let e = guard_core::Unavailable::new("status 502");
+/// assert_eq!(e.to_string(), "dependency unavailable: status 502");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("dependency unavailable: {reason}")]
+pub struct Unavailable {
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl Unavailable {
+    /// An error with `reason`.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
 }

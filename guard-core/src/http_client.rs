@@ -7,20 +7,20 @@
 //!
 //! | rule | default |
 //! |---|---|
-//! | scheme | `https://` only; plain `http://` only for a request sent with [`Schemes::HttpsOrLocalHttp`] to a loopback or link-local address |
+//! | scheme | `https://` only; plain `http://` only through [`HttpClient::allowing_local_http`], to a loopback or link-local address |
 //! | redirects | never followed: a 3xx comes back as the response, its `Location` is not fetched |
 //! | response body | at most 1 MiB by default; a larger declared `Content-Length` is refused before reading |
 //! | total time | 5 s by default from sending to the last body byte, connection included |
 //! | connect time | 2 s by default per TCP connection attempt |
 //!
 //! ```
-//! use guard_core::http_client::{HttpClient, HttpError, Schemes};
+//! use guard_core::http_client::{HttpClient, HttpError};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let client = HttpClient::builder().build().unwrap();
 //! // Plain HTTP to a public host is refused before anything is sent.
 //! let uri = "http://example.com/keys".parse().unwrap();
-//! let err = client.get(uri, Default::default(), Schemes::HttpsOnly).await.unwrap_err();
+//! let err = client.get(uri, Default::default()).await.unwrap_err();
 //! assert!(matches!(err, HttpError::Refused(_)));
 //! # }
 //! ```
@@ -48,35 +48,6 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest response body read by default, in bytes.
 pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
-
-/// Which schemes one request may use.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Schemes {
-    /// `https://` only.
-    #[default]
-    HttpsOnly,
-    /// `https://`, and plain `http://` when the URL's host is a loopback address (`127.0.0.0/8`,
-    /// `::1`, `localhost`) or a link-local one (`169.254.0.0/16`, `fe80::/10`): the Azure
-    /// identity endpoint, the GCP metadata server (use its address, `169.254.169.254`), local
-    /// emulators. Any other host name is refused for plain HTTP, since its address is not known
-    /// before resolution.
-    HttpsOrLocalHttp,
-}
-
-impl Schemes {
-    /// Whether a plain `http://` URL naming `host` may be fetched under this rule.
-    ///
-    /// ```
-    /// use guard_core::http_client::Schemes;
-    /// assert!(Schemes::HttpsOrLocalHttp.allows_plain_http_to("169.254.169.254"));
-    /// assert!(!Schemes::HttpsOrLocalHttp.allows_plain_http_to("example.com"));
-    /// assert!(!Schemes::HttpsOnly.allows_plain_http_to("127.0.0.1"));
-    /// ```
-    pub fn allows_plain_http_to(self, host: &str) -> bool {
-        self == Self::HttpsOrLocalHttp && is_local(host)
-    }
-}
 
 /// Why a request got no usable response. Carries no URL, header or body content.
 #[non_exhaustive]
@@ -242,6 +213,7 @@ impl HttpClientBuilder {
             client: Client::builder(TokioExecutor::new()).build(connector),
             timeout: self.timeout,
             max_response_bytes: self.max_response_bytes,
+            local_http: false,
         })
     }
 }
@@ -267,6 +239,7 @@ pub struct HttpClient {
     client: Client<HttpsConnector<HttpConnector<Resolver>>, Full<Bytes>>,
     timeout: Duration,
     max_response_bytes: usize,
+    local_http: bool,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -274,6 +247,7 @@ impl std::fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("timeout", &self.timeout)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("local_http", &self.local_http)
             .finish_non_exhaustive()
     }
 }
@@ -300,35 +274,46 @@ impl HttpClient {
         self.max_response_bytes
     }
 
+    /// A handle on the same connection pool that also sends plain `http://` to a loopback address
+    /// (`127.0.0.0/8`, `::1`, `localhost`) or a link-local one (`169.254.0.0/16`, `fe80::/10`):
+    /// the Azure identity endpoint, the GCP metadata server (use its address, `169.254.169.254`),
+    /// local emulators. Any other host name stays refused for plain HTTP, since its address is not
+    /// known before resolution. `self` is unchanged (HTTPS only, unless it was made this way).
+    ///
+    /// ```
+    /// use guard_core::http_client::{HttpClient, HttpError};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let local = HttpClient::builder().build().unwrap().allowing_local_http();
+    /// let err = local.get("http://example.com/".parse().unwrap(), Default::default()).await;
+    /// assert_eq!(err.unwrap_err(), HttpError::Refused("plain http only to a loopback or link-local address"));
+    /// # }
+    /// ```
+    pub fn allowing_local_http(&self) -> Self {
+        Self {
+            local_http: true,
+            ..self.clone()
+        }
+    }
+
     /// `GET uri` with `headers`: the status, headers and whole (capped) body.
-    pub async fn get(
-        &self,
-        uri: Uri,
-        headers: HeaderMap,
-        schemes: Schemes,
-    ) -> Result<Response<Bytes>, HttpError> {
+    pub async fn get(&self, uri: Uri, headers: HeaderMap) -> Result<Response<Bytes>, HttpError> {
         let mut req = Request::new(Bytes::new());
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        self.send(req, schemes).await
+        self.send(req).await
     }
 
     /// GETs a JSON document (JWKS, OpenID configuration): `Accept: application/json`, only a 200
     /// answer, at most `cap` bytes. The error is a short reason for the caller's own error type
     /// (no URL, no body).
     #[cfg(feature = "jwks-http")]
-    pub(crate) async fn get_json(
-        &self,
-        uri: Uri,
-        schemes: Schemes,
-        cap: usize,
-    ) -> Result<Bytes, String> {
+    pub(crate) async fn get_json(&self, uri: Uri, cap: usize) -> Result<Bytes, String> {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::ACCEPT,
             http::HeaderValue::from_static("application/json"),
         );
-        let resp = self.get(uri, headers, schemes).await.map_err(|e| match e {
+        let resp = self.get(uri, headers).await.map_err(|e| match e {
             HttpError::TooLarge(_) => "document too large".to_string(),
             e => format!("request failed: {e}"),
         })?;
@@ -343,12 +328,8 @@ impl HttpClient {
 
     /// Sends `req` and reads the whole response within the limits. Redirects are returned, not
     /// followed.
-    pub async fn send(
-        &self,
-        req: Request<Bytes>,
-        schemes: Schemes,
-    ) -> Result<Response<Bytes>, HttpError> {
-        check_scheme(req.uri(), schemes)?;
+    pub async fn send(&self, req: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+        check_scheme(req.uri(), self.local_http)?;
         let exchange = async {
             let resp = self
                 .client
@@ -379,15 +360,15 @@ impl HttpClient {
     }
 }
 
-/// The scheme rule of [`Schemes`], checked before anything is sent.
-fn check_scheme(uri: &Uri, schemes: Schemes) -> Result<(), HttpError> {
+/// The scheme rule (see [`HttpClient::allowing_local_http`]), checked before anything is sent.
+fn check_scheme(uri: &Uri, local_http: bool) -> Result<(), HttpError> {
     let host = uri
         .host()
         .ok_or(HttpError::Refused("the URL has no host"))?;
     match uri.scheme_str() {
         Some("https") => Ok(()),
-        Some("http") if schemes.allows_plain_http_to(host) => Ok(()),
-        Some("http") if schemes == Schemes::HttpsOrLocalHttp => Err(HttpError::Refused(
+        Some("http") if local_http && is_local(host) => Ok(()),
+        Some("http") if local_http => Err(HttpError::Refused(
             "plain http only to a loopback or link-local address",
         )),
         Some("http") => Err(HttpError::Refused("plain http is not allowed")),
@@ -395,8 +376,10 @@ fn check_scheme(uri: &Uri, schemes: Schemes) -> Result<(), HttpError> {
     }
 }
 
-/// `localhost`, or a loopback or link-local IP literal (`[::1]` included).
-fn is_local(host: &str) -> bool {
+/// `localhost`, or a loopback or link-local IP literal (`[::1]` included): the hosts plain
+/// `http://` may reach through [`HttpClient::allowing_local_http`] (any other name is refused,
+/// since its address is not known before resolution).
+pub(crate) fn is_local(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
@@ -433,9 +416,14 @@ mod tests {
         HttpClient::builder().build().unwrap()
     }
 
-    async fn refusal(url: &str, schemes: Schemes) -> HttpError {
-        client()
-            .get(url.parse().unwrap(), HeaderMap::new(), schemes)
+    async fn refusal(url: &str, local_http: bool) -> HttpError {
+        let client = if local_http {
+            client().allowing_local_http()
+        } else {
+            client()
+        };
+        client
+            .get(url.parse().unwrap(), HeaderMap::new())
             .await
             .unwrap_err()
     }
@@ -451,7 +439,7 @@ mod tests {
         // Port 9 (discard) on loopback: the refusal comes from the scheme rule, not the network.
         for url in ["http://127.0.0.1:9/", "http://example.com/"] {
             assert_eq!(
-                refusal(url, Schemes::HttpsOnly).await,
+                refusal(url, false).await,
                 HttpError::Refused("plain http is not allowed")
             );
         }
@@ -462,16 +450,13 @@ mod tests {
             "http://127.0.0.1.nip.io/",
         ] {
             assert_eq!(
-                refusal(url, Schemes::HttpsOrLocalHttp).await,
+                refusal(url, true).await,
                 HttpError::Refused("plain http only to a loopback or link-local address"),
                 "{url}"
             );
         }
         for url in ["ftp://127.0.0.1/", "ws://127.0.0.1/", "/relative"] {
-            assert!(matches!(
-                refusal(url, Schemes::HttpsOrLocalHttp).await,
-                HttpError::Refused(_)
-            ));
+            assert!(matches!(refusal(url, true).await, HttpError::Refused(_)));
         }
     }
 

@@ -85,7 +85,7 @@ mod builder;
     feature = "rate-limit"
 ))]
 pub use builder::{Guard, GuardBuilder, GuardDeps, GuardService};
-pub use error::ConfigError;
+pub use error::{ConfigError, Unavailable};
 pub use policy::Policy;
 pub use rejection::{Rejection, RejectionKind, ValidationDetail};
 

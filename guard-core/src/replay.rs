@@ -7,20 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::BoxFuture;
+use crate::Unavailable;
 use crate::clock::WallClock;
 use crate::rejection::{Rejection, RejectionKind};
 
-/// The store could not answer (backend down). The verifier fails closed on it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("replay store unavailable: {reason}")]
-pub struct ReplayError {
-    /// What went wrong (no request values).
-    pub reason: String,
-}
-
 /// The future returned by [`ReplayStore::first_use`] (for the stores of `verify` and `redis`).
 #[cfg_attr(not(any(feature = "verify", feature = "redis")), allow(dead_code))]
-pub(crate) type ReplayFuture<'a> = BoxFuture<'a, Result<bool, ReplayError>>;
+pub(crate) type ReplayFuture<'a> = BoxFuture<'a, Result<bool, Unavailable>>;
 
 /// Remembers keys (signature digests) for a while.
 pub trait ReplayStore: Send + Sync + 'static {
@@ -31,13 +24,13 @@ pub trait ReplayStore: Send + Sync + 'static {
         &'a self,
         key: &'a [u8],
         ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, ReplayError>>;
+    ) -> BoxFuture<'a, Result<bool, Unavailable>>;
 
     /// Whether `key` is currently recorded, without recording it. The verifier asks this first so
     /// a replay is refused at once; the request is recorded with [`first_use`](Self::first_use)
     /// only once it is admitted (past the per-principal rate limit), which stays the authority.
     /// The default answers "not seen", leaving the decision to `first_use`.
-    fn seen<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, ReplayError>> {
+    fn seen<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, Unavailable>> {
         let _ = key;
         Box::pin(async { Ok(false) })
     }

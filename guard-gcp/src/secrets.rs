@@ -15,7 +15,7 @@
 //! | metadata server | `GCE_METADATA_HOST` | `169.254.169.254` |
 //!
 //! The metadata server is plain HTTP on a link-local address; any other host must be loopback
-//! (a local test server) or it is refused (the client's `Schemes::HttpsOrLocalHttp`).
+//! (a local test server) or it is refused (the client's `allowing_local_http`).
 //!
 //! Secret Manager has no "previous" or "pending" alias: those versions are reported not found.
 
@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use guard_core::BoxFuture;
-use guard_core::http_client::{HttpClient, HttpError, Schemes};
+use guard_core::http_client::{HttpClient, HttpError};
 use guard_core::request::body::BodyCodec;
 use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -154,7 +154,8 @@ impl SecretManagerSource {
         headers.insert(http::header::AUTHORIZATION, bearer);
         let resp = inner
             .client
-            .get(uri, headers, Schemes::HttpsOrLocalHttp)
+            .allowing_local_http()
+            .get(uri, headers)
             .await
             .map_err(|e| SecretsError::from_http(name, &e))?;
         match resp.status() {
@@ -236,7 +237,8 @@ impl SecretManagerSource {
         let resp = self
             .inner
             .client
-            .get(uri, headers, Schemes::HttpsOrLocalHttp)
+            .allowing_local_http()
+            .get(uri, headers)
             .await
             .map_err(|e| SecretsError::from_http(name, &e))?;
         if resp.status() != StatusCode::OK {

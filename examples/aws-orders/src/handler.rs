@@ -102,7 +102,7 @@ pub(crate) async fn forwarding(
     req: GuardRequest,
     next: Option<http::Uri>,
 ) -> Result<GuardResponse, Infallible> {
-    use guard_core::http_client::{HttpClient, Schemes};
+    use guard_core::http_client::HttpClient;
     use guard_core::outbound::OutboundLayer;
     use guard_core::verify::HmacScheme;
     use std::sync::OnceLock;
@@ -126,7 +126,7 @@ pub(crate) async fn forwarding(
     // HTTPS, or plain HTTP to a loopback next hop (the local chain of the three examples).
     let send = tower::service_fn(move |r: http::Request<Bytes>| {
         let client = client.clone();
-        async move { client.send(r, Schemes::HttpsOrLocalHttp).await }
+        async move { client.allowing_local_http().send(r).await }
     });
     let scheme = HmacScheme::stripe_style("X-Guard-Signature").expect("a valid header name");
     let call = OutboundLayer::new()

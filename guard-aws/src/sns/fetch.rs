@@ -87,11 +87,11 @@ impl HttpsCertFetcher {
 
     /// `GET uri` over HTTPS: the certificate bytes.
     pub(crate) async fn get(&self, uri: http::Uri) -> Result<Bytes, CertFetchError> {
-        use guard_core::http_client::{HttpError, Schemes};
+        use guard_core::http_client::HttpError;
 
         let resp = self
             .client
-            .get(uri, http::HeaderMap::new(), Schemes::HttpsOnly)
+            .get(uri, http::HeaderMap::new())
             .await
             .map_err(|e| match e {
                 HttpError::TooLarge(_) => CertFetchError("certificate too large".into()),

@@ -12,7 +12,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 
 use super::record::Record;
-use super::sink::{JsonLinesSink, SecuritySink};
+use super::sink::{JsonLinesSink, SecuritySink, TracingSink};
 use crate::future::CheckFuture;
 use crate::request::{
     AdapterRefusal, GuardRequest, GuardResponse, Invocation, Peer, TraceContext, Trigger,
@@ -107,10 +107,22 @@ impl std::fmt::Debug for AuditLayer {
 }
 
 impl AuditLayer {
+    /// Events go out as `tracing` events on target `guard::security` (synchronously, through
+    /// whatever subscriber the application installed), one field per event field.
+    ///
+    /// ```
+    /// let layer = guard_core::audit::AuditLayer::tracing();
+    /// # let _ = layer;
+    /// ```
+    pub fn tracing() -> Self {
+        Self::new(TracingSink)
+    }
+
     /// Events go to `sink`; user-controlled strings are capped at 256 bytes.
     ///
     /// ```
-    /// let layer = guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink);
+    /// let sink = guard_core::audit::JsonLinesSink::new(std::io::sink(), 16);
+    /// let layer = guard_core::audit::AuditLayer::new(sink);
     /// # let _ = layer;
     /// ```
     pub fn new(sink: impl SecuritySink) -> Self {
@@ -129,7 +141,7 @@ impl AuditLayer {
     /// Longest user-controlled string kept in an event (at least 16 bytes).
     ///
     /// ```
-    /// let layer = guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink).max_field_len(64);
+    /// let layer = guard_core::audit::AuditLayer::tracing().max_field_len(64);
     /// # let _ = layer;
     /// ```
     pub fn max_field_len(mut self, len: usize) -> Self {
@@ -142,7 +154,7 @@ impl AuditLayer {
     /// function carries one name in the SIEM whichever cloud it runs on.
     ///
     /// ```
-    /// let layer = guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink)
+    /// let layer = guard_core::audit::AuditLayer::tracing()
     ///     .function_name("shop-orders-prod-intake");
     /// assert_eq!(layer.function(), Some("shop-orders-prod-intake"));
     /// ```

@@ -3,7 +3,7 @@
 //!
 //! The default sink, [`JsonLinesSink`], writes JSON lines to stdout from a background thread: the
 //! request path never formats or blocks, a full queue drops (and counts) instead of stalling.
-//! [`TracingSink`] emits the same fields as a `tracing` event on target `guard::security`.
+//! [`AuditLayer::tracing`] emits the same fields as a `tracing` event on target `guard::security`.
 //!
 //! Field set (see [`SecurityEvent`]): `event`, `outcome`, `code`, `status`, `layer`, `reason`,
 //! `cloud`, `function`, `request_id`, `trace_id`, `trigger`, `source_id`, `peer`, `principal`,
@@ -18,4 +18,4 @@ mod sink;
 
 pub use event::{Outcome, SecurityEvent};
 pub use layer::AuditLayer;
-pub use sink::{JsonLinesSink, SecuritySink, TracingSink};
+pub use sink::{JsonLinesSink, SecuritySink};

@@ -389,14 +389,9 @@ fn write_loop(shared: std::sync::Weak<SinkQueue>) {
 }
 
 /// Emits each event as a `tracing` event on target `guard::security` (synchronously, through
-/// whatever subscriber the application installed).
-///
-/// ```
-/// let sink = guard_core::audit::TracingSink;
-/// # let _ = sink;
-/// ```
+/// whatever subscriber the application installed): [`AuditLayer::tracing`](super::AuditLayer::tracing).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TracingSink;
+pub(crate) struct TracingSink;
 
 impl SecuritySink for TracingSink {
     fn emit(&self, e: SecurityEvent) {

@@ -266,10 +266,10 @@ impl GuardBuilder {
     /// (e.g. the audit sink) before [`build`](Self::build). All problems are reported at once.
     ///
     /// ```
-    /// use guard_core::audit::{AuditLayer, TracingSink};
+    /// use guard_core::audit::AuditLayer;
     /// let policy = guard_core::Policy::from_toml_str("[function]\nallow_unverified = true").unwrap();
     /// let guard = guard_core::GuardBuilder::from_policy(&policy).unwrap()
-    ///     .audit(AuditLayer::new(TracingSink))
+    ///     .audit(AuditLayer::tracing())
     ///     .build();
     /// # let _ = guard;
     /// ```
@@ -341,7 +341,7 @@ impl GuardBuilder {
         /// [function name](AuditLayer::function_name) gets the policy's `[function] name`.
         ///
         /// ```
-        /// let b = guard_core::Guard::builder().audit(guard_core::audit::AuditLayer::new(guard_core::audit::TracingSink));
+        /// let b = guard_core::Guard::builder().audit(guard_core::audit::AuditLayer::tracing());
         /// # let _ = b;
         /// ```
         audit(AuditLayer) => audit

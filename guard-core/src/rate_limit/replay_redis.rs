@@ -46,7 +46,8 @@ use std::fmt;
 use std::time::Duration;
 
 use super::RedisConnection;
-use crate::replay::{ReplayError, ReplayFuture, ReplayStore};
+use crate::Unavailable;
+use crate::replay::{ReplayFuture, ReplayStore};
 
 /// Remembers keys in Redis with `SET NX PX`. Cheap to clone.
 #[derive(Clone)]
@@ -120,7 +121,7 @@ impl ReplayStore for RedisReplayStore {
             let ms = u64::try_from(ttl.as_micros().div_ceil(1000))
                 .unwrap_or(u64::MAX)
                 .max(1);
-            let unavailable = |reason: String| ReplayError { reason };
+            let unavailable = |reason: String| Unavailable { reason };
             let Some((replicas, timeout)) = self.replicas else {
                 let set: Option<String> = self
                     .conn
@@ -180,7 +181,7 @@ impl ReplayStore for RedisReplayStore {
                 .conn
                 .run(|mut m| async move { redis::cmd("EXISTS").arg(k).query_async(&mut m).await })
                 .await
-                .map_err(|e| ReplayError {
+                .map_err(|e| Unavailable {
                     reason: e.to_string(),
                 })?;
             Ok(n > 0)

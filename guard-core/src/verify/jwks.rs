@@ -13,6 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 
 #[cfg(feature = "jwks-http")]
 use crate::ConfigError;
+use crate::Unavailable;
 use crate::clock::WallClock;
 
 /// Largest JWKS document accepted, in bytes.
@@ -20,31 +21,14 @@ pub(crate) const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Most keys kept from one JWKS document (the rest are ignored).
 pub(crate) const MAX_JWKS_KEYS: usize = 64;
 
-/// The JWKS endpoint could not be read. Carries no key material.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("JWKS unavailable: {reason}")]
-pub struct JwksError {
-    /// What went wrong.
-    pub reason: String,
-}
-
-impl JwksError {
-    /// An error with `reason`.
-    pub fn new(reason: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-        }
-    }
-}
-
 /// The boxed future returned by [`JwksFetcher::fetch`]: the raw JWKS document.
 pub(crate) type JwksFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Vec<u8>, JwksError>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<Vec<u8>, Unavailable>> + Send + 'a>>;
 
 /// Fetches the JWKS document from the one configured place. Implementations must never follow a
 /// URL taken from a token (`jku`, `x5u`) — the cache never gives them one.
 ///
-/// Closures `Fn() -> Result<Vec<u8>, JwksError>` are fetchers (handy for tests and for keys
+/// Closures `Fn() -> Result<Vec<u8>, Unavailable>` are fetchers (handy for tests and for keys
 /// shipped with the function).
 pub trait JwksFetcher: Send + Sync + 'static {
     /// Fetches the document.
@@ -53,7 +37,7 @@ pub trait JwksFetcher: Send + Sync + 'static {
 
 impl<F> JwksFetcher for F
 where
-    F: Fn() -> Result<Vec<u8>, JwksError> + Send + Sync + 'static,
+    F: Fn() -> Result<Vec<u8>, Unavailable> + Send + Sync + 'static,
 {
     fn fetch(&self) -> JwksFuture<'_> {
         let r = self();
@@ -91,16 +75,18 @@ impl HttpJwksFetcher {
     ) -> Result<Self, ConfigError> {
         let bad = || ConfigError::Url(url.chars().take(128).collect());
         let uri: http::Uri = url.parse().map_err(|_| bad())?;
-        let local = crate::http_client::Schemes::HttpsOrLocalHttp;
         let allowed = match (uri.scheme_str(), uri.host()) {
             (Some("https"), Some(_)) => true,
-            (Some("http"), Some(host)) => local.allows_plain_http_to(host),
+            (Some("http"), Some(host)) => crate::http_client::is_local(host),
             _ => false,
         };
         if !allowed {
             return Err(bad());
         }
-        Ok(Self { client, uri })
+        Ok(Self {
+            client: client.allowing_local_http(),
+            uri,
+        })
     }
 }
 
@@ -109,14 +95,10 @@ impl JwksFetcher for HttpJwksFetcher {
     fn fetch(&self) -> JwksFuture<'_> {
         Box::pin(async move {
             self.client
-                .get_json(
-                    self.uri.clone(),
-                    crate::http_client::Schemes::HttpsOrLocalHttp,
-                    MAX_JWKS_BYTES,
-                )
+                .get_json(self.uri.clone(), MAX_JWKS_BYTES)
                 .await
                 .map(|body| body.to_vec())
-                .map_err(JwksError::new)
+                .map_err(Unavailable::new)
         })
     }
 }
@@ -202,16 +184,16 @@ fn usable(jwk: &Jwk) -> Option<Key> {
 
 /// Parses a JWKS document leniently per key (one odd key does not hide the others) and strictly
 /// overall (must be `{"keys": [...]}` within the size limit).
-pub(crate) fn parse_jwks(doc: &[u8]) -> Result<Vec<Key>, JwksError> {
+pub(crate) fn parse_jwks(doc: &[u8]) -> Result<Vec<Key>, Unavailable> {
     if doc.len() > MAX_JWKS_BYTES {
-        return Err(JwksError::new("document too large"));
+        return Err(Unavailable::new("document too large"));
     }
     #[derive(serde::Deserialize)]
     struct Set {
         keys: Vec<serde_json::Value>,
     }
     let set: Set =
-        serde_json::from_slice(doc).map_err(|_| JwksError::new("not a JWKS document"))?;
+        serde_json::from_slice(doc).map_err(|_| Unavailable::new("not a JWKS document"))?;
     Ok(set
         .keys
         .into_iter()
@@ -382,12 +364,12 @@ impl JwksCache {
 
     /// Fetches now (bypassing TTL and cooldown), e.g. to warm the cache at start. Keeps the
     /// cached keys on failure.
-    pub async fn refresh(&self) -> Result<(), JwksError> {
+    pub async fn refresh(&self) -> Result<(), Unavailable> {
         let _flight = self.inner.refresh.lock().await;
         self.fetch_now().await
     }
 
-    async fn fetch_now(&self) -> Result<(), JwksError> {
+    async fn fetch_now(&self) -> Result<(), Unavailable> {
         let result = self
             .inner
             .fetcher
@@ -399,7 +381,7 @@ impl JwksCache {
             .inner
             .state
             .lock()
-            .map_err(|_| JwksError::new("lock poisoned"))?;
+            .map_err(|_| Unavailable::new("lock poisoned"))?;
         s.attempts += 1;
         s.last_attempt = Some(now);
         let keys = result?;
@@ -667,7 +649,7 @@ mod tests {
                 .unwrap()
                 .clone()
                 .map(String::into_bytes)
-                .ok_or_else(|| JwksError::new("down"))
+                .ok_or_else(|| Unavailable::new("down"))
         })
         .ttl(Duration::from_secs(100))
         .cooldown(Duration::from_secs(10))
@@ -795,7 +777,7 @@ mod tests {
     /// Serves one HTTP/1.1 response (`status`, a JWKS padded to `len` bytes) on a loopback port
     /// and fetches it.
     #[cfg(feature = "jwks-http")]
-    async fn fetch_once(status: &str, len: usize) -> Result<Vec<u8>, JwksError> {
+    async fn fetch_once(status: &str, len: usize) -> Result<Vec<u8>, Unavailable> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -831,7 +813,7 @@ mod tests {
         assert!(fetch_once("200 OK", MAX_JWKS_BYTES + 1).await.is_err());
         assert_eq!(
             fetch_once("404 Not Found", 11).await,
-            Err(JwksError::new("status 404"))
+            Err(Unavailable::new("status 404"))
         );
     }
 

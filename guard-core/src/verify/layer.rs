@@ -1,5 +1,6 @@
-//! The [`Verifier`] trait, the [`all`] / [`any`] / [`by_trigger`] combinators and the
-//! [`VerifyLayer`] that runs one verifier in front of the handler.
+//! The [`Verifier`] trait, the `all` / `any` / `by_trigger` combinators (public as
+//! [`VerifyLayer::all`] / [`VerifyLayer::any`]) and the [`VerifyLayer`] that runs one verifier in
+//! front of the handler.
 
 use std::mem;
 use std::sync::Arc;
@@ -80,7 +81,7 @@ impl Verifier for BoxVerifier {
     }
 }
 
-/// Type-erasing a [`Verifier`] so it can go into [`any`] / [`all`].
+/// Type-erasing a [`Verifier`] so it can go into `any` / `all`.
 pub(crate) trait VerifierExt: Verifier + Sized {
     fn boxed(self) -> BoxVerifier {
         Arc::new(self)
@@ -110,13 +111,13 @@ fn rank(kind: RejectionKind) -> u8 {
     }
 }
 
-/// Accepts when **any** inner verifier accepts. See [`any`].
+/// Accepts when **any** inner verifier accepts. See `any`.
 #[derive(Clone)]
 struct Any {
     verifiers: Arc<[BoxVerifier]>,
 }
 
-/// Accepts when **all** inner verifiers accept. See [`all`].
+/// Accepts when **all** inner verifiers accept. See `all`.
 #[derive(Clone)]
 struct All {
     verifiers: Arc<[BoxVerifier]>,
@@ -150,22 +151,7 @@ impl std::fmt::Debug for All {
 /// (5xx) > bad credentials (401) > address/source not listed (403) > missing credentials (401);
 /// ties go to the earlier verifier. An empty `any` refuses with 401
 /// `guard.verify.missing_credentials`.
-///
-/// ```
-/// use std::sync::Arc;
-/// use guard_core::verify::{any, CidrVerifier, Verifier};
-/// use guard_core::request::Peer;
-///
-/// let nets = any([
-///     Arc::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()])) as Arc<dyn Verifier>,
-///     Arc::new(CidrVerifier::new(["2001:db8::/32".parse().unwrap()])),
-/// ]);
-/// let mut req = http::Request::new(bytes::Bytes::new());
-/// req.extensions_mut().insert(Peer::new("2001:db8::7".parse().unwrap()));
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// assert!(rt.block_on(nets.verify(&req)).is_ok());
-/// ```
-pub fn any(
+pub(crate) fn any(
     verifiers: impl IntoIterator<Item = BoxVerifier>,
 ) -> impl Verifier + Clone + std::fmt::Debug {
     Any {
@@ -177,22 +163,7 @@ pub fn any(
 /// principal is the first one that is not merely a network address or message source (a token or
 /// signature says more about *who* than an address does), else the first. An empty `all` refuses
 /// with 401 `guard.verify.missing_credentials` (zero trust: nothing configured is not "allow").
-///
-/// ```
-/// use std::sync::Arc;
-/// use guard_core::verify::{all, CidrVerifier, Verifier};
-/// use guard_core::request::Peer;
-///
-/// let both = all([
-///     Arc::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()])) as Arc<dyn Verifier>,
-///     Arc::new(CidrVerifier::new(["10.1.0.0/16".parse().unwrap()])),
-/// ]);
-/// let mut req = http::Request::new(bytes::Bytes::new());
-/// req.extensions_mut().insert(Peer::new("10.2.0.1".parse().unwrap())); // in the first only
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// assert_eq!(rt.block_on(both.verify(&req)).unwrap_err().status(), 403);
-/// ```
-pub fn all(
+pub(crate) fn all(
     verifiers: impl IntoIterator<Item = BoxVerifier>,
 ) -> impl Verifier + Clone + std::fmt::Debug {
     All {
@@ -379,6 +350,56 @@ impl VerifyLayer {
             commit_here: true,
             discovered: Arc::new([]),
         }
+    }
+
+    /// A layer admitting a request when **any** of `verifiers` does; presented credentials are
+    /// always checked, and when nothing admits the strongest failure answers: unavailable (5xx) >
+    /// bad credentials (401) > address or source not listed (403) > missing credentials (401), ties
+    /// to the earlier verifier. On success the principal is the first that is not merely an address
+    /// or message source. An empty list refuses with 401 `guard.verify.missing_credentials`.
+    ///
+    /// Layers nest through [`verifier`](Self::verifier): `VerifyLayer::any([VerifyLayer::all([a,
+    /// b]).verifier().clone(), c])`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use guard_core::verify::{CidrVerifier, Verifier, VerifyLayer};
+    /// use guard_core::request::Peer;
+    ///
+    /// let nets = VerifyLayer::any([
+    ///     Arc::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()])) as Arc<dyn Verifier>,
+    ///     Arc::new(CidrVerifier::new(["2001:db8::/32".parse().unwrap()])),
+    /// ]);
+    /// let mut req = http::Request::new(bytes::Bytes::new());
+    /// req.extensions_mut().insert(Peer::new("2001:db8::7".parse().unwrap()));
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert!(rt.block_on(nets.verifier().verify(&req)).is_ok());
+    /// ```
+    pub fn any(verifiers: impl IntoIterator<Item = Arc<dyn Verifier>>) -> Self {
+        Self::new(any(verifiers))
+    }
+
+    /// A layer admitting a request only when **all** of `verifiers` do, run in order (the first
+    /// failure answers; later ones are not run). On success the principal is the first that is
+    /// not merely an address or message source. An empty list refuses with 401
+    /// `guard.verify.missing_credentials` (nothing configured is not "allow").
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use guard_core::verify::{CidrVerifier, Verifier, VerifyLayer};
+    /// use guard_core::request::Peer;
+    ///
+    /// let both = VerifyLayer::all([
+    ///     Arc::new(CidrVerifier::new(["10.0.0.0/8".parse().unwrap()])) as Arc<dyn Verifier>,
+    ///     Arc::new(CidrVerifier::new(["10.1.0.0/16".parse().unwrap()])),
+    /// ]);
+    /// let mut req = http::Request::new(bytes::Bytes::new());
+    /// req.extensions_mut().insert(Peer::new("10.2.0.1".parse().unwrap())); // in the first only
+    /// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// assert_eq!(rt.block_on(both.verifier().verify(&req)).unwrap_err().status(), 403);
+    /// ```
+    pub fn all(verifiers: impl IntoIterator<Item = Arc<dyn Verifier>>) -> Self {
+        Self::new(all(verifiers))
     }
 
     pub(crate) fn with_discovery(mut self, caches: Vec<super::JwksCache>) -> Self {

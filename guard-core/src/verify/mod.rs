@@ -10,7 +10,7 @@
 //! | [`PlatformIdentityVerifier`] (AWS API Gateway authorizers, ...), [`EasyAuthVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
 //! | closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` | anything you decide | your rejection |
 //!
-//! Combine them with [`any`] and [`all`]. A verifier that could not decide because a dependency is down answers 503
+//! Combine them with [`VerifyLayer::any`] and [`VerifyLayer::all`]. A verifier that could not decide because a dependency is down answers 503
 //! (`guard.verify.unavailable`, `guard.secrets.unavailable`), so messages are redelivered.
 //!
 //! On success the layer inserts the [`Principal`](crate::request::Principal) into the request
@@ -130,12 +130,12 @@ pub(crate) use hmac::header_name;
 #[cfg(feature = "outbound")]
 pub(crate) use hmac::signature_headers as hmac_signature_headers;
 pub use hmac::{HmacScheme, HmacVerifier, HmacVerifierBuilder, SignatureEncoding};
-pub use jwks::{JwksCache, JwksCacheBuilder, JwksError, JwksFetcher};
+pub use jwks::{JwksCache, JwksCacheBuilder, JwksFetcher};
 pub(crate) use jwt::parse_algorithm;
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
 pub(crate) use layer::VerifyFuture;
-pub(crate) use layer::{BoxVerifier, VerifierExt, by_trigger};
-pub use layer::{Verifier, VerifyLayer, all, any};
+pub(crate) use layer::{BoxVerifier, VerifierExt, all, any, by_trigger};
+pub use layer::{Verifier, VerifyLayer};
 pub(crate) use messages::MessageChecks;
 #[cfg(feature = "jwks-http")]
 pub(crate) use oidc::{IssuerRouter, check_issuer};

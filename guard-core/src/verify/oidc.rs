@@ -8,13 +8,12 @@
 
 use std::sync::Mutex;
 
-use super::jwks::{
-    JwksCache, JwksCacheBuilder, JwksError, JwksFetcher, JwksFuture, MAX_JWKS_BYTES,
-};
+use super::jwks::{JwksCache, JwksCacheBuilder, JwksFetcher, JwksFuture, MAX_JWKS_BYTES};
 use super::jwt::{JwtVerifier, bearer, peek_issuer};
 use super::layer::{Verifier, VerifyFuture};
 use crate::ConfigError;
-use crate::http_client::{HttpClient, Schemes};
+use crate::Unavailable;
+use crate::http_client::HttpClient;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal};
 
@@ -76,7 +75,8 @@ pub(crate) struct DiscoveryFetcher {
     client: HttpClient,
     issuer: String,
     configuration: http::Uri,
-    schemes: Schemes,
+    /// Whether the issuer is a local (loopback `http://`) provider.
+    local: bool,
     found: Mutex<Option<Found>>,
 }
 
@@ -88,20 +88,20 @@ impl DiscoveryFetcher {
             .parse()
             .map_err(|_| bad())?;
         Ok(Self {
-            client,
+            client: if local {
+                client.allowing_local_http()
+            } else {
+                client
+            },
             issuer: issuer.to_string(),
             configuration,
-            schemes: if local {
-                Schemes::HttpsOrLocalHttp
-            } else {
-                Schemes::HttpsOnly
-            },
+            local,
             found: Mutex::new(None),
         })
     }
 
     async fn get(&self, uri: http::Uri, cap: usize) -> Result<bytes::Bytes, String> {
-        self.client.get_json(uri, self.schemes, cap).await
+        self.client.get_json(uri, cap).await
     }
 
     /// The configuration's `jwks_uri`, after checking the document names this issuer.
@@ -120,10 +120,10 @@ impl DiscoveryFetcher {
             return Err("the configuration names another issuer than the one configured".into());
         }
         let jwks_uri = conf.jwks_uri.ok_or("the configuration has no jwks_uri")?;
-        check_jwks_uri(&jwks_uri, self.schemes == Schemes::HttpsOrLocalHttp)
+        check_jwks_uri(&jwks_uri, self.local)
     }
 
-    fn refused(&self, error: &str) -> JwksError {
+    fn refused(&self, error: &str) -> Unavailable {
         tracing::error!(
             target: "guard::verify",
             issuer = %self.issuer,
@@ -131,7 +131,7 @@ impl DiscoveryFetcher {
             "OIDC discovery failed: tokens of this issuer are refused (503 guard.verify.unavailable \
              until keys are had) and it is tried again after the JWKS cooldown"
         );
-        JwksError::new(format!("OIDC discovery: {error}"))
+        Unavailable::new(format!("OIDC discovery: {error}"))
     }
 }
 
@@ -198,7 +198,7 @@ impl JwksFetcher for DiscoveryFetcher {
                     {
                         f.stale = true;
                     }
-                    Err(JwksError::new(e))
+                    Err(Unavailable::new(e))
                 }
             }
         })

@@ -4,8 +4,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::Unavailable;
 use crate::clock::WallClock;
-use crate::replay::{ReplayError, ReplayFuture, ReplayStore};
+use crate::replay::{ReplayFuture, ReplayStore};
 
 /// Default number of keys remembered.
 pub(crate) const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
@@ -95,28 +96,28 @@ impl MemoryReplayStore {
         self.len() == 0
     }
 
-    fn check_key(key: &[u8]) -> Result<(), ReplayError> {
+    fn check_key(key: &[u8]) -> Result<(), Unavailable> {
         if key.is_empty() || key.len() > MAX_KEY_LEN {
-            return Err(ReplayError {
+            return Err(Unavailable {
                 reason: "replay key must be 1 to 64 bytes".into(),
             });
         }
         Ok(())
     }
 
-    fn contains(&self, key: &[u8]) -> Result<bool, ReplayError> {
+    fn contains(&self, key: &[u8]) -> Result<bool, Unavailable> {
         Self::check_key(key)?;
         let now = self.clock.now();
-        let s = self.inner.lock().map_err(|_| ReplayError {
+        let s = self.inner.lock().map_err(|_| Unavailable {
             reason: "replay store lock poisoned".into(),
         })?;
         Ok(s.expiry.get(key).is_some_and(|at| *at > now))
     }
 
-    fn record(&self, key: &[u8], ttl: Duration) -> Result<bool, ReplayError> {
+    fn record(&self, key: &[u8], ttl: Duration) -> Result<bool, Unavailable> {
         Self::check_key(key)?;
         let now = self.clock.now();
-        let mut s = self.inner.lock().map_err(|_| ReplayError {
+        let mut s = self.inner.lock().map_err(|_| Unavailable {
             reason: "replay store lock poisoned".into(),
         })?;
         if let Some(at) = s.expiry.get(key)
@@ -135,7 +136,7 @@ impl MemoryReplayStore {
             order.retain(|(at, k)| expiry.get(k) == Some(at));
         }
         if s.expiry.len() >= self.capacity {
-            return Err(ReplayError {
+            return Err(Unavailable {
                 reason: "replay store full".into(),
             });
         }

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use guard_core::BoxFuture;
+use guard_core::Unavailable;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::WallClock;
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key};
-use guard_core::replay::{ReplayError, ReplayStore};
+use guard_core::replay::ReplayStore;
 use guard_core::request::{Peer, Trigger};
 use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::MemoryReplayStore;
@@ -274,11 +275,11 @@ impl ReplayStore for BothSeeFirst {
         &'a self,
         key: &'a [u8],
         ttl: Duration,
-    ) -> BoxFuture<'a, Result<bool, ReplayError>> {
+    ) -> BoxFuture<'a, Result<bool, Unavailable>> {
         self.inner.first_use(key, ttl)
     }
 
-    fn seen<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, ReplayError>> {
+    fn seen<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool, Unavailable>> {
         Box::pin(async move {
             let seen = self.inner.seen(key).await;
             self.barrier.wait().await;

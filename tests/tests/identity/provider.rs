@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use guard_core::http_client::{HttpClient, Schemes};
+use guard_core::http_client::HttpClient;
 use guard_core::secrets::SecretStore;
 use guard_core::{Guard, GuardBuilder, GuardDeps, Policy};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -118,7 +118,7 @@ impl OpenIdProvider {
             req = req.header("authorization", auth);
         }
         let req = req.body(Bytes::from(body.to_string())).unwrap();
-        let resp = self.client.send(req, Schemes::HttpsOnly).await.unwrap();
+        let resp = self.client.send(req).await.unwrap();
         assert_eq!(
             resp.status(),
             200,

@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use guard_core::audit::{AuditLayer, Outcome, SecurityEvent};
-use guard_core::http_client::{HttpClient, Schemes};
+use guard_core::http_client::HttpClient;
 use guard_core::server::Server;
 use guard_core::{GuardBuilder, GuardRequest, GuardResponse, Policy};
 use http::StatusCode;
@@ -241,7 +241,7 @@ async fn axum_router_inside_guard_on_the_http_server() {
     let running = tokio::spawn(server.serve(listener, stack(calls.clone(), events.clone())));
 
     // Guard's own outbound client (plain http to loopback only, redirects never followed).
-    let client = HttpClient::builder().build().unwrap();
+    let client = HttpClient::builder().build().unwrap().allowing_local_http();
     let post = |path: &str, content_type: &str, body: String| {
         let mut req = http::Request::post(format!("http://{addr}{path}"))
             .header("content-type", content_type)
@@ -251,7 +251,7 @@ async fn axum_router_inside_guard_on_the_http_server() {
         if content_type != "application/json" {
             req.headers_mut().remove("accept-encoding");
         }
-        client.send(req, Schemes::HttpsOrLocalHttp)
+        client.send(req)
     };
     let r = post("/orders", "application/json", order().to_string())
         .await

@@ -208,10 +208,7 @@ async fn one_trace_crosses_aws_azure_and_gcp_and_only_the_signed_hop_is_admitted
         "traceparent",
         format!("00-{TRACE_ID}-{CALLER_SPAN}-01").parse().unwrap(),
     );
-    let refused = client
-        .send(direct, guard_core::http_client::Schemes::HttpsOrLocalHttp)
-        .await
-        .unwrap();
+    let refused = client.allowing_local_http().send(direct).await.unwrap();
     assert_eq!(refused.status(), 403, "{:?}", refused.body());
 
     // Spans arrive in batches (OTEL_BSP_SCHEDULE_DELAY); wait for the three hops and the refusal.

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use guard_core::http_client::{HttpClient, HttpError, Schemes};
+use guard_core::http_client::{HttpClient, HttpError};
 use guard_tests::http::{Reply, StubServer, response};
 use guard_tests::server::within;
 use http::HeaderMap;
@@ -16,12 +16,9 @@ fn client(timeout: Duration, cap: usize) -> HttpClient {
 }
 
 async fn get(c: &HttpClient, url: &str) -> Result<http::Response<bytes::Bytes>, HttpError> {
-    c.get(
-        url.parse().unwrap(),
-        HeaderMap::new(),
-        Schemes::HttpsOrLocalHttp,
-    )
-    .await
+    c.allowing_local_http()
+        .get(url.parse().unwrap(), HeaderMap::new())
+        .await
 }
 
 #[tokio::test]
@@ -96,11 +93,7 @@ async fn plain_http_is_refused_by_the_https_only_rule_not_by_the_network() {
     let live = StubServer::start(|_| Reply::Respond(response("200 OK", &[], b"ok"))).await;
     let c = client(Duration::from_secs(2), 1024);
     let err = c
-        .get(
-            live.url("/").parse().unwrap(),
-            HeaderMap::new(),
-            Schemes::HttpsOnly,
-        )
+        .get(live.url("/").parse().unwrap(), HeaderMap::new())
         .await
         .unwrap_err();
     assert_eq!(err, HttpError::Refused("plain http is not allowed"));
@@ -134,11 +127,8 @@ async fn headers_are_sent_and_status_headers_and_body_come_back() {
     headers.insert("metadata-flavor", "Google".parse().unwrap());
     let c = client(Duration::from_secs(2), 1024);
     let resp = c
-        .get(
-            echo.url("/token").parse().unwrap(),
-            headers,
-            Schemes::HttpsOrLocalHttp,
-        )
+        .allowing_local_http()
+        .get(echo.url("/token").parse().unwrap(), headers)
         .await
         .unwrap();
     assert_eq!(resp.status(), 203);

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
+use guard_core::Unavailable;
 use guard_core::http_client::HttpClient;
-use guard_core::verify::{JwksCache, JwksError, JwtVerifier, VerifyLayer};
+use guard_core::verify::{JwksCache, JwtVerifier, VerifyLayer};
 use guard_core::{GuardRequest, GuardResponse};
 use guard_tests::http::{Reply, StubServer, response};
 use guard_tests::server::within;
@@ -34,7 +35,7 @@ async fn a_redirecting_jwks_endpoint_is_not_followed() {
         .refresh()
         .await
         .unwrap_err();
-    assert_eq!(err, JwksError::new("status 302"));
+    assert_eq!(err, Unavailable::new("status 302"));
     assert_eq!(endpoint.hits(), 1);
     assert_eq!(attacker.hits(), 0, "the redirect target was never fetched");
 }
@@ -57,7 +58,7 @@ async fn a_jwks_document_over_the_cap_is_refused_even_by_a_roomier_client() {
     ] {
         assert_eq!(
             f.build().refresh().await.unwrap_err(),
-            JwksError::new("document too large")
+            Unavailable::new("document too large")
         );
     }
 }
