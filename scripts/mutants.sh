@@ -17,7 +17,7 @@
 # one incremental build of its crate's library and the group's test targets, then their tests.
 #
 # Environment: MUTANTS_TIMEOUT (seconds per test run, default 120), MUTANTS_TARGET_DIR (where the
-# copy builds; default target/mutants), MUTANTS_TREE (the copy; default target/mutants-tree; a
+# copy builds; default target/mutants, with --quick the caller's target directory and build settings), MUTANTS_TREE (the copy; default target/mutants-tree; a
 # second runner at the same time needs its own MUTANTS_TREE *and* MUTANTS_TARGET_DIR: two copies
 # of the workspace in one target directory build the same artifact names, so each run would test
 # the other's mutant),
@@ -77,6 +77,10 @@ diff_file=""
 if $quick; then
   # Before anything is installed or built: which security files did the commit change?
   diff_file="$OUT/last-commit.diff"
+  if ! git rev-parse -q --verify "${MUTANTS_BASE:-HEAD~1}^{commit}" >/dev/null; then
+    echo "mutants --quick: ${MUTANTS_BASE:-HEAD~1} is not in this clone (shallow?), so no change to mutate"
+    exit 0
+  fi
   git diff "${MUTANTS_BASE:-HEAD~1}" HEAD -- '*.rs' >"$diff_file"
   security_files=$(cut -d'|' -f3 <<<"$GROUPS_TABLE" | tr ' ' '\n' | sed '/^$/d' | sort -u)
   if ! grep -qxF -f <(sed 's|^|+++ b/|' <<<"$security_files") "$diff_file"; then
@@ -100,8 +104,15 @@ if ! $list; then
   tar --null -T "$OUT/files" -cf - | tar -xf - -C "$TREE"
   (cd "$TREE" && find . -type f -print0 | sed -z 's|^\./||' | sort -z) \
     | comm -z -23 - "$OUT/files" | (cd "$TREE" && xargs -0r rm -f --)
-  export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$PWD/target/mutants}"
-  export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
+  if $quick; then
+    # The quick run builds where the caller's last build did and with its settings, so after the
+    # test step of CI only the mutated crate and its test targets compile (the copy's artifacts
+    # take the same names as the checkout's: run it after any other build that needs them).
+    export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}}"
+  else
+    export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$PWD/target/mutants}"
+    export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
+  fi
 fi
 
 status=0
