@@ -109,6 +109,9 @@ if ! $list; then
     # test step of CI only the mutated crate and its test targets compile (the copy's artifacts
     # take the same names as the checkout's: run it after any other build that needs them).
     export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-${CARGO_TARGET_DIR:-$PWD/target}}"
+    # Each mutant rebuilds one crate: incremental compilation (only workspace crates use it)
+    # turns that into seconds, even where the caller turned it off to save disk.
+    export CARGO_INCREMENTAL=1
   else
     export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$PWD/target/mutants}"
     export CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
