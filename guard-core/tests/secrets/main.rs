@@ -435,6 +435,36 @@ async fn json_fields_come_from_one_fetch() {
     assert_eq!(src.fetches(), 1);
 }
 
+/// A JSON field is derived once per cached value and then served from memory (the same `Arc`),
+/// for at most 64 fields of one value: past that bound each request derives it again, so a caller
+/// naming many fields cannot grow the cache without limit.
+#[tokio::test]
+async fn json_fields_are_memoised_up_to_sixty_four_per_value() {
+    let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
+    let doc: Vec<String> = (0..65).map(|i| format!(r#""f{i}":"v{i}""#)).collect();
+    src.set_current("db", &format!("{{{}}}", doc.join(",")));
+    let store = builder(&src, &clock).build().unwrap();
+    for i in 0..64 {
+        let name = format!("db#f{i}");
+        let (first, again) = (
+            store.get(&name).await.unwrap(),
+            store.get(&name).await.unwrap(),
+        );
+        assert!(is(&first, &format!("v{i}")));
+        assert!(Arc::ptr_eq(&first, &again), "field {i} is memoised");
+    }
+    let (first, again) = (
+        store.get("db#f64").await.unwrap(),
+        store.get("db#f64").await.unwrap(),
+    );
+    assert!(is(&first, "v64") && is(&again, "v64"));
+    assert!(
+        !Arc::ptr_eq(&first, &again),
+        "the 65th field is past the bound"
+    );
+    assert_eq!(src.fetches(), 1);
+}
+
 #[tokio::test]
 async fn prefetch_fills_the_cache_and_reports_every_error() {
     let (src, clock) = (FakeSource::new(), WallClock::fake_at_unix(1_000));
