@@ -78,10 +78,23 @@ elif [[ $have_rust == 1 ]]; then
 		cargo build --manifest-path "$repo/Cargo.toml" --profile deploy -q -p guard-peer-bench >&2
 	fi
 	if [[ "${BENCH_COLD:-1}" == 1 ]]; then
+		# Two builds: `-p aws-orders -p guard-peer-bench --bin lambda-hello` would build no
+		# aws-orders at all (`--bin` filters every selected package), and one build of both
+		# would compile aws-orders with guard-peer-bench's features (cargo unifies them), not
+		# as it ships.
 		say "building aws-orders and lambda-hello (deploy profile) for the cold-start table"
-		cargo build --manifest-path "$repo/Cargo.toml" --profile deploy -q -p aws-orders \
-			-p guard-peer-bench --bin lambda-hello >&2
+		cargo build --manifest-path "$repo/Cargo.toml" --profile deploy -q -p aws-orders >&2
+		cargo build --manifest-path "$repo/Cargo.toml" --profile deploy -q -p guard-peer-bench \
+			--bin lambda-hello >&2
 	fi
+fi
+if [[ $have_rust == 1 ]]; then # every binary a table needs, before any timing starts
+	need=("release/guard-peer-bench")
+	[[ "${BENCH_DEPLOY:-1}" == 1 ]] && need+=("deploy/guard-peer-bench")
+	[[ "${BENCH_COLD:-1}" == 1 ]] && need+=("deploy/aws-orders" "deploy/lambda-hello")
+	for bin in "${need[@]}"; do
+		[[ -x "$target/$bin" ]] || die "$target/$bin is missing (BENCH_BUILD=0 needs it built; or unset BENCH_BUILD)"
+	done
 fi
 
 # ---- run every harness, one at a time, collecting their JSON lines ------------------------------------
