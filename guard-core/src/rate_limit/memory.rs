@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use governor::RateLimiter;
-use governor::clock::{Clock, QuantaClock, Reference};
+use governor::clock::{Clock, MonotonicClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
@@ -156,7 +156,7 @@ impl MemoryBackend {
 
     /// Buckets for `rate` on the monotonic system clock, tuned by `options`.
     pub(crate) fn with_options(rate: Rate, options: MemoryOptions) -> Self {
-        Self::on_clock(rate, options, QuantaClock::default())
+        Self::on_clock(rate, options, MonotonicClock)
     }
 
     /// Buckets for `rate` on a fake [`WallClock`] that the caller advances by hand (tests): the
