@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::{HmacScheme, HmacVerifier, Verifier};
 use libfuzzer_sys::fuzz_target;
 

@@ -31,9 +31,9 @@
 //!
 //! ```no_run
 //! use guard_aws::secrets::SecretsManagerSource;
-//! use guard_core::secrets::SecretStore;
+//! use guard_secrets::SecretStore;
 //!
-//! # async fn demo() -> Result<(), guard_core::secrets::SecretsError> {
+//! # async fn demo() -> Result<(), guard_secrets::SecretsError> {
 //! let store = SecretStore::new(SecretsManagerSource::from_env().await);
 //! let key = store.get("orders-api-key").await?;
 //! # let _ = key; Ok(()) }
@@ -49,7 +49,7 @@ use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::timeout::TimeoutConfig;
 use guard_core::BoxFuture;
 use guard_core::http_client::HttpClient;
-use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 
 use crate::http::SdkHttpClient;
 
@@ -131,7 +131,7 @@ impl SecretsManagerSource {
     /// The version stage asked for `version`.
     ///
     /// ```
-    /// use guard_core::secrets::SecretVersion;
+    /// use guard_secrets::SecretVersion;
     /// assert_eq!(guard_aws::secrets::SecretsManagerSource::stage(SecretVersion::Previous), "AWSPREVIOUS");
     /// ```
     pub fn stage(version: SecretVersion) -> &'static str {

@@ -25,7 +25,7 @@
 //!
 //! ```no_run
 //! use guard_azure::keyvault::KeyVaultSource;
-//! use guard_core::secrets::SecretStore;
+//! use guard_secrets::SecretStore;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! // GUARD_AZURE_KEYVAULT_URL=https://shop-prod.vault.azure.net, IDENTITY_ENDPOINT, IDENTITY_HEADER
@@ -39,7 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use guard_core::BoxFuture;
 use guard_core::http_client::{HttpClient, HttpError};
-use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use serde::Deserialize;
 use tokio::sync::Mutex;

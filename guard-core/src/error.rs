@@ -65,6 +65,21 @@ pub enum ConfigError {
     SecretStore(Vec<String>),
 }
 
+/// `guard_secrets::SecretStoreBuilder::build`'s error: [`ConfigError::SecretStore`] with the same
+/// problems (and the same message).
+///
+/// ```
+/// let e = guard_secrets::SettingsError::new(vec!["ttl must be greater than zero".into()]);
+/// let c = guard_core::ConfigError::from(e.clone());
+/// assert_eq!(c, guard_core::ConfigError::SecretStore(e.problems().to_vec()));
+/// assert_eq!(c.to_string(), e.to_string());
+/// ```
+impl From<guard_secrets::SettingsError> for ConfigError {
+    fn from(e: guard_secrets::SettingsError) -> Self {
+        ConfigError::SecretStore(e.into_problems())
+    }
+}
+
 /// A pluggable dependency could not answer: a [`ReplayStore`](crate::replay::ReplayStore) whose
 /// backend is down, a [`JwksFetcher`](crate::verify::JwksFetcher) whose endpoint failed. The guard
 /// fails closed on it (503 `guard.verify.unavailable`). Carries no request value and no key

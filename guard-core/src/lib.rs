@@ -34,7 +34,7 @@
 //! | `http-client` | with `jwks-http` | `http_client`: the one outbound HTTP client (hyper, rustls on *ring*) |
 //! | `rate-limit` | yes | [`rate_limit`] (`governor`) |
 //! | `redis` | no | the Redis rate-limit backend and replay store |
-//! | `secrets` | yes | [`secrets`] |
+//! | `secrets` | yes | [`secrets`]: `SecretsLayer`, over the secret store of the `guard-secrets` crate (its `store` feature, Tokio) |
 //! | `otel` | no | [`otel`]: one OpenTelemetry server span per invocation (`tracing-opentelemetry`), parent from `traceparent` / `X-Amzn-Trace-Id` / `X-Cloud-Trace-Context` |
 //! | `otlp` | no | `otel::otlp`: OTLP/gRPC export configured from the standard `OTEL_*` variables, flushed with the audit log |
 //! | `outbound` | no | `outbound`: the handler's own HTTP calls carry `traceparent` and, optionally, a Guard HMAC signature |
@@ -50,6 +50,7 @@ pub mod policy;
 mod rejection;
 pub mod replay;
 pub mod request;
+#[cfg(feature = "secrets")]
 pub mod secrets;
 
 #[cfg(feature = "audit")]
@@ -89,7 +90,7 @@ pub use error::{ConfigError, Unavailable};
 pub use policy::Policy;
 pub use rejection::{Rejection, RejectionKind, ValidationDetail};
 
-/// The boxed future the extension traits return ([`SecretSource::fetch`](secrets::SecretSource::fetch),
+/// The boxed future the extension traits return (`guard_secrets::SecretSource::fetch`,
 /// [`ReplayStore::first_use`](replay::ReplayStore::first_use), `verify::Verifier::verify`):
 /// `Send`, borrowing for `'a`, resolving to `T` (the same type as `futures::future::BoxFuture`).
 ///

@@ -12,7 +12,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use guard_core::outbound::OutboundLayer;
-//! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+//! use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 //! use guard_core::verify::HmacScheme;
 //! use tower::{Layer, ServiceExt, service_fn};
 //!
@@ -40,7 +40,7 @@ use tower_layer::Layer;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::clock::WallClock;
-use crate::secrets::SecretStore;
+use guard_secrets::SecretStore;
 use crate::verify::HmacScheme;
 
 /// The error of an outbound call: the signing key could not be read, or the inner service's error.

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use guard_core::BoxFuture;
 use guard_core::http_client::{HttpClient, HttpError};
 use guard_core::request::body::BodyCodec;
-use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use serde::Deserialize;
 use tokio::sync::Mutex;

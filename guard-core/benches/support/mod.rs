@@ -13,7 +13,7 @@ use bytes::Bytes;
 use guard_core::audit::JsonLinesSink;
 use guard_core::clock::WallClock;
 use guard_core::request::Peer;
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::validate::JsonBody;
 use guard_core::{Guard, GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use tower::Service;

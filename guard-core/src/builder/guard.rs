@@ -12,7 +12,8 @@ use crate::authz::AuthzLayer;
 use crate::ingress::IngressLayer;
 use crate::policy::{Policy, PolicyError, PolicyProblem};
 use crate::rate_limit::RateLimitLayer;
-use crate::secrets::{SecretSource, SecretStore, SecretsError, SecretsLayer};
+use guard_secrets::{SecretSource, SecretStore, SecretsError};
+use crate::secrets::SecretsLayer;
 use crate::validate::ValidateLayer;
 use crate::clock::WallClock;
 use crate::replay::ReplayStore;
@@ -103,7 +104,7 @@ pub struct GuardDeps {
     /// The adapter's secret source for the cloud providers (`aws`, `azure`, `gcp`): the builder
     /// makes the store from it with `[secrets]`' cache settings. Ignored when
     /// [`secrets`](Self::secrets) is set.
-    pub secret_source: Option<std::sync::Arc<dyn crate::secrets::SecretSource>>,
+    pub secret_source: Option<std::sync::Arc<dyn guard_secrets::SecretSource>>,
     /// Checks an adapter adds for messages of one kind (see [`GuardDeps::message_verifier`]).
     pub message_verifiers: Vec<(String, std::sync::Arc<dyn crate::verify::Verifier>)>,
     /// The wall clock of signature windows, token lifetimes and JWKS refreshes (default: the
@@ -134,7 +135,7 @@ impl GuardDeps {
     /// Dependencies with this secret store.
     ///
     /// ```
-    /// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+    /// use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
     /// let store = SecretStore::new(|_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
     ///     Ok(SecretValue::from("k"))
     /// });
@@ -152,12 +153,12 @@ impl GuardDeps {
     /// policy's `[secrets]` cache settings.
     ///
     /// ```
-    /// use guard_core::secrets::{SecretValue, SecretVersion, SecretsError};
+    /// use guard_secrets::{SecretValue, SecretVersion, SecretsError};
     /// let source = |_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> { Ok(SecretValue::from("k")) };
     /// let deps = guard_core::GuardDeps::with_secret_source(source);
     /// assert!(deps.secret_source.is_some());
     /// ```
-    pub fn with_secret_source(source: impl crate::secrets::SecretSource) -> Self {
+    pub fn with_secret_source(source: impl guard_secrets::SecretSource) -> Self {
         Self {
             secret_source: Some(std::sync::Arc::new(source)),
             ..Self::default()
@@ -429,7 +430,8 @@ impl GuardBuilder {
         /// Named secrets for the handler (innermost layer).
         ///
         /// ```
-        /// use guard_core::secrets::{SecretStore, SecretsError, SecretsLayer};
+        /// use guard_secrets::{SecretStore, SecretsError};
+        /// use guard_core::secrets::SecretsLayer;
         /// let store = SecretStore::new(|n: &str, _| Err(SecretsError::not_found(n)));
         /// let layer = SecretsLayer::new(store).require("orders-api-key");
         /// let b = guard_core::Guard::builder().secrets(layer);
@@ -712,7 +714,7 @@ fn secret_store(
     secrets::store_builder(section, source)
         .build()
         .map(Some)
-        .map_err(|e| problem("secrets", e.to_string()))
+        .map_err(|e| problem("secrets", crate::ConfigError::from(e).to_string()))
 }
 
 /// The verification layer, `None` when the policy has no `[verify]` and says
@@ -769,9 +771,9 @@ fn verify_layer(
 fn no_secrets() -> SecretStore {
     SecretStore::new(
         |name: &str,
-         _: crate::secrets::SecretVersion|
-         -> Result<crate::secrets::SecretValue, crate::secrets::SecretsError> {
-            Err(crate::secrets::SecretsError::not_found(name))
+         _: guard_secrets::SecretVersion|
+         -> Result<guard_secrets::SecretValue, guard_secrets::SecretsError> {
+            Err(guard_secrets::SecretsError::not_found(name))
         },
     )
 }

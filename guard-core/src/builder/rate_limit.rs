@@ -37,7 +37,7 @@ pub(crate) struct RateLimitLayers {
 pub(crate) fn rate_limit_layers(
     policy: &Policy,
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))] secrets: Option<
-        &crate::secrets::SecretStore,
+        &guard_secrets::SecretStore,
     >,
 ) -> Result<RateLimitLayers, PolicyError> {
     let Some(section) = &policy.rate_limit else {
@@ -113,7 +113,7 @@ impl BackendRecipe {
     fn new(
         section: &RateLimitPolicy,
         function: Option<&str>,
-        #[cfg(feature = "redis")] secrets: Option<&crate::secrets::SecretStore>,
+        #[cfg(feature = "redis")] secrets: Option<&guard_secrets::SecretStore>,
     ) -> Result<Self, PolicyError> {
         match section.backend_choice() {
             BackendChoice::Memory => {
@@ -144,7 +144,7 @@ impl BackendRecipe {
         url: &str,
         section: &RateLimitPolicy,
         function: Option<&str>,
-        secrets: Option<&crate::secrets::SecretStore>,
+        secrets: Option<&guard_secrets::SecretStore>,
     ) -> Result<Self, PolicyError> {
         let problem = |path: &str, msg: String| {
             PolicyError::new(vec![PolicyProblem::new(format!("rate_limit.{path}"), msg)])

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::policy::{SecretsPolicy, SecretsProvider};
-use crate::secrets::{
-    EnvSource, FileSource, SecretSource, SecretStore, SecretStoreBuilder, SecretsLayer,
-};
+use guard_secrets::{EnvSource, FileSource, SecretSource, SecretStore, SecretStoreBuilder};
+use crate::secrets::SecretsLayer;
 
 /// A store builder over `source` with the section's cache settings.
 pub(super) fn store_builder(

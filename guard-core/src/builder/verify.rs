@@ -12,7 +12,7 @@ use crate::policy::{PolicyError, PolicyProblem, VerifyMode, VerifyPolicy};
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::ReplayStore;
 use crate::request::{GuardRequest, Principal, TrustedProxies};
-use crate::secrets::SecretStore;
+use guard_secrets::SecretStore;
 use crate::verify::{
     BoxVerifier, CidrVerifier, ClaimPredicate, EasyAuthVerifier, HmacScheme, HmacVerifier,
     JwksCache, JwtVerifier, MemoryReplayStore, MessageChecks, PlatformIdentityVerifier,
@@ -464,7 +464,7 @@ mod tests {
     fn a_cidr_section_makes_a_layer() {
         use crate::Policy;
         use super::VerifyDeps;
-        use crate::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+        use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
         use crate::verify::VerifyLayer;
 
         let policy = Policy::from_toml_str(
@@ -489,7 +489,7 @@ mod tests {
     fn from_policy_refuses_an_unchecked_policy() {
         use super::VerifyDeps;
         use crate::policy::VerifyPolicy;
-        use crate::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+        use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
         use crate::verify::VerifyLayer;
 
         let policy = VerifyPolicy {

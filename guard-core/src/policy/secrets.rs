@@ -43,7 +43,7 @@ pub enum SecretsProvider {
 }
 
 /// The `[secrets]` section: which secrets the handler needs, where they come from, and how the
-/// [`SecretStore`](crate::secrets::SecretStore) caches them. Durations are whole seconds.
+/// [`SecretStore`](guard_secrets::SecretStore) caches them. Durations are whole seconds.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]

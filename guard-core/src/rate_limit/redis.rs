@@ -66,7 +66,7 @@ use redis::cluster_async::ClusterConnection;
 
 use super::key::BucketKey;
 use super::{Decision, FailureMode, Rate};
-use crate::secrets::SecretStore;
+use guard_secrets::SecretStore;
 
 /// GCRA, all times in microseconds of the Redis server's clock.
 /// KEYS[1] = bucket; ARGV[1] = emission interval T; ARGV[2] = tolerance tau = T·(burst − 1).
@@ -284,7 +284,7 @@ impl fmt::Debug for RedisConnection {
 /// ```
 /// use std::time::Duration;
 /// use guard_core::rate_limit::RedisConnection;
-/// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+/// use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 /// let secrets = SecretStore::new(|name: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
 ///     Err(SecretsError::not_found(name))
 /// });

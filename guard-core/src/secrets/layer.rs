@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{SecretStore, SecretValue, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretsError};
 use crate::future::MaybeBoxFuture;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse};
@@ -81,7 +81,7 @@ impl SecretHandles {
     /// The secret `name` (as written in the layer's lists, `name#field` included), if it was fetched.
     ///
     /// ```
-    /// # let store = guard_core::secrets::SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
+    /// # let store = guard_secrets::SecretStore::new(|n: &str, _| Err(guard_secrets::SecretsError::not_found(n)));
     /// # let handles = guard_core::secrets::SecretHandles::empty(store);
     /// assert!(handles.get("orders-api-key").is_none());
     /// ```
@@ -128,7 +128,8 @@ impl fmt::Debug for SecretHandles {
 /// ```
 /// use std::convert::Infallible;
 /// use bytes::Bytes;
-/// use guard_core::secrets::{SecretHandles, SecretStore, SecretValue, SecretVersion, SecretsError, SecretsLayer};
+/// use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+/// use guard_core::secrets::{SecretHandles, SecretsLayer};
 /// use guard_core::{GuardRequest, GuardResponse};
 /// use tower::{Layer, ServiceExt, service_fn};
 ///

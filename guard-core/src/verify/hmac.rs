@@ -15,7 +15,7 @@ use crate::clock::WallClock;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::{PendingReplay, PendingReplays, ReplayStore};
 use crate::request::{GuardRequest, Principal, PrincipalKind};
-use crate::secrets::{SecretStore, SecretValue, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretsError};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -425,7 +425,7 @@ impl HmacVerifierBuilder {
 /// The principal is `PrincipalKind::Hmac` with the secret name as subject and claim `scheme`.
 ///
 /// ```
-/// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+/// use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 /// use guard_core::verify::{HmacScheme, HmacVerifier, Verifier};
 ///
 /// let store = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {
@@ -809,7 +809,7 @@ mod tests {
 
     #[test]
     fn debug_names_the_scheme_and_secret_but_holds_no_key() {
-        let store = SecretStore::new(|_: &str, _: crate::secrets::SecretVersion| {
+        let store = SecretStore::new(|_: &str, _: guard_secrets::SecretVersion| {
             Ok(SecretValue::from("hunter2"))
         });
         let v = HmacVerifier::builder(HmacScheme::slack(), store, "slack-key")

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`CidrVerifier`] | platform-observed address ([`Peer`](crate::request::Peer), or [`TrustedProxies`](crate::request::TrustedProxies) over `X-Forwarded-For`) in an allow-list | 403 `forbidden_address` |
 //! | `[verify.sources]` | a message from an ARN / topic / subscription listed for its trigger kind (`*` = one segment) | 403 `forbidden_source` |
-//! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](crate::secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
+//! | [`HmacVerifier`] | GitHub / Stripe-style / Slack / generic HMAC-SHA256 over the raw body, keys from the [`SecretStore`](guard_secrets::SecretStore) | 401 `missing_credentials` / `bad_signature` / `stale` / `replayed` |
 //! | [`JwtVerifier`] | OIDC bearer token, keys from a [`JwksCache`] (a JWKS URL, or the issuer's OpenID configuration: [`JwksCache::discover`]) | 401 `missing_credentials` / `bad_token`, 403 `forbidden`, 503 `unavailable` |
 //! | [`PlatformIdentityVerifier`] (AWS API Gateway authorizers, ...), [`EasyAuthVerifier`], [`JwtVerifier::google_push`] | identities the platform verified | 401 / 403 |
 //! | closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` | anything you decide | your rejection |
@@ -58,7 +58,7 @@
 //! ```
 //! use bytes::Bytes;
 //! use guard_core::request::Peer;
-//! use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+//! use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 //! use guard_core::{GuardBuilder, GuardDeps};
 //! use tower::{Layer, Service, ServiceExt};
 //! # let policy = guard_core::Policy::from_toml_str(r#"

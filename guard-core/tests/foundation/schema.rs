@@ -108,11 +108,11 @@ fn the_orders_policy_loads() {
     let policy = Policy::load(crate::support::repo_file("examples/orders/guard.toml")).unwrap();
     assert!(policy.warnings().is_empty(), "{:?}", policy.warnings());
     assert_eq!(policy.max_body_bytes(), 64 * 1024);
-    let store = guard_core::secrets::SecretStore::new(
+    let store = guard_secrets::SecretStore::new(
         |_: &str,
-         _: guard_core::secrets::SecretVersion|
-         -> Result<guard_core::secrets::SecretValue, guard_core::secrets::SecretsError> {
-            Ok(guard_core::secrets::SecretValue::from("test-key"))
+         _: guard_secrets::SecretVersion|
+         -> Result<guard_secrets::SecretValue, guard_secrets::SecretsError> {
+            Ok(guard_secrets::SecretValue::from("test-key"))
         },
     );
     let deps = guard_core::GuardDeps::with_secrets(store);

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::outbound::OutboundLayer;
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::{HmacScheme, SignatureEncoding};
 use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use http::HeaderName;

@@ -1,13 +1,12 @@
-//! A scriptable, counting secret source and a log capture for the store tests.
+//! A scriptable, counting secret source and a log capture for the layer tests.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use guard_core::BoxFuture;
-use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 
 /// A source whose answers the test sets, counting every fetch.
 #[derive(Clone, Default)]
@@ -20,7 +19,6 @@ struct State {
     fetches: AtomicUsize,
     values: Mutex<HashMap<(String, SecretVersion), String>>,
     failure: Mutex<Option<SecretsError>>,
-    delay: Mutex<Duration>,
 }
 
 impl FakeSource {
@@ -42,27 +40,9 @@ impl FakeSource {
         self.set(name, SecretVersion::Current, value);
     }
 
-    /// Removes every version of `name` (the next fetch says "not found").
-    pub(crate) fn remove(&self, name: &str) {
-        self.state
-            .values
-            .lock()
-            .unwrap()
-            .retain(|(n, _), _| n != name);
-    }
-
-    /// Every fetch fails with `err` until [`heal`](Self::heal).
+    /// Every fetch fails with `err`.
     pub(crate) fn fail_with(&self, err: SecretsError) {
         *self.state.failure.lock().unwrap() = Some(err);
-    }
-
-    pub(crate) fn heal(&self) {
-        *self.state.failure.lock().unwrap() = None;
-    }
-
-    /// Each fetch takes this long (real time).
-    pub(crate) fn delay(&self, d: Duration) {
-        *self.state.delay.lock().unwrap() = d;
     }
 
     pub(crate) fn fetches(&self) -> usize {
@@ -78,10 +58,6 @@ impl SecretSource for FakeSource {
     ) -> BoxFuture<'a, Result<SecretValue, SecretsError>> {
         Box::pin(async move {
             self.state.fetches.fetch_add(1, Ordering::SeqCst);
-            let delay = *self.state.delay.lock().unwrap();
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
             if let Some(e) = self.state.failure.lock().unwrap().clone() {
                 return Err(e);
             }

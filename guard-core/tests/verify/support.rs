@@ -13,7 +13,7 @@ use bytes::Bytes;
 use guard_core::audit::{AuditLayer, Outcome, SecurityEvent};
 use guard_core::clock::WallClock;
 use guard_core::request::Principal;
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::{Verifier, VerifyLayer};
 use guard_core::{GuardRequest, GuardResponse};
 use guard_core::{Rejection, RejectionKind};

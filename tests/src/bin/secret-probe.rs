@@ -4,7 +4,7 @@
 //! show that the endpoint override is honoured.
 
 use guard_aws::secrets::SecretsManagerSource;
-use guard_core::secrets::SecretStore;
+use guard_secrets::SecretStore;
 use sha2::{Digest, Sha256};
 
 #[tokio::main(flavor = "current_thread")]

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use guard_core::audit::{AuditLayer, SecurityEvent};
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::{GuardRequest, GuardResponse, Policy};
 use serde_json::json;
 use tower::Layer;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use guard_core::http_client::HttpClient;
-use guard_core::secrets::SecretStore;
+use guard_secrets::SecretStore;
 use guard_core::{Guard, GuardBuilder, GuardDeps, Policy};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::Value;
@@ -183,7 +183,7 @@ impl OpenIdProvider {
         ))
         .unwrap();
         let store =
-            SecretStore::new(|n: &str, _| Err(guard_core::secrets::SecretsError::not_found(n)));
+            SecretStore::new(|n: &str, _| Err(guard_secrets::SecretsError::not_found(n)));
         let deps = GuardDeps::with_secrets(store).http_client(self.client.clone());
         GuardBuilder::from_policy_with(&policy, deps)
             .unwrap()

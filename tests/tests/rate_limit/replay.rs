@@ -80,7 +80,7 @@ fn verified_stack(
     Response = guard_core::GuardResponse,
     Error = std::convert::Infallible,
 > {
-    use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+    use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
     use guard_core::verify::{HmacScheme, HmacVerifier, VerifyLayer};
     use tower::Layer;
     let keys = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use guard_core::rate_limit::{RedisConnection, RedisReplayStore};
 use guard_core::replay::ReplayStore;
 use guard_core::request::Peer;
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::{GuardRequest, Policy};
 use guard_tests::redis::{RedisCluster, RedisServer};
 use hmac::{Hmac, Mac};

@@ -11,7 +11,7 @@ use guard_core::Policy;
 use guard_core::rate_limit::{
     AdmittedOnBackendError, FailureMode, RateLimitLayer, RedisConnection, key,
 };
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_tests::redis::{RedisServer, TlsFiles};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tower::Layer;

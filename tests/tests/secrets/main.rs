@@ -14,7 +14,8 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use bytes::Bytes;
 use guard_aws::secrets::{SecretsManagerSource, https_client};
 use guard_core::clock::WallClock;
-use guard_core::secrets::{SecretHandles, SecretSource, SecretStore, SecretVersion, SecretsLayer};
+use guard_secrets::{SecretSource, SecretStore, SecretVersion};
+use guard_core::secrets::{SecretHandles, SecretsLayer};
 use guard_core::{GuardRequest, GuardResponse};
 use guard_tests::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use hmac::{Hmac, Mac};
@@ -100,7 +101,7 @@ impl SecretSource for Counting {
         version: SecretVersion,
     ) -> guard_core::BoxFuture<
         'a,
-        Result<guard_core::secrets::SecretValue, guard_core::secrets::SecretsError>,
+        Result<guard_secrets::SecretValue, guard_secrets::SecretsError>,
     > {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch(name, version)
@@ -256,7 +257,7 @@ async fn reads_binary_secrets_json_fields_and_reports_missing_ones() {
     assert!(store.get("db#password").await.unwrap().expose_bytes() == b"pw-json-3c5a7e");
     let missing = store.get("no-such-secret").await.unwrap_err();
     assert!(
-        matches!(missing, guard_core::secrets::SecretsError::NotFound { .. }),
+        matches!(missing, guard_secrets::SecretsError::NotFound { .. }),
         "{missing}"
     );
     assert!(!missing.is_transient());

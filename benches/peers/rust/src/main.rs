@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use guard_core::audit::JsonLinesSink;
-use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::{Guard, GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
 use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;

@@ -1,7 +1,6 @@
 //! [`SecretSource`]: where secrets come from.
 
-use super::{SecretValue, SecretsError};
-use crate::BoxFuture;
+use crate::{FetchFuture, SecretValue, SecretsError};
 
 /// Which version of a secret to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,15 +14,15 @@ pub enum SecretVersion {
     Pending,
 }
 
-/// The future returned by [`SecretSource::fetch`].
-pub(crate) type FetchFuture<'a> = BoxFuture<'a, Result<SecretValue, SecretsError>>;
-
 /// A provider of secret values (environment, files, AWS Secrets Manager, Key Vault, Secret Manager).
 ///
 /// Closures `Fn(&str, SecretVersion) -> Result<SecretValue, SecretsError>` are sources too.
 ///
+/// `fetch` returns `futures_util::future::BoxFuture<'a, Result<SecretValue, SecretsError>>`
+/// (the same type as `guard_core::BoxFuture`): `Box::pin(async move { ... })`.
+///
 /// ```
-/// use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
+/// use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 ///
 /// let src = |name: &str, _v: SecretVersion| -> Result<SecretValue, SecretsError> {
 ///     if name == "k" { Ok(SecretValue::from("v")) } else { Err(SecretsError::not_found(name)) }

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::slot::{Fetched, NameEntry, SlotState, age, lock, slot_index};
-use super::store_stats::{Counters, SecretStoreStats, SecretVersions, bump};
-use super::{SecretSource, SecretValue, SecretVersion, SecretsError, field};
-use crate::clock::WallClock;
+use crate::slot::{Fetched, NameEntry, SlotState, age, lock, slot_index};
+use crate::store_stats::{Counters, SecretStoreStats, SecretVersions, bump};
+use crate::{SecretSource, SecretValue, SecretVersion, SecretsError, field};
+use crate::WallClock;
 /// Derived `name#field` values kept per cached value.
 const MAX_FIELDS: usize = 64;
 
-/// The settings a [`SecretStoreBuilder`](super::SecretStoreBuilder) collects.
+/// The settings a [`SecretStoreBuilder`](crate::SecretStoreBuilder) collects.
 #[derive(Debug, Clone)]
 pub(super) struct Config {
     pub(super) ttl: Duration,
@@ -46,18 +46,18 @@ impl Default for Config {
 /// (clones share the cache).
 ///
 /// One store is shared by the whole stack (cheap to clone): the HMAC verifier asks it for keys, the
-/// [`SecretsLayer`](super::SecretsLayer) hands named secrets to the handler.
+/// `SecretsLayer` (`guard_core::secrets`) hands named secrets to the handler.
 ///
 /// | behaviour | default | builder |
 /// |---|---|---|
-/// | a fetched value is fresh for | 300 s | [`ttl`](super::SecretStoreBuilder::ttl) |
-/// | refresh in the background when a fresh value is this close to expiry | 30 s | [`refresh_ahead`](super::SecretStoreBuilder::refresh_ahead) |
-/// | on a *transient* error, keep serving an expired value for up to (after the TTL) | 15 min | [`max_staleness`](super::SecretStoreBuilder::max_staleness) |
-/// | after a failed fetch, do not ask the source again for | 1 s | [`retry_after_error`](super::SecretStoreBuilder::retry_after_error) |
-/// | a fetch that takes longer is a transient error | none (the source's own timeouts) | [`fetch_timeout`](super::SecretStoreBuilder::fetch_timeout) |
-/// | names kept (least recently used evicted) | 1024 | [`max_entries`](super::SecretStoreBuilder::max_entries) |
-/// | [`force_refresh`](SecretStore::force_refresh) at most once per name per | 10 s | [`force_refresh_interval`](super::SecretStoreBuilder::force_refresh_interval) |
-/// | a locally observed previous value stays available for | 1 h | [`previous_grace`](super::SecretStoreBuilder::previous_grace) |
+/// | a fetched value is fresh for | 300 s | [`ttl`](crate::SecretStoreBuilder::ttl) |
+/// | refresh in the background when a fresh value is this close to expiry | 30 s | [`refresh_ahead`](crate::SecretStoreBuilder::refresh_ahead) |
+/// | on a *transient* error, keep serving an expired value for up to (after the TTL) | 15 min | [`max_staleness`](crate::SecretStoreBuilder::max_staleness) |
+/// | after a failed fetch, do not ask the source again for | 1 s | [`retry_after_error`](crate::SecretStoreBuilder::retry_after_error) |
+/// | a fetch that takes longer is a transient error | none (the source's own timeouts) | [`fetch_timeout`](crate::SecretStoreBuilder::fetch_timeout) |
+/// | names kept (least recently used evicted) | 1024 | [`max_entries`](crate::SecretStoreBuilder::max_entries) |
+/// | [`force_refresh`](SecretStore::force_refresh) at most once per name per | 10 s | [`force_refresh_interval`](crate::SecretStoreBuilder::force_refresh_interval) |
+/// | a locally observed previous value stays available for | 1 h | [`previous_grace`](crate::SecretStoreBuilder::previous_grace) |
 ///
 /// - **Single-flight**: concurrent misses for one name wait for one fetch, and share its outcome
 ///   (success or failure).
@@ -69,18 +69,18 @@ impl Default for Config {
 ///   `guard::secrets`), with an info line when the source answers again.
 /// - **Rotation**: [`versions`](SecretStore::versions) returns the current value and the previous
 ///   one: the source's [`SecretVersion::Previous`] when it has one (`AWSPREVIOUS`), else the value
-///   this store saw as current before the last change (for [`previous_grace`](super::SecretStoreBuilder::previous_grace)).
+///   this store saw as current before the last change (for [`previous_grace`](crate::SecretStoreBuilder::previous_grace)).
 /// - **JSON fields**: `get("db#password")` fetches `db` once, and selects the scalar field
 ///   `password` of the JSON object (strings as their UTF-8 bytes, numbers and booleans as their JSON
 ///   text). The parse never copies other fields' values.
 /// - Time comes from an injected [`WallClock`] (tests use [`WallClock::fake_at_unix`]).
 ///   Refresh-ahead spawns on the current Tokio runtime (without one it is skipped and values are
-///   refreshed when they expire); a [`fetch_timeout`](super::SecretStoreBuilder::fetch_timeout) needs
+///   refreshed when they expire); a [`fetch_timeout`](crate::SecretStoreBuilder::fetch_timeout) needs
 ///   the runtime's timers (`enable_time`, on in `#[tokio::main]` and the Lambda runtime).
 ///
 /// ```
 /// use std::time::Duration;
-/// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+/// use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let source = |name: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> {
@@ -144,7 +144,7 @@ impl fmt::Debug for SecretStore {
 }
 
 impl SecretStore {
-    /// The store a [`SecretStoreBuilder`](super::SecretStoreBuilder) checked the settings of.
+    /// The store a [`SecretStoreBuilder`](crate::SecretStoreBuilder) checked the settings of.
     pub(super) fn from_parts(
         source: Arc<dyn SecretSource>,
         clock: WallClock,
@@ -320,7 +320,7 @@ impl SecretStore {
     /// nothing usable is returned as the error (fail closed). It never waits and never fetches.
     ///
     /// ```
-    /// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+    /// use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
     ///
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let src = |_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> { Ok("v".into()) };

@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 /// A secret's bytes. Zeroized on drop; `Debug` and `Display` print `[redacted]`; not `Serialize`.
 ///
 /// ```
-/// use guard_core::secrets::SecretValue;
+/// use guard_secrets::SecretValue;
 /// let v = SecretValue::from("hunter2");
 /// assert_eq!(format!("{v:?} {v}"), "[redacted] [redacted]");
 /// assert_eq!(v.expose_str(), Some("hunter2"));
@@ -21,7 +21,7 @@ impl SecretValue {
     /// Wraps bytes.
     ///
     /// ```
-    /// let v = guard_core::secrets::SecretValue::new(vec![1, 2, 3]);
+    /// let v = guard_secrets::SecretValue::new(vec![1, 2, 3]);
     /// assert_eq!(v.expose_bytes(), &[1, 2, 3]);
     /// ```
     pub fn new(bytes: Vec<u8>) -> Self {
@@ -33,7 +33,7 @@ impl SecretValue {
     /// The raw bytes. Keep the borrow short and never log it.
     ///
     /// ```
-    /// let v = guard_core::secrets::SecretValue::from("k");
+    /// let v = guard_secrets::SecretValue::from("k");
     /// assert_eq!(v.expose_bytes(), b"k");
     /// ```
     pub fn expose_bytes(&self) -> &[u8] {
@@ -43,7 +43,7 @@ impl SecretValue {
     /// The value as UTF-8, if it is.
     ///
     /// ```
-    /// let v = guard_core::secrets::SecretValue::new(vec![0xff]);
+    /// let v = guard_secrets::SecretValue::new(vec![0xff]);
     /// assert_eq!(v.expose_str(), None);
     /// ```
     pub fn expose_str(&self) -> Option<&str> {
@@ -53,7 +53,7 @@ impl SecretValue {
     /// Number of bytes.
     ///
     /// ```
-    /// assert_eq!(guard_core::secrets::SecretValue::from("abc").len(), 3);
+    /// assert_eq!(guard_secrets::SecretValue::from("abc").len(), 3);
     /// ```
     pub fn len(&self) -> usize {
         self.bytes.len()
@@ -62,7 +62,7 @@ impl SecretValue {
     /// Whether the value is empty.
     ///
     /// ```
-    /// assert!(guard_core::secrets::SecretValue::from("").is_empty());
+    /// assert!(guard_secrets::SecretValue::from("").is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()

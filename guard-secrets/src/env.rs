@@ -1,6 +1,6 @@
 //! [`EnvSource`]: secrets from environment variables (`GUARD_SECRET_<NAME>`).
 
-use super::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
+use crate::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
 
 /// Reads the secret `name` from the environment variable `GUARD_SECRET_<NAME>`: the name upper-cased
 /// and every character outside `[A-Z0-9]` turned into `_` (`orders-api-key` →
@@ -8,12 +8,24 @@ use super::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError}
 ///
 /// The environment has one version of each secret: [`SecretVersion::Previous`] and
 /// [`SecretVersion::Pending`] are always "not found" (the store still remembers the value it saw
-/// before a change, see [`SecretStore::versions`](super::SecretStore::versions)).
+/// before a change, see [`SecretStore::versions`](crate::SecretStore::versions)).
 ///
 /// Intended for local runs and tests; in the cloud, prefer the platform's secret service (values in
 /// the environment are visible to anything that can read the process' environment).
+///
+/// ```
+/// use guard_secrets::EnvSource;
+/// assert_eq!(
+///     EnvSource::new().var_name("orders-api-key"),
+///     "GUARD_SECRET_ORDERS_API_KEY"
+/// );
+/// assert_eq!(
+///     EnvSource::with_prefix("APP_").var_name("db.pass#x"),
+///     "APP_DB_PASS_X"
+/// );
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct EnvSource {
+pub struct EnvSource {
     prefix: String,
 }
 
@@ -25,19 +37,19 @@ impl Default for EnvSource {
 
 impl EnvSource {
     /// Reads `GUARD_SECRET_<NAME>`.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self::with_prefix("GUARD_SECRET_")
     }
 
     /// Reads `<prefix><NAME>` instead.
-    pub(crate) fn with_prefix(prefix: impl Into<String>) -> Self {
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
         }
     }
 
     /// The variable that holds the secret `name`.
-    pub(crate) fn var_name(&self, name: &str) -> String {
+    pub fn var_name(&self, name: &str) -> String {
         let mut var = self.prefix.clone();
         var.extend(name.chars().map(|c| {
             let c = c.to_ascii_uppercase();
@@ -100,22 +112,6 @@ mod tests {
         assert_eq!(
             fetch(&missing, "x", SecretVersion::Current).unwrap_err(),
             SecretsError::not_found("x")
-        );
-    }
-}
-
-#[cfg(test)]
-mod env_source_names_variables_example {
-    #[test]
-    fn env_source_names_variables() {
-        use crate::secrets::EnvSource;
-        assert_eq!(
-            EnvSource::new().var_name("orders-api-key"),
-            "GUARD_SECRET_ORDERS_API_KEY"
-        );
-        assert_eq!(
-            EnvSource::with_prefix("APP_").var_name("db.pass#x"),
-            "APP_DB_PASS_X"
         );
     }
 }

@@ -5,16 +5,15 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::SecretSource;
-use super::store::{Config, SecretStore};
-use crate::ConfigError;
-use crate::clock::WallClock;
+use crate::SecretSource;
+use crate::store::{Config, SecretStore};
+use crate::{SettingsError, WallClock};
 
 /// Builds a [`SecretStore`]; see [`SecretStore`] for what each setting does.
 ///
 /// ```
 /// use std::time::Duration;
-/// use guard_core::secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
+/// use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 ///
 /// let src = |_: &str, _: SecretVersion| -> Result<SecretValue, SecretsError> { Ok("v".into()) };
 /// let err = SecretStore::builder(src)
@@ -22,7 +21,7 @@ use crate::clock::WallClock;
 ///     .fetch_timeout(Duration::ZERO)
 ///     .build()
 ///     .unwrap_err();
-/// assert!(matches!(err, guard_core::ConfigError::SecretStore(ref problems) if problems.len() == 2));
+/// assert_eq!(err.problems().len(), 2);
 /// ```
 pub struct SecretStoreBuilder {
     source: Arc<dyn SecretSource>,
@@ -109,7 +108,7 @@ impl SecretStoreBuilder {
     }
 
     /// Checks the settings (reporting every problem) and builds the store.
-    pub fn build(self) -> Result<SecretStore, ConfigError> {
+    pub fn build(self) -> Result<SecretStore, SettingsError> {
         let c = &self.config;
         let mut problems = Vec::new();
         if c.ttl.is_zero() {
@@ -125,7 +124,7 @@ impl SecretStoreBuilder {
             problems.push("force_refresh_interval must be greater than zero".to_string());
         }
         if !problems.is_empty() {
-            return Err(ConfigError::SecretStore(problems));
+            return Err(SettingsError::new(problems));
         }
         Ok(SecretStore::from_parts(
             self.source,

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use zeroize::Zeroizing;
 
-use super::{SecretValue, SecretsError};
+use crate::{SecretValue, SecretsError};
 
 /// Selects the scalar field `field` of the JSON object in `value`. Strings give their UTF-8 bytes,
 /// numbers and booleans their JSON text. Errors never quote the document (the parser's own

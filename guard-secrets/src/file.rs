@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
+use crate::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError};
 
 /// Reads secrets from a directory holding one file per secret, named after the secret.
 ///
@@ -22,8 +22,29 @@ use super::{FetchFuture, SecretSource, SecretValue, SecretVersion, SecretsError}
 /// expires, which follows a volume that the platform updates in place.
 ///
 /// Reads are small synchronous reads of local (usually in-memory) files.
+///
+/// ```
+/// use guard_secrets::{FileSource, SecretSource, SecretVersion};
+///
+/// let dir = std::env::temp_dir().join(format!("guard-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// std::fs::write(dir.join("api-key"), "k1\n").unwrap();
+/// let src = FileSource::new(&dir).trim_trailing_newline(true);
+/// let rt = tokio::runtime::Builder::new_current_thread()
+///     .build()
+///     .unwrap();
+/// let v = rt
+///     .block_on(src.fetch("api-key", SecretVersion::Current))
+///     .unwrap();
+/// assert_eq!(v.expose_bytes(), b"k1");
+/// assert!(
+///     rt.block_on(src.fetch("../etc/passwd", SecretVersion::Current))
+///         .is_err()
+/// );
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) struct FileSource {
+pub struct FileSource {
     dir: PathBuf,
     max_bytes: u64,
     trim_newline: bool,
@@ -31,7 +52,7 @@ pub(crate) struct FileSource {
 
 impl FileSource {
     /// Reads from `dir`.
-    pub(crate) fn new(dir: impl AsRef<Path>) -> Self {
+    pub fn new(dir: impl AsRef<Path>) -> Self {
         Self {
             dir: dir.as_ref().to_path_buf(),
             max_bytes: 64 * 1024,
@@ -47,13 +68,13 @@ impl FileSource {
     }
 
     /// Drops one trailing `\n` (or `\r\n`) from each file (default: keep the bytes exactly).
-    pub(crate) fn trim_trailing_newline(mut self, trim: bool) -> Self {
+    pub fn trim_trailing_newline(mut self, trim: bool) -> Self {
         self.trim_newline = trim;
         self
     }
 
     /// The file that holds `version` of `name`, or `None` when `name` is not a plain file name.
-    pub(crate) fn path_for(&self, name: &str, version: SecretVersion) -> Option<PathBuf> {
+    pub fn path_for(&self, name: &str, version: SecretVersion) -> Option<PathBuf> {
         let plain = !name.is_empty()
             && !name.starts_with('.')
             && !name.contains(['/', '\\', '\0'])
@@ -218,27 +239,3 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-mod file_source_reads_a_file_example {
-    #[test]
-    fn file_source_reads_a_file() {
-        use crate::secrets::{FileSource, SecretSource, SecretVersion};
-
-        let dir = std::env::temp_dir().join(format!("guard-doc-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("api-key"), "k1\n").unwrap();
-        let src = FileSource::new(&dir).trim_trailing_newline(true);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let v = rt
-            .block_on(src.fetch("api-key", SecretVersion::Current))
-            .unwrap();
-        assert_eq!(v.expose_bytes(), b"k1");
-        assert!(
-            rt.block_on(src.fetch("../etc/passwd", SecretVersion::Current))
-                .is_err()
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use super::{SecretValue, SecretVersion, SecretsError};
+use crate::{SecretValue, SecretVersion, SecretsError};
 
 /// The `tracing` target of the store's log lines.
 pub(super) const TARGET: &str = "guard::secrets";

@@ -1,9 +1,9 @@
-//! What a [`SecretStore`](super::SecretStore) reports: [`SecretVersions`] and [`SecretStoreStats`].
+//! What a [`SecretStore`](crate::SecretStore) reports: [`SecretVersions`] and [`SecretStoreStats`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::SecretValue;
+use crate::SecretValue;
 
 /// The current and (when known) previous version of a secret.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ impl SecretVersions {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use guard_core::secrets::{SecretValue, SecretVersions};
+    /// use guard_secrets::{SecretValue, SecretVersions};
     /// let v = SecretVersions { current: Arc::new(SecretValue::from("a")), previous: None };
     /// assert_eq!(v.iter().count(), 1);
     /// ```
@@ -44,9 +44,9 @@ pub struct SecretStoreStats {
     pub stale_served: u64,
     /// Background refreshes started before expiry.
     pub refreshed_ahead: u64,
-    /// [`SecretStore::force_refresh`](super::SecretStore::force_refresh) calls that fetched.
+    /// [`SecretStore::force_refresh`](crate::SecretStore::force_refresh) calls that fetched.
     pub forced_refreshes: u64,
-    /// [`SecretStore::force_refresh`](super::SecretStore::force_refresh) calls refused by the rate limit.
+    /// [`SecretStore::force_refresh`](crate::SecretStore::force_refresh) calls refused by the rate limit.
     pub forced_refreshes_limited: u64,
     /// Names evicted to stay within the size bound.
     pub evictions: u64,
