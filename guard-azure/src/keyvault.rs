@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use guard_core::BoxFuture;
-use guard_core::http_client::{HttpClient, HttpError};
 use guard_core::secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_http::{HttpClient, HttpError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use serde::Deserialize;
 use tokio::sync::Mutex;

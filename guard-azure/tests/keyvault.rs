@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use guard_azure::keyvault::KeyVaultSource;
-use guard_core::http_client::HttpClient;
 use guard_core::secrets::{SecretSource, SecretVersion, SecretsError};
+use guard_http::HttpClient;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

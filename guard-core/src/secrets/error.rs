@@ -61,12 +61,12 @@ impl SecretsError {
     /// the size cap).
     ///
     /// ```
-    /// use guard_core::http_client::HttpError;
+    /// use guard_http::HttpError;
     /// use guard_core::secrets::SecretsError;
     /// assert!(SecretsError::from_http("k", &HttpError::Timeout(std::time::Duration::from_secs(1))).is_transient());
     /// ```
     #[cfg(feature = "http-client")]
-    pub fn from_http(name: &str, error: &crate::http_client::HttpError) -> Self {
+    pub fn from_http(name: &str, error: &guard_http::HttpError) -> Self {
         if error.is_transient() {
             Self::transient(name, error.to_string())
         } else {

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use guard_core::http_client::HttpClient;
 use guard_core::secrets::SecretStore;
 use guard_core::{Guard, GuardBuilder, GuardDeps, Policy};
+use guard_http::HttpClient;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::Value;
 use tower::{Layer, ServiceExt, service_fn};
