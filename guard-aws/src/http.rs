@@ -11,7 +11,7 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
-use guard_core::http_client::{HttpClient, HttpError};
+use guard_http::{HttpClient, HttpError};
 use http_body_util::Full;
 
 /// The SDK's view of the core client. `Err` holds why the client could not be built (no root

@@ -45,7 +45,7 @@
 //! |---|---|---|
 //! | `secrets-manager` | yes | [`secrets::SecretsManagerSource`] (`aws-config`, `aws-sdk-secretsmanager`) |
 //! | `https-fetch` | yes | [`sns::HttpsCertFetcher`], the production HTTPS certificate fetcher for SNS |
-//! | `https-client` | with either | guard-core's outbound client (`guard_core::http_client`), which both use: hyper over HTTP/1.1 (the hyper `lambda_runtime` uses), rustls on *ring*, the platform's root certificates |
+//! | `https-client` | with either | Guard's outbound client ([`guard_http`]), which both use: hyper over HTTP/1.1 (the hyper `lambda_runtime` uses), rustls on *ring*, the platform's root certificates |
 
 #[cfg(feature = "secrets-manager")]
 pub mod secrets;

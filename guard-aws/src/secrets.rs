@@ -48,7 +48,7 @@ use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::timeout::TimeoutConfig;
 use guard_core::BoxFuture;
-use guard_core::http_client::HttpClient;
+use guard_http::HttpClient;
 use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 
 use crate::http::SdkHttpClient;
@@ -60,7 +60,7 @@ pub struct SecretsManagerSource {
 }
 
 /// The AWS SDK's HTTP client on guard-core's outbound client with its default limits
-/// ([`guard_core::http_client`]: hyper over HTTP/1.1, rustls on *ring*, the platform's root
+/// ([`guard_http`]: hyper over HTTP/1.1, rustls on *ring*, the platform's root
 /// certificates, no redirects, capped responses, 2 s to connect and 5 s per attempt). Plain
 /// `http://` is used only for an endpoint on a loopback or link-local address (a local emulator
 /// named by `AWS_ENDPOINT_URL`).
@@ -78,7 +78,7 @@ pub fn https_client() -> SharedHttpClient {
 /// own connect and read timeouts are not used, its operation timeouts still apply.
 ///
 /// ```
-/// use guard_core::http_client::HttpClient;
+/// use guard_http::HttpClient;
 /// use std::time::Duration;
 ///
 /// let client = HttpClient::builder().timeout(Duration::from_secs(2)).build().unwrap();

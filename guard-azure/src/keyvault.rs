@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use guard_core::BoxFuture;
-use guard_core::http_client::{HttpClient, HttpError};
+use guard_http::{HttpClient, HttpError};
 use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use serde::Deserialize;

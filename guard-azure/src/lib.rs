@@ -38,7 +38,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `key-vault` | yes | [`keyvault::KeyVaultSource`] over guard-core's outbound client (`guard_core::http_client`) |
+//! | `key-vault` | yes | [`keyvault::KeyVaultSource`] over Guard's outbound client ([`guard_http`]) |
 
 pub mod decode;
 pub mod encode;

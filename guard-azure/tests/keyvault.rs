@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use guard_azure::keyvault::KeyVaultSource;
-use guard_core::http_client::HttpClient;
+use guard_http::HttpClient;
 use guard_secrets::{SecretSource, SecretVersion, SecretsError};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

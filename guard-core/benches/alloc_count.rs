@@ -24,10 +24,10 @@ use guard_core::ingress::IngressLayer;
 use guard_core::rate_limit::key::{self, BucketKey};
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer};
 use guard_core::request::Peer;
-use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::secrets::SecretsLayer;
 use guard_core::verify::{CidrVerifier, Verifier, VerifyLayer};
 use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::{Layer, Service, ServiceBuilder, service_fn};
 

@@ -31,7 +31,7 @@
 //! | `verify` | yes | [`verify`] |
 //! | `authz` | yes | [`authz`]: authorization rules over the verified principal |
 //! | `jwks-http` | yes | fetching a JWKS ([`verify::JwksCache::from_url`]) with the outbound client |
-//! | `http-client` | with `jwks-http` | `http_client`: the one outbound HTTP client (hyper, rustls on *ring*) |
+//! | `http-client` | with `jwks-http` | [`guard_http::HttpClient`], the one outbound HTTP client (hyper, rustls on *ring*), for JWKS and OIDC discovery and [`GuardDeps::http_client`] |
 //! | `rate-limit` | yes | [`rate_limit`] (`governor`) |
 //! | `redis` | no | the Redis rate-limit backend and replay store |
 //! | `secrets` | yes | [`secrets`]: `SecretsLayer`, over the secret store of the `guard-secrets` crate (its `store` feature, Tokio) |
@@ -57,8 +57,6 @@ pub mod secrets;
 pub mod audit;
 #[cfg(feature = "authz")]
 pub mod authz;
-#[cfg(feature = "http-client")]
-pub mod http_client;
 #[cfg(feature = "ingress")]
 pub mod ingress;
 #[cfg(feature = "otel")]

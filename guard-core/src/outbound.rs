@@ -40,8 +40,8 @@ use tower_layer::Layer;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::clock::WallClock;
-use guard_secrets::SecretStore;
 use crate::verify::HmacScheme;
+use guard_secrets::SecretStore;
 
 /// The error of an outbound call: the signing key could not be read, or the inner service's error.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use guard_core::BoxFuture;
-use guard_core::http_client::{HttpClient, HttpError};
 use guard_core::request::body::BodyCodec;
+use guard_http::{HttpClient, HttpError};
 use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use serde::Deserialize;
@@ -46,7 +46,7 @@ const CASTAGNOLI: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 /// Reads secrets from Secret Manager (see the [module docs](self)).
 ///
 /// ```no_run
-/// # async fn f() -> Result<(), guard_core::http_client::HttpError> {
+/// # async fn f() -> Result<(), guard_http::HttpError> {
 /// use guard_core::GuardDeps;
 /// let source = guard_gcp::secrets::SecretManagerSource::from_env()?;
 /// let deps = GuardDeps::with_secret_source(source);

@@ -56,6 +56,24 @@ impl SecretsError {
         }
     }
 
+    /// A secret service's HTTP exchange failed: transient when the outbound client says retrying
+    /// may help (timeouts, connection errors), permanent otherwise (a refused URL, an answer over
+    /// the size cap).
+    ///
+    /// ```
+    /// use guard_http::HttpError;
+    /// use guard_secrets::SecretsError;
+    /// assert!(SecretsError::from_http("k", &HttpError::Timeout(std::time::Duration::from_secs(1))).is_transient());
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn from_http(name: &str, error: &guard_http::HttpError) -> Self {
+        if error.is_transient() {
+            Self::transient(name, error.to_string())
+        } else {
+            Self::permanent(name, error.to_string())
+        }
+    }
+
     /// Whether retrying could succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, SecretsError::Transient { .. })

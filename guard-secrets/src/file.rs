@@ -238,4 +238,3 @@ mod tests {
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
-

@@ -46,6 +46,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `store` | yes | [`SecretStore`], [`SecretStoreBuilder`], [`SecretStoreStats`], [`SecretVersions`] (Tokio) |
+//! | `http` | no | `SecretsError::from_http`: a failed exchange of Guard's outbound client (`guard-http`) as a transient or permanent error |
 //!
 //! Without `store` the crate has the sources, values, errors and the clock, and no Tokio.
 

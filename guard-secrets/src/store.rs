@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::WallClock;
 use crate::slot::{Fetched, NameEntry, SlotState, age, lock, slot_index};
 use crate::store_stats::{Counters, SecretStoreStats, SecretVersions, bump};
 use crate::{SecretSource, SecretValue, SecretVersion, SecretsError, field};
-use crate::WallClock;
 /// Derived `name#field` values kept per cached value.
 const MAX_FIELDS: usize = 64;
 

@@ -102,9 +102,9 @@ pub(crate) async fn forwarding(
     req: GuardRequest,
     next: Option<http::Uri>,
 ) -> Result<GuardResponse, Infallible> {
-    use guard_core::http_client::HttpClient;
     use guard_core::outbound::OutboundLayer;
     use guard_core::verify::HmacScheme;
+    use guard_http::HttpClient;
     use std::sync::OnceLock;
     use tower::{Layer, ServiceExt};
 

@@ -46,13 +46,13 @@ where
 pub const MAX_CERT_BYTES: usize = 16 * 1024;
 
 /// Fetches certificates with guard-core's outbound client
-/// ([`guard_core::http_client::HttpClient`]: hyper over HTTP/1.1, rustls on *ring*, the
+/// ([`guard_http::HttpClient`]: hyper over HTTP/1.1, rustls on *ring*, the
 /// platform's root certificates): `https://` only, no redirects, the client's timeouts (2 s to
 /// connect, 5 s in all by default), at most [`MAX_CERT_BYTES`], status 200 only.
 #[cfg(feature = "https-fetch")]
 #[derive(Debug, Clone)]
 pub struct HttpsCertFetcher {
-    client: guard_core::http_client::HttpClient,
+    client: guard_http::HttpClient,
 }
 
 #[cfg(feature = "https-fetch")]
@@ -65,7 +65,7 @@ impl HttpsCertFetcher {
     /// # let _ = f;
     /// ```
     pub fn new() -> Result<Self, CertFetchError> {
-        let client = guard_core::http_client::HttpClient::builder()
+        let client = guard_http::HttpClient::builder()
             .max_response_bytes(MAX_CERT_BYTES)
             .build()
             .map_err(|e| CertFetchError(e.to_string()))?;
@@ -76,18 +76,18 @@ impl HttpsCertFetcher {
     /// [`MAX_CERT_BYTES`] are refused whatever its cap).
     ///
     /// ```
-    /// use guard_core::http_client::HttpClient;
+    /// use guard_http::HttpClient;
     /// let client = HttpClient::builder().build().unwrap();
     /// let f = guard_aws::sns::HttpsCertFetcher::with_client(client);
     /// # let _ = f;
     /// ```
-    pub fn with_client(client: guard_core::http_client::HttpClient) -> Self {
+    pub fn with_client(client: guard_http::HttpClient) -> Self {
         Self { client }
     }
 
     /// `GET uri` over HTTPS: the certificate bytes.
     pub(crate) async fn get(&self, uri: http::Uri) -> Result<Bytes, CertFetchError> {
-        use guard_core::http_client::HttpError;
+        use guard_http::HttpError;
 
         let resp = self
             .client

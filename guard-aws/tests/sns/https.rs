@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use guard_aws::sns::{CertFetchError, CertFetcher, CertUrl, HttpsCertFetcher, MAX_CERT_BYTES};
 use guard_core::RejectionKind;
 use guard_core::clock::WallClock;
-use guard_core::http_client::HttpClient;
+use guard_http::HttpClient;
 use rsa::pkcs8::DecodePrivateKey;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

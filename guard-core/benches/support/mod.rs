@@ -13,9 +13,9 @@ use bytes::Bytes;
 use guard_core::audit::JsonLinesSink;
 use guard_core::clock::WallClock;
 use guard_core::request::Peer;
-use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::validate::JsonBody;
 use guard_core::{Guard, GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use tower::Service;
 
 /// The HMAC key of the orders policy (`orders-webhook-hmac`) in these benches.

@@ -116,7 +116,7 @@ pub struct GuardDeps {
     /// The client `[verify.jwt]` fetches keys and OpenID configurations with; see
     /// [`GuardDeps::http_client`].
     #[cfg(feature = "jwks-http")]
-    pub http_client: Option<crate::http_client::HttpClient>,
+    pub http_client: Option<guard_http::HttpClient>,
 }
 
 impl std::fmt::Debug for GuardDeps {
@@ -220,13 +220,13 @@ impl GuardDeps {
     /// platform's root certificates.
     ///
     /// ```
-    /// use guard_core::http_client::HttpClient;
+    /// use guard_http::HttpClient;
     /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
     /// let deps = guard_core::GuardDeps::default().http_client(client);
     /// assert!(deps.http_client.is_some());
     /// ```
     #[cfg(feature = "jwks-http")]
-    pub fn http_client(mut self, client: crate::http_client::HttpClient) -> Self {
+    pub fn http_client(mut self, client: guard_http::HttpClient) -> Self {
         self.http_client = Some(client);
         self
     }

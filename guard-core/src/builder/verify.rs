@@ -31,7 +31,7 @@ pub(crate) struct VerifyDeps {
     message_verifiers: Vec<(String, BoxVerifier)>,
     /// The client for JWKS and OIDC discovery (default: one with the platform's roots).
     #[cfg(feature = "jwks-http")]
-    http_client: Option<crate::http_client::HttpClient>,
+    http_client: Option<guard_http::HttpClient>,
 }
 
 impl std::fmt::Debug for VerifyDeps {
@@ -64,7 +64,7 @@ impl VerifyDeps {
 
     /// The HTTP client for JWKS and OpenID configurations.
     #[cfg(feature = "jwks-http")]
-    pub(crate) fn http_client(mut self, client: crate::http_client::HttpClient) -> Self {
+    pub(crate) fn http_client(mut self, client: guard_http::HttpClient) -> Self {
         self.http_client = Some(client);
         self
     }
@@ -172,7 +172,7 @@ fn discovered_cache(
     {
         let client = match &deps.http_client {
             Some(c) => c.clone(),
-            None => crate::http_client::HttpClient::builder()
+            None => guard_http::HttpClient::builder()
                 .build()
                 .map_err(|e| PolicyProblem::new(at, e.to_string()))?,
         };

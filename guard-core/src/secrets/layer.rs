@@ -6,10 +6,10 @@ use std::sync::Arc;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use guard_secrets::{SecretStore, SecretValue, SecretsError};
 use crate::future::MaybeBoxFuture;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, GuardResponse};
+use guard_secrets::{SecretStore, SecretValue, SecretsError};
 
 /// One fetched secret: the name as written in the layer's list, and its value.
 type Pair = (Arc<str>, Arc<SecretValue>);

@@ -45,14 +45,14 @@ where
     }
 }
 
-/// Fetches a JWKS with the outbound [`HttpClient`](crate::http_client::HttpClient): `https://`
+/// Fetches a JWKS with the outbound [`HttpClient`](guard_http::HttpClient): `https://`
 /// (plain `http://` only to a loopback or link-local address, for local identity providers and
 /// tests), no redirects, the client's timeouts (5 s by default), body capped at
 /// [`JwksCache::MAX_DOCUMENT_BYTES`], status 200 only.
 #[cfg(feature = "jwks-http")]
 #[derive(Debug, Clone)]
 pub(crate) struct HttpJwksFetcher {
-    client: crate::http_client::HttpClient,
+    client: guard_http::HttpClient,
     uri: http::Uri,
 }
 
@@ -60,7 +60,7 @@ pub(crate) struct HttpJwksFetcher {
 impl HttpJwksFetcher {
     /// A fetcher for `url` with a client of default limits (body capped at [`JwksCache::MAX_DOCUMENT_BYTES`]).
     pub(crate) fn new(url: &str) -> Result<Self, ConfigError> {
-        let client = crate::http_client::HttpClient::builder()
+        let client = guard_http::HttpClient::builder()
             .max_response_bytes(MAX_JWKS_BYTES)
             .build()
             .map_err(|e| ConfigError::HttpClient(e.to_string()))?;
@@ -71,13 +71,13 @@ impl HttpJwksFetcher {
     /// refused whatever its cap).
     pub(crate) fn with_client(
         url: &str,
-        client: crate::http_client::HttpClient,
+        client: guard_http::HttpClient,
     ) -> Result<Self, ConfigError> {
         let bad = || ConfigError::Url(url.chars().take(128).collect());
         let uri: http::Uri = url.parse().map_err(|_| bad())?;
         let allowed = match (uri.scheme_str(), uri.host()) {
             (Some("https"), Some(_)) => true,
-            (Some("http"), Some(host)) => crate::http_client::is_local(host),
+            (Some("http"), Some(host)) => guard_http::is_local(host),
             _ => false,
         };
         if !allowed {
@@ -324,7 +324,7 @@ impl JwksCache {
     }
 
     /// A cache of the JWKS at `url`, fetched with the outbound
-    /// [`HttpClient`](crate::http_client::HttpClient): `https://` (plain `http://` only to a
+    /// [`HttpClient`](guard_http::HttpClient): `https://` (plain `http://` only to a
     /// loopback or link-local address, for local identity providers and tests), no redirects,
     /// the client's timeouts (5 s by default), body capped at [`JwksCache::MAX_DOCUMENT_BYTES`],
     /// status 200 only.
@@ -344,7 +344,7 @@ impl JwksCache {
     /// [`JwksCache::MAX_DOCUMENT_BYTES`] are refused whatever its cap).
     ///
     /// ```
-    /// use guard_core::http_client::HttpClient;
+    /// use guard_http::HttpClient;
     /// use guard_core::verify::JwksCache;
     /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
     /// assert!(JwksCache::from_url_with_client("https://idp.example/keys", client).is_ok());
@@ -352,7 +352,7 @@ impl JwksCache {
     #[cfg(feature = "jwks-http")]
     pub fn from_url_with_client(
         url: &str,
-        client: crate::http_client::HttpClient,
+        client: guard_http::HttpClient,
     ) -> Result<JwksCacheBuilder, ConfigError> {
         Ok(Self::builder(HttpJwksFetcher::with_client(url, client)?))
     }
@@ -748,7 +748,7 @@ mod tests {
     #[cfg(feature = "jwks-http")]
     #[test]
     fn a_fetcher_takes_https_or_plain_http_to_a_local_address_only() {
-        let client = crate::http_client::HttpClient::builder()
+        let client = guard_http::HttpClient::builder()
             .root_certificates_der([])
             .build()
             .unwrap();
@@ -793,7 +793,7 @@ mod tests {
             let _ = sock.write_all(head.as_bytes()).await;
             let _ = sock.write_all(&body).await;
         });
-        let client = crate::http_client::HttpClient::builder()
+        let client = guard_http::HttpClient::builder()
             .root_certificates_der([])
             .build()
             .unwrap();

@@ -13,9 +13,9 @@ use super::jwt::{JwtVerifier, bearer, peek_issuer};
 use super::layer::{Verifier, VerifyFuture};
 use crate::ConfigError;
 use crate::Unavailable;
-use crate::http_client::HttpClient;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::request::{GuardRequest, Principal};
+use guard_http::HttpClient;
 
 /// Largest discovery document accepted, in bytes.
 const MAX_CONFIGURATION_BYTES: usize = 64 * 1024;
@@ -147,7 +147,7 @@ impl JwksCache {
     /// to a loopback host, for a local provider).
     ///
     /// ```
-    /// use guard_core::http_client::HttpClient;
+    /// use guard_http::HttpClient;
     /// use guard_core::verify::JwksCache;
     /// let client = HttpClient::builder().root_certificates_der([]).build().unwrap();
     /// assert!(JwksCache::discover("https://login.microsoftonline.com/tenant/v2.0", client.clone()).is_ok());
@@ -155,7 +155,7 @@ impl JwksCache {
     /// ```
     pub fn discover(
         issuer: &str,
-        client: crate::http_client::HttpClient,
+        client: guard_http::HttpClient,
     ) -> Result<JwksCacheBuilder, ConfigError> {
         Ok(JwksCache::builder(DiscoveryFetcher::new(issuer, client)?))
     }

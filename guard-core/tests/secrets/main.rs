@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use guard_core::clock::WallClock;
-use guard_secrets::{SecretStore, SecretStoreBuilder, SecretsError};
 use guard_core::secrets::{SecretHandles, SecretsLayer};
 use guard_core::{GuardRequest, GuardResponse};
+use guard_secrets::{SecretStore, SecretStoreBuilder, SecretsError};
 use support::{FakeSource, capture_logs};
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -182,7 +182,6 @@ fn listing_handler()
         Ok(GuardResponse::new(Bytes::from(listed.join(";"))))
     })
 }
-
 
 #[tokio::test]
 async fn a_secret_near_expiry_is_refreshed_ahead_through_the_synchronous_path() {

@@ -14,10 +14,10 @@ use guard_core::clock::WallClock;
 use guard_core::rate_limit::{MemoryBackend, Rate, RateLimitLayer, key};
 use guard_core::replay::ReplayStore;
 use guard_core::request::{Peer, Trigger};
-use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::MemoryReplayStore;
 use guard_core::{GuardBuilder, GuardDeps, Policy};
 use guard_core::{GuardRequest, GuardResponse};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::support::{Handler, T0, hmac_hex};

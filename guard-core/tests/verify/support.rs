@@ -13,10 +13,10 @@ use bytes::Bytes;
 use guard_core::audit::{AuditLayer, Outcome, SecurityEvent};
 use guard_core::clock::WallClock;
 use guard_core::request::Principal;
-use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::verify::{Verifier, VerifyLayer};
 use guard_core::{GuardRequest, GuardResponse};
 use guard_core::{Rejection, RejectionKind};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use tower::{Layer, Service, ServiceExt};
 
 /// 2023-11-14T22:13:20Z: every test runs at this (fake) time.

@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use guard_core::audit::{AuditLayer, SecurityEvent};
-use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::{GuardRequest, GuardResponse, Policy};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use serde_json::json;
 use tower::Layer;
 use tower::util::BoxCloneService;

@@ -124,9 +124,7 @@ async fn hundred_concurrent_cold_requests_fetch_the_jwks_once_and_the_secret_onc
         &vault.url(""),
         &identity.url("/msi/token"),
         "identity-header",
-        guard_core::http_client::HttpClient::builder()
-            .build()
-            .unwrap(),
+        guard_http::HttpClient::builder().build().unwrap(),
     )
     .unwrap();
     let guard =

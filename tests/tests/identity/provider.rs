@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use guard_core::http_client::HttpClient;
-use guard_secrets::SecretStore;
 use guard_core::{Guard, GuardBuilder, GuardDeps, Policy};
+use guard_http::HttpClient;
+use guard_secrets::SecretStore;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use serde_json::Value;
 use tower::{Layer, ServiceExt, service_fn};
@@ -182,8 +182,7 @@ impl OpenIdProvider {
             self.issuer
         ))
         .unwrap();
-        let store =
-            SecretStore::new(|n: &str, _| Err(guard_secrets::SecretsError::not_found(n)));
+        let store = SecretStore::new(|n: &str, _| Err(guard_secrets::SecretsError::not_found(n)));
         let deps = GuardDeps::with_secrets(store).http_client(self.client.clone());
         GuardBuilder::from_policy_with(&policy, deps)
             .unwrap()

@@ -196,9 +196,7 @@ async fn one_trace_crosses_aws_azure_and_gcp_and_only_the_signed_hop_is_admitted
     );
 
     // An unsigned call to the last function, from an address outside the partner networks.
-    let client = guard_core::http_client::HttpClient::builder()
-        .build()
-        .unwrap();
+    let client = guard_http::HttpClient::builder().build().unwrap();
     let mut direct = http::Request::post(format!("http://127.0.0.1:{gcp_port}/orders"))
         .header("content-type", "application/json")
         .header("x-forwarded-for", "192.0.2.77")

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use guard_core::audit::{AuditLayer, JsonLinesSink};
 use guard_core::request::{MessageTrigger, Peer, Trigger};
-use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::{GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_tests::server::{repo_root, tool};
 use tower::{Layer, ServiceExt, service_fn};
 

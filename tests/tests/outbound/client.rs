@@ -1,8 +1,8 @@
-//! `guard_core::http_client::HttpClient` against local servers.
+//! `guard_http::HttpClient` against local servers.
 
 use std::time::{Duration, Instant};
 
-use guard_core::http_client::{HttpClient, HttpError};
+use guard_http::{HttpClient, HttpError};
 use guard_tests::http::{Reply, StubServer, response};
 use guard_tests::server::within;
 use http::HeaderMap;

@@ -80,8 +80,8 @@ fn verified_stack(
     Response = guard_core::GuardResponse,
     Error = std::convert::Infallible,
 > {
-    use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
     use guard_core::verify::{HmacScheme, HmacVerifier, VerifyLayer};
+    use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
     use tower::Layer;
     let keys = SecretStore::new(|name: &str, v: SecretVersion| match (name, v) {
         ("hook", SecretVersion::Current) => Ok(SecretValue::from("k")),

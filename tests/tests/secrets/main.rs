@@ -14,9 +14,9 @@ use aws_sdk_secretsmanager::primitives::Blob;
 use bytes::Bytes;
 use guard_aws::secrets::{SecretsManagerSource, https_client};
 use guard_core::clock::WallClock;
-use guard_secrets::{SecretSource, SecretStore, SecretVersion};
 use guard_core::secrets::{SecretHandles, SecretsLayer};
 use guard_core::{GuardRequest, GuardResponse};
+use guard_secrets::{SecretSource, SecretStore, SecretVersion};
 use guard_tests::moto::{ACCESS_KEY_ID, Moto, REGION, SECRET_ACCESS_KEY};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -99,10 +99,8 @@ impl SecretSource for Counting {
         &'a self,
         name: &'a str,
         version: SecretVersion,
-    ) -> guard_core::BoxFuture<
-        'a,
-        Result<guard_secrets::SecretValue, guard_secrets::SecretsError>,
-    > {
+    ) -> guard_core::BoxFuture<'a, Result<guard_secrets::SecretValue, guard_secrets::SecretsError>>
+    {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch(name, version)
     }

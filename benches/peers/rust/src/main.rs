@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use guard_core::audit::JsonLinesSink;
-use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use guard_core::{Guard, GuardBuilder, GuardDeps, GuardRequest, GuardResponse, Policy};
+use guard_secrets::{SecretStore, SecretValue, SecretVersion, SecretsError};
 use lambda_runtime::{Context, LambdaEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;

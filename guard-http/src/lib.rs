@@ -1,4 +1,4 @@
-//! [`HttpClient`]: the one outbound HTTP client every Guard crate uses — JWKS documents, SNS
+//! `guard-http`: [`HttpClient`], the one outbound HTTP client every Guard crate uses — JWKS documents, SNS
 //! signing certificates, the AWS SDK's requests to Secrets Manager, and the secret and identity
 //! services of the other clouds.
 //!
@@ -14,7 +14,7 @@
 //! | connect time | 2 s by default per TCP connection attempt |
 //!
 //! ```
-//! use guard_core::http_client::{HttpClient, HttpError};
+//! use guard_http::{HttpClient, HttpError};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let client = HttpClient::builder().build().unwrap();
@@ -43,11 +43,11 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 
 /// How long one TCP connection attempt may take by default.
-pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one exchange (connect, send, headers, whole body) may take by default.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest response body read by default, in bytes.
-pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Why a request got no usable response. Carries no URL, header or body content.
 #[non_exhaustive]
@@ -77,7 +77,7 @@ impl HttpError {
     /// Whether trying again later may help (connection, timeout, I/O).
     ///
     /// ```
-    /// use guard_core::http_client::HttpError;
+    /// use guard_http::HttpError;
     /// assert!(HttpError::Timeout(std::time::Duration::from_secs(1)).is_transient());
     /// assert!(!HttpError::Refused("plain http").is_transient());
     /// ```
@@ -281,7 +281,7 @@ impl HttpClient {
     /// known before resolution. `self` is unchanged (HTTPS only, unless it was made this way).
     ///
     /// ```
-    /// use guard_core::http_client::{HttpClient, HttpError};
+    /// use guard_http::{HttpClient, HttpError};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let local = HttpClient::builder().build().unwrap().allowing_local_http();
     /// let err = local.get("http://example.com/".parse().unwrap(), Default::default()).await;
@@ -306,8 +306,15 @@ impl HttpClient {
     /// GETs a JSON document (JWKS, OpenID configuration): `Accept: application/json`, only a 200
     /// answer, at most `cap` bytes. The error is a short reason for the caller's own error type
     /// (no URL, no body).
-    #[cfg(feature = "jwks-http")]
-    pub(crate) async fn get_json(&self, uri: Uri, cap: usize) -> Result<Bytes, String> {
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let client = guard_http::HttpClient::builder().build().unwrap();
+    /// let refused = client.get_json("http://example.com/jwks".parse().unwrap(), 4096).await;
+    /// assert_eq!(refused.unwrap_err(), "request failed: request refused: plain http is not allowed");
+    /// # }
+    /// ```
+    pub async fn get_json(&self, uri: Uri, cap: usize) -> Result<Bytes, String> {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::ACCEPT,
@@ -379,7 +386,12 @@ fn check_scheme(uri: &Uri, local_http: bool) -> Result<(), HttpError> {
 /// `localhost`, or a loopback or link-local IP literal (`[::1]` included): the hosts plain
 /// `http://` may reach through [`HttpClient::allowing_local_http`] (any other name is refused,
 /// since its address is not known before resolution).
-pub(crate) fn is_local(host: &str) -> bool {
+///
+/// ```
+/// assert!(guard_http::is_local("127.0.0.1") && guard_http::is_local("[::1]"));
+/// assert!(!guard_http::is_local("example.com") && !guard_http::is_local("10.0.0.1"));
+/// ```
+pub fn is_local(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
