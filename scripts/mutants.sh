@@ -50,7 +50,7 @@ jwks|guard-core|guard-core/src/verify/jwks.rs|--lib --test verify|verify:: token
 sns-time|guard-aws|guard-aws/src/sns/verify.rs|--lib|sns::verify::
 sns-verify|guard-aws|guard-aws/src/sns/verify.rs|--lib --test sns|
 rate-key|guard-core|guard-core/src/rate_limit/key.rs|--lib --test rate_limit_memory|
-secrets-store|guard-core|guard-core/src/secrets/store.rs|--lib --test secrets|
+secrets-store|guard-secrets|guard-secrets/src/store.rs|--lib --test store|
 replay|guard-core|guard-core/src/verify/replay.rs guard-core/src/replay.rs|--lib --test verify|verify:: replay:: signatures
 "
 SNS_TIME='in (parse_timestamp|days_from_civil|secs|unix)$|replace (parse_timestamp|days_from_civil|secs|unix) ->'

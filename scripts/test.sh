@@ -39,6 +39,13 @@ for f in ingress validate audit authz verify jwks-http rate-limit http-client re
   find "${CARGO_TARGET_DIR:-target}/debug/deps" -maxdepth 1 -name 'guard_core-*' -type f -delete
 done
 
+step "guard-secrets without its default features, and each feature on its own (build + unit tests)"
+for f in "" store http; do
+  echo "-- ${f:-(none)}"
+  cargo test -q -p guard-secrets --no-default-features --features "$f" --lib
+  find "${CARGO_TARGET_DIR:-target}/debug/deps" -maxdepth 1 -name 'guard_secrets-*' -type f -delete
+done
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc -q --workspace --no-deps --all-features
 

@@ -6,6 +6,11 @@
 //! extensions ([`request`]); the layers here decide; a refusal is a [`Rejection`] rendered as
 //! `application/problem+json`.
 //!
+//! The cached, rotation-aware secret store (`SecretStore`, `SecretSource`, `SecretValue`,
+//! `SecretsError`, the env and file sources) is the `guard-secrets` crate; the HMAC verifier, the
+//! Redis password, outbound signing and [`secrets::SecretsLayer`] read it. [`clock::WallClock`] is
+//! guard-secrets' clock, re-exported.
+//!
 //! ## Layer order
 //!
 //! [`Guard`] always assembles the layers in this order (outermost first):
