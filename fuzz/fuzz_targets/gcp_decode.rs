@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
     let mut req = http::Request::builder().method("POST");
     let pubsub = selector % 3 == 0;
     req = match selector % 3 {
-        0 => req.uri("/pubsub").header("content-type", "application/json"),
+        0 => req
+            .uri("/pubsub")
+            .header("content-type", "application/json"),
         1 => req
             .uri("/events")
             .header("content-type", "application/cloudevents+json"),

@@ -29,7 +29,9 @@ fn verifiers() -> &'static (tokio::runtime::Runtime, Vec<(HmacVerifier, &'static
         .into_iter()
         .map(|(scheme, header)| {
             (
-                HmacVerifier::builder(scheme, store.clone(), "k").build().unwrap(),
+                HmacVerifier::builder(scheme, store.clone(), "k")
+                    .build()
+                    .unwrap(),
                 header,
             )
         })
@@ -48,8 +50,10 @@ fuzz_target!(|data: &[u8]| {
     for (verifier, name) in verifiers {
         let mut req = http::Request::new(bytes::Bytes::copy_from_slice(body));
         req.headers_mut().insert(*name, value.clone());
-        req.headers_mut()
-            .insert("x-slack-request-timestamp", http::HeaderValue::from_static("1700000000"));
+        req.headers_mut().insert(
+            "x-slack-request-timestamp",
+            http::HeaderValue::from_static("1700000000"),
+        );
         let verdict = rt.block_on(verifier.verify(&req));
         assert!(verdict.is_err(), "a signature without the key was accepted");
     }

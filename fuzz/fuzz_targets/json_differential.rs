@@ -15,9 +15,13 @@ fn layers() -> &'static (tokio::runtime::Runtime, Vec<(ValidateLayer, ValidateLa
     static L: OnceLock<(tokio::runtime::Runtime, Vec<(ValidateLayer, ValidateLayer)>)> =
         OnceLock::new();
     L.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let schema: serde_json::Value = serde_json::from_str(SCHEMA).unwrap();
-        let orders = ValidateLayer::with_schema(&schema).unwrap().expose_details(true);
+        let orders = ValidateLayer::with_schema(&schema)
+            .unwrap()
+            .expose_details(true);
         let json = ValidateLayer::json_only().expose_details(true);
         let pairs = [orders, json]
             .into_iter()
@@ -37,9 +41,11 @@ fuzz_target!(|data: &[u8]| {
     let (rt, pairs) = layers();
     for (fast, full) in pairs {
         let run = |layer: &ValidateLayer| {
-            let svc = layer.layer(tower::service_fn(|_req: http::Request<bytes::Bytes>| async {
-                Ok::<_, std::convert::Infallible>(http::Response::new(bytes::Bytes::new()))
-            }));
+            let svc = layer.layer(tower::service_fn(
+                |_req: http::Request<bytes::Bytes>| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(bytes::Bytes::new()))
+                },
+            ));
             let resp = rt
                 .block_on(svc.oneshot(http::Request::new(body.clone())))
                 .unwrap();

@@ -18,11 +18,10 @@ fn verifier() -> &'static (tokio::runtime::Runtime, JwtVerifier) {
             .enable_time()
             .build()
             .unwrap();
-        let jwks = JwksCache::builder(|| {
+        let jwks = JwksCache::new(|| {
             FETCHES.fetch_add(1, Ordering::Relaxed);
             Ok(JWKS.to_vec())
-        })
-        .build();
+        });
         let v = JwtVerifier::builder(jwks)
             .issuers(["https://issuer.example".to_string()])
             .audiences(["orders".to_string()])
@@ -41,5 +40,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut req = http::Request::new(bytes::Bytes::new());
     req.headers_mut().insert(http::header::AUTHORIZATION, value);
-    assert!(rt.block_on(verifier.verify(&req)).is_err(), "a forged token was accepted");
+    assert!(
+        rt.block_on(verifier.verify(&req)).is_err(),
+        "a forged token was accepted"
+    );
 });

@@ -17,8 +17,7 @@ use guard_core::GuardRequest;
 use guard_core::RejectionKind;
 use guard_core::request::body::BodyCodec;
 use guard_core::request::{
-    AdapterRefusal, Cloud, HeaderLimits, Invocation, MessageTrigger, TraceContext, Trigger,
-    TrustedProxies,
+    AdapterRefusal, Cloud, HeaderLimits, Invocation, MessageTrigger, Trigger, TrustedProxies,
 };
 use guard_core::verify::EasyAuthVerifier;
 use http::{HeaderMap, HeaderValue, Method};
@@ -97,12 +96,8 @@ pub fn invocation(
         .get("x-azure-functions-invocationid")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if let Some(t) =
-        TraceContext::from_headers(trace).or_else(|| TraceContext::from_headers(host_headers))
-    {
-        let (trace_id, span) = t.into_ids();
-        inv.trace_id = Some(trace_id);
-        inv.parent_span_id = span;
+    if !inv.trace_from_headers(trace) {
+        inv.trace_from_headers(host_headers);
     }
     inv
 }

@@ -105,9 +105,8 @@ fn token(alg: Algorithm) -> String {
 /// A JWT verifier over the test JWKS, served by a closure (no network).
 fn jwt_layer(alg: Algorithm) -> VerifyLayer {
     let jwks = test_data("jwks.json");
-    let cache = JwksCache::builder(move || -> Result<Vec<u8>, Unavailable> { Ok(jwks.clone()) })
-        .clock(WallClock::fake_at_unix(T0))
-        .build();
+    let cache = JwksCache::new(move || -> Result<Vec<u8>, Unavailable> { Ok(jwks.clone()) })
+        .clock(WallClock::fake_at_unix(T0));
     let v = JwtVerifier::builder(cache)
         .issuers(["https://issuer.example"])
         .audiences(["orders"])

@@ -42,9 +42,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use guard_core::GuardRequest;
 use guard_core::request::body::BodyCodec;
-use guard_core::request::{
-    AdapterRefusal, Cloud, Invocation, MessageTrigger, Peer, TraceContext, Trigger,
-};
+use guard_core::request::{AdapterRefusal, Cloud, Invocation, MessageTrigger, Peer, Trigger};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
@@ -120,11 +118,7 @@ pub fn with_invocation(mut req: GuardRequest, invocation: &Invocation) -> GuardR
     {
         inv.request_id = Some(id.to_owned());
     }
-    if let Some(trace) = TraceContext::from_headers(req.headers()) {
-        let (trace_id, span) = trace.into_ids();
-        inv.trace_id = Some(trace_id);
-        inv.parent_span_id = span;
-    }
+    inv.trace_from_headers(req.headers());
     req.extensions_mut().insert(inv);
     req
 }

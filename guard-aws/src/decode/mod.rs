@@ -10,7 +10,7 @@
 //!   WebSocket), `requestContext.http.sourceIp` (HTTP API v2, Function URL), and for ALB the
 //!   `X-Forwarded-For` entry counted from the right over the trusted hops; nothing for messages;
 //! - `Invocation` — request id, function ARN, name, region, account, deadline, X-Ray trace id and
-//!   parent span (from the context, through `guard_core::request::TraceContext`);
+//!   parent span (from the context, through `Invocation::trace_from_xray`);
 //! - [`EventShape`], and when API Gateway authenticated the caller its
 //!   [`PlatformIdentity`](guard_core::verify::PlatformIdentity) (IAM, Cognito, JWT or Lambda
 //!   authorizer), which `[verify.aws_authorizer]` turns into the verified `Principal`;
@@ -61,7 +61,7 @@ use guard_core::GuardRequest;
 use guard_core::RejectionKind;
 use guard_core::request::TrustedProxies;
 use guard_core::request::{
-    AdapterRefusal, Cloud, HeaderLimits, Invocation, MessageTrigger, Peer, TraceContext, Trigger,
+    AdapterRefusal, Cloud, HeaderLimits, Invocation, MessageTrigger, Peer, Trigger,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
@@ -400,14 +400,8 @@ pub(crate) fn invocation_from_context(ctx: &Context) -> Invocation {
     if ctx.deadline > 0 {
         inv.deadline = UNIX_EPOCH.checked_add(Duration::from_millis(ctx.deadline));
     }
-    if let Some(trace) = ctx
-        .xray_trace_id
-        .as_deref()
-        .and_then(TraceContext::from_xray)
-    {
-        let (trace_id, parent) = trace.into_ids();
-        inv.trace_id = Some(trace_id);
-        inv.parent_span_id = parent;
+    if let Some(xray) = ctx.xray_trace_id.as_deref() {
+        inv.trace_from_xray(xray);
     }
     if let Some(arn) = FunctionArn::parse(&ctx.invoked_function_arn) {
         inv.region = Some(arn.region.to_owned());

@@ -116,22 +116,17 @@ fn predicates(rules: &[ClaimRule]) -> Vec<ClaimPredicate> {
         .collect()
 }
 
-/// A cache with the refresh times and the clock, or the problem (at `at`) that made it.
+/// The cache with the refresh times and the clock, or the problem (at `at`) that made it.
 #[cfg(feature = "jwks-http")]
 fn finish_cache(
-    builder: Result<crate::verify::JwksCacheBuilder, crate::ConfigError>,
+    cache: Result<JwksCache, crate::ConfigError>,
     ttl: Duration,
     cooldown: Duration,
     deps: &VerifyDeps,
     at: &str,
 ) -> Result<JwksCache, PolicyProblem> {
-    builder
-        .map(|b| {
-            b.ttl(ttl)
-                .cooldown(cooldown)
-                .clock(deps.clock.clone())
-                .build()
-        })
+    cache
+        .map(|c| c.ttl(ttl).cooldown(cooldown).clock(deps.clock.clone()))
         .map_err(|e| PolicyProblem::new(at, e.to_string()))
 }
 

@@ -23,7 +23,7 @@ mod trace;
 
 pub use headers::{HeaderBuilder, HeaderLimits};
 pub use refusal::AdapterRefusal;
-pub use trace::TraceContext;
+pub(crate) use trace::TraceContext;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -189,7 +189,8 @@ pub struct Invocation {
     pub request_id: Option<String>,
     /// When the platform will stop waiting for the function.
     pub deadline: Option<SystemTime>,
-    /// Trace id (W3C trace id, X-Ray root, or Cloud Trace id; see [`TraceContext`]).
+    /// Trace id (W3C trace id, X-Ray root, or Cloud Trace id; see
+    /// [`trace_from_headers`](Self::trace_from_headers)).
     pub trace_id: Option<String>,
     /// The caller's span within that trace (16 lower-case hex), when the platform said.
     pub parent_span_id: Option<String>,

@@ -1,28 +1,74 @@
-//! [`TraceContext`]: the trace a request belongs to, from whichever header the platform or the
-//! caller used — W3C `traceparent`, AWS `X-Amzn-Trace-Id` (also the Lambda context's X-Ray trace
-//! id), Google `X-Cloud-Trace-Context`.
+//! The trace a request belongs to, from whichever header the platform or the caller used — W3C
+//! `traceparent`, AWS `X-Amzn-Trace-Id` (also the Lambda context's X-Ray trace id), Google
+//! `X-Cloud-Trace-Context` — read into an [`Invocation`] by [`Invocation::trace_from_headers`] and
+//! [`Invocation::trace_from_xray`].
 //!
 //! Values are checked strictly; anything malformed is ignored (no trace), never an error, and
 //! never logged.
-//!
-//! ```
-//! use guard_core::request::TraceContext;
-//!
-//! let mut headers = http::HeaderMap::new();
-//! headers.insert(
-//!     "traceparent",
-//!     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
-//! );
-//! let t = TraceContext::from_headers(&headers).unwrap();
-//! assert_eq!(t.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
-//! assert_eq!(t.parent_span_id(), Some("00f067aa0ba902b7"));
-//! ```
 
 use http::HeaderMap;
 
+use super::Invocation;
+
+impl Invocation {
+    /// Sets [`trace_id`](Self::trace_id) and [`parent_span_id`](Self::parent_span_id) from the
+    /// first trace header present and well-formed, in this order: W3C `traceparent`,
+    /// `X-Amzn-Trace-Id`, `X-Cloud-Trace-Context`. Returns whether one was found; when none is,
+    /// nothing changes.
+    ///
+    /// ```
+    /// use guard_core::request::{Cloud, Invocation};
+    ///
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert(
+    ///     "traceparent",
+    ///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
+    /// );
+    /// let mut inv = Invocation::new(Cloud::Gcp);
+    /// assert!(inv.trace_from_headers(&headers));
+    /// assert_eq!(inv.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    /// assert_eq!(inv.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+    ///
+    /// let mut h = http::HeaderMap::new();
+    /// h.insert("x-cloud-trace-context", "105445aa7843bc8bf206b12000100000/1;o=1".parse().unwrap());
+    /// assert!(inv.trace_from_headers(&h));
+    /// assert_eq!(inv.parent_span_id.as_deref(), Some("0000000000000001"));
+    /// assert!(!inv.trace_from_headers(&http::HeaderMap::new()));
+    /// assert_eq!(inv.trace_id.as_deref(), Some("105445aa7843bc8bf206b12000100000"));
+    /// ```
+    pub fn trace_from_headers(&mut self, headers: &HeaderMap) -> bool {
+        self.adopt(TraceContext::from_headers(headers))
+    }
+
+    /// Sets [`trace_id`](Self::trace_id) and [`parent_span_id`](Self::parent_span_id) from an AWS
+    /// X-Ray trace id (`Root=1-<8 hex>-<24 hex>;Parent=<16 hex>;Sampled=0|1|?`, fields in any
+    /// order), as in the Lambda context and `X-Amzn-Trace-Id`. The trace id is the root as X-Ray
+    /// spells it. Returns whether the value was well-formed; when not, nothing changes.
+    ///
+    /// ```
+    /// use guard_core::request::{Cloud, Invocation};
+    /// let mut inv = Invocation::new(Cloud::Aws);
+    /// assert!(inv.trace_from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"));
+    /// assert_eq!(inv.trace_id.as_deref(), Some("1-5759e988-bd862e3fe1be46a994272793"));
+    /// assert_eq!(inv.parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
+    /// assert!(!inv.trace_from_xray("Root=not-a-trace"));
+    /// assert_eq!(inv.parent_span_id.as_deref(), Some("53995c3f42cd8ad8"));
+    /// ```
+    pub fn trace_from_xray(&mut self, value: &str) -> bool {
+        self.adopt(TraceContext::from_xray(value))
+    }
+
+    fn adopt(&mut self, trace: Option<TraceContext>) -> bool {
+        let Some(trace) = trace else { return false };
+        self.trace_id = Some(trace.trace_id);
+        self.parent_span_id = trace.parent_span_id;
+        true
+    }
+}
+
 /// A trace id and the caller's span, as parsed from one trace header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceContext {
+pub(crate) struct TraceContext {
     trace_id: String,
     parent_span_id: Option<String>,
     sampled: Option<bool>,
@@ -31,14 +77,7 @@ pub struct TraceContext {
 impl TraceContext {
     /// From the first header present and well-formed, in this order: `traceparent`,
     /// `X-Amzn-Trace-Id`, `X-Cloud-Trace-Context`.
-    ///
-    /// ```
-    /// let mut h = http::HeaderMap::new();
-    /// h.insert("x-cloud-trace-context", "105445aa7843bc8bf206b12000100000/1;o=1".parse().unwrap());
-    /// let t = guard_core::request::TraceContext::from_headers(&h).unwrap();
-    /// assert_eq!(t.parent_span_id(), Some("0000000000000001"));
-    /// ```
-    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Self> {
         let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         value("traceparent")
             .and_then(Self::from_traceparent)
@@ -48,14 +87,7 @@ impl TraceContext {
 
     /// W3C Trace Context `traceparent`: `version-traceid-parentid-flags`, lower-case hex; the
     /// all-zero ids and version `ff` are invalid; a later version may append fields.
-    ///
-    /// ```
-    /// use guard_core::request::TraceContext;
-    /// let t = TraceContext::from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
-    /// assert_eq!(t.sampled(), Some(false));
-    /// assert!(TraceContext::from_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01").is_none());
-    /// ```
-    pub fn from_traceparent(value: &str) -> Option<Self> {
+    pub(crate) fn from_traceparent(value: &str) -> Option<Self> {
         let value = value.trim();
         let head = value.get(..55)?;
         let tail = &value[55..];
@@ -86,15 +118,7 @@ impl TraceContext {
     /// AWS X-Ray: `Root=1-<8 hex>-<24 hex>;Parent=<16 hex>;Sampled=0|1|?` (fields in any order,
     /// others ignored), as in `X-Amzn-Trace-Id` and the Lambda context's trace id. The trace id is
     /// the root as X-Ray spells it (`1-5759e988-bd862e3fe1be46a994272793`).
-    ///
-    /// ```
-    /// use guard_core::request::TraceContext;
-    /// let t = TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1").unwrap();
-    /// assert_eq!(t.trace_id(), "1-5759e988-bd862e3fe1be46a994272793");
-    /// assert_eq!(t.parent_span_id(), Some("53995c3f42cd8ad8"));
-    /// assert!(TraceContext::from_xray("Root=not-a-trace").is_none());
-    /// ```
-    pub fn from_xray(value: &str) -> Option<Self> {
+    pub(crate) fn from_xray(value: &str) -> Option<Self> {
         let (mut root, mut parent, mut sampled) = (None, None, None);
         for field in value.split(';') {
             let Some((key, val)) = field.trim().split_once('=') else {
@@ -136,15 +160,7 @@ impl TraceContext {
     /// Google Cloud `X-Cloud-Trace-Context`: `TRACE_ID/SPAN_ID;o=OPTIONS`, the trace id 32 hex,
     /// the span id decimal (given here as 16 hex digits, like the others), `;o=` optional (bit 1:
     /// sampled).
-    ///
-    /// ```
-    /// use guard_core::request::TraceContext;
-    /// let t = TraceContext::from_cloud_trace("105445aa7843bc8bf206b12000100000/2706;o=1").unwrap();
-    /// assert_eq!(t.trace_id(), "105445aa7843bc8bf206b12000100000");
-    /// assert_eq!(t.parent_span_id(), Some("0000000000000a92"));
-    /// assert_eq!(t.sampled(), Some(true));
-    /// ```
-    pub fn from_cloud_trace(value: &str) -> Option<Self> {
+    pub(crate) fn from_cloud_trace(value: &str) -> Option<Self> {
         let (ids, options) = match value.trim().split_once(';') {
             Some((ids, options)) => (ids, Some(options)),
             None => (value.trim(), None),
@@ -177,43 +193,25 @@ impl TraceContext {
 
     /// The trace id: 32 lower-case hex (W3C, Cloud Trace) or the X-Ray root
     /// (`1-xxxxxxxx-xxxxxxxxxxxxxxxxxxxxxxxx`).
-    ///
-    /// ```
-    /// let t = guard_core::request::TraceContext::from_cloud_trace("105445AA7843BC8BF206B12000100000").unwrap();
-    /// assert_eq!(t.trace_id(), "105445aa7843bc8bf206b12000100000");
-    /// ```
-    pub fn trace_id(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn trace_id(&self) -> &str {
         &self.trace_id
     }
 
     /// The caller's span (16 lower-case hex), when the header carried one.
-    ///
-    /// ```
-    /// let t = guard_core::request::TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793").unwrap();
-    /// assert_eq!(t.parent_span_id(), None);
-    /// ```
-    pub fn parent_span_id(&self) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn parent_span_id(&self) -> Option<&str> {
         self.parent_span_id.as_deref()
     }
 
     /// The caller's sampling decision, when the header carried one.
-    ///
-    /// ```
-    /// let t = guard_core::request::TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?").unwrap();
-    /// assert_eq!(t.sampled(), None);
-    /// ```
-    pub fn sampled(&self) -> Option<bool> {
+    #[cfg(any(test, feature = "otel"))]
+    pub(crate) fn sampled(&self) -> Option<bool> {
         self.sampled
     }
 
     /// The trace id and parent span id, for an [`Invocation`](super::Invocation).
-    ///
-    /// ```
-    /// let t = guard_core::request::TraceContext::from_cloud_trace("105445aa7843bc8bf206b12000100000/1").unwrap();
-    /// let (trace, parent) = t.into_ids();
-    /// assert_eq!((trace.len(), parent.as_deref()), (32, Some("0000000000000001")));
-    /// ```
-    pub fn into_ids(self) -> (String, Option<String>) {
+    pub(crate) fn into_ids(self) -> (String, Option<String>) {
         (self.trace_id, self.parent_span_id)
     }
 }
@@ -235,6 +233,70 @@ mod tests {
     use super::*;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// The examples the public `TraceContext` documented before it became crate-private.
+    #[test]
+    fn each_header_format_parses_as_documented() {
+        {
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                "x-cloud-trace-context",
+                "105445aa7843bc8bf206b12000100000/1;o=1".parse().unwrap(),
+            );
+            let t = TraceContext::from_headers(&h).unwrap();
+            assert_eq!(t.parent_span_id(), Some("0000000000000001"));
+        }
+        {
+            let t = TraceContext::from_traceparent(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            )
+            .unwrap();
+            assert_eq!(t.sampled(), Some(false));
+            assert!(
+                TraceContext::from_traceparent(
+                    "00-00000000000000000000000000000000-00f067aa0ba902b7-01"
+                )
+                .is_none()
+            );
+        }
+        {
+            let t = TraceContext::from_xray(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+            )
+            .unwrap();
+            assert_eq!(t.trace_id(), "1-5759e988-bd862e3fe1be46a994272793");
+            assert_eq!(t.parent_span_id(), Some("53995c3f42cd8ad8"));
+            assert!(TraceContext::from_xray("Root=not-a-trace").is_none());
+        }
+        {
+            let t = TraceContext::from_cloud_trace("105445aa7843bc8bf206b12000100000/2706;o=1")
+                .unwrap();
+            assert_eq!(t.trace_id(), "105445aa7843bc8bf206b12000100000");
+            assert_eq!(t.parent_span_id(), Some("0000000000000a92"));
+            assert_eq!(t.sampled(), Some(true));
+        }
+        {
+            let t = TraceContext::from_cloud_trace("105445AA7843BC8BF206B12000100000").unwrap();
+            assert_eq!(t.trace_id(), "105445aa7843bc8bf206b12000100000");
+        }
+        {
+            let t = TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793").unwrap();
+            assert_eq!(t.parent_span_id(), None);
+        }
+        {
+            let t = TraceContext::from_xray("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=?")
+                .unwrap();
+            assert_eq!(t.sampled(), None);
+        }
+        {
+            let t = TraceContext::from_cloud_trace("105445aa7843bc8bf206b12000100000/1").unwrap();
+            let (trace, parent) = t.into_ids();
+            assert_eq!(
+                (trace.len(), parent.as_deref()),
+                (32, Some("0000000000000001"))
+            );
+        }
+    }
 
     #[test]
     fn traceparent_is_checked_strictly() {

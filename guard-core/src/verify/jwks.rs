@@ -223,11 +223,9 @@ struct State {
     attempts: u64,
 }
 
-struct Inner {
+/// What every clone of one cache shares: the fetcher, the keys, the single flight.
+struct Shared {
     fetcher: Box<dyn JwksFetcher>,
-    clock: WallClock,
-    ttl: Duration,
-    cooldown: Duration,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
 }
@@ -244,38 +242,50 @@ struct Inner {
 ///
 /// ```
 /// use guard_core::verify::JwksCache;
-/// let cache = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+/// use std::time::Duration;
+/// let cache = JwksCache::new(|| Ok(br#"{"keys":[]}"#.to_vec()))
+///     .ttl(Duration::from_secs(600))
+///     .cooldown(Duration::from_secs(30));
 /// assert_eq!(cache.fetches(), 0);
 /// ```
 #[derive(Clone)]
 pub struct JwksCache {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for JwksCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksCache")
-            .field("ttl", &self.inner.ttl)
-            .field("cooldown", &self.inner.cooldown)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Builds a [`JwksCache`].
-pub struct JwksCacheBuilder {
-    fetcher: Box<dyn JwksFetcher>,
+    shared: Arc<Shared>,
     clock: WallClock,
     ttl: Duration,
     cooldown: Duration,
 }
 
-impl std::fmt::Debug for JwksCacheBuilder {
+impl std::fmt::Debug for JwksCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwksCacheBuilder").finish_non_exhaustive()
+        f.debug_struct("JwksCache")
+            .field("ttl", &self.ttl)
+            .field("cooldown", &self.cooldown)
+            .finish_non_exhaustive()
     }
 }
 
-impl JwksCacheBuilder {
+impl JwksCache {
+    /// Largest JWKS document accepted, in bytes.
+    pub const MAX_DOCUMENT_BYTES: usize = MAX_JWKS_BYTES;
+
+    /// A cache over `fetcher`: TTL 1 h, cooldown 10 s, the system clock until changed.
+    ///
+    /// The setters below are for before the cache is shared: a clone keeps the settings it was
+    /// made with (and shares the keys and the refresh in flight with every other clone).
+    pub fn new(fetcher: impl JwksFetcher) -> Self {
+        JwksCache {
+            shared: Arc::new(Shared {
+                fetcher: Box::new(fetcher),
+                state: Mutex::default(),
+                refresh: tokio::sync::Mutex::new(()),
+            }),
+            clock: WallClock::system(),
+            ttl: Duration::from_secs(3600),
+            cooldown: Duration::from_secs(10),
+        }
+    }
+
     /// How long fetched keys are used before a refresh is attempted (default 1 h).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -294,35 +304,6 @@ impl JwksCacheBuilder {
         self
     }
 
-    /// The cache.
-    pub fn build(self) -> JwksCache {
-        JwksCache {
-            inner: Arc::new(Inner {
-                fetcher: self.fetcher,
-                clock: self.clock,
-                ttl: self.ttl,
-                cooldown: self.cooldown,
-                state: Mutex::default(),
-                refresh: tokio::sync::Mutex::new(()),
-            }),
-        }
-    }
-}
-
-impl JwksCache {
-    /// Largest JWKS document accepted, in bytes.
-    pub const MAX_DOCUMENT_BYTES: usize = MAX_JWKS_BYTES;
-
-    /// A cache over `fetcher`.
-    pub fn builder(fetcher: impl JwksFetcher) -> JwksCacheBuilder {
-        JwksCacheBuilder {
-            fetcher: Box::new(fetcher),
-            clock: WallClock::system(),
-            ttl: Duration::from_secs(3600),
-            cooldown: Duration::from_secs(10),
-        }
-    }
-
     /// A cache of the JWKS at `url`, fetched with the outbound
     /// [`HttpClient`](guard_http::HttpClient): `https://` (plain `http://` only to a
     /// loopback or link-local address, for local identity providers and tests), no redirects,
@@ -336,8 +317,8 @@ impl JwksCache {
     /// assert!(JwksCache::from_url("https://idp.example/keys").is_ok());
     /// ```
     #[cfg(feature = "jwks-http")]
-    pub fn from_url(url: &str) -> Result<JwksCacheBuilder, ConfigError> {
-        Ok(Self::builder(HttpJwksFetcher::new(url)?))
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        Ok(Self::new(HttpJwksFetcher::new(url)?))
     }
 
     /// Like [`from_url`](Self::from_url), over `client` (its roots and timeouts; documents over
@@ -353,32 +334,32 @@ impl JwksCache {
     pub fn from_url_with_client(
         url: &str,
         client: guard_http::HttpClient,
-    ) -> Result<JwksCacheBuilder, ConfigError> {
-        Ok(Self::builder(HttpJwksFetcher::with_client(url, client)?))
+    ) -> Result<Self, ConfigError> {
+        Ok(Self::new(HttpJwksFetcher::with_client(url, client)?))
     }
 
     /// How many fetches were attempted so far.
     pub fn fetches(&self) -> u64 {
-        self.inner.state.lock().map(|s| s.attempts).unwrap_or(0)
+        self.shared.state.lock().map(|s| s.attempts).unwrap_or(0)
     }
 
     /// Fetches now (bypassing TTL and cooldown), e.g. to warm the cache at start. Keeps the
     /// cached keys on failure.
     pub async fn refresh(&self) -> Result<(), Unavailable> {
-        let _flight = self.inner.refresh.lock().await;
+        let _flight = self.shared.refresh.lock().await;
         self.fetch_now().await
     }
 
     async fn fetch_now(&self) -> Result<(), Unavailable> {
         let result = self
-            .inner
+            .shared
             .fetcher
             .fetch()
             .await
             .and_then(|doc| parse_jwks(&doc));
-        let now = self.inner.clock.now();
+        let now = self.clock.now();
         let mut s = self
-            .inner
+            .shared
             .state
             .lock()
             .map_err(|_| Unavailable::new("lock poisoned"))?;
@@ -393,15 +374,15 @@ impl JwksCache {
     /// The keys (`None` until a fetch succeeded), whether they are fresh, whether a fetch is
     /// allowed now, and the attempts so far.
     fn snapshot(&self) -> (Option<Keys>, bool, bool, u64) {
-        let now = self.inner.clock.now();
-        let Ok(s) = self.inner.state.lock() else {
+        let now = self.clock.now();
+        let Ok(s) = self.shared.state.lock() else {
             return (None, false, false, 0);
         };
         let older_than = |t: Option<SystemTime>, d: Duration| {
             t.is_none_or(|t| now.duration_since(t).map(|age| age >= d).unwrap_or(false))
         };
-        let fresh = !older_than(s.fetched_at, self.inner.ttl);
-        let may_fetch = older_than(s.last_attempt, self.inner.cooldown);
+        let fresh = !older_than(s.fetched_at, self.ttl);
+        let may_fetch = older_than(s.last_attempt, self.cooldown);
         let keys = s.fetched_at.map(|_| s.keys.clone());
         (keys, fresh, may_fetch, s.attempts)
     }
@@ -439,7 +420,7 @@ impl JwksCache {
         if (found.is_ok() && fresh) || !may_fetch {
             return found;
         }
-        let _flight = self.inner.refresh.lock().await;
+        let _flight = self.shared.refresh.lock().await;
         let (keys, _, may_fetch, now_attempts) = self.snapshot();
         if now_attempts == attempts && may_fetch {
             // Nobody refreshed while we waited: we are the one flight. Failure keeps old keys.
@@ -643,7 +624,7 @@ mod tests {
         let clock = crate::clock::WallClock::fake_at_unix(1_000_000);
         let doc = Arc::new(Mutex::new(None));
         let served = doc.clone();
-        let cache = JwksCache::builder(move || {
+        let cache = JwksCache::new(move || {
             served
                 .lock()
                 .unwrap()
@@ -653,8 +634,7 @@ mod tests {
         })
         .ttl(Duration::from_secs(100))
         .cooldown(Duration::from_secs(10))
-        .clock(clock.clone())
-        .build();
+        .clock(clock.clone());
         let f = Fixture { cache, clock, doc };
         f.serve(kids);
         f
@@ -819,12 +799,11 @@ mod tests {
 
     #[test]
     fn debug_shows_the_timings_and_no_keys() {
-        let builder = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec()))
+        let cache = JwksCache::new(|| Ok(br#"{"keys":[]}"#.to_vec()))
             .ttl(Duration::from_secs(60))
             .cooldown(Duration::from_secs(5));
-        assert_eq!(format!("{builder:?}"), "JwksCacheBuilder { .. }");
         assert_eq!(
-            format!("{:?}", builder.build()),
+            format!("{cache:?}"),
             "JwksCache { ttl: 60s, cooldown: 5s, .. }"
         );
     }
@@ -847,9 +826,7 @@ mod tests {
     #[tokio::test]
     async fn waiters_share_the_refresh_in_flight_even_without_a_cooldown() {
         let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let cache = JwksCache::builder(Yielding(fetches.clone()))
-            .cooldown(Duration::ZERO)
-            .build();
+        let cache = JwksCache::new(Yielding(fetches.clone())).cooldown(Duration::ZERO);
         let lookups = (0..5).map(|_| cache.find(Some("unknown"), Algorithm::RS256));
         for r in futures_util::future::join_all(lookups).await {
             assert_eq!(r.err(), Some(Lookup::Unknown));

@@ -250,7 +250,7 @@ impl JwtVerifierBuilder {
 /// ```
 /// use guard_core::verify::{JwksCache, JwtVerifier, Verifier};
 ///
-/// let jwks = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+/// let jwks = JwksCache::new(|| Ok(br#"{"keys":[]}"#.to_vec()));
 /// let v = JwtVerifier::builder(jwks).issuers(["https://issuer.example"]).audiences(["orders"])
 ///     .build().unwrap();
 /// let req = http::Request::new(bytes::Bytes::new());
@@ -551,7 +551,7 @@ mod tests {
     }
 
     fn verifier(issuers: &[&str], audiences: &[&str]) -> (JwtVerifier, JwksCache) {
-        let jwks = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+        let jwks = JwksCache::new(|| Ok(br#"{"keys":[]}"#.to_vec()));
         let v = JwtVerifier::builder(jwks.clone())
             .issuers(issuers.iter().copied())
             .audiences(audiences.iter().copied())

@@ -130,7 +130,7 @@ pub(crate) use hmac::header_name;
 #[cfg(feature = "outbound")]
 pub(crate) use hmac::signature_headers as hmac_signature_headers;
 pub use hmac::{HmacScheme, HmacVerifier, HmacVerifierBuilder, SignatureEncoding};
-pub use jwks::{JwksCache, JwksCacheBuilder, JwksFetcher};
+pub use jwks::{JwksCache, JwksFetcher};
 pub(crate) use jwt::parse_algorithm;
 pub use jwt::{ClaimPredicate, JwtVerifier, JwtVerifierBuilder};
 pub(crate) use layer::VerifyFuture;

@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use super::jwks::{JwksCache, JwksCacheBuilder, JwksFetcher, JwksFuture, MAX_JWKS_BYTES};
+use super::jwks::{JwksCache, JwksFetcher, JwksFuture, MAX_JWKS_BYTES};
 use super::jwt::{JwtVerifier, bearer, peek_issuer};
 use super::layer::{Verifier, VerifyFuture};
 use crate::ConfigError;
@@ -156,8 +156,8 @@ impl JwksCache {
     pub fn discover(
         issuer: &str,
         client: guard_http::HttpClient,
-    ) -> Result<JwksCacheBuilder, ConfigError> {
-        Ok(JwksCache::builder(DiscoveryFetcher::new(issuer, client)?))
+    ) -> Result<JwksCache, ConfigError> {
+        Ok(JwksCache::new(DiscoveryFetcher::new(issuer, client)?))
     }
 }
 

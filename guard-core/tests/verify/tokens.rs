@@ -45,8 +45,7 @@ fn fixture_with(
         .unwrap()
         .cooldown(Duration::from_secs(30))
         .ttl(Duration::from_secs(600))
-        .clock(clock.clone())
-        .build();
+        .clock(clock.clone());
     let b = JwtVerifier::builder(jwks)
         .issuers([ISS])
         .audiences([AUD])
@@ -284,7 +283,7 @@ fn jwks_with(members: &str) -> Vec<u8> {
 }
 
 fn stack_over(doc: Vec<u8>) -> Stack {
-    let jwks = JwksCache::builder(move || Ok(doc.clone())).build();
+    let jwks = JwksCache::new(move || Ok(doc.clone()));
     let v = JwtVerifier::builder(jwks)
         .issuers([ISS])
         .audiences([AUD])
@@ -376,8 +375,7 @@ async fn no_keys_ever_fetched_is_503_unavailable() {
     };
     let jwks = JwksCache::from_url(&format!("http://127.0.0.1:{port}/jwks.json"))
         .unwrap()
-        .clock(clock())
-        .build();
+        .clock(clock());
     let v = JwtVerifier::builder(jwks)
         .issuers([ISS])
         .audiences([AUD])
@@ -449,7 +447,7 @@ async fn crit_header_is_refused() {
 
 #[test]
 fn hmac_and_none_algorithms_cannot_be_configured() {
-    let jwks = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+    let jwks = JwksCache::new(|| Ok(br#"{"keys":[]}"#.to_vec()));
     assert!(
         JwtVerifier::builder(jwks.clone())
             .algorithms([Algorithm::HS256])
@@ -474,7 +472,7 @@ async fn an_audience_array_without_an_accepted_audience_is_refused() {
 
 #[test]
 fn leeway_over_300_seconds_is_refused_at_build() {
-    let jwks = || JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+    let jwks = || JwksCache::new(|| Ok(br#"{"keys":[]}"#.to_vec()));
     let build = |secs: u64| {
         JwtVerifier::builder(jwks())
             .issuers([ISS])
@@ -538,7 +536,7 @@ async fn the_token_size_limit_admits_exactly_8_kib() {
 #[test]
 fn no_bearer_token_is_decided_at_once_and_a_token_waits_for_the_keys() {
     use guard_core::verify::Verifier;
-    let jwks = JwksCache::builder(|| Ok(br#"{"keys":[]}"#.to_vec())).build();
+    let jwks = JwksCache::new(|| Ok(br#"{"keys":[]}"#.to_vec()));
     let v = JwtVerifier::builder(jwks)
         .issuers([ISS])
         .audiences([AUD])

@@ -17,9 +17,7 @@ use tower::{Layer, ServiceExt, service_fn};
 /// A cache of the JWKS at `url` over a client with `timeout`: its `refresh` is one fetch.
 fn fetcher(url: &str, timeout: Duration) -> JwksCache {
     let client = HttpClient::builder().timeout(timeout).build().unwrap();
-    JwksCache::from_url_with_client(url, client)
-        .unwrap()
-        .build()
+    JwksCache::from_url_with_client(url, client).unwrap()
 }
 
 #[tokio::test]
@@ -57,7 +55,7 @@ async fn a_jwks_document_over_the_cap_is_refused_even_by_a_roomier_client() {
         JwksCache::from_url_with_client(&endpoint.url("/jwks.json"), roomy).unwrap(),
     ] {
         assert_eq!(
-            f.build().refresh().await.unwrap_err(),
+            f.refresh().await.unwrap_err(),
             Unavailable::new("document too large")
         );
     }
