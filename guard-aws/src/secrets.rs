@@ -47,7 +47,7 @@ use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, S
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::timeout::TimeoutConfig;
-use guard_core::BoxFuture;
+use futures_util::future::BoxFuture;
 use guard_http::HttpClient;
 use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 

@@ -37,7 +37,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use guard_core::BoxFuture;
+use futures_util::future::BoxFuture;
 use guard_http::{HttpClient, HttpError};
 use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};

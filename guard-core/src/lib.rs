@@ -93,17 +93,6 @@ pub use error::{ConfigError, Unavailable};
 pub use policy::Policy;
 pub use rejection::{Rejection, RejectionKind, ValidationDetail};
 
-/// The boxed future the extension traits return (`guard_secrets::SecretSource::fetch`,
-/// [`ReplayStore::first_use`](replay::ReplayStore::first_use), `verify::Verifier::verify`):
-/// `Send`, borrowing for `'a`, resolving to `T` (the same type as `futures::future::BoxFuture`).
-///
-/// ```
-/// use guard_core::BoxFuture;
-/// let answer: BoxFuture<'static, u32> = Box::pin(async { 42 });
-/// # let _ = answer;
-/// ```
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
 /// The request Guard sees: an HTTP request with the raw body bytes.
 pub type GuardRequest = http::Request<bytes::Bytes>;
 /// The response Guard returns: the handler's, or a rendered [`Rejection`].

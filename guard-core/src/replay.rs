@@ -6,16 +6,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::BoxFuture;
 use crate::Unavailable;
 use crate::clock::WallClock;
 use crate::rejection::{Rejection, RejectionKind};
+use futures_util::future::BoxFuture;
 
 /// The future returned by [`ReplayStore::first_use`] (for the stores of `verify` and `redis`).
 #[cfg_attr(not(any(feature = "verify", feature = "redis")), allow(dead_code))]
 pub(crate) type ReplayFuture<'a> = BoxFuture<'a, Result<bool, Unavailable>>;
 
-/// Remembers keys (signature digests) for a while.
+/// Remembers keys (signature digests) for a while. Its methods return
+/// `futures_util::future::BoxFuture` (`Box::pin(async move { .. })`).
 pub trait ReplayStore: Send + Sync + 'static {
     /// Records `key` for `ttl` if it is absent (atomically: of two concurrent calls with one key,
     /// exactly one resolves to `true`). Resolves to `true` the first time a key is seen inside its

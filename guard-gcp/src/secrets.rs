@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use guard_core::BoxFuture;
+use futures_util::future::BoxFuture;
 use guard_core::request::body::BodyCodec;
 use guard_http::{HttpClient, HttpError};
 use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};

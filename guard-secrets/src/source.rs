@@ -19,7 +19,7 @@ pub enum SecretVersion {
 /// Closures `Fn(&str, SecretVersion) -> Result<SecretValue, SecretsError>` are sources too.
 ///
 /// `fetch` returns `futures_util::future::BoxFuture<'a, Result<SecretValue, SecretsError>>`
-/// (the same type as `guard_core::BoxFuture`): `Box::pin(async move { ... })`.
+/// (guard-core's `Verifier` and `ReplayStore` return the same type): `Box::pin(async move { ... })`.
 ///
 /// ```
 /// use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};

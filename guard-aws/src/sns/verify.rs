@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use guard_core::BoxFuture;
+use futures_util::future::BoxFuture;
 use guard_core::GuardRequest;
 use guard_core::clock::WallClock;
 use guard_core::request::{Principal, PrincipalKind};

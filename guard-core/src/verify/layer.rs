@@ -5,11 +5,11 @@
 use std::mem;
 use std::sync::Arc;
 
-use crate::BoxFuture;
 use crate::future::MaybeBoxFuture;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::replay::PendingReplays;
 use crate::request::{GuardRequest, Principal, PrincipalKind, Trigger, VerifiedSlot};
+use futures_util::future::BoxFuture;
 
 /// The boxed future a [`Verifier`] returns: the verified [`Principal`], or the [`Rejection`] to send.
 pub(crate) type VerifyFuture<'a> = BoxFuture<'a, Result<Principal, Rejection>>;
@@ -24,6 +24,8 @@ pub(crate) type BoxVerifier = Arc<dyn Verifier>;
 /// finds no credentials at all answers [`RejectionKind::MissingCredentials`] (401); credentials that
 /// do not verify are 401 with a specific code; a verified caller that is not allowed is 403.
 ///
+/// `verify` returns `futures_util::future::BoxFuture` (the pinned, boxed `Send` future the
+/// other extension traits return too): an implementation answers `Box::pin(async move { .. })`.
 /// Synchronous closures `Fn(&GuardRequest) -> Result<Principal, Rejection>` are verifiers:
 ///
 /// ```

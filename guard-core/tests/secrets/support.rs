@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use guard_core::BoxFuture;
+use futures_util::future::BoxFuture;
 use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
 
 /// A source whose answers the test sets, counting every fetch.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use guard_core::BoxFuture;
+use futures_util::future::BoxFuture;
 use guard_core::Unavailable;
 use guard_core::audit::{AuditLayer, SecurityEvent};
 use guard_core::clock::WallClock;

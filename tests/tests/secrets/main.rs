@@ -99,8 +99,10 @@ impl SecretSource for Counting {
         &'a self,
         name: &'a str,
         version: SecretVersion,
-    ) -> guard_core::BoxFuture<'a, Result<guard_secrets::SecretValue, guard_secrets::SecretsError>>
-    {
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<guard_secrets::SecretValue, guard_secrets::SecretsError>,
+    > {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch(name, version)
     }
