@@ -17,7 +17,15 @@ use http_body_util::Full;
 /// The SDK's view of the core client. `Err` holds why the client could not be built (no root
 /// certificate): every request then fails with that reason and nothing is sent.
 #[derive(Debug, Clone)]
-pub(crate) struct SdkHttpClient(pub(crate) Result<HttpClient, HttpError>);
+pub(crate) struct SdkHttpClient(Result<HttpClient, HttpError>);
+
+impl SdkHttpClient {
+    /// The SDK's connector over `client`, allowed plain HTTP to a loopback or link-local host
+    /// (the endpoint comes from the configuration: a local emulator may be plain HTTP).
+    pub(crate) fn new(client: Result<HttpClient, HttpError>) -> Self {
+        Self(client.map(|c| c.allowing_local_http()))
+    }
+}
 
 impl SdkClient for SdkHttpClient {
     /// One connector for every setting: connect and total timeouts are the core client's.
@@ -48,12 +56,7 @@ impl HttpConnector for SdkHttpClient {
         };
         let request = http::Request::from_parts(parts, body);
         HttpConnectorFuture::new(async move {
-            // The endpoint comes from the configuration (a local emulator may be plain HTTP).
-            let response = client
-                .allowing_local_http()
-                .send(request)
-                .await
-                .map_err(connector_error)?;
+            let response = client.send(request).await.map_err(connector_error)?;
             // A streaming body, not an in-memory one: the SDK logs responses at trace level and
             // an in-memory body's `Debug` shows its bytes (the secret).
             let response = response.map(|b| SdkBody::from_body_1_x(Full::new(b)));

@@ -71,7 +71,7 @@ pub struct SecretsManagerSource {
 /// # let _ = config;
 /// ```
 pub fn https_client() -> SharedHttpClient {
-    SharedHttpClient::new(SdkHttpClient(HttpClient::builder().build()))
+    SharedHttpClient::new(SdkHttpClient::new(HttpClient::builder().build()))
 }
 
 /// The AWS SDK's HTTP client on `client` (its limits, roots and pinned addresses); the SDK's
@@ -86,7 +86,7 @@ pub fn https_client() -> SharedHttpClient {
 /// # let _ = http;
 /// ```
 pub fn sdk_http_client(client: HttpClient) -> SharedHttpClient {
-    SharedHttpClient::new(SdkHttpClient(Ok(client)))
+    SharedHttpClient::new(SdkHttpClient::new(Ok(client)))
 }
 
 /// How long one `GetSecretValue` call may take, retries included, when the SDK configuration

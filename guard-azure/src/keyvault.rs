@@ -80,6 +80,8 @@ struct Inner {
     vault: String,
     identity_endpoint: String,
     identity_header: SecretValue,
+    /// The caller's client, allowed plain HTTP to a loopback or link-local host (the managed
+    /// identity endpoint, a local test server) once, here.
     client: HttpClient,
     token: Mutex<Option<Token>>,
 }
@@ -174,7 +176,7 @@ impl KeyVaultSource {
                 vault,
                 identity_endpoint: identity_endpoint.to_owned(),
                 identity_header: SecretValue::new(identity_header.as_bytes().to_vec()),
-                client,
+                client: client.allowing_local_http(),
                 token: Mutex::new(None),
             }),
         })
@@ -247,7 +249,6 @@ impl KeyVaultSource {
         let resp = self
             .inner
             .client
-            .allowing_local_http()
             .get(uri, headers)
             .await
             .map_err(|e| SecretsError::from_http(name, &e))?;
@@ -290,7 +291,6 @@ impl KeyVaultSource {
         let resp = self
             .inner
             .client
-            .allowing_local_http()
             .get(uri, headers)
             .await
             .map_err(|e| SecretsError::from_http(name, &e))?;

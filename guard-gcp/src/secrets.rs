@@ -58,6 +58,8 @@ pub struct SecretManagerSource {
 }
 
 struct Inner {
+    /// The caller's client, allowed plain HTTP to a loopback or link-local host (the metadata
+    /// server's address, a local test server) once, here.
     client: HttpClient,
     base: String,
     metadata_host: String,
@@ -108,7 +110,7 @@ impl SecretManagerSource {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                client,
+                client: client.allowing_local_http(),
                 base: base.into().trim_end_matches('/').to_owned(),
                 metadata_host: metadata_host.into(),
                 project,
@@ -154,7 +156,6 @@ impl SecretManagerSource {
         headers.insert(http::header::AUTHORIZATION, bearer);
         let resp = inner
             .client
-            .allowing_local_http()
             .get(uri, headers)
             .await
             .map_err(|e| SecretsError::from_http(name, &e))?;
@@ -237,7 +238,6 @@ impl SecretManagerSource {
         let resp = self
             .inner
             .client
-            .allowing_local_http()
             .get(uri, headers)
             .await
             .map_err(|e| SecretsError::from_http(name, &e))?;

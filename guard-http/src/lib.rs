@@ -295,6 +295,24 @@ impl HttpClient {
         }
     }
 
+    /// A handle on the same pool that sends `https://` only, whatever `self` allows: for a
+    /// caller that must never speak plain HTTP, even over a client it was given.
+    ///
+    /// ```
+    /// use guard_http::{HttpClient, HttpError};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let strict = HttpClient::builder().build().unwrap().allowing_local_http().https_only();
+    /// let err = strict.get("http://127.0.0.1:9/".parse().unwrap(), Default::default()).await;
+    /// assert_eq!(err.unwrap_err(), HttpError::Refused("plain http is not allowed"));
+    /// # }
+    /// ```
+    pub fn https_only(&self) -> Self {
+        Self {
+            local_http: false,
+            ..self.clone()
+        }
+    }
+
     /// `GET uri` with `headers`: the status, headers and whole (capped) body.
     pub async fn get(&self, uri: Uri, headers: HeaderMap) -> Result<Response<Bytes>, HttpError> {
         let mut req = Request::new(Bytes::new());

@@ -119,14 +119,19 @@ pub(crate) async fn forwarding(
     else {
         return Ok(resp);
     };
-    let Some(client) = CLIENT.get_or_init(|| HttpClient::builder().build().ok()) else {
+    // HTTPS, or plain HTTP to a loopback next hop (the local chain of the three examples).
+    let Some(client) = CLIENT.get_or_init(|| {
+        HttpClient::builder()
+            .build()
+            .ok()
+            .map(|c| c.allowing_local_http())
+    }) else {
         return Ok(resp);
     };
     let client = client.clone();
-    // HTTPS, or plain HTTP to a loopback next hop (the local chain of the three examples).
     let send = tower::service_fn(move |r: http::Request<Bytes>| {
         let client = client.clone();
-        async move { client.allowing_local_http().send(r).await }
+        async move { client.send(r).await }
     });
     let scheme = HmacScheme::stripe_style("X-Guard-Signature").expect("a valid header name");
     let call = OutboundLayer::new()

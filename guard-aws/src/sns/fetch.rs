@@ -45,7 +45,7 @@ where
 #[cfg(feature = "https-fetch")]
 pub const MAX_CERT_BYTES: usize = 16 * 1024;
 
-/// Fetches certificates with guard-core's outbound client
+/// Fetches certificates with Guard's outbound client
 /// ([`guard_http::HttpClient`]: hyper over HTTP/1.1, rustls on *ring*, the
 /// platform's root certificates): `https://` only, no redirects, the client's timeouts (2 s to
 /// connect, 5 s in all by default), at most [`MAX_CERT_BYTES`], status 200 only.
@@ -73,7 +73,8 @@ impl HttpsCertFetcher {
     }
 
     /// A fetcher over `client` (its timeouts, roots and pinned addresses; certificates over
-    /// [`MAX_CERT_BYTES`] are refused whatever its cap).
+    /// [`MAX_CERT_BYTES`] are refused whatever its cap, and plain HTTP is refused even when
+    /// `client` was made with `allowing_local_http`).
     ///
     /// ```
     /// use guard_http::HttpClient;
@@ -82,7 +83,9 @@ impl HttpsCertFetcher {
     /// # let _ = f;
     /// ```
     pub fn with_client(client: guard_http::HttpClient) -> Self {
-        Self { client }
+        Self {
+            client: client.https_only(),
+        }
     }
 
     /// `GET uri` over HTTPS: the certificate bytes.
@@ -129,6 +132,19 @@ mod tests {
         // Port 9 (discard) on loopback: the refusal is the scheme rule's, nothing is sent.
         let err = HttpsCertFetcher::new()
             .unwrap()
+            .get("http://127.0.0.1:9/cert.pem".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.0, "request refused: plain http is not allowed");
+    }
+
+    #[tokio::test]
+    async fn refuses_plain_http_over_a_client_that_allows_it() {
+        let lenient = guard_http::HttpClient::builder()
+            .build()
+            .unwrap()
+            .allowing_local_http();
+        let err = HttpsCertFetcher::with_client(lenient)
             .get("http://127.0.0.1:9/cert.pem".parse().unwrap())
             .await
             .unwrap_err();
