@@ -2,6 +2,9 @@
 //! behaviour is tested in guard-secrets).
 #![cfg(feature = "secrets")]
 
+/// guard-secrets' scriptable source and log capture, shared with the store's own tests.
+#[path = "../../../guard-secrets/tests/store/support.rs"]
+#[allow(dead_code)] // the store tests use more of it than these
 mod support;
 
 use std::convert::Infallible;
@@ -13,29 +16,9 @@ use bytes::Bytes;
 use guard_core::clock::WallClock;
 use guard_core::secrets::{SecretHandles, SecretsLayer};
 use guard_core::{GuardRequest, GuardResponse};
-use guard_secrets::{SecretStore, SecretStoreBuilder, SecretsError};
-use support::{FakeSource, capture_logs};
+use guard_secrets::{SecretStore, SecretsError};
+use support::{FakeSource, V1, V2, builder, capture_logs, is, secs};
 use tower::{Layer, ServiceExt, service_fn};
-
-const V1: &str = "s3cr3t-v1-7f3a91";
-const V2: &str = "s3cr3t-v2-c04e55";
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn builder(src: &FakeSource, clock: &WallClock) -> SecretStoreBuilder {
-    SecretStore::builder(src.clone())
-        .clock(clock.clone())
-        .ttl(secs(100))
-        .refresh_ahead(Duration::ZERO)
-        .max_staleness(secs(600))
-        .retry_after_error(secs(5))
-}
-
-fn is(v: &guard_secrets::SecretValue, expected: &str) -> bool {
-    v.expose_bytes() == expected.as_bytes()
-}
 
 #[test]
 fn builder_reports_every_bad_setting_as_a_config_error() {

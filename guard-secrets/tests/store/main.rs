@@ -7,28 +7,8 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use guard_secrets::{SecretStore, SecretStoreBuilder, SecretVersion, SecretsError, WallClock};
-use support::{FakeSource, capture_logs};
-
-const V1: &str = "s3cr3t-v1-7f3a91";
-const V2: &str = "s3cr3t-v2-c04e55";
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn builder(src: &FakeSource, clock: &WallClock) -> SecretStoreBuilder {
-    SecretStore::builder(src.clone())
-        .clock(clock.clone())
-        .ttl(secs(100))
-        .refresh_ahead(Duration::ZERO)
-        .max_staleness(secs(600))
-        .retry_after_error(secs(5))
-}
-
-fn is(v: &guard_secrets::SecretValue, expected: &str) -> bool {
-    v.expose_bytes() == expected.as_bytes()
-}
+use guard_secrets::{SecretStore, SecretVersion, SecretsError, WallClock};
+use support::{FakeSource, V1, V2, builder, capture_logs, is, secs};
 
 /// A store holding `k` = V1 (TTL 100 s) that refreshes in the last 20 s before expiry.
 fn refreshing_ahead_store() -> (FakeSource, WallClock, SecretStore) {

@@ -1,4 +1,5 @@
-//! A scriptable, counting secret source and a log capture for the store tests.
+//! A scriptable, counting secret source and a log capture for the store tests (guard-core's
+//! `SecretsLayer` tests include this file too).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -7,7 +8,34 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use guard_secrets::{SecretSource, SecretValue, SecretVersion, SecretsError};
+use guard_secrets::{
+    SecretSource, SecretStore, SecretStoreBuilder, SecretValue, SecretVersion, SecretsError,
+    WallClock,
+};
+
+/// The current and the rotated-in value of the tests' secrets.
+pub(crate) const V1: &str = "s3cr3t-v1-7f3a91";
+pub(crate) const V2: &str = "s3cr3t-v2-c04e55";
+
+pub(crate) fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// A store over `src` on `clock`: TTL 100 s, no refresh ahead, stale for up to 600 s, 5 s between
+/// retries after an error.
+pub(crate) fn builder(src: &FakeSource, clock: &WallClock) -> SecretStoreBuilder {
+    SecretStore::builder(src.clone())
+        .clock(clock.clone())
+        .ttl(secs(100))
+        .refresh_ahead(Duration::ZERO)
+        .max_staleness(secs(600))
+        .retry_after_error(secs(5))
+}
+
+/// Whether `v` holds `expected`.
+pub(crate) fn is(v: &SecretValue, expected: &str) -> bool {
+    v.expose_bytes() == expected.as_bytes()
+}
 
 /// A source whose answers the test sets, counting every fetch.
 #[derive(Clone, Default)]
