@@ -17,18 +17,12 @@ use guard_core::clock::WallClock;
 use guard_core::secrets::{SecretHandles, SecretsLayer};
 use guard_core::{GuardRequest, GuardResponse};
 use guard_secrets::{SecretStore, SecretsError};
-use support::{FakeSource, V1, V2, builder, capture_logs, is, secs};
+use support::{FakeSource, V1, V2, builder, capture_logs, is, secs, three_bad_settings};
 use tower::{Layer, ServiceExt, service_fn};
 
 #[test]
 fn builder_reports_every_bad_setting_as_a_config_error() {
-    let err = SecretStore::builder(FakeSource::new())
-        .ttl(secs(10))
-        .refresh_ahead(secs(10))
-        .fetch_timeout(Duration::ZERO)
-        .force_refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap_err();
+    let err = three_bad_settings().build().unwrap_err();
     let err = guard_core::ConfigError::from(err);
     let guard_core::ConfigError::SecretStore(problems) = &err else {
         panic!("not a secret store error: {err}");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guard_secrets::{SecretStore, SecretVersion, SecretsError, WallClock};
-use support::{FakeSource, V1, V2, builder, capture_logs, is, secs};
+use support::{FakeSource, V1, V2, builder, capture_logs, is, secs, three_bad_settings};
 
 /// A store holding `k` = V1 (TTL 100 s) that refreshes in the last 20 s before expiry.
 fn refreshing_ahead_store() -> (FakeSource, WallClock, SecretStore) {
@@ -466,13 +466,7 @@ async fn a_hanging_source_times_out_as_transient() {
 
 #[test]
 fn builder_reports_every_bad_setting() {
-    let err = SecretStore::builder(FakeSource::new())
-        .ttl(secs(10))
-        .refresh_ahead(secs(10))
-        .fetch_timeout(Duration::ZERO)
-        .force_refresh_interval(Duration::ZERO)
-        .build()
-        .unwrap_err();
+    let err = three_bad_settings().build().unwrap_err();
     let problems = err.problems();
     assert_eq!(problems.len(), 3, "{err}");
 }

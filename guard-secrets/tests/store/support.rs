@@ -32,6 +32,16 @@ pub(crate) fn builder(src: &FakeSource, clock: &WallClock) -> SecretStoreBuilder
         .retry_after_error(secs(5))
 }
 
+/// Settings the store refuses, three of them: refresh ahead not shorter than the TTL, a zero fetch
+/// timeout, a zero forced-refresh interval.
+pub(crate) fn three_bad_settings() -> SecretStoreBuilder {
+    SecretStore::builder(FakeSource::new())
+        .ttl(secs(10))
+        .refresh_ahead(secs(10))
+        .fetch_timeout(Duration::ZERO)
+        .force_refresh_interval(Duration::ZERO)
+}
+
 /// Whether `v` holds `expected`.
 pub(crate) fn is(v: &SecretValue, expected: &str) -> bool {
     v.expose_bytes() == expected.as_bytes()
