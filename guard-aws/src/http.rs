@@ -1,4 +1,4 @@
-//! The AWS SDK's HTTP client on guard-core's outbound [`HttpClient`]: the SDK's
+//! The AWS SDK's HTTP client on Guard's outbound [`HttpClient`]: the SDK's
 //! `HttpClient` / `HttpConnector` traits, mapped onto one request and one capped response. The
 //! connection, TLS and limit rules are the core client's; this file only translates.
 

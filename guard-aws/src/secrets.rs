@@ -20,7 +20,7 @@
 //! `AWS_ENDPOINT_URL_SECRETS_MANAGER`, the shared config file, or
 //! [`aws_config::ConfigLoader::endpoint_url`].
 //!
-//! HTTP goes through [`https_client`]: guard-core's one outbound client (hyper over HTTP/1.1 with
+//! HTTP goes through [`https_client`]: Guard's one outbound client, guard-http (hyper over HTTP/1.1 with
 //! rustls on *ring*, the hyper client `lambda_runtime` already carries). The SDK's own client
 //! (`aws-smithy-http-client`) would add HTTP/2 (`h2`) and, by default, aws-lc (a C build).
 //!
@@ -59,7 +59,7 @@ pub struct SecretsManagerSource {
     client: Client,
 }
 
-/// The AWS SDK's HTTP client on guard-core's outbound client with its default limits
+/// The AWS SDK's HTTP client on Guard's outbound client with its default limits
 /// ([`guard_http`]: hyper over HTTP/1.1, rustls on *ring*, the platform's root
 /// certificates, no redirects, capped responses, 2 s to connect and 5 s per attempt). Plain
 /// `http://` is used only for an endpoint on a loopback or link-local address (a local emulator

@@ -18,7 +18,7 @@
 //! | 429, 5xx, timeouts, connection failures | `Transient` |
 //! | anything else, unreadable answers | `Permanent` |
 //!
-//! Requests go through guard-core's one outbound client with
+//! Requests go through Guard's one outbound client (guard-http) with
 //! [`HttpClient::allowing_local_http`]: `https`, or plain HTTP to a loopback or link-local address (the
 //! identity endpoint is `http://localhost:<port>/...` on App Service; tests point the vault at a
 //! local server). No token or secret value appears in an error, a log or `Debug`.

@@ -714,7 +714,7 @@ fn secret_store(
     secrets::store_builder(section, source)
         .build()
         .map(Some)
-        .map_err(|e| problem("secrets", crate::ConfigError::from(e).to_string()))
+        .map_err(|e| problem("secrets", e.to_string()))
 }
 
 /// The verification layer, `None` when the policy has no `[verify]` and says
